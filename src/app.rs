@@ -1,0 +1,205 @@
+//! Start-up and shutdown: open the stores chosen by configuration, bootstrap the first
+//! admin key, bind the listener (port 0 works; [`Application::port`] tells the real
+//! one), serve until SIGINT/SIGTERM, drain in-flight requests, and close the stores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{GraphBackend, Settings, VectorBackend};
+use crate::domain::vector::CollectionSpec;
+use crate::services::auth::AuthService;
+use crate::state::AppState;
+use crate::store::embedded::auth::EmbeddedAuthStore;
+use crate::store::embedded::graph::EmbeddedGraphStore;
+use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
+use crate::store::{GraphStore, VectorStore};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("opening {store} store: {message}")]
+    Store {
+        store: &'static str,
+        message: String,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    port: u16,
+    bootstrap_key: Option<String>,
+}
+
+fn store_err(store: &'static str) -> impl Fn(crate::store::StoreError) -> StartError {
+    move |e| StartError::Store {
+        store,
+        message: e.message,
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let data_dir = settings.server.data_dir.clone();
+        let dir_err = |source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
+
+        let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
+            VectorBackend::Embedded => {
+                let options = EmbeddedVectorOptions {
+                    default_name: settings.vectors.default_collection.clone(),
+                    default_spec: CollectionSpec {
+                        dim: settings.vectors.default_dim,
+                        distance: settings.vectors.default_distance,
+                    },
+                    optimize_idle: Duration::from_millis(settings.vectors.optimize_idle_ms),
+                    optimize_check: Duration::from_millis(settings.vectors.optimize_check_ms),
+                };
+                Arc::new(
+                    EmbeddedVectorStore::open(&data_dir, options)
+                        .await
+                        .map_err(store_err("vector"))?,
+                )
+            }
+        };
+        let graph: Arc<dyn GraphStore> = match settings.graph.backend {
+            GraphBackend::Embedded => {
+                let timeout = Duration::from_millis(settings.limits.query_timeout_ms);
+                Arc::new(
+                    EmbeddedGraphStore::open(&data_dir, timeout)
+                        .await
+                        .map_err(store_err("graph"))?,
+                )
+            }
+        };
+        let auth_store = Arc::new(
+            EmbeddedAuthStore::open(&data_dir)
+                .await
+                .map_err(store_err("auth"))?,
+        );
+        let auth = AuthService::new(auth_store.clone(), settings.auth.clone(), &data_dir)
+            .map_err(dir_err)?;
+        let bootstrap_key = auth
+            .bootstrap(&data_dir)
+            .await
+            .map_err(|e| StartError::Store {
+                store: "auth",
+                message: e.to_string(),
+            })?;
+
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
+        let state = AppState {
+            settings: Arc::new(settings),
+            vectors,
+            graph,
+            auth_store,
+            auth: Arc::new(auth),
+        };
+        Ok(Self {
+            listener,
+            state,
+            port,
+            bootstrap_key,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin key created on this start, if the key store was empty.
+    pub fn bootstrap_key(&self) -> Option<&str> {
+        self.bootstrap_key.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT/SIGTERM (or `shutdown` resolves), then drains and closes.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
+        let router = crate::http::router(self.state);
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopped_tx.send(());
+        });
+        let serve = tokio::spawn(async move { serve.await });
+        // Once shutdown starts, in-flight requests get `grace` to finish.
+        let drained = async {
+            let _ = stopped_rx.await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            joined = serve => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = drained => {
+                tracing::warn!("shutdown grace period elapsed with requests still running");
+                Ok(())
+            }
+        };
+        if let Err(e) = state.vectors.close().await {
+            tracing::error!(error = %e, "closing the vector store");
+        }
+        if let Err(e) = state.graph.close().await {
+            tracing::error!(error = %e, "closing the graph store");
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

@@ -1,0 +1,230 @@
+//! Typed configuration: compiled-in `config/default.toml`, then an optional file, then
+//! `RAGBRAIN__SECTION__KEY` environment variables; validated once at start-up.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::domain::vector::Distance;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Why the configuration could not be used; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub limits: Limits,
+    pub vectors: VectorSettings,
+    pub graph: GraphSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub request_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+/// Hard limits on every size a client controls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_batch_points: usize,
+    pub max_vector_dim: usize,
+    pub max_search_limit: usize,
+    pub max_search_offset: usize,
+    pub max_payload_bytes: usize,
+    pub max_filter_conditions: usize,
+    pub max_filter_depth: usize,
+    pub max_labels: usize,
+    pub max_properties_bytes: usize,
+    pub max_graph_hops: u8,
+    pub max_neighbors_limit: usize,
+    pub max_find_limit: usize,
+    pub max_find_offset: usize,
+    pub max_query_rows: usize,
+    pub max_query_bytes: usize,
+    pub query_timeout_ms: u64,
+    pub max_id_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorBackend {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphBackend {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorSettings {
+    pub backend: VectorBackend,
+    pub default_collection: String,
+    pub default_dim: usize,
+    pub default_distance: Distance,
+    pub optimize_idle_ms: u64,
+    pub optimize_check_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSettings {
+    pub backend: GraphBackend,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub clock_skew_secs: u64,
+    pub anonymous_read: bool,
+    pub anonymous_tenant: String,
+    pub bootstrap_tenant: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("RAGBRAIN__").split("__"));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the relations serde cannot express; each message names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            (
+                "server.body_limit_bytes",
+                self.server.body_limit_bytes as u64,
+            ),
+            (
+                "limits.max_batch_points",
+                self.limits.max_batch_points as u64,
+            ),
+            ("limits.max_vector_dim", self.limits.max_vector_dim as u64),
+            (
+                "limits.max_search_limit",
+                self.limits.max_search_limit as u64,
+            ),
+            (
+                "limits.max_payload_bytes",
+                self.limits.max_payload_bytes as u64,
+            ),
+            ("limits.max_labels", self.limits.max_labels as u64),
+            (
+                "limits.max_neighbors_limit",
+                self.limits.max_neighbors_limit as u64,
+            ),
+            ("limits.max_find_limit", self.limits.max_find_limit as u64),
+            ("limits.max_query_rows", self.limits.max_query_rows as u64),
+            ("limits.max_query_bytes", self.limits.max_query_bytes as u64),
+            ("limits.query_timeout_ms", self.limits.query_timeout_ms),
+            ("limits.max_id_len", self.limits.max_id_len as u64),
+            ("vectors.default_dim", self.vectors.default_dim as u64),
+            ("vectors.optimize_check_ms", self.vectors.optimize_check_ms),
+            (
+                "auth.access_token_ttl_secs",
+                self.auth.access_token_ttl_secs,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        if !(1..=3).contains(&self.limits.max_graph_hops) {
+            return Err(ConfigError(
+                "limits.max_graph_hops must be 1, 2 or 3".into(),
+            ));
+        }
+        if self.vectors.default_dim > self.limits.max_vector_dim {
+            return Err(ConfigError(
+                "vectors.default_dim must not exceed limits.max_vector_dim".into(),
+            ));
+        }
+        let names = [
+            (
+                "vectors.default_collection",
+                &self.vectors.default_collection,
+            ),
+            ("auth.anonymous_tenant", &self.auth.anonymous_tenant),
+            ("auth.bootstrap_tenant", &self.auth.bootstrap_tenant),
+        ];
+        for (key, value) in names {
+            if !crate::domain::is_valid_name(value) {
+                return Err(ConfigError(format!(
+                    "{key} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
+                )));
+            }
+        }
+        let secret = self.auth.jwt_secret.expose_secret();
+        if !secret.is_empty() && secret.len() < 32 {
+            return Err(ConfigError(
+                "auth.jwt_secret must be at least 32 bytes (or empty to generate one)".into(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError(format!(
+                "log.level {:?} is not a valid filter directive",
+                self.log.level
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Figment errors can span lines; start-up reports them on one.
+fn one_line(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

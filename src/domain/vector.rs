@@ -1,0 +1,173 @@
+//! Vector collections, points, payload filters and search results, in the shape the API
+//! speaks; stores map these to their engine's types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Payload key the server writes on every point; clients may not set or filter on it.
+pub const TENANT_KEY: &str = "tenant";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    Cosine,
+    Dot,
+    Euclid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    pub dim: usize,
+    pub distance: Distance,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub dim: usize,
+    pub distance: Distance,
+    pub points_count: usize,
+    pub indexed_vectors_count: usize,
+}
+
+/// A point id: an unsigned integer or a UUID (sent as a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PointId {
+    Num(u64),
+    Uuid(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    pub payload: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredPoint {
+    pub id: PointId,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A validated search, already scoped to one tenant's collection by the caller.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub vector: Vec<f32>,
+    pub limit: usize,
+    pub offset: usize,
+    pub score_threshold: Option<f32>,
+    pub filter: Option<Filter>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+/// A boolean combination of conditions, Qdrant-style: all of `must`, at least one of
+/// `should` (when present), none of `must_not`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub should: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_not: Vec<Condition>,
+}
+
+/// One condition as it arrives on the wire: a field condition (`key` with `match` or
+/// `range`) or a nested filter (`must`/`should`/`must_not`). [`Condition::kind`] tells
+/// which, or why it is neither.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<MatchSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must: Option<Vec<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub should: Option<Vec<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_not: Option<Vec<Condition>>,
+}
+
+/// `{"value": v}` for equality, `{"any": [v, …]}` for membership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<MatchValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<MatchValue>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MatchValue {
+    Bool(bool),
+    Int(i64),
+    Keyword(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+/// What a wire [`Condition`] means once checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConditionKind<'a> {
+    Match(&'a str, &'a MatchValue),
+    MatchAny(&'a str, &'a [MatchValue]),
+    Range(&'a str, &'a RangeSpec),
+    Nested(Filter),
+}
+
+impl Condition {
+    /// Classifies the condition, or says in one sentence why it is malformed.
+    pub fn kind(&self) -> Result<ConditionKind<'_>, String> {
+        let nested = self.must.is_some() || self.should.is_some() || self.must_not.is_some();
+        match (&self.key, &self.matches, &self.range, nested) {
+            (None, None, None, true) => Ok(ConditionKind::Nested(Filter {
+                must: self.must.clone().unwrap_or_default(),
+                should: self.should.clone().unwrap_or_default(),
+                must_not: self.must_not.clone().unwrap_or_default(),
+            })),
+            (Some(key), Some(m), None, false) => match (&m.value, &m.any) {
+                (Some(v), None) => Ok(ConditionKind::Match(key, v)),
+                (None, Some(any)) if !any.is_empty() => Ok(ConditionKind::MatchAny(key, any)),
+                _ => Err(format!(
+                    "condition on {key:?}: `match` needs exactly one of `value` or a non-empty `any`"
+                )),
+            },
+            (Some(key), None, Some(r), false) => {
+                if r.gt.is_none() && r.gte.is_none() && r.lt.is_none() && r.lte.is_none() {
+                    return Err(format!("condition on {key:?}: `range` needs a bound"));
+                }
+                let bounds = [r.gt, r.gte, r.lt, r.lte];
+                if bounds.iter().flatten().any(|b| !b.is_finite()) {
+                    return Err(format!("condition on {key:?}: range bounds must be finite"));
+                }
+                Ok(ConditionKind::Range(key, r))
+            }
+            _ => Err(
+                "each condition needs `key` with one of `match` or `range`, or a nested `must`/`should`/`must_not`"
+                    .into(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Per-request context: the correlation id (accepted from `X-Correlation-ID` when
+//! well-formed, else a new UUIDv7), the request deadline, and the single access-log line
+//! that also records the error cause, so every error is logged exactly once.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::error::{ApiError, ErrorCause};
+
+pub const HEADER: &str = "x-correlation-id";
+
+/// What the request learns as it runs, read by the access log at the end.
+#[derive(Debug, Default)]
+pub struct RequestContext {
+    pub correlation_id: String,
+    /// (subject, tenant) once authentication succeeded.
+    pub principal: OnceLock<(String, String)>,
+}
+
+tokio::task_local! {
+    static CONTEXT: Arc<RequestContext>;
+}
+
+/// The correlation id of the request being served, if any.
+pub fn current() -> Option<String> {
+    CONTEXT.try_with(|c| c.correlation_id.clone()).ok()
+}
+
+/// Records who the request acts for, for the access log.
+pub fn record_principal(subject: &str, tenant: &str) {
+    let _ = CONTEXT.try_with(|c| c.principal.set((subject.to_owned(), tenant.to_owned())));
+}
+
+fn well_formed(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+pub async fn middleware(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let correlation_id = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| well_formed(v))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let context = Arc::new(RequestContext {
+        correlation_id: correlation_id.clone(),
+        ..Default::default()
+    });
+    let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation_id);
+
+    let run = async {
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Timeout(format!("request exceeded {} ms", timeout.as_millis()))
+                .into_response(),
+        }
+    };
+    let mut response = CONTEXT
+        .scope(context.clone(), run.instrument(span.clone()))
+        .await;
+
+    let status = response.status();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (principal, tenant) = context.principal.get().cloned().unwrap_or_default();
+    let cause = response
+        .extensions_mut()
+        .remove::<ErrorCause>()
+        .map(|c| c.0);
+    span.in_scope(|| {
+        let status = status.as_u16();
+        if status >= 500 {
+            tracing::error!(
+                status,
+                latency_ms,
+                principal,
+                tenant,
+                error = cause.as_deref(),
+                "request failed"
+            );
+        } else if cause.is_some() {
+            tracing::info!(
+                status,
+                latency_ms,
+                principal,
+                tenant,
+                error = cause.as_deref(),
+                "request rejected"
+            );
+        } else {
+            tracing::info!(status, latency_ms, principal, tenant, "request served");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}

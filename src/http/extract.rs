@@ -1,0 +1,126 @@
+//! Extractors: `AppJson` (JSON bodies whose rejections become problem responses) and the
+//! scope-checking principal extractors `Reader`, `Writer` and `Admin`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::domain::principal::{Principal, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `Json` with problem+json rejections: 400 bad syntax, 413 too large, 415 wrong content
+/// type, 422 wrong shape.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(AppJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("request body is too large".into())
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(text),
+        _ => ApiError::BadRequest(text),
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Finds the caller from `Authorization: Bearer …` or `X-API-Key`, or the anonymous
+/// principal when enabled and no credentials were sent.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let headers = &parts.headers;
+    let bearer = headers.get(axum::http::header::AUTHORIZATION);
+    let api_key = headers.get("x-api-key");
+    let principal = match (bearer, api_key) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "send either a bearer token or an API key, not both".into(),
+            ));
+        }
+        (Some(value), None) => {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+            let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must use the Bearer scheme".into())
+            })?;
+            state.auth.authenticate_token(token.trim()).await?
+        }
+        (None, Some(value)) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized("malformed X-API-Key header".into()))?;
+            state.auth.authenticate_key(key.trim()).await?
+        }
+        (None, None) => state.auth.anonymous().ok_or_else(|| {
+            ApiError::Unauthorized("credentials required: a bearer token or X-API-Key".into())
+        })?,
+    };
+    crate::http::correlation::record_principal(&principal.subject, principal.tenant.as_str());
+    Ok(principal)
+}
+
+async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
+    let principal = authenticate(parts, state).await?;
+    if principal.allows(scope) {
+        Ok(principal)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this operation needs the {scope} scope"
+        )))
+    }
+}
+
+macro_rules! scoped_principal {
+    ($(#[$doc:meta])* $name:ident, $scope:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                require(parts, state, $scope).await.map($name)
+            }
+        }
+    };
+}
+
+scoped_principal!(
+    /// A caller holding at least the `read` scope.
+    Reader,
+    Scope::Read
+);
+scoped_principal!(
+    /// A caller holding at least the `write` scope.
+    Writer,
+    Scope::Write
+);
+scoped_principal!(
+    /// A caller holding the `admin` scope.
+    Admin,
+    Scope::Admin
+);

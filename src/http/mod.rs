@@ -1,0 +1,57 @@
+//! The HTTP edge: one router merging each handler module's routes, with the shared layers
+//! applied once, outermost first: correlation id, access log and deadline → panic
+//! guard → body limit. Authentication is per route, via the `Reader`/`Writer`/`Admin`
+//! extractors, so unknown paths stay 404.
+
+pub mod auth;
+pub mod correlation;
+pub mod extract;
+pub mod graphs;
+pub mod health;
+pub mod vectors;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let server = &state.settings.server;
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    let body_limit = server.body_limit_bytes;
+    Router::new()
+        .merge(vectors::router())
+        .merge(graphs::router())
+        .merge(auth::router())
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    timeout,
+                    correlation::middleware,
+                ))
+                .layer(CatchPanicLayer::custom(panicked))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("handler panicked".into()).into_response()
+}

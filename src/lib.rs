@@ -1,0 +1,24 @@
+//! ragbrain: retrieval-augmented generation over vectors and a knowledge graph, served
+//! over HTTP from one binary.
+//!
+//! # Layout
+//! - [`app`]: start-up and graceful shutdown (`Application::build` → `run_until_stopped`).
+//! - [`config`]: typed settings from compiled-in defaults, a file and the environment.
+//! - [`http`]: the router, middleware, extractors and one handler module per resource.
+//! - [`services`]: validation and business logic behind the handlers, HTTP-free.
+//! - [`store`]: storage traits, the shared Cypher, the Qdrant type mapping, and the
+//!   in-process defaults under [`store::embedded`].
+//! - [`domain`]: principals, tenants, vector and graph types shared by all layers.
+//! - [`error`]: the API error enum and its problem+json rendering.
+//! - [`state`]: the `AppState` handlers receive.
+//! - [`telemetry`]: log set-up.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod services;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! The `ragbrain` command: parse the CLI, load configuration, build and run the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ragbrain::app::Application;
+use ragbrain::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "ragbrain",
+    version,
+    about = "RAG server over vectors and a knowledge graph"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// Address to listen on (server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one (server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where data is kept (server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML file layered over the defaults; also RAGBRAIN_CONFIG.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn settings(args: ServeArgs) -> Result<Settings, String> {
+    let file = args
+        .config
+        .or_else(|| std::env::var_os("RAGBRAIN_CONFIG").map(PathBuf::from));
+    let mut settings = Settings::load(file.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(host) = args.host {
+        settings.server.host = host;
+    }
+    if let Some(port) = args.port {
+        settings.server.port = port;
+    }
+    if let Some(dir) = args.data_dir {
+        settings.server.data_dir = dir;
+    }
+    Ok(settings)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let settings = match settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ragbrain: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ragbrain::telemetry::init(&settings.log);
+    let data_dir = settings.server.data_dir.clone();
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("ragbrain: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(key) = app.bootstrap_key() {
+        eprintln!(
+            "ragbrain: created the first admin key (shown once; also saved to {}):\n{key}",
+            data_dir.join("bootstrap-admin.key").display()
+        );
+    }
+    tracing::info!(port = app.port(), "listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ragbrain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

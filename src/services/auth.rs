@@ -1,0 +1,383 @@
+//! Authentication: API keys (shown once, stored as SHA-256, scoped, tenant-bound) and the
+//! HS256 access tokens issued for them. A token names the key it came from, so deleting
+//! the key revokes its tokens on the next request.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthSettings;
+use crate::domain::principal::{Principal, Scope, Tenant};
+use crate::error::{ApiError, Result};
+use crate::store::{ApiKeyRecord, AuthStore};
+
+const KEY_PREFIX: &str = "rbk";
+const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
+const SECRET_FILE: &str = "jwt-secret";
+
+pub struct AuthService {
+    store: Arc<dyn AuthStore>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    settings: AuthSettings,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    tenant: String,
+    scope: String,
+    iss: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub grant_type: String,
+    pub api_key: Option<SecretString>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub view: KeyView,
+    /// The only time the key is shown.
+    pub key: String,
+}
+
+impl From<ApiKeyRecord> for KeyView {
+    fn from(r: ApiKeyRecord) -> Self {
+        KeyView {
+            id: r.id,
+            name: r.name,
+            tenant: r.tenant,
+            scopes: r.scopes,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Equal-time comparison, so a hash check leaks nothing through timing.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized("invalid credentials".into())
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// The configured signing secret, or one generated on first start and kept in the data dir.
+fn signing_secret(settings: &AuthSettings, data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    let configured = settings.jwt_secret.expose_secret();
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let path = data_dir.join(SECRET_FILE);
+    if !path.exists() {
+        write_private(&path, &random_hex(32))?;
+    }
+    Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+}
+
+impl AuthService {
+    pub fn new(
+        store: Arc<dyn AuthStore>,
+        settings: AuthSettings,
+        data_dir: &Path,
+    ) -> std::io::Result<Self> {
+        let secret = signing_secret(&settings, data_dir)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[settings.jwt_issuer.as_str()]);
+        validation.set_audience(&[settings.jwt_audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = settings.clock_skew_secs;
+        Ok(Self {
+            store,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// On an empty key store, creates an admin key for the bootstrap tenant, writes it to
+    /// `<data_dir>/bootstrap-admin.key` (0600) and returns it so start-up can print it.
+    pub async fn bootstrap(&self, data_dir: &Path) -> Result<Option<String>> {
+        if self.store.count_keys().await? > 0 {
+            return Ok(None);
+        }
+        let tenant = self.settings.bootstrap_tenant.clone();
+        let created = self
+            .insert_key("bootstrap-admin".into(), tenant, vec![Scope::Admin])
+            .await?;
+        let path = data_dir.join(BOOTSTRAP_FILE);
+        let _ = std::fs::remove_file(&path);
+        write_private(&path, &format!("{}\n", created.key))
+            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+        Ok(Some(created.key))
+    }
+
+    async fn insert_key(
+        &self,
+        name: String,
+        tenant: String,
+        scopes: Vec<Scope>,
+    ) -> Result<CreatedKey> {
+        let id = random_hex(8);
+        let key = format!("{KEY_PREFIX}_{id}_{}", random_hex(32));
+        let record = ApiKeyRecord {
+            id,
+            name,
+            tenant,
+            scopes,
+            hash: sha256_hex(&key),
+            created_at: now(),
+        };
+        self.store.insert_key(record.clone()).await?;
+        Ok(CreatedKey {
+            view: record.into(),
+            key,
+        })
+    }
+
+    /// The principal an `X-API-Key` value stands for.
+    pub async fn authenticate_key(&self, key: &str) -> Result<Principal> {
+        let mut parts = key.splitn(3, '_');
+        let (Some(KEY_PREFIX), Some(id), Some(_)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad_credentials());
+        };
+        let record = self.store.get_key(id).await?.ok_or_else(bad_credentials)?;
+        if !same(&record.hash, &sha256_hex(key)) {
+            return Err(bad_credentials());
+        }
+        principal_of(&record)
+    }
+
+    /// The principal a bearer token stands for; the key it was issued for must still exist.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+        let claims = data.claims;
+        let record = self
+            .store
+            .get_key(&claims.sub)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the token's API key was revoked".into()))?;
+        let scopes: Vec<Scope> = claims
+            .scope
+            .split_whitespace()
+            .filter_map(Scope::parse)
+            .collect();
+        // A token never carries more than its key has now.
+        let scopes = scopes
+            .into_iter()
+            .filter(|s| record.scopes.contains(s))
+            .collect();
+        let tenant = Tenant::parse(&claims.tenant).ok_or_else(bad_credentials)?;
+        if tenant.as_str() != record.tenant {
+            return Err(bad_credentials());
+        }
+        Ok(Principal {
+            subject: claims.sub,
+            tenant,
+            scopes,
+        })
+    }
+
+    pub async fn issue_token(&self, req: TokenRequest) -> Result<TokenResponse> {
+        if req.grant_type != "api_key" {
+            return Err(ApiError::BadRequest(format!(
+                "unsupported grant_type {:?}; use \"api_key\"",
+                req.grant_type
+            )));
+        }
+        let key = req.api_key.ok_or_else(|| {
+            ApiError::Unprocessable("api_key is required for grant_type api_key".into())
+        })?;
+        let principal = self.authenticate_key(key.expose_secret()).await?;
+        let iat = now();
+        let scope = principal
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let claims = Claims {
+            sub: principal.subject,
+            tenant: principal.tenant.to_string(),
+            scope: scope.clone(),
+            iss: self.settings.jwt_issuer.clone(),
+            aud: self.settings.jwt_audience.clone(),
+            iat,
+            exp: iat + self.settings.access_token_ttl_secs,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let access_token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .map_err(|e| ApiError::Internal(format!("signing token: {e}")))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_ttl_secs,
+            scope,
+        })
+    }
+
+    /// Operators (admins of the bootstrap tenant) may act on any tenant; other admins on
+    /// their own.
+    fn target_tenant(&self, who: &Principal, requested: Option<String>) -> Result<String> {
+        match requested {
+            None => Ok(who.tenant.to_string()),
+            Some(t) if t == who.tenant.as_str() => Ok(t),
+            Some(t) if self.is_operator(who) => {
+                Tenant::parse(&t).map(|t| t.to_string()).ok_or_else(|| {
+                    ApiError::Unprocessable(format!(
+                        "tenant {t:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
+                    ))
+                })
+            }
+            Some(_) => Err(ApiError::Forbidden(
+                "only operators may manage other tenants' keys".into(),
+            )),
+        }
+    }
+
+    fn is_operator(&self, who: &Principal) -> bool {
+        who.tenant.as_str() == self.settings.bootstrap_tenant && who.allows(Scope::Admin)
+    }
+
+    pub async fn create_key(&self, who: &Principal, req: CreateKeyRequest) -> Result<CreatedKey> {
+        let name = req.name.trim().to_owned();
+        if name.is_empty() || name.len() > 128 {
+            return Err(ApiError::Unprocessable(
+                "name must be 1 to 128 characters".into(),
+            ));
+        }
+        if req.scopes.is_empty() {
+            return Err(ApiError::Unprocessable("scopes must not be empty".into()));
+        }
+        let tenant = self.target_tenant(who, req.tenant)?;
+        let mut scopes = req.scopes;
+        scopes.sort();
+        scopes.dedup();
+        self.insert_key(name, tenant, scopes).await
+    }
+
+    pub async fn list_keys(&self, who: &Principal, tenant: Option<String>) -> Result<Vec<KeyView>> {
+        let tenant = self.target_tenant(who, tenant)?;
+        let mut keys: Vec<KeyView> = self
+            .store
+            .list_keys(Some(&tenant))
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    pub async fn delete_key(&self, who: &Principal, id: &str) -> Result<()> {
+        let not_found = || ApiError::NotFound(format!("API key {id:?} does not exist"));
+        let record = self.store.get_key(id).await?.ok_or_else(not_found)?;
+        if record.tenant != who.tenant.as_str() && !self.is_operator(who) {
+            return Err(not_found());
+        }
+        self.store.delete_key(id).await?;
+        Ok(())
+    }
+
+    /// The principal for callers without credentials, when anonymous reads are enabled.
+    pub fn anonymous(&self) -> Option<Principal> {
+        if !self.settings.anonymous_read {
+            return None;
+        }
+        Some(Principal {
+            subject: "anonymous".into(),
+            tenant: Tenant::parse(&self.settings.anonymous_tenant)?,
+            scopes: vec![Scope::Read],
+        })
+    }
+}
+
+fn principal_of(record: &ApiKeyRecord) -> Result<Principal> {
+    Ok(Principal {
+        subject: record.id.clone(),
+        tenant: Tenant::parse(&record.tenant)
+            .ok_or_else(|| ApiError::Internal("stored key has a bad tenant".into()))?,
+        scopes: record.scopes.clone(),
+    })
+}

@@ -1,0 +1,312 @@
+//! Graph operations: validate ids, labels, types, properties and sizes against the
+//! configured limits, then call the graph store for the caller's tenant.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Limits;
+use crate::domain::graph::{
+    CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node,
+    NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
+};
+use crate::domain::is_valid_identifier;
+use crate::domain::principal::Principal;
+use crate::error::{ApiError, Result};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRequest {
+    pub id: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub properties: Properties,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindRequest {
+    pub label: String,
+    #[serde(default)]
+    pub properties: Properties,
+    #[serde(default = "default_page")]
+    pub limit: usize,
+    #[serde(default)]
+    pub offset: usize,
+}
+
+fn default_page() -> usize {
+    25
+}
+
+#[derive(Debug, Serialize)]
+pub struct FindResponse {
+    pub nodes: Vec<Node>,
+    /// Offset of the next page, when this page was full.
+    pub next_offset: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationshipRequest {
+    pub from: String,
+    pub to: String,
+    #[serde(rename = "type")]
+    pub rel_type: String,
+    #[serde(default)]
+    pub properties: Properties,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborsRequest {
+    pub id: String,
+    #[serde(default = "one")]
+    pub hops: u8,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default = "default_page")]
+    pub limit: usize,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Serialize)]
+pub struct NeighborsResponse {
+    pub neighbors: Vec<Neighbor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub query: String,
+    #[serde(default)]
+    pub params: Properties,
+    pub limit: Option<usize>,
+}
+
+fn check_id(id: &str, limits: &Limits) -> Result<()> {
+    if id.is_empty() || id.len() > limits.max_id_len {
+        return Err(ApiError::Unprocessable(format!(
+            "node id must be 1 to {} bytes",
+            limits.max_id_len
+        )));
+    }
+    Ok(())
+}
+
+fn check_identifier(kind: &str, name: &str) -> Result<()> {
+    if is_valid_identifier(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{kind} {name:?} must match ^[A-Za-z][A-Za-z0-9_]{{0,63}}$"
+        )))
+    }
+}
+
+fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::Bool(_) | Value::String(_))
+        || v.as_i64().is_some()
+        || v.as_f64().is_some_and(f64::is_finite)
+}
+
+/// Property values every graph engine can store: scalars and arrays of scalars. `id` and
+/// `tenant` are reserved.
+fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
+    for (key, value) in props {
+        if key.is_empty() || key == ID_PROPERTY || key == TENANT_PROPERTY {
+            return Err(ApiError::Unprocessable(format!(
+                "property key {key:?} is reserved or empty"
+            )));
+        }
+        let ok = match value {
+            Value::Array(items) => items.iter().all(is_scalar),
+            v => is_scalar(v),
+        };
+        if !ok {
+            return Err(ApiError::Unprocessable(format!(
+                "property {key:?} must be a string, number, boolean or an array of them"
+            )));
+        }
+    }
+    let size = serde_json::to_vec(props)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
+    if size > limits.max_properties_bytes {
+        return Err(ApiError::Unprocessable(format!(
+            "properties are {size} bytes; the limit is {}",
+            limits.max_properties_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn check_page(limit: usize, offset: usize, max_limit: usize, max_offset: usize) -> Result<()> {
+    if limit == 0 || limit > max_limit {
+        return Err(ApiError::Unprocessable(format!(
+            "limit must be between 1 and {max_limit}"
+        )));
+    }
+    if offset > max_offset {
+        return Err(ApiError::Unprocessable(format!(
+            "offset must not exceed {max_offset}"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn upsert_node(
+    state: &AppState,
+    who: &Principal,
+    req: NodeRequest,
+) -> Result<(Node, Written)> {
+    let limits = &state.settings.limits;
+    check_id(&req.id, limits)?;
+    if req.labels.len() > limits.max_labels {
+        return Err(ApiError::Unprocessable(format!(
+            "at most {} labels",
+            limits.max_labels
+        )));
+    }
+    for label in &req.labels {
+        check_identifier("label", label)?;
+    }
+    check_properties(&req.properties, limits)?;
+    let node = NodeUpsert {
+        id: req.id,
+        labels: req.labels,
+        properties: req.properties,
+    };
+    Ok(state.graph.upsert_node(&who.tenant, node).await?)
+}
+
+pub async fn get_node(state: &AppState, who: &Principal, id: &str) -> Result<Node> {
+    check_id(id, &state.settings.limits)?;
+    Ok(state.graph.get_node(&who.tenant, id).await?)
+}
+
+pub async fn find_nodes(
+    state: &AppState,
+    who: &Principal,
+    req: FindRequest,
+) -> Result<FindResponse> {
+    let limits = &state.settings.limits;
+    check_identifier("label", &req.label)?;
+    check_page(
+        req.limit,
+        req.offset,
+        limits.max_find_limit,
+        limits.max_find_offset,
+    )?;
+    check_properties(&req.properties, limits)?;
+    let find = FindNodes {
+        label: req.label,
+        equals: req.properties,
+        limit: req.limit,
+        offset: req.offset,
+    };
+    let nodes = state.graph.find_nodes(&who.tenant, find).await?;
+    let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
+    Ok(FindResponse { nodes, next_offset })
+}
+
+pub async fn delete_node(state: &AppState, who: &Principal, id: &str) -> Result<()> {
+    check_id(id, &state.settings.limits)?;
+    Ok(state.graph.delete_node(&who.tenant, id).await?)
+}
+
+pub async fn upsert_relationship(
+    state: &AppState,
+    who: &Principal,
+    req: RelationshipRequest,
+) -> Result<Written> {
+    let limits = &state.settings.limits;
+    check_id(&req.from, limits)?;
+    check_id(&req.to, limits)?;
+    check_identifier("relationship type", &req.rel_type)?;
+    check_properties(&req.properties, limits)?;
+    let rel = RelationshipUpsert {
+        from: req.from,
+        to: req.to,
+        rel_type: req.rel_type,
+        properties: req.properties,
+    };
+    Ok(state.graph.upsert_relationship(&who.tenant, rel).await?)
+}
+
+pub async fn neighbors(
+    state: &AppState,
+    who: &Principal,
+    req: NeighborsRequest,
+) -> Result<NeighborsResponse> {
+    let limits = &state.settings.limits;
+    check_id(&req.id, limits)?;
+    if req.hops == 0 || req.hops > limits.max_graph_hops {
+        return Err(ApiError::Unprocessable(format!(
+            "hops must be between 1 and {}",
+            limits.max_graph_hops
+        )));
+    }
+    check_page(req.limit, 0, limits.max_neighbors_limit, 0)?;
+    if req.types.len() > limits.max_labels {
+        return Err(ApiError::Unprocessable(format!(
+            "at most {} types",
+            limits.max_labels
+        )));
+    }
+    for t in &req.types {
+        check_identifier("relationship type", t)?;
+    }
+    let query = NeighborQuery {
+        id: req.id,
+        hops: req.hops,
+        direction: req.direction,
+        types: req.types,
+        limit: req.limit,
+    };
+    let neighbors = state.graph.neighbors(&who.tenant, query).await?;
+    Ok(NeighborsResponse { neighbors })
+}
+
+pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Result<CypherResult> {
+    let limits = &state.settings.limits;
+    if req.query.trim().is_empty() || req.query.len() > limits.max_query_bytes {
+        return Err(ApiError::Unprocessable(format!(
+            "query must be 1 to {} bytes",
+            limits.max_query_bytes
+        )));
+    }
+    if req.params.contains_key(TENANT_PROPERTY) {
+        return Err(ApiError::Unprocessable(
+            "parameter $tenant is set by the server to the caller's tenant".into(),
+        ));
+    }
+    let size = serde_json::to_vec(&req.params)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
+    if size > limits.max_properties_bytes {
+        return Err(ApiError::Unprocessable(format!(
+            "params are {size} bytes; the limit is {}",
+            limits.max_properties_bytes
+        )));
+    }
+    let max_rows = req.limit.unwrap_or(limits.max_query_rows);
+    if max_rows == 0 || max_rows > limits.max_query_rows {
+        return Err(ApiError::Unprocessable(format!(
+            "limit must be between 1 and {}",
+            limits.max_query_rows
+        )));
+    }
+    let query = CypherQuery {
+        query: req.query,
+        params: req.params,
+        max_rows,
+    };
+    Ok(state.graph.query(&who.tenant, query).await?)
+}

@@ -1,0 +1,48 @@
+//! Readiness: one check per configured backend, run concurrently.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub checks: BTreeMap<&'static str, String>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn check<F>(f: F) -> String
+where
+    F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
+    match tokio::time::timeout(CHECK_TIMEOUT, f).await {
+        Ok(Ok(())) => "ok".into(),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "error: timed out".into(),
+    }
+}
+
+pub async fn readiness(state: &AppState) -> Readiness {
+    let (vectors, graph, auth) = tokio::join!(
+        check(state.vectors.ping()),
+        check(state.graph.ping()),
+        check(state.auth_store.ping()),
+    );
+    let checks = BTreeMap::from([("vectors", vectors), ("graph", graph), ("auth", auth)]);
+    let status = if checks.values().all(|v| v == "ok") {
+        "ready"
+    } else {
+        "not_ready"
+    };
+    Readiness { status, checks }
+}

@@ -1,0 +1,370 @@
+//! Vector operations: validate the request against the configured limits, then call the
+//! store for the caller's tenant. Transport-agnostic: tests and other front ends call
+//! these directly.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::Limits;
+use crate::domain::principal::Principal;
+use crate::domain::vector::{
+    CollectionInfo, CollectionSpec, ConditionKind, Distance, Filter, Point, PointId, ScoredPoint,
+    SearchQuery, TENANT_KEY,
+};
+use crate::error::{ApiError, Result};
+use crate::state::AppState;
+use crate::store::Created;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    pub dim: usize,
+    #[serde(default = "default_distance")]
+    pub distance: Distance,
+}
+
+fn default_distance() -> Distance {
+    Distance::Cosine
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRequest {
+    pub collection: Option<String>,
+    pub points: Vec<PointInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointInput {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub payload: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpsertResponse {
+    pub collection: String,
+    pub upserted: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub collection: Option<String>,
+    pub vector: Vec<f32>,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    #[serde(default)]
+    pub offset: usize,
+    pub score_threshold: Option<f32>,
+    pub filter: Option<Filter>,
+    #[serde(default = "yes")]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub hits: Vec<ScoredPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    pub collection: Option<String>,
+    pub ids: Option<Vec<PointId>>,
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeleteResponse {
+    pub deleted: usize,
+}
+
+fn collection_name(state: &AppState, name: Option<String>) -> Result<String> {
+    let name = name.unwrap_or_else(|| state.settings.vectors.default_collection.clone());
+    check_collection_name(&name)?;
+    Ok(name)
+}
+
+pub fn check_collection_name(name: &str) -> Result<()> {
+    if crate::domain::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "collection name {name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
+        )))
+    }
+}
+
+fn check_vector(vector: &[f32], limits: &Limits, what: &str) -> Result<()> {
+    if vector.is_empty() || vector.len() > limits.max_vector_dim {
+        return Err(ApiError::Unprocessable(format!(
+            "{what} must have 1 to {} dimensions, got {}",
+            limits.max_vector_dim,
+            vector.len()
+        )));
+    }
+    if vector.iter().any(|v| !v.is_finite()) {
+        return Err(ApiError::Unprocessable(format!(
+            "{what} contains a non-finite number"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks shape, size and the reserved tenant key, counting conditions against the limit.
+pub fn check_filter(filter: &Filter, limits: &Limits) -> Result<()> {
+    let mut count = 0;
+    check_filter_level(filter, limits, 1, &mut count)
+}
+
+fn check_filter_level(
+    filter: &Filter,
+    limits: &Limits,
+    depth: usize,
+    count: &mut usize,
+) -> Result<()> {
+    if depth > limits.max_filter_depth {
+        return Err(ApiError::Unprocessable(format!(
+            "filter nests deeper than {} levels",
+            limits.max_filter_depth
+        )));
+    }
+    for condition in filter
+        .must
+        .iter()
+        .chain(&filter.should)
+        .chain(&filter.must_not)
+    {
+        *count += 1;
+        if *count > limits.max_filter_conditions {
+            return Err(ApiError::Unprocessable(format!(
+                "filter has more than {} conditions",
+                limits.max_filter_conditions
+            )));
+        }
+        let key = match condition.kind().map_err(ApiError::Unprocessable)? {
+            ConditionKind::Nested(inner) => {
+                check_filter_level(&inner, limits, depth + 1, count)?;
+                continue;
+            }
+            ConditionKind::Match(key, _)
+            | ConditionKind::MatchAny(key, _)
+            | ConditionKind::Range(key, _) => key,
+        };
+        if key == TENANT_KEY || key.starts_with("tenant.") || key.starts_with("tenant[") {
+            return Err(ApiError::Unprocessable(
+                "payload key \"tenant\" is reserved".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create_collection(
+    state: &AppState,
+    who: &Principal,
+    name: &str,
+    req: CreateCollection,
+) -> Result<Created> {
+    check_collection_name(name)?;
+    let limits = &state.settings.limits;
+    if req.dim == 0 || req.dim > limits.max_vector_dim {
+        return Err(ApiError::Unprocessable(format!(
+            "dim must be between 1 and {}",
+            limits.max_vector_dim
+        )));
+    }
+    let spec = CollectionSpec {
+        dim: req.dim,
+        distance: req.distance,
+    };
+    Ok(state
+        .vectors
+        .create_collection(&who.tenant, name, spec)
+        .await?)
+}
+
+pub async fn collection_info(
+    state: &AppState,
+    who: &Principal,
+    name: &str,
+) -> Result<CollectionInfo> {
+    check_collection_name(name)?;
+    Ok(state.vectors.collection_info(&who.tenant, name).await?)
+}
+
+pub async fn drop_collection(state: &AppState, who: &Principal, name: &str) -> Result<()> {
+    check_collection_name(name)?;
+    Ok(state.vectors.drop_collection(&who.tenant, name).await?)
+}
+
+pub async fn upsert(
+    state: &AppState,
+    who: &Principal,
+    req: UpsertRequest,
+) -> Result<UpsertResponse> {
+    let limits = &state.settings.limits;
+    let collection = collection_name(state, req.collection)?;
+    if req.points.is_empty() || req.points.len() > limits.max_batch_points {
+        return Err(ApiError::Unprocessable(format!(
+            "points must hold 1 to {} points, got {}",
+            limits.max_batch_points,
+            req.points.len()
+        )));
+    }
+    let mut points = Vec::with_capacity(req.points.len());
+    for p in req.points {
+        check_vector(&p.vector, limits, &format!("vector of point {:?}", p.id))?;
+        if p.payload.contains_key(TENANT_KEY) {
+            return Err(ApiError::Unprocessable(
+                "payload key \"tenant\" is reserved".into(),
+            ));
+        }
+        let size = serde_json::to_vec(&p.payload)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > limits.max_payload_bytes {
+            return Err(ApiError::Unprocessable(format!(
+                "payload of point {:?} is {size} bytes; the limit is {}",
+                p.id, limits.max_payload_bytes
+            )));
+        }
+        points.push(Point {
+            id: p.id,
+            vector: p.vector,
+            payload: p.payload,
+        });
+    }
+    let upserted = points.len();
+    state
+        .vectors
+        .upsert(&who.tenant, &collection, points)
+        .await?;
+    Ok(UpsertResponse {
+        collection,
+        upserted,
+    })
+}
+
+pub async fn search(
+    state: &AppState,
+    who: &Principal,
+    req: SearchRequest,
+) -> Result<SearchResponse> {
+    let limits = &state.settings.limits;
+    let collection = collection_name(state, req.collection)?;
+    check_vector(&req.vector, limits, "vector")?;
+    if req.limit == 0 || req.limit > limits.max_search_limit {
+        return Err(ApiError::Unprocessable(format!(
+            "limit must be between 1 and {}",
+            limits.max_search_limit
+        )));
+    }
+    if req.offset > limits.max_search_offset {
+        return Err(ApiError::Unprocessable(format!(
+            "offset must not exceed {}",
+            limits.max_search_offset
+        )));
+    }
+    if req.score_threshold.is_some_and(|t| !t.is_finite()) {
+        return Err(ApiError::Unprocessable(
+            "score_threshold must be finite".into(),
+        ));
+    }
+    if let Some(filter) = &req.filter {
+        check_filter(filter, limits)?;
+    }
+    let query = SearchQuery {
+        vector: req.vector,
+        limit: req.limit,
+        offset: req.offset,
+        score_threshold: req.score_threshold,
+        filter: req.filter,
+        with_payload: req.with_payload,
+        with_vector: req.with_vector,
+    };
+    let hits = state
+        .vectors
+        .search(&who.tenant, &collection, query)
+        .await?;
+    Ok(SearchResponse { hits })
+}
+
+pub async fn delete(
+    state: &AppState,
+    who: &Principal,
+    req: DeleteRequest,
+) -> Result<DeleteResponse> {
+    let limits = &state.settings.limits;
+    let collection = collection_name(state, req.collection)?;
+    let deleted = match (req.ids, req.filter) {
+        (Some(ids), None) => {
+            if ids.is_empty() || ids.len() > limits.max_batch_points {
+                return Err(ApiError::Unprocessable(format!(
+                    "ids must hold 1 to {} ids",
+                    limits.max_batch_points
+                )));
+            }
+            state
+                .vectors
+                .delete_ids(&who.tenant, &collection, ids)
+                .await?
+        }
+        (None, Some(filter)) => {
+            check_filter(&filter, limits)?;
+            if filter == Filter::default() {
+                return Err(ApiError::Unprocessable(
+                    "an empty filter would delete everything; drop the collection instead".into(),
+                ));
+            }
+            state
+                .vectors
+                .delete_by_filter(&who.tenant, &collection, filter)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "give exactly one of `ids` or `filter`".into(),
+            ));
+        }
+    };
+    Ok(DeleteResponse { deleted })
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetrieveResponse {
+    pub points: Vec<ScoredPoint>,
+}
+
+pub async fn retrieve(
+    state: &AppState,
+    who: &Principal,
+    collection: Option<String>,
+    ids: Vec<PointId>,
+) -> Result<RetrieveResponse> {
+    let collection = collection_name(state, collection)?;
+    let max = state.settings.limits.max_batch_points;
+    if ids.is_empty() || ids.len() > max {
+        return Err(ApiError::Unprocessable(format!(
+            "ids must hold 1 to {max} ids"
+        )));
+    }
+    let points = state
+        .vectors
+        .retrieve(&who.tenant, &collection, ids)
+        .await?;
+    Ok(RetrieveResponse { points })
+}

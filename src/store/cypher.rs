@@ -1,0 +1,181 @@
+//! The graph store's Cypher, written once for every executor (embedded grafeo or a Bolt
+//! server). Values always travel as `$params`; the only spliced text is labels and
+//! relationship types, which callers validate against `^[A-Za-z][A-Za-z0-9_]{0,63}$`
+//! and which are also backtick-quoted here. Also: the read-only check for client Cypher.
+
+use crate::domain::graph::Direction;
+
+/// Columns every node-returning statement yields, in this order.
+const NODE_RETURN: &str = "n.id, labels(n), properties(n)";
+
+pub const GET_NODE: &str =
+    "MATCH (n {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)";
+
+pub const COUNT_NODE: &str = "MATCH (n {id: $id, tenant: $tenant}) RETURN count(n)";
+
+pub const DELETE_NODE: &str = "MATCH (n {id: $id, tenant: $tenant}) DETACH DELETE n";
+
+fn quoted(identifier: &str) -> String {
+    debug_assert!(crate::domain::is_valid_identifier(identifier));
+    format!("`{identifier}`")
+}
+
+/// Merges on (id, tenant) regardless of labels, then adds labels and sets properties.
+pub fn merge_node(labels: &[String]) -> String {
+    let set_labels = if labels.is_empty() {
+        String::new()
+    } else {
+        let joined: Vec<_> = labels.iter().map(|l| quoted(l)).collect();
+        format!(" SET n:{}", joined.join(":"))
+    };
+    format!(
+        "MERGE (n {{id: $id, tenant: $tenant}}){set_labels} SET n += $props RETURN {NODE_RETURN}"
+    )
+}
+
+/// Nodes with `label` whose properties `$k0..` equal `$v0..`, ordered by id for paging.
+pub fn find_nodes(label: &str, equalities: usize, offset: usize, limit: usize) -> String {
+    let mut clauses = vec!["n.tenant = $tenant".to_owned()];
+    clauses.extend((0..equalities).map(|i| format!("n[$k{i}] = $v{i}")));
+    format!(
+        "MATCH (n:{}) WHERE {} RETURN {NODE_RETURN} ORDER BY n.id SKIP {offset} LIMIT {limit}",
+        quoted(label),
+        clauses.join(" AND ")
+    )
+}
+
+const REL_ENDS: &str = "MATCH (a {id: $from, tenant: $tenant}), (b {id: $to, tenant: $tenant})";
+
+pub fn count_relationship(rel_type: &str) -> String {
+    format!(
+        "{REL_ENDS} MATCH (a)-[r:{}]->(b) RETURN count(r)",
+        quoted(rel_type)
+    )
+}
+
+pub fn merge_relationship(rel_type: &str) -> String {
+    format!(
+        "{REL_ENDS} MERGE (a)-[r:{}]->(b) SET r += $props RETURN count(r)",
+        quoted(rel_type)
+    )
+}
+
+/// One hop from every node in `$frontier`: yields `s.id, type(r)` and the node columns.
+pub fn expand(direction: Direction, types: &[String]) -> String {
+    let types = if types.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<_> = types.iter().map(|t| quoted(t)).collect();
+        format!(":{}", quoted.join("|"))
+    };
+    let pattern = match direction {
+        Direction::Out => format!("(s)-[r{types}]->(n)"),
+        Direction::In => format!("(s)<-[r{types}]-(n)"),
+        Direction::Both => format!("(s)-[r{types}]-(n)"),
+    };
+    format!(
+        "MATCH {pattern} WHERE s.tenant = $tenant AND s.id IN $frontier AND n.tenant = $tenant \
+         RETURN s.id, type(r), {NODE_RETURN} ORDER BY n.id"
+    )
+}
+
+/// Clauses that write, load data or call procedures; client Cypher may use none of them.
+const FORBIDDEN: [&str; 11] = [
+    "CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "DROP", "LOAD", "CALL", "FOREACH",
+    "USE",
+];
+
+/// Rejects client Cypher containing an updating or procedure clause. Keywords are found
+/// outside string literals, quoted identifiers and comments. The embedded engine also
+/// runs client Cypher in a read-only session; this check gives a clear error first and
+/// guards engines without one.
+pub fn ensure_read_only(query: &str) -> Result<(), String> {
+    for word in keywords(query) {
+        let upper = word.to_ascii_uppercase();
+        if FORBIDDEN.contains(&upper.as_str()) {
+            return Err(format!(
+                "{upper} is not allowed: /graphs/query runs read-only Cypher"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bare words of a Cypher text, skipping literals, `quoted` names, parameters and comments.
+fn keywords(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'$' | b'.' | b':' => {
+                // A parameter, property or label name is not a clause keyword.
+                i += 1;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+            }
+            _ if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                words.push(&text[start..i]);
+            }
+            _ => i += 1,
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_check_rejects_updating_clauses() {
+        for q in [
+            "CREATE (n)",
+            "match (n) detach delete n",
+            "MATCH (n) SET n.x = 1",
+            "MATCH (n) WITH n MERGE (m {id: 1})",
+            "LOAD CSV FROM 'x' AS row RETURN row",
+            "CALL db.labels()",
+            "MATCH (n) REMOVE n.x",
+        ] {
+            assert!(ensure_read_only(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn read_only_check_ignores_keywords_inside_literals_and_names() {
+        for q in [
+            "MATCH (n) WHERE n.name = 'CREATE me' RETURN n",
+            "MATCH (n:Settings) RETURN n.set, n.`delete`",
+            "MATCH (n) WHERE n.created = $create RETURN n // DELETE later",
+            "MATCH (n) /* MERGE */ RETURN count(n)",
+        ] {
+            assert!(ensure_read_only(q).is_ok(), "{q}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Embedded [`GraphStore`] on `grafeo`, persisted with its write-ahead log under
+//! `<data_dir>/graph`.
+//!
+//! Each tenant lives in its own named graph, so even client Cypher cannot reach another
+//! tenant's nodes; every node also carries a `tenant` property and every statement
+//! matches on it, so the same Cypher runs unchanged on a Neo4j server. Writes are
+//! serialised (MERGE is then race-free) and committed with a synchronous WAL fsync.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use grafeo::{Config, DurabilityMode, GrafeoDB, QueryResult, Role, Session, Value};
+
+use super::graph_values::{map_to_grafeo, node_from_row, to_grafeo, to_json};
+use crate::domain::graph::{
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
+    RelationshipUpsert, Written,
+};
+use crate::domain::principal::Tenant;
+use crate::store::cypher;
+use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
+
+struct Inner {
+    db: GrafeoDB,
+    /// Named graphs known to exist, to skip the catalog lookup on the hot path.
+    graphs: Mutex<HashSet<String>>,
+    /// One writer at a time; see the module docs.
+    writer: Mutex<()>,
+}
+
+#[derive(Clone)]
+pub struct EmbeddedGraphStore {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Maps engine errors: timeouts and permission/syntax problems are the caller's or the
+/// clock's, everything else is ours.
+fn engine(e: grafeo::Error) -> StoreError {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let kind = match &e {
+        grafeo::Error::Query(_) if lower.contains("timeout") || lower.contains("timed out") => {
+            ErrorKind::Timeout
+        }
+        grafeo::Error::Query(_) => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    };
+    StoreError::new(kind, format!("graph engine: {text}"))
+}
+
+type Params = HashMap<String, Value>;
+
+fn params(tenant: &Tenant, pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Params {
+    let mut p: Params = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    p.insert("tenant".into(), Value::from(tenant.as_str()));
+    p
+}
+
+impl EmbeddedGraphStore {
+    pub async fn open(data_dir: &Path, query_timeout: Duration) -> StoreResult<Self> {
+        let path = data_dir.join("graph");
+        let db = blocking(move || {
+            let config = Config::persistent(&path)
+                .with_wal_durability(DurabilityMode::Sync)
+                .with_query_timeout(query_timeout);
+            GrafeoDB::with_config(config).map_err(engine)
+        })
+        .await?;
+        db.create_property_index("id");
+        let graphs = db.list_graphs().into_iter().collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                graphs: Mutex::new(graphs),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {
+        let name = format!("tenant_{tenant}");
+        if !lock(&self.graphs).contains(&name) {
+            self.db.create_graph(&name).map_err(engine)?;
+            lock(&self.graphs).insert(name.clone());
+        }
+        Ok(name)
+    }
+
+    fn session(&self, tenant: &Tenant) -> StoreResult<Session> {
+        let session = self.db.session();
+        session.use_graph(&self.graph_name(tenant)?);
+        Ok(session)
+    }
+
+    fn run(&self, tenant: &Tenant, query: &str, p: Params) -> StoreResult<QueryResult> {
+        self.session(tenant)?
+            .execute_cypher_with_params(query, p)
+            .map_err(engine)
+    }
+
+    fn count(&self, tenant: &Tenant, query: &str, p: Params) -> StoreResult<i64> {
+        let result = self.run(tenant, query, p)?;
+        Ok(match result.rows().first().and_then(|r| r.first()) {
+            Some(Value::Int64(n)) => *n,
+            _ => 0,
+        })
+    }
+
+    fn node(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<Node>> {
+        let result = self.run(
+            tenant,
+            cypher::GET_NODE,
+            params(tenant, [("id", Value::from(id))]),
+        )?;
+        Ok(result.rows().first().and_then(|r| node_from_row(r)))
+    }
+
+    fn exists(&self, tenant: &Tenant, id: &str) -> StoreResult<bool> {
+        Ok(self.count(
+            tenant,
+            cypher::COUNT_NODE,
+            params(tenant, [("id", Value::from(id))]),
+        )? > 0)
+    }
+}
+
+fn missing(id: &str) -> StoreError {
+    StoreError::not_found(format!("node {id:?} does not exist"))
+}
+
+#[async_trait]
+impl GraphStore for EmbeddedGraphStore {
+    async fn upsert_node(&self, tenant: &Tenant, node: NodeUpsert) -> StoreResult<(Node, Written)> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            let _w = lock(&inner.writer);
+            let written = if inner.exists(&tenant, &node.id)? {
+                Written::Updated
+            } else {
+                Written::Created
+            };
+            let statement = cypher::merge_node(&node.labels);
+            let p = params(
+                &tenant,
+                [
+                    ("id", Value::from(node.id.as_str())),
+                    ("props", map_to_grafeo(&node.properties)),
+                ],
+            );
+            let result = inner.run(&tenant, &statement, p)?;
+            let stored = result
+                .rows()
+                .first()
+                .and_then(|r| node_from_row(r))
+                .ok_or_else(|| StoreError::internal("merge returned no node"))?;
+            Ok((stored, written))
+        })
+        .await
+    }
+
+    async fn get_node(&self, tenant: &Tenant, id: &str) -> StoreResult<Node> {
+        let (inner, tenant, id) = (self.inner.clone(), tenant.clone(), id.to_owned());
+        blocking(move || inner.node(&tenant, &id)?.ok_or_else(|| missing(&id))).await
+    }
+
+    async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            let statement =
+                cypher::find_nodes(&find.label, find.equals.len(), find.offset, find.limit);
+            let mut p = params(&tenant, []);
+            for (i, (k, v)) in find.equals.iter().enumerate() {
+                p.insert(format!("k{i}"), Value::from(k.as_str()));
+                p.insert(format!("v{i}"), to_grafeo(v));
+            }
+            let result = inner.run(&tenant, &statement, p)?;
+            Ok(result
+                .rows()
+                .iter()
+                .filter_map(|r| node_from_row(r))
+                .collect())
+        })
+        .await
+    }
+
+    async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
+        let (inner, tenant, id) = (self.inner.clone(), tenant.clone(), id.to_owned());
+        blocking(move || {
+            let _w = lock(&inner.writer);
+            if !inner.exists(&tenant, &id)? {
+                return Err(missing(&id));
+            }
+            inner.run(
+                &tenant,
+                cypher::DELETE_NODE,
+                params(&tenant, [("id", Value::from(id.as_str()))]),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_relationship(
+        &self,
+        tenant: &Tenant,
+        rel: RelationshipUpsert,
+    ) -> StoreResult<Written> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            let _w = lock(&inner.writer);
+            for id in [&rel.from, &rel.to] {
+                if !inner.exists(&tenant, id)? {
+                    return Err(missing(id));
+                }
+            }
+            let ends = || {
+                [
+                    ("from", Value::from(rel.from.as_str())),
+                    ("to", Value::from(rel.to.as_str())),
+                ]
+            };
+            let existing = inner.count(
+                &tenant,
+                &cypher::count_relationship(&rel.rel_type),
+                params(&tenant, ends()),
+            )?;
+            let mut p = params(&tenant, ends());
+            p.insert("props".into(), map_to_grafeo(&rel.properties));
+            inner.run(&tenant, &cypher::merge_relationship(&rel.rel_type), p)?;
+            Ok(if existing > 0 {
+                Written::Updated
+            } else {
+                Written::Created
+            })
+        })
+        .await
+    }
+
+    async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            if !inner.exists(&tenant, &query.id)? {
+                return Err(missing(&query.id));
+            }
+            expand(&inner, &tenant, &query)
+        })
+        .await
+    }
+
+    async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult> {
+        cypher::ensure_read_only(&query.query).map_err(StoreError::invalid)?;
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            let session = inner.db.session_with_role(Role::ReadOnly);
+            session.use_graph(&inner.graph_name(&tenant)?);
+            let mut p: Params = query
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), to_grafeo(v)))
+                .collect();
+            p.insert("tenant".into(), Value::from(tenant.as_str()));
+            let result = session
+                .execute_cypher_with_params(&query.query, p)
+                .map_err(engine)?;
+            let truncated = result.rows().len() > query.max_rows;
+            let columns = result.columns.clone();
+            let rows = result
+                .rows()
+                .iter()
+                .take(query.max_rows)
+                .map(|r| r.iter().map(to_json).collect())
+                .collect();
+            Ok(CypherResult {
+                columns,
+                rows,
+                truncated,
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .db
+                .session()
+                .execute_cypher("RETURN 1")
+                .map(|_| ())
+                .map_err(engine)
+        })
+        .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _w = lock(&inner.writer);
+            inner.db.close().map_err(engine)
+        })
+        .await
+    }
+}
+
+/// Breadth-first expansion, one query per hop, so each node gets its shortest depth and
+/// the work stays bounded by `limit` times the fan-out instead of by the number of paths.
+fn expand(inner: &Inner, tenant: &Tenant, query: &NeighborQuery) -> StoreResult<Vec<Neighbor>> {
+    let statement = cypher::expand(query.direction, &query.types);
+    let mut seen: HashSet<String> = HashSet::from([query.id.clone()]);
+    let mut paths: HashMap<String, Vec<String>> = HashMap::from([(query.id.clone(), Vec::new())]);
+    let mut frontier = vec![query.id.clone()];
+    let mut out = Vec::new();
+    for depth in 1..=query.hops {
+        if frontier.is_empty() || out.len() >= query.limit {
+            break;
+        }
+        let list = Value::List(
+            frontier
+                .iter()
+                .map(|s| Value::from(s.as_str()))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let result = inner.run(tenant, &statement, params(tenant, [("frontier", list)]))?;
+        let mut next = Vec::new();
+        for row in result.rows() {
+            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str()) else {
+                continue;
+            };
+            let Some(node) = node_from_row(&row[2..]) else {
+                continue;
+            };
+            if out.len() >= query.limit || !seen.insert(node.id.clone()) {
+                continue;
+            }
+            let mut path = paths.get(from).cloned().unwrap_or_default();
+            path.push(rel_type.to_owned());
+            paths.insert(node.id.clone(), path.clone());
+            next.push(node.id.clone());
+            out.push(Neighbor { node, depth, path });
+        }
+        frontier = next;
+    }
+    Ok(out)
+}

@@ -1,0 +1,179 @@
+//! Storage traits the services depend on, and the one error type every adapter returns.
+//! Each trait has an in-process default under [`embedded`]. Every method takes the
+//! caller's tenant: isolation is enforced here, never trusted from a request body.
+
+pub mod cypher;
+pub mod embedded;
+pub mod qdrant_mapping;
+
+use async_trait::async_trait;
+
+use crate::domain::graph::{
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
+    RelationshipUpsert, Written,
+};
+use crate::domain::principal::{Scope, Tenant};
+use crate::domain::vector::{
+    CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery,
+};
+
+/// What went wrong, coarsely enough to decide retry and HTTP status on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    /// The request is well-formed but the store cannot accept it (e.g. bad Cypher).
+    Invalid,
+    /// The backend cannot serve now; retrying later may work.
+    Unavailable,
+    Timeout,
+    /// The backend answered with an error of its own.
+    Upstream,
+    /// A bug or broken invariant on our side.
+    Internal,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Result of creating a collection: created now, or already there with the same spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    Existing,
+}
+
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Creates the collection; an existing one with the same spec is `Existing`, with a
+    /// different spec a `Conflict`.
+    async fn create_collection(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        spec: CollectionSpec,
+    ) -> StoreResult<Created>;
+    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo>;
+    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()>;
+    /// Durable when it returns: a restart keeps every upserted point.
+    async fn upsert(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        points: Vec<Point>,
+    ) -> StoreResult<()>;
+    async fn search(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        query: SearchQuery,
+    ) -> StoreResult<Vec<ScoredPoint>>;
+    async fn retrieve(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        ids: Vec<PointId>,
+    ) -> StoreResult<Vec<ScoredPoint>>;
+    /// Deletes the given ids; returns how many existed.
+    async fn delete_ids(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        ids: Vec<PointId>,
+    ) -> StoreResult<usize>;
+    /// Deletes every point matching `filter`; returns how many matched.
+    async fn delete_by_filter(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        filter: Filter,
+    ) -> StoreResult<usize>;
+    async fn ping(&self) -> StoreResult<()>;
+    /// Makes everything durable and releases the engine; called once at shutdown.
+    async fn close(&self) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait GraphStore: Send + Sync {
+    async fn upsert_node(&self, tenant: &Tenant, node: NodeUpsert) -> StoreResult<(Node, Written)>;
+    async fn get_node(&self, tenant: &Tenant, id: &str) -> StoreResult<Node>;
+    async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>>;
+    /// Removes the node and its relationships.
+    async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()>;
+    /// Both end nodes must exist (`NotFound` otherwise).
+    async fn upsert_relationship(
+        &self,
+        tenant: &Tenant,
+        rel: RelationshipUpsert,
+    ) -> StoreResult<Written>;
+    async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>>;
+    /// Runs client Cypher read-only, confined to the tenant's graph.
+    async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult>;
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self) -> StoreResult<()>;
+}
+
+/// A stored API key; the secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    pub hash: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    async fn insert_key(&self, record: ApiKeyRecord) -> StoreResult<()>;
+    async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn list_keys(&self, tenant: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Returns whether the key existed.
+    async fn delete_key(&self, id: &str) -> StoreResult<bool>;
+    async fn count_keys(&self) -> StoreResult<u64>;
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Runs blocking engine work off the async runtime, turning a panic into an error.
+pub(crate) async fn blocking<T, F>(f: F) -> StoreResult<T>
+where
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::internal(format!("storage task failed: {e}")))?
+}

@@ -1,0 +1,164 @@
+//! Probes, correlation ids, and the problem+json shape of every generic error.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_without_credentials() {
+    let app = spawn_app().await;
+    let live = app
+        .request(Method::GET, "/health/live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready: Value = app
+        .request(Method::GET, "/health/ready")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["checks"],
+        json!({"auth": "ok", "graph": "ok", "vectors": "ok"})
+    );
+    let health: Value = app
+        .request(Method::GET, "/health")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn readiness_reports_503_when_a_backend_is_gone() {
+    let app = spawn_app().await;
+    std::fs::remove_dir_all(app.data_dir.path().join("vectors")).unwrap();
+    let r = app
+        .request(Method::GET, "/health/ready")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["checks"]["vectors"]
+            .as_str()
+            .unwrap()
+            .starts_with("error")
+    );
+    assert_eq!(body["checks"]["graph"], "ok");
+    let live = app
+        .request(Method::GET, "/health/live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+}
+
+#[tokio::test]
+async fn correlation_ids_are_echoed_when_well_formed_and_generated_otherwise() {
+    let app = spawn_app().await;
+    let echoed = app
+        .request(Method::GET, "/health/live")
+        .header("X-Correlation-ID", "abc-123.x_y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-correlation-id"], "abc-123.x_y");
+    let replaced = app
+        .request(Method::GET, "/health/live")
+        .header("X-Correlation-ID", "bad id!")
+        .send()
+        .await
+        .unwrap();
+    let generated = replaced.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(generated, "bad id!");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+    let problem = app
+        .request(Method::GET, "/nowhere")
+        .header("X-Correlation-ID", "trace-1")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(problem, 404).await;
+    assert_eq!(body["correlation_id"], "trace-1");
+}
+
+#[tokio::test]
+async fn generic_errors_are_problem_documents() {
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    assert_problem(
+        app.request(Method::GET, "/no/such/route")
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_problem(
+        app.request(Method::PATCH, "/vectors/search")
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
+    let malformed = app
+        .request(Method::POST, "/vectors/search")
+        .header("X-API-Key", &key)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(malformed, 400).await;
+    let no_type = app
+        .request(Method::POST, "/vectors/search")
+        .header("X-API-Key", &key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_type, 415).await;
+    let wrong_shape = app
+        .call(
+            Method::POST,
+            "/vectors/search",
+            &key,
+            Some(json!({"vector": "x"})),
+        )
+        .await;
+    assert_problem(wrong_shape, 422).await;
+    let huge = vec![0.5f32; 3_000_000];
+    let too_big = app
+        .call(
+            Method::POST,
+            "/vectors/search",
+            &key,
+            Some(json!({"vector": huge})),
+        )
+        .await;
+    assert_problem(too_big, 413).await;
+    let both = app
+        .request(Method::GET, "/graphs/node/x")
+        .header("X-API-Key", &key)
+        .header("Authorization", "Bearer x")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(both, 400).await;
+}

@@ -1,0 +1,173 @@
+//! Test harness: the production router on port 0 over a fresh data directory, with the
+//! bootstrap admin key read back from where the server writes it, and a restart that
+//! reopens the same directory.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ragbrain::app::Application;
+use ragbrain::config::Settings;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub data_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+fn settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::load(None).expect("default settings load");
+    s.server.port = 0;
+    s.server.data_dir = data_dir.to_path_buf();
+    s.vectors.optimize_idle_ms = 200;
+    s.vectors.optimize_check_ms = 100;
+    s
+}
+
+async fn start(data_dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    let app = Application::build(settings(data_dir))
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    (address, tx, server)
+}
+
+pub async fn spawn_app() -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (address, stop, server) = start(data_dir.path()).await;
+    let admin_key = std::fs::read_to_string(data_dir.path().join("bootstrap-admin.key"))
+        .expect("bootstrap key file")
+        .trim()
+        .to_owned();
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        admin_key,
+        data_dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully (stores closed) and starts a new one on the same data.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let (address, stop, server) = start(self.data_dir.path()).await;
+        self.address = address;
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.address, path))
+    }
+
+    /// A JSON request authenticated with `key`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.request(method, path).header("X-API-Key", key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Creates an API key in `tenant` with `scopes`, as the operator.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        let body = json!({"name": "test", "tenant": tenant, "scopes": scopes});
+        let r = self
+            .call(Method::POST, "/auth/api-keys", &self.admin_key, Some(body))
+            .await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn create_collection(&self, key: &str, name: &str, dim: usize) {
+        let r = self
+            .call(
+                Method::PUT,
+                &format!("/vectors/collections/{name}"),
+                key,
+                Some(json!({"dim": dim})),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        std::fs::read_to_string(self.data_dir.path().join("jwt-secret"))
+            .unwrap()
+            .trim()
+            .as_bytes()
+            .to_vec()
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Unpadded base64url, for hand-made tokens.
+pub fn b64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+pub async fn assert_problem(r: Response, status: u16) -> Value {
+    assert_eq!(r.status().as_u16(), status, "unexpected status");
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    assert!(body["correlation_id"].is_string());
+    body
+}

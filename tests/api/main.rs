@@ -1,0 +1,9 @@
+//! The integration suite: one binary, every test through HTTP against the production
+//! router on a loopback port.
+
+mod auth;
+mod graphs;
+mod health_and_errors;
+mod helpers;
+mod persistence;
+mod vectors;

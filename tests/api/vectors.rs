@@ -1,0 +1,376 @@
+//! `/vectors/*` through HTTP: collections, upsert, search with filters, retrieve, delete,
+//! limits, and concurrency.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+fn points() -> Value {
+    json!([
+        {"id": 1, "vector": [1.0, 0.0, 0.0, 0.0], "payload": {"city": "London", "stars": 5, "open": true}},
+        {"id": 2, "vector": [0.9, 0.1, 0.0, 0.0], "payload": {"city": "Paris", "stars": 3, "open": false}},
+        {"id": "5c56c793-69f3-4fbf-87e6-c4bf54c28c26", "vector": [0.0, 1.0, 0.0, 0.0], "payload": {"city": "Berlin", "stars": 4}},
+    ])
+}
+
+async fn seeded() -> (crate::helpers::TestApp, String) {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "docs", 4).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/vectors/upsert",
+            &key,
+            Some(json!({"collection": "docs", "points": points()})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    (app, key)
+}
+
+async fn search(app: &crate::helpers::TestApp, key: &str, body: Value) -> Vec<Value> {
+    let r = app
+        .call(Method::POST, "/vectors/search", key, Some(body))
+        .await;
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["hits"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn collection_lifecycle_create_info_idempotent_put_conflict_and_drop() {
+    let app = spawn_app().await;
+    let admin = app.admin_key.clone();
+    app.create_collection(&admin, "docs", 4).await;
+
+    let again = app
+        .call(
+            Method::PUT,
+            "/vectors/collections/docs",
+            &admin,
+            Some(json!({"dim": 4})),
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    let conflict = app
+        .call(
+            Method::PUT,
+            "/vectors/collections/docs",
+            &admin,
+            Some(json!({"dim": 8})),
+        )
+        .await;
+    assert_problem(conflict, 409).await;
+
+    let info: Value = app
+        .call(Method::GET, "/vectors/collections/docs", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["dim"], 4);
+    assert_eq!(info["distance"], "cosine");
+    assert_eq!(info["points_count"], 0);
+
+    let dropped = app
+        .call(Method::DELETE, "/vectors/collections/docs", &admin, None)
+        .await;
+    assert_eq!(dropped.status(), 204);
+    let gone = app
+        .call(Method::GET, "/vectors/collections/docs", &admin, None)
+        .await;
+    assert_problem(gone, 404).await;
+    let drop_again = app
+        .call(Method::DELETE, "/vectors/collections/docs", &admin, None)
+        .await;
+    assert_problem(drop_again, 404).await;
+}
+
+#[tokio::test]
+async fn search_ranks_by_similarity_and_returns_payloads() {
+    let (app, key) = seeded().await;
+    let hits = search(
+        &app,
+        &key,
+        json!({"collection": "docs", "vector": [1.0, 0.0, 0.0, 0.0], "limit": 2}),
+    )
+    .await;
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0]["id"], 1);
+    assert_eq!(hits[1]["id"], 2);
+    assert_eq!(
+        hits[0]["payload"],
+        json!({"city": "London", "stars": 5, "open": true})
+    );
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.99);
+
+    let info: Value = app
+        .call(Method::GET, "/vectors/collections/docs", &key, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["points_count"], 3);
+}
+
+#[tokio::test]
+async fn search_applies_match_range_any_and_negation_filters() {
+    let (app, key) = seeded().await;
+    let q = |filter: Value| json!({"collection": "docs", "vector": [1.0, 0.0, 0.0, 0.0], "filter": filter});
+    let ids = |hits: Vec<Value>| hits.iter().map(|h| h["id"].clone()).collect::<Vec<_>>();
+
+    let by_city = search(
+        &app,
+        &key,
+        q(json!({"must": [{"key": "city", "match": {"value": "Paris"}}]})),
+    )
+    .await;
+    assert_eq!(ids(by_city), vec![json!(2)]);
+    let by_range = search(
+        &app,
+        &key,
+        q(json!({"must": [{"key": "stars", "range": {"gte": 4}}]})),
+    )
+    .await;
+    assert_eq!(ids(by_range).len(), 2);
+    let by_bool = search(
+        &app,
+        &key,
+        q(json!({"must": [{"key": "open", "match": {"value": true}}]})),
+    )
+    .await;
+    assert_eq!(ids(by_bool), vec![json!(1)]);
+    let any = search(
+        &app,
+        &key,
+        q(json!({"must": [{"key": "city", "match": {"any": ["Berlin", "Paris"]}}]})),
+    )
+    .await;
+    assert_eq!(ids(any).len(), 2);
+    let not = search(
+        &app,
+        &key,
+        q(json!({"must_not": [{"key": "city", "match": {"value": "London"}}]})),
+    )
+    .await;
+    assert!(!ids(not).contains(&json!(1)));
+    let should = search(&app, &key, q(json!({"should": [{"key": "stars", "match": {"value": 3}}, {"key": "stars", "match": {"value": 4}}]}))).await;
+    assert_eq!(ids(should).len(), 2);
+    let nested = search(
+        &app,
+        &key,
+        q(json!({"must": [{"should": [{"key": "city", "match": {"value": "Berlin"}}]}]})),
+    )
+    .await;
+    assert_eq!(
+        ids(nested),
+        vec![json!("5c56c793-69f3-4fbf-87e6-c4bf54c28c26")]
+    );
+    let threshold = search(
+        &app,
+        &key,
+        json!({"collection": "docs", "vector": [1.0, 0.0, 0.0, 0.0], "score_threshold": 0.95}),
+    )
+    .await;
+    assert_eq!(threshold.len(), 2);
+}
+
+#[tokio::test]
+async fn retrieve_and_delete_by_ids_and_by_filter() {
+    let (app, key) = seeded().await;
+    let got: Value = app
+        .call(
+            Method::POST,
+            "/vectors/retrieve",
+            &key,
+            Some(json!({"collection": "docs", "ids": [2, 99]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["points"].as_array().unwrap().len(), 1);
+    assert_eq!(got["points"][0]["payload"]["city"], "Paris");
+
+    let by_ids: Value = app
+        .call(
+            Method::POST,
+            "/vectors/delete",
+            &key,
+            Some(json!({"collection": "docs", "ids": [1, 99]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_ids["deleted"], 1);
+    let filter = json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]});
+    let by_filter: Value = app
+        .call(
+            Method::POST,
+            "/vectors/delete",
+            &key,
+            Some(json!({"collection": "docs", "filter": filter})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_filter["deleted"], 1);
+    let left = search(
+        &app,
+        &key,
+        json!({"collection": "docs", "vector": [1.0, 0.0, 0.0, 0.0]}),
+    )
+    .await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], 2);
+}
+
+#[tokio::test]
+async fn the_default_collection_is_created_on_first_upsert() {
+    let app = spawn_app().await;
+    let vector: Vec<f32> = (0..256).map(|i| i as f32).collect();
+    let r = app
+        .call(
+            Method::POST,
+            "/vectors/upsert",
+            &app.admin_key,
+            Some(json!({"points": [{"id": 7, "vector": vector}]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let info: Value = app
+        .call(
+            Method::GET,
+            "/vectors/collections/documents",
+            &app.admin_key,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["dim"], 256);
+    assert_eq!(info["points_count"], 1);
+}
+
+#[tokio::test]
+async fn invalid_vector_requests_are_rejected_with_problem_bodies() {
+    let (app, key) = seeded().await;
+    let cases = [
+        (
+            json!({"collection": "docs", "points": [{"id": 1, "vector": [1.0, 2.0]}]}),
+            422,
+        ),
+        (json!({"collection": "docs", "points": []}), 422),
+        (
+            json!({"collection": "docs", "points": [{"id": "not-a-uuid", "vector": [1, 2, 3, 4]}]}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "points": [{"id": 1, "vector": [1, 2, 3, 4], "payload": {"tenant": "evil"}}]}),
+            422,
+        ),
+        (
+            json!({"collection": "nope", "points": [{"id": 1, "vector": [1, 2, 3, 4]}]}),
+            404,
+        ),
+        (
+            json!({"collection": "../x", "points": [{"id": 1, "vector": [1, 2, 3, 4]}]}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "points": [{"id": 1, "vector": [1, 2, 3, 4]}], "extra": 1}),
+            422,
+        ),
+    ];
+    for (body, status) in cases {
+        let r = app
+            .call(Method::POST, "/vectors/upsert", &key, Some(body.clone()))
+            .await;
+        assert_problem(r, status).await;
+    }
+    let search_cases = [
+        (json!({"collection": "docs", "vector": [1, 0, 0]}), 422),
+        (
+            json!({"collection": "docs", "vector": [1, 0, 0, 0], "limit": 0}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "vector": [1, 0, 0, 0], "limit": 100000}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "vector": [1, 0, 0, 0], "filter": {"must": [{"key": "tenant", "match": {"value": "x"}}]}}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "vector": [1, 0, 0, 0], "filter": {"must": [{"key": "a"}]}}),
+            422,
+        ),
+    ];
+    for (body, status) in search_cases {
+        let r = app
+            .call(Method::POST, "/vectors/search", &key, Some(body.clone()))
+            .await;
+        assert_problem(r, status).await;
+    }
+    let both = app
+        .call(
+            Method::POST,
+            "/vectors/delete",
+            &key,
+            Some(json!({"collection": "docs"})),
+        )
+        .await;
+    assert_problem(both, 422).await;
+    let huge_dim = app
+        .call(
+            Method::PUT,
+            "/vectors/collections/big",
+            &key,
+            Some(json!({"dim": 100000})),
+        )
+        .await;
+    assert_problem(huge_dim, 422).await;
+}
+
+#[tokio::test]
+async fn thirty_two_concurrent_writers_and_readers_lose_nothing() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "load", 4).await;
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let (app, key) = (app.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..4u64 {
+                let points: Vec<Value> = (0..10u64)
+                    .map(|i| {
+                        let id = t * 1000 + round * 10 + i;
+                        json!({"id": id, "vector": [1.0, t as f32, round as f32, i as f32], "payload": {"task": t}})
+                    })
+                    .collect();
+                let r = app.call(Method::POST, "/vectors/upsert", &key, Some(json!({"collection": "load", "points": points}))).await;
+                assert_eq!(r.status(), 200);
+                let s = app.call(Method::POST, "/vectors/search", &key, Some(json!({"collection": "load", "vector": [1, 0, 0, 0]}))).await;
+                assert_eq!(s.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let info: Value = app
+        .call(Method::GET, "/vectors/collections/load", &key, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["points_count"], 32 * 4 * 10);
+}
