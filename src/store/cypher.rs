@@ -20,16 +20,31 @@ fn quoted(identifier: &str) -> String {
     format!("`{identifier}`")
 }
 
-/// Merges on (id, tenant) regardless of labels, then adds labels and sets properties.
-pub fn merge_node(labels: &[String]) -> String {
+fn label_list(labels: &[String]) -> String {
+    labels.iter().map(|l| format!(":{}", quoted(l))).collect()
+}
+
+/// Creates a node that does not exist yet, with its labels in the CREATE pattern.
+/// (grafeo 0.5.44 drops labels SET on a node created earlier in the same transaction,
+/// so creation and update are separate statements; callers check existence first
+/// while holding the write lock.)
+pub fn create_node(labels: &[String]) -> String {
+    format!(
+        "CREATE (n{} {{id: $id, tenant: $tenant}}) SET n += $props RETURN {NODE_RETURN}",
+        label_list(labels)
+    )
+}
+
+/// Adds labels to the existing node (id, tenant) and sets properties; its other labels
+/// and properties stay.
+pub fn update_node(labels: &[String]) -> String {
     let set_labels = if labels.is_empty() {
         String::new()
     } else {
-        let joined: Vec<_> = labels.iter().map(|l| quoted(l)).collect();
-        format!(" SET n:{}", joined.join(":"))
+        format!(" SET n{}", label_list(labels))
     };
     format!(
-        "MERGE (n {{id: $id, tenant: $tenant}}){set_labels} SET n += $props RETURN {NODE_RETURN}"
+        "MATCH (n {{id: $id, tenant: $tenant}}){set_labels} SET n += $props RETURN {NODE_RETURN}"
     )
 }
 

@@ -148,7 +148,10 @@ impl GraphStore for EmbeddedGraphStore {
             } else {
                 Written::Created
             };
-            let statement = cypher::merge_node(&node.labels);
+            let statement = match written {
+                Written::Created => cypher::create_node(&node.labels),
+                Written::Updated => cypher::update_node(&node.labels),
+            };
             let p = params(
                 &tenant,
                 [
@@ -161,7 +164,7 @@ impl GraphStore for EmbeddedGraphStore {
                 .rows()
                 .first()
                 .and_then(|r| node_from_row(r))
-                .ok_or_else(|| StoreError::internal("merge returned no node"))?;
+                .ok_or_else(|| StoreError::internal("node write returned no node"))?;
             Ok((stored, written))
         })
         .await
