@@ -12,7 +12,7 @@ use crate::domain::vector::CollectionSpec;
 use crate::services::auth::AuthService;
 use crate::state::AppState;
 use crate::store::embedded::auth::EmbeddedAuthStore;
-use crate::store::embedded::graph::EmbeddedGraphStore;
+use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
 use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
 use crate::store::{GraphStore, VectorStore};
 
@@ -79,9 +79,12 @@ impl Application {
         };
         let graph: Arc<dyn GraphStore> = match settings.graph.backend {
             GraphBackend::Embedded => {
-                let timeout = Duration::from_millis(settings.limits.query_timeout_ms);
+                let options = EmbeddedGraphOptions {
+                    query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
+                    max_concurrent_queries: settings.limits.max_concurrent_queries,
+                };
                 Arc::new(
-                    EmbeddedGraphStore::open(&data_dir, timeout)
+                    EmbeddedGraphStore::open(&data_dir, options)
                         .await
                         .map_err(store_err("graph"))?,
                 )

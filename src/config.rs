@@ -59,6 +59,7 @@ pub struct Limits {
     pub max_query_rows: usize,
     pub max_query_bytes: usize,
     pub query_timeout_ms: u64,
+    pub max_concurrent_queries: usize,
     pub max_id_len: usize,
 }
 
@@ -167,6 +168,10 @@ impl Settings {
             ("limits.max_query_rows", self.limits.max_query_rows as u64),
             ("limits.max_query_bytes", self.limits.max_query_bytes as u64),
             ("limits.query_timeout_ms", self.limits.query_timeout_ms),
+            (
+                "limits.max_concurrent_queries",
+                self.limits.max_concurrent_queries as u64,
+            ),
             ("limits.max_id_len", self.limits.max_id_len as u64),
             ("vectors.default_dim", self.vectors.default_dim as u64),
             ("vectors.optimize_check_ms", self.vectors.optimize_check_ms),
@@ -219,12 +224,25 @@ impl Settings {
     }
 }
 
-/// Figment errors can span lines; start-up reports them on one.
+/// Figment errors can span lines and echo env-var casing; start-up reports each as
+/// `section.key: problem (from source)` on one line.
 fn one_line(error: &figment::Error) -> String {
     error
         .clone()
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

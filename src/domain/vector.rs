@@ -56,6 +56,15 @@ pub struct ScoredPoint {
     pub vector: Option<Vec<f32>>,
 }
 
+/// A stored point as retrieved by id.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub id: PointId,
+    pub payload: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
 /// A validated search, already scoped to one tenant's collection by the caller.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {

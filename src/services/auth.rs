@@ -179,15 +179,19 @@ impl AuthService {
         if self.store.count_keys().await? > 0 {
             return Ok(None);
         }
-        let tenant = self.settings.bootstrap_tenant.clone();
-        let created = self
-            .insert_key("bootstrap-admin".into(), tenant, vec![Scope::Admin])
-            .await?;
+        // The file is written before the key is stored: if storing fails the next start
+        // finds an empty store and tries again, so nobody is ever locked out.
+        let (record, key) = new_key(
+            "bootstrap-admin".into(),
+            self.settings.bootstrap_tenant.clone(),
+            vec![Scope::Admin],
+        );
         let path = data_dir.join(BOOTSTRAP_FILE);
         let _ = std::fs::remove_file(&path);
-        write_private(&path, &format!("{}\n", created.key))
+        write_private(&path, &format!("{key}\n"))
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
-        Ok(Some(created.key))
+        self.store.insert_key(record).await?;
+        Ok(Some(key))
     }
 
     async fn insert_key(
@@ -196,16 +200,7 @@ impl AuthService {
         tenant: String,
         scopes: Vec<Scope>,
     ) -> Result<CreatedKey> {
-        let id = random_hex(8);
-        let key = format!("{KEY_PREFIX}_{id}_{}", random_hex(32));
-        let record = ApiKeyRecord {
-            id,
-            name,
-            tenant,
-            scopes,
-            hash: sha256_hex(&key),
-            created_at: now(),
-        };
+        let (record, key) = new_key(name, tenant, scopes);
         self.store.insert_key(record.clone()).await?;
         Ok(CreatedKey {
             view: record.into(),
@@ -371,6 +366,21 @@ impl AuthService {
             scopes: vec![Scope::Read],
         })
     }
+}
+
+/// A fresh key `rbk_<id>_<secret>` and the record that stores only its hash.
+fn new_key(name: String, tenant: String, scopes: Vec<Scope>) -> (ApiKeyRecord, String) {
+    let id = random_hex(8);
+    let key = format!("{KEY_PREFIX}_{id}_{}", random_hex(32));
+    let record = ApiKeyRecord {
+        id,
+        name,
+        tenant,
+        scopes,
+        hash: sha256_hex(&key),
+        created_at: now(),
+    };
+    (record, key)
 }
 
 fn principal_of(record: &ApiKeyRecord) -> Result<Principal> {

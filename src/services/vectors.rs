@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use crate::config::Limits;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, ConditionKind, Distance, Filter, Point, PointId, ScoredPoint,
-    SearchQuery, TENANT_KEY,
+    CollectionInfo, CollectionSpec, ConditionKind, Distance, Filter, Point, PointId, Record,
+    ScoredPoint, SearchQuery, TENANT_KEY,
 };
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
@@ -346,7 +346,7 @@ pub async fn delete(
 
 #[derive(Debug, Serialize)]
 pub struct RetrieveResponse {
-    pub points: Vec<ScoredPoint>,
+    pub points: Vec<Record>,
 }
 
 pub async fn retrieve(

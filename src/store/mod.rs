@@ -14,7 +14,7 @@ use crate::domain::graph::{
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
 };
 
 /// What went wrong, coarsely enough to decide retry and HTTP status on its own.
@@ -104,7 +104,7 @@ pub trait VectorStore: Send + Sync {
         tenant: &Tenant,
         collection: &str,
         ids: Vec<PointId>,
-    ) -> StoreResult<Vec<ScoredPoint>>;
+    ) -> StoreResult<Vec<Record>>;
     /// Deletes the given ids; returns how many existed.
     async fn delete_ids(
         &self,

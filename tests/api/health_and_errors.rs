@@ -162,3 +162,28 @@ async fn generic_errors_are_problem_documents() {
         .unwrap();
     assert_problem(both, 400).await;
 }
+
+#[tokio::test]
+async fn a_cypher_query_over_its_time_limit_gets_504() {
+    let app = crate::helpers::spawn_app_with(|s| s.limits.query_timeout_ms = 100).await;
+    let slow = json!({"query": "UNWIND range(1, 3000000) AS x RETURN count(x)"});
+    let r = app
+        .call(Method::POST, "/graphs/query", &app.admin_key, Some(slow))
+        .await;
+    let body = assert_problem(r, 504).await;
+    assert_eq!(body["detail"], "the request took too long");
+}
+
+#[tokio::test]
+async fn a_request_over_the_server_deadline_gets_504() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.server.request_timeout_ms = 50;
+        s.limits.query_timeout_ms = 60_000;
+    })
+    .await;
+    let slow = json!({"query": "UNWIND range(1, 3000000) AS x RETURN count(x)"});
+    let r = app
+        .call(Method::POST, "/graphs/query", &app.admin_key, Some(slow))
+        .await;
+    assert_problem(r, 504).await;
+}

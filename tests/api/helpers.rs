@@ -18,21 +18,29 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_key: String,
     pub data_dir: TempDir,
+    configure: fn(&mut Settings),
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<Server>,
 }
 
-fn settings(data_dir: &Path) -> Settings {
+fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     let mut s = Settings::load(None).expect("default settings load");
     s.server.port = 0;
     s.server.data_dir = data_dir.to_path_buf();
     s.vectors.optimize_idle_ms = 200;
     s.vectors.optimize_check_ms = 100;
+    configure(&mut s);
+    s.validate().expect("test settings are valid");
     s
 }
 
-async fn start(data_dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
-    let app = Application::build(settings(data_dir))
+type Server = JoinHandle<std::io::Result<()>>;
+
+async fn start(
+    data_dir: &Path,
+    configure: fn(&mut Settings),
+) -> (String, oneshot::Sender<()>, Server) {
+    let app = Application::build(settings(data_dir, configure))
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -44,8 +52,13 @@ async fn start(data_dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<std:
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings changed by `configure` (kept across restarts).
+pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let (address, stop, server) = start(data_dir.path()).await;
+    let (address, stop, server) = start(data_dir.path(), configure).await;
     let admin_key = std::fs::read_to_string(data_dir.path().join("bootstrap-admin.key"))
         .expect("bootstrap key file")
         .trim()
@@ -55,6 +68,7 @@ pub async fn spawn_app() -> TestApp {
         client: reqwest::Client::new(),
         admin_key,
         data_dir,
+        configure,
         stop: Some(stop),
         server: Some(server),
     }
@@ -64,7 +78,7 @@ impl TestApp {
     /// Stops the server gracefully (stores closed) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.shutdown().await;
-        let (address, stop, server) = start(self.data_dir.path()).await;
+        let (address, stop, server) = start(self.data_dir.path(), self.configure).await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);

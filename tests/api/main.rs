@@ -2,6 +2,7 @@
 //! router on a loopback port.
 
 mod auth;
+mod cli;
 mod graphs;
 mod health_and_errors;
 mod helpers;

@@ -29,6 +29,15 @@ struct Inner {
     graphs: Mutex<HashSet<String>>,
     /// One writer at a time; see the module docs.
     writer: Mutex<()>,
+    /// Slots for client Cypher; see [`GraphStore::query`] below.
+    query_slots: Arc<tokio::sync::Semaphore>,
+    query_timeout: Duration,
+}
+
+/// Settings the embedded graph store needs from the configuration.
+pub struct EmbeddedGraphOptions {
+    pub query_timeout: Duration,
+    pub max_concurrent_queries: usize,
 }
 
 #[derive(Clone)]
@@ -64,8 +73,9 @@ fn params(tenant: &Tenant, pairs: impl IntoIterator<Item = (&'static str, Value)
 }
 
 impl EmbeddedGraphStore {
-    pub async fn open(data_dir: &Path, query_timeout: Duration) -> StoreResult<Self> {
+    pub async fn open(data_dir: &Path, options: EmbeddedGraphOptions) -> StoreResult<Self> {
         let path = data_dir.join("graph");
+        let query_timeout = options.query_timeout;
         let db = blocking(move || {
             let config = Config::persistent(&path)
                 .with_wal_durability(DurabilityMode::Sync)
@@ -80,6 +90,8 @@ impl EmbeddedGraphStore {
                 db,
                 graphs: Mutex::new(graphs),
                 writer: Mutex::new(()),
+                query_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_queries)),
+                query_timeout,
             }),
         })
     }
@@ -259,36 +271,29 @@ impl GraphStore for EmbeddedGraphStore {
         .await
     }
 
+    /// grafeo checks its deadline only between result chunks, so a query that aggregates
+    /// a huge intermediate result cannot be interrupted. Each query therefore holds one of
+    /// a few slots for as long as it really runs, and the caller gets 504 at the deadline
+    /// either way; when every slot is held, further queries get 503 at once.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult> {
         cypher::ensure_read_only(&query.query).map_err(StoreError::invalid)?;
+        let slot = self
+            .inner
+            .query_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                StoreError::new(ErrorKind::Unavailable, "every Cypher query slot is busy")
+            })?;
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            let session = inner.db.session_with_role(Role::ReadOnly);
-            session.use_graph(&inner.graph_name(&tenant)?);
-            let mut p: Params = query
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), to_grafeo(v)))
-                .collect();
-            p.insert("tenant".into(), Value::from(tenant.as_str()));
-            let result = session
-                .execute_cypher_with_params(&query.query, p)
-                .map_err(engine)?;
-            let truncated = result.rows().len() > query.max_rows;
-            let columns = result.columns.clone();
-            let rows = result
-                .rows()
-                .iter()
-                .take(query.max_rows)
-                .map(|r| r.iter().map(to_json).collect())
-                .collect();
-            Ok(CypherResult {
-                columns,
-                rows,
-                truncated,
-            })
-        })
-        .await
+        let deadline = inner.query_timeout + Duration::from_millis(250);
+        let run = blocking(move || {
+            let _slot = slot;
+            run_read_only(&inner, &tenant, &query)
+        });
+        tokio::time::timeout(deadline, run).await.map_err(|_| {
+            StoreError::new(ErrorKind::Timeout, "Cypher query exceeded the time limit")
+        })?
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -312,6 +317,32 @@ impl GraphStore for EmbeddedGraphStore {
         })
         .await
     }
+}
+
+fn run_read_only(inner: &Inner, tenant: &Tenant, query: &CypherQuery) -> StoreResult<CypherResult> {
+    let session = inner.db.session_with_role(Role::ReadOnly);
+    session.use_graph(&inner.graph_name(tenant)?);
+    let mut p: Params = query
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), to_grafeo(v)))
+        .collect();
+    p.insert("tenant".into(), Value::from(tenant.as_str()));
+    let result = session
+        .execute_cypher_with_params(&query.query, p)
+        .map_err(engine)?;
+    let truncated = result.rows().len() > query.max_rows;
+    let rows = result
+        .rows()
+        .iter()
+        .take(query.max_rows)
+        .map(|r| r.iter().map(to_json).collect())
+        .collect();
+    Ok(CypherResult {
+        columns: result.columns.clone(),
+        rows,
+        truncated,
+    })
 }
 
 /// Breadth-first expansion, one query per hop, so each node gets its shortest depth and

@@ -23,7 +23,7 @@ use qdrant_edge::{
 use super::fs_err;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
 };
 use crate::store::qdrant_mapping as map;
 use crate::store::{Created, StoreError, StoreResult, VectorStore, blocking};
@@ -425,7 +425,7 @@ impl VectorStore for EmbeddedVectorStore {
         tenant: &Tenant,
         collection: &str,
         ids: Vec<PointId>,
-    ) -> StoreResult<Vec<ScoredPoint>> {
+    ) -> StoreResult<Vec<Record>> {
         let c = self.require(tenant, collection)?;
         let tenant = tenant.clone();
         blocking(move || retrieve_owned(&c, &tenant, &ids, true)).await
@@ -509,7 +509,7 @@ fn retrieve_owned(
     tenant: &Tenant,
     ids: &[PointId],
     with_vector: bool,
-) -> StoreResult<Vec<ScoredPoint>> {
+) -> StoreResult<Vec<Record>> {
     let ids: Vec<_> = ids.iter().map(|id| map::point_id(*id)).collect();
     let records = c
         .shard
@@ -523,10 +523,9 @@ fn retrieve_owned(
         .into_iter()
         .filter_map(|r| {
             let payload = map::owned_payload(r.payload, tenant)?;
-            Some(ScoredPoint {
+            Some(Record {
                 id: map::point_id_back(r.id),
-                score: 1.0,
-                payload: Some(payload),
+                payload,
                 vector: map::dense_vector(r.vector),
             })
         })

@@ -1,0 +1,139 @@
+//! The `ragbrain` binary itself: configuration errors, the bootstrap key on stderr, and
+//! a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ragbrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ragbrain"))
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ragbrain()
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .env("RAGBRAIN__SERVER__PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server.port"), "{stderr}");
+
+    let out = ragbrain()
+        .env("RAGBRAIN__LIMITS__MAX_SEARCH_LIMIT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("limits.max_search_limit must be greater than 0"),
+        "{stderr}"
+    );
+
+    let out = ragbrain()
+        .args(["--config", "/nonexistent/ragbrain.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn serve_prints_the_bootstrap_key_once_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = ragbrain()
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let _announcement = lines.next().unwrap().unwrap();
+    let key = lines.next().unwrap().unwrap();
+    assert!(key.starts_with("rbk_"));
+    let saved = std::fs::read_to_string(dir.path().join("bootstrap-admin.key")).unwrap();
+    assert_eq!(saved.trim(), key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("bootstrap-admin.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/graphs/node");
+    let r = client
+        .post(&url)
+        .header("X-API-Key", &key)
+        .json(&serde_json::json!({"id": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // A second start on the same data keeps the node and prints no new key.
+    let again = ragbrain()
+        .args([
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = None;
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/graphs/node/x"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+        {
+            served = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, Some(reqwest::StatusCode::OK));
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || again.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.status.success());
+    assert!(
+        !String::from_utf8_lossy(&exit.stderr).contains("rbk_"),
+        "no second bootstrap key"
+    );
+}
