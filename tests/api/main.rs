@@ -7,4 +7,5 @@ mod graphs;
 mod health_and_errors;
 mod helpers;
 mod persistence;
+mod readme;
 mod vectors;
