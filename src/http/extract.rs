@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::principal::{Principal, Scope};
 use crate::error::ApiError;
+use crate::services::auth::ANONYMOUS;
 use crate::state::AppState;
 
 /// `Json` with problem+json rejections: 400 bad syntax, 413 too large, 415 wrong content
@@ -87,6 +88,10 @@ async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Princi
     let principal = authenticate(parts, state).await?;
     if principal.allows(scope) {
         Ok(principal)
+    } else if principal.subject == ANONYMOUS {
+        Err(ApiError::Unauthorized(format!(
+            "this operation needs credentials with the {scope} scope"
+        )))
     } else {
         Err(ApiError::Forbidden(format!(
             "this operation needs the {scope} scope"

@@ -19,6 +19,8 @@ use crate::error::{ApiError, Result};
 use crate::store::{ApiKeyRecord, AuthStore};
 
 const KEY_PREFIX: &str = "rbk";
+/// Subject of the principal used for requests without credentials.
+pub const ANONYMOUS: &str = "anonymous";
 const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
 const SECRET_FILE: &str = "jwt-secret";
 
@@ -361,7 +363,7 @@ impl AuthService {
             return None;
         }
         Some(Principal {
-            subject: "anonymous".into(),
+            subject: ANONYMOUS.into(),
             tenant: Tenant::parse(&self.settings.anonymous_tenant)?,
             scopes: vec![Scope::Read],
         })

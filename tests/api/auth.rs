@@ -428,3 +428,44 @@ async fn another_tenants_collections_points_and_nodes_are_invisible() {
             .status()
     );
 }
+
+#[tokio::test]
+async fn anonymous_reads_when_enabled_see_only_the_anonymous_tenant_and_cannot_write() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.auth.anonymous_read = true;
+        s.auth.anonymous_tenant = "public".into();
+    })
+    .await;
+    let public = app.key("public", &["write"]).await;
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/graphs/node",
+            &public,
+            Some(json!({"id": "open", "labels": ["Doc"]}))
+        )
+        .await
+        .status(),
+        201
+    );
+
+    let read = app
+        .request(Method::GET, "/graphs/node/open")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = app
+        .request(Method::POST, "/graphs/node")
+        .json(&json!({"id": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(write, 401).await;
+    let admin = app
+        .request(Method::GET, "/auth/api-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(admin, 401).await;
+}

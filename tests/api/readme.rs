@@ -6,8 +6,12 @@ use std::time::Duration;
 
 fn walkthrough() -> String {
     let readme = include_str!("../../README.md");
-    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("walkthrough start marker");
+    let end = readme
+        .find("<!-- walkthrough:end -->")
+        .expect("walkthrough end marker");
     let section = &readme[start..end];
     let open = section.find("```sh\n").expect("sh block") + "```sh\n".len();
     let close = section[open..].find("```").expect("end of sh block") + open;
@@ -17,9 +21,18 @@ fn walkthrough() -> String {
 #[tokio::test]
 async fn the_walkthrough_works_verbatim() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_ragbrain"))
-        .args(["--port", &port.to_string(), "--data-dir", dir.path().to_str().unwrap()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
         .env("RAGBRAIN__LOG__LEVEL", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -27,25 +40,44 @@ async fn the_walkthrough_works_verbatim() {
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{url}/health/live")).send().await.is_ok() {
+        if client
+            .get(format!("{url}/health/live"))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let script = walkthrough();
-    assert!(script.contains("URL=http://127.0.0.1:8080") && script.contains("cat data/bootstrap-admin.key"));
+    assert!(
+        script.contains("URL=http://127.0.0.1:8080")
+            && script.contains("cat data/bootstrap-admin.key")
+    );
     let script = script
         .replace("URL=http://127.0.0.1:8080", &format!("URL={url}"))
-        .replace("cat data/bootstrap-admin.key", &format!("cat {}/bootstrap-admin.key", dir.path().display()));
-    let out = tokio::task::spawn_blocking(move || Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output())
-        .await
-        .unwrap()
-        .unwrap();
+        .replace(
+            "cat data/bootstrap-admin.key",
+            &format!("cat {}/bootstrap-admin.key", dir.path().display()),
+        );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let _ = server.kill();
     let _ = server.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     for expected in [
         r#""name":"notes","dim":4,"distance":"cosine","points_count":0"#,
@@ -56,6 +88,9 @@ async fn the_walkthrough_works_verbatim() {
         r#""depth":2,"path":["KNOWS","KNOWS"]"#,
         r#"{"columns":["reachable"],"rows":[["alan"],["grace"]],"truncated":false}"#,
     ] {
-        assert!(stdout.contains(expected), "missing {expected} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected} in:\n{stdout}"
+        );
     }
 }
