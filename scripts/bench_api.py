@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Latency of the main API operations through HTTP, one client, keep-alive.
+
+Starts the given ragbrain binary on a free loopback port over a fresh data directory,
+loads a collection and a graph, then times each operation and prints p50/p99 in ms.
+Standard library only. Example:
+
+    cargo build --release && scripts/bench_api.py target/release/ragbrain --points 20000
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, port, key=None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.key = key
+
+    def call(self, method, path, body=None, expect=(200, 201)):
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["X-API-Key"] = self.key
+        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status not in expect:
+            raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
+        return json.loads(data) if data else None
+
+
+def timed(fn, n):
+    samples = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def vec(rng, dim):
+    return [rng.uniform(-1, 1) for _ in range(dim)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("binary")
+    ap.add_argument("--points", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--samples", type=int, default=200)
+    args = ap.parse_args()
+
+    rng = random.Random(7)
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="ragbrain-bench-")
+    env = dict(os.environ, RAGBRAIN__LOG__LEVEL="warn")
+    server = subprocess.Popen([args.binary, "--port", str(port), "--data-dir", data],
+                              env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                Client(port).call("GET", "/health/live")
+                break
+            except OSError:
+                time.sleep(0.05)
+        with open(os.path.join(data, "bootstrap-admin.key")) as f:
+            c = Client(port, f.read().strip())
+        c.call("PUT", "/vectors/collections/bench", {"dim": args.dim})
+
+        t = time.perf_counter()
+        for start in range(0, args.points, 500):
+            pts = [{"id": i, "vector": vec(rng, args.dim), "payload": {"group": i % 10}}
+                   for i in range(start, min(start + 500, args.points))]
+            c.call("POST", "/vectors/upsert", {"collection": "bench", "points": pts})
+        load_s = time.perf_counter() - t
+        time.sleep(3)  # let the background HNSW build start on the idle collection
+        while c.call("GET", "/vectors/collections/bench")["indexed_vectors_count"] < args.points * 0.9:
+            time.sleep(1)
+        index_wait_s = time.perf_counter() - t - load_s
+
+        rows = [("bulk load", f"{args.points / load_s:,.0f} points/s ({args.points} x {args.dim}, batches of 500)", "")]
+        nxt = [args.points]
+
+        def upsert10(_):
+            pts = [{"id": nxt[0] + j, "vector": vec(rng, args.dim)} for j in range(10)]
+            nxt[0] += 10
+            c.call("POST", "/vectors/upsert", {"collection": "bench", "points": pts})
+
+        queries = [vec(rng, args.dim) for _ in range(args.samples)]
+        ops = {
+            "vector search k=10": lambda i: c.call("POST", "/vectors/search", {"collection": "bench", "vector": queries[i], "limit": 10}),
+            "vector search k=10 + filter": lambda i: c.call("POST", "/vectors/search", {"collection": "bench", "vector": queries[i], "limit": 10, "filter": {"must": [{"key": "group", "match": {"value": 3}}]}}),
+            "vector upsert 10 points (durable)": upsert10,
+            "graph node create (durable)": lambda i: c.call("POST", "/graphs/node", {"id": f"n{i}", "labels": ["Bench"], "properties": {"i": i}}),
+            "graph relationship create": lambda i: c.call("POST", "/graphs/relationship", {"from": f"n{i}", "to": f"n{(i * 7) % (i + 1)}", "type": "LINKS"}),
+            "graph node find": lambda i: c.call("POST", "/graphs/node/find", {"label": "Bench", "properties": {"i": i}}),
+            "graph neighbors 2 hops": lambda i: c.call("POST", "/graphs/neighbors", {"id": f"n{i}", "hops": 2}),
+            "health/live": lambda i: c.call("GET", "/health/live"),
+        }
+        for name, fn in ops.items():
+            p50, p99 = timed(fn, args.samples)
+            rows.append((name, f"p50 {p50:.2f} ms", f"p99 {p99:.2f} ms"))
+        print(f"HNSW build after load: {index_wait_s:.1f} s")
+        for r in rows:
+            print(f"{r[0]:<36} {r[1]:<48} {r[2]}")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
