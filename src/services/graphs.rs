@@ -12,6 +12,7 @@ use crate::domain::graph::{
 use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, Result};
+use crate::services::bounded;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -91,13 +92,7 @@ pub struct QueryRequest {
 }
 
 fn check_id(id: &str, limits: &Limits) -> Result<()> {
-    if id.is_empty() || id.len() > limits.max_id_len {
-        return Err(ApiError::Unprocessable(format!(
-            "node id must be 1 to {} bytes",
-            limits.max_id_len
-        )));
-    }
-    Ok(())
+    bounded("node id length in bytes", id.len(), 1, limits.max_id_len)
 }
 
 fn check_identifier(kind: &str, name: &str) -> Result<()> {
@@ -148,17 +143,8 @@ fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
 }
 
 fn check_page(limit: usize, offset: usize, max_limit: usize, max_offset: usize) -> Result<()> {
-    if limit == 0 || limit > max_limit {
-        return Err(ApiError::Unprocessable(format!(
-            "limit must be between 1 and {max_limit}"
-        )));
-    }
-    if offset > max_offset {
-        return Err(ApiError::Unprocessable(format!(
-            "offset must not exceed {max_offset}"
-        )));
-    }
-    Ok(())
+    bounded("limit", limit, 1, max_limit)?;
+    bounded("offset", offset, 0, max_offset)
 }
 
 pub async fn upsert_node(
@@ -168,12 +154,7 @@ pub async fn upsert_node(
 ) -> Result<(Node, Written)> {
     let limits = &state.settings.limits;
     check_id(&req.id, limits)?;
-    if req.labels.len() > limits.max_labels {
-        return Err(ApiError::Unprocessable(format!(
-            "at most {} labels",
-            limits.max_labels
-        )));
-    }
+    bounded("number of labels", req.labels.len(), 0, limits.max_labels)?;
     for label in &req.labels {
         check_identifier("label", label)?;
     }
@@ -247,19 +228,9 @@ pub async fn neighbors(
 ) -> Result<NeighborsResponse> {
     let limits = &state.settings.limits;
     check_id(&req.id, limits)?;
-    if req.hops == 0 || req.hops > limits.max_graph_hops {
-        return Err(ApiError::Unprocessable(format!(
-            "hops must be between 1 and {}",
-            limits.max_graph_hops
-        )));
-    }
+    bounded("hops", req.hops.into(), 1, limits.max_graph_hops.into())?;
     check_page(req.limit, 0, limits.max_neighbors_limit, 0)?;
-    if req.types.len() > limits.max_labels {
-        return Err(ApiError::Unprocessable(format!(
-            "at most {} types",
-            limits.max_labels
-        )));
-    }
+    bounded("number of types", req.types.len(), 0, limits.max_labels)?;
     for t in &req.types {
         check_identifier("relationship type", t)?;
     }
@@ -276,12 +247,12 @@ pub async fn neighbors(
 
 pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Result<CypherResult> {
     let limits = &state.settings.limits;
-    if req.query.trim().is_empty() || req.query.len() > limits.max_query_bytes {
-        return Err(ApiError::Unprocessable(format!(
-            "query must be 1 to {} bytes",
-            limits.max_query_bytes
-        )));
-    }
+    let text = if req.query.trim().is_empty() {
+        0
+    } else {
+        req.query.len()
+    };
+    bounded("query length in bytes", text, 1, limits.max_query_bytes)?;
     if req.params.contains_key(TENANT_PROPERTY) {
         return Err(ApiError::Unprocessable(
             "parameter $tenant is set by the server to the caller's tenant".into(),
@@ -297,12 +268,7 @@ pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Resu
         )));
     }
     let max_rows = req.limit.unwrap_or(limits.max_query_rows);
-    if max_rows == 0 || max_rows > limits.max_query_rows {
-        return Err(ApiError::Unprocessable(format!(
-            "limit must be between 1 and {}",
-            limits.max_query_rows
-        )));
-    }
+    bounded("limit", max_rows, 1, limits.max_query_rows)?;
     let query = CypherQuery {
         query: req.query,
         params: req.params,

@@ -12,6 +12,7 @@ use crate::domain::vector::{
     ScoredPoint, SearchQuery, TENANT_KEY,
 };
 use crate::error::{ApiError, Result};
+use crate::services::bounded;
 use crate::state::AppState;
 use crate::store::Created;
 
@@ -109,13 +110,12 @@ pub fn check_collection_name(name: &str) -> Result<()> {
 }
 
 fn check_vector(vector: &[f32], limits: &Limits, what: &str) -> Result<()> {
-    if vector.is_empty() || vector.len() > limits.max_vector_dim {
-        return Err(ApiError::Unprocessable(format!(
-            "{what} must have 1 to {} dimensions, got {}",
-            limits.max_vector_dim,
-            vector.len()
-        )));
-    }
+    bounded(
+        &format!("dimensions of {what}"),
+        vector.len(),
+        1,
+        limits.max_vector_dim,
+    )?;
     if vector.iter().any(|v| !v.is_finite()) {
         return Err(ApiError::Unprocessable(format!(
             "{what} contains a non-finite number"
@@ -181,12 +181,7 @@ pub async fn create_collection(
 ) -> Result<Created> {
     check_collection_name(name)?;
     let limits = &state.settings.limits;
-    if req.dim == 0 || req.dim > limits.max_vector_dim {
-        return Err(ApiError::Unprocessable(format!(
-            "dim must be between 1 and {}",
-            limits.max_vector_dim
-        )));
-    }
+    bounded("dim", req.dim, 1, limits.max_vector_dim)?;
     let spec = CollectionSpec {
         dim: req.dim,
         distance: req.distance,
@@ -218,13 +213,12 @@ pub async fn upsert(
 ) -> Result<UpsertResponse> {
     let limits = &state.settings.limits;
     let collection = collection_name(state, req.collection)?;
-    if req.points.is_empty() || req.points.len() > limits.max_batch_points {
-        return Err(ApiError::Unprocessable(format!(
-            "points must hold 1 to {} points, got {}",
-            limits.max_batch_points,
-            req.points.len()
-        )));
-    }
+    bounded(
+        "number of points",
+        req.points.len(),
+        1,
+        limits.max_batch_points,
+    )?;
     let mut points = Vec::with_capacity(req.points.len());
     for p in req.points {
         check_vector(&p.vector, limits, &format!("vector of point {:?}", p.id))?;
@@ -267,18 +261,8 @@ pub async fn search(
     let limits = &state.settings.limits;
     let collection = collection_name(state, req.collection)?;
     check_vector(&req.vector, limits, "vector")?;
-    if req.limit == 0 || req.limit > limits.max_search_limit {
-        return Err(ApiError::Unprocessable(format!(
-            "limit must be between 1 and {}",
-            limits.max_search_limit
-        )));
-    }
-    if req.offset > limits.max_search_offset {
-        return Err(ApiError::Unprocessable(format!(
-            "offset must not exceed {}",
-            limits.max_search_offset
-        )));
-    }
+    bounded("limit", req.limit, 1, limits.max_search_limit)?;
+    bounded("offset", req.offset, 0, limits.max_search_offset)?;
     if req.score_threshold.is_some_and(|t| !t.is_finite()) {
         return Err(ApiError::Unprocessable(
             "score_threshold must be finite".into(),
@@ -312,12 +296,7 @@ pub async fn delete(
     let collection = collection_name(state, req.collection)?;
     let deleted = match (req.ids, req.filter) {
         (Some(ids), None) => {
-            if ids.is_empty() || ids.len() > limits.max_batch_points {
-                return Err(ApiError::Unprocessable(format!(
-                    "ids must hold 1 to {} ids",
-                    limits.max_batch_points
-                )));
-            }
+            bounded("number of ids", ids.len(), 1, limits.max_batch_points)?;
             state
                 .vectors
                 .delete_ids(&who.tenant, &collection, ids)
@@ -356,12 +335,12 @@ pub async fn retrieve(
     ids: Vec<PointId>,
 ) -> Result<RetrieveResponse> {
     let collection = collection_name(state, collection)?;
-    let max = state.settings.limits.max_batch_points;
-    if ids.is_empty() || ids.len() > max {
-        return Err(ApiError::Unprocessable(format!(
-            "ids must hold 1 to {max} ids"
-        )));
-    }
+    bounded(
+        "number of ids",
+        ids.len(),
+        1,
+        state.settings.limits.max_batch_points,
+    )?;
     let points = state
         .vectors
         .retrieve(&who.tenant, &collection, ids)

@@ -270,11 +270,8 @@ async fn api_keys_are_listed_without_secrets_and_tenant_admins_stay_in_their_ten
     assert_problem(other, 403).await;
 
     let listed: Value = app
-        .call(Method::GET, "/auth/api-keys", &tenant_admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/auth/api-keys", &tenant_admin, None)
+        .await;
     let keys = listed["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
     assert!(
@@ -283,16 +280,13 @@ async fn api_keys_are_listed_without_secrets_and_tenant_admins_stay_in_their_ten
     );
 
     let operator_view: Value = app
-        .call(
+        .json(
             Method::GET,
             "/auth/api-keys?tenant=acme",
             &app.admin_key,
             None,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(operator_view["keys"].as_array().unwrap().len(), 2);
     let admin_id = app.admin_key.split('_').nth(1).unwrap();
     let cross_delete = app
@@ -371,55 +365,43 @@ async fn another_tenants_collections_points_and_nodes_are_invisible() {
         assert_problem(r, 404).await;
     }
     let q: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/query",
             &globex,
             Some(json!({"query": "MATCH (n) RETURN n.id"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(q["rows"], json!([]));
     let found: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/node/find",
             &globex,
             Some(json!({"label": "P"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(found["nodes"], json!([]));
 
     // Globex may use the same names without touching Acme's data.
     app.create_collection(&globex, "docs", 4).await;
     let hits: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/search",
             &globex,
             Some(json!({"collection": "docs", "vector": [1, 0, 0, 0]})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(hits["hits"], json!([]));
     let acme_hits: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/search",
             &acme,
             Some(json!({"collection": "docs", "vector": [1, 0, 0, 0]})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(acme_hits["hits"][0]["payload"]["secret"], "acme");
     assert_eq!(
         StatusCode::OK,

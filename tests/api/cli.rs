@@ -2,8 +2,9 @@
 //! a clean exit on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::helpers::{free_port, spawn_binary, wait_for};
 
 fn ragbrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ragbrain"))
@@ -42,11 +43,7 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
 #[tokio::test]
 async fn serve_prints_the_bootstrap_key_once_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = ragbrain()
         .args([
             "serve",
@@ -63,77 +60,50 @@ async fn serve_prints_the_bootstrap_key_once_and_exits_cleanly_on_sigterm() {
     let _announcement = lines.next().unwrap().unwrap();
     let key = lines.next().unwrap().unwrap();
     assert!(key.starts_with("rbk_"));
-    let saved = std::fs::read_to_string(dir.path().join("bootstrap-admin.key")).unwrap();
-    assert_eq!(saved.trim(), key);
+    let key_file = dir.path().join("bootstrap-admin.key");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("bootstrap-admin.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/graphs/node");
-    let r = client
+    let node = serde_json::json!({"id": "x"});
+    let r = reqwest::Client::new()
         .post(&url)
         .header("X-API-Key", &key)
-        .json(&serde_json::json!({"id": "x"}))
+        .json(&node)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    assert!(terminate(child).await.status.success());
 
     // A second start on the same data keeps the node and prints no new key.
-    let again = ragbrain()
-        .args([
-            "--port",
-            &port.to_string(),
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .env("RAGBRAIN__LOG__LEVEL", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut served = None;
-    for _ in 0..100 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/graphs/node/x"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-        {
-            served = Some(r.status());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(served, Some(reqwest::StatusCode::OK));
-    Command::new("kill")
-        .args(["-TERM", &again.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = tokio::task::spawn_blocking(move || again.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let again = spawn_binary(port, dir.path(), Stdio::piped());
+    assert_eq!(
+        wait_for(port, "/graphs/node/x", &key).await,
+        Some(reqwest::StatusCode::OK)
+    );
+    let exit = terminate(again).await;
     assert!(exit.status.success());
     assert!(
         !String::from_utf8_lossy(&exit.stderr).contains("rbk_"),
         "no second bootstrap key"
     );
+}
+
+/// Sends SIGTERM and waits for the process to exit.
+async fn terminate(child: Child) -> Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
 }

@@ -72,12 +72,7 @@ async fn nodes_merge_on_id_and_keep_labels_and_properties() {
     assert_eq!(created.status(), 201);
     let merged = node(&app, &key, "n1", &["Employee"], json!({"age": 31})).await;
     assert_eq!(merged.status(), 200);
-    let got: Value = app
-        .call(Method::GET, "/graphs/node/n1", &key, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.json(Method::GET, "/graphs/node/n1", &key, None).await;
     assert_eq!(got["id"], "n1");
     let mut labels: Vec<_> = got["labels"]
         .as_array()
@@ -99,16 +94,13 @@ async fn find_filters_by_label_and_properties_and_pages() {
     let key = app.key("acme", &["write"]).await;
     social(&app, &key).await;
     let page1: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/node/find",
             &key,
             Some(json!({"label": "Person", "limit": 3})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let ids: Vec<_> = page1["nodes"]
         .as_array()
         .unwrap()
@@ -118,29 +110,23 @@ async fn find_filters_by_label_and_properties_and_pages() {
     assert_eq!(ids, vec![json!("ann"), json!("bob"), json!("cat")]);
     assert_eq!(page1["next_offset"], 3);
     let page2: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/node/find",
             &key,
             Some(json!({"label": "Person", "limit": 3, "offset": 3})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(page2["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(page2["next_offset"], Value::Null);
     let by_prop: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/node/find",
             &key,
             Some(json!({"label": "Person", "properties": {"name": "Bob"}})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(by_prop["nodes"][0]["id"], "bob");
     assert_eq!(by_prop["nodes"].as_array().unwrap().len(), 1);
 }
@@ -276,16 +262,13 @@ async fn deleting_a_node_removes_its_relationships() {
     )
     .await;
     let n: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/neighbors",
             &key,
             Some(json!({"id": "ann"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(n["neighbors"], json!([]));
 }
 

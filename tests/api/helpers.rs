@@ -3,6 +3,7 @@
 //! reopens the same directory.
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ragbrain::app::Application;
@@ -116,6 +117,15 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// Like [`TestApp::call`], asserting a 2xx status and returning the JSON body.
+    pub async fn json(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Value {
+        let r = self.call(method.clone(), path, key, body).await;
+        let status = r.status();
+        let text = r.text().await.expect("response body");
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).expect("JSON body")
+    }
+
     /// Creates an API key in `tenant` with `scopes`, as the operator.
     pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
         let body = json!({"name": "test", "tenant": tenant, "scopes": scopes});
@@ -184,4 +194,45 @@ pub async fn assert_problem(r: Response, status: u16) -> Value {
     assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
     assert!(body["correlation_id"].is_string());
     body
+}
+
+/// A port that was free a moment ago, for starting the binary itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the `ragbrain` binary on `port` over `data_dir`, quiet unless it fails.
+pub fn spawn_binary(port: u16, data_dir: &Path, stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ragbrain"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .stderr(stderr)
+        .spawn()
+        .expect("ragbrain starts")
+}
+
+/// Waits until the server on `port` answers `GET path` (up to ten seconds).
+pub async fn wait_for(port: u16, path: &str, key: &str) -> Option<reqwest::StatusCode> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        let sent = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("X-API-Key", key)
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            return Some(r.status());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
 }

@@ -60,48 +60,36 @@ async fn a_restart_keeps_collections_points_nodes_relationships_and_keys() {
     app.restart().await;
 
     let info: Value = app
-        .call(Method::GET, "/vectors/collections/docs", &key, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/vectors/collections/docs", &key, None)
+        .await;
     assert_eq!(info["points_count"], 49);
     let hits: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/search",
             &key,
             Some(json!({"collection": "docs", "vector": [1.0, 3.0, 0.5, 0.25], "limit": 1})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(hits["hits"][0]["payload"]["n"], 3);
     let n: Value = app
-        .call(
+        .json(
             Method::POST,
             "/graphs/neighbors",
             &key,
             Some(json!({"id": "a"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(n["neighbors"][0]["node"]["id"], "b");
     assert_eq!(n["neighbors"][0]["node"]["properties"]["name"], "b");
     let keys: Value = app
-        .call(
+        .json(
             Method::GET,
             "/auth/api-keys?tenant=default",
             &app.admin_key,
             None,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         keys["keys"].as_array().unwrap().len(),
         1,
@@ -140,25 +128,19 @@ async fn a_restart_after_background_indexing_keeps_search_working() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     app.restart().await;
     let info: Value = app
-        .call(Method::GET, "/vectors/collections/big", &key, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/vectors/collections/big", &key, None)
+        .await;
     assert_eq!(info["points_count"], 2000);
     let v: Vec<f32> = (0..8u64)
         .map(|d| ((1234 * 31 + d * 17) % 97) as f32 / 97.0)
         .collect();
     let hits: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/search",
             &key,
             Some(json!({"collection": "big", "vector": v, "limit": 1})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(hits["hits"][0]["score"].as_f64().unwrap() > 0.999);
 }

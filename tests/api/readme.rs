@@ -2,7 +2,8 @@
 //! server address and the data directory are pointed at this test's own.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+
+use crate::helpers::{free_port, spawn_binary, wait_for};
 
 fn walkthrough() -> String {
     let readme = include_str!("../../README.md");
@@ -21,35 +22,13 @@ fn walkthrough() -> String {
 #[tokio::test]
 async fn the_walkthrough_works_verbatim() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ragbrain"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .env("RAGBRAIN__LOG__LEVEL", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let mut server = spawn_binary(port, dir.path(), Stdio::null());
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("{url}/health/live"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        wait_for(port, "/health/live", "").await.is_some(),
+        "server did not start"
+    );
 
     let script = walkthrough();
     assert!(

@@ -67,11 +67,8 @@ async fn collection_lifecycle_create_info_idempotent_put_conflict_and_drop() {
     assert_problem(conflict, 409).await;
 
     let info: Value = app
-        .call(Method::GET, "/vectors/collections/docs", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/vectors/collections/docs", &admin, None)
+        .await;
     assert_eq!(info["dim"], 4);
     assert_eq!(info["distance"], "cosine");
     assert_eq!(info["points_count"], 0);
@@ -109,11 +106,8 @@ async fn search_ranks_by_similarity_and_returns_payloads() {
     assert!(hits[0]["score"].as_f64().unwrap() > 0.99);
 
     let info: Value = app
-        .call(Method::GET, "/vectors/collections/docs", &key, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/vectors/collections/docs", &key, None)
+        .await;
     assert_eq!(info["points_count"], 3);
 }
 
@@ -183,43 +177,34 @@ async fn search_applies_match_range_any_and_negation_filters() {
 async fn retrieve_and_delete_by_ids_and_by_filter() {
     let (app, key) = seeded().await;
     let got: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/retrieve",
             &key,
             Some(json!({"collection": "docs", "ids": [2, 99]})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(got["points"].as_array().unwrap().len(), 1);
     assert_eq!(got["points"][0]["payload"]["city"], "Paris");
 
     let by_ids: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/delete",
             &key,
             Some(json!({"collection": "docs", "ids": [1, 99]})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(by_ids["deleted"], 1);
     let filter = json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]});
     let by_filter: Value = app
-        .call(
+        .json(
             Method::POST,
             "/vectors/delete",
             &key,
             Some(json!({"collection": "docs", "filter": filter})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(by_filter["deleted"], 1);
     let left = search(
         &app,
@@ -245,16 +230,13 @@ async fn the_default_collection_is_created_on_first_upsert() {
         .await;
     assert_eq!(r.status(), 200);
     let info: Value = app
-        .call(
+        .json(
             Method::GET,
             "/vectors/collections/documents",
             &app.admin_key,
             None,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(info["dim"], 256);
     assert_eq!(info["points_count"], 1);
 }
@@ -367,10 +349,7 @@ async fn thirty_two_concurrent_writers_and_readers_lose_nothing() {
         t.await.unwrap();
     }
     let info: Value = app
-        .call(Method::GET, "/vectors/collections/load", &key, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .json(Method::GET, "/vectors/collections/load", &key, None)
+        .await;
     assert_eq!(info["points_count"], 32 * 4 * 10);
 }
