@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use std::process::Stdio;
+
+use crate::helpers::{free_port, spawn_app, spawn_binary, wait_for};
 
 #[tokio::test]
 async fn a_restart_keeps_collections_points_nodes_relationships_and_keys() {
@@ -143,4 +145,80 @@ async fn a_restart_after_background_indexing_keeps_search_working() {
         )
         .await;
     assert!(hits["hits"][0]["score"].as_f64().unwrap() > 0.999);
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = spawn_binary(port, dir.path(), Stdio::null());
+    assert!(wait_for(port, "/health/live", "").await.is_some());
+    let key = std::fs::read_to_string(dir.path().join("bootstrap-admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("X-API-Key", &key)
+            .json(&body)
+            .send()
+    };
+    let points: Vec<Value> = (0..20u64)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32, 0.0, 1.0]}))
+        .collect();
+    let put = client
+        .put(format!("http://127.0.0.1:{port}/vectors/collections/crash"))
+        .header("X-API-Key", &key)
+        .json(&json!({"dim": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert_eq!(
+        post(
+            "/vectors/upsert",
+            json!({"collection": "crash", "points": points})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        post("/graphs/node", json!({"id": "kept", "labels": ["P"]}))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let created: Value = post("/auth/api-keys", json!({"name": "k", "scopes": ["read"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    server.kill().unwrap(); // SIGKILL: no shutdown hook runs
+    server.wait().unwrap();
+
+    let mut server = spawn_binary(port, dir.path(), Stdio::null());
+    let reader = created["key"].as_str().unwrap();
+    assert_eq!(
+        wait_for(port, "/graphs/node/kept", reader).await,
+        Some(reqwest::StatusCode::OK)
+    );
+    let info: Value = client
+        .get(format!("http://127.0.0.1:{port}/vectors/collections/crash"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["points_count"], 20);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
