@@ -3,8 +3,9 @@
 //!
 //! qdrant-edge 0.7.2 does not replay its WAL on load, so a write is acknowledged only
 //! after `flush()`. `flush()` panics if it races an update or an optimizer swap, so each
-//! collection has one writer lock held by update+flush and by optimize; searches never
-//! take it. HNSW is built in the background once a collection has been idle for a while.
+//! collection has one writer lock held by update, by flush and by optimize; searches
+//! never take it. Concurrent writers share flushes (group commit). HNSW is built in the
+//! background once a collection has been idle for a while.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,11 @@ type Key = (Tenant, String);
 struct Collection {
     shard: EdgeShard,
     spec: CollectionSpec,
-    /// Held by update+flush and by optimize; see the module docs.
-    writer: Mutex<()>,
+    /// Held by update, by flush and by optimize; see the module docs. Guards the count
+    /// of updates applied so far.
+    writer: Mutex<u64>,
+    /// Serialises flushers and holds the count of updates known to be on disk.
+    flushed: Mutex<u64>,
     last_write: Mutex<Instant>,
     /// Points were written since the last optimisation.
     dirty: AtomicBool,
@@ -183,7 +187,8 @@ fn new_collection(shard: EdgeShard, spec: CollectionSpec) -> Collection {
     Collection {
         shard,
         spec,
-        writer: Mutex::new(()),
+        writer: Mutex::new(0),
+        flushed: Mutex::new(0),
         last_write: Mutex::new(Instant::now()),
         dirty: AtomicBool::new(true),
     }
@@ -225,13 +230,24 @@ fn create_on_disk(
 }
 
 impl Collection {
-    /// Applies `op` and flushes before returning, holding the writer lock throughout.
+    /// Applies `op`, then returns once a flush has covered it (group commit): writers
+    /// apply under the writer lock one at a time, and one flush makes every update
+    /// applied before it durable, so concurrent writers share fsyncs.
     fn write(&self, op: UpdateOperation) -> StoreResult<()> {
-        let _w = lock(&self.writer);
-        self.shard.update(op).map_err(engine)?;
-        self.shard.flush();
+        let seq = {
+            let mut applied = lock(&self.writer);
+            self.shard.update(op).map_err(engine)?;
+            *applied += 1;
+            *applied
+        };
         *lock(&self.last_write) = Instant::now();
         self.dirty.store(true, Ordering::Release);
+        let mut flushed = lock(&self.flushed);
+        if *flushed < seq {
+            let applied = lock(&self.writer);
+            self.shard.flush();
+            *flushed = *applied;
+        }
         Ok(())
     }
 
