@@ -12,7 +12,7 @@ use crate::domain::graph::{
 use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, Result};
-use crate::services::bounded;
+use crate::services::{bounded, bounded_json};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -130,16 +130,7 @@ fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
             )));
         }
     }
-    let size = serde_json::to_vec(props)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
-    if size > limits.max_properties_bytes {
-        return Err(ApiError::Unprocessable(format!(
-            "properties are {size} bytes; the limit is {}",
-            limits.max_properties_bytes
-        )));
-    }
-    Ok(())
+    bounded_json("properties", props, limits.max_properties_bytes)
 }
 
 fn check_page(limit: usize, offset: usize, max_limit: usize, max_offset: usize) -> Result<()> {
@@ -258,15 +249,7 @@ pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Resu
             "parameter $tenant is set by the server to the caller's tenant".into(),
         ));
     }
-    let size = serde_json::to_vec(&req.params)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
-    if size > limits.max_properties_bytes {
-        return Err(ApiError::Unprocessable(format!(
-            "params are {size} bytes; the limit is {}",
-            limits.max_properties_bytes
-        )));
-    }
+    bounded_json("params", &req.params, limits.max_properties_bytes)?;
     let max_rows = req.limit.unwrap_or(limits.max_query_rows);
     bounded("limit", max_rows, 1, limits.max_query_rows)?;
     let query = CypherQuery {

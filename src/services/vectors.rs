@@ -12,7 +12,7 @@ use crate::domain::vector::{
     ScoredPoint, SearchQuery, TENANT_KEY,
 };
 use crate::error::{ApiError, Result};
-use crate::services::bounded;
+use crate::services::{bounded, bounded_json};
 use crate::state::AppState;
 use crate::store::Created;
 
@@ -227,15 +227,11 @@ pub async fn upsert(
                 "payload key \"tenant\" is reserved".into(),
             ));
         }
-        let size = serde_json::to_vec(&p.payload)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > limits.max_payload_bytes {
-            return Err(ApiError::Unprocessable(format!(
-                "payload of point {:?} is {size} bytes; the limit is {}",
-                p.id, limits.max_payload_bytes
-            )));
-        }
+        bounded_json(
+            &format!("payload of point {:?}", p.id),
+            &p.payload,
+            limits.max_payload_bytes,
+        )?;
         points.push(Point {
             id: p.id,
             vector: p.vector,

@@ -353,3 +353,32 @@ async fn thirty_two_concurrent_writers_and_readers_lose_nothing() {
         .await;
     assert_eq!(info["points_count"], 32 * 4 * 10);
 }
+
+#[tokio::test]
+async fn oversized_payloads_and_properties_are_rejected() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "docs", 4).await;
+    let big = "x".repeat(70_000);
+    let points = json!({"collection": "docs", "points": [{"id": 1, "vector": [1, 0, 0, 0], "payload": {"text": big}}]});
+    assert_problem(
+        app.call(Method::POST, "/vectors/upsert", &key, Some(points))
+            .await,
+        422,
+    )
+    .await;
+    let node = json!({"id": "n", "properties": {"text": big}});
+    assert_problem(
+        app.call(Method::POST, "/graphs/node", &key, Some(node))
+            .await,
+        422,
+    )
+    .await;
+    let query = json!({"query": "RETURN $text", "params": {"text": big}});
+    assert_problem(
+        app.call(Method::POST, "/graphs/query", &key, Some(query))
+            .await,
+        422,
+    )
+    .await;
+}
