@@ -2,6 +2,8 @@
 //! store for the caller's tenant. Transport-agnostic: tests and other front ends call
 //! these directly.
 
+use std::fmt::Display;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -109,9 +111,9 @@ pub fn check_collection_name(name: &str) -> Result<()> {
     }
 }
 
-fn check_vector(vector: &[f32], limits: &Limits, what: &str) -> Result<()> {
+fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<()> {
     bounded(
-        &format!("dimensions of {what}"),
+        format_args!("dimensions of {what}"),
         vector.len(),
         1,
         limits.max_vector_dim,
@@ -221,14 +223,18 @@ pub async fn upsert(
     )?;
     let mut points = Vec::with_capacity(req.points.len());
     for p in req.points {
-        check_vector(&p.vector, limits, &format!("vector of point {:?}", p.id))?;
+        check_vector(
+            &p.vector,
+            limits,
+            format_args!("vector of point {:?}", p.id),
+        )?;
         if p.payload.contains_key(TENANT_KEY) {
             return Err(ApiError::Unprocessable(
                 "payload key \"tenant\" is reserved".into(),
             ));
         }
         bounded_json(
-            &format!("payload of point {:?}", p.id),
+            format_args!("payload of point {:?}", p.id),
             &p.payload,
             limits.max_payload_bytes,
         )?;
