@@ -1,6 +1,8 @@
-//! Start-up and shutdown: open the stores chosen by configuration, bootstrap the first
-//! admin key, bind the listener (port 0 works; [`Application::port`] tells the real
-//! one), serve until SIGINT/SIGTERM, drain in-flight requests, and close the stores.
+//! Start-up and shutdown: open the stores, embedder and LLM client chosen by
+//! configuration, bootstrap the first admin key, bind the listener (port 0 works;
+//! [`Application::port`] tells the real one), serve (with the ingest worker, unless
+//! `ingest.worker` is off) until SIGINT/SIGTERM, drain in-flight requests, stop the
+//! worker, and close the stores. [`run_worker`] runs the ingest worker alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +11,14 @@ use tokio::net::TcpListener;
 
 use crate::config::{GraphBackend, Settings, VectorBackend};
 use crate::domain::vector::CollectionSpec;
+use crate::llm::ChatClient;
 use crate::services::auth::AuthService;
 use crate::state::AppState;
 use crate::store::embedded::auth::EmbeddedAuthStore;
+use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
 use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
-use crate::store::{GraphStore, VectorStore};
+use crate::store::{EventLog, GraphStore, VectorStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,62 +54,111 @@ fn store_err(store: &'static str) -> impl Fn(crate::store::StoreError) -> StartE
     }
 }
 
+/// Opens every store, the embedder and the LLM client chosen by configuration, and
+/// bootstraps the first admin key; shared by `serve` and `worker`.
+async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), StartError> {
+    let data_dir = settings.server.data_dir.clone();
+    let dir_err = |source| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
+
+    let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
+        VectorBackend::Embedded => {
+            let options = EmbeddedVectorOptions {
+                default_name: settings.vectors.default_collection.clone(),
+                default_spec: CollectionSpec {
+                    dim: settings.vectors.default_dim,
+                    distance: settings.vectors.default_distance,
+                },
+                optimize_idle: Duration::from_millis(settings.vectors.optimize_idle_ms),
+                optimize_check: Duration::from_millis(settings.vectors.optimize_check_ms),
+            };
+            Arc::new(
+                EmbeddedVectorStore::open(&data_dir, options)
+                    .await
+                    .map_err(store_err("vector"))?,
+            )
+        }
+    };
+    let graph: Arc<dyn GraphStore> = match settings.graph.backend {
+        GraphBackend::Embedded => {
+            let options = EmbeddedGraphOptions {
+                query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
+                max_concurrent_queries: settings.limits.max_concurrent_queries,
+            };
+            Arc::new(
+                EmbeddedGraphStore::open(&data_dir, options)
+                    .await
+                    .map_err(store_err("graph"))?,
+            )
+        }
+    };
+    let events: Arc<dyn EventLog> = Arc::new(
+        EmbeddedEventLog::open(&data_dir)
+            .await
+            .map_err(store_err("event log"))?,
+    );
+    let embedder =
+        crate::embed::from_settings(&settings.embedder).map_err(store_err("embedder"))?;
+    let llm = ChatClient::from_settings(&settings.llm)
+        .map_err(store_err("llm"))?
+        .map(Arc::new);
+    let auth_store = Arc::new(
+        EmbeddedAuthStore::open(&data_dir)
+            .await
+            .map_err(store_err("auth"))?,
+    );
+    let auth =
+        AuthService::new(auth_store.clone(), settings.auth.clone(), &data_dir).map_err(dir_err)?;
+    let bootstrap_key = auth
+        .bootstrap(&data_dir)
+        .await
+        .map_err(|e| StartError::Store {
+            store: "auth",
+            message: e.to_string(),
+        })?;
+    let state = AppState {
+        settings: Arc::new(settings),
+        vectors,
+        graph,
+        auth_store,
+        auth: Arc::new(auth),
+        events,
+        embedder,
+        llm,
+    };
+    Ok((state, bootstrap_key))
+}
+
+/// Flushes and releases the stores; called once, last.
+async fn close_stores(state: &AppState) {
+    if let Err(e) = state.vectors.close().await {
+        tracing::error!(error = %e, "closing the vector store");
+    }
+    if let Err(e) = state.graph.close().await {
+        tracing::error!(error = %e, "closing the graph store");
+    }
+}
+
+/// `ragbrain worker`: the ingest worker alone, until SIGINT/SIGTERM.
+pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
+    let (state, _) = open_state(settings).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(crate::services::ingest::worker::run(state.clone(), stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    close_stores(&state).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let data_dir = settings.server.data_dir.clone();
-        let dir_err = |source| StartError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
-
-        let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
-            VectorBackend::Embedded => {
-                let options = EmbeddedVectorOptions {
-                    default_name: settings.vectors.default_collection.clone(),
-                    default_spec: CollectionSpec {
-                        dim: settings.vectors.default_dim,
-                        distance: settings.vectors.default_distance,
-                    },
-                    optimize_idle: Duration::from_millis(settings.vectors.optimize_idle_ms),
-                    optimize_check: Duration::from_millis(settings.vectors.optimize_check_ms),
-                };
-                Arc::new(
-                    EmbeddedVectorStore::open(&data_dir, options)
-                        .await
-                        .map_err(store_err("vector"))?,
-                )
-            }
-        };
-        let graph: Arc<dyn GraphStore> = match settings.graph.backend {
-            GraphBackend::Embedded => {
-                let options = EmbeddedGraphOptions {
-                    query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
-                    max_concurrent_queries: settings.limits.max_concurrent_queries,
-                };
-                Arc::new(
-                    EmbeddedGraphStore::open(&data_dir, options)
-                        .await
-                        .map_err(store_err("graph"))?,
-                )
-            }
-        };
-        let auth_store = Arc::new(
-            EmbeddedAuthStore::open(&data_dir)
-                .await
-                .map_err(store_err("auth"))?,
-        );
-        let auth = AuthService::new(auth_store.clone(), settings.auth.clone(), &data_dir)
-            .map_err(dir_err)?;
-        let bootstrap_key = auth
-            .bootstrap(&data_dir)
-            .await
-            .map_err(|e| StartError::Store {
-                store: "auth",
-                message: e.to_string(),
-            })?;
-
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let (state, bootstrap_key) = open_state(settings).await?;
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -116,13 +169,6 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
-        let state = AppState {
-            settings: Arc::new(settings),
-            vectors,
-            graph,
-            auth_store,
-            auth: Arc::new(auth),
-        };
         Ok(Self {
             listener,
             state,
@@ -155,6 +201,11 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
+        let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
+        let worker =
+            state.settings.ingest.worker.then(|| {
+                tokio::spawn(crate::services::ingest::worker::run(state.clone(), stop_rx))
+            });
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -174,12 +225,13 @@ impl Application {
                 Ok(())
             }
         };
-        if let Err(e) = state.vectors.close().await {
-            tracing::error!(error = %e, "closing the vector store");
+        // The worker finishes the batch in hand (it is idempotent, so being cut off
+        // by the grace period only means the batch is replayed on the next start).
+        let _ = stop_worker.send(true);
+        if let Some(worker) = worker {
+            let _ = tokio::time::timeout(grace, worker).await;
         }
-        if let Err(e) = state.graph.close().await {
-            tracing::error!(error = %e, "closing the graph store");
-        }
+        close_stores(&state).await;
         tracing::info!("stopped");
         result
     }

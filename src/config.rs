@@ -24,6 +24,10 @@ pub struct Settings {
     pub limits: Limits,
     pub vectors: VectorSettings,
     pub graph: GraphSettings,
+    pub embedder: EmbedderSettings,
+    pub llm: LlmSettings,
+    pub ingest: IngestSettings,
+    pub hybrid: HybridSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -90,6 +94,67 @@ pub struct VectorSettings {
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
     pub backend: GraphBackend,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderBackend {
+    Builtin,
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSettings {
+    pub backend: EmbedderBackend,
+    pub model_dir: String,
+    pub base_url: String,
+    pub model: String,
+    pub api_key: SecretString,
+    pub dim: usize,
+    pub batch_size: usize,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    pub base_url: String,
+    pub model: String,
+    pub api_key: SecretString,
+    pub timeout_ms: u64,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub max_context_chunks: usize,
+    pub max_context_chars: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub worker: bool,
+    pub chunk_size_chars: usize,
+    pub chunk_overlap_chars: usize,
+    pub max_text_bytes: usize,
+    pub max_metadata_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_entities_per_chunk: usize,
+    pub worker_batch: usize,
+    pub retry_max_backoff_ms: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridSettings {
+    pub vector_candidates: usize,
+    pub max_graph_chunks: usize,
+    pub seed_chunks: usize,
+    pub max_seed_entities: usize,
+    pub default_rrf_k: u32,
+    pub hop_decay: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +244,32 @@ impl Settings {
                 "auth.access_token_ttl_secs",
                 self.auth.access_token_ttl_secs,
             ),
+            ("embedder.batch_size", self.embedder.batch_size as u64),
+            ("embedder.timeout_ms", self.embedder.timeout_ms),
+            ("embedder.max_tokens", self.embedder.max_tokens as u64),
+            ("llm.timeout_ms", self.llm.timeout_ms),
+            ("llm.max_context_chunks", self.llm.max_context_chunks as u64),
+            ("llm.max_context_chars", self.llm.max_context_chars as u64),
+            (
+                "ingest.chunk_size_chars",
+                self.ingest.chunk_size_chars as u64,
+            ),
+            ("ingest.max_text_bytes", self.ingest.max_text_bytes as u64),
+            (
+                "ingest.max_batch_events",
+                self.ingest.max_batch_events as u64,
+            ),
+            ("ingest.worker_batch", self.ingest.worker_batch as u64),
+            ("ingest.max_attempts", u64::from(self.ingest.max_attempts)),
+            (
+                "hybrid.vector_candidates",
+                self.hybrid.vector_candidates as u64,
+            ),
+            (
+                "hybrid.max_graph_chunks",
+                self.hybrid.max_graph_chunks as u64,
+            ),
+            ("hybrid.default_rrf_k", u64::from(self.hybrid.default_rrf_k)),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
@@ -207,6 +298,30 @@ impl Settings {
                     "{key} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
                 )));
             }
+        }
+        if self.ingest.chunk_overlap_chars >= self.ingest.chunk_size_chars {
+            return Err(ConfigError(
+                "ingest.chunk_overlap_chars must be smaller than ingest.chunk_size_chars".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.hybrid.hop_decay) {
+            return Err(ConfigError(
+                "hybrid.hop_decay must be between 0 and 1".into(),
+            ));
+        }
+        if self.embedder.backend == EmbedderBackend::OpenAi
+            && (self.embedder.base_url.is_empty()
+                || self.embedder.model.is_empty()
+                || self.embedder.dim == 0)
+        {
+            return Err(ConfigError(
+                "embedder.backend = \"openai\" needs embedder.base_url, embedder.model and embedder.dim".into(),
+            ));
+        }
+        if !self.llm.base_url.is_empty() && self.llm.model.is_empty() {
+            return Err(ConfigError(
+                "llm.base_url is set, so llm.model must be too".into(),
+            ));
         }
         let secret = self.auth.jwt_secret.expose_secret();
         if !secret.is_empty() && secret.len() < 32 {

@@ -30,6 +30,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A capability this deployment has not configured (e.g. no LLM for generation).
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("upstream error: {0}")]
     BadGateway(String),
     #[error("unavailable: {0}")]
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "validation",
+            ApiError::NotImplemented(_) => "not-configured",
             ApiError::BadGateway(_) => "upstream",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout(_) => "timeout",

@@ -16,8 +16,10 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod embed;
 pub mod error;
 pub mod http;
+pub mod llm;
 pub mod services;
 pub mod state;
 pub mod store;

@@ -22,8 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API (the default).
+    /// Serve the HTTP API (the default), with the ingest worker unless ingest.worker is false.
     Serve(ServeArgs),
+    /// Run only the ingest worker: consume the event log into vectors and graph.
+    Worker(ServeArgs),
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -62,9 +64,10 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (args, worker_only) = match cli.command {
+        Some(Command::Serve(args)) => (args, false),
+        Some(Command::Worker(args)) => (args, true),
+        None => (cli.serve, false),
     };
     let settings = match settings(args) {
         Ok(s) => s,
@@ -75,6 +78,15 @@ async fn main() -> ExitCode {
     };
     ragbrain::telemetry::init(&settings.log);
     let data_dir = settings.server.data_dir.clone();
+    if worker_only {
+        return match ragbrain::app::run_worker(settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ragbrain: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::embed::Embedder;
+use crate::llm::ChatClient;
 use crate::services::auth::AuthService;
-use crate::store::{AuthStore, GraphStore, VectorStore};
+use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,4 +15,8 @@ pub struct AppState {
     pub graph: Arc<dyn GraphStore>,
     pub auth_store: Arc<dyn AuthStore>,
     pub auth: Arc<AuthService>,
+    pub events: Arc<dyn EventLog>,
+    pub embedder: Arc<dyn Embedder>,
+    /// The chat model for generation; `None` when not configured (501).
+    pub llm: Option<Arc<ChatClient>>,
 }

@@ -2,6 +2,7 @@
 //! tenants, vector collections and points, graph nodes and relationships.
 
 pub mod graph;
+pub mod ingest;
 pub mod principal;
 pub mod vector;
 

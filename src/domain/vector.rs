@@ -73,6 +73,9 @@ pub struct SearchQuery {
     pub offset: usize,
     pub score_threshold: Option<f32>,
     pub filter: Option<Filter>,
+    /// Restricts the search to these points (hybrid retrieval scores graph-found chunks
+    /// this way, under the same filter as the vector hits).
+    pub ids: Option<Vec<PointId>>,
     pub with_payload: bool,
     pub with_vector: bool,
 }

@@ -8,6 +8,8 @@ pub mod correlation;
 pub mod extract;
 pub mod graphs;
 pub mod health;
+pub mod hybrid;
+pub mod ingest;
 pub mod vectors;
 
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(vectors::router())
         .merge(graphs::router())
+        .merge(ingest::router())
+        .merge(hybrid::router())
         .merge(auth::router())
         .merge(health::router())
         .fallback(not_found)

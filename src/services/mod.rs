@@ -2,8 +2,11 @@
 //! can call it directly: validation, limits and store calls for each capability.
 
 pub mod auth;
+pub mod generate;
 pub mod graphs;
 pub mod health;
+pub mod hybrid;
+pub mod ingest;
 pub mod vectors;
 
 use std::fmt::Display;

@@ -56,7 +56,9 @@ pub struct UpsertResponse {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub collection: Option<String>,
-    pub vector: Vec<f32>,
+    /// The query as a vector, or as `text` for the server to embed: exactly one.
+    pub vector: Option<Vec<f32>>,
+    pub text: Option<String>,
     #[serde(default = "default_limit")]
     pub limit: usize,
     #[serde(default)]
@@ -95,7 +97,7 @@ pub struct DeleteResponse {
     pub deleted: usize,
 }
 
-fn collection_name(state: &AppState, name: Option<String>) -> Result<String> {
+pub(crate) fn collection_name(state: &AppState, name: Option<String>) -> Result<String> {
     let name = name.unwrap_or_else(|| state.settings.vectors.default_collection.clone());
     check_collection_name(&name)?;
     Ok(name)
@@ -262,7 +264,7 @@ pub async fn search(
 ) -> Result<SearchResponse> {
     let limits = &state.settings.limits;
     let collection = collection_name(state, req.collection)?;
-    check_vector(&req.vector, limits, "vector")?;
+    let vector = query_vector(state, req.vector, req.text).await?;
     bounded("limit", req.limit, 1, limits.max_search_limit)?;
     bounded("offset", req.offset, 0, limits.max_search_offset)?;
     if req.score_threshold.is_some_and(|t| !t.is_finite()) {
@@ -274,11 +276,12 @@ pub async fn search(
         check_filter(filter, limits)?;
     }
     let query = SearchQuery {
-        vector: req.vector,
+        vector,
         limit: req.limit,
         offset: req.offset,
         score_threshold: req.score_threshold,
         filter: req.filter,
+        ids: None,
         with_payload: req.with_payload,
         with_vector: req.with_vector,
     };
@@ -287,6 +290,36 @@ pub async fn search(
         .search(&who.tenant, &collection, query)
         .await?;
     Ok(SearchResponse { hits })
+}
+
+/// The query vector: given, or embedded from `text`; exactly one of the two.
+pub async fn query_vector(
+    state: &AppState,
+    vector: Option<Vec<f32>>,
+    text: Option<String>,
+) -> Result<Vec<f32>> {
+    let limits = &state.settings.limits;
+    match (vector, text) {
+        (Some(vector), None) => {
+            check_vector(&vector, limits, "vector")?;
+            Ok(vector)
+        }
+        (None, Some(text)) => {
+            bounded(
+                "query text length in bytes",
+                text.len(),
+                1,
+                limits.max_query_bytes,
+            )?;
+            if text.trim().is_empty() {
+                return Err(ApiError::Unprocessable("text must not be blank".into()));
+            }
+            Ok(crate::embed::embed_one(state.embedder.as_ref(), &text).await?)
+        }
+        _ => Err(ApiError::Unprocessable(
+            "give exactly one of `vector` or `text`".into(),
+        )),
+    }
 }
 
 pub async fn delete(

@@ -94,6 +94,78 @@ pub fn expand(direction: Direction, types: &[String]) -> String {
     )
 }
 
+/// Ingest's document subgraph. Lookups go through `id` (indexed) and UNWIND, never a
+/// label scan: `(:Document {id})<-[:PART_OF]-(:Chunk)-[:MENTIONS]->(:Entity {id})`.
+pub mod documents {
+    /// `c.id, e.id, e.name` for every mention by the document's chunks.
+    pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
+         MATCH (c)-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+
+    pub const DELETE_CHUNKS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
+         DETACH DELETE c";
+
+    /// `$chunks`: list of `{id, index}`.
+    pub const CREATE_CHUNKS: &str = "MATCH (d {id: $doc_node, tenant: $tenant}) UNWIND $chunks AS c \
+         CREATE (k:Chunk {id: c.id, tenant: $tenant, doc_id: $doc, index: c.index, \
+         collection: $collection})-[:PART_OF]->(d)";
+
+    /// `e.id, e.name` of the entities in `$ids` that exist.
+    pub const ENTITIES: &str =
+        "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) RETURN e.id, e.name";
+
+    /// `$entities`: list of `{id, name}`, none existing yet.
+    pub const CREATE_ENTITIES: &str = "UNWIND $entities AS e \
+         CREATE (n:Entity {id: e.id, tenant: $tenant, name: e.name})";
+
+    /// `$mentions`: list of `{chunk, entity}`.
+    pub const CREATE_MENTIONS: &str = "UNWIND $mentions AS m \
+         MATCH (k:Chunk {id: m.chunk, tenant: $tenant}) \
+         MATCH (n:Entity {id: m.entity, tenant: $tenant}) CREATE (k)-[:MENTIONS]->(n)";
+
+    /// `a.id, b.id, r.weight` of the stored edges among the entities in `$ids`, each
+    /// stored once from the smaller id to the larger.
+    pub const WEIGHTS: &str = "UNWIND $ids AS id MATCH (a:Entity {id: id, tenant: $tenant})\
+         -[r:RELATED_TO]->(b:Entity) RETURN a.id, b.id, r.weight";
+
+    /// `$pairs`: list of `{a, b, weight}` with `a < b`.
+    pub const SET_WEIGHTS: &str = "UNWIND $pairs AS p \
+         MATCH (a:Entity {id: p.a, tenant: $tenant}) MATCH (b:Entity {id: p.b, tenant: $tenant}) \
+         MERGE (a)-[r:RELATED_TO]->(b) SET r.weight = p.weight";
+
+    /// `$pairs`: list of `{a, b}` whose edge goes.
+    pub const DELETE_WEIGHTS: &str = "UNWIND $pairs AS p \
+         MATCH (a:Entity {id: p.a, tenant: $tenant})-[r:RELATED_TO]->(b:Entity {id: p.b, tenant: $tenant}) \
+         DELETE r";
+
+    /// `e.id` of the entities in `$ids` that some chunk still mentions.
+    pub const STILL_MENTIONED: &str = "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) \
+         MATCH (c:Chunk)-[:MENTIONS]->(e) RETURN DISTINCT e.id";
+
+    pub const DELETE_ENTITIES: &str =
+        "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) DETACH DELETE e";
+
+    /// `c.id, e.id, e.name` for the chunks in `$ids`.
+    pub const CHUNK_MENTIONS: &str = "UNWIND $ids AS id MATCH (c:Chunk {id: id, tenant: $tenant}) \
+         MATCH (c)-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+
+    /// `c.id, e.id, e.name` for chunks mentioning the entities in `$ids`.
+    pub fn entity_mentions(limit: usize) -> String {
+        format!(
+            "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}}) \
+             MATCH (c:Chunk)-[:MENTIONS]->(e) RETURN c.id, e.id, e.name LIMIT {limit}"
+        )
+    }
+
+    /// `a.id, b.id, b.name, r.weight` one `RELATED_TO` hop (either way) from `$ids`.
+    pub fn related(limit: usize) -> String {
+        format!(
+            "UNWIND $ids AS id MATCH (a:Entity {{id: id, tenant: $tenant}}) \
+             MATCH (a)-[r:RELATED_TO]-(b:Entity) RETURN a.id, b.id, b.name, r.weight \
+             ORDER BY r.weight DESC LIMIT {limit}"
+        )
+    }
+}
+
 /// Clauses that write, load data or call procedures; client Cypher may use none of them.
 const FORBIDDEN: [&str; 11] = [
     "CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "DROP", "LOAD", "CALL", "FOREACH",

@@ -12,6 +12,9 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
+use crate::domain::ingest::{
+    DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention, Outcome, Related,
+};
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
     CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
@@ -140,8 +143,62 @@ pub trait GraphStore: Send + Sync {
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>>;
     /// Runs client Cypher read-only, confined to the tenant's graph.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult>;
+
+    /// Makes the document's subgraph exactly `doc` in one transaction: its old chunks
+    /// and their mentions go, the new ones come, `RELATED_TO` weights follow, and
+    /// entities no chunk mentions any more are removed. Idempotent.
+    async fn replace_document(&self, tenant: &Tenant, doc: DocumentGraph) -> StoreResult<()>;
+    /// Removes the document, its chunks and the entities only it mentioned; returns
+    /// whether it existed.
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool>;
+    /// Entities with these node ids that exist.
+    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>>;
+    /// What the given chunks mention.
+    async fn chunk_mentions(
+        &self,
+        tenant: &Tenant,
+        chunks: Vec<String>,
+    ) -> StoreResult<Vec<Mention>>;
+    /// Chunks mentioning the given entities, at most `limit` links.
+    async fn entity_mentions(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Mention>>;
+    /// Entities one `RELATED_TO` hop from the given ones, at most `limit`.
+    async fn related_entities(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Related>>;
     async fn ping(&self) -> StoreResult<()>;
     async fn close(&self) -> StoreResult<()>;
+}
+
+/// The durable, ordered log of ingest events and the status of each document.
+///
+/// One consumer reads it: entries after the committed offset, in order. Appending
+/// marks each event's document `pending` in the same durable step, so a 202 always has
+/// a status behind it; [`EventLog::complete`] records outcomes and moves the offset
+/// together, so a crash between processing and commit replays the batch (processing
+/// is idempotent) and never loses it.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Durable when it returns; gives each event its sequence number.
+    async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>>;
+    /// Up to `max` entries after the committed offset, oldest first.
+    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>>;
+    /// Waits until something may have been appended, or `timeout` passes.
+    async fn wait(&self, timeout: std::time::Duration);
+    /// Applies the outcomes (each only if the document's status still belongs to that
+    /// event) and commits the offset up to `upto`, atomically.
+    async fn complete(&self, outcomes: Vec<Outcome>, upto: u64) -> StoreResult<()>;
+    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>>;
+    /// Entries appended but not yet committed.
+    async fn pending(&self) -> StoreResult<u64>;
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// A stored API key; the secret itself is never stored, only its SHA-256.

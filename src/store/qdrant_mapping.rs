@@ -4,9 +4,9 @@
 
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
-    Condition as QCondition, Distance as QDistance, FieldCondition, Filter as QFilter, JsonPath,
-    Match, MatchValue as QMatchValue, Payload, PointId as QPointId, Range, ValueVariants,
-    VectorStructInternal,
+    Condition as QCondition, Distance as QDistance, FieldCondition, Filter as QFilter,
+    HasIdCondition, JsonPath, Match, MatchValue as QMatchValue, Payload, PointId as QPointId,
+    Range, ValueVariants, VectorStructInternal,
 };
 use serde_json::{Map, Value};
 
@@ -160,6 +160,23 @@ pub fn tenant_filter(tenant: &Tenant, filter: Option<&Filter>) -> Result<QFilter
         min_should: None,
         must_not: None,
     })
+}
+
+/// [`tenant_filter`], further restricted to `ids` when given.
+pub fn search_filter(
+    tenant: &Tenant,
+    filter: Option<&Filter>,
+    ids: Option<&[PointId]>,
+) -> Result<QFilter, String> {
+    let mut scoped = tenant_filter(tenant, filter)?;
+    if let Some(ids) = ids {
+        let has_id: HasIdCondition = ids.iter().map(|id| point_id(*id)).collect();
+        scoped
+            .must
+            .get_or_insert_with(Vec::new)
+            .push(QCondition::HasId(has_id));
+    }
+    Ok(scoped)
 }
 
 pub fn scored_point(

@@ -19,16 +19,17 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
+use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher;
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
 
-struct Inner {
+pub(super) struct Inner {
     db: GrafeoDB,
     /// Named graphs known to exist, to skip the catalog lookup on the hot path.
     graphs: Mutex<HashSet<String>>,
     /// One writer at a time; see the module docs.
-    writer: Mutex<()>,
+    pub(super) writer: Mutex<()>,
     /// Slots for client Cypher; see [`GraphStore::query`] below.
     query_slots: Arc<tokio::sync::Semaphore>,
     query_timeout: Duration,
@@ -45,13 +46,13 @@ pub struct EmbeddedGraphStore {
     inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Maps engine errors: timeouts and permission/syntax problems are the caller's or the
 /// clock's, everything else is ours.
-fn engine(e: grafeo::Error) -> StoreError {
+pub(super) fn engine(e: grafeo::Error) -> StoreError {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
     let kind = match &e {
@@ -66,7 +67,10 @@ fn engine(e: grafeo::Error) -> StoreError {
 
 type Params = HashMap<String, Value>;
 
-fn params(tenant: &Tenant, pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Params {
+pub(super) fn params(
+    tenant: &Tenant,
+    pairs: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Params {
     let mut p: Params = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     p.insert("tenant".into(), Value::from(tenant.as_str()));
     p
@@ -107,7 +111,7 @@ impl Inner {
         Ok(name)
     }
 
-    fn session(&self, tenant: &Tenant) -> StoreResult<Session> {
+    pub(super) fn session(&self, tenant: &Tenant) -> StoreResult<Session> {
         let session = self.db.session();
         session.use_graph(&self.graph_name(tenant)?);
         Ok(session)
@@ -294,6 +298,62 @@ impl GraphStore for EmbeddedGraphStore {
         tokio::time::timeout(deadline, run).await.map_err(|_| {
             StoreError::new(ErrorKind::Timeout, "Cypher query exceeded the time limit")
         })?
+    }
+
+    async fn replace_document(&self, tenant: &Tenant, doc: DocumentGraph) -> StoreResult<()> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            inner.write_document(&tenant, &doc.doc_id, Some(&doc))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
+        let (inner, tenant, doc_id) = (self.inner.clone(), tenant.clone(), doc_id.to_owned());
+        blocking(move || inner.write_document(&tenant, &doc_id, None)).await
+    }
+
+    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || inner.read_entities(&tenant, ids)).await
+    }
+
+    async fn chunk_mentions(
+        &self,
+        tenant: &Tenant,
+        chunks: Vec<String>,
+    ) -> StoreResult<Vec<Mention>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || inner.read_mentions(&tenant, cypher::documents::CHUNK_MENTIONS, chunks))
+            .await
+    }
+
+    async fn entity_mentions(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Mention>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            inner.read_mentions(
+                &tenant,
+                &cypher::documents::entity_mentions(limit),
+                entities,
+            )
+        })
+        .await
+    }
+
+    async fn related_entities(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Related>> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || inner.read_related(&tenant, entities, limit)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -2,7 +2,9 @@
 //! directory. Vectors on `qdrant-edge`, the graph on `grafeo`, API keys on `redb`.
 
 pub mod auth;
+pub mod events;
 pub mod graph;
+mod graph_documents;
 mod graph_values;
 pub mod vectors;
 

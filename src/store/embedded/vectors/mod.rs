@@ -258,8 +258,8 @@ impl VectorStore for EmbeddedVectorStore {
         }
         let tenant = tenant.clone();
         blocking(move || {
-            let filter =
-                map::tenant_filter(&tenant, query.filter.as_ref()).map_err(StoreError::invalid)?;
+            let filter = map::search_filter(&tenant, query.filter.as_ref(), query.ids.as_deref())
+                .map_err(StoreError::invalid)?;
             let found = c
                 .shard
                 .search(SearchRequest {

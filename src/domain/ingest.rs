@@ -1,0 +1,195 @@
+//! Ingest events as they sit in the event log, the status the API reports for each
+//! document, and the graph a processed document becomes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// What an event asks for. A document id is the unit: a later event for the same id
+/// replaces (or deletes) everything an earlier one produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Operation {
+    Upsert {
+        text: String,
+        #[serde(default)]
+        metadata: Map<String, Value>,
+    },
+    Delete,
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Upsert { .. } => "upsert",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// One accepted event, durable in the log before the client hears 202.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub tenant: String,
+    pub id: String,
+    pub collection: String,
+    #[serde(flatten)]
+    pub operation: Operation,
+    /// The accepting request's correlation id, carried into the worker's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub received_at: u64,
+}
+
+/// An event with its position in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestState {
+    Pending,
+    Processed,
+    Failed,
+}
+
+/// What `GET /ingest/{id}` reports. `seq` ties the status to the newest event for the
+/// document, so an older event finishing late cannot overwrite a newer one's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestStatus {
+    pub id: String,
+    pub status: IngestState,
+    pub operation: String,
+    pub collection: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub updated_at: u64,
+    pub seq: u64,
+}
+
+/// How the worker finished one event; applied together with the offset commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The document is now as the event said (or the event failed): update its status.
+    Done {
+        tenant: String,
+        status: IngestStatus,
+    },
+    /// The document was deleted: drop its status (if it is still this event's).
+    Deleted {
+        tenant: String,
+        id: String,
+        seq: u64,
+    },
+}
+
+/// Namespace of chunk point ids: `UUIDv5(CHUNK_NAMESPACE, "tenant/doc/index")`.
+const CHUNK_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_1c8e_4a0b_5d7e_9c43_2b6a_8e51_d0f4);
+
+/// The point id (and graph node id) of chunk `index` of document `doc` in `tenant`:
+/// the same inputs always give the same id, which makes re-ingest idempotent.
+pub fn chunk_id(tenant: &str, doc: &str, index: usize) -> Uuid {
+    // Lengths make the name unambiguous whatever characters the document id holds.
+    let name = format!("{}:{tenant}/{}:{doc}/{index}", tenant.len(), doc.len());
+    Uuid::new_v5(&CHUNK_NAMESPACE, name.as_bytes())
+}
+
+/// Graph node id of a document.
+pub fn document_node_id(doc: &str) -> String {
+    format!("doc:{doc}")
+}
+
+/// Graph node id of an entity from its normalised key (see `services::ingest::entities`).
+pub fn entity_node_id(key: &str) -> String {
+    format!("entity:{key}")
+}
+
+/// The graph one processed document becomes: `(:Document)<-[:PART_OF]-(:Chunk)
+/// -[:MENTIONS]->(:Entity)`, plus `RELATED_TO {weight}` between entities that share a
+/// chunk (weight = number of chunks they share).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentGraph {
+    pub doc_id: String,
+    pub collection: String,
+    /// Document properties (e.g. a title from the metadata).
+    pub properties: Map<String, Value>,
+    pub chunks: Vec<ChunkNode>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkNode {
+    pub id: String,
+    pub index: usize,
+    /// Entities the chunk mentions, with their display names; keys are unique.
+    pub entities: Vec<EntityRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityRef {
+    /// Graph node id (`entity:<key>`).
+    pub id: String,
+    pub name: String,
+}
+
+/// A chunk-to-entity link read back from the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mention {
+    pub chunk: String,
+    pub entity: EntityRef,
+}
+
+/// An entity reached from another over `RELATED_TO`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Related {
+    pub from: String,
+    pub entity: EntityRef,
+    pub weight: f64,
+}
+
+/// How many chunks each pair of entities shares, keyed `(smaller id, larger id)`.
+pub fn co_occurrence<'a>(
+    chunks: impl IntoIterator<Item = Vec<&'a str>>,
+) -> std::collections::BTreeMap<(String, String), i64> {
+    let mut pairs = std::collections::BTreeMap::new();
+    for mut ids in chunks {
+        ids.sort_unstable();
+        ids.dedup();
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                *pairs.entry(((*a).to_owned(), (*b).to_owned())).or_insert(0) += 1;
+            }
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_are_stable_and_unambiguous() {
+        assert_eq!(chunk_id("t", "doc", 0), chunk_id("t", "doc", 0));
+        assert_ne!(chunk_id("t", "doc", 0), chunk_id("t", "doc", 1));
+        assert_ne!(chunk_id("t", "a/b", 0), chunk_id("t/a", "b", 0));
+        assert_ne!(chunk_id("other", "doc", 0), chunk_id("t", "doc", 0));
+    }
+
+    #[test]
+    fn co_occurrence_counts_shared_chunks_once_per_chunk() {
+        let pairs = co_occurrence([vec!["b", "a", "a"], vec!["a", "b", "c"], vec!["c"]]);
+        assert_eq!(pairs[&("a".into(), "b".into())], 2);
+        assert_eq!(pairs[&("a".into(), "c".into())], 1);
+        assert_eq!(pairs[&("b".into(), "c".into())], 1);
+        assert_eq!(pairs.len(), 3);
+    }
+}

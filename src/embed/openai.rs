@@ -1,0 +1,177 @@
+//! Embeddings from any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, TEI,
+//! Ollama, vLLM): inputs go in batches of `embedder.batch_size`, each request has a
+//! timeout, and timeouts, connection errors, 429 and 5xx are retried with backoff.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::Embedder;
+use crate::config::EmbedderSettings;
+use crate::store::{ErrorKind, StoreError, StoreResult};
+
+pub struct OpenAiEmbedder {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    api_key: SecretString,
+    dim: usize,
+    batch_size: usize,
+    max_retries: u32,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<EmbeddingItem>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+/// Maps a transport failure to the store error kinds that decide retry and status.
+pub(crate) fn transport_error(what: &str, e: &reqwest::Error) -> StoreError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Upstream
+    };
+    StoreError::new(kind, format!("{what}: {e}"))
+}
+
+/// Maps a non-success HTTP status from an upstream API to a store error.
+pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> StoreError {
+    let kind = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+    {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Upstream
+    };
+    let body: String = body.chars().take(300).collect();
+    StoreError::new(kind, format!("{what} answered {status}: {body}"))
+}
+
+pub(crate) fn http_client(timeout: Duration) -> StoreResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| StoreError::internal(format!("building the HTTP client: {e}")))
+}
+
+impl OpenAiEmbedder {
+    pub fn new(settings: &EmbedderSettings) -> StoreResult<Self> {
+        Ok(Self {
+            client: http_client(Duration::from_millis(settings.timeout_ms))?,
+            url: format!("{}/embeddings", settings.base_url.trim_end_matches('/')),
+            model: settings.model.clone(),
+            api_key: settings.api_key.clone(),
+            dim: settings.dim,
+            batch_size: settings.batch_size,
+            max_retries: settings.max_retries,
+        })
+    }
+
+    async fn request(&self, batch: &[String]) -> StoreResult<Vec<Vec<f32>>> {
+        let mut request = self.client.post(&self.url).json(&serde_json::json!({
+            "model": self.model,
+            "input": batch,
+        }));
+        let key = self.api_key.expose_secret();
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error("embedding endpoint", &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(status_error("embedding endpoint", status, &body));
+        }
+        let mut parsed: EmbeddingResponse = response.json().await.map_err(|e| {
+            StoreError::new(
+                ErrorKind::Upstream,
+                format!("embedding endpoint sent an unreadable body: {e}"),
+            )
+        })?;
+        parsed.data.sort_by_key(|item| item.index);
+        let vectors: Vec<Vec<f32>> = parsed.data.into_iter().map(|i| i.embedding).collect();
+        if vectors.len() != batch.len() {
+            return Err(StoreError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "embedding endpoint returned {} vectors for {} inputs",
+                    vectors.len(),
+                    batch.len()
+                ),
+            ));
+        }
+        if let Some(bad) = vectors.iter().find(|v| v.len() != self.dim) {
+            return Err(StoreError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "embedding endpoint returned {} dimensions; embedder.dim is {}",
+                    bad.len(),
+                    self.dim
+                ),
+            ));
+        }
+        Ok(vectors.into_iter().map(normalized).collect())
+    }
+
+    async fn request_with_retry(&self, batch: &[String]) -> StoreResult<Vec<Vec<f32>>> {
+        let mut attempt = 0;
+        loop {
+            match self.request(batch).await {
+                Err(e)
+                    if attempt < self.max_retries
+                        && matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable) =>
+                {
+                    attempt += 1;
+                    let cap = 100u64 << attempt.min(6);
+                    let delay = rand::random_range(0..=cap);
+                    tracing::warn!(error = %e, attempt, delay_ms = delay, "retrying embeddings");
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Scales to unit length, so cosine and dot products agree whatever the endpoint does.
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> StoreResult<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            out.extend(self.request_with_retry(batch).await?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! `/hybrid/*` handlers: fused vector + graph search, and generation over it (JSON, or
+//! server-sent events when `stream` is true).
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::StreamExt;
+
+use crate::error::Result;
+use crate::http::extract::{AppJson, Reader};
+use crate::llm::Delta;
+use crate::services::generate::{self, GenerateRequest, Generated};
+use crate::services::hybrid::{self, HybridRequest, HybridResponse};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/hybrid/search", post(search))
+        .route("/hybrid/generate", post(generate))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Reader(who): Reader,
+    AppJson(req): AppJson<HybridRequest>,
+) -> Result<AppJson<HybridResponse>> {
+    Ok(AppJson(hybrid::search(&state, &who, req).await?))
+}
+
+/// Streams as `citations` (once), `delta` (`{"text"}`, repeated), then `done`
+/// (`{"finish_reason"}`) or `error` (`{"detail"}`) if the model fails mid-answer.
+async fn generate(
+    State(state): State<AppState>,
+    Reader(who): Reader,
+    AppJson(req): AppJson<GenerateRequest>,
+) -> Result<Response> {
+    match generate::generate(&state, &who, req).await? {
+        Generated::Whole(answer) => Ok(AppJson(answer).into_response()),
+        Generated::Stream { citations, deltas } => {
+            let first = Event::default()
+                .event("citations")
+                .json_data(serde_json::json!({ "citations": citations }));
+            let rest = deltas.map(|delta| {
+                let event = match delta {
+                    Ok(Delta::Text(text)) => Event::default()
+                        .event("delta")
+                        .json_data(serde_json::json!({ "text": text })),
+                    Ok(Delta::Finished(reason)) => Event::default()
+                        .event("done")
+                        .json_data(serde_json::json!({ "finish_reason": reason })),
+                    Err(e) => {
+                        tracing::error!(error = %e, "LLM stream failed");
+                        Event::default().event("error").json_data(
+                            serde_json::json!({ "detail": "the language model failed mid-answer" }),
+                        )
+                    }
+                };
+                Ok::<_, Infallible>(event.unwrap_or_default())
+            });
+            let events = futures_util::stream::once(async move {
+                Ok::<_, Infallible>(first.unwrap_or_default())
+            })
+            .chain(rest);
+            Ok(Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response())
+        }
+    }
+}

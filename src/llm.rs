@@ -1,0 +1,221 @@
+//! Client for an OpenAI-compatible chat endpoint (`POST <base_url>/chat/completions`),
+//! used by `/hybrid/generate`: one answer, or a stream of text deltas parsed from the
+//! endpoint's server-sent events.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::LlmSettings;
+use crate::embed::openai::{http_client, status_error, transport_error};
+use crate::store::{ErrorKind, StoreError, StoreResult};
+
+pub struct ChatClient {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    api_key: SecretString,
+    max_tokens: u32,
+    temperature: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub role: &'static str,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub text: String,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    model: Option<String>,
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<ChoiceMessage>,
+    #[serde(default)]
+    delta: Option<ChoiceMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// A piece of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    Text(String),
+    Finished(Option<String>),
+}
+
+pub type DeltaStream = Pin<Box<dyn Stream<Item = StoreResult<Delta>> + Send>>;
+
+const WHAT: &str = "LLM endpoint";
+
+impl ChatClient {
+    /// `None` when no endpoint is configured.
+    pub fn from_settings(settings: &LlmSettings) -> StoreResult<Option<Self>> {
+        if settings.base_url.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            client: http_client(Duration::from_millis(settings.timeout_ms))?,
+            url: format!(
+                "{}/chat/completions",
+                settings.base_url.trim_end_matches('/')
+            ),
+            model: settings.model.clone(),
+            api_key: settings.api_key.clone(),
+            max_tokens: settings.max_tokens,
+            temperature: settings.temperature,
+        }))
+    }
+
+    async fn send(&self, messages: &[Message], stream: bool) -> StoreResult<reqwest::Response> {
+        let mut request = self.client.post(&self.url).json(&serde_json::json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stream": stream,
+        }));
+        let key = self.api_key.expose_secret();
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(WHAT, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(status_error(WHAT, status, &body));
+        }
+        Ok(response)
+    }
+
+    pub async fn complete(&self, messages: &[Message]) -> StoreResult<Answer> {
+        let response = self.send(messages, false).await?;
+        let parsed: Completion = response.json().await.map_err(|e| unreadable(&e))?;
+        let choice = parsed.choices.into_iter().next();
+        Ok(Answer {
+            text: choice
+                .as_ref()
+                .and_then(|c| c.message.as_ref())
+                .and_then(|m| m.content.clone())
+                .unwrap_or_default(),
+            finish_reason: choice.and_then(|c| c.finish_reason),
+            model: parsed.model.unwrap_or_else(|| self.model.clone()),
+        })
+    }
+
+    /// The answer as it is generated. Ends with [`Delta::Finished`].
+    pub async fn stream(&self, messages: &[Message]) -> StoreResult<DeltaStream> {
+        let response = self.send(messages, true).await?;
+        let bytes = response.bytes_stream();
+        let state = (bytes, String::new(), false);
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            |(mut bytes, mut buffer, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(pos) = buffer.find('\n') {
+                        let line: String = buffer.drain(..=pos).collect();
+                        match parse_line(line.trim_end()) {
+                            Some(Ok(Delta::Finished(reason))) => {
+                                return Some((Ok(Delta::Finished(reason)), (bytes, buffer, true)));
+                            }
+                            Some(item) => return Some((item, (bytes, buffer, false))),
+                            None => continue,
+                        }
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Err(e)) => {
+                            return Some((Err(transport_error(WHAT, &e)), (bytes, buffer, true)));
+                        }
+                        None => {
+                            return Some((Ok(Delta::Finished(None)), (bytes, buffer, true)));
+                        }
+                    }
+                }
+            },
+        )))
+    }
+}
+
+fn unreadable(e: &reqwest::Error) -> StoreError {
+    StoreError::new(
+        ErrorKind::Upstream,
+        format!("{WHAT} sent an unreadable body: {e}"),
+    )
+}
+
+/// One SSE line: `data: {json}` carries a delta, `data: [DONE]` ends; others are skipped.
+fn parse_line(line: &str) -> Option<StoreResult<Delta>> {
+    let data = line.strip_prefix("data:")?.trim_start();
+    if data == "[DONE]" {
+        return Some(Ok(Delta::Finished(None)));
+    }
+    let parsed: Completion = match serde_json::from_str(data) {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(Err(StoreError::new(
+                ErrorKind::Upstream,
+                format!("{WHAT} streamed an unreadable event: {e}"),
+            )));
+        }
+    };
+    let choice = parsed.choices.into_iter().next()?;
+    if let Some(text) = choice
+        .delta
+        .and_then(|d| d.content)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(Ok(Delta::Text(text)));
+    }
+    choice.finish_reason.map(|r| Ok(Delta::Finished(Some(r))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_lines_become_deltas() {
+        let text = r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#;
+        assert_eq!(parse_line(text).unwrap().unwrap(), Delta::Text("Hi".into()));
+        let stop = r#"data: {"choices":[{"delta":{},"finish_reason":"stop"}]}"#;
+        assert_eq!(
+            parse_line(stop).unwrap().unwrap(),
+            Delta::Finished(Some("stop".into()))
+        );
+        assert_eq!(
+            parse_line("data: [DONE]").unwrap().unwrap(),
+            Delta::Finished(None)
+        );
+        assert!(parse_line(": keep-alive").is_none());
+        assert!(parse_line("data: {oops").unwrap().is_err());
+    }
+}

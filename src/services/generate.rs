@@ -1,0 +1,155 @@
+//! Retrieval-augmented generation: hybrid retrieval picks the context, the prompt
+//! numbers each passage, and the configured OpenAI-compatible chat model answers,
+//! citing passages as `[n]`. Without a configured model this is a 501.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::principal::Principal;
+use crate::domain::vector::{Filter, PointId};
+use crate::error::{ApiError, Result};
+use crate::llm::{ChatClient, DeltaStream, Message};
+use crate::services::hybrid::{self, Fusion, HybridRequest};
+use crate::state::AppState;
+
+const SYSTEM_PROMPT: &str = "You answer questions using only the numbered context passages \
+given with the question. Cite the passages you use as [n]. If the passages do not contain \
+the answer, say that you do not know.";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    pub query: String,
+    pub collection: Option<String>,
+    /// Passages to retrieve; defaults to and is capped by `llm.max_context_chunks`.
+    pub limit: Option<usize>,
+    pub filter: Option<Filter>,
+    #[serde(default = "default_hops")]
+    pub hops: u8,
+    pub fusion: Option<Fusion>,
+    #[serde(default)]
+    pub stream: bool,
+}
+
+fn default_hops() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Citation {
+    /// The `[n]` the answer uses.
+    #[serde(rename = "ref")]
+    pub reference: usize,
+    pub id: PointId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_id: Option<String>,
+    pub score: f32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GenerateResponse {
+    pub answer: String,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    pub citations: Vec<Citation>,
+}
+
+/// What the handler sends: a whole answer, or citations first and then a stream.
+pub enum Generated {
+    Whole(GenerateResponse),
+    Stream {
+        citations: Vec<Citation>,
+        deltas: DeltaStream,
+    },
+}
+
+fn client(state: &AppState) -> Result<&ChatClient> {
+    state.llm.as_deref().ok_or_else(|| {
+        ApiError::NotImplemented(
+            "generation needs an LLM: set llm.base_url and llm.model (an OpenAI-compatible \
+             chat endpoint)"
+                .into(),
+        )
+    })
+}
+
+pub async fn generate(
+    state: &AppState,
+    who: &Principal,
+    req: GenerateRequest,
+) -> Result<Generated> {
+    let llm = client(state)?;
+    let settings = &state.settings.llm;
+    let limit = req.limit.unwrap_or(settings.max_context_chunks);
+    crate::services::bounded("limit", limit, 1, settings.max_context_chunks)?;
+    let retrieved = hybrid::search(
+        state,
+        who,
+        HybridRequest {
+            query: Some(req.query.clone()),
+            vector: None,
+            collection: req.collection,
+            limit,
+            filter: req.filter,
+            hops: req.hops,
+            fusion: req.fusion,
+            mmr: None,
+            with_payload: true,
+        },
+    )
+    .await?;
+    let (context, citations) = context(&retrieved.hits, settings.max_context_chars);
+    let messages = [
+        Message {
+            role: "system",
+            content: SYSTEM_PROMPT.to_owned(),
+        },
+        Message {
+            role: "user",
+            content: format!("Context:\n{context}\nQuestion: {}", req.query),
+        },
+    ];
+    if req.stream {
+        let deltas = llm.stream(&messages).await?;
+        return Ok(Generated::Stream { citations, deltas });
+    }
+    let answer = llm.complete(&messages).await?;
+    Ok(Generated::Whole(GenerateResponse {
+        answer: answer.text,
+        model: answer.model,
+        finish_reason: answer.finish_reason,
+        citations,
+    }))
+}
+
+/// Numbered passages, whole ones only, until the character budget is spent.
+fn context(hits: &[hybrid::HybridHit], budget: usize) -> (String, Vec<Citation>) {
+    let mut text = String::new();
+    let mut citations = Vec::new();
+    let mut used = 0;
+    for hit in hits {
+        let payload = hit.payload.as_ref();
+        let Some(passage) = payload.and_then(|p| p.get("text")).and_then(Value::as_str) else {
+            continue;
+        };
+        let size = passage.chars().count();
+        if used + size > budget && !citations.is_empty() {
+            break;
+        }
+        used += size;
+        let reference = citations.len() + 1;
+        let doc_id = payload
+            .and_then(|p| p.get("doc_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        text.push_str(&format!("[{reference}] {passage}\n\n"));
+        citations.push(Citation {
+            reference,
+            id: hit.id,
+            doc_id,
+            score: hit.score,
+        });
+    }
+    (text, citations)
+}

@@ -1,0 +1,471 @@
+//! The ingest worker: reads the event log in order and makes each document's chunks,
+//! vectors and graph match its newest event, then records the outcome and moves the
+//! offset in one step. Runs inside `serve` or alone as `ragbrain worker`.
+//!
+//! Per batch: newer events for a document supersede older ones in the same batch;
+//! texts are chunked and embedded together; points are written with one durable upsert
+//! per collection; then each document's stale points and graph are replaced. Every step
+//! is idempotent, so a crash before the commit just replays the batch.
+//!
+//! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
+//! batch and is retried with backoff, never marking anything failed; other errors are
+//! retried up to `ingest.max_attempts` times, then only the events they concern are
+//! marked `failed` (with the reason) and the log moves on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use super::ENTITIES_KEY;
+use super::chunk::{ChunkSpec, chunk};
+use super::entities::{Entity, extract};
+use crate::domain::ingest::{
+    ChunkNode, DocumentGraph, EntityRef, Event, IngestState, IngestStatus, LogEntry, Operation,
+    Outcome, chunk_id, document_node_id, entity_node_id,
+};
+use crate::domain::principal::Tenant;
+use crate::domain::vector::{
+    CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point, PointId,
+};
+use crate::state::AppState;
+use crate::store::{ErrorKind, StoreError};
+
+/// Runs until `stop` turns true; finishes the batch in hand first.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let settings = state.settings.ingest.clone();
+    let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
+    let mut attempt: u32 = 0;
+    tracing::info!("ingest worker started");
+    while !*stop.borrow() {
+        let result = match state.events.read(settings.worker_batch).await {
+            Ok(entries) if entries.is_empty() => {
+                tokio::select! {
+                    () = state.events.wait(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Ok(entries) => process(&state, entries, attempt).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let cap = (100u64 << attempt.min(10)).min(max_backoff.as_millis() as u64);
+                let delay = Duration::from_millis(rand::random_range(cap / 2..=cap.max(1)));
+                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64,
+                    "ingest batch will be retried");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::info!("ingest worker stopped");
+}
+
+/// Processes one batch and commits it; an `Err` means "retry the batch later".
+async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Result<(), StoreError> {
+    let upto = entries.last().map_or(0, |e| e.seq);
+    let latest = newest_per_document(entries);
+    let mut batch = Batch {
+        state,
+        attempt,
+        outcomes: Vec::new(),
+    };
+    let docs = batch.prepare(latest).await?;
+    let docs = batch.write_points(docs).await?;
+    for doc in docs {
+        batch.finish(doc).await?;
+    }
+    state.events.complete(batch.outcomes, upto).await
+}
+
+/// The last event of each document, in log order.
+fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
+    let mut last: HashMap<(String, String), u64> = HashMap::new();
+    for e in &entries {
+        last.insert((e.event.tenant.clone(), e.event.id.clone()), e.seq);
+    }
+    entries
+        .into_iter()
+        .filter(|e| last[&(e.event.tenant.clone(), e.event.id.clone())] == e.seq)
+        .collect()
+}
+
+/// One document on its way through the batch.
+struct Doc {
+    seq: u64,
+    tenant: Tenant,
+    event: Event,
+    /// Chunk texts and their entities; empty for a delete.
+    chunks: Vec<(String, Vec<Entity>)>,
+    vectors: Vec<Vec<f32>>,
+}
+
+struct Batch<'a> {
+    state: &'a AppState,
+    attempt: u32,
+    outcomes: Vec<Outcome>,
+}
+
+impl Batch<'_> {
+    /// Turns an error into "retry the batch" or a recorded failure of `doc`.
+    fn judge(&mut self, doc: &Doc, e: StoreError) -> Result<(), StoreError> {
+        let transient = matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout);
+        let retryable = matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream);
+        if transient || (retryable && self.attempt + 1 < self.state.settings.ingest.max_attempts) {
+            return Err(e);
+        }
+        let reason = if retryable {
+            tracing::error!(error = %e, doc = %doc.event.id, correlation_id = ?doc.event.correlation_id,
+                "ingest event failed");
+            format!(
+                "processing failed ({}); see the server log",
+                doc.event
+                    .correlation_id
+                    .as_deref()
+                    .unwrap_or("no correlation id")
+            )
+        } else {
+            e.message
+        };
+        self.fail(doc, reason);
+        Ok(())
+    }
+
+    fn fail(&mut self, doc: &Doc, reason: String) {
+        tracing::warn!(doc = %doc.event.id, seq = doc.seq, reason = %reason, "ingest event failed");
+        self.outcomes.push(Outcome::Done {
+            tenant: doc.event.tenant.clone(),
+            status: status(doc, IngestState::Failed, None, Some(reason)),
+        });
+    }
+
+    /// Chunks, extracts entities and embeds every upsert in the batch.
+    async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
+        let settings = self.state.settings.ingest.clone();
+        let spec = ChunkSpec {
+            size: settings.chunk_size_chars,
+            overlap: settings.chunk_overlap_chars,
+        };
+        let max_entities = settings.max_entities_per_chunk;
+        let docs: Vec<Doc> = crate::store::blocking(move || {
+            Ok(entries
+                .into_iter()
+                .filter_map(|e| {
+                    let tenant = Tenant::parse(&e.event.tenant)?;
+                    let chunks = match &e.event.operation {
+                        Operation::Upsert { text, metadata } => {
+                            let extra = metadata_entities(metadata);
+                            chunk(text, spec)
+                                .into_iter()
+                                .map(|c| {
+                                    let found = extract(&c, &extra, max_entities);
+                                    (c, found)
+                                })
+                                .collect()
+                        }
+                        Operation::Delete => Vec::new(),
+                    };
+                    Some(Doc {
+                        seq: e.seq,
+                        tenant,
+                        event: e.event,
+                        chunks,
+                        vectors: Vec::new(),
+                    })
+                })
+                .collect())
+        })
+        .await?;
+        let texts: Vec<String> = docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|(t, _)| t.clone()))
+            .collect();
+        let mut vectors = self.state.embedder.embed(texts).await?.into_iter();
+        Ok(docs
+            .into_iter()
+            .map(|mut d| {
+                d.vectors = vectors.by_ref().take(d.chunks.len()).collect();
+                d
+            })
+            .collect())
+    }
+
+    /// Writes the points of every upsert, one durable call per (tenant, collection).
+    /// Documents whose group fails for good are recorded failed and dropped.
+    async fn write_points(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
+        let mut groups: BTreeMap<(Tenant, String), Vec<usize>> = BTreeMap::new();
+        for (i, d) in docs.iter().enumerate() {
+            if !d.chunks.is_empty() {
+                groups
+                    .entry((d.tenant.clone(), d.event.collection.clone()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let mut failed = vec![false; docs.len()];
+        for ((tenant, collection), members) in groups {
+            let points: Vec<Point> = members.iter().flat_map(|&i| points(&docs[i])).collect();
+            let written = match self.ensure_collection(&tenant, &collection).await {
+                Ok(()) => {
+                    self.state
+                        .vectors
+                        .upsert(&tenant, &collection, points)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                for &i in &members {
+                    self.judge(&docs[i], e.clone())?;
+                    failed[i] = true;
+                }
+            }
+        }
+        Ok(docs
+            .into_iter()
+            .zip(failed)
+            .filter_map(|(d, f)| (!f).then_some(d))
+            .collect())
+    }
+
+    async fn ensure_collection(&self, tenant: &Tenant, collection: &str) -> Result<(), StoreError> {
+        let dim = self.state.embedder.dim();
+        match self.state.vectors.collection_info(tenant, collection).await {
+            Ok(info) if info.dim == dim => Ok(()),
+            Ok(info) => Err(StoreError::invalid(format!(
+                "collection {collection:?} has {} dimensions; the embedder makes {dim}",
+                info.dim
+            ))),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let spec = CollectionSpec {
+                    dim,
+                    distance: Distance::Cosine,
+                };
+                self.state
+                    .vectors
+                    .create_collection(tenant, collection, spec)
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes what an older version left behind and writes the graph.
+    async fn finish(&mut self, doc: Doc) -> Result<(), StoreError> {
+        let result = match doc.event.operation {
+            Operation::Upsert { .. } => self.replace(&doc).await,
+            Operation::Delete => self.remove(&doc).await,
+        };
+        match result {
+            Ok(outcome) => {
+                self.outcomes.push(outcome);
+                Ok(())
+            }
+            Err(e) => self.judge(&doc, e),
+        }
+    }
+
+    async fn replace(&self, doc: &Doc) -> Result<Outcome, StoreError> {
+        let (state, tenant, id) = (self.state, &doc.tenant, &doc.event.id);
+        if let Some((old_collection, old_chunks)) = previous(state, tenant, id).await? {
+            if old_collection != doc.event.collection {
+                delete_points(state, tenant, &old_collection, id, 0..old_chunks).await?;
+            } else if old_chunks > doc.chunks.len() {
+                delete_points(
+                    state,
+                    tenant,
+                    &old_collection,
+                    id,
+                    doc.chunks.len()..old_chunks,
+                )
+                .await?;
+            }
+        }
+        let graph = document_graph(doc);
+        let entities = graph
+            .chunks
+            .iter()
+            .flat_map(|c| c.entities.iter().map(|e| e.id.as_str()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        state.graph.replace_document(tenant, graph).await?;
+        Ok(Outcome::Done {
+            tenant: doc.event.tenant.clone(),
+            status: status(
+                doc,
+                IngestState::Processed,
+                Some((doc.chunks.len(), entities)),
+                None,
+            ),
+        })
+    }
+
+    async fn remove(&self, doc: &Doc) -> Result<Outcome, StoreError> {
+        let (state, tenant, id) = (self.state, &doc.tenant, &doc.event.id);
+        let (collection, chunks) = previous(state, tenant, id)
+            .await?
+            .unwrap_or((doc.event.collection.clone(), 0));
+        delete_points(state, tenant, &collection, id, 0..chunks).await?;
+        state.graph.remove_document(tenant, id).await?;
+        Ok(Outcome::Deleted {
+            tenant: doc.event.tenant.clone(),
+            id: id.clone(),
+            seq: doc.seq,
+        })
+    }
+}
+
+fn metadata_entities(metadata: &Map<String, Value>) -> Vec<String> {
+    metadata
+        .get(ENTITIES_KEY)
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn status(
+    doc: &Doc,
+    state: IngestState,
+    counts: Option<(usize, usize)>,
+    error: Option<String>,
+) -> IngestStatus {
+    IngestStatus {
+        id: doc.event.id.clone(),
+        status: state,
+        operation: doc.event.operation.name().to_owned(),
+        collection: doc.event.collection.clone(),
+        chunks: counts.map(|c| c.0),
+        entities: counts.map(|c| c.1),
+        error,
+        updated_at: 0,
+        seq: doc.seq,
+    }
+}
+
+fn points(doc: &Doc) -> Vec<Point> {
+    let Operation::Upsert { metadata, .. } = &doc.event.operation else {
+        return Vec::new();
+    };
+    doc.chunks
+        .iter()
+        .zip(&doc.vectors)
+        .enumerate()
+        .map(|(index, ((text, entities), vector))| {
+            let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+            let payload = json!({
+                "text": text,
+                "doc_id": doc.event.id,
+                "chunk_index": index,
+                "entities": names,
+                "metadata": metadata,
+            });
+            Point {
+                id: PointId::Uuid(chunk_id(doc.tenant.as_str(), &doc.event.id, index)),
+                vector: vector.clone(),
+                payload: match payload {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                },
+            }
+        })
+        .collect()
+}
+
+fn document_graph(doc: &Doc) -> DocumentGraph {
+    let mut properties = Map::new();
+    if let Operation::Upsert { metadata, .. } = &doc.event.operation
+        && let Some(title) = metadata.get("title").and_then(Value::as_str)
+    {
+        properties.insert("title".into(), title.into());
+    }
+    DocumentGraph {
+        doc_id: doc.event.id.clone(),
+        collection: doc.event.collection.clone(),
+        properties,
+        chunks: doc
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(index, (_, entities))| ChunkNode {
+                id: chunk_id(doc.tenant.as_str(), &doc.event.id, index).to_string(),
+                index,
+                entities: entities
+                    .iter()
+                    .map(|e| EntityRef {
+                        id: entity_node_id(&e.key),
+                        name: e.name.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Collection and chunk count of the version now in the graph, if any.
+async fn previous(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<Option<(String, usize)>, StoreError> {
+    match state.graph.get_node(tenant, &document_node_id(id)).await {
+        Ok(node) => {
+            let collection = node.properties.get("collection").and_then(Value::as_str);
+            let chunks = node.properties.get("chunks").and_then(Value::as_u64);
+            Ok(collection
+                .zip(chunks)
+                .map(|(c, n)| (c.to_owned(), n as usize)))
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes chunk points `range` of the document; a missing collection holds none.
+async fn delete_points(
+    state: &AppState,
+    tenant: &Tenant,
+    collection: &str,
+    id: &str,
+    range: std::ops::Range<usize>,
+) -> Result<(), StoreError> {
+    let result = if range.is_empty() {
+        // Unknown extent (no graph record): delete by the doc_id payload field.
+        let filter = Filter {
+            must: vec![Condition {
+                key: Some("doc_id".into()),
+                matches: Some(MatchSpec {
+                    value: Some(MatchValue::Keyword(id.to_owned())),
+                    any: None,
+                }),
+                ..Condition::default()
+            }],
+            ..Filter::default()
+        };
+        state
+            .vectors
+            .delete_by_filter(tenant, collection, filter)
+            .await
+    } else {
+        let ids = range
+            .map(|i| PointId::Uuid(chunk_id(tenant.as_str(), id, i)))
+            .collect();
+        state.vectors.delete_ids(tenant, collection, ids).await
+    };
+    match result {
+        Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,246 @@
+//! Embedded [`EventLog`] on `redb` (`<data_dir>/events.redb`): events keyed by sequence
+//! number, document statuses keyed by tenant and id, and the consumer offset, each
+//! change committed with an fsync before the call returns. Committed entries are
+//! deleted with the offset move, so the file holds only the backlog.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::Notify;
+
+use crate::domain::ingest::{Event, IngestStatus, LogEntry, Outcome};
+use crate::domain::principal::Tenant;
+use crate::store::{EventLog, StoreError, StoreResult, blocking};
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Sequence number the next appended event gets (starts at 1).
+const NEXT: &str = "next";
+/// Highest sequence number processed; reading resumes after it.
+const COMMITTED: &str = "committed";
+
+#[derive(Clone)]
+pub struct EmbeddedEventLog {
+    db: Arc<Database>,
+    appended: Arc<Notify>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::internal(format!("event log: {e}"))
+}
+
+fn status_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{0}{id}")
+}
+
+fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
+    let table = tx.open_table(META).map_err(db_err)?;
+    Ok(table.get(key).map_err(db_err)?.map_or(0, |v| v.value()))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl EmbeddedEventLog {
+    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join("events.redb");
+        let db = blocking(move || {
+            let db = Database::create(&path).map_err(db_err)?;
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(EVENTS).map_err(db_err)?;
+            tx.open_table(STATUS).map_err(db_err)?;
+            tx.open_table(META).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(db)
+        })
+        .await?;
+        Ok(Self {
+            db: Arc::new(db),
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(db_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn pending_status(event: &Event, seq: u64) -> IngestStatus {
+    IngestStatus {
+        id: event.id.clone(),
+        status: crate::domain::ingest::IngestState::Pending,
+        operation: event.operation.name().to_owned(),
+        collection: event.collection.clone(),
+        chunks: None,
+        entities: None,
+        error: None,
+        updated_at: now(),
+        seq,
+    }
+}
+
+/// Whether the stored status for `key` belongs to event `seq` (a newer event owns it
+/// otherwise, and its outcome must not be overwritten).
+fn owned_by(table: &redb::Table<'_, &str, &[u8]>, key: &str, seq: u64) -> StoreResult<bool> {
+    Ok(match table.get(key).map_err(db_err)? {
+        Some(v) => {
+            let stored: IngestStatus = serde_json::from_slice(v.value()).map_err(db_err)?;
+            stored.seq == seq
+        }
+        None => false,
+    })
+}
+
+#[async_trait]
+impl EventLog for EmbeddedEventLog {
+    async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>> {
+        let seqs = self
+            .write(move |tx| {
+                let first = meta(tx, NEXT)?.max(1);
+                let mut log = tx.open_table(EVENTS).map_err(db_err)?;
+                let mut status = tx.open_table(STATUS).map_err(db_err)?;
+                let mut seqs = Vec::with_capacity(events.len());
+                for (i, event) in events.iter().enumerate() {
+                    let seq = first + i as u64;
+                    let bytes = serde_json::to_vec(event).map_err(db_err)?;
+                    log.insert(seq, bytes.as_slice()).map_err(db_err)?;
+                    let pending =
+                        serde_json::to_vec(&pending_status(event, seq)).map_err(db_err)?;
+                    status
+                        .insert(
+                            status_key(&event.tenant, &event.id).as_str(),
+                            pending.as_slice(),
+                        )
+                        .map_err(db_err)?;
+                    seqs.push(seq);
+                }
+                let mut meta = tx.open_table(META).map_err(db_err)?;
+                meta.insert(NEXT, first + events.len() as u64)
+                    .map_err(db_err)?;
+                Ok(seqs)
+            })
+            .await?;
+        self.appended.notify_one();
+        Ok(seqs)
+    }
+
+    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>> {
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_read().map_err(db_err)?;
+            let committed = tx
+                .open_table(META)
+                .map_err(db_err)?
+                .get(COMMITTED)
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            let log = tx.open_table(EVENTS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
+                let (seq, bytes) = entry.map_err(db_err)?;
+                let event: Event = serde_json::from_slice(bytes.value()).map_err(db_err)?;
+                out.push(LogEntry {
+                    seq: seq.value(),
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.appended.notified()).await;
+    }
+
+    async fn complete(&self, outcomes: Vec<Outcome>, upto: u64) -> StoreResult<()> {
+        self.write(move |tx| {
+            let mut status = tx.open_table(STATUS).map_err(db_err)?;
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Done {
+                        tenant,
+                        status: mut done,
+                    } => {
+                        let key = status_key(&tenant, &done.id);
+                        if owned_by(&status, &key, done.seq)? {
+                            done.updated_at = now();
+                            let bytes = serde_json::to_vec(&done).map_err(db_err)?;
+                            status
+                                .insert(key.as_str(), bytes.as_slice())
+                                .map_err(db_err)?;
+                        }
+                    }
+                    Outcome::Deleted { tenant, id, seq } => {
+                        let key = status_key(&tenant, &id);
+                        if owned_by(&status, &key, seq)? {
+                            status.remove(key.as_str()).map_err(db_err)?;
+                        }
+                    }
+                }
+            }
+            drop(status);
+            let mut log = tx.open_table(EVENTS).map_err(db_err)?;
+            log.retain_in(..=upto, |_, _| false).map_err(db_err)?;
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let committed = meta
+                .get(COMMITTED)
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            meta.insert(COMMITTED, committed.max(upto))
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {
+        let (db, key) = (self.db.clone(), status_key(tenant.as_str(), id));
+        blocking(move || {
+            let tx = db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(STATUS).map_err(db_err)?;
+            match table.get(key.as_str()).map_err(db_err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn pending(&self) -> StoreResult<u64> {
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_read().map_err(db_err)?;
+            let meta = tx.open_table(META).map_err(db_err)?;
+            let get = |k| -> StoreResult<u64> {
+                Ok(meta.get(k).map_err(db_err)?.map_or(0, |v| v.value()))
+            };
+            let next = get(NEXT)?.max(1);
+            Ok(next.saturating_sub(get(COMMITTED)? + 1))
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let db = self.db.clone();
+        blocking(move || db.begin_read().map(drop).map_err(db_err)).await
+    }
+}
