@@ -13,7 +13,7 @@ use crate::domain::vector::{Filter, PointId, ScoredPoint, SearchQuery};
 use crate::error::{ApiError, Result};
 use crate::services::bounded;
 use crate::services::ingest::entities;
-use crate::services::vectors::{check_filter, collection_name, query_vector};
+use crate::services::vectors::{check_filter, collection_name, query_vector, search_or_empty};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,14 +181,8 @@ pub async fn search(
     let settings = &state.settings.hybrid;
     let candidates = settings.vector_candidates.max(plan.limit);
     let want_vectors = plan.mmr.is_some();
-    let vector_hits = state
-        .vectors
-        .search(
-            &who.tenant,
-            &plan.collection,
-            search_query(&plan, candidates, None, want_vectors),
-        )
-        .await?;
+    let query = search_query(&plan, candidates, None, want_vectors);
+    let vector_hits = search_or_empty(state, who, &plan.collection, query).await?;
     let graph = if plan.hops == 0 {
         GraphResult::default()
     } else {

@@ -285,11 +285,27 @@ pub async fn search(
         with_payload: req.with_payload,
         with_vector: req.with_vector,
     };
-    let hits = state
-        .vectors
-        .search(&who.tenant, &collection, query)
-        .await?;
+    let hits = search_or_empty(state, who, &collection, query).await?;
     Ok(SearchResponse { hits })
+}
+
+/// Searches `collection`; the default collection reads as empty until the tenant's
+/// first write creates it (a named collection that does not exist is a 404).
+pub(crate) async fn search_or_empty(
+    state: &AppState,
+    who: &Principal,
+    collection: &str,
+    query: SearchQuery,
+) -> Result<Vec<ScoredPoint>> {
+    match state.vectors.search(&who.tenant, collection, query).await {
+        Err(e)
+            if e.kind == crate::store::ErrorKind::NotFound
+                && collection == state.settings.vectors.default_collection =>
+        {
+            Ok(Vec::new())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The query vector: given, or embedded from `text`; exactly one of the two.

@@ -85,6 +85,40 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// Like [`TestApp::restart`], with new settings from now on.
+    pub async fn restart_with(&mut self, configure: fn(&mut Settings)) {
+        self.configure = configure;
+        self.restart().await;
+    }
+
+    /// Polls `GET /ingest/{id}` until every document has left `pending` (or 60 s pass);
+    /// returns their final status bodies in order.
+    pub async fn wait_ingested(&self, key: &str, ids: &[&str]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for id in ids {
+            let path = format!("/ingest/{id}");
+            let mut last = Value::Null;
+            for _ in 0..600 {
+                last = self.json(Method::GET, &path, key, None).await;
+                if last["status"] != "pending" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_ne!(last["status"], "pending", "{id} still pending after 60 s");
+            out.push(last);
+        }
+        out
+    }
+
+    /// The current status of one document, without waiting.
+    pub async fn ingest_status(&self, key: &str, id: &str) -> String {
+        let status = self
+            .json(Method::GET, &format!("/ingest/{id}"), key, None)
+            .await;
+        status["status"].as_str().unwrap_or_default().to_owned()
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

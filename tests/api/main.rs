@@ -3,9 +3,14 @@
 
 mod auth;
 mod cli;
+mod embedding;
+mod fake_openai;
+mod generate;
 mod graphs;
 mod health_and_errors;
 mod helpers;
+mod ingest;
+mod ingest_crash;
 mod persistence;
 mod readme;
 mod vectors;

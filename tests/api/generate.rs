@@ -1,0 +1,143 @@
+//! Generation over retrieved context against an OpenAI-compatible server, streamed and
+//! not; 501 without one; 502 when it fails. Also the OpenAI-compatible embedder.
+
+use ragbrain::config::{EmbedderBackend, Settings};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::fake_openai::base_url;
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+
+fn with_llm(s: &mut Settings) {
+    s.llm.base_url = base_url().to_owned();
+    s.llm.model = "fake-llm".into();
+}
+
+async fn ingest(app: &TestApp, key: &str) {
+    let events = json!({"events": [
+        {"id": "curie", "text": "Marie Curie discovered polonium and radium together with Pierre Curie."},
+        {"id": "rust", "text": "The Rust compiler checks borrows at compile time."},
+    ]});
+    let r = app
+        .call(Method::POST, "/ingest/batch", key, Some(events))
+        .await;
+    assert_eq!(r.status(), 202);
+    app.wait_ingested(key, &["curie", "rust"]).await;
+}
+
+#[tokio::test]
+async fn generation_without_a_configured_llm_is_501() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["read"]).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/hybrid/generate",
+            &key,
+            Some(json!({"query": "why?"})),
+        )
+        .await;
+    let problem = assert_problem(r, 501).await;
+    assert!(problem["detail"].as_str().unwrap().contains("llm.base_url"));
+}
+
+#[tokio::test]
+async fn generation_answers_from_retrieved_context_with_citations() {
+    let app = spawn_app_with(with_llm).await;
+    let key = app.key("acme", &["write"]).await;
+    ingest(&app, &key).await;
+    let q = json!({"query": "Who discovered radium?", "limit": 2});
+    let answer = app
+        .json(Method::POST, "/hybrid/generate", &key, Some(q))
+        .await;
+    assert_eq!(answer["model"], "fake-llm");
+    let text = answer["answer"].as_str().unwrap();
+    assert!(
+        text.starts_with("passages=2 first=Marie Curie discovered polonium"),
+        "{text}"
+    );
+    assert_eq!(answer["citations"][0]["ref"], 1);
+    assert_eq!(answer["citations"][0]["doc_id"], "curie");
+    assert_eq!(answer["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn generation_streams_server_sent_events() {
+    let app = spawn_app_with(with_llm).await;
+    let key = app.key("acme", &["write"]).await;
+    ingest(&app, &key).await;
+    let q = json!({"query": "Who discovered radium?", "limit": 1, "stream": true});
+    let r = app
+        .call(Method::POST, "/hybrid/generate", &key, Some(q))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = r.text().await.unwrap();
+    let events: Vec<(&str, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name, serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    assert_eq!(events[0].0, "citations");
+    assert_eq!(events[0].1["citations"][0]["doc_id"], "curie");
+    let text: String = events
+        .iter()
+        .filter(|(name, _)| *name == "delta")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    assert!(text.starts_with("passages=1 first=Marie Curie"), "{text}");
+    assert_eq!(events.last().unwrap().0, "done");
+    assert_eq!(events.last().unwrap().1["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn a_failing_llm_is_a_502_that_does_not_leak_its_answer() {
+    let app = spawn_app_with(|s| {
+        with_llm(s);
+        s.llm.model = "broken".into();
+    })
+    .await;
+    let key = app.key("acme", &["write"]).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/hybrid/generate",
+            &key,
+            Some(json!({"query": "why?"})),
+        )
+        .await;
+    let problem = assert_problem(r, 502).await;
+    assert!(!problem["detail"].as_str().unwrap().contains("exploded"));
+}
+
+#[tokio::test]
+async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
+    let app = spawn_app_with(|s| {
+        s.embedder.backend = EmbedderBackend::OpenAi;
+        s.embedder.base_url = base_url().to_owned();
+        s.embedder.model = "bag-of-words".into();
+        s.embedder.dim = 8;
+        s.embedder.batch_size = 1;
+        s.vectors.default_dim = 8;
+    })
+    .await;
+    let key = app.key("acme", &["write"]).await;
+    ingest(&app, &key).await;
+    let info = app
+        .json(Method::GET, "/vectors/collections/documents", &key, None)
+        .await;
+    assert_eq!(info["dim"], 8);
+    let q = json!({"text": "The Rust compiler checks borrows at compile time.", "limit": 1});
+    let found = app
+        .json(Method::POST, "/vectors/search", &key, Some(q))
+        .await;
+    assert_eq!(found["hits"][0]["payload"]["doc_id"], "rust");
+}
