@@ -98,8 +98,8 @@ pub fn expand(direction: Direction, types: &[String]) -> String {
 /// label scan: `(:Document {id})<-[:PART_OF]-(:Chunk)-[:MENTIONS]->(:Entity {id})`.
 pub mod documents {
     /// `c.id, e.id, e.name` for every mention by the document's chunks.
-    pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
-         MATCH (c)-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+    pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk)\
+         -[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
 
     pub const DELETE_CHUNKS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
          DETACH DELETE c";
@@ -138,29 +138,29 @@ pub mod documents {
          DELETE r";
 
     /// `e.id` of the entities in `$ids` that some chunk still mentions.
-    pub const STILL_MENTIONED: &str = "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) \
-         MATCH (c:Chunk)-[:MENTIONS]->(e) RETURN DISTINCT e.id";
+    pub const STILL_MENTIONED: &str = "UNWIND $ids AS id \
+         MATCH (e:Entity {id: id, tenant: $tenant})<-[:MENTIONS]-(c:Chunk) RETURN DISTINCT e.id";
 
     pub const DELETE_ENTITIES: &str =
         "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) DETACH DELETE e";
 
     /// `c.id, e.id, e.name` for the chunks in `$ids`.
-    pub const CHUNK_MENTIONS: &str = "UNWIND $ids AS id MATCH (c:Chunk {id: id, tenant: $tenant}) \
-         MATCH (c)-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+    pub const CHUNK_MENTIONS: &str = "UNWIND $ids AS id \
+         MATCH (c:Chunk {id: id, tenant: $tenant})-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
 
     /// `c.id, e.id, e.name` for chunks mentioning the entities in `$ids`.
     pub fn entity_mentions(limit: usize) -> String {
         format!(
-            "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}}) \
-             MATCH (c:Chunk)-[:MENTIONS]->(e) RETURN c.id, e.id, e.name LIMIT {limit}"
+            "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}})<-[:MENTIONS]-(c:Chunk) \
+             RETURN c.id, e.id, e.name LIMIT {limit}"
         )
     }
 
     /// `a.id, b.id, b.name, r.weight` one `RELATED_TO` hop (either way) from `$ids`.
     pub fn related(limit: usize) -> String {
         format!(
-            "UNWIND $ids AS id MATCH (a:Entity {{id: id, tenant: $tenant}}) \
-             MATCH (a)-[r:RELATED_TO]-(b:Entity) RETURN a.id, b.id, b.name, r.weight \
+            "UNWIND $ids AS id MATCH (a:Entity {{id: id, tenant: $tenant}})-[r:RELATED_TO]-(b:Entity) \
+             RETURN a.id, b.id, b.name, r.weight \
              ORDER BY r.weight DESC LIMIT {limit}"
         )
     }

@@ -87,8 +87,10 @@ impl EmbeddedGraphStore {
             GrafeoDB::with_config(config).map_err(engine)
         })
         .await?;
-        db.create_property_index("id");
-        let graphs = db.list_graphs().into_iter().collect();
+        let graphs: HashSet<String> = db.list_graphs().into_iter().collect();
+        for name in &graphs {
+            index_graph(&db, name)?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -101,11 +103,25 @@ impl EmbeddedGraphStore {
     }
 }
 
+/// Node properties looked up by value on every hot path. grafeo keeps property
+/// indexes per graph, in memory, so each tenant graph gets them when it is created and
+/// again on every open; without them each lookup scans the whole graph.
+const INDEXED: [&str; 2] = ["id", "doc_id"];
+
+fn index_graph(db: &GrafeoDB, name: &str) -> StoreResult<()> {
+    db.set_current_graph(Some(name)).map_err(engine)?;
+    for property in INDEXED {
+        db.create_property_index(property);
+    }
+    db.set_current_graph(None).map_err(engine)
+}
+
 impl Inner {
     fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {
         let name = format!("tenant_{tenant}");
         if !lock(&self.graphs).contains(&name) {
             self.db.create_graph(&name).map_err(engine)?;
+            index_graph(&self.db, &name)?;
             lock(&self.graphs).insert(name.clone());
         }
         Ok(name)
