@@ -66,6 +66,8 @@ async fn the_walkthrough_works_verbatim() {
         r#"{"status":"created"}"#,
         r#""depth":2,"path":["KNOWS","KNOWS"]"#,
         r#"{"columns":["reachable"],"rows":[["alan"],["grace"]],"truncated":false}"#,
+        r#"{"id":"institute","status":"processed","operation":"upsert","collection":"documents","chunks":1,"entities":3"#,
+        r#""path":["Marie Curie"]"#,
     ] {
         assert!(
             stdout.contains(expected),
