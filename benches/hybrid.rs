@@ -10,10 +10,11 @@ use ragbrain::app::Application;
 use ragbrain::config::Settings;
 use ragbrain::domain::principal::{Principal, Scope, Tenant};
 use ragbrain::services::hybrid::{self, HybridRequest};
+use ragbrain::services::ingest::chunk::{ChunkSpec, chunk};
 use ragbrain::services::ingest::{self, BatchRequest, IngestRequest};
 use ragbrain::state::AppState;
 
-const CHUNKS_PER_DOC: usize = 10;
+const PARAGRAPHS_PER_DOC: usize = 10;
 const PEOPLE: usize = 2_000;
 const PLACES: usize = 300;
 const TOPICS: [&str; 8] = [
@@ -29,9 +30,9 @@ const TOPICS: [&str; 8] = [
 
 /// About 800 characters per chunk, each naming two people and a place.
 fn document(d: usize) -> String {
-    (0..CHUNKS_PER_DOC)
+    (0..PARAGRAPHS_PER_DOC)
         .map(|c| {
-            let n = d * CHUNKS_PER_DOC + c;
+            let n = d * PARAGRAPHS_PER_DOC + c;
             let (a, b) = (n % PEOPLE, (n * 7 + 3) % PEOPLE);
             let place = (n * 13) % PLACES;
             let topic = TOPICS[n % TOPICS.len()];
@@ -95,14 +96,24 @@ fn request(i: usize) -> HybridRequest {
     }
 }
 
+/// Documents needed for `target` chunks, from the pipeline's own chunker.
+fn docs_for(target: usize, settings: &Settings) -> usize {
+    let spec = ChunkSpec {
+        size: settings.ingest.chunk_size_chars,
+        overlap: settings.ingest.chunk_overlap_chars,
+    };
+    target.div_ceil(chunk(&document(0), spec).len())
+}
+
 fn bench(c: &mut Criterion) {
     let full = std::env::args().any(|a| a == "--bench");
-    let docs = if full { 10_000 } else { 100 };
+    let target = if full { 100_000 } else { 1_000 };
     // Declared first so it is dropped last, after the runtime has stopped the server.
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let state = runtime.block_on(async {
         let mut settings = Settings::load(None).unwrap();
+        let docs = docs_for(target, &settings);
         settings.server.port = 0;
         settings.server.data_dir = dir.path().to_path_buf();
         settings.log.level = "warn".into();
@@ -110,10 +121,16 @@ fn bench(c: &mut Criterion) {
         let state = app.state().clone();
         runtime_spawn(app);
         let rate = ingest_corpus(&state, docs).await;
+        let tenant = principal().tenant;
+        let chunks = state
+            .vectors
+            .collection_info(&tenant, "documents")
+            .await
+            .unwrap()
+            .points_count;
         println!(
-            "ingested {docs} documents ({} chunks) at {rate:.0} documents/s ({:.0} chunks/s)",
-            docs * CHUNKS_PER_DOC,
-            rate * CHUNKS_PER_DOC as f64
+            "ingested {docs} documents ({chunks} chunks) at {rate:.0} documents/s ({:.0} chunks/s)",
+            rate * chunks as f64 / docs as f64
         );
         // Let the background HNSW build finish before measuring.
         tokio::time::sleep(Duration::from_secs(if full { 20 } else { 1 })).await;

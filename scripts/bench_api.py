@@ -5,7 +5,7 @@ Starts the given ragbrain binary on a free loopback port over a fresh data direc
 loads a collection and a graph, then times each operation and prints p50/p99 in ms.
 Standard library only. Example:
 
-    cargo build --release && scripts/bench_api.py target/release/ragbrain --points 20000
+    cargo build --release && scripts/bench_api.py target/release/ragbrain --points 20000 --docs 2000
 """
 
 import argparse
@@ -87,12 +87,68 @@ def concurrent_upserts(port, key, dim, first_id, clients=16, rounds=20):
     return (f"upsert x{clients} clients", f"{n / elapsed:,.0f} requests/s ({n * 10 / elapsed:,.0f} points/s)", "")
 
 
+TOPICS = ["supply chain delays", "solar panel efficiency", "river flood defences", "vaccine trials",
+          "railway timetables", "coffee harvests", "chip fabrication", "ocean shipping rates"]
+
+
+def document(d, chunks=4):
+    """About 800 characters per chunk, each naming two people and a place."""
+    out = []
+    for c in range(chunks):
+        n = d * chunks + c
+        a, b, place, topic = n % 2000, (n * 7 + 3) % 2000, (n * 13) % 300, TOPICS[n % len(TOPICS)]
+        out.append(
+            f"In report {n}, Analyst{a} Moreau met Engineer{b} Tanaka in City{place} to discuss {topic}. "
+            f"They compared figures from the last three quarters and agreed that {topic} would need a new "
+            f"plan before the winter. The minutes list every figure they reviewed, the open questions for "
+            f"the next meeting, and the people who must approve the budget. Analyst{a} Moreau promised a "
+            f"written summary within a week, while Engineer{b} Tanaka would visit City{place} again. ")
+    return "".join(out)
+
+
+def ingest_and_hybrid(c, docs, samples):
+    """Ingest rate end to end (202 to processed), then text and hybrid search latency."""
+    rows = []
+    t = time.perf_counter()
+    for start in range(0, docs, 100):
+        events = [{"id": f"doc{d}", "text": document(d)} for d in range(start, min(start + 100, docs))]
+        c.call("POST", "/ingest/batch", {"events": events}, expect=(202,))
+    accepted_s = time.perf_counter() - t
+    last = f"/ingest/doc{docs - 1}"
+    while c.call("GET", last)["status"] == "pending":
+        time.sleep(0.05)
+    done_s = time.perf_counter() - t
+    chunks = c.call("GET", "/vectors/collections/documents")["points_count"]
+    rows.append(("ingest (batches of 100, to processed)",
+                 f"{docs / done_s:,.0f} docs/s, {chunks / done_s:,.0f} chunks/s ({docs} docs, {chunks} chunks)",
+                 f"accepted at {docs / accepted_s:,.0f} docs/s"))
+    p50, p99 = timed(lambda i: c.call("POST", "/ingest", {"id": f"single{i}", "text": document(10_000 + i, 1)},
+                                      expect=(202,)), samples)
+    rows.append(("ingest one event (202, durable)", f"p50 {p50:.2f} ms", f"p99 {p99:.2f} ms"))
+    while c.call("GET", f"/ingest/single{samples - 1}")["status"] == "pending":
+        time.sleep(0.05)
+    time.sleep(3)  # let the background HNSW build settle
+
+    def question(i):
+        return f"What did Analyst{(i * 37) % 2000} Moreau say about {TOPICS[i % len(TOPICS)]}?"
+    ops = {
+        "vector search by text k=10": lambda i: c.call("POST", "/vectors/search", {"text": question(i), "limit": 10}),
+        "hybrid search k=10 hops=1": lambda i: c.call("POST", "/hybrid/search", {"query": question(i), "limit": 10, "hops": 1}),
+        "hybrid search k=10 hops=2": lambda i: c.call("POST", "/hybrid/search", {"query": question(i), "limit": 10, "hops": 2}),
+    }
+    for name, fn in ops.items():
+        p50, p99 = timed(fn, samples)
+        rows.append((name, f"p50 {p50:.2f} ms", f"p99 {p99:.2f} ms"))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("binary")
     ap.add_argument("--points", type=int, default=20000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--docs", type=int, default=2000, help="documents to ingest (4 chunks each)")
     args = ap.parse_args()
 
     rng = random.Random(7)
@@ -150,6 +206,7 @@ def main():
             p50, p99 = timed(fn, args.samples)
             rows.append((name, f"p50 {p50:.2f} ms", f"p99 {p99:.2f} ms"))
         rows.append(concurrent_upserts(port, c.key, args.dim, nxt[0]))
+        rows.extend(ingest_and_hybrid(c, args.docs, args.samples))
         print(f"HNSW build after load: {index_wait_s:.1f} s")
         for r in rows:
             print(f"{r[0]:<36} {r[1]:<48} {r[2]}")

@@ -144,10 +144,11 @@ pub trait GraphStore: Send + Sync {
     /// Runs client Cypher read-only, confined to the tenant's graph.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult>;
 
-    /// Makes the document's subgraph exactly `doc` in one transaction: its old chunks
-    /// and their mentions go, the new ones come, `RELATED_TO` weights follow, and
-    /// entities no chunk mentions any more are removed. Idempotent.
-    async fn replace_document(&self, tenant: &Tenant, doc: DocumentGraph) -> StoreResult<()>;
+    /// Makes each document's subgraph exactly as given, all in one transaction: old
+    /// chunks and their mentions go, the new ones come, `RELATED_TO` weights follow,
+    /// and entities no chunk mentions any more are removed. Idempotent.
+    async fn replace_documents(&self, tenant: &Tenant, docs: Vec<DocumentGraph>)
+    -> StoreResult<()>;
     /// Removes the document, its chunks and the entities only it mentioned; returns
     /// whether it existed.
     async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool>;

@@ -94,6 +94,13 @@ async fn ingested_paragraphs_are_found_by_vector_graph_and_hybrid_search() {
         names.contains(&"Marie Curie") && names.contains(&"Pierre Curie"),
         "{names:?}"
     );
+    // Documents processed in one transaction share one node per entity.
+    let q = json!({"query": "MATCH (e:Entity {id: 'entity:marie curie'}) RETURN count(e)"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    assert_eq!(rows["rows"], json!([[1]]));
+    let q = json!({"query": "MATCH (e:Entity {id: 'entity:marie curie'})<-[:MENTIONS]-(c:Chunk) RETURN count(c)"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    assert_eq!(rows["rows"], json!([[2]]));
     let q = json!({"query": "MATCH (a:Entity {id: 'entity:marie curie'})-[r:RELATED_TO]-(b:Entity {id: 'entity:pierre curie'}) RETURN r.weight"});
     let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
     assert_eq!(rows["rows"], json!([[1]]));

@@ -79,9 +79,7 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
     };
     let docs = batch.prepare(latest).await?;
     let docs = batch.write_points(docs).await?;
-    for doc in docs {
-        batch.finish(doc).await?;
-    }
+    batch.finish(docs).await?;
     state.events.complete(batch.outcomes, upto).await
 }
 
@@ -116,7 +114,7 @@ struct Batch<'a> {
 impl Batch<'_> {
     /// Turns an error into "retry the batch" or a recorded failure of `doc`.
     fn judge(&mut self, doc: &Doc, e: StoreError) -> Result<(), StoreError> {
-        let transient = matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout);
+        let transient = transient(&e);
         let retryable = matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream);
         if transient || (retryable && self.attempt + 1 < self.state.settings.ingest.max_attempts) {
             return Err(e);
@@ -259,53 +257,71 @@ impl Batch<'_> {
     }
 
     /// Removes what an older version left behind and writes the graph.
-    async fn finish(&mut self, doc: Doc) -> Result<(), StoreError> {
-        let result = match doc.event.operation {
-            Operation::Upsert { .. } => self.replace(&doc).await,
-            Operation::Delete => self.remove(&doc).await,
-        };
+    /// Deletes each document in turn, then writes the graph of every upsert with one
+    /// transaction per tenant. If that transaction fails for good, each document is
+    /// retried alone so only the ones at fault are marked failed.
+    async fn finish(&mut self, docs: Vec<Doc>) -> Result<(), StoreError> {
+        let mut upserts: BTreeMap<Tenant, Vec<Doc>> = BTreeMap::new();
+        for doc in docs {
+            if matches!(doc.event.operation, Operation::Delete) {
+                let removed = self.remove(&doc).await;
+                self.record(&doc, removed)?;
+            } else {
+                match self.clear_stale(&doc).await {
+                    Ok(()) => upserts.entry(doc.tenant.clone()).or_default().push(doc),
+                    Err(e) => self.judge(&doc, e)?,
+                }
+            }
+        }
+        for (tenant, docs) in upserts {
+            let graphs: Vec<DocumentGraph> = docs.iter().map(document_graph).collect();
+            match self.state.graph.replace_documents(&tenant, graphs).await {
+                Ok(()) => {
+                    for doc in &docs {
+                        self.outcomes.push(processed(doc));
+                    }
+                }
+                Err(e) if docs.len() > 1 && !transient(&e) => {
+                    for doc in &docs {
+                        let alone = vec![document_graph(doc)];
+                        let written = self.state.graph.replace_documents(&tenant, alone).await;
+                        self.record(doc, written.map(|()| processed(doc)))?;
+                    }
+                }
+                Err(e) => {
+                    for doc in &docs {
+                        self.judge(doc, e.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, doc: &Doc, result: Result<Outcome, StoreError>) -> Result<(), StoreError> {
         match result {
             Ok(outcome) => {
                 self.outcomes.push(outcome);
                 Ok(())
             }
-            Err(e) => self.judge(&doc, e),
+            Err(e) => self.judge(doc, e),
         }
     }
 
-    async fn replace(&self, doc: &Doc) -> Result<Outcome, StoreError> {
+    /// Deletes the points an older version of the document left behind.
+    async fn clear_stale(&self, doc: &Doc) -> Result<(), StoreError> {
         let (state, tenant, id) = (self.state, &doc.tenant, &doc.event.id);
         if let Some((old_collection, old_chunks)) = previous(state, tenant, id).await? {
-            if old_collection != doc.event.collection {
-                delete_points(state, tenant, &old_collection, id, 0..old_chunks).await?;
-            } else if old_chunks > doc.chunks.len() {
-                delete_points(
-                    state,
-                    tenant,
-                    &old_collection,
-                    id,
-                    doc.chunks.len()..old_chunks,
-                )
-                .await?;
+            let stale = if old_collection != doc.event.collection {
+                0..old_chunks
+            } else {
+                doc.chunks.len()..old_chunks
+            };
+            if !stale.is_empty() || old_collection != doc.event.collection {
+                delete_points(state, tenant, &old_collection, id, stale).await?;
             }
         }
-        let graph = document_graph(doc);
-        let entities = graph
-            .chunks
-            .iter()
-            .flat_map(|c| c.entities.iter().map(|e| e.id.as_str()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        state.graph.replace_document(tenant, graph).await?;
-        Ok(Outcome::Done {
-            tenant: doc.event.tenant.clone(),
-            status: status(
-                doc,
-                IngestState::Processed,
-                Some((doc.chunks.len(), entities)),
-                None,
-            ),
-        })
+        Ok(())
     }
 
     async fn remove(&self, doc: &Doc) -> Result<Outcome, StoreError> {
@@ -320,6 +336,29 @@ impl Batch<'_> {
             id: id.clone(),
             seq: doc.seq,
         })
+    }
+}
+
+/// A backend that is down or slow: retry the batch, never fail the event.
+fn transient(e: &StoreError) -> bool {
+    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+}
+
+fn processed(doc: &Doc) -> Outcome {
+    let entities = doc
+        .chunks
+        .iter()
+        .flat_map(|(_, found)| found.iter().map(|e| e.key.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    Outcome::Done {
+        tenant: doc.event.tenant.clone(),
+        status: status(
+            doc,
+            IngestState::Processed,
+            Some((doc.chunks.len(), entities)),
+            None,
+        ),
     }
 }
 

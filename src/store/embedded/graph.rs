@@ -316,18 +316,18 @@ impl GraphStore for EmbeddedGraphStore {
         })?
     }
 
-    async fn replace_document(&self, tenant: &Tenant, doc: DocumentGraph) -> StoreResult<()> {
+    async fn replace_documents(
+        &self,
+        tenant: &Tenant,
+        docs: Vec<DocumentGraph>,
+    ) -> StoreResult<()> {
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            inner.write_document(&tenant, &doc.doc_id, Some(&doc))?;
-            Ok(())
-        })
-        .await
+        blocking(move || inner.write_documents(&tenant, &docs)).await
     }
 
     async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
         let (inner, tenant, doc_id) = (self.inner.clone(), tenant.clone(), doc_id.to_owned());
-        blocking(move || inner.write_document(&tenant, &doc_id, None)).await
+        blocking(move || inner.remove_document(&tenant, &doc_id)).await
     }
 
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {

@@ -118,21 +118,38 @@ impl Inner {
             .collect())
     }
 
-    /// Replaces (`Some`) or removes (`None`) document `doc_id`; returns whether its node
-    /// existed before. One writer, one transaction, committed with the WAL fsync.
-    pub(super) fn write_document(
+    /// Replaces every document in `docs` in one transaction (one WAL fsync).
+    pub(super) fn write_documents(
         &self,
         tenant: &Tenant,
-        doc_id: &str,
-        doc: Option<&DocumentGraph>,
-    ) -> StoreResult<bool> {
+        docs: &[DocumentGraph],
+    ) -> StoreResult<()> {
+        self.in_transaction(tenant, |tx| {
+            for doc in docs {
+                apply(tx, &doc.doc_id, Some(doc))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes document `doc_id`; returns whether its node existed.
+    pub(super) fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
+        self.in_transaction(tenant, |tx| apply(tx, doc_id, None))
+    }
+
+    /// One writer, one transaction, committed with the WAL fsync; rolled back on error.
+    fn in_transaction<T>(
+        &self,
+        tenant: &Tenant,
+        work: impl FnOnce(&Tx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let _w = lock(&self.writer);
         let mut tx = self.tx(tenant)?;
         tx.session.begin_transaction().map_err(engine)?;
-        match apply(&tx, doc_id, doc) {
-            Ok(existed) => {
+        match work(&tx) {
+            Ok(out) => {
                 tx.session.commit().map_err(engine)?;
-                Ok(existed)
+                Ok(out)
             }
             Err(e) => {
                 let _ = tx.session.rollback();
