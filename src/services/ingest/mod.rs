@@ -3,6 +3,7 @@
 //! vectors and graph; [`chunk`] and [`entities`] are its text rules.
 
 pub mod chunk;
+mod document;
 pub mod entities;
 pub mod worker;
 

@@ -1,0 +1,170 @@
+//! Rank fusion for hybrid retrieval: reciprocal rank fusion or a weighted sum of
+//! min-max normalised scores, then optional maximal marginal relevance.
+
+use std::collections::HashMap;
+
+use super::{
+    Fusion, GraphRank, GraphResult, HybridHit, HybridResponse, Plan, Provenance, VectorRank,
+};
+use crate::domain::vector::{PointId, ScoredPoint};
+
+struct Candidate {
+    hit: ScoredPoint,
+    vector: Option<VectorRank>,
+    graph: Option<GraphRank>,
+    fused: f32,
+}
+
+pub(super) fn fuse(
+    plan: &Plan,
+    vector_hits: Vec<ScoredPoint>,
+    graph_hits: Vec<ScoredPoint>,
+    graph: GraphResult,
+    default_k: u32,
+) -> HybridResponse {
+    let graph_rank: HashMap<PointId, (usize, f32, Vec<String>)> = graph
+        .ranked
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, (score, path)))| (id, (i + 1, score, path)))
+        .collect();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for (i, hit) in vector_hits.into_iter().enumerate() {
+        let vector = Some(VectorRank {
+            rank: i + 1,
+            score: hit.score,
+        });
+        let graph = graph_rank.get(&hit.id).map(graph_entry);
+        candidates.push(Candidate {
+            hit,
+            vector,
+            graph,
+            fused: 0.0,
+        });
+    }
+    // Graph-only hits passed the filter in their own search; unknown ids did not.
+    for hit in graph_hits {
+        let graph = graph_rank.get(&hit.id).map(graph_entry);
+        candidates.push(Candidate {
+            hit,
+            vector: None,
+            graph,
+            fused: 0.0,
+        });
+    }
+    let name = match plan.fusion {
+        Fusion::Rrf { k } => {
+            let k = k.unwrap_or(default_k) as f32;
+            for c in &mut candidates {
+                c.fused = c.vector.as_ref().map_or(0.0, |v| 1.0 / (k + v.rank as f32))
+                    + c.graph.as_ref().map_or(0.0, |g| 1.0 / (k + g.rank as f32));
+            }
+            "rrf"
+        }
+        Fusion::Weighted { alpha } => {
+            let v = min_max(
+                candidates
+                    .iter()
+                    .filter(|c| c.vector.is_some())
+                    .map(|c| c.hit.score),
+            );
+            let g = min_max(
+                candidates
+                    .iter()
+                    .filter_map(|c| c.graph.as_ref().map(|g| g.score)),
+            );
+            for c in &mut candidates {
+                let vs = c.vector.as_ref().map_or(0.0, |r| scale(r.score, v));
+                let gs = c.graph.as_ref().map_or(0.0, |r| scale(r.score, g));
+                c.fused = alpha * vs + (1.0 - alpha) * gs;
+            }
+            "weighted"
+        }
+    };
+    candidates.sort_by(|a, b| b.fused.total_cmp(&a.fused));
+    if let Some(mmr) = plan.mmr {
+        candidates = diversify(candidates, mmr.lambda, plan.limit);
+    }
+    candidates.truncate(plan.limit);
+    let hits = candidates
+        .into_iter()
+        .map(|c| HybridHit {
+            id: c.hit.id,
+            score: c.fused,
+            payload: c.hit.payload,
+            provenance: Provenance {
+                vector: c.vector,
+                graph: c.graph,
+            },
+        })
+        .collect();
+    HybridResponse {
+        hits,
+        entities: graph.entities,
+        fusion: name,
+    }
+}
+
+fn graph_entry(g: &(usize, f32, Vec<String>)) -> GraphRank {
+    GraphRank {
+        rank: g.0,
+        score: g.1,
+        path: g.2.clone(),
+    }
+}
+
+fn min_max(scores: impl Iterator<Item = f32>) -> (f32, f32) {
+    scores.fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)))
+}
+
+fn scale(score: f32, (lo, hi): (f32, f32)) -> f32 {
+    if hi > lo {
+        (score - lo) / (hi - lo)
+    } else {
+        1.0
+    }
+}
+
+/// Maximal marginal relevance over the fused ranking: each pick maximises
+/// λ·relevance − (1 − λ)·(highest cosine to anything already picked).
+fn diversify(candidates: Vec<Candidate>, lambda: f32, limit: usize) -> Vec<Candidate> {
+    let top = candidates
+        .first()
+        .map_or(1.0, |c| c.fused)
+        .max(f32::MIN_POSITIVE);
+    let mut pool: Vec<Candidate> = candidates;
+    let mut picked: Vec<Candidate> = Vec::new();
+    while !pool.is_empty() && picked.len() < limit {
+        let best = pool
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let redundancy = picked
+                    .iter()
+                    .map(|p| cosine(c.hit.vector.as_deref(), p.hit.vector.as_deref()))
+                    .fold(0.0, f32::max);
+                (i, lambda * c.fused / top - (1.0 - lambda) * redundancy)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(0, |(i, _)| i);
+        picked.push(pool.remove(best));
+    }
+    for c in &mut picked {
+        c.hit.vector = None;
+    }
+    picked
+}
+
+fn cosine(a: Option<&[f32]>, b: Option<&[f32]>) -> f32 {
+    let (Some(a), Some(b)) = (a, b) else {
+        return 0.0;
+    };
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

@@ -1,0 +1,245 @@
+//! Hybrid retrieval (DESIGN.md §6): vector kNN, then graph expansion from the entities
+//! the query names and the top hits mention, then rank fusion (RRF or weighted), with
+//! optional MMR for diversity. Every hit says where it came from.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::principal::Principal;
+use crate::domain::vector::{Filter, PointId, SearchQuery};
+use crate::error::{ApiError, Result};
+use crate::services::bounded;
+use crate::services::vectors::{check_filter, collection_name, query_vector, search_or_empty};
+use crate::state::AppState;
+
+mod fusion;
+mod graph;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridRequest {
+    /// The question as text (embedded, and matched against entity names) …
+    pub query: Option<String>,
+    /// … or as a vector (then only the top hits' entities seed the graph).
+    pub vector: Option<Vec<f32>>,
+    pub collection: Option<String>,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    pub filter: Option<Filter>,
+    /// Graph hops from a seed entity to a chunk: 0 = vector only, 1 = chunks that
+    /// mention a seed, 2 and 3 = also through `RELATED_TO` entities.
+    #[serde(default = "default_hops")]
+    pub hops: u8,
+    #[serde(default)]
+    pub fusion: Option<Fusion>,
+    pub mmr: Option<Mmr>,
+    #[serde(default = "yes")]
+    pub with_payload: bool,
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+fn default_hops() -> u8 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Fusion {
+    /// Reciprocal rank fusion: Σ 1 / (k + rank).
+    Rrf { k: Option<u32> },
+    /// `alpha` × vector score + (1 − alpha) × graph score, each min-max normalised.
+    Weighted { alpha: f32 },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mmr {
+    /// 1 = pure relevance, 0 = pure diversity.
+    pub lambda: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HybridResponse {
+    pub hits: Vec<HybridHit>,
+    /// Entities that seeded or carried the graph expansion.
+    pub entities: Vec<UsedEntity>,
+    pub fusion: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HybridHit {
+    pub id: PointId,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Map<String, Value>>,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub vector: Option<VectorRank>,
+    pub graph: Option<GraphRank>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorRank {
+    pub rank: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphRank {
+    pub rank: usize,
+    pub score: f32,
+    /// Entity names from the seed to the entity the chunk mentions.
+    pub path: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsedEntity {
+    pub id: String,
+    pub name: String,
+    /// `query` (named in the question), `vector` (mentioned by a top hit) or `graph`
+    /// (reached over RELATED_TO).
+    pub source: &'static str,
+    pub depth: u8,
+}
+
+/// A validated hybrid request.
+struct Plan {
+    collection: String,
+    vector: Vec<f32>,
+    query_text: Option<String>,
+    limit: usize,
+    filter: Option<Filter>,
+    hops: u8,
+    fusion: Fusion,
+    mmr: Option<Mmr>,
+    with_payload: bool,
+}
+
+async fn plan(state: &AppState, req: HybridRequest) -> Result<Plan> {
+    let limits = &state.settings.limits;
+    let collection = collection_name(state, req.collection)?;
+    bounded("limit", req.limit, 1, limits.max_search_limit)?;
+    bounded(
+        "hops",
+        usize::from(req.hops),
+        0,
+        usize::from(limits.max_graph_hops),
+    )?;
+    if let Some(filter) = &req.filter {
+        check_filter(filter, limits)?;
+    }
+    let fusion = req.fusion.unwrap_or(Fusion::Rrf { k: None });
+    match fusion {
+        Fusion::Weighted { alpha } if !(0.0..=1.0).contains(&alpha) => {
+            return Err(ApiError::Unprocessable(
+                "fusion.weighted.alpha must be between 0 and 1".into(),
+            ));
+        }
+        Fusion::Rrf { k: Some(0) } => {
+            return Err(ApiError::Unprocessable(
+                "fusion.rrf.k must be at least 1".into(),
+            ));
+        }
+        _ => {}
+    }
+    if req.mmr.is_some_and(|m| !(0.0..=1.0).contains(&m.lambda)) {
+        return Err(ApiError::Unprocessable(
+            "mmr.lambda must be between 0 and 1".into(),
+        ));
+    }
+    let vector = query_vector(state, req.vector, req.query.clone()).await?;
+    Ok(Plan {
+        collection,
+        vector,
+        query_text: req.query,
+        limit: req.limit,
+        filter: req.filter,
+        hops: req.hops,
+        fusion,
+        mmr: req.mmr,
+        with_payload: req.with_payload,
+    })
+}
+
+pub async fn search(
+    state: &AppState,
+    who: &Principal,
+    req: HybridRequest,
+) -> Result<HybridResponse> {
+    let plan = plan(state, req).await?;
+    let settings = &state.settings.hybrid;
+    let candidates = settings.vector_candidates.max(plan.limit);
+    let want_vectors = plan.mmr.is_some();
+    let query = search_query(&plan, candidates, None, want_vectors);
+    let vector_hits = search_or_empty(state, who, &plan.collection, query).await?;
+    let graph = if plan.hops == 0 {
+        GraphResult::default()
+    } else {
+        graph::expand(state, who, &plan, &vector_hits).await?
+    };
+    // Graph-found chunks outside the vector list get their vector score (and the
+    // filter) from a search restricted to their ids.
+    let known: HashSet<PointId> = vector_hits.iter().map(|h| h.id).collect();
+    let extra_ids: Vec<PointId> = graph
+        .ranked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !known.contains(id))
+        .collect();
+    let mut graph_hits = Vec::new();
+    if !extra_ids.is_empty() {
+        let n = extra_ids.len();
+        graph_hits = state
+            .vectors
+            .search(
+                &who.tenant,
+                &plan.collection,
+                search_query(&plan, n, Some(extra_ids), want_vectors),
+            )
+            .await?;
+    }
+    Ok(fusion::fuse(
+        &plan,
+        vector_hits,
+        graph_hits,
+        graph,
+        state.settings.hybrid.default_rrf_k,
+    ))
+}
+
+fn search_query(
+    plan: &Plan,
+    limit: usize,
+    ids: Option<Vec<PointId>>,
+    with_vector: bool,
+) -> SearchQuery {
+    SearchQuery {
+        vector: plan.vector.clone(),
+        limit,
+        offset: 0,
+        score_threshold: None,
+        filter: plan.filter.clone(),
+        ids,
+        with_payload: plan.with_payload,
+        with_vector,
+    }
+}
+
+#[derive(Default)]
+struct GraphResult {
+    /// Chunk ids by graph score, best first, with score and entity path.
+    ranked: Vec<(PointId, (f32, Vec<String>))>,
+    entities: Vec<UsedEntity>,
+}

@@ -1,0 +1,190 @@
+//! What one ingest event becomes: its chunk points, its document subgraph and its
+//! status, and the clean-up of what an older version of the document left behind.
+
+use serde_json::{Map, Value, json};
+
+use super::ENTITIES_KEY;
+use super::entities::Entity;
+use crate::domain::ingest::{
+    ChunkNode, DocumentGraph, EntityRef, Event, IngestState, IngestStatus, Operation, Outcome,
+    chunk_id, document_node_id, entity_node_id,
+};
+use crate::domain::principal::Tenant;
+use crate::domain::vector::{Condition, Filter, MatchSpec, MatchValue, Point, PointId};
+use crate::state::AppState;
+use crate::store::{ErrorKind, StoreError};
+
+/// One document on its way through the batch.
+pub(super) struct Doc {
+    pub(super) seq: u64,
+    pub(super) tenant: Tenant,
+    pub(super) event: Event,
+    /// Chunk texts and their entities; empty for a delete.
+    pub(super) chunks: Vec<(String, Vec<Entity>)>,
+    pub(super) vectors: Vec<Vec<f32>>,
+}
+
+pub(super) fn processed(doc: &Doc) -> Outcome {
+    let entities = doc
+        .chunks
+        .iter()
+        .flat_map(|(_, found)| found.iter().map(|e| e.key.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    Outcome::Done {
+        tenant: doc.event.tenant.clone(),
+        status: status(
+            doc,
+            IngestState::Processed,
+            Some((doc.chunks.len(), entities)),
+            None,
+        ),
+    }
+}
+
+pub(super) fn metadata_entities(metadata: &Map<String, Value>) -> Vec<String> {
+    metadata
+        .get(ENTITIES_KEY)
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn status(
+    doc: &Doc,
+    state: IngestState,
+    counts: Option<(usize, usize)>,
+    error: Option<String>,
+) -> IngestStatus {
+    IngestStatus {
+        id: doc.event.id.clone(),
+        status: state,
+        operation: doc.event.operation.name().to_owned(),
+        collection: doc.event.collection.clone(),
+        chunks: counts.map(|c| c.0),
+        entities: counts.map(|c| c.1),
+        error,
+        updated_at: 0,
+        seq: doc.seq,
+    }
+}
+
+pub(super) fn points(doc: &Doc) -> Vec<Point> {
+    let Operation::Upsert { metadata, .. } = &doc.event.operation else {
+        return Vec::new();
+    };
+    doc.chunks
+        .iter()
+        .zip(&doc.vectors)
+        .enumerate()
+        .map(|(index, ((text, entities), vector))| {
+            let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+            let payload = json!({
+                "text": text,
+                "doc_id": doc.event.id,
+                "chunk_index": index,
+                "entities": names,
+                "metadata": metadata,
+            });
+            Point {
+                id: PointId::Uuid(chunk_id(doc.tenant.as_str(), &doc.event.id, index)),
+                vector: vector.clone(),
+                payload: match payload {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                },
+            }
+        })
+        .collect()
+}
+
+pub(super) fn document_graph(doc: &Doc) -> DocumentGraph {
+    let mut properties = Map::new();
+    if let Operation::Upsert { metadata, .. } = &doc.event.operation
+        && let Some(title) = metadata.get("title").and_then(Value::as_str)
+    {
+        properties.insert("title".into(), title.into());
+    }
+    DocumentGraph {
+        doc_id: doc.event.id.clone(),
+        collection: doc.event.collection.clone(),
+        properties,
+        chunks: doc
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(index, (_, entities))| ChunkNode {
+                id: chunk_id(doc.tenant.as_str(), &doc.event.id, index).to_string(),
+                index,
+                entities: entities
+                    .iter()
+                    .map(|e| EntityRef {
+                        id: entity_node_id(&e.key),
+                        name: e.name.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Collection and chunk count of the version now in the graph, if any.
+pub(super) async fn previous(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<Option<(String, usize)>, StoreError> {
+    match state.graph.get_node(tenant, &document_node_id(id)).await {
+        Ok(node) => {
+            let collection = node.properties.get("collection").and_then(Value::as_str);
+            let chunks = node.properties.get("chunks").and_then(Value::as_u64);
+            Ok(collection
+                .zip(chunks)
+                .map(|(c, n)| (c.to_owned(), n as usize)))
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes chunk points `range` of the document; a missing collection holds none.
+pub(super) async fn delete_points(
+    state: &AppState,
+    tenant: &Tenant,
+    collection: &str,
+    id: &str,
+    range: std::ops::Range<usize>,
+) -> Result<(), StoreError> {
+    let result = if range.is_empty() {
+        // Unknown extent (no graph record): delete by the doc_id payload field.
+        let filter = Filter {
+            must: vec![Condition {
+                key: Some("doc_id".into()),
+                matches: Some(MatchSpec {
+                    value: Some(MatchValue::Keyword(id.to_owned())),
+                    any: None,
+                }),
+                ..Condition::default()
+            }],
+            ..Filter::default()
+        };
+        state
+            .vectors
+            .delete_by_filter(tenant, collection, filter)
+            .await
+    } else {
+        let ids = range
+            .map(|i| PointId::Uuid(chunk_id(tenant.as_str(), id, i)))
+            .collect();
+        state.vectors.delete_ids(tenant, collection, ids).await
+    };
+    match result {
+        Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
