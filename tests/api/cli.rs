@@ -107,3 +107,73 @@ async fn terminate(child: Child) -> Output {
         .unwrap()
         .unwrap()
 }
+
+#[tokio::test]
+async fn ragbrain_worker_processes_what_an_api_only_server_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let port = free_port();
+    let api_only = ragbrain()
+        .args(["serve", "--port", &port.to_string(), "--data-dir", &data])
+        .env("RAGBRAIN__INGEST__WORKER", "false")
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(port, "/health/live", "").await.is_some());
+    let key = std::fs::read_to_string(dir.path().join("bootstrap-admin.key")).unwrap();
+    let key = key.trim();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let r = client
+        .post(url("/ingest"))
+        .header("X-API-Key", key)
+        .json(&serde_json::json!({"id": "queued", "text": "Queued while no worker ran."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(terminate(api_only).await.status.success());
+
+    // The worker alone drains the log, then stops cleanly on SIGTERM.
+    let mut worker = ragbrain()
+        .args(["worker", "--data-dir", &data])
+        .env("RAGBRAIN__LOG__LEVEL", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = worker.stderr.take().unwrap();
+    // Read stderr to the end (a closed pipe would fail the worker's last log lines),
+    // reporting when the first batch is committed.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ingest batch committed")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let committed = tokio::time::timeout(std::time::Duration::from_secs(60), rx).await;
+    assert!(matches!(committed, Ok(Ok(()))), "the worker never committed a batch");
+    assert!(terminate(worker).await.status.success());
+
+    let server = spawn_binary(port, dir.path(), Stdio::null());
+    assert_eq!(
+        wait_for(port, "/ingest/queued", key).await,
+        Some(reqwest::StatusCode::OK)
+    );
+    let status: serde_json::Value = client
+        .get(url("/ingest/queued"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "processed", "{status}");
+    terminate(server).await;
+}

@@ -76,7 +76,10 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
     let docs = batch.prepare(latest).await?;
     let docs = batch.write_points(docs).await?;
     batch.finish(docs).await?;
-    state.events.complete(batch.outcomes, upto).await
+    let events = batch.outcomes.len();
+    state.events.complete(batch.outcomes, upto).await?;
+    tracing::info!(events, upto, "ingest batch committed");
+    Ok(())
 }
 
 /// The last event of each document, in log order.
