@@ -157,7 +157,10 @@ async fn ragbrain_worker_processes_what_an_api_only_server_accepted() {
         }
     });
     let committed = tokio::time::timeout(std::time::Duration::from_secs(60), rx).await;
-    assert!(matches!(committed, Ok(Ok(()))), "the worker never committed a batch");
+    assert!(
+        matches!(committed, Ok(Ok(()))),
+        "the worker never committed a batch"
+    );
     assert!(terminate(worker).await.status.success());
 
     let server = spawn_binary(port, dir.path(), Stdio::null());
