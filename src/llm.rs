@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::LlmSettings;
-use crate::embed::openai::{http_client, status_error, transport_error};
+use crate::embed::openai::{http_client, post_json, transport_error};
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 pub struct ChatClient {
@@ -90,27 +90,14 @@ impl ChatClient {
     }
 
     async fn send(&self, messages: &[Message], stream: bool) -> StoreResult<reqwest::Response> {
-        let mut request = self.client.post(&self.url).json(&serde_json::json!({
+        let body = serde_json::json!({
             "model": self.model,
             "messages": messages,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "stream": stream,
-        }));
-        let key = self.api_key.expose_secret();
-        if !key.is_empty() {
-            request = request.bearer_auth(key);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(WHAT, &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(status_error(WHAT, status, &body));
-        }
-        Ok(response)
+        });
+        post_json(&self.client, &self.url, &self.api_key, &body, WHAT).await
     }
 
     pub async fn complete(&self, messages: &[Message]) -> StoreResult<Answer> {

@@ -46,7 +46,7 @@ pub(crate) fn transport_error(what: &str, e: &reqwest::Error) -> StoreError {
 }
 
 /// Maps a non-success HTTP status from an upstream API to a store error.
-pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> StoreError {
+fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> StoreError {
     let kind = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
         || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
     {
@@ -56,6 +56,32 @@ pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) 
     };
     let body: String = body.chars().take(300).collect();
     StoreError::new(kind, format!("{what} answered {status}: {body}"))
+}
+
+/// POSTs `body` as JSON to an OpenAI-compatible endpoint (bearer key if non-empty);
+/// transport failures and non-2xx answers become store errors naming `what`.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: &SecretString,
+    body: &serde_json::Value,
+    what: &str,
+) -> StoreResult<reqwest::Response> {
+    let mut request = client.post(url).json(body);
+    let key = api_key.expose_secret();
+    if !key.is_empty() {
+        request = request.bearer_auth(key);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(what, &e))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(status_error(what, status, &body));
+    }
+    Ok(response)
 }
 
 pub(crate) fn http_client(timeout: Duration) -> StoreResult<reqwest::Client> {
@@ -80,23 +106,15 @@ impl OpenAiEmbedder {
     }
 
     async fn request(&self, batch: &[String]) -> StoreResult<Vec<Vec<f32>>> {
-        let mut request = self.client.post(&self.url).json(&serde_json::json!({
-            "model": self.model,
-            "input": batch,
-        }));
-        let key = self.api_key.expose_secret();
-        if !key.is_empty() {
-            request = request.bearer_auth(key);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error("embedding endpoint", &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(status_error("embedding endpoint", status, &body));
-        }
+        let body = serde_json::json!({"model": self.model, "input": batch});
+        let response = post_json(
+            &self.client,
+            &self.url,
+            &self.api_key,
+            &body,
+            "embedding endpoint",
+        )
+        .await?;
         let mut parsed: EmbeddingResponse = response.json().await.map_err(|e| {
             StoreError::new(
                 ErrorKind::Upstream,
