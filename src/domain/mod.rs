@@ -6,6 +6,14 @@ pub mod ingest;
 pub mod principal;
 pub mod vector;
 
+/// Seconds since the Unix epoch (0 if the clock is before it): the timestamps the API
+/// reports and tokens carry.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Names that become directory names, graph names or key prefixes (tenants, collections):
 /// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`.
 pub fn is_valid_name(name: &str) -> bool {

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::AuthSettings;
 use crate::domain::principal::{Principal, Scope, Tenant};
+use crate::domain::unix_now;
 use crate::error::{ApiError, Result};
 use crate::store::{ApiKeyRecord, AuthStore};
 
@@ -94,13 +94,6 @@ impl From<ApiKeyRecord> for KeyView {
             created_at: r.created_at,
         }
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -266,7 +259,7 @@ impl AuthService {
             ApiError::Unprocessable("api_key is required for grant_type api_key".into())
         })?;
         let principal = self.authenticate_key(key.expose_secret()).await?;
-        let iat = now();
+        let iat = unix_now();
         let scope = principal
             .scopes
             .iter()
@@ -380,7 +373,7 @@ fn new_key(name: String, tenant: String, scopes: Vec<Scope>) -> (ApiKeyRecord, S
         tenant,
         scopes,
         hash: sha256_hex(&key),
-        created_at: now(),
+        created_at: unix_now(),
     };
     (record, key)
 }

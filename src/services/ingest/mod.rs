@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::ingest::{Event, IngestStatus, Operation};
 use crate::domain::principal::Principal;
+use crate::domain::unix_now;
 use crate::error::{ApiError, Result};
 use crate::services::vectors::collection_name;
 use crate::services::{bounded, bounded_json};
@@ -50,12 +51,6 @@ pub struct Accepted {
 #[derive(Debug, Serialize)]
 pub struct BatchAccepted {
     pub accepted: Vec<Accepted>,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn check_doc_id(id: &str, state: &AppState) -> Result<()> {
@@ -119,7 +114,7 @@ async fn validate(state: &AppState, who: &Principal, req: IngestRequest) -> Resu
             metadata: req.metadata,
         },
         correlation_id: crate::http::correlation::current(),
-        received_at: now(),
+        received_at: unix_now(),
     })
 }
 
@@ -198,7 +193,7 @@ pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<Accep
         collection: current.collection,
         operation: Operation::Delete,
         correlation_id: crate::http::correlation::current(),
-        received_at: now(),
+        received_at: unix_now(),
     };
     let out = accepted(&event);
     state.events.append(vec![event]).await?;

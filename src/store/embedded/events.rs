@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::domain::ingest::{Event, IngestStatus, LogEntry, Outcome};
 use crate::domain::principal::Tenant;
+use crate::domain::unix_now;
 use crate::store::{EventLog, StoreError, StoreResult, blocking};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -40,12 +41,6 @@ fn status_key(tenant: &str, id: &str) -> String {
 fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
     let table = tx.open_table(META).map_err(db_err)?;
     Ok(table.get(key).map_err(db_err)?.map_or(0, |v| v.value()))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl EmbeddedEventLog {
@@ -92,7 +87,7 @@ fn pending_status(event: &Event, seq: u64) -> IngestStatus {
         chunks: None,
         entities: None,
         error: None,
-        updated_at: now(),
+        updated_at: unix_now(),
         seq,
     }
 }
@@ -182,7 +177,7 @@ impl EventLog for EmbeddedEventLog {
                     } => {
                         let key = status_key(&tenant, &done.id);
                         if owned_by(&status, &key, done.seq)? {
-                            done.updated_at = now();
+                            done.updated_at = unix_now();
                             let bytes = serde_json::to_vec(&done).map_err(db_err)?;
                             status
                                 .insert(key.as_str(), bytes.as_slice())
