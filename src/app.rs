@@ -128,6 +128,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
         events,
         embedder,
         llm,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     Ok((state, bootstrap_key))
 }

@@ -15,6 +15,7 @@
 //! - [`error`]: the API error enum and its problem+json rendering.
 //! - [`state`]: the `AppState` handlers receive.
 //! - [`telemetry`]: log set-up.
+//! - [`metrics`]: the Prometheus registry and instruments behind `GET /metrics`.
 
 pub mod app;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod embed;
 pub mod error;
 pub mod http;
 pub mod llm;
+pub mod metrics;
 pub mod services;
 pub mod state;
 pub mod store;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::embed::Embedder;
 use crate::llm::ChatClient;
+use crate::metrics::Metrics;
 use crate::services::auth::AuthService;
 use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 
@@ -19,4 +20,5 @@ pub struct AppState {
     pub embedder: Arc<dyn Embedder>,
     /// The chat model for generation; `None` when not configured (501).
     pub llm: Option<Arc<ChatClient>>,
+    pub metrics: Arc<Metrics>,
 }

@@ -44,7 +44,16 @@ fn well_formed(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-pub async fn middleware(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+/// Answers 504 when the rest of the stack takes longer than the request deadline.
+pub async fn deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(format!("request exceeded {} ms", timeout.as_millis()))
+            .into_response(),
+    }
+}
+
+pub async fn middleware(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let correlation_id = req
         .headers()
@@ -63,15 +72,8 @@ pub async fn middleware(State(timeout): State<Duration>, req: Request, next: Nex
     });
     let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation_id);
 
-    let run = async {
-        match tokio::time::timeout(timeout, next.run(req)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::Timeout(format!("request exceeded {} ms", timeout.as_millis()))
-                .into_response(),
-        }
-    };
     let mut response = CONTEXT
-        .scope(context.clone(), run.instrument(span.clone()))
+        .scope(context.clone(), next.run(req).instrument(span.clone()))
         .await;
 
     let status = response.status();

@@ -77,6 +77,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
             state.auth.authenticate_key(key.trim()).await?
         }
         (None, None) => state.auth.anonymous().ok_or_else(|| {
+            auth_failed(state, "missing_credentials");
             ApiError::Unauthorized("credentials required: a bearer token or X-API-Key".into())
         })?,
     };
@@ -84,11 +85,21 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
     Ok(principal)
 }
 
+fn auth_failed(state: &AppState, reason: &str) {
+    state
+        .metrics
+        .auth_failures_total
+        .with_label_values(&[reason])
+        .inc();
+}
+
 async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
     let principal = authenticate(parts, state).await?;
     if principal.allows(scope) {
-        Ok(principal)
-    } else if principal.subject == ANONYMOUS {
+        return Ok(principal);
+    }
+    auth_failed(state, "insufficient_scope");
+    if principal.subject == ANONYMOUS {
         Err(ApiError::Unauthorized(format!(
             "this operation needs credentials with the {scope} scope"
         )))

@@ -1,6 +1,6 @@
 //! The HTTP edge: one router merging each handler module's routes, with the shared layers
-//! applied once, outermost first: correlation id, access log and deadline → panic
-//! guard → body limit. Authentication is per route, via the `Reader`/`Writer`/`Admin`
+//! applied once, outermost first: correlation id and access log → metrics → deadline →
+//! panic guard → body limit. Authentication is per route, via the `Reader`/`Writer`/`Admin`
 //! extractors, so unknown paths stay 404.
 
 pub mod auth;
@@ -10,6 +10,7 @@ pub mod graphs;
 pub mod health;
 pub mod hybrid;
 pub mod ingest;
+pub mod metrics;
 pub mod vectors;
 
 use std::time::Duration;
@@ -34,13 +35,19 @@ pub fn router(state: AppState) -> Router {
         .merge(hybrid::router())
         .merge(auth::router())
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(correlation::middleware))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    metrics::middleware,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     timeout,
-                    correlation::middleware,
+                    correlation::deadline,
                 ))
                 .layer(CatchPanicLayer::custom(panicked))
                 .layer(DefaultBodyLimit::max(body_limit)),

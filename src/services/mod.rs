@@ -7,6 +7,7 @@ pub mod graphs;
 pub mod health;
 pub mod hybrid;
 pub mod ingest;
+pub mod metrics;
 pub mod vectors;
 
 use std::fmt::Display;

@@ -77,6 +77,14 @@ pub enum Created {
     Existing,
 }
 
+/// How many points one collection holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionPoints {
+    pub tenant: String,
+    pub collection: String,
+    pub points: u64,
+}
+
 #[async_trait]
 pub trait VectorStore: Send + Sync {
     /// Creates the collection; an existing one with the same spec is `Existing`, with a
@@ -122,6 +130,9 @@ pub trait VectorStore: Send + Sync {
         collection: &str,
         filter: Filter,
     ) -> StoreResult<usize>;
+    /// The number of points in every collection of every tenant (the `vectors_points`
+    /// gauge).
+    async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>>;
     async fn ping(&self) -> StoreResult<()>;
     /// Makes everything durable and releases the engine; called once at shutdown.
     async fn close(&self) -> StoreResult<()>;

@@ -11,6 +11,7 @@ mod health_and_errors;
 mod helpers;
 mod ingest;
 mod ingest_crash;
+mod metrics;
 mod persistence;
 mod readme;
 mod vectors;

@@ -144,8 +144,20 @@ fn accepted(event: &Event) -> Accepted {
 pub async fn ingest(state: &AppState, who: &Principal, req: IngestRequest) -> Result<Accepted> {
     let event = validate(state, who, req).await?;
     let out = accepted(&event);
-    state.events.append(vec![event]).await?;
+    append(state, vec![event]).await?;
     Ok(out)
+}
+
+/// Appends durably and counts the events as accepted.
+async fn append(state: &AppState, events: Vec<Event>) -> Result<()> {
+    let n = events.len() as u64;
+    state.events.append(events).await?;
+    state
+        .metrics
+        .ingest_events_total
+        .with_label_values(&["accepted"])
+        .inc_by(n);
+    Ok(())
 }
 
 /// All or nothing: every event is validated before any is appended, and all are
@@ -170,7 +182,7 @@ pub async fn ingest_batch(
         events.push(event);
     }
     let accepted = events.iter().map(accepted).collect();
-    state.events.append(events).await?;
+    append(state, events).await?;
     Ok(BatchAccepted { accepted })
 }
 
@@ -196,6 +208,6 @@ pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<Accep
         received_at: unix_now(),
     };
     let out = accepted(&event);
-    state.events.append(vec![event]).await?;
+    append(state, vec![event]).await?;
     Ok(out)
 }

@@ -67,7 +67,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 /// Processes one batch and commits it; an `Err` means "retry the batch later".
 async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Result<(), StoreError> {
     let upto = entries.last().map_or(0, |e| e.seq);
+    let received = entries.len();
     let latest = newest_per_document(entries);
+    let superseded = received - latest.len();
     let mut batch = Batch {
         state,
         attempt,
@@ -77,9 +79,37 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
     let docs = batch.write_points(docs).await?;
     batch.finish(docs).await?;
     let events = batch.outcomes.len();
+    let counts = outcome_counts(&batch.outcomes, superseded);
     state.events.complete(batch.outcomes, upto).await?;
+    for (outcome, n) in counts {
+        state
+            .metrics
+            .ingest_events_total
+            .with_label_values(&[outcome])
+            .inc_by(n);
+    }
     tracing::info!(events, upto, "ingest batch committed");
     Ok(())
+}
+
+/// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
+/// `superseded` events were replaced by a newer event for the same document.
+fn outcome_counts(outcomes: &[Outcome], superseded: usize) -> [(&'static str, u64); 4] {
+    let mut counts = [
+        ("processed", 0),
+        ("failed", 0),
+        ("deleted", 0),
+        ("superseded", superseded as u64),
+    ];
+    for o in outcomes {
+        let i = match o {
+            Outcome::Done { status, .. } if status.status == IngestState::Failed => 1,
+            Outcome::Done { .. } => 0,
+            Outcome::Deleted { .. } => 2,
+        };
+        counts[i].1 += 1;
+    }
+    counts
 }
 
 /// The last event of each document, in log order.

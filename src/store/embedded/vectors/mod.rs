@@ -25,7 +25,7 @@ use crate::domain::vector::{
     CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
 };
 use crate::store::qdrant_mapping as map;
-use crate::store::{Created, StoreError, StoreResult, VectorStore, blocking};
+use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
 
 mod collection;
 
@@ -339,6 +339,29 @@ impl VectorStore for EmbeddedVectorStore {
                 PointOperations::DeletePointsByFilter(scoped),
             ))?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
+        let all: Vec<(Key, Arc<Collection>)> = self
+            .inner
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        blocking(move || {
+            all.into_iter()
+                .map(|((tenant, name), c)| {
+                    Ok(CollectionPoints {
+                        points: c.count(&tenant, None)? as u64,
+                        tenant: tenant.to_string(),
+                        collection: name,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -1,0 +1,59 @@
+//! Request metrics middleware (count, latency and in-flight, labelled by the matched
+//! route, never the raw path) and the `GET /metrics` scrape endpoint.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+/// Decrements the in-flight gauge however the request ends (even if it is dropped).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let metrics = &state.metrics;
+    metrics.http_requests_in_flight.inc();
+    let _guard = InFlight(&metrics.http_requests_in_flight);
+    let response = next.run(req).await;
+    metrics
+        .http_request_duration_seconds
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests_total
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn scrape(State(state): State<AppState>) -> Response {
+    let body = crate::services::metrics::scrape(&state).await;
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,170 @@
+//! Prometheus metrics: one registry per server (no globals), the instruments the layers
+//! record into, and the text rendering behind `GET /metrics`. Gauges that mirror store
+//! state (`ingest_pending`, `vectors_points`) are refreshed at scrape time, so they are
+//! exact and cost nothing on the request path.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Request latency buckets, in seconds: 1 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests_total: IntCounterVec,
+    pub http_request_duration_seconds: HistogramVec,
+    pub http_requests_in_flight: IntGauge,
+    pub rate_limited_total: IntCounterVec,
+    pub auth_failures_total: IntCounterVec,
+    pub ingest_events_total: IntCounterVec,
+    pub ingest_pending: IntGauge,
+    pub cache_requests_total: IntCounterVec,
+    pub vectors_points: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let http_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request received to response headers, by matched route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_request_duration_seconds.clone()))
+            .expect("unique metric");
+        let vectors_points = IntGaugeVec::new(
+            Opts::new("vectors_points", "Points stored per collection"),
+            &["tenant", "collection"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(vectors_points.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; labels say which build is running"),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Self {
+            http_requests_total: counter(
+                r,
+                "http_requests_total",
+                "HTTP requests answered, by method, matched route and status",
+                &["method", "route", "status"],
+            ),
+            http_request_duration_seconds,
+            http_requests_in_flight: gauge(
+                r,
+                "http_requests_in_flight",
+                "HTTP requests being served now",
+            ),
+            rate_limited_total: counter(
+                r,
+                "rate_limited_total",
+                "Requests refused with 429, by route class",
+                &["class"],
+            ),
+            auth_failures_total: counter(
+                r,
+                "auth_failures_total",
+                "Requests refused by authentication or authorisation, by reason",
+                &["reason"],
+            ),
+            ingest_events_total: counter(
+                r,
+                "ingest_events_total",
+                "Ingest events by outcome: accepted, processed, deleted, failed",
+                &["outcome"],
+            ),
+            ingest_pending: gauge(
+                r,
+                "ingest_pending",
+                "Events accepted but not yet processed by the ingest worker",
+            ),
+            cache_requests_total: counter(
+                r,
+                "cache_requests_total",
+                "Cache lookups, by cache and result (hit or miss)",
+                &["cache", "result"],
+            ),
+            vectors_points,
+            registry,
+        }
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Lets other parts (store adapters) register their own instruments.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_build_info() {
+        let m = Metrics::new();
+        m.http_requests_total
+            .with_label_values(&["GET", "/health/live", "200"])
+            .inc();
+        m.cache_requests_total
+            .with_label_values(&["search", "hit"])
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/health/live",status="200"} 1"#
+            )
+        );
+        assert!(text.contains(r#"cache_requests_total{cache="search",result="hit"} 1"#));
+        assert!(text.contains(&format!(
+            r#"build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("# TYPE ingest_pending gauge"));
+    }
+}

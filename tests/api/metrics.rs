@@ -1,0 +1,132 @@
+//! `GET /metrics`: the Prometheus families move with known traffic, routes are labelled
+//! by their pattern, and store gauges mirror the stores.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+/// The value of the sample whose name and labels are exactly `series`, or 0.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(app: &crate::helpers::TestApp) -> String {
+    let r = app.request(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn request_metrics_count_known_traffic_by_route_pattern() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "docs", 3).await;
+    for name in ["a", "b", "c"] {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/vectors/collections/{name}"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    let r = app
+        .request(Method::GET, "/vectors/collections/docs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    app.request(Method::GET, "/no/such/route")
+        .send()
+        .await
+        .unwrap();
+
+    let text = scrape(&app).await;
+
+    let route = r#"route="/vectors/collections/{name}""#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"http_requests_total{{method="GET",{route},status="404"}}"#)
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"http_requests_total{{method="PUT",{route},status="201"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"http_requests_total{method="GET",route="unmatched",status="404"}"#
+        ),
+        1.0
+    );
+    assert!(!text.contains("/vectors/collections/a\""), "raw paths leak");
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"http_request_duration_seconds_count{{method="GET",{route}}}"#)
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"auth_failures_total{reason="missing_credentials"}"#
+        ),
+        1.0
+    );
+    // The scrape itself is in flight while it renders.
+    assert_eq!(sample(&text, "http_requests_in_flight"), 1.0);
+    assert!(text.contains(&format!(
+        r#"build_info{{version="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    )));
+}
+
+#[tokio::test]
+async fn ingest_and_vector_gauges_follow_the_stores() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    for id in ["one", "two"] {
+        let body = json!({"id": id, "text": "Marie Curie worked in Paris on radium."});
+        app.json(Method::POST, "/ingest", &key, Some(body)).await;
+    }
+    app.wait_ingested(&key, &["one", "two"]).await;
+
+    let text = scrape(&app).await;
+
+    assert_eq!(
+        sample(&text, r#"ingest_events_total{outcome="accepted"}"#),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, r#"ingest_events_total{outcome="processed"}"#)
+            + sample(&text, r#"ingest_events_total{outcome="superseded"}"#),
+        2.0
+    );
+    assert_eq!(sample(&text, "ingest_pending"), 0.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"vectors_points{collection="documents",tenant="acme"}"#
+        ),
+        2.0
+    );
+}
