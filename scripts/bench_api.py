@@ -154,7 +154,9 @@ def main():
     rng = random.Random(7)
     port = free_port()
     data = tempfile.mkdtemp(prefix="ragbrain-bench-")
-    env = dict(os.environ, RAGBRAIN__LOG__LEVEL="warn")
+    env = dict(os.environ, RAGBRAIN__LOG__LEVEL="warn",
+               # The benchmark measures the server, not its quotas.
+               RAGBRAIN__RATE_LIMIT__ENABLED="false")
     server = subprocess.Popen([args.binary, "--port", str(port), "--data-dir", data],
                               env=env, stderr=subprocess.DEVNULL)
     try:

@@ -13,6 +13,7 @@ use crate::config::{GraphBackend, Settings, VectorBackend};
 use crate::domain::vector::CollectionSpec;
 use crate::llm::ChatClient;
 use crate::services::auth::AuthService;
+use crate::services::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
@@ -119,6 +120,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
             store: "auth",
             message: e.to_string(),
         })?;
+    let rate_limits = RateLimits::new(&settings.rate_limit).map(Arc::new);
     let state = AppState {
         settings: Arc::new(settings),
         vectors,
@@ -129,6 +131,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
         embedder,
         llm,
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        rate_limits,
     };
     Ok((state, bootstrap_key))
 }
@@ -209,6 +212,7 @@ impl Application {
             });
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopped_tx.send(());

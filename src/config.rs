@@ -29,6 +29,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub hybrid: HybridSettings,
     pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
 }
 
@@ -41,6 +42,32 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
+}
+
+/// Requests per minute per caller for each route class, and the burst allowed at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Take the client IP from the first `X-Forwarded-For` address; only behind a proxy
+    /// that sets it, or clients could pick their own key.
+    pub trust_forwarded_for: bool,
+    pub ingest: QuotaSettings,
+    pub vector_write: QuotaSettings,
+    pub graph_write: QuotaSettings,
+    pub generate: QuotaSettings,
+    pub search: QuotaSettings,
+    pub graph_read: QuotaSettings,
+    pub read: QuotaSettings,
+    pub admin: QuotaSettings,
+    pub auth: QuotaSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
 /// Hard limits on every size a client controls.
@@ -273,6 +300,26 @@ impl Settings {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        let r = &self.rate_limit;
+        let quotas = [
+            ("ingest", r.ingest),
+            ("vector_write", r.vector_write),
+            ("graph_write", r.graph_write),
+            ("generate", r.generate),
+            ("search", r.search),
+            ("graph_read", r.graph_read),
+            ("read", r.read),
+            ("admin", r.admin),
+            ("auth", r.auth),
+        ];
+        if let Some((class, _)) = quotas
+            .iter()
+            .find(|(_, q)| q.per_minute == 0 || q.burst == 0)
+        {
+            return Err(ConfigError(format!(
+                "rate_limit.{class}: per_minute and burst must be greater than 0"
+            )));
         }
         if !(1..=3).contains(&self.limits.max_graph_hops) {
             return Err(ConfigError(

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::services::ratelimit::Decision;
 use crate::store::{ErrorKind, StoreError};
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -33,6 +34,8 @@ pub enum ApiError {
     /// A capability this deployment has not configured (e.g. no LLM for generation).
     #[error("{0}")]
     NotImplemented(String),
+    #[error("rate limit of the {} class exceeded", .0.class.as_str())]
+    RateLimited(Decision),
     #[error("upstream error: {0}")]
     BadGateway(String),
     #[error("unavailable: {0}")]
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "validation",
             ApiError::NotImplemented(_) => "not-configured",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::BadGateway(_) => "upstream",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout(_) => "timeout",
@@ -106,6 +111,12 @@ impl ApiError {
             ApiError::Unavailable(_) => "the service is temporarily unavailable".into(),
             ApiError::Timeout(_) => "the request took too long".into(),
             ApiError::Internal(_) => "an internal error occurred".into(),
+            ApiError::RateLimited(d) => format!(
+                "too many {} requests: at most {} at once; retry after {} s",
+                d.class.as_str(),
+                d.limit,
+                d.retry_after_secs.unwrap_or(1)
+            ),
             other => other.to_string(),
         }
     }
@@ -142,6 +153,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::RateLimited(decision) = &self {
+            crate::http::ratelimit::write_headers(headers, decision);
+        }
         match status {
             StatusCode::UNAUTHORIZED => {
                 headers.insert(

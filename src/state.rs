@@ -7,6 +7,7 @@ use crate::embed::Embedder;
 use crate::llm::ChatClient;
 use crate::metrics::Metrics;
 use crate::services::auth::AuthService;
+use crate::services::ratelimit::RateLimits;
 use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 
 #[derive(Clone)]
@@ -21,4 +22,6 @@ pub struct AppState {
     /// The chat model for generation; `None` when not configured (501).
     pub llm: Option<Arc<ChatClient>>,
     pub metrics: Arc<Metrics>,
+    /// Per-class request quotas; `None` when rate limiting is disabled.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }

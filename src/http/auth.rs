@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::http::extract::{Admin, AppJson};
+use crate::http::ratelimit::CredentialCheck;
 use crate::services::auth::{CreateKeyRequest, CreatedKey, KeyView, TokenRequest, TokenResponse};
 use crate::state::AppState;
 
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
 
 async fn token(
     State(state): State<AppState>,
+    _: CredentialCheck,
     AppJson(req): AppJson<TokenRequest>,
 ) -> Result<AppJson<TokenResponse>> {
     Ok(AppJson(state.auth.issue_token(req).await?))

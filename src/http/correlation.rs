@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorCause};
+use crate::services::ratelimit::Decision;
 
 pub const HEADER: &str = "x-correlation-id";
 
@@ -21,6 +22,8 @@ pub struct RequestContext {
     pub correlation_id: String,
     /// (subject, tenant) once authentication succeeded.
     pub principal: OnceLock<(String, String)>,
+    /// The rate-limit decision that let the request through, for the response headers.
+    pub rate_limit: OnceLock<Decision>,
 }
 
 tokio::task_local! {
@@ -30,6 +33,11 @@ tokio::task_local! {
 /// The correlation id of the request being served, if any.
 pub fn current() -> Option<String> {
     CONTEXT.try_with(|c| c.correlation_id.clone()).ok()
+}
+
+/// Records the quota state of an allowed request, for the `RateLimit-*` headers.
+pub fn record_rate_limit(decision: Decision) {
+    let _ = CONTEXT.try_with(|c| c.rate_limit.set(decision));
 }
 
 /// Records who the request acts for, for the access log.
@@ -107,6 +115,11 @@ pub async fn middleware(req: Request, next: Next) -> Response {
             tracing::info!(status, latency_ms, principal, tenant, "request served");
         }
     });
+    if let Some(decision) = context.rate_limit.get()
+        && !response.headers().contains_key("ratelimit-limit")
+    {
+        crate::http::ratelimit::write_headers(response.headers_mut(), decision);
+    }
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert(HEADER, value);
     }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::principal::{Principal, Scope};
 use crate::error::ApiError;
+use crate::http::ratelimit;
 use crate::services::auth::ANONYMOUS;
 use crate::state::AppState;
 
@@ -93,8 +94,25 @@ fn auth_failed(state: &AppState, reason: &str) {
         .inc();
 }
 
+/// Authenticates, rate-limits and checks the scope, in that order. A failed
+/// authentication also spends the client IP's `auth` quota, so guessing credentials on
+/// any route is throttled like `POST /auth/token`.
 async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
-    let principal = authenticate(parts, state).await?;
+    let principal = match authenticate(parts, state).await {
+        Ok(p) => p,
+        Err(e) => {
+            if matches!(e, ApiError::Unauthorized(_)) {
+                ratelimit::enforce_credential_check(parts, state)?;
+            }
+            return Err(e);
+        }
+    };
+    ratelimit::enforce_for(
+        parts,
+        state,
+        &principal.subject,
+        principal.subject == ANONYMOUS,
+    )?;
     if principal.allows(scope) {
         return Ok(principal);
     }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
+pub mod ratelimit;
 pub mod vectors;
 
 use std::fmt::Display;

@@ -30,6 +30,26 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     s.server.data_dir = data_dir.to_path_buf();
     s.vectors.optimize_idle_ms = 200;
     s.vectors.optimize_check_ms = 100;
+    // Limits stay on (every request goes through them) but never bind, except in the
+    // tests that tighten them.
+    let generous = ragbrain::config::QuotaSettings {
+        per_minute: 1_000_000,
+        burst: 1_000_000,
+    };
+    let r = &mut s.rate_limit;
+    for q in [
+        &mut r.ingest,
+        &mut r.vector_write,
+        &mut r.graph_write,
+        &mut r.generate,
+        &mut r.search,
+        &mut r.graph_read,
+        &mut r.read,
+        &mut r.admin,
+        &mut r.auth,
+    ] {
+        *q = generous;
+    }
     configure(&mut s);
     s.validate().expect("test settings are valid");
     s
@@ -249,6 +269,7 @@ pub fn spawn_binary(port: u16, data_dir: &Path, stderr: Stdio) -> Child {
             data_dir.to_str().unwrap(),
         ])
         .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .env("RAGBRAIN__RATE_LIMIT__ENABLED", "false")
         .stderr(stderr)
         .spawn()
         .expect("ragbrain starts")

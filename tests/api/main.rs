@@ -13,5 +13,6 @@ mod ingest;
 mod ingest_crash;
 mod metrics;
 mod persistence;
+mod ratelimit;
 mod readme;
 mod vectors;

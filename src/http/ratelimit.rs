@@ -1,0 +1,158 @@
+//! Rate limiting at the HTTP edge: which class a route belongs to, who the caller is
+//! (principal, else client IP), enforcement for the principal extractors and for
+//! credential checks, and the `RateLimit-*` / `Retry-After` headers.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+
+use crate::error::ApiError;
+use crate::services::ratelimit::{Class, Decision};
+use crate::state::AppState;
+
+/// The class of a matched route; unmatched and unknown routes count as reads.
+pub fn classify(method: &Method, route: &str) -> Class {
+    let read = *method == Method::GET;
+    match route {
+        "/hybrid/generate" => Class::Generate,
+        "/vectors/search" | "/hybrid/search" => Class::Search,
+        "/graphs/node/find" | "/graphs/neighbors" | "/graphs/query" => Class::GraphRead,
+        "/auth/token" | "/auth/refresh" => Class::Auth,
+        r if r.starts_with("/auth/api-keys") => Class::Admin,
+        r if r.starts_with("/ingest") && !read => Class::Ingest,
+        r if r.starts_with("/vectors") && !read => Class::VectorWrite,
+        r if r.starts_with("/graphs") && !read => Class::GraphWrite,
+        _ => Class::Read,
+    }
+}
+
+/// The caller's address: the socket peer, or the first `X-Forwarded-For` entry when the
+/// deployment says a trusted proxy sets it.
+pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| parts.headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match forwarded {
+        Some(ip) => ip.to_owned(),
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+    }
+}
+
+fn route_class(parts: &Parts) -> Class {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    classify(&parts.method, route)
+}
+
+/// Takes one request from `key`'s quota in `class`; 429 when it is spent. The decision
+/// of an allowed request is remembered for the response headers.
+pub fn enforce(state: &AppState, class: Class, key: &str) -> Result<(), ApiError> {
+    let Some(limits) = &state.rate_limits else {
+        return Ok(());
+    };
+    let decision = limits.check(class, key);
+    if decision.retry_after_secs.is_some() {
+        state
+            .metrics
+            .rate_limited_total
+            .with_label_values(&[class.as_str()])
+            .inc();
+        return Err(ApiError::RateLimited(decision));
+    }
+    crate::http::correlation::record_rate_limit(decision);
+    Ok(())
+}
+
+/// Limits an authenticated request by its route class and principal (anonymous callers
+/// by client IP).
+pub fn enforce_for(
+    parts: &Parts,
+    state: &AppState,
+    subject: &str,
+    anonymous: bool,
+) -> Result<(), ApiError> {
+    let key = if anonymous {
+        format!(
+            "ip:{}",
+            client_ip(parts, state.settings.rate_limit.trust_forwarded_for)
+        )
+    } else {
+        format!("key:{subject}")
+    };
+    enforce(state, route_class(parts), &key)
+}
+
+/// Counts a credential check against the client IP's `auth` quota.
+pub fn enforce_credential_check(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let ip = client_ip(parts, state.settings.rate_limit.trust_forwarded_for);
+    enforce(state, Class::Auth, &format!("ip:{ip}"))
+}
+
+/// Extractor for endpoints that check credentials themselves (`/auth/token`,
+/// `/auth/refresh`): limited per client IP, against brute force.
+pub struct CredentialCheck;
+
+impl FromRequestParts<AppState> for CredentialCheck {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        enforce_credential_check(parts, state).map(|()| CredentialCheck)
+    }
+}
+
+/// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and, when the
+/// request was refused, `Retry-After`.
+pub fn write_headers(headers: &mut HeaderMap, d: &Decision) {
+    let pairs = [
+        ("ratelimit-limit", u64::from(d.limit)),
+        ("ratelimit-remaining", u64::from(d.remaining)),
+        ("ratelimit-reset", d.reset_secs),
+    ];
+    for (name, value) in pairs {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    if let Some(wait) = d.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_fall_into_the_documented_classes() {
+        let cases = [
+            (Method::POST, "/ingest", Class::Ingest),
+            (Method::DELETE, "/ingest/{id}", Class::Ingest),
+            (Method::GET, "/ingest/{id}", Class::Read),
+            (Method::POST, "/vectors/upsert", Class::VectorWrite),
+            (
+                Method::PUT,
+                "/vectors/collections/{name}",
+                Class::VectorWrite,
+            ),
+            (Method::GET, "/vectors/collections/{name}", Class::Read),
+            (Method::POST, "/vectors/search", Class::Search),
+            (Method::POST, "/hybrid/search", Class::Search),
+            (Method::POST, "/hybrid/generate", Class::Generate),
+            (Method::POST, "/graphs/node", Class::GraphWrite),
+            (Method::POST, "/graphs/node/find", Class::GraphRead),
+            (Method::POST, "/auth/token", Class::Auth),
+            (Method::GET, "/auth/api-keys", Class::Admin),
+        ];
+        for (method, route, class) in cases {
+            assert_eq!(classify(&method, route), class, "{method} {route}");
+        }
+    }
+}
