@@ -42,6 +42,13 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
+    /// Browser origins allowed to call the API; empty: no CORS, `["*"]`: any.
+    pub cors_allowed_origins: Vec<String>,
+    /// Gzip responses when the client accepts it (never event streams).
+    pub compression: bool,
+    /// `Strict-Transport-Security` max-age; 0 leaves the header off (set it only when
+    /// clients reach the server over HTTPS).
+    pub hsts_max_age_secs: u64,
 }
 
 /// Requests per minute per caller for each route class, and the burst allowed at once.

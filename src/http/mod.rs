@@ -1,7 +1,8 @@
 //! The HTTP edge: one router merging each handler module's routes, with the shared layers
-//! applied once, outermost first: correlation id and access log → metrics → deadline →
-//! panic guard → body limit. Authentication is per route, via the `Reader`/`Writer`/`Admin`
-//! extractors, so unknown paths stay 404.
+//! applied once, outermost first: security headers → compression → correlation id and
+//! access log → metrics → deadline → panic guard → body limit → CORS. Authentication
+//! and rate limits are per route, via the `Reader`/`Writer`/`Admin` extractors, so
+//! unknown paths stay 404.
 
 pub mod auth;
 pub mod correlation;
@@ -12,6 +13,7 @@ pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
 pub mod ratelimit;
+pub mod security;
 pub mod vectors;
 
 use std::time::Duration;
@@ -21,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,7 +32,14 @@ pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
     let timeout = Duration::from_millis(server.request_timeout_ms);
     let body_limit = server.body_limit_bytes;
-    Router::new()
+    let cors = security::cors(server);
+    let compression = if server.compression {
+        CompressionLayer::new()
+    } else {
+        CompressionLayer::new().no_gzip()
+    };
+    let security_headers = security::headers(server);
+    let router = Router::new()
         .merge(vectors::router())
         .merge(graphs::router())
         .merge(ingest::router())
@@ -51,8 +61,13 @@ pub fn router(state: AppState) -> Router {
                     correlation::deadline,
                 ))
                 .layer(CatchPanicLayer::custom(panicked))
-                .layer(DefaultBodyLimit::max(body_limit)),
+                .layer(DefaultBodyLimit::max(body_limit))
+                .option_layer(cors),
         )
+        .layer(compression);
+    security_headers
+        .into_iter()
+        .fold(router, Router::layer)
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@ mod embedding;
 mod fake_openai;
 mod generate;
 mod graphs;
+mod hardening;
 mod health_and_errors;
 mod helpers;
 mod ingest;
