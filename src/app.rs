@@ -111,8 +111,17 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
             .await
             .map_err(store_err("auth"))?,
     );
-    let auth =
-        AuthService::new(auth_store.clone(), settings.auth.clone(), &data_dir).map_err(dir_err)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let auth = AuthService::new(
+        auth_store.clone(),
+        settings.auth.clone(),
+        &data_dir,
+        metrics.clone(),
+    )
+    .map_err(|message| StartError::Store {
+        store: "auth",
+        message,
+    })?;
     let bootstrap_key = auth
         .bootstrap(&data_dir)
         .await
@@ -130,7 +139,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
         events,
         embedder,
         llm,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         rate_limits,
     };
     Ok((state, bootstrap_key))

@@ -194,7 +194,14 @@ pub struct HybridSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    pub jwt_algorithm: JwtAlgorithm,
     pub jwt_secret: SecretString,
+    /// PEM public key that verifies RS256/EdDSA tokens (e.g. an identity provider's).
+    pub jwt_public_key_file: PathBuf,
+    /// PEM private key for signing RS256/EdDSA tokens here; without it, tokens come only
+    /// from the identity provider and `/auth/token` answers 501.
+    pub jwt_private_key_file: PathBuf,
+    pub refresh_token_ttl_secs: u64,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl_secs: u64,
@@ -202,6 +209,15 @@ pub struct AuthSettings {
     pub anonymous_read: bool,
     pub anonymous_tenant: String,
     pub bootstrap_tenant: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "RS256")]
+    Rs256,
+    EdDSA,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -277,6 +293,10 @@ impl Settings {
             (
                 "auth.access_token_ttl_secs",
                 self.auth.access_token_ttl_secs,
+            ),
+            (
+                "auth.refresh_token_ttl_secs",
+                self.auth.refresh_token_ttl_secs,
             ),
             ("embedder.batch_size", self.embedder.batch_size as u64),
             ("embedder.timeout_ms", self.embedder.timeout_ms),
@@ -375,6 +395,13 @@ impl Settings {
         if !self.llm.base_url.is_empty() && self.llm.model.is_empty() {
             return Err(ConfigError(
                 "llm.base_url is set, so llm.model must be too".into(),
+            ));
+        }
+        if self.auth.jwt_algorithm != JwtAlgorithm::Hs256
+            && self.auth.jwt_public_key_file.as_os_str().is_empty()
+        {
+            return Err(ConfigError(
+                "auth.jwt_algorithm RS256/EdDSA needs auth.jwt_public_key_file".into(),
             ));
         }
         let secret = self.auth.jwt_secret.expose_secret();

@@ -1,4 +1,5 @@
-//! `/auth/*` handlers: token issue for an API key, and API key management for admins.
+//! `/auth/*` handlers: token issue for an API key, refresh-token rotation, logout, and API
+//! key management for admins.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -7,14 +8,18 @@ use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::http::extract::{Admin, AppJson};
+use crate::http::extract::{Admin, AppJson, BearerToken};
 use crate::http::ratelimit::CredentialCheck;
-use crate::services::auth::{CreateKeyRequest, CreatedKey, KeyView, TokenRequest, TokenResponse};
+use crate::services::auth::{
+    CreateKeyRequest, CreatedKey, KeyView, RefreshRequest, TokenRequest, TokenResponse,
+};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/token", post(token))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
         .route("/auth/api-keys", post(create_key).get(list_keys))
         .route("/auth/api-keys/{id}", delete(delete_key))
 }
@@ -25,6 +30,22 @@ async fn token(
     AppJson(req): AppJson<TokenRequest>,
 ) -> Result<AppJson<TokenResponse>> {
     Ok(AppJson(state.auth.issue_token(req).await?))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    _: CredentialCheck,
+    AppJson(req): AppJson<RefreshRequest>,
+) -> Result<AppJson<TokenResponse>> {
+    Ok(AppJson(state.auth.refresh(req).await?))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> Result<StatusCode> {
+    state.auth.logout(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn create_key(

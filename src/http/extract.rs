@@ -128,6 +128,32 @@ async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Princi
     }
 }
 
+/// The raw bearer token of a request (for logout), after the IP-based credential limit.
+pub struct BearerToken(pub String);
+
+impl FromRequestParts<AppState> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+        match token {
+            Some(t) if !t.is_empty() => Ok(BearerToken(t)),
+            _ => {
+                ratelimit::enforce_credential_check(parts, state)?;
+                auth_failed(state, "missing_credentials");
+                Err(ApiError::Unauthorized(
+                    "this operation needs a bearer token".into(),
+                ))
+            }
+        }
+    }
+}
+
 macro_rules! scoped_principal {
     ($(#[$doc:meta])* $name:ident, $scope:expr) => {
         $(#[$doc])*

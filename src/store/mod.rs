@@ -225,6 +225,21 @@ pub struct ApiKeyRecord {
     pub created_at: u64,
 }
 
+/// A refresh token; like keys, only its hash is stored. Tokens minted from one login
+/// share a `family`, so a replayed (already rotated) token can revoke them all.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshRecord {
+    pub id: String,
+    pub family: String,
+    /// The API key the login used; it must still exist at refresh time.
+    pub key_id: String,
+    pub hash: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// Set once the token has been exchanged for a new one.
+    pub used: bool,
+}
+
 #[async_trait]
 pub trait AuthStore: Send + Sync {
     async fn insert_key(&self, record: ApiKeyRecord) -> StoreResult<()>;
@@ -233,6 +248,15 @@ pub trait AuthStore: Send + Sync {
     /// Returns whether the key existed.
     async fn delete_key(&self, id: &str) -> StoreResult<bool>;
     async fn count_keys(&self) -> StoreResult<u64>;
+    async fn insert_refresh(&self, record: RefreshRecord) -> StoreResult<()>;
+    async fn get_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>>;
+    /// Marks the refresh token used, atomically; `false` when it already was (a replay).
+    async fn use_refresh(&self, id: &str) -> StoreResult<bool>;
+    /// Revokes an id (an access token's `jti`, or a refresh family) until `until`.
+    async fn revoke(&self, id: &str, until: u64) -> StoreResult<()>;
+    async fn is_revoked(&self, id: &str) -> StoreResult<bool>;
+    /// Forgets revocations and refresh tokens that expired before `now`.
+    async fn purge_expired(&self, now: u64) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
 }
 

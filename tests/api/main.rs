@@ -16,4 +16,5 @@ mod metrics;
 mod persistence;
 mod ratelimit;
 mod readme;
+mod tokens;
 mod vectors;

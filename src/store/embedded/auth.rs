@@ -1,15 +1,22 @@
 //! Embedded [`AuthStore`] on `redb` (`<data_dir>/auth.redb`): API key records keyed by
-//! key id, committed durably before a call returns.
+//! key id, refresh tokens keyed by token id, and revocations (access-token ids and
+//! refresh families) with their expiry; every write is committed durably before a call
+//! returns.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value,
+};
 
-use crate::store::{ApiKeyRecord, AuthStore, StoreError, StoreResult, blocking};
+use crate::store::{ApiKeyRecord, AuthStore, RefreshRecord, StoreError, StoreResult, blocking};
 
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
+/// Revoked id → seconds since the epoch after which the entry may be forgotten.
+const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 
 #[derive(Clone)]
 pub struct EmbeddedAuthStore {
@@ -20,9 +27,11 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::internal(format!("auth store: {e}"))
 }
 
-fn decode(bytes: &[u8]) -> StoreResult<ApiKeyRecord> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(db_err)
 }
+
+type Table<V> = TableDefinition<'static, &'static str, V>;
 
 impl EmbeddedAuthStore {
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
@@ -31,6 +40,8 @@ impl EmbeddedAuthStore {
             let db = Database::create(&path).map_err(db_err)?;
             let tx = db.begin_write().map_err(db_err)?;
             tx.open_table(API_KEYS).map_err(db_err)?;
+            tx.open_table(REFRESH).map_err(db_err)?;
+            tx.open_table(REVOKED).map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(db)
         })
@@ -38,34 +49,32 @@ impl EmbeddedAuthStore {
         Ok(Self { db: Arc::new(db) })
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    async fn read<V, T, F>(&self, def: Table<V>, f: F) -> StoreResult<T>
     where
-        F: FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> StoreResult<T>
-            + Send
-            + 'static,
+        V: Value + Send + 'static,
+        F: FnOnce(&redb::ReadOnlyTable<&'static str, V>) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.db.clone();
         blocking(move || {
             let tx = db.begin_read().map_err(db_err)?;
-            let table = tx.open_table(API_KEYS).map_err(db_err)?;
+            let table = tx.open_table(def).map_err(db_err)?;
             f(&table)
         })
         .await
     }
 
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    async fn write<V, T, F>(&self, def: Table<V>, f: F) -> StoreResult<T>
     where
-        F: FnOnce(&mut redb::Table<'_, &'static str, &'static [u8]>) -> StoreResult<T>
-            + Send
-            + 'static,
+        V: Value + Send + 'static,
+        F: FnOnce(&mut redb::Table<'_, &'static str, V>) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.db.clone();
         blocking(move || {
             let tx = db.begin_write().map_err(db_err)?;
             let out = {
-                let mut table = tx.open_table(API_KEYS).map_err(db_err)?;
+                let mut table = tx.open_table(def).map_err(db_err)?;
                 f(&mut table)?
             };
             tx.commit().map_err(db_err)?;
@@ -79,7 +88,7 @@ impl EmbeddedAuthStore {
 impl AuthStore for EmbeddedAuthStore {
     async fn insert_key(&self, record: ApiKeyRecord) -> StoreResult<()> {
         let bytes = serde_json::to_vec(&record).map_err(db_err)?;
-        self.write(move |t| {
+        self.write(API_KEYS, move |t| {
             if t.get(record.id.as_str()).map_err(db_err)?.is_some() {
                 return Err(StoreError::conflict("API key id already exists"));
             }
@@ -92,20 +101,22 @@ impl AuthStore for EmbeddedAuthStore {
 
     async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let id = id.to_owned();
-        self.read(move |t| match t.get(id.as_str()).map_err(db_err)? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
+        self.read(API_KEYS, move |t| {
+            match t.get(id.as_str()).map_err(db_err)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
         })
         .await
     }
 
     async fn list_keys(&self, tenant: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>> {
         let tenant = tenant.map(str::to_owned);
-        self.read(move |t| {
+        self.read(API_KEYS, move |t| {
             let mut out = Vec::new();
             for entry in t.iter().map_err(db_err)? {
                 let (_, v) = entry.map_err(db_err)?;
-                let record = decode(v.value())?;
+                let record: ApiKeyRecord = decode(v.value())?;
                 if tenant.as_deref().is_none_or(|t| t == record.tenant) {
                     out.push(record);
                 }
@@ -117,15 +128,94 @@ impl AuthStore for EmbeddedAuthStore {
 
     async fn delete_key(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.write(move |t| Ok(t.remove(id.as_str()).map_err(db_err)?.is_some()))
-            .await
+        self.write(API_KEYS, move |t| {
+            Ok(t.remove(id.as_str()).map_err(db_err)?.is_some())
+        })
+        .await
     }
 
     async fn count_keys(&self) -> StoreResult<u64> {
-        self.read(|t| t.len().map_err(db_err)).await
+        self.read(API_KEYS, |t| t.len().map_err(db_err)).await
+    }
+
+    async fn insert_refresh(&self, record: RefreshRecord) -> StoreResult<()> {
+        let bytes = serde_json::to_vec(&record).map_err(db_err)?;
+        self.write(REFRESH, move |t| {
+            t.insert(record.id.as_str(), bytes.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
+        let id = id.to_owned();
+        self.read(REFRESH, move |t| {
+            match t.get(id.as_str()).map_err(db_err)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn use_refresh(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        // One write transaction at a time: of two concurrent exchanges, one sees `used`.
+        self.write(REFRESH, move |t| {
+            let Some(mut record) = t
+                .get(id.as_str())
+                .map_err(db_err)?
+                .map(|v| decode::<RefreshRecord>(v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            if record.used {
+                return Ok(false);
+            }
+            record.used = true;
+            let bytes = serde_json::to_vec(&record).map_err(db_err)?;
+            t.insert(id.as_str(), bytes.as_slice()).map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &str, until: u64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(REVOKED, move |t| {
+            let until = t
+                .get(id.as_str())
+                .map_err(db_err)?
+                .map_or(until, |v| v.value().max(until));
+            t.insert(id.as_str(), until).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_revoked(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.read(REVOKED, move |t| {
+            Ok(t.get(id.as_str()).map_err(db_err)?.is_some())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: u64) -> StoreResult<()> {
+        self.write(REVOKED, move |t| {
+            t.retain(|_, until| until >= now).map_err(db_err)
+        })
+        .await?;
+        self.write(REFRESH, move |t| {
+            t.retain(|_, v| decode::<RefreshRecord>(v).is_ok_and(|r| r.expires_at >= now))
+                .map_err(db_err)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|_| Ok(())).await
+        self.read(API_KEYS, |_| Ok(())).await
     }
 }

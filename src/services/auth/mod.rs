@@ -1,12 +1,15 @@
 //! Authentication: API keys (shown once, stored as SHA-256, scoped, tenant-bound) and the
-//! HS256 access tokens issued for them. A token names the key it came from, so deleting
-//! the key revokes its tokens on the next request.
+//! tokens issued for them (see [`tokens`]). A token names the key it came from, so
+//! deleting the key revokes its tokens on the next request.
+
+mod tokens;
+
+pub use tokens::RefreshRequest;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,7 @@ use crate::config::AuthSettings;
 use crate::domain::principal::{Principal, Scope, Tenant};
 use crate::domain::unix_now;
 use crate::error::{ApiError, Result};
+use crate::metrics::Metrics;
 use crate::store::{ApiKeyRecord, AuthStore};
 
 const KEY_PREFIX: &str = "rbk";
@@ -26,22 +30,11 @@ const SECRET_FILE: &str = "jwt-secret";
 
 pub struct AuthService {
     store: Arc<dyn AuthStore>,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    keys: tokens::Keys,
     settings: AuthSettings,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    tenant: String,
-    scope: String,
-    iss: String,
-    aud: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
+    metrics: Arc<Metrics>,
+    /// When expired revocations and refresh tokens were last purged (epoch seconds).
+    last_purge: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +49,9 @@ pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
+    /// Single use: exchange it at `POST /auth/refresh` for a new pair.
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
     pub scope: String,
 }
 
@@ -115,7 +111,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn bad_credentials() -> ApiError {
+fn bad_credentials_message() -> ApiError {
     ApiError::Unauthorized("invalid credentials".into())
 }
 
@@ -144,24 +140,32 @@ fn signing_secret(settings: &AuthSettings, data_dir: &Path) -> std::io::Result<V
 }
 
 impl AuthService {
+    /// Fails when the configured signing or verification keys cannot be loaded.
     pub fn new(
         store: Arc<dyn AuthStore>,
         settings: AuthSettings,
         data_dir: &Path,
-    ) -> std::io::Result<Self> {
-        let secret = signing_secret(&settings, data_dir)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[settings.jwt_issuer.as_str()]);
-        validation.set_audience(&[settings.jwt_audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = settings.clock_skew_secs;
+        metrics: Arc<Metrics>,
+    ) -> std::result::Result<Self, String> {
         Ok(Self {
             store,
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
-            validation,
+            keys: tokens::Keys::new(&settings, data_dir)?,
             settings,
+            metrics,
+            last_purge: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn count_failure(&self, reason: &str) {
+        self.metrics
+            .auth_failures_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    fn bad_credentials(&self) -> ApiError {
+        self.count_failure("invalid_api_key");
+        bad_credentials_message()
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -208,44 +212,17 @@ impl AuthService {
         let mut parts = key.splitn(3, '_');
         let (Some(KEY_PREFIX), Some(id), Some(_)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad_credentials());
+            return Err(self.bad_credentials());
         };
-        let record = self.store.get_key(id).await?.ok_or_else(bad_credentials)?;
-        if !same(&record.hash, &sha256_hex(key)) {
-            return Err(bad_credentials());
-        }
-        principal_of(&record)
-    }
-
-    /// The principal a bearer token stands for; the key it was issued for must still exist.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Principal> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
-        let claims = data.claims;
         let record = self
             .store
-            .get_key(&claims.sub)
+            .get_key(id)
             .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token's API key was revoked".into()))?;
-        let scopes: Vec<Scope> = claims
-            .scope
-            .split_whitespace()
-            .filter_map(Scope::parse)
-            .collect();
-        // A token never carries more than its key has now.
-        let scopes = scopes
-            .into_iter()
-            .filter(|s| record.scopes.contains(s))
-            .collect();
-        let tenant = Tenant::parse(&claims.tenant).ok_or_else(bad_credentials)?;
-        if tenant.as_str() != record.tenant {
-            return Err(bad_credentials());
+            .ok_or_else(|| self.bad_credentials())?;
+        if !same(&record.hash, &sha256_hex(key)) {
+            return Err(self.bad_credentials());
         }
-        Ok(Principal {
-            subject: claims.sub,
-            tenant,
-            scopes,
-        })
+        principal_of(&record)
     }
 
     pub async fn issue_token(&self, req: TokenRequest) -> Result<TokenResponse> {
@@ -259,32 +236,7 @@ impl AuthService {
             ApiError::Unprocessable("api_key is required for grant_type api_key".into())
         })?;
         let principal = self.authenticate_key(key.expose_secret()).await?;
-        let iat = unix_now();
-        let scope = principal
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let claims = Claims {
-            sub: principal.subject,
-            tenant: principal.tenant.to_string(),
-            scope: scope.clone(),
-            iss: self.settings.jwt_issuer.clone(),
-            aud: self.settings.jwt_audience.clone(),
-            iat,
-            exp: iat + self.settings.access_token_ttl_secs,
-            jti: uuid::Uuid::new_v4().to_string(),
-        };
-        let access_token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-                .map_err(|e| ApiError::Internal(format!("signing token: {e}")))?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: self.settings.access_token_ttl_secs,
-            scope,
-        })
+        self.login(principal).await
     }
 
     /// Operators (admins of the bootstrap tenant) may act on any tenant; other admins on
