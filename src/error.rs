@@ -47,7 +47,7 @@ pub enum ApiError {
 }
 
 /// The problem body (RFC 9457) with the request's correlation id.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -11,23 +11,25 @@ pub const ID_PROPERTY: &str = "id";
 
 pub type Properties = Map<String, Value>;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Node {
     pub id: String,
     pub labels: Vec<String>,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Relationship {
     pub from: String,
     pub to: String,
     #[serde(rename = "type")]
     pub rel_type: String,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Out,
@@ -72,7 +74,7 @@ pub struct NeighborQuery {
 
 /// A node reached from the start node, with the shortest hop count and the relationship
 /// types along one shortest path.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Neighbor {
     pub node: Node,
     pub depth: u8,
@@ -86,7 +88,7 @@ pub struct CypherQuery {
     pub max_rows: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CypherResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,

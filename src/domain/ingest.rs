@@ -49,7 +49,7 @@ pub struct LogEntry {
     pub event: Event,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IngestState {
     Pending,
@@ -59,7 +59,7 @@ pub enum IngestState {
 
 /// What `GET /ingest/{id}` reports. `seq` ties the status to the newest event for the
 /// document, so an older event finishing late cannot overwrite a newer one's status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestStatus {
     pub id: String,
     pub status: IngestState,

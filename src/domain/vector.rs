@@ -8,7 +8,7 @@ use uuid::Uuid;
 /// Payload key the server writes on every point; clients may not set or filter on it.
 pub const TENANT_KEY: &str = "tenant";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Distance {
     Cosine,
@@ -16,13 +16,13 @@ pub enum Distance {
     Euclid,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CollectionSpec {
     pub dim: usize,
     pub distance: Distance,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectionInfo {
     pub name: String,
     pub dim: usize,
@@ -32,7 +32,7 @@ pub struct CollectionInfo {
 }
 
 /// A point id: an unsigned integer or a UUID (sent as a string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PointId {
     Num(u64),
@@ -46,7 +46,7 @@ pub struct Point {
     pub payload: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScoredPoint {
     pub id: PointId,
     pub score: f32,
@@ -57,7 +57,7 @@ pub struct ScoredPoint {
 }
 
 /// A stored point as retrieved by id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Record {
     pub id: PointId,
     pub payload: Map<String, Value>,
@@ -82,7 +82,7 @@ pub struct SearchQuery {
 
 /// A boolean combination of conditions, Qdrant-style: all of `must`, at least one of
 /// `should` (when present), none of `must_not`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -96,7 +96,7 @@ pub struct Filter {
 /// One condition as it arrives on the wire: a field condition (`key` with `match` or
 /// `range`) or a nested filter (`must`/`should`/`must_not`). [`Condition::kind`] tells
 /// which, or why it is neither.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,15 +106,18 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<RangeSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub must: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub should: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub must_not: Option<Vec<Condition>>,
 }
 
 /// `{"value": v}` for equality, `{"any": [v, …]}` for membership.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +126,7 @@ pub struct MatchSpec {
     pub any: Option<Vec<MatchValue>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MatchValue {
     Bool(bool),
@@ -131,7 +134,7 @@ pub enum MatchValue {
     Keyword(String),
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeSpec {
     pub gt: Option<f64>,

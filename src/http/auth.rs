@@ -1,11 +1,12 @@
 //! `/auth/*` handlers: token issue for an API key, refresh-token rotation, logout, and API
 //! key management for admins.
 
-use axum::Router;
+use crate::http::openapi::{BodyErrors, PathErrors, TokenErrors};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Result;
 use crate::http::extract::{Admin, AppJson, BearerToken};
@@ -15,15 +16,18 @@ use crate::services::auth::{
 };
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/token", post(token))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/api-keys", post(create_key).get(list_keys))
-        .route("/auth/api-keys/{id}", delete(delete_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(delete_key))
 }
 
+#[utoipa::path(post, path = "/auth/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, description = "Access token and single-use refresh token",
+        body = TokenResponse), TokenErrors))]
 async fn token(
     State(state): State<AppState>,
     _: CredentialCheck,
@@ -32,6 +36,9 @@ async fn token(
     Ok(AppJson(state.auth.issue_token(req).await?))
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, description = "A new token pair; the presented refresh token is spent",
+        body = TokenResponse), TokenErrors))]
 async fn refresh(
     State(state): State<AppState>,
     _: CredentialCheck,
@@ -40,6 +47,10 @@ async fn refresh(
     Ok(AppJson(state.auth.refresh(req).await?))
 }
 
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 204, description = "The token and its login's refresh tokens are revoked"),
+        TokenErrors),
+    security(("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     BearerToken(token): BearerToken,
@@ -48,6 +59,9 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/auth/api-keys", tag = "auth", request_body = CreateKeyRequest,
+    responses((status = 201, description = "The key, shown this once", body = CreatedKey), BodyErrors),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn create_key(
     State(state): State<AppState>,
     Admin(who): Admin,
@@ -59,17 +73,21 @@ async fn create_key(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     tenant: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct KeyList {
     keys: Vec<KeyView>,
 }
 
+#[utoipa::path(get, path = "/auth/api-keys", tag = "auth",
+    params(("tenant" = Option<String>, Query, description = "Another tenant (operators only)")),
+    responses((status = 200, description = "Keys without secrets", body = KeyList), PathErrors),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn list_keys(
     State(state): State<AppState>,
     Admin(who): Admin,
@@ -80,6 +98,10 @@ async fn list_keys(
     }))
 }
 
+#[utoipa::path(delete, path = "/auth/api-keys/{id}", tag = "auth",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked; its tokens stop working"), PathErrors),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn delete_key(
     State(state): State<AppState>,
     Admin(who): Admin,

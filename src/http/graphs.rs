@@ -1,10 +1,11 @@
 //! `/graphs/*` handlers: nodes, relationships, neighbours and read-only Cypher.
 
-use axum::Router;
+use crate::http::openapi::{BodyErrors, PathErrors};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::graph::{CypherResult, Node, Written};
 use crate::error::Result;
@@ -15,14 +16,14 @@ use crate::services::graphs::{
 };
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/graphs/node", post(upsert_node))
-        .route("/graphs/node/find", post(find_nodes))
-        .route("/graphs/node/{id}", get(get_node).delete(delete_node))
-        .route("/graphs/relationship", post(upsert_relationship))
-        .route("/graphs/neighbors", post(neighbors))
-        .route("/graphs/query", post(query))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upsert_node))
+        .routes(routes!(find_nodes))
+        .routes(routes!(get_node, delete_node))
+        .routes(routes!(upsert_relationship))
+        .routes(routes!(neighbors))
+        .routes(routes!(query))
 }
 
 fn status(written: Written) -> StatusCode {
@@ -32,6 +33,10 @@ fn status(written: Written) -> StatusCode {
     }
 }
 
+#[utoipa::path(post, path = "/graphs/node", tag = "graphs", request_body = NodeRequest,
+    responses((status = 201, description = "Created", body = Node),
+        (status = 200, description = "Merged into the existing node", body = Node), BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert_node(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -41,6 +46,9 @@ async fn upsert_node(
     Ok((status(written), AppJson(node)))
 }
 
+#[utoipa::path(get, path = "/graphs/node/{id}", tag = "graphs", params(("id" = String, Path, description = "Node id")),
+    responses((status = 200, description = "The node", body = Node), PathErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn get_node(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -49,6 +57,9 @@ async fn get_node(
     Ok(AppJson(svc::get_node(&state, &who, &id).await?))
 }
 
+#[utoipa::path(post, path = "/graphs/node/find", tag = "graphs", request_body = FindRequest,
+    responses((status = 200, description = "Matching nodes, one page", body = FindResponse), BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn find_nodes(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -57,6 +68,9 @@ async fn find_nodes(
     Ok(AppJson(svc::find_nodes(&state, &who, req).await?))
 }
 
+#[utoipa::path(delete, path = "/graphs/node/{id}", tag = "graphs", params(("id" = String, Path, description = "Node id")),
+    responses((status = 204, description = "Deleted with its relationships"), PathErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete_node(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -66,11 +80,17 @@ async fn delete_node(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RelationshipWritten {
     status: &'static str,
 }
 
+#[utoipa::path(post, path = "/graphs/relationship", tag = "graphs",
+    request_body = RelationshipRequest,
+    responses((status = 201, description = "Created", body = RelationshipWritten),
+        (status = 200, description = "Merged into the existing relationship", body = RelationshipWritten),
+        BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert_relationship(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -87,6 +107,10 @@ async fn upsert_relationship(
     ))
 }
 
+#[utoipa::path(post, path = "/graphs/neighbors", tag = "graphs", request_body = NeighborsRequest,
+    responses((status = 200, description = "Nodes within the hops, nearest first", body = NeighborsResponse),
+        BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn neighbors(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -95,6 +119,10 @@ async fn neighbors(
     Ok(AppJson(svc::neighbors(&state, &who, req).await?))
 }
 
+#[utoipa::path(post, path = "/graphs/query", tag = "graphs", request_body = QueryRequest,
+    responses((status = 200, description = "Columns and rows of a read-only Cypher query", body = CypherResult),
+        BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn query(
     State(state): State<AppState>,
     Reader(who): Reader,

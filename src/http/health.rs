@@ -1,26 +1,34 @@
 //! Health probes: `/health/live` never touches a backend; `/health/ready` and `/health`
 //! check each one and answer 503 when any is down.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::services::health::Readiness;
 use serde_json::{Value, json};
 
 use crate::services::health::readiness;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/health", get(health))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(health))
 }
 
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "The process is up; never touches a backend")))]
 async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "Every backend answers", body = Readiness),
+        (status = 503, description = "A backend is down; per-check body", body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let r = readiness(&state).await;
     let code = if r.ready() {
@@ -31,6 +39,9 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (code, Json(json!(r)))
 }
 
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Status, checks and version"),
+        (status = 503, description = "A backend is down")))]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let r = readiness(&state).await;
     let code = if r.ready() {

@@ -3,12 +3,13 @@
 
 use std::convert::Infallible;
 
-use axum::Router;
+use crate::http::openapi::{BodyErrors, GenerateErrors};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use futures_util::StreamExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Result;
 use crate::http::extract::{AppJson, Reader};
@@ -17,12 +18,16 @@ use crate::services::generate::{self, GenerateRequest, Generated};
 use crate::services::hybrid::{self, HybridRequest, HybridResponse};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/hybrid/search", post(search))
-        .route("/hybrid/generate", post(generate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(generate))
 }
 
+#[utoipa::path(post, path = "/hybrid/search", tag = "hybrid", request_body = HybridRequest,
+    responses((status = 200, description = "Fused hits with vector and graph provenance",
+        body = HybridResponse), BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn search(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -31,6 +36,11 @@ async fn search(
     Ok(AppJson(hybrid::search(&state, &who, req).await?))
 }
 
+#[utoipa::path(post, path = "/hybrid/generate", tag = "hybrid", request_body = GenerateRequest,
+    responses((status = 200, description = "The answer with citations; with `stream: true`, \
+        server-sent events `citations`, `delta`..., then `done` or `error`",
+        body = generate::GenerateResponse), GenerateErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 /// Streams as `citations` (once), `delta` (`{"text"}`, repeated), then `done`
 /// (`{"finish_reason"}`) or `error` (`{"detail"}`) if the model fails mid-answer.
 async fn generate(

@@ -1,9 +1,10 @@
 //! `/ingest*` handlers: accept events (202 once durable), report and delete documents.
 
-use axum::Router;
+use crate::http::openapi::{BodyErrors, PathErrors};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::ingest::IngestStatus;
 use crate::error::Result;
@@ -11,13 +12,16 @@ use crate::http::extract::{AppJson, Reader, Writer};
 use crate::services::ingest::{self as svc, Accepted, BatchAccepted, BatchRequest, IngestRequest};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ingest", post(ingest))
-        .route("/ingest/batch", post(ingest_batch))
-        .route("/ingest/{id}", get(status).delete(delete))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
+        .routes(routes!(ingest_batch))
+        .routes(routes!(status, delete))
 }
 
+#[utoipa::path(post, path = "/ingest", tag = "ingest", request_body = IngestRequest,
+    responses((status = 202, description = "Durably queued", body = Accepted), BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn ingest(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -27,6 +31,10 @@ async fn ingest(
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
+#[utoipa::path(post, path = "/ingest/batch", tag = "ingest", request_body = BatchRequest,
+    responses((status = 202, description = "All queued (or none, on any error)", body = BatchAccepted),
+        BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn ingest_batch(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -36,6 +44,10 @@ async fn ingest_batch(
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
+#[utoipa::path(get, path = "/ingest/{id}", tag = "ingest", params(("id" = String, Path, description = "Document id")),
+    responses((status = 200, description = "pending, processed (with counts) or failed (with the reason)",
+        body = IngestStatus), PathErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn status(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -44,6 +56,10 @@ async fn status(
     Ok(AppJson(svc::status(&state, &who, &id).await?))
 }
 
+#[utoipa::path(delete, path = "/ingest/{id}", tag = "ingest", params(("id" = String, Path, description = "Document id")),
+    responses((status = 202, description = "Removal queued behind earlier events", body = Accepted),
+        PathErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete(
     State(state): State<AppState>,
     Writer(who): Writer,

@@ -3,17 +3,17 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
 /// Decrements the in-flight gauge however the request ends (even if it is dropped).
@@ -48,6 +48,9 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format",
+        content_type = "text/plain; version=0.0.4")))]
 async fn scrape(State(state): State<AppState>) -> Response {
     let body = crate::services::metrics::scrape(&state).await;
     let mut response = body.into_response();

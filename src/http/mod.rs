@@ -12,15 +12,17 @@ pub mod health;
 pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod security;
 pub mod vectors;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -39,14 +41,10 @@ pub fn router(state: AppState) -> Router {
         CompressionLayer::new().no_gzip()
     };
     let security_headers = security::headers(server);
-    let router = Router::new()
-        .merge(vectors::router())
-        .merge(graphs::router())
-        .merge(ingest::router())
-        .merge(hybrid::router())
-        .merge(auth::router())
-        .merge(health::router())
-        .merge(metrics::router())
+    let (routes, spec) = openapi::api().split_for_parts();
+    let spec = openapi::SpecJson(Arc::new(spec.to_json().unwrap_or_default()));
+    let router = routes
+        .layer(Extension(spec))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

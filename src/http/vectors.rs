@@ -1,35 +1,37 @@
 //! `/vectors/*` handlers: collections, upsert, search, retrieve and delete.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
 use serde::Deserialize;
 
 use crate::domain::vector::{CollectionInfo, PointId};
 use crate::error::Result;
 use crate::http::extract::{Admin, AppJson, Reader, Writer};
+use crate::http::openapi::{BodyErrors, ConflictErrors, PathErrors};
 use crate::services::vectors::{
     self as svc, CreateCollection, DeleteRequest, DeleteResponse, SearchRequest, SearchResponse,
     UpsertRequest, UpsertResponse,
 };
 use crate::state::AppState;
 use crate::store::Created;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/vectors/collections/{name}",
-            put(create_collection)
-                .get(collection_info)
-                .delete(drop_collection),
-        )
-        .route("/vectors/upsert", post(upsert))
-        .route("/vectors/search", post(search))
-        .route("/vectors/retrieve", post(retrieve))
-        .route("/vectors/delete", post(delete))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_collection, collection_info, drop_collection))
+        .routes(routes!(upsert))
+        .routes(routes!(search))
+        .routes(routes!(retrieve))
+        .routes(routes!(delete))
 }
 
+#[utoipa::path(put, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+    request_body = CreateCollection,
+    responses((status = 201, description = "Created", body = CollectionInfo),
+        (status = 200, description = "Already exists with the same spec", body = CollectionInfo),
+        ConflictErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn create_collection(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -45,6 +47,10 @@ async fn create_collection(
     Ok((status, AppJson(info)))
 }
 
+#[utoipa::path(get, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Point count, dimension, distance", body = CollectionInfo),
+        PathErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn collection_info(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -53,6 +59,9 @@ async fn collection_info(
     Ok(AppJson(svc::collection_info(&state, &who, &name).await?))
 }
 
+#[utoipa::path(delete, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+    responses((status = 204, description = "Dropped with all its points"), PathErrors),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn drop_collection(
     State(state): State<AppState>,
     Admin(who): Admin,
@@ -62,6 +71,9 @@ async fn drop_collection(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/vectors/upsert", tag = "vectors", request_body = UpsertRequest,
+    responses((status = 200, description = "Durable when answered", body = UpsertResponse), BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert(
     State(state): State<AppState>,
     Writer(who): Writer,
@@ -70,6 +82,9 @@ async fn upsert(
     Ok(AppJson(svc::upsert(&state, &who, req).await?))
 }
 
+#[utoipa::path(post, path = "/vectors/search", tag = "vectors", request_body = SearchRequest,
+    responses((status = 200, description = "Nearest points, best first", body = SearchResponse), BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn search(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -78,13 +93,16 @@ async fn search(
     Ok(AppJson(svc::search(&state, &who, req).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrieveRequest {
     pub collection: Option<String>,
     pub ids: Vec<PointId>,
 }
 
+#[utoipa::path(post, path = "/vectors/retrieve", tag = "vectors", request_body = RetrieveRequest,
+    responses((status = 200, description = "The points that exist", body = svc::RetrieveResponse), BodyErrors),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn retrieve(
     State(state): State<AppState>,
     Reader(who): Reader,
@@ -95,6 +113,9 @@ async fn retrieve(
     ))
 }
 
+#[utoipa::path(post, path = "/vectors/delete", tag = "vectors", request_body = DeleteRequest,
+    responses((status = 200, description = "How many points were deleted", body = DeleteResponse), BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete(
     State(state): State<AppState>,
     Writer(who): Writer,

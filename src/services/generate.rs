@@ -16,7 +16,7 @@ const SYSTEM_PROMPT: &str = "You answer questions using only the numbered contex
 given with the question. Cite the passages you use as [n]. If the passages do not contain \
 the answer, say that you do not know.";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
     pub query: String,
@@ -35,7 +35,7 @@ fn default_hops() -> u8 {
     1
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Citation {
     /// The `[n]` the answer uses.
     #[serde(rename = "ref")]
@@ -46,7 +46,7 @@ pub struct Citation {
     pub score: f32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GenerateResponse {
     pub answer: String,
     pub model: String,

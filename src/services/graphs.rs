@@ -15,21 +15,23 @@ use crate::error::{ApiError, Result};
 use crate::services::{bounded, bounded_json};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
     pub id: String,
     #[serde(default)]
     pub labels: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindRequest {
     pub label: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub properties: Properties,
     #[serde(default = "default_page")]
     pub limit: usize,
@@ -41,14 +43,14 @@ fn default_page() -> usize {
     25
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FindResponse {
     pub nodes: Vec<Node>,
     /// Offset of the next page, when this page was full.
     pub next_offset: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelationshipRequest {
     pub from: String,
@@ -56,10 +58,11 @@ pub struct RelationshipRequest {
     #[serde(rename = "type")]
     pub rel_type: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NeighborsRequest {
     pub id: String,
@@ -77,16 +80,17 @@ fn one() -> u8 {
     1
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NeighborsResponse {
     pub neighbors: Vec<Neighbor>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub query: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub params: Properties,
     pub limit: Option<usize>,
 }

@@ -18,7 +18,7 @@ use crate::services::{bounded, bounded_json};
 use crate::state::AppState;
 use crate::store::Created;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
     pub dim: usize,
@@ -30,14 +30,14 @@ fn default_distance() -> Distance {
     Distance::Cosine
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
     pub collection: Option<String>,
     pub points: Vec<PointInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointInput {
     pub id: PointId,
@@ -46,13 +46,13 @@ pub struct PointInput {
     pub payload: Map<String, Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UpsertResponse {
     pub collection: String,
     pub upserted: usize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub collection: Option<String>,
@@ -79,12 +79,12 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub hits: Vec<ScoredPoint>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
     pub collection: Option<String>,
@@ -92,7 +92,7 @@ pub struct DeleteRequest {
     pub filter: Option<Filter>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeleteResponse {
     pub deleted: usize,
 }
@@ -374,7 +374,7 @@ pub async fn delete(
     Ok(DeleteResponse { deleted })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RetrieveResponse {
     pub points: Vec<Record>,
 }

@@ -13,6 +13,7 @@ mod helpers;
 mod ingest;
 mod ingest_crash;
 mod metrics;
+mod openapi;
 mod persistence;
 mod ratelimit;
 mod readme;

@@ -106,9 +106,10 @@ pub(super) struct Claims {
     fam: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(value_type = String)]
     pub refresh_token: secrecy::SecretString,
 }
 

@@ -17,7 +17,7 @@ use crate::state::AppState;
 mod fusion;
 mod graph;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HybridRequest {
     /// The question as text (embedded, and matched against entity names) …
@@ -51,7 +51,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Fusion {
     /// Reciprocal rank fusion: Σ 1 / (k + rank).
@@ -60,14 +60,14 @@ pub enum Fusion {
     Weighted { alpha: f32 },
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mmr {
     /// 1 = pure relevance, 0 = pure diversity.
     pub lambda: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HybridResponse {
     pub hits: Vec<HybridHit>,
     /// Entities that seeded or carried the graph expansion.
@@ -75,7 +75,7 @@ pub struct HybridResponse {
     pub fusion: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HybridHit {
     pub id: PointId,
     pub score: f32,
@@ -84,19 +84,19 @@ pub struct HybridHit {
     pub provenance: Provenance,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Provenance {
     pub vector: Option<VectorRank>,
     pub graph: Option<GraphRank>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VectorRank {
     pub rank: usize,
     pub score: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GraphRank {
     pub rank: usize,
     pub score: f32,
@@ -104,7 +104,7 @@ pub struct GraphRank {
     pub path: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsedEntity {
     pub id: String,
     pub name: String,

@@ -22,7 +22,7 @@ use crate::store::ErrorKind;
 /// Metadata key whose string list names entities the text may not spell out.
 pub const ENTITIES_KEY: &str = "entities";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     /// The document id; generated (UUIDv4) when absent. Re-using an id replaces the
@@ -34,13 +34,13 @@ pub struct IngestRequest {
     pub collection: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     pub events: Vec<IngestRequest>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub id: String,
     pub status: &'static str,
@@ -48,7 +48,7 @@ pub struct Accepted {
     pub collection: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     pub accepted: Vec<Accepted>,
 }

@@ -1,0 +1,219 @@
+//! The OpenAPI document (generated from the handlers' `#[utoipa::path]` annotations and
+//! the request/response types' schemas) at `GET /openapi.json`, and Swagger UI at
+//! `GET /docs`, served from assets compiled into the binary: no CDN, works offline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Spec, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ragbrain",
+        description = "Retrieval-augmented generation over vectors and a knowledge graph. \
+            Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <token>` from \
+            `POST /auth/token`; each operation's security requirement names the scope it \
+            needs (read < write < admin). Errors are RFC 9457 problem documents.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(Problem)),
+    tags(
+        (name = "ingest", description = "Events in: chunked, embedded, linked into the graph"),
+        (name = "vectors", description = "Collections and points"),
+        (name = "graphs", description = "Nodes, relationships, traversal, read-only Cypher"),
+        (name = "hybrid", description = "Fused vector + graph retrieval, and generation"),
+        (name = "auth", description = "Tokens and API keys"),
+        (name = "operations", description = "Health, metrics and this document")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// What each error status means in this API, for the documented responses.
+fn meaning(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed request (bad JSON, both credentials sent)",
+        401 => "Missing, invalid, expired or revoked credentials",
+        403 => "The credentials lack the scope this operation needs",
+        404 => "No such resource (or it belongs to another tenant)",
+        409 => "Conflicts with existing state (e.g. a collection with another spec)",
+        413 => "Request body larger than server.body_limit_bytes",
+        415 => "Body is not application/json",
+        422 => "Well-formed but invalid (wrong dimension, limit too large, unknown field)",
+        429 => "Rate limited; see Retry-After and RateLimit-* headers",
+        501 => "Capability not configured on this server",
+        502 => "A backend (LLM, embedder) returned an error",
+        503 => "A backend is unavailable; retry after Retry-After seconds",
+        504 => "The request exceeded its deadline",
+        _ => "Internal error (details are in the server log under the correlation id)",
+    }
+}
+
+/// Problem responses for `codes`, each referring to the `Problem` schema.
+fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    codes
+        .iter()
+        .map(|&code| {
+            let content = ContentBuilder::new()
+                .schema(Some(Problem::schema()))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(meaning(code))
+                .content("application/problem+json", content)
+                .build();
+            (code.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident: $($code:literal),+) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                problems(&[$($code),+])
+            }
+        }
+    };
+}
+
+error_set!(
+    /// Authenticated operations with a JSON body.
+    BodyErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504
+);
+error_set!(
+    /// Authenticated operations addressed by path alone.
+    PathErrors: 401, 403, 404, 429, 500, 503, 504
+);
+error_set!(
+    /// Writes that can conflict with existing state.
+    ConflictErrors: 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504
+);
+error_set!(
+    /// Generation, which also depends on a configured LLM.
+    GenerateErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 501, 502, 503, 504
+);
+error_set!(
+    /// Credential exchanges.
+    TokenErrors: 400, 401, 413, 415, 422, 429, 500, 501, 503
+);
+
+/// The router of every documented route, and the document describing them. The
+/// document is built from the same `routes!` calls that route, so neither can miss one.
+pub fn api() -> OpenApiRouter<crate::state::AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::http::vectors::router())
+        .merge(crate::http::graphs::router())
+        .merge(crate::http::ingest::router())
+        .merge(crate::http::hybrid::router())
+        .merge(crate::http::auth::router())
+        .merge(crate::http::health::router())
+        .merge(crate::http::metrics::router())
+        .routes(routes!(docs_page))
+        .routes(routes!(docs_asset))
+        .routes(routes!(spec))
+}
+
+/// The serialised document, shared by every request.
+#[derive(Clone)]
+pub struct SpecJson(pub Arc<String>);
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+async fn spec(Extension(spec): Extension<SpecJson>) -> Response {
+    let body = spec.0.as_str().to_owned();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>ragbrain API</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script src="/docs/init.js"></script>
+</body>
+</html>
+"#;
+
+const INIT: &str = "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', \
+    deepLinking: true, persistAuthorization: false });\n";
+
+fn asset(body: &'static [u8], content_type: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_POLICY),
+    );
+    response
+}
+
+/// Interactive API documentation (Swagger UI, bundled in the binary).
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "HTML page", content_type = "text/html")))]
+async fn docs_page() -> Response {
+    asset(PAGE.as_bytes(), "text/html; charset=utf-8")
+}
+
+/// The Swagger UI assets `/docs` loads.
+#[utoipa::path(get, path = "/docs/{asset}", tag = "operations",
+    params(("asset" = String, Path, description = "swagger-ui-bundle.js, swagger-ui.css or init.js")),
+    responses((status = 200, description = "The asset"), (status = 404, description = "No such asset")))]
+async fn docs_asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    match name.as_str() {
+        "swagger-ui-bundle.js" => Ok(asset(
+            include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
+            "text/javascript; charset=utf-8",
+        )),
+        "swagger-ui.css" => Ok(asset(
+            include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
+            "text/css; charset=utf-8",
+        )),
+        "init.js" => Ok(asset(INIT.as_bytes(), "text/javascript; charset=utf-8")),
+        _ => Err(ApiError::NotFound(format!("no docs asset {name:?}"))),
+    }
+}
