@@ -78,6 +78,7 @@ async fn main() -> ExitCode {
     };
     ragbrain::telemetry::init(&settings.log);
     let data_dir = settings.server.data_dir.clone();
+    let json_logs = settings.log.format == ragbrain::config::LogFormat::Json;
     if worker_only {
         return match ragbrain::app::run_worker(settings).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -95,10 +96,17 @@ async fn main() -> ExitCode {
         }
     };
     if let Some(key) = app.bootstrap_key() {
-        eprintln!(
-            "ragbrain: created the first admin key (shown once; also saved to {}):\n{key}",
-            data_dir.join("bootstrap-admin.key").display()
-        );
+        let path = data_dir.join("bootstrap-admin.key");
+        // JSON logs go to log pipelines, which must never receive a secret: they get
+        // the file's path only. A person reading text logs gets the key itself.
+        if json_logs {
+            tracing::warn!(path = %path.display(), "created the first admin key; read it from the file");
+        } else {
+            eprintln!(
+                "ragbrain: created the first admin key (shown once; also saved to {}):\n{key}",
+                path.display()
+            );
+        }
     }
     tracing::info!(port = app.port(), "listening");
     match app.run_until_stopped().await {

@@ -12,6 +12,7 @@ mod health_and_errors;
 mod helpers;
 mod ingest;
 mod ingest_crash;
+mod logs;
 mod metrics;
 mod openapi;
 mod persistence;

@@ -68,6 +68,11 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Result<(), StoreError> {
     let upto = entries.last().map_or(0, |e| e.seq);
     let received = entries.len();
+    // The requests that produced this batch, so its log line joins theirs.
+    let correlation_ids: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.event.correlation_id.clone())
+        .collect();
     let latest = newest_per_document(entries);
     let superseded = received - latest.len();
     let mut batch = Batch {
@@ -88,7 +93,8 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
             .with_label_values(&[outcome])
             .inc_by(n);
     }
-    tracing::info!(events, upto, "ingest batch committed");
+    tracing::info!(events, upto, correlation_ids = %correlation_ids.join(","),
+        "ingest batch committed");
     Ok(())
 }
 
