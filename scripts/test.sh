@@ -10,6 +10,8 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "==> installing ${need_apt[*]}"
@@ -26,6 +28,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ragbrain/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 started=$SECONDS
+# Python tools the suite drives (static validation of the deployment files), pinned by
+# hash and kept in a virtualenv outside the clone; reinstalled when the pins change.
+venv="${RAGBRAIN_VENV:-$HOME/.cache/ragbrain/venv}"
+requirements=scripts/deploy-check/requirements.txt
+if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
+  echo "==> installing pinned Python test tools into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$requirements"
+  cp "$requirements" "$venv/installed-requirements.txt"
+fi
+export RAGBRAIN_DEPLOY_PYTHON="$venv/bin/python"
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy --all-targets -- -D warnings"

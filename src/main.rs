@@ -26,6 +26,12 @@ enum Command {
     Serve(ServeArgs),
     /// Run only the ingest worker: consume the event log into vectors and graph.
     Worker(ServeArgs),
+    /// Exit 0 when the server answers 200 at the URL (for container health checks, where
+    /// the image has no curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/health/live")]
+        url: String,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -67,6 +73,7 @@ async fn main() -> ExitCode {
     let (args, worker_only) = match cli.command {
         Some(Command::Serve(args)) => (args, false),
         Some(Command::Worker(args)) => (args, true),
+        Some(Command::Healthcheck { url }) => return healthcheck(&url).await,
         None => (cli.serve, false),
     };
     let settings = match settings(args) {
@@ -111,6 +118,29 @@ async fn main() -> ExitCode {
     tracing::info!(port = app.port(), "listening");
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ragbrain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build();
+    match client.map(|c| c.get(url).send()) {
+        Ok(request) => match request.await {
+            Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+            Ok(r) => {
+                eprintln!("ragbrain: {url} answered {}", r.status());
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("ragbrain: {url}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("ragbrain: {e}");
             ExitCode::FAILURE

@@ -3,6 +3,7 @@
 //! state (`ingest_pending`, `vectors_points`) are refreshed at scrape time, so they are
 //! exact and cost nothing on the request path.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -127,6 +128,31 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The name of every metric family this server exports, including families with
+    /// no samples yet (which a scrape leaves out).
+    pub fn names(&self) -> Vec<String> {
+        let collectors: [&dyn Collector; 9] = [
+            &self.http_requests_total,
+            &self.http_request_duration_seconds,
+            &self.http_requests_in_flight,
+            &self.rate_limited_total,
+            &self.auth_failures_total,
+            &self.ingest_events_total,
+            &self.ingest_pending,
+            &self.cache_requests_total,
+            &self.vectors_points,
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .chain(self.registry.gather().iter().map(|f| f.name().to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Lets other parts (store adapters) register their own instruments.

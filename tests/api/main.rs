@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod deploy;
 mod embedding;
 mod fake_openai;
 mod generate;
