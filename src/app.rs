@@ -64,6 +64,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
         source,
     };
     std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
 
     let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
         VectorBackend::Embedded => {
@@ -101,8 +102,8 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
             .await
             .map_err(store_err("event log"))?,
     );
-    let embedder =
-        crate::embed::from_settings(&settings.embedder).map_err(store_err("embedder"))?;
+    let embedder = crate::embed::from_settings(&settings.embedder, metrics.clone())
+        .map_err(store_err("embedder"))?;
     let llm = ChatClient::from_settings(&settings.llm)
         .map_err(store_err("llm"))?
         .map(Arc::new);
@@ -111,7 +112,6 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
             .await
             .map_err(store_err("auth"))?,
     );
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     let auth = AuthService::new(
         auth_store.clone(),
         settings.auth.clone(),

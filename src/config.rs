@@ -150,6 +150,8 @@ pub struct EmbedderSettings {
     pub timeout_ms: u64,
     pub max_retries: u32,
     pub max_tokens: usize,
+    /// Vectors kept by the embedding cache; 0 disables it.
+    pub cache_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 //! ([`openai`]).
 
 pub mod builtin;
+pub mod cache;
 pub mod openai;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{EmbedderBackend, EmbedderSettings};
+use crate::metrics::Metrics;
 use crate::store::{StoreError, StoreResult};
 
 #[async_trait]
@@ -23,11 +25,24 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: Vec<String>) -> StoreResult<Vec<Vec<f32>>>;
 }
 
-/// Builds the embedder chosen by configuration.
-pub fn from_settings(settings: &EmbedderSettings) -> StoreResult<Arc<dyn Embedder>> {
-    Ok(match settings.backend {
+/// Builds the embedder chosen by configuration, behind the embedding cache unless
+/// `embedder.cache_entries` is 0.
+pub fn from_settings(
+    settings: &EmbedderSettings,
+    metrics: Arc<Metrics>,
+) -> StoreResult<Arc<dyn Embedder>> {
+    let embedder: Arc<dyn Embedder> = match settings.backend {
         EmbedderBackend::Builtin => Arc::new(builtin::BuiltinEmbedder::load(settings)?),
         EmbedderBackend::OpenAi => Arc::new(openai::OpenAiEmbedder::new(settings)?),
+    };
+    Ok(if settings.cache_entries == 0 {
+        embedder
+    } else {
+        Arc::new(cache::CachedEmbedder::new(
+            embedder,
+            settings.cache_entries,
+            metrics,
+        ))
     })
 }
 

@@ -109,6 +109,11 @@ async fn ingest_and_vector_gauges_follow_the_stores() {
         app.json(Method::POST, "/ingest", &key, Some(body)).await;
     }
     app.wait_ingested(&key, &["one", "two"]).await;
+    for _ in 0..2 {
+        let body = json!({"text": "Who discovered radium?"});
+        app.json(Method::POST, "/vectors/search", &key, Some(body))
+            .await;
+    }
 
     let text = scrape(&app).await;
 
@@ -122,6 +127,15 @@ async fn ingest_and_vector_gauges_follow_the_stores() {
         2.0
     );
     assert_eq!(sample(&text, "ingest_pending"), 0.0);
+    // Two identical documents and two identical queries: each embedded once.
+    let embedding = |result: &str| {
+        sample(
+            &text,
+            &format!(r#"cache_requests_total{{cache="embedding",result="{result}"}}"#),
+        )
+    };
+    assert_eq!(embedding("hit"), 2.0);
+    assert_eq!(embedding("miss"), 2.0);
     assert_eq!(
         sample(
             &text,
