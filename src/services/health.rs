@@ -33,12 +33,18 @@ where
 }
 
 pub async fn readiness(state: &AppState) -> Readiness {
-    let (vectors, graph, auth) = tokio::join!(
+    let (vectors, graph, auth, events) = tokio::join!(
         check(state.vectors.ping()),
         check(state.graph.ping()),
         check(state.auth_store.ping()),
+        check(state.events.ping()),
     );
-    let checks = BTreeMap::from([("vectors", vectors), ("graph", graph), ("auth", auth)]);
+    let checks = BTreeMap::from([
+        ("vectors", vectors),
+        ("graph", graph),
+        ("auth", auth),
+        ("events", events),
+    ]);
     let status = if checks.values().all(|v| v == "ok") {
         "ready"
     } else {

@@ -25,7 +25,7 @@ async fn liveness_and_readiness_answer_without_credentials() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         ready["checks"],
-        json!({"auth": "ok", "graph": "ok", "vectors": "ok"})
+        json!({"auth": "ok", "events": "ok", "graph": "ok", "vectors": "ok"})
     );
     let health: Value = app
         .request(Method::GET, "/health")

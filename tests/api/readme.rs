@@ -75,3 +75,41 @@ async fn the_walkthrough_works_verbatim() {
         );
     }
 }
+
+#[test]
+fn the_readme_links_every_doc_and_the_docs_match_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let readme = read("README.md");
+    for doc in [
+        "API",
+        "DEPLOYMENT",
+        "OPERATIONS",
+        "SECURITY",
+        "ARCHITECTURE",
+        "PERFORMANCE",
+    ] {
+        let path = format!("docs/{doc}.md");
+        assert!(
+            readme.contains(&format!("({path})")),
+            "README does not link {path}"
+        );
+        assert!(root.join(&path).exists(), "{path} is missing");
+    }
+    // The metrics catalogue lists every exported family.
+    let operations = read("docs/OPERATIONS.md");
+    for name in ragbrain::metrics::Metrics::new().names() {
+        assert!(
+            operations.contains(&format!("`{name}`")),
+            "{name} is not documented"
+        );
+    }
+    // The rate-limit table lists every class.
+    let api = read("docs/API.md");
+    for class in ragbrain::services::ratelimit::Class::ALL {
+        assert!(
+            api.contains(&format!("| `{}` |", class.as_str())),
+            "{class:?} is not documented"
+        );
+    }
+}
