@@ -87,41 +87,18 @@ fn access_log(l: &AccessLine<'_>) {
         correlation_id,
         cause,
     } = *l;
+    macro_rules! line {
+        ($level:ident, $message:literal $(, $error:expr)?) => {
+            tracing::$level!(method, route, status, latency_ms, principal, tenant,
+                correlation_id, $(error = $error,)? $message)
+        };
+    }
     if status >= 500 {
-        tracing::error!(
-            method,
-            route,
-            status,
-            latency_ms,
-            principal,
-            tenant,
-            correlation_id,
-            error = cause,
-            "request failed"
-        );
+        line!(error, "request failed", cause);
     } else if cause.is_some() {
-        tracing::info!(
-            method,
-            route,
-            status,
-            latency_ms,
-            principal,
-            tenant,
-            correlation_id,
-            error = cause,
-            "request rejected"
-        );
+        line!(info, "request rejected", cause);
     } else {
-        tracing::info!(
-            method,
-            route,
-            status,
-            latency_ms,
-            principal,
-            tenant,
-            correlation_id,
-            "request served"
-        );
+        line!(info, "request served");
     }
 }
 

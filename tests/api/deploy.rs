@@ -5,7 +5,6 @@
 
 use std::process::Command;
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -45,7 +44,7 @@ async fn deployment_files_are_valid_and_match_the_server() {
     assert!(probes.len() >= 6, "{probes:?}");
     for probe in probes {
         let path = probe["path"].as_str().unwrap();
-        let r = app.request(Method::GET, path).send().await.unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), 200, "{probe}");
     }
     let default_port = ragbrain::config::Settings::load(None).unwrap().server.port;

@@ -9,7 +9,7 @@ use crate::helpers::{spawn_app, spawn_app_with};
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app().await;
     for path in ["/health/live", "/no/such/route", "/vectors/collections/x"] {
-        let r = app.request(Method::GET, path).send().await.unwrap();
+        let r = app.get(path).await;
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");

@@ -8,33 +8,15 @@ use crate::helpers::{assert_problem, spawn_app};
 #[tokio::test]
 async fn liveness_and_readiness_answer_without_credentials() {
     let app = spawn_app().await;
-    let live = app
-        .request(Method::GET, "/health/live")
-        .send()
-        .await
-        .unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200);
-    let ready: Value = app
-        .request(Method::GET, "/health/ready")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         ready["checks"],
         json!({"auth": "ok", "events": "ok", "graph": "ok", "vectors": "ok"})
     );
-    let health: Value = app
-        .request(Method::GET, "/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
 }
 
@@ -42,11 +24,7 @@ async fn liveness_and_readiness_answer_without_credentials() {
 async fn readiness_reports_503_when_a_backend_is_gone() {
     let app = spawn_app().await;
     std::fs::remove_dir_all(app.data_dir.path().join("vectors")).unwrap();
-    let r = app
-        .request(Method::GET, "/health/ready")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/health/ready").await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -56,11 +34,7 @@ async fn readiness_reports_503_when_a_backend_is_gone() {
             .starts_with("error")
     );
     assert_eq!(body["checks"]["graph"], "ok");
-    let live = app
-        .request(Method::GET, "/health/live")
-        .send()
-        .await
-        .unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200);
 }
 
@@ -100,14 +74,7 @@ async fn correlation_ids_are_echoed_when_well_formed_and_generated_otherwise() {
 async fn generic_errors_are_problem_documents() {
     let app = spawn_app().await;
     let key = app.admin_key.clone();
-    assert_problem(
-        app.request(Method::GET, "/no/such/route")
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    assert_problem(app.get("/no/such/route").await, 404).await;
     assert_problem(
         app.request(Method::PATCH, "/vectors/search")
             .header("X-API-Key", &key)

@@ -15,7 +15,7 @@ fn sample(text: &str, series: &str) -> f64 {
 }
 
 async fn scrape(app: &crate::helpers::TestApp) -> String {
-    let r = app.request(Method::GET, "/metrics").send().await.unwrap();
+    let r = app.get("/metrics").await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -42,16 +42,9 @@ async fn request_metrics_count_known_traffic_by_route_pattern() {
             .await;
         assert_eq!(r.status(), 404);
     }
-    let r = app
-        .request(Method::GET, "/vectors/collections/docs")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/vectors/collections/docs").await;
     assert_eq!(r.status(), 401);
-    app.request(Method::GET, "/no/such/route")
-        .send()
-        .await
-        .unwrap();
+    app.get("/no/such/route").await;
 
     let text = scrape(&app).await;
 

@@ -74,11 +74,7 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
 async fn the_document_describes_every_route_with_auth_bodies_and_errors() {
     let app = spawn_app().await;
 
-    let r = app
-        .request(Method::GET, "/openapi.json")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/openapi.json").await;
 
     assert_eq!(r.status(), 200);
     let spec: Value = r.json().await.unwrap();
@@ -130,14 +126,7 @@ async fn the_document_describes_every_route_with_auth_bodies_and_errors() {
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let app = spawn_app().await;
-    let spec: Value = app
-        .request(Method::GET, "/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
 
     for (method, path) in operations(&spec) {
         let concrete = path
@@ -171,7 +160,7 @@ async fn every_documented_operation_is_routed() {
 async fn the_docs_ui_is_served_offline() {
     let app = spawn_app().await;
 
-    let page = app.request(Method::GET, "/docs").send().await.unwrap();
+    let page = app.get("/docs").await;
 
     assert_eq!(page.status(), 200);
     let policy = page.headers()["content-security-policy"]
@@ -190,15 +179,11 @@ async fn the_docs_ui_is_served_offline() {
         "/docs/init.js",
     ] {
         assert!(html.contains(asset));
-        let r = app.request(Method::GET, asset).send().await.unwrap();
+        let r = app.get(asset).await;
         assert_eq!(r.status(), 200, "{asset}");
         let body = r.text().await.unwrap();
         assert!(!body.is_empty());
     }
-    let init = app
-        .request(Method::GET, "/docs/init.js")
-        .send()
-        .await
-        .unwrap();
+    let init = app.get("/docs/init.js").await;
     assert!(init.text().await.unwrap().contains("/openapi.json"));
 }

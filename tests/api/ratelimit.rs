@@ -58,14 +58,10 @@ async fn the_fourth_search_in_a_minute_gets_429_with_rate_limit_headers() {
     assert_eq!(r.status(), 200);
     // Health and metrics are never limited, and the refusal was counted.
     for _ in 0..5 {
-        let r = app
-            .request(Method::GET, "/health/live")
-            .send()
-            .await
-            .unwrap();
+        let r = app.get("/health/live").await;
         assert_eq!(r.status(), 200);
     }
-    let metrics = app.request(Method::GET, "/metrics").send().await.unwrap();
+    let metrics = app.get("/metrics").await;
     let text = metrics.text().await.unwrap();
     assert!(
         text.contains(r#"rate_limited_total{class="search"} 1"#),

@@ -60,7 +60,7 @@ async fn a_refresh_token_rotates_and_its_replay_revokes_the_whole_login() {
     assert_eq!(read_with(&app, &first["access_token"]).await, 401);
     let fresh = login(&app, &app.admin_key).await;
     assert_eq!(read_with(&app, &fresh["access_token"]).await, 200);
-    let metrics = app.request(Method::GET, "/metrics").send().await.unwrap();
+    let metrics = app.get("/metrics").await;
     let text = metrics.text().await.unwrap();
     assert!(text.contains(r#"auth_failures_total{reason="refresh_token_reuse"} 1"#));
 }
