@@ -208,15 +208,7 @@ async fn tokens_issued_for_a_key_work_until_the_key_is_deleted() {
         .unwrap();
     assert_eq!(ok.status(), 201);
 
-    let id = key.split('_').nth(1).unwrap();
-    let deleted = app
-        .call(
-            Method::DELETE,
-            &format!("/auth/api-keys/{id}"),
-            &app.admin_key,
-            None,
-        )
-        .await;
+    let deleted = app.delete_key(&key).await;
     assert_eq!(deleted.status(), 204);
     let revoked = app
         .request(Method::GET, "/graphs/node/n")

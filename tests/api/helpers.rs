@@ -201,6 +201,18 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Deletes the API key `key` (by its id), as the operator.
+    pub async fn delete_key(&self, key: &str) -> Response {
+        let id = key.split('_').nth(1).expect("rbk_<id>_<secret>");
+        self.call(
+            Method::DELETE,
+            &format!("/auth/api-keys/{id}"),
+            &self.admin_key,
+            None,
+        )
+        .await
+    }
+
     pub async fn create_collection(&self, key: &str, name: &str, dim: usize) {
         let r = self
             .call(

@@ -100,16 +100,8 @@ async fn deleting_a_key_stops_its_refresh_tokens_on_the_next_request() {
     let app = spawn_app().await;
     let key = app.key("acme", &["read"]).await;
     let session = login(&app, &key).await;
-    let id = key.split('_').nth(1).unwrap();
 
-    let r = app
-        .call(
-            Method::DELETE,
-            &format!("/auth/api-keys/{id}"),
-            &app.admin_key,
-            None,
-        )
-        .await;
+    let r = app.delete_key(&key).await;
 
     assert_eq!(r.status(), 204);
     assert_problem(refresh(&app, &session["refresh_token"]).await, 401).await;
