@@ -330,24 +330,15 @@ impl Settings {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
         }
-        let r = &self.rate_limit;
-        let quotas = [
-            ("ingest", r.ingest),
-            ("vector_write", r.vector_write),
-            ("graph_write", r.graph_write),
-            ("generate", r.generate),
-            ("search", r.search),
-            ("graph_read", r.graph_read),
-            ("read", r.read),
-            ("admin", r.admin),
-            ("auth", r.auth),
-        ];
-        if let Some((class, _)) = quotas
-            .iter()
-            .find(|(_, q)| q.per_minute == 0 || q.burst == 0)
-        {
+        // One route class ↔ one `[rate_limit]` key; the mapping lives with the classes.
+        let classes = crate::services::ratelimit::Class::ALL;
+        if let Some(class) = classes.iter().find(|c| {
+            let q = c.quota(&self.rate_limit);
+            q.per_minute == 0 || q.burst == 0
+        }) {
             return Err(ConfigError(format!(
-                "rate_limit.{class}: per_minute and burst must be greater than 0"
+                "rate_limit.{}: per_minute and burst must be greater than 0",
+                class.as_str()
             )));
         }
         if !(1..=3).contains(&self.limits.max_graph_hops) {

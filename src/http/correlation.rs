@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -111,10 +111,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         .filter(|v| well_formed(v))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = crate::http::matched_route(req.extensions()).to_owned();
     let context = Arc::new(RequestContext {
         correlation_id: correlation_id.clone(),
         ..Default::default()

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,11 +28,7 @@ impl Drop for InFlight<'_> {
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = crate::http::matched_route(req.extensions()).to_owned();
     let metrics = &state.metrics;
     metrics.http_requests_in_flight.inc();
     let _guard = InFlight(&metrics.http_requests_in_flight);

@@ -17,7 +17,6 @@ pub mod ratelimit;
 pub mod security;
 pub mod vectors;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -42,7 +41,7 @@ pub fn router(state: AppState) -> Router {
     };
     let security_headers = security::headers(server);
     let (routes, spec) = openapi::api().split_for_parts();
-    let spec = openapi::SpecJson(Arc::new(spec.to_json().unwrap_or_default()));
+    let spec = openapi::SpecJson(spec.to_json().unwrap_or_default().into());
     let router = routes
         .layer(Extension(spec))
         .fallback(not_found)
@@ -67,6 +66,14 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(router, Router::layer)
         .with_state(state)
+}
+
+/// The route pattern a request matched (`/ingest/{id}`), or `unmatched`: the label for
+/// logs, metrics and rate-limit classes, never the raw path.
+pub fn matched_route(extensions: &axum::http::Extensions) -> &str {
+    extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
 }
 
 async fn not_found() -> ApiError {

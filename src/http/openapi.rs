@@ -3,9 +3,9 @@
 //! `GET /docs`, served from assets compiled into the binary: no CDN, works offline.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -148,16 +148,15 @@ pub fn api() -> OpenApiRouter<crate::state::AppState> {
         .routes(routes!(spec))
 }
 
-/// The serialised document, shared by every request.
+/// The serialised document, built once and shared by every request without copying.
 #[derive(Clone)]
-pub struct SpecJson(pub Arc<String>);
+pub struct SpecJson(pub Bytes);
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
 async fn spec(Extension(spec): Extension<SpecJson>) -> Response {
-    let body = spec.0.as_str().to_owned();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], spec.0).into_response()
 }
 
 const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \

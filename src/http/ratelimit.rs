@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 
@@ -47,11 +47,7 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
 }
 
 fn route_class(parts: &Parts) -> Class {
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    classify(&parts.method, route)
+    classify(&parts.method, crate::http::matched_route(&parts.extensions))
 }
 
 /// Takes one request from `key`'s quota in `class`; 429 when it is spent. The decision

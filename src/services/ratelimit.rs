@@ -63,7 +63,8 @@ impl Class {
         }
     }
 
-    fn quota(self, s: &RateLimitSettings) -> QuotaSettings {
+    /// This class's quota in `[rate_limit]` (the key is [`Class::as_str`]).
+    pub fn quota(self, s: &RateLimitSettings) -> QuotaSettings {
         match self {
             Class::Ingest => s.ingest,
             Class::VectorWrite => s.vector_write,

@@ -186,14 +186,7 @@ async fn every_protected_route_enforces_its_scope() {
 async fn tokens_issued_for_a_key_work_until_the_key_is_deleted() {
     let app = spawn_app().await;
     let key = app.key("acme", &["read", "write"]).await;
-    let r = app
-        .request(Method::POST, "/auth/token")
-        .json(&json!({"grant_type": "api_key", "api_key": key}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let body = app.login(&key).await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "read write");
     let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());

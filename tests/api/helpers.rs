@@ -201,6 +201,18 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Trades `key` at `POST /auth/token`, asserting 200; the token response body.
+    pub async fn login(&self, key: &str) -> Value {
+        let r = self
+            .request(Method::POST, "/auth/token")
+            .json(&json!({"grant_type": "api_key", "api_key": key}))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("JSON body")
+    }
+
     /// Deletes the API key `key` (by its id), as the operator.
     pub async fn delete_key(&self, key: &str) -> Response {
         let id = key.split('_').nth(1).expect("rbk_<id>_<secret>");

@@ -7,17 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, now, spawn_app, spawn_app_with};
 
-async fn login(app: &TestApp, key: &str) -> Value {
-    let r = app
-        .request(Method::POST, "/auth/token")
-        .json(&json!({"grant_type": "api_key", "api_key": key}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 async fn refresh(app: &TestApp, refresh_token: &Value) -> reqwest::Response {
     app.request(Method::POST, "/auth/refresh")
         .json(&json!({"refresh_token": refresh_token}))
@@ -40,7 +29,7 @@ async fn read_with(app: &TestApp, token: &Value) -> u16 {
 #[tokio::test]
 async fn a_refresh_token_rotates_and_its_replay_revokes_the_whole_login() {
     let app = spawn_app().await;
-    let first = login(&app, &app.admin_key).await;
+    let first = app.login(&app.admin_key).await;
     assert_eq!(first["refresh_expires_in"], 1_209_600);
 
     let r = refresh(&app, &first["refresh_token"]).await;
@@ -58,7 +47,7 @@ async fn a_refresh_token_rotates_and_its_replay_revokes_the_whole_login() {
     assert_problem(refresh(&app, &second["refresh_token"]).await, 401).await;
     assert_eq!(read_with(&app, &second["access_token"]).await, 401);
     assert_eq!(read_with(&app, &first["access_token"]).await, 401);
-    let fresh = login(&app, &app.admin_key).await;
+    let fresh = app.login(&app.admin_key).await;
     assert_eq!(read_with(&app, &fresh["access_token"]).await, 200);
     let metrics = app.get("/metrics").await;
     let text = metrics.text().await.unwrap();
@@ -68,8 +57,8 @@ async fn a_refresh_token_rotates_and_its_replay_revokes_the_whole_login() {
 #[tokio::test]
 async fn logout_revokes_the_access_token_and_its_refresh_token() {
     let app = spawn_app().await;
-    let session = login(&app, &app.admin_key).await;
-    let other = login(&app, &app.admin_key).await;
+    let session = app.login(&app.admin_key).await;
+    let other = app.login(&app.admin_key).await;
 
     let r = app
         .request(Method::POST, "/auth/logout")
@@ -99,7 +88,7 @@ async fn logout_revokes_the_access_token_and_its_refresh_token() {
 async fn deleting_a_key_stops_its_refresh_tokens_on_the_next_request() {
     let app = spawn_app().await;
     let key = app.key("acme", &["read"]).await;
-    let session = login(&app, &key).await;
+    let session = app.login(&key).await;
 
     let r = app.delete_key(&key).await;
 
@@ -146,7 +135,7 @@ async fn eddsa_tokens_are_signed_here_and_identity_provider_tokens_are_verified(
     })
     .await;
 
-    let session = login(&app, &app.admin_key).await;
+    let session = app.login(&app.admin_key).await;
     let header = jsonwebtoken::decode_header(session["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(header.alg, Algorithm::EdDSA);
     assert_eq!(read_with(&app, &session["access_token"]).await, 200);
