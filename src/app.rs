@@ -9,17 +9,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{GraphBackend, Settings, VectorBackend};
-use crate::domain::vector::CollectionSpec;
+use crate::config::Settings;
 use crate::llm::ChatClient;
 use crate::services::auth::AuthService;
 use crate::services::ratelimit::RateLimits;
 use crate::state::AppState;
-use crate::store::embedded::auth::EmbeddedAuthStore;
-use crate::store::embedded::events::EmbeddedEventLog;
-use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
-use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
-use crate::store::{EventLog, GraphStore, VectorStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,54 +60,19 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
     std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
 
-    let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
-        VectorBackend::Embedded => {
-            let options = EmbeddedVectorOptions {
-                default_name: settings.vectors.default_collection.clone(),
-                default_spec: CollectionSpec {
-                    dim: settings.vectors.default_dim,
-                    distance: settings.vectors.default_distance,
-                },
-                optimize_idle: Duration::from_millis(settings.vectors.optimize_idle_ms),
-                optimize_check: Duration::from_millis(settings.vectors.optimize_check_ms),
-            };
-            Arc::new(
-                EmbeddedVectorStore::open(&data_dir, options)
-                    .await
-                    .map_err(store_err("vector"))?,
-            )
-        }
-    };
-    let graph: Arc<dyn GraphStore> = match settings.graph.backend {
-        GraphBackend::Embedded => {
-            let options = EmbeddedGraphOptions {
-                query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
-                max_concurrent_queries: settings.limits.max_concurrent_queries,
-            };
-            Arc::new(
-                EmbeddedGraphStore::open(&data_dir, options)
-                    .await
-                    .map_err(store_err("graph"))?,
-            )
-        }
-    };
-    let events: Arc<dyn EventLog> = Arc::new(
-        EmbeddedEventLog::open(&data_dir)
-            .await
-            .map_err(store_err("event log"))?,
-    );
+    let stores = crate::store::open::open(&settings, &metrics)
+        .await
+        .map_err(|e| StartError::Store {
+            store: e.store,
+            message: e.error.message,
+        })?;
     let embedder = crate::embed::from_settings(&settings.embedder, metrics.clone())
         .map_err(store_err("embedder"))?;
     let llm = ChatClient::from_settings(&settings.llm)
         .map_err(store_err("llm"))?
         .map(Arc::new);
-    let auth_store = Arc::new(
-        EmbeddedAuthStore::open(&data_dir)
-            .await
-            .map_err(store_err("auth"))?,
-    );
     let auth = AuthService::new(
-        auth_store.clone(),
+        stores.auth.clone(),
         settings.auth.clone(),
         &data_dir,
         metrics.clone(),
@@ -132,11 +91,13 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
     let rate_limits = RateLimits::new(&settings.rate_limit).map(Arc::new);
     let state = AppState {
         settings: Arc::new(settings),
-        vectors,
-        graph,
-        auth_store,
+        vectors: stores.vectors,
+        graph: stores.graph,
+        auth_store: stores.auth,
         auth: Arc::new(auth),
-        events,
+        events: stores.events,
+        search_cache: stores.search_cache,
+        breakers: stores.breakers,
         embedder,
         llm,
         metrics,

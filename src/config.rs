@@ -30,6 +30,10 @@ pub struct Settings {
     pub hybrid: HybridSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub events: EventSettings,
+    pub cache: CacheSettings,
+    pub redis: RedisSettings,
+    pub resilience: ResilienceSettings,
     pub log: LogSettings,
 }
 
@@ -105,12 +109,36 @@ pub struct Limits {
 #[serde(rename_all = "lowercase")]
 pub enum VectorBackend {
     Embedded,
+    Qdrant,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum GraphBackend {
     Embedded,
+    Neo4j,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventBackend {
+    Embedded,
+    Kafka,
+}
+
+/// Where API keys, refresh tokens and revocations live.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthBackend {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,12 +150,71 @@ pub struct VectorSettings {
     pub default_distance: Distance,
     pub optimize_idle_ms: u64,
     pub optimize_check_ms: u64,
+    /// Qdrant's gRPC endpoint (port 6334), for `backend = "qdrant"`.
+    pub qdrant_url: String,
+    pub qdrant_api_key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
     pub backend: GraphBackend,
+    /// Bolt address (`host:port` or `bolt://host:port`), for `backend = "neo4j"`.
+    pub neo4j_uri: String,
+    pub neo4j_user: String,
+    pub neo4j_password: SecretString,
+    /// Empty: the server's default database.
+    pub neo4j_database: String,
+    pub neo4j_max_connections: usize,
+    /// Whether `/graphs/query` runs client Cypher on the Bolt server. Off by default:
+    /// one graph holds every tenant there, and read-only Cypher can read across tenants,
+    /// so turn it on only when the server serves a single tenant.
+    pub neo4j_client_cypher: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    pub backend: EventBackend,
+    /// `host:port` list, for `backend = "kafka"`.
+    pub kafka_brokers: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub group_id: String,
+    /// Used when the server creates the topics at start-up.
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub backend: CacheBackend,
+    /// How long a search result is served from the cache; 0 turns the cache off.
+    pub search_ttl_secs: u64,
+    /// Entries kept by the in-memory search cache.
+    pub search_entries: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]`; needed by any store set to Redis.
+    pub url: SecretString,
+    /// Prefix of every key the server writes, so several deployments can share a server.
+    pub key_prefix: String,
+}
+
+/// Applied to every call to a production backend; each backend has its own breaker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResilienceSettings {
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub failure_threshold: u32,
+    pub open_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -196,6 +283,7 @@ pub struct HybridSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    pub backend: AuthBackend,
     pub jwt_algorithm: JwtAlgorithm,
     pub jwt_secret: SecretString,
     /// PEM public key that verifies RS256/EdDSA tokens (e.g. an identity provider's).
@@ -253,6 +341,76 @@ impl Settings {
         let settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Each production backend chosen has the addresses it needs, and the choices fit
+    /// together (state shared by replicas must not live in one replica's memory).
+    fn validate_backends(&self) -> Result<(), ConfigError> {
+        let required = [
+            (
+                self.vectors.backend == VectorBackend::Qdrant,
+                "vectors.backend = \"qdrant\" needs vectors.qdrant_url",
+                self.vectors.qdrant_url.is_empty(),
+            ),
+            (
+                self.graph.backend == GraphBackend::Neo4j,
+                "graph.backend = \"neo4j\" needs graph.neo4j_uri",
+                self.graph.neo4j_uri.is_empty(),
+            ),
+            (
+                self.events.backend == EventBackend::Kafka,
+                "events.backend = \"kafka\" needs events.kafka_brokers, events.topic, \
+                 events.dead_letter_topic and events.group_id",
+                self.events.kafka_brokers.is_empty()
+                    || self.events.topic.is_empty()
+                    || self.events.dead_letter_topic.is_empty()
+                    || self.events.group_id.is_empty(),
+            ),
+            (
+                self.uses_redis(),
+                "auth.backend = \"redis\", cache.backend = \"redis\" and events.backend = \
+                 \"kafka\" (ingest status) need redis.url",
+                self.redis.url.expose_secret().is_empty(),
+            ),
+            (
+                self.graph.backend == GraphBackend::Neo4j,
+                "graph.neo4j_max_connections must be greater than 0",
+                self.graph.neo4j_max_connections == 0,
+            ),
+            (
+                self.events.backend == EventBackend::Kafka,
+                "events.partitions and events.replication must be greater than 0",
+                self.events.partitions <= 0 || self.events.replication <= 0,
+            ),
+            (
+                self.vectors.backend != VectorBackend::Embedded
+                    && self.cache.backend == CacheBackend::Memory,
+                "a shared vector store needs a shared search cache: set cache.backend = \
+                 \"redis\" or cache.search_ttl_secs = 0",
+                self.cache.search_ttl_secs > 0,
+            ),
+            (
+                self.auth.backend == AuthBackend::Redis
+                    && self.auth.jwt_algorithm == JwtAlgorithm::Hs256,
+                "auth.backend = \"redis\" serves several replicas, so auth.jwt_secret must be \
+                 set (every replica signs with it)",
+                self.auth.jwt_secret.expose_secret().is_empty(),
+            ),
+        ];
+        match required
+            .iter()
+            .find(|(chosen, _, missing)| *chosen && *missing)
+        {
+            Some((_, message, _)) => Err(ConfigError((*message).into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether any store is set to Redis (ingest status lives there with Kafka).
+    pub fn uses_redis(&self) -> bool {
+        self.auth.backend == AuthBackend::Redis
+            || self.cache.backend == CacheBackend::Redis
+            || self.events.backend == EventBackend::Kafka
     }
 
     /// Checks the relations serde cannot express; each message names its key.
@@ -326,6 +484,21 @@ impl Settings {
                 self.hybrid.max_graph_chunks as u64,
             ),
             ("hybrid.default_rrf_k", u64::from(self.hybrid.default_rrf_k)),
+            ("resilience.timeout_ms", self.resilience.timeout_ms),
+            (
+                "resilience.max_attempts",
+                u64::from(self.resilience.max_attempts),
+            ),
+            (
+                "resilience.backoff_base_ms",
+                self.resilience.backoff_base_ms,
+            ),
+            (
+                "resilience.failure_threshold",
+                u64::from(self.resilience.failure_threshold),
+            ),
+            ("resilience.open_ms", self.resilience.open_ms),
+            ("cache.search_entries", self.cache.search_entries),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
@@ -403,6 +576,7 @@ impl Settings {
                 "auth.jwt_secret must be at least 32 bytes (or empty to generate one)".into(),
             ));
         }
+        self.validate_backends()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError(format!(
                 "log.level {:?} is not a valid filter directive",

@@ -9,6 +9,9 @@ use serde::Serialize;
 use crate::services::ratelimit::Decision;
 use crate::store::{ErrorKind, StoreError};
 
+/// `Retry-After` for a 503 when nothing more precise is known (seconds).
+const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,9 @@ pub enum ApiError {
     RateLimited(Decision),
     #[error("upstream error: {0}")]
     BadGateway(String),
+    /// The message, and the seconds after which a retry may work (`Retry-After`).
     #[error("unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(String, u64),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("internal error: {0}")]
@@ -77,7 +81,7 @@ impl ApiError {
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,7 +102,7 @@ impl ApiError {
             ApiError::NotImplemented(_) => "not-configured",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::BadGateway(_) => "upstream",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(..) => "unavailable",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -108,7 +112,7 @@ impl ApiError {
     fn public_detail(&self) -> String {
         match self {
             ApiError::BadGateway(_) => "a backend returned an error".into(),
-            ApiError::Unavailable(_) => "the service is temporarily unavailable".into(),
+            ApiError::Unavailable(..) => "the service is temporarily unavailable".into(),
             ApiError::Timeout(_) => "the request took too long".into(),
             ApiError::Internal(_) => "an internal error occurred".into(),
             ApiError::RateLimited(d) => format!(
@@ -128,10 +132,15 @@ impl From<StoreError> for ApiError {
             ErrorKind::NotFound => ApiError::NotFound(e.message),
             ErrorKind::Conflict => ApiError::Conflict(e.message),
             ErrorKind::Invalid => ApiError::Unprocessable(e.message),
-            ErrorKind::Unavailable => ApiError::Unavailable(e.message),
+            ErrorKind::Unavailable => ApiError::Unavailable(
+                e.message,
+                e.retry_after
+                    .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.as_secs().max(1)),
+            ),
             ErrorKind::Timeout => ApiError::Timeout(e.message),
             ErrorKind::Upstream => ApiError::BadGateway(e.message),
             ErrorKind::Internal => ApiError::Internal(e.message),
+            ErrorKind::Unsupported => ApiError::NotImplemented(e.message),
         }
     }
 }
@@ -156,19 +165,14 @@ impl IntoResponse for ApiError {
         if let ApiError::RateLimited(decision) = &self {
             crate::http::ratelimit::write_headers(headers, decision);
         }
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="ragbrain", ApiKey header="X-API-Key""#,
-                    ),
-                );
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            _ => {}
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="ragbrain", ApiKey header="X-API-Key""#),
+            );
+        }
+        if let ApiError::Unavailable(_, secs) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
         }
         response
             .extensions_mut()

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub ingest_pending: IntGauge,
     pub cache_requests_total: IntCounterVec,
     pub vectors_points: IntGaugeVec,
+    pub backend_requests_total: IntCounterVec,
+    pub backend_request_duration_seconds: HistogramVec,
+    pub backend_retries_total: IntCounterVec,
+    pub circuit_breaker_state: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -64,6 +68,27 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(vectors_points.clone()))
+            .expect("unique metric");
+        let backend_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "backend_request_duration_seconds",
+                "Time of each call to a production backend, retries included",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend", "op"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(backend_request_duration_seconds.clone()))
+            .expect("unique metric");
+        let circuit_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_state",
+                "Each backend's circuit breaker: 0 closed, 1 open, 2 half-open",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(circuit_breaker_state.clone()))
             .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels say which build is running"),
@@ -118,6 +143,21 @@ impl Metrics {
                 &["cache", "result"],
             ),
             vectors_points,
+            backend_requests_total: counter(
+                r,
+                "backend_requests_total",
+                "Calls to production backends by backend, operation and outcome \
+                 (ok, error, timeout, unavailable, rejected)",
+                &["backend", "op", "outcome"],
+            ),
+            backend_request_duration_seconds,
+            backend_retries_total: counter(
+                r,
+                "backend_retries_total",
+                "Retries of idempotent backend calls after a transient failure",
+                &["backend", "op"],
+            ),
+            circuit_breaker_state,
             registry,
         }
     }
@@ -133,7 +173,7 @@ impl Metrics {
     /// The name of every metric family this server exports, including families with
     /// no samples yet (which a scrape leaves out).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 9] = [
+        let collectors: [&dyn Collector; 13] = [
             &self.http_requests_total,
             &self.http_request_duration_seconds,
             &self.http_requests_in_flight,
@@ -143,6 +183,10 @@ impl Metrics {
             &self.ingest_pending,
             &self.cache_requests_total,
             &self.vectors_points,
+            &self.backend_requests_total,
+            &self.backend_request_duration_seconds,
+            &self.backend_retries_total,
+            &self.circuit_breaker_state,
         ];
         let mut names: Vec<String> = collectors
             .iter()

@@ -8,6 +8,8 @@ use crate::llm::ChatClient;
 use crate::metrics::Metrics;
 use crate::services::auth::AuthService;
 use crate::services::ratelimit::RateLimits;
+use crate::store::cache::SearchCache;
+use crate::store::resilient::Resilience;
 use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 
 #[derive(Clone)]
@@ -18,6 +20,10 @@ pub struct AppState {
     pub auth_store: Arc<dyn AuthStore>,
     pub auth: Arc<AuthService>,
     pub events: Arc<dyn EventLog>,
+    /// The search-result cache, when on (already wrapped around `vectors`).
+    pub search_cache: Option<Arc<dyn SearchCache>>,
+    /// The circuit breakers of the production backends in use (none when embedded).
+    pub breakers: Vec<Arc<Resilience>>,
     pub embedder: Arc<dyn Embedder>,
     /// The chat model for generation; `None` when not configured (501).
     pub llm: Option<Arc<ChatClient>>,

@@ -46,7 +46,7 @@ pub struct Point {
     pub payload: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScoredPoint {
     pub id: PointId,
     pub score: f32,
@@ -66,7 +66,8 @@ pub struct Record {
 }
 
 /// A validated search, already scoped to one tenant's collection by the caller.
-#[derive(Debug, Clone)]
+/// (Serialised only to key the search cache.)
+#[derive(Debug, Clone, Serialize)]
 pub struct SearchQuery {
     pub vector: Vec<f32>,
     pub limit: usize,

@@ -6,11 +6,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::state::AppState;
+use crate::store::resilient::BreakerState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub status: &'static str,
-    pub checks: BTreeMap<&'static str, String>,
+    /// Each store's check, and each production backend's circuit breaker
+    /// (`breaker:<backend>`): "ok", or "error: …".
+    pub checks: BTreeMap<String, String>,
 }
 
 impl Readiness {
@@ -33,18 +36,37 @@ where
 }
 
 pub async fn readiness(state: &AppState) -> Readiness {
-    let (vectors, graph, auth, events) = tokio::join!(
+    let cache = async {
+        match &state.search_cache {
+            Some(cache) => Some(check(cache.ping()).await),
+            None => None,
+        }
+    };
+    let (vectors, graph, auth, events, cache) = tokio::join!(
         check(state.vectors.ping()),
         check(state.graph.ping()),
         check(state.auth_store.ping()),
         check(state.events.ping()),
+        cache,
     );
-    let checks = BTreeMap::from([
-        ("vectors", vectors),
-        ("graph", graph),
-        ("auth", auth),
-        ("events", events),
+    let mut checks = BTreeMap::from([
+        ("vectors".to_owned(), vectors),
+        ("graph".to_owned(), graph),
+        ("auth".to_owned(), auth),
+        ("events".to_owned(), events),
     ]);
+    if let Some(cache) = cache {
+        checks.insert("search_cache".into(), cache);
+    }
+    // Checked after the pings, so a probe that just closed a breaker counts.
+    for breaker in &state.breakers {
+        let state = breaker.state();
+        let verdict = match state {
+            BreakerState::Open => format!("error: circuit breaker {}", state.as_str()),
+            _ => "ok".to_owned(),
+        };
+        checks.insert(format!("breaker:{}", breaker.backend()), verdict);
+    }
     let status = if checks.values().all(|v| v == "ok") {
         "ready"
     } else {

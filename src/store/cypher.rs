@@ -7,6 +7,8 @@ use crate::domain::graph::Direction;
 
 /// Columns every node-returning statement yields, in this order.
 const NODE_RETURN: &str = "n.id, labels(n), properties(n)";
+/// [`NODE_RETURN`]'s column names, for executors whose rows are keyed by name.
+pub const NODE_COLUMNS: [&str; 3] = ["n.id", "labels(n)", "properties(n)"];
 
 pub const GET_NODE: &str =
     "MATCH (n {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)";
@@ -97,6 +99,11 @@ pub fn expand(direction: Direction, types: &[String]) -> String {
 /// Ingest's document subgraph. Lookups go through `id` (indexed) and UNWIND, never a
 /// label scan: `(:Document {id})<-[:PART_OF]-(:Chunk)-[:MENTIONS]->(:Entity {id})`.
 pub mod documents {
+    pub const MENTION_COLUMNS: [&str; 3] = ["c.id", "e.id", "e.name"];
+    pub const ENTITY_COLUMNS: [&str; 2] = ["e.id", "e.name"];
+    pub const WEIGHT_COLUMNS: [&str; 3] = ["a.id", "b.id", "r.weight"];
+    pub const RELATED_COLUMNS: [&str; 4] = ["a.id", "b.id", "b.name", "r.weight"];
+
     /// `c.id, e.id, e.name` for every mention by the document's chunks.
     pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk)\
          -[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";

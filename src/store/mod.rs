@@ -2,9 +2,17 @@
 //! Each trait has an in-process default under [`embedded`]. Every method takes the
 //! caller's tenant: isolation is enforced here, never trusted from a request body.
 
+pub mod cache;
 pub mod cypher;
 pub mod embedded;
+pub mod graph_documents;
+pub mod kafka;
+pub mod neo4j;
+pub mod open;
+pub mod qdrant;
 pub mod qdrant_mapping;
+pub mod redis;
+pub mod resilient;
 
 use async_trait::async_trait;
 
@@ -34,6 +42,8 @@ pub enum ErrorKind {
     Upstream,
     /// A bug or broken invariant on our side.
     Internal,
+    /// This deployment's store does not offer the operation (501).
+    Unsupported,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,6 +51,8 @@ pub enum ErrorKind {
 pub struct StoreError {
     pub kind: ErrorKind,
     pub message: String,
+    /// For `Unavailable`: when trying again may work (an open circuit breaker's cool-down).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StoreError {
@@ -48,7 +60,20 @@ impl StoreError {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
+    }
+
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Upstream, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

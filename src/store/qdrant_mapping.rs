@@ -192,3 +192,140 @@ pub fn scored_point(
         vector: dense_vector(point.vector),
     })
 }
+
+/// The same mapping for the Qdrant server's gRPC types (`qdrant-client`), so a filter
+/// means the same on both engines.
+pub mod server {
+    use qdrant_client::qdrant::{
+        self as q, Condition as QCondition, Filter as QFilter, Range, point_id::PointIdOptions,
+    };
+    use serde_json::{Map, Value};
+
+    use crate::domain::principal::Tenant;
+    use crate::domain::vector::{ConditionKind, Distance, Filter, MatchValue, PointId, TENANT_KEY};
+
+    pub fn distance(d: Distance) -> q::Distance {
+        match d {
+            Distance::Cosine => q::Distance::Cosine,
+            Distance::Dot => q::Distance::Dot,
+            Distance::Euclid => q::Distance::Euclid,
+        }
+    }
+
+    pub fn distance_back(d: i32) -> Option<Distance> {
+        match q::Distance::try_from(d).ok()? {
+            q::Distance::Cosine => Some(Distance::Cosine),
+            q::Distance::Dot => Some(Distance::Dot),
+            q::Distance::Euclid => Some(Distance::Euclid),
+            _ => None,
+        }
+    }
+
+    pub fn point_id(id: PointId) -> q::PointId {
+        match id {
+            PointId::Num(n) => n.into(),
+            PointId::Uuid(u) => u.to_string().into(),
+        }
+    }
+
+    pub fn point_id_back(id: Option<q::PointId>) -> Option<PointId> {
+        match id?.point_id_options? {
+            PointIdOptions::Num(n) => Some(PointId::Num(n)),
+            PointIdOptions::Uuid(u) => u.parse().ok().map(PointId::Uuid),
+        }
+    }
+
+    fn match_condition(path: &str, value: &MatchValue) -> QCondition {
+        match value {
+            MatchValue::Bool(b) => QCondition::matches(path, *b),
+            MatchValue::Int(i) => QCondition::matches(path, *i),
+            MatchValue::Keyword(s) => QCondition::matches(path, s.clone()),
+        }
+    }
+
+    fn condition(kind: ConditionKind<'_>) -> Result<QCondition, String> {
+        Ok(match kind {
+            ConditionKind::Match(path, value) => match_condition(path, value),
+            // As on the embedded engine: one nested `should`, allowing mixed types.
+            ConditionKind::MatchAny(path, values) => {
+                QFilter::should(values.iter().map(|v| match_condition(path, v))).into()
+            }
+            ConditionKind::Range(path, r) => QCondition::range(
+                path,
+                Range {
+                    lt: r.lt,
+                    gt: r.gt,
+                    gte: r.gte,
+                    lte: r.lte,
+                },
+            ),
+            ConditionKind::Nested(filter) => filter_inner(&filter)?.into(),
+        })
+    }
+
+    fn conditions(list: &[crate::domain::vector::Condition]) -> Result<Vec<QCondition>, String> {
+        list.iter().map(|c| condition(c.kind()?)).collect()
+    }
+
+    fn filter_inner(filter: &Filter) -> Result<QFilter, String> {
+        Ok(QFilter {
+            must: conditions(&filter.must)?,
+            should: conditions(&filter.should)?,
+            must_not: conditions(&filter.must_not)?,
+            min_should: None,
+        })
+    }
+
+    /// The client's filter (if any) AND `tenant == <tenant>`, further restricted to `ids`
+    /// when given.
+    pub fn search_filter(
+        tenant: &Tenant,
+        filter: Option<&Filter>,
+        ids: Option<&[PointId]>,
+    ) -> Result<QFilter, String> {
+        let mut must = vec![QCondition::matches(TENANT_KEY, tenant.to_string())];
+        if let Some(f) = filter {
+            must.push(filter_inner(f)?.into());
+        }
+        if let Some(ids) = ids {
+            must.push(QCondition::has_id(ids.iter().map(|id| point_id(*id))));
+        }
+        Ok(QFilter::must(must))
+    }
+
+    /// The stored payload: the client's fields plus the tenant.
+    pub fn payload_with_tenant(
+        mut payload: Map<String, Value>,
+        tenant: &Tenant,
+    ) -> qdrant_client::Payload {
+        payload.insert(TENANT_KEY.to_owned(), Value::String(tenant.to_string()));
+        qdrant_client::Payload::from(payload)
+    }
+
+    /// The payload as the client wrote it, or `None` when it belongs to another tenant.
+    pub fn owned_payload(
+        payload: std::collections::HashMap<String, q::Value>,
+        tenant: &Tenant,
+    ) -> Option<Map<String, Value>> {
+        let mut map: Map<String, Value> = payload
+            .into_iter()
+            .map(|(k, v)| (k, v.into_json()))
+            .collect();
+        match map.remove(TENANT_KEY) {
+            Some(Value::String(t)) if t == tenant.as_str() => Some(map),
+            _ => None,
+        }
+    }
+
+    /// A dense vector from a query or retrieval result.
+    pub fn dense_vector(vectors: Option<q::VectorsOutput>) -> Option<Vec<f32>> {
+        use q::vectors_output::VectorsOptions;
+        match vectors?.vectors_options? {
+            VectorsOptions::Vector(v) => match v.into_vector() {
+                q::vector_output::Vector::Dense(d) => Some(d.data),
+                _ => None,
+            },
+            VectorsOptions::Vectors(_) => None,
+        }
+    }
+}

@@ -78,7 +78,7 @@ impl EmbeddedEventLog {
     }
 }
 
-fn pending_status(event: &Event, seq: u64) -> IngestStatus {
+pub(crate) fn pending_status(event: &Event, seq: u64) -> IngestStatus {
     IngestStatus {
         id: event.id.clone(),
         status: crate::domain::ingest::IngestState::Pending,

@@ -1,0 +1,287 @@
+//! Ingest's document subgraph, sequenced once for every graph executor: replacing a
+//! document's chunks, mentions and `RELATED_TO` weights, and removing entities no chunk
+//! mentions any more. The Cypher is in [`crate::store::cypher::documents`]; an executor
+//! (embedded grafeo or a Bolt server) only runs statements inside its transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::ingest::{
+    DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
+};
+use crate::store::StoreResult;
+use crate::store::cypher::{self, documents as q};
+
+/// One statement's rows, each column as JSON in `RETURN` order.
+pub type Rows = Vec<Vec<Value>>;
+
+/// Runs statements inside one open transaction on one tenant's graph; the executor
+/// binds `$tenant` itself.
+#[async_trait]
+pub trait CypherTx: Send {
+    /// `columns` names the `RETURN` expressions in order, for executors whose rows are
+    /// keyed by name.
+    async fn run(
+        &mut self,
+        statement: &str,
+        columns: &[&str],
+        params: Vec<(&'static str, Value)>,
+    ) -> StoreResult<Rows>;
+}
+
+pub fn list<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
+    Value::Array(items.into_iter().map(Into::into).collect())
+}
+
+pub fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+pub fn mentions(rows: Rows) -> Vec<Mention> {
+    rows.iter()
+        .map(|r| Mention {
+            chunk: text(&r[0]),
+            entity: EntityRef {
+                id: text(&r[1]),
+                name: text(&r[2]),
+            },
+        })
+        .collect()
+}
+
+pub fn entities(rows: Rows) -> Vec<EntityRef> {
+    rows.iter()
+        .map(|r| EntityRef {
+            id: text(&r[0]),
+            name: text(&r[1]),
+        })
+        .collect()
+}
+
+pub fn related(rows: Rows) -> Vec<Related> {
+    rows.iter()
+        .map(|r| Related {
+            from: text(&r[0]),
+            entity: EntityRef {
+                id: text(&r[1]),
+                name: text(&r[2]),
+            },
+            weight: weight(&r[3]),
+        })
+        .collect()
+}
+
+fn weight(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Makes document `doc_id`'s subgraph exactly `doc` (`None`: removes it); returns
+/// whether the document node existed before.
+pub async fn apply(
+    tx: &mut dyn CypherTx,
+    doc_id: &str,
+    doc: Option<&DocumentGraph>,
+) -> StoreResult<bool> {
+    let doc_node = Value::from(document_node_id(doc_id));
+    let node = || vec![("doc_node", doc_node.clone())];
+    let old = mentions(tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?);
+    let existed = count(
+        &tx.run(
+            cypher::COUNT_NODE,
+            &["count(n)"],
+            vec![("id", doc_node.clone())],
+        )
+        .await?,
+    ) > 0;
+    tx.run(q::DELETE_CHUNKS, &[], node()).await?;
+
+    let old_pairs = co_occurrence(by_chunk(
+        old.iter().map(|m| (m.chunk.as_str(), m.entity.id.as_str())),
+    ));
+    let mut new_pairs = BTreeMap::new();
+    let mut touched: BTreeSet<String> = old.iter().map(|m| m.entity.id.clone()).collect();
+    let mut kept = BTreeSet::new();
+    match doc {
+        Some(doc) => {
+            write_document_node(tx, doc, existed).await?;
+            write_chunks(tx, doc).await?;
+            new_pairs = co_occurrence(
+                doc.chunks
+                    .iter()
+                    .map(|c| c.entities.iter().map(|e| e.id.as_str()).collect()),
+            );
+            for e in doc.chunks.iter().flat_map(|c| &c.entities) {
+                touched.insert(e.id.clone());
+                kept.insert(e.id.clone());
+            }
+        }
+        None if existed => {
+            tx.run(cypher::DELETE_NODE, &[], vec![("id", doc_node.clone())])
+                .await?;
+        }
+        None => {}
+    }
+    update_weights(tx, &touched, &old_pairs, &new_pairs).await?;
+    let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
+    remove_orphans(tx, candidates).await?;
+    Ok(existed)
+}
+
+fn count(rows: &Rows) -> i64 {
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn by_chunk<'a>(links: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Vec<&'a str>> {
+    let mut chunks: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (chunk, entity) in links {
+        chunks.entry(chunk).or_default().push(entity);
+    }
+    chunks.into_values().collect()
+}
+
+async fn write_document_node(
+    tx: &mut dyn CypherTx,
+    doc: &DocumentGraph,
+    existed: bool,
+) -> StoreResult<()> {
+    let labels = ["Document".to_owned()];
+    let statement = if existed {
+        cypher::update_node(&labels)
+    } else {
+        cypher::create_node(&labels)
+    };
+    let mut props = doc.properties.clone();
+    props.insert("doc_id".into(), doc.doc_id.clone().into());
+    props.insert("collection".into(), doc.collection.clone().into());
+    props.insert("chunks".into(), doc.chunks.len().into());
+    tx.run(
+        &statement,
+        &[],
+        vec![
+            ("id", Value::from(document_node_id(&doc.doc_id))),
+            ("props", Value::Object(props)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult<()> {
+    let chunks = doc
+        .chunks
+        .iter()
+        .map(|c| serde_json::json!({"id": c.id, "index": c.index}));
+    tx.run(
+        q::CREATE_CHUNKS,
+        &[],
+        vec![
+            ("doc_node", Value::from(document_node_id(&doc.doc_id))),
+            ("doc", Value::from(doc.doc_id.as_str())),
+            ("collection", Value::from(doc.collection.as_str())),
+            ("chunks", list(chunks)),
+        ],
+    )
+    .await?;
+    let wanted: BTreeMap<&str, &str> = doc
+        .chunks
+        .iter()
+        .flat_map(|c| &c.entities)
+        .map(|e| (e.id.as_str(), e.name.as_str()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = wanted.keys().copied().collect();
+    let existing: BTreeSet<String> = tx
+        .run(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])
+        .await?
+        .iter()
+        .map(|r| text(&r[0]))
+        .collect();
+    let missing = wanted
+        .iter()
+        .filter(|(id, _)| !existing.contains(**id))
+        .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
+    tx.run(q::CREATE_ENTITIES, &[], vec![("entities", list(missing))])
+        .await?;
+    let mentions = doc.chunks.iter().flat_map(|c| {
+        c.entities
+            .iter()
+            .map(|e| serde_json::json!({"chunk": c.id, "entity": e.id}))
+    });
+    tx.run(q::CREATE_MENTIONS, &[], vec![("mentions", list(mentions))])
+        .await?;
+    Ok(())
+}
+
+/// Stored weight + what the new chunks add − what the old ones contributed; an edge
+/// whose weight reaches 0 goes.
+async fn update_weights(
+    tx: &mut dyn CypherTx,
+    touched: &BTreeSet<String>,
+    old: &BTreeMap<(String, String), i64>,
+    new: &BTreeMap<(String, String), i64>,
+) -> StoreResult<()> {
+    if old.is_empty() && new.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
+    let mut weights: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let rows = tx
+        .run(q::WEIGHTS, &q::WEIGHT_COLUMNS, vec![("ids", list(ids))])
+        .await?;
+    for row in &rows {
+        weights.insert((text(&row[0]), text(&row[1])), weight(&row[2]) as i64);
+    }
+    let (mut set, mut delete) = (Vec::new(), Vec::new());
+    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
+    for pair in pairs {
+        let stored = weights.get(pair).copied().unwrap_or(0);
+        let w = stored + new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
+        let (a, b) = pair;
+        if w > 0 {
+            set.push(serde_json::json!({"a": a, "b": b, "weight": w}));
+        } else if stored > 0 {
+            delete.push(serde_json::json!({"a": a, "b": b}));
+        }
+    }
+    if !delete.is_empty() {
+        tx.run(q::DELETE_WEIGHTS, &[], vec![("pairs", list(delete))])
+            .await?;
+    }
+    if !set.is_empty() {
+        tx.run(q::SET_WEIGHTS, &[], vec![("pairs", list(set))])
+            .await?;
+    }
+    Ok(())
+}
+
+async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> StoreResult<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let still: BTreeSet<String> = tx
+        .run(
+            q::STILL_MENTIONED,
+            &["e.id"],
+            vec![("ids", list(candidates.clone()))],
+        )
+        .await?
+        .iter()
+        .map(|r| text(&r[0]))
+        .collect();
+    let orphans: Vec<String> = candidates
+        .into_iter()
+        .filter(|id| !still.contains(id))
+        .collect();
+    if !orphans.is_empty() {
+        tx.run(q::DELETE_ENTITIES, &[], vec![("ids", list(orphans))])
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! [`EventLog`] on Kafka (`rdkafka`, bundled librdkafka): ingest events go to one topic
+//! through an idempotent producer with `acks=all`, keyed `tenant/document` so each
+//! document's events stay in order on one partition, with the request's correlation id
+//! in a `correlation-id` header. Statuses, sequence numbers and the backlog count live
+//! in Redis ([`RedisIngestState`]), since Kafka cannot answer "what happened to
+//! document X".
+//!
+//! The worker consumes in a consumer group with auto-commit off: offsets are committed
+//! only in [`EventLog::complete`], after the outcomes are recorded, so a crash replays
+//! the batch (processing is idempotent). A batch that failed is handed out again by the
+//! next `read`. Events that cannot be decoded, or that the worker marked failed, are
+//! copied to the dead-letter topic with the reason in an `error` header.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::config::EventSettings;
+use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Outcome};
+use crate::domain::principal::Tenant;
+use crate::store::embedded::events::pending_status;
+use crate::store::redis::RedisIngestState;
+use crate::store::resilient::{Resilience, Retry};
+use crate::store::{ErrorKind, EventLog, StoreError, StoreResult, blocking};
+
+/// The message value: the event and the sequence number its status is keyed by.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    seq: u64,
+    event: Event,
+}
+
+/// A message handed to the worker (or dead-lettered) and not yet committed.
+struct Delivered {
+    /// 0 for dead-lettered messages, which are committed with the next batch.
+    seq: u64,
+    partition: i32,
+    offset: i64,
+    entry: Option<LogEntry>,
+    payload: Vec<u8>,
+}
+
+pub struct KafkaEventLog {
+    producer: FutureProducer,
+    consumer_config: ClientConfig,
+    consumer: OnceCell<Arc<StreamConsumer>>,
+    /// Received by `wait`, not yet handed out.
+    buffer: Mutex<VecDeque<OwnedMessage>>,
+    inflight: StdMutex<Vec<Delivered>>,
+    state: RedisIngestState,
+    guard: Arc<Resilience>,
+    topic: String,
+    dead_letter_topic: String,
+    timeout: Duration,
+}
+
+fn kafka_err(e: KafkaError) -> StoreError {
+    let kind = match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut,
+        ) => ErrorKind::Timeout,
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::QueueFull,
+        ) => ErrorKind::Unavailable,
+        _ => ErrorKind::Upstream,
+    };
+    StoreError::new(kind, format!("kafka: {e}"))
+}
+
+impl KafkaEventLog {
+    /// Creates the topics when missing and connects the producer; the consumer joins
+    /// its group on the first `read` or `wait`, so a server that runs no worker never
+    /// takes partitions.
+    pub async fn connect(
+        settings: &EventSettings,
+        state: RedisIngestState,
+        guard: Arc<Resilience>,
+        timeout: Duration,
+    ) -> StoreResult<Self> {
+        let mut base = ClientConfig::new();
+        base.set("bootstrap.servers", &settings.kafka_brokers)
+            .set("client.id", "ragbrain")
+            .set("socket.timeout.ms", timeout.as_millis().max(10).to_string());
+        let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
+        let topics: Vec<NewTopic<'_>> = [&settings.topic, &settings.dead_letter_topic]
+            .into_iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    settings.partitions,
+                    TopicReplication::Fixed(settings.replication),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let created = admin
+            .create_topics(&topics, &options)
+            .await
+            .map_err(kafka_err)?;
+        for result in created {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(StoreError::unavailable(format!(
+                        "kafka: creating topic {topic}: {code}"
+                    )));
+                }
+            }
+        }
+        let producer: FutureProducer = base
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                timeout.as_millis().max(1000).to_string(),
+            )
+            .create()
+            .map_err(kafka_err)?;
+        let mut consumer_config = base;
+        consumer_config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000");
+        Ok(Self {
+            producer,
+            consumer_config,
+            consumer: OnceCell::new(),
+            buffer: Mutex::new(VecDeque::new()),
+            inflight: StdMutex::new(Vec::new()),
+            state,
+            guard,
+            topic: settings.topic.clone(),
+            dead_letter_topic: settings.dead_letter_topic.clone(),
+            timeout,
+        })
+    }
+
+    async fn consumer(&self) -> StoreResult<&Arc<StreamConsumer>> {
+        self.consumer
+            .get_or_try_init(|| async {
+                let consumer: StreamConsumer = self.consumer_config.create().map_err(kafka_err)?;
+                consumer.subscribe(&[&self.topic]).map_err(kafka_err)?;
+                Ok(Arc::new(consumer))
+            })
+            .await
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, Vec<Delivered>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> StoreResult<()> {
+        self.guard
+            .run(op, Retry::Once, || async {
+                let record = FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers.clone());
+                self.producer
+                    .send(record, self.timeout)
+                    .await
+                    .map(drop)
+                    .map_err(|(e, _)| kafka_err(e))
+            })
+            .await
+    }
+
+    /// Copies a message to the dead-letter topic with the reason.
+    async fn dead_letter(&self, key: &str, payload: &[u8], reason: &str) -> StoreResult<()> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "error",
+            value: Some(reason),
+        });
+        self.send(
+            "dead_letter",
+            &self.dead_letter_topic,
+            key,
+            payload,
+            headers,
+        )
+        .await
+    }
+
+    /// Takes the next message: buffered by `wait`, else whatever is ready now.
+    async fn next_message(&self, consumer: &StreamConsumer) -> StoreResult<Option<OwnedMessage>> {
+        if let Some(m) = self.buffer.lock().await.pop_front() {
+            return Ok(Some(m));
+        }
+        match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+            Ok(Ok(m)) => Ok(Some(m.detach())),
+            Ok(Err(e)) => Err(kafka_err(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Decodes a message; a poison one is dead-lettered and returns `None`.
+    async fn decode(&self, message: OwnedMessage) -> StoreResult<Delivered> {
+        let payload = message.payload().unwrap_or_default().to_vec();
+        let (partition, offset) = (message.partition(), message.offset());
+        match serde_json::from_slice::<Envelope>(&payload) {
+            Ok(Envelope { seq, event }) => Ok(Delivered {
+                seq,
+                partition,
+                offset,
+                entry: Some(LogEntry { seq, event }),
+                payload,
+            }),
+            Err(e) => {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                tracing::warn!(partition, offset, error = %e, "undecodable ingest event dead-lettered");
+                self.dead_letter(&key, &payload, &format!("undecodable event: {e}"))
+                    .await?;
+                Ok(Delivered {
+                    seq: 0,
+                    partition,
+                    offset,
+                    entry: None,
+                    payload,
+                })
+            }
+        }
+    }
+
+    /// Commits, per partition, the offset after the last of `done`.
+    async fn commit(&self, done: &[Delivered]) -> StoreResult<()> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for d in done {
+            let offset = next.entry(d.partition).or_insert(d.offset + 1);
+            *offset = (*offset).max(d.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in next {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(kafka_err)?;
+        }
+        let consumer = self.consumer().await?.clone();
+        self.guard
+            .run("commit", Retry::Idempotent, || {
+                let (consumer, list) = (consumer.clone(), list.clone());
+                blocking(move || consumer.commit(&list, CommitMode::Sync).map_err(kafka_err))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaEventLog {
+    async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.state.reserve(events.len()).await?;
+        let statuses: Vec<(&Event, IngestStatus)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e, pending_status(e, first + i as u64)))
+            .collect();
+        self.state.mark_pending(&statuses).await?;
+        // Enqueued in order (so one document's events keep their order) and awaited
+        // together: one round of broker acknowledgements for the whole batch.
+        let sends = statuses.iter().map(|(event, status)| async move {
+            let envelope = Envelope {
+                seq: status.seq,
+                event: (*event).clone(),
+            };
+            let payload = serde_json::to_vec(&envelope)
+                .map_err(|e| StoreError::internal(format!("encoding event: {e}")))?;
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: "tenant",
+                value: Some(event.tenant.as_str()),
+            });
+            if let Some(id) = &event.correlation_id {
+                headers = headers.insert(Header {
+                    key: "correlation-id",
+                    value: Some(id.as_str()),
+                });
+            }
+            let key = format!("{}/{}", event.tenant, event.id);
+            self.send("append", &self.topic, &key, &payload, headers)
+                .await
+        });
+        let sent = futures_util::future::join_all(sends).await;
+        if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+            if let Err(unmark) = self.state.unmark(&statuses).await {
+                tracing::warn!(error = %unmark, "statuses of unsent events left pending");
+            }
+            return Err(e);
+        }
+        Ok(statuses.iter().map(|(_, s)| s.seq).collect())
+    }
+
+    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>> {
+        // A batch handed out and not completed is handed out again (a retry).
+        let replay: Vec<LogEntry> = self
+            .inflight()
+            .iter()
+            .filter_map(|d| d.entry.clone())
+            .collect();
+        if !replay.is_empty() {
+            return Ok(replay);
+        }
+        let consumer = self.consumer().await?.clone();
+        let mut delivered = Vec::new();
+        while delivered.len() < max {
+            match self.next_message(&consumer).await? {
+                Some(message) => delivered.push(self.decode(message).await?),
+                None => break,
+            }
+        }
+        if delivered.iter().all(|d| d.entry.is_none()) {
+            // Only poison (or nothing): nothing for the worker, commit past it now.
+            self.commit(&delivered).await?;
+            return Ok(Vec::new());
+        }
+        // In sequence order, so the worker's `upto` (the last seq) covers the batch.
+        delivered.sort_by_key(|d| d.seq);
+        let entries = delivered.iter().filter_map(|d| d.entry.clone()).collect();
+        *self.inflight() = delivered;
+        Ok(entries)
+    }
+
+    async fn wait(&self, timeout: Duration) {
+        let busy = !self.inflight().is_empty();
+        if busy || !self.buffer.lock().await.is_empty() {
+            return;
+        }
+        let Ok(consumer) = self.consumer().await.cloned() else {
+            tokio::time::sleep(timeout).await;
+            return;
+        };
+        match tokio::time::timeout(timeout, consumer.recv()).await {
+            Ok(Ok(message)) => self.buffer.lock().await.push_back(message.detach()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(timeout).await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn complete(&self, outcomes: Vec<Outcome>, upto: u64) -> StoreResult<()> {
+        let done: Vec<Delivered> = {
+            let mut inflight = self.inflight();
+            let (done, rest) = inflight.drain(..).partition(|d| d.seq <= upto);
+            *inflight = rest;
+            done
+        };
+        let result = async {
+            for outcome in &outcomes {
+                let Outcome::Done { status, .. } = outcome else {
+                    continue;
+                };
+                if status.status != IngestState::Failed {
+                    continue;
+                }
+                if let Some(d) = done.iter().find(|d| d.seq == status.seq) {
+                    let key = d
+                        .entry
+                        .as_ref()
+                        .map(|e| format!("{}/{}", e.event.tenant, e.event.id))
+                        .unwrap_or_default();
+                    let reason = status.error.as_deref().unwrap_or("processing failed");
+                    self.dead_letter(&key, &d.payload, reason).await?;
+                }
+            }
+            let events = done.iter().filter(|d| d.entry.is_some()).count();
+            self.state.complete(outcomes, events).await?;
+            self.commit(&done).await
+        }
+        .await;
+        if result.is_err() {
+            // Hand the batch out again.
+            let mut inflight = self.inflight();
+            let mut all = done;
+            all.append(&mut inflight);
+            *inflight = all;
+        }
+        result
+    }
+
+    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {
+        self.state.status(tenant, id).await
+    }
+
+    async fn pending(&self) -> StoreResult<u64> {
+        self.state.pending().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.producer.clone();
+        let (topic, timeout) = (self.topic.clone(), self.timeout);
+        self.guard
+            .run("ping", Retry::Idempotent, || {
+                let (client, topic) = (client.clone(), topic.clone());
+                blocking(move || {
+                    client
+                        .client()
+                        .fetch_metadata(Some(&topic), timeout)
+                        .map(drop)
+                        .map_err(kafka_err)
+                })
+            })
+            .await?;
+        self.state.redis().ping().await
+    }
+}
+
+impl Drop for KafkaEventLog {
+    /// Leaving a consumer group blocks; do it off the async runtime.
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            std::thread::spawn(move || {
+                consumer.unsubscribe();
+                drop(consumer);
+            });
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! [`GraphStore`] on a Bolt server (Neo4j 5, or any server speaking its Cypher) via
+//! `neo4rs`. It runs the same parameterised Cypher as the embedded graph
+//! ([`crate::store::cypher`], [`crate::store::graph_documents`]) through a one-rule
+//! dialect: every node pattern's first mention gets the base label `_rb_node`, whose
+//! uniqueness constraint on `(tenant, id)` is created at start-up. That constraint is
+//! the index every id lookup uses, and the guarantee that one tenant's id names one
+//! node whatever its labels. Client Cypher runs in READ access mode.
+//!
+//! Client Cypher (`/graphs/query`) is off unless `graph.neo4j_client_cypher` is set:
+//! every tenant shares the server's graph, and a read-only query can still read other
+//! tenants' nodes, so it is only safe on a single-tenant server. When on, it runs in
+//! READ access mode, and rows from neo4rs being keyed by column name, columns come in
+//! name order (the embedded engine keeps `RETURN` order).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use crate::config::GraphSettings;
+use crate::domain::graph::{
+    CypherQuery, CypherResult, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert,
+    RelationshipUpsert, TENANT_PROPERTY, Written,
+};
+use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::principal::Tenant;
+use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
+use crate::store::graph_documents::{self as shared, CypherTx, Rows, list};
+use crate::store::resilient::{Resilience, Retry};
+use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
+
+/// The label every node written here carries, next to its own labels; never shown.
+pub const BASE_LABEL: &str = "_rb_node";
+
+const CONSTRAINT: &str = "CREATE CONSTRAINT ragbrain_node_key IF NOT EXISTS \
+     FOR (n:`_rb_node`) REQUIRE (n.tenant, n.id) IS UNIQUE";
+
+pub struct Neo4jGraphStore {
+    graph: Graph,
+    guard: Arc<Resilience>,
+    query_timeout: Duration,
+    query_slots: Arc<tokio::sync::Semaphore>,
+    client_cypher: bool,
+}
+
+fn bolt_err(e: neo4rs::Error) -> StoreError {
+    use neo4rs::Error as E;
+    let kind = match &e {
+        E::IOError { .. }
+        | E::ConnectionError
+        | E::ServerUnavailableError(_)
+        | E::RoutingTableError(_)
+        | E::RoutingTableRefreshFailed(_)
+        | E::RequestIgnoredError
+        | E::IncompleteBoltExchange => ErrorKind::Unavailable,
+        E::ConnectionTimedOut => ErrorKind::Timeout,
+        E::Neo4j(n) => {
+            let code = n.code();
+            if code.contains("ConstraintValidationFailed") {
+                ErrorKind::Conflict
+            } else if code.contains("TransientError") {
+                ErrorKind::Unavailable
+            } else if code.contains("ClientError") {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Upstream
+            }
+        }
+        E::AuthenticationError(_) | E::UnsupportedVersion(..) | E::ProtocolMismatch(_) => {
+            ErrorKind::Upstream
+        }
+        _ => ErrorKind::Upstream,
+    };
+    StoreError::new(kind, format!("graph server: {e}"))
+}
+
+/// Adds the base label to the first mention of each node variable: `(n {…})`,
+/// `(k:Chunk …)`, `(s)`; later mentions (already bound, e.g. in `MERGE (a)-[…]->(b)`)
+/// and function calls like `labels(n)` stay as they are.
+pub fn dialect(statement: &str) -> String {
+    let bytes = statement.as_bytes();
+    let mut out = String::with_capacity(statement.len() + 32);
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        out.push(c as char);
+        i += 1;
+        if c != b'(' {
+            continue;
+        }
+        let call = out[..out.len() - 1]
+            .chars()
+            .next_back()
+            .is_some_and(|p| p.is_ascii_alphanumeric() || p == '_');
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+            i += 1;
+        }
+        let var = &statement[start..i];
+        out.push_str(var);
+        let pattern = matches!(bytes.get(i), Some(b':' | b' ' | b'{' | b')'));
+        if !call && pattern && !var.is_empty() && seen.insert(var) {
+            out.push_str(":`");
+            out.push_str(BASE_LABEL);
+            out.push('`');
+        }
+    }
+    out
+}
+
+fn bolt(value: Value) -> StoreResult<BoltType> {
+    BoltType::try_from(value)
+        .map_err(|e| StoreError::invalid(format!("parameter cannot be sent to the graph: {e}")))
+}
+
+fn query<K: AsRef<str>>(
+    statement: &str,
+    tenant: &Tenant,
+    params: Vec<(K, Value)>,
+) -> StoreResult<Query> {
+    let mut q = neo4rs::query(&dialect(statement)).param("tenant", tenant.as_str());
+    for (k, v) in params {
+        q = q.param(k.as_ref(), bolt(v)?);
+    }
+    Ok(q)
+}
+
+/// Our own labels and properties are hidden from clients.
+fn node_from_row(row: &[Value]) -> Option<Node> {
+    let [id, labels, props, ..] = row else {
+        return None;
+    };
+    let labels = labels
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|l| *l != BASE_LABEL)
+        .map(str::to_owned)
+        .collect();
+    let properties = props
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != ID_PROPERTY && *k != TENANT_PROPERTY)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Node {
+        id: id.as_str()?.to_owned(),
+        labels,
+        properties,
+    })
+}
+
+/// One transaction on the server.
+struct BoltTx<'a> {
+    txn: Txn,
+    tenant: &'a Tenant,
+}
+
+#[async_trait]
+impl CypherTx for BoltTx<'_> {
+    async fn run(
+        &mut self,
+        statement: &str,
+        columns: &[&str],
+        params: Vec<(&'static str, Value)>,
+    ) -> StoreResult<Rows> {
+        let q = query(statement, self.tenant, params)?;
+        if columns.is_empty() {
+            self.txn.run(q).await.map_err(bolt_err)?;
+            return Ok(Vec::new());
+        }
+        let mut stream = self.txn.execute(q).await.map_err(bolt_err)?;
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next(self.txn.handle()).await.map_err(bolt_err)? {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| row.get::<Value>(c).unwrap_or(Value::Null))
+                    .collect(),
+            );
+        }
+        Ok(rows)
+    }
+}
+
+impl BoltTx<'_> {
+    /// Commits after `result` succeeded, rolls back otherwise.
+    async fn finish<T>(self, result: StoreResult<T>) -> StoreResult<T> {
+        match result {
+            Ok(out) => {
+                self.txn.commit().await.map_err(bolt_err)?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = self.txn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn missing(id: &str) -> StoreError {
+    StoreError::not_found(format!("node {id:?} does not exist"))
+}
+
+fn count(rows: &Rows) -> i64 {
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+impl Neo4jGraphStore {
+    /// Connects (the pool opens connections on demand) and creates the node key
+    /// constraint when missing.
+    pub async fn connect(
+        settings: &GraphSettings,
+        guard: Arc<Resilience>,
+        timeout: Duration,
+        query_timeout: Duration,
+        max_concurrent_queries: usize,
+    ) -> StoreResult<Self> {
+        let mut config = ConfigBuilder::default()
+            .uri(settings.neo4j_uri.as_str())
+            .user(settings.neo4j_user.as_str())
+            .password(settings.neo4j_password.expose_secret())
+            .max_connections(settings.neo4j_max_connections)
+            .fetch_size(1000)
+            .connection_timeout(timeout);
+        if !settings.neo4j_database.is_empty() {
+            config = config.db(settings.neo4j_database.as_str());
+        }
+        let config = config
+            .build()
+            .map_err(|e| StoreError::invalid(format!("graph.neo4j_uri: {e}")))?;
+        let graph = Graph::connect(config).map_err(bolt_err)?;
+        let store = Self {
+            graph,
+            guard,
+            query_timeout,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_queries)),
+            client_cypher: settings.neo4j_client_cypher,
+        };
+        store
+            .guard
+            .run("create_constraint", Retry::Idempotent, || async {
+                store
+                    .graph
+                    .run(neo4rs::query(CONSTRAINT))
+                    .await
+                    .map(drop)
+                    .map_err(bolt_err)
+            })
+            .await?;
+        Ok(store)
+    }
+
+    async fn begin<'a>(&self, tenant: &'a Tenant) -> StoreResult<BoltTx<'a>> {
+        let txn = self.graph.start_txn().await.map_err(bolt_err)?;
+        Ok(BoltTx { txn, tenant })
+    }
+
+    /// One read statement on its own; rows as named by `columns`.
+    async fn read<K: AsRef<str> + Clone + Send + Sync>(
+        &self,
+        op: &'static str,
+        tenant: &Tenant,
+        statement: &str,
+        columns: &[&str],
+        params: Vec<(K, Value)>,
+    ) -> StoreResult<Rows> {
+        self.guard
+            .run(op, Retry::Idempotent, || async {
+                let q = query(statement, tenant, params.clone())?;
+                let mut stream = self.graph.execute_read(q).await.map_err(bolt_err)?;
+                let mut rows = Vec::new();
+                while let Some(row) = stream.next().await.map_err(bolt_err)? {
+                    rows.push(
+                        columns
+                            .iter()
+                            .map(|c| row.get::<Value>(c).unwrap_or(Value::Null))
+                            .collect(),
+                    );
+                }
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn exists(tx: &mut BoltTx<'_>, id: &str) -> StoreResult<bool> {
+        let rows = tx
+            .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
+            .await?;
+        Ok(count(&rows) > 0)
+    }
+}
+
+#[async_trait]
+impl GraphStore for Neo4jGraphStore {
+    async fn upsert_node(&self, tenant: &Tenant, node: NodeUpsert) -> StoreResult<(Node, Written)> {
+        self.guard
+            .run("upsert_node", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = async {
+                    let written = if Self::exists(&mut tx, &node.id).await? {
+                        Written::Updated
+                    } else {
+                        Written::Created
+                    };
+                    let statement = match written {
+                        Written::Created => cypher::create_node(&node.labels),
+                        Written::Updated => cypher::update_node(&node.labels),
+                    };
+                    let props = Value::Object(node.properties.clone());
+                    let rows = tx
+                        .run(
+                            &statement,
+                            &NODE_COLUMNS,
+                            vec![("id", node.id.as_str().into()), ("props", props)],
+                        )
+                        .await?;
+                    let stored = rows
+                        .first()
+                        .and_then(|r| node_from_row(r))
+                        .ok_or_else(|| StoreError::internal("node write returned no node"))?;
+                    Ok((stored, written))
+                }
+                .await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn get_node(&self, tenant: &Tenant, id: &str) -> StoreResult<Node> {
+        let rows = self
+            .read(
+                "get_node",
+                tenant,
+                cypher::GET_NODE,
+                &NODE_COLUMNS,
+                vec![("id", id.into())],
+            )
+            .await?;
+        rows.first()
+            .and_then(|r| node_from_row(r))
+            .ok_or_else(|| missing(id))
+    }
+
+    async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
+        let statement = cypher::find_nodes(&find.label, find.equals.len(), find.offset, find.limit);
+        let mut keys = Vec::with_capacity(find.equals.len() * 2);
+        for (i, (k, v)) in find.equals.iter().enumerate() {
+            keys.push((format!("k{i}"), Value::from(k.as_str())));
+            keys.push((format!("v{i}"), v.clone()));
+        }
+        let rows = self
+            .read("find_nodes", tenant, &statement, &NODE_COLUMNS, keys)
+            .await?;
+        Ok(rows.iter().filter_map(|r| node_from_row(r)).collect())
+    }
+
+    async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
+        self.guard
+            .run("delete_node", Retry::Once, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = async {
+                    if !Self::exists(&mut tx, id).await? {
+                        return Err(missing(id));
+                    }
+                    tx.run(cypher::DELETE_NODE, &[], vec![("id", id.into())])
+                        .await
+                        .map(drop)
+                }
+                .await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn upsert_relationship(
+        &self,
+        tenant: &Tenant,
+        rel: RelationshipUpsert,
+    ) -> StoreResult<Written> {
+        self.guard
+            .run("upsert_relationship", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = async {
+                    for id in [&rel.from, &rel.to] {
+                        if !Self::exists(&mut tx, id).await? {
+                            return Err(missing(id));
+                        }
+                    }
+                    let ends = || {
+                        vec![
+                            ("from", Value::from(rel.from.as_str())),
+                            ("to", Value::from(rel.to.as_str())),
+                        ]
+                    };
+                    let existing = tx
+                        .run(
+                            &cypher::count_relationship(&rel.rel_type),
+                            &["count(r)"],
+                            ends(),
+                        )
+                        .await?;
+                    let mut p = ends();
+                    p.push(("props", Value::Object(rel.properties.clone())));
+                    tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
+                        .await?;
+                    Ok(if count(&existing) > 0 {
+                        Written::Updated
+                    } else {
+                        Written::Created
+                    })
+                }
+                .await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
+        let statement = cypher::expand(query.direction, &query.types);
+        let columns = [
+            "s.id",
+            "type(r)",
+            NODE_COLUMNS[0],
+            NODE_COLUMNS[1],
+            NODE_COLUMNS[2],
+        ];
+        self.guard
+            .run("neighbors", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = async {
+                    if !Self::exists(&mut tx, &query.id).await? {
+                        return Err(missing(&query.id));
+                    }
+                    let mut seen: HashSet<String> = HashSet::from([query.id.clone()]);
+                    let mut paths: HashMap<String, Vec<String>> =
+                        HashMap::from([(query.id.clone(), Vec::new())]);
+                    let mut frontier = vec![query.id.clone()];
+                    let mut out = Vec::new();
+                    for depth in 1..=query.hops {
+                        if frontier.is_empty() || out.len() >= query.limit {
+                            break;
+                        }
+                        let rows = tx
+                            .run(&statement, &columns, vec![("frontier", list(frontier))])
+                            .await?;
+                        let mut next = Vec::new();
+                        for row in rows {
+                            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str())
+                            else {
+                                continue;
+                            };
+                            let Some(node) = node_from_row(&row[2..]) else {
+                                continue;
+                            };
+                            if out.len() >= query.limit || !seen.insert(node.id.clone()) {
+                                continue;
+                            }
+                            let mut path = paths.get(from).cloned().unwrap_or_default();
+                            path.push(rel_type.to_owned());
+                            paths.insert(node.id.clone(), path.clone());
+                            next.push(node.id.clone());
+                            out.push(Neighbor { node, depth, path });
+                        }
+                        frontier = next;
+                    }
+                    Ok(out)
+                }
+                .await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult> {
+        if !self.client_cypher {
+            return Err(StoreError::new(
+                ErrorKind::Unsupported,
+                "client Cypher is off on the shared graph server (graph.neo4j_client_cypher)",
+            ));
+        }
+        cypher::ensure_read_only(&query.query).map_err(StoreError::invalid)?;
+        let _slot = self.query_slots.clone().try_acquire_owned().map_err(|_| {
+            StoreError::new(ErrorKind::Unavailable, "every Cypher query slot is busy")
+        })?;
+        let run = self.guard.run("query", Retry::Once, || async {
+            let mut q = neo4rs::query(&query.query).param("tenant", tenant.as_str());
+            for (k, v) in &query.params {
+                q = q.param(k, bolt(v.clone())?);
+            }
+            // READ access mode: the server itself refuses any write.
+            let mut stream = self.graph.execute_read(q).await.map_err(bolt_err)?;
+            let mut columns: Vec<String> = Vec::new();
+            let mut rows = Vec::new();
+            let mut truncated = false;
+            while let Some(row) = stream.next().await.map_err(bolt_err)? {
+                if rows.len() == query.max_rows {
+                    truncated = true;
+                    break;
+                }
+                let map: Map<String, Value> = row
+                    .to()
+                    .map_err(|e| StoreError::upstream(format!("graph server row: {e}")))?;
+                if columns.is_empty() {
+                    columns = map.keys().cloned().collect();
+                }
+                rows.push(
+                    columns
+                        .iter()
+                        .map(|c| {
+                            map.get(c)
+                                .cloned()
+                                .map(hide_internal)
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect(),
+                );
+            }
+            Ok(CypherResult {
+                columns,
+                rows,
+                truncated,
+            })
+        });
+        tokio::time::timeout(self.query_timeout, run)
+            .await
+            .map_err(|_| StoreError::timeout("Cypher query exceeded the time limit"))?
+    }
+
+    async fn replace_documents(
+        &self,
+        tenant: &Tenant,
+        docs: Vec<DocumentGraph>,
+    ) -> StoreResult<()> {
+        self.guard
+            .run("replace_documents", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = async {
+                    for doc in &docs {
+                        shared::apply(&mut tx, &doc.doc_id, Some(doc)).await?;
+                    }
+                    Ok(())
+                }
+                .await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
+        self.guard
+            .run("remove_document", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = shared::apply(&mut tx, doc_id, None).await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
+    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
+        let rows = self
+            .read(
+                "entities",
+                tenant,
+                q::ENTITIES,
+                &q::ENTITY_COLUMNS,
+                vec![("ids", list(ids))],
+            )
+            .await?;
+        Ok(shared::entities(rows))
+    }
+
+    async fn chunk_mentions(
+        &self,
+        tenant: &Tenant,
+        chunks: Vec<String>,
+    ) -> StoreResult<Vec<Mention>> {
+        let rows = self
+            .read(
+                "chunk_mentions",
+                tenant,
+                q::CHUNK_MENTIONS,
+                &q::MENTION_COLUMNS,
+                vec![("ids", list(chunks))],
+            )
+            .await?;
+        Ok(shared::mentions(rows))
+    }
+
+    async fn entity_mentions(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Mention>> {
+        let rows = self
+            .read(
+                "entity_mentions",
+                tenant,
+                &q::entity_mentions(limit),
+                &q::MENTION_COLUMNS,
+                vec![("ids", list(entities))],
+            )
+            .await?;
+        Ok(shared::mentions(rows))
+    }
+
+    async fn related_entities(
+        &self,
+        tenant: &Tenant,
+        entities: Vec<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Related>> {
+        let rows = self
+            .read(
+                "related_entities",
+                tenant,
+                &q::related(limit),
+                &q::RELATED_COLUMNS,
+                vec![("ids", list(entities))],
+            )
+            .await?;
+        Ok(shared::related(rows))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.guard
+            .run("ping", Retry::Idempotent, || async {
+                let mut rows = self
+                    .graph
+                    .execute(neo4rs::query("RETURN 1 AS ok"))
+                    .await
+                    .map_err(bolt_err)?;
+                while rows.next().await.map_err(bolt_err)?.is_some() {}
+                Ok(())
+            })
+            .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Nodes in client results: our base label and the tenant property are not shown.
+fn hide_internal(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .filter(|v| v.as_str() != Some(BASE_LABEL))
+                .map(hide_internal)
+                .collect(),
+        ),
+        Value::Object(mut map) => {
+            map.remove(TENANT_PROPERTY);
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, hide_internal(v)))
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_labels_each_node_variable_once_and_leaves_calls_alone() {
+        assert_eq!(
+            dialect("MATCH (n {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)"),
+            "MATCH (n:`_rb_node` {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)"
+        );
+        assert_eq!(
+            dialect("MATCH (a {id: $from}), (b {id: $to}) MERGE (a)-[r:`T`]->(b) RETURN count(r)"),
+            "MATCH (a:`_rb_node` {id: $from}), (b:`_rb_node` {id: $to}) MERGE (a)-[r:`T`]->(b) RETURN count(r)"
+        );
+        assert_eq!(
+            dialect(
+                "MATCH (d {id: $d}) UNWIND $c AS c CREATE (k:Chunk {id: c.id})-[:PART_OF]->(d)"
+            ),
+            "MATCH (d:`_rb_node` {id: $d}) UNWIND $c AS c CREATE (k:`_rb_node`:Chunk {id: c.id})-[:PART_OF]->(d)"
+        );
+        assert_eq!(
+            dialect("MATCH (s)-[r]-(n) WHERE s.id IN $f RETURN type(r)"),
+            "MATCH (s:`_rb_node`)-[r]-(n:`_rb_node`) WHERE s.id IN $f RETURN type(r)"
+        );
+    }
+}

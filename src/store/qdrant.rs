@@ -1,0 +1,480 @@
+//! [`VectorStore`] on a Qdrant server over gRPC (`qdrant-client`). The layout mirrors
+//! the embedded store: one Qdrant collection per (tenant, collection), named
+//! `ragbrain.<tenant>.<collection>` (our names never contain a dot, so the split is
+//! unique and other collections on the server are left alone), so tenants may give the
+//! same collection name different dimensions. Every point also
+//! carries the `tenant` payload field, indexed as a keyword with `is_tenant`, and every
+//! read and delete filters on it: isolation holds even if two tenants' data shared a
+//! collection. Writes use `wait=true`, so an acknowledged write is applied.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use qdrant_client::Qdrant;
+use qdrant_client::QdrantError;
+use qdrant_client::qdrant::{
+    CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
+    DeletePointsBuilder, FieldType, GetPointsBuilder, KeywordIndexParamsBuilder, PointStruct,
+    PointsIdsList, QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    vectors_config::Config,
+};
+use secrecy::ExposeSecret;
+
+use crate::config::VectorSettings;
+use crate::domain::principal::Tenant;
+use crate::domain::vector::{
+    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
+    TENANT_KEY,
+};
+use crate::store::qdrant_mapping::server as map;
+use crate::store::resilient::{Resilience, Retry};
+use crate::store::{CollectionPoints, Created, ErrorKind, StoreError, StoreResult, VectorStore};
+
+pub struct QdrantVectorStore {
+    client: Qdrant,
+    guard: Arc<Resilience>,
+    /// The default collection, created on a tenant's first write as in embedded mode.
+    default_name: String,
+    default_spec: CollectionSpec,
+}
+
+fn qdrant_err(e: QdrantError) -> StoreError {
+    // gRPC status codes (tonic::Code), by number to avoid depending on tonic here.
+    let kind = match &e {
+        QdrantError::ResponseError { status } => match status.code() as i32 {
+            5 => ErrorKind::NotFound,
+            6 => ErrorKind::Conflict,
+            3 | 9 | 11 => ErrorKind::Invalid,
+            14 | 10 => ErrorKind::Unavailable,
+            4 | 1 => ErrorKind::Timeout,
+            _ => ErrorKind::Upstream,
+        },
+        QdrantError::ResourceExhaustedError { .. } => ErrorKind::Unavailable,
+        _ => ErrorKind::Upstream,
+    };
+    StoreError::new(kind, format!("qdrant: {e}"))
+}
+
+const PREFIX: &str = "ragbrain.";
+
+fn physical(tenant: &Tenant, name: &str) -> String {
+    format!("{PREFIX}{tenant}.{name}")
+}
+
+fn invalid_filter(message: String) -> StoreError {
+    StoreError::invalid(message)
+}
+
+fn missing(name: &str) -> StoreError {
+    StoreError::not_found(format!("collection {name:?} does not exist"))
+}
+
+impl QdrantVectorStore {
+    pub fn connect(
+        settings: &VectorSettings,
+        guard: Arc<Resilience>,
+        timeout: std::time::Duration,
+    ) -> StoreResult<Self> {
+        let mut builder = Qdrant::from_url(&settings.qdrant_url)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .skip_compatibility_check();
+        let key = settings.qdrant_api_key.expose_secret();
+        if !key.is_empty() {
+            builder = builder.api_key(key.to_owned());
+        }
+        let client = builder.build().map_err(qdrant_err)?;
+        Ok(Self {
+            client,
+            guard,
+            default_name: settings.default_collection.clone(),
+            default_spec: CollectionSpec {
+                dim: settings.default_dim,
+                distance: settings.default_distance,
+            },
+        })
+    }
+
+    async fn spec(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> StoreResult<Option<(CollectionSpec, u64, u64)>> {
+        let physical = physical(tenant, name);
+        let info = self
+            .guard
+            .run("collection_info", Retry::Idempotent, || async {
+                match self.client.collection_info(&physical).await {
+                    Ok(r) => Ok(r.result),
+                    Err(e) => match qdrant_err(e) {
+                        e if e.kind == ErrorKind::NotFound => Ok(None),
+                        e => Err(e),
+                    },
+                }
+            })
+            .await?;
+        let Some(info) = info else { return Ok(None) };
+        let params = info
+            .config
+            .and_then(|c| c.params)
+            .and_then(|p| p.vectors_config)
+            .and_then(|v| v.config);
+        let Some(Config::Params(params)) = params else {
+            return Err(StoreError::upstream(format!(
+                "qdrant collection {physical} has no single dense vector"
+            )));
+        };
+        let distance = map::distance_back(params.distance).ok_or_else(|| {
+            StoreError::upstream(format!(
+                "qdrant collection {physical} uses another distance"
+            ))
+        })?;
+        let spec = CollectionSpec {
+            dim: params.size as usize,
+            distance,
+        };
+        Ok(Some((
+            spec,
+            info.points_count.unwrap_or(0),
+            info.indexed_vectors_count.unwrap_or(0),
+        )))
+    }
+
+    async fn count(
+        &self,
+        physical: &str,
+        tenant: &Tenant,
+        filter: Option<&Filter>,
+    ) -> StoreResult<u64> {
+        let scoped = map::search_filter(tenant, filter, None).map_err(invalid_filter)?;
+        self.guard
+            .run("count", Retry::Idempotent, || async {
+                let request = CountPointsBuilder::new(physical)
+                    .filter(scoped.clone())
+                    .exact(true);
+                self.client
+                    .count(request)
+                    .await
+                    .map(|r| r.result.map_or(0, |c| c.count))
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
+    async fn require(&self, tenant: &Tenant, name: &str) -> StoreResult<String> {
+        match self.spec(tenant, name).await? {
+            Some(_) => Ok(physical(tenant, name)),
+            None => Err(missing(name)),
+        }
+    }
+}
+
+#[async_trait]
+impl VectorStore for QdrantVectorStore {
+    async fn create_collection(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        spec: CollectionSpec,
+    ) -> StoreResult<Created> {
+        if let Some((existing, ..)) = self.spec(tenant, name).await? {
+            return if existing == spec {
+                Ok(Created::Existing)
+            } else {
+                Err(StoreError::conflict(format!(
+                    "collection {name:?} exists with another dimension or distance"
+                )))
+            };
+        }
+        let physical = physical(tenant, name);
+        let created = self
+            .guard
+            .run("create_collection", Retry::Idempotent, || async {
+                let request = CreateCollectionBuilder::new(&physical).vectors_config(
+                    VectorParamsBuilder::new(spec.dim as u64, map::distance(spec.distance)),
+                );
+                match self.client.create_collection(request).await {
+                    Ok(_) => Ok(Created::New),
+                    // Created by a concurrent request (or a retried one) meanwhile.
+                    Err(e) => match qdrant_err(e) {
+                        e if e.kind == ErrorKind::Conflict => Ok(Created::Existing),
+                        e => Err(e),
+                    },
+                }
+            })
+            .await?;
+        self.guard
+            .run("create_field_index", Retry::Idempotent, || async {
+                let request = CreateFieldIndexCollectionBuilder::new(
+                    &physical,
+                    TENANT_KEY,
+                    FieldType::Keyword,
+                )
+                .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
+                .wait(true);
+                self.client
+                    .create_field_index(request)
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        if created == Created::Existing {
+            // Whoever created it may have chosen another spec.
+            return self.create_collection(tenant, name, spec).await;
+        }
+        Ok(created)
+    }
+
+    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo> {
+        let (spec, _, indexed) = self
+            .spec(tenant, name)
+            .await?
+            .ok_or_else(|| missing(name))?;
+        let points = self.count(&physical(tenant, name), tenant, None).await?;
+        Ok(CollectionInfo {
+            name: name.to_owned(),
+            dim: spec.dim,
+            distance: spec.distance,
+            points_count: points as usize,
+            indexed_vectors_count: indexed as usize,
+        })
+    }
+
+    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()> {
+        let physical = self.require(tenant, name).await?;
+        self.guard
+            .run("drop_collection", Retry::Idempotent, || async {
+                self.client
+                    .delete_collection(physical.as_str())
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
+    async fn upsert(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        points: Vec<Point>,
+    ) -> StoreResult<()> {
+        if collection == self.default_name && self.spec(tenant, collection).await?.is_none() {
+            self.create_collection(tenant, collection, self.default_spec)
+                .await?;
+        }
+        let physical = physical(tenant, collection);
+        let points: Vec<PointStruct> = points
+            .into_iter()
+            .map(|p| {
+                PointStruct::new(
+                    map::point_id(p.id),
+                    p.vector,
+                    map::payload_with_tenant(p.payload, tenant),
+                )
+            })
+            .collect();
+        self.guard
+            .run("upsert", Retry::Idempotent, || async {
+                let request = UpsertPointsBuilder::new(&physical, points.clone()).wait(true);
+                match self.client.upsert_points(request).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => match qdrant_err(e) {
+                        e if e.kind == ErrorKind::NotFound => Err(missing(collection)),
+                        e => Err(e),
+                    },
+                }
+            })
+            .await
+    }
+
+    async fn search(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        query: SearchQuery,
+    ) -> StoreResult<Vec<ScoredPoint>> {
+        let physical = self.require(tenant, collection).await?;
+        let filter = map::search_filter(tenant, query.filter.as_ref(), query.ids.as_deref())
+            .map_err(invalid_filter)?;
+        let hits = self
+            .guard
+            .run("search", Retry::Idempotent, || async {
+                let mut request = QueryPointsBuilder::new(&physical)
+                    .query(query.vector.clone())
+                    .limit(query.limit as u64)
+                    .offset(query.offset as u64)
+                    .filter(filter.clone())
+                    // The tenant check needs the payload even when the caller does not.
+                    .with_payload(true)
+                    .with_vectors(query.with_vector);
+                if let Some(t) = query.score_threshold {
+                    request = request.score_threshold(t);
+                }
+                self.client
+                    .query(request)
+                    .await
+                    .map(|r| r.result)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|p| {
+                let payload = map::owned_payload(p.payload, tenant)?;
+                Some(ScoredPoint {
+                    id: map::point_id_back(p.id)?,
+                    score: p.score,
+                    payload: query.with_payload.then_some(payload),
+                    vector: map::dense_vector(p.vectors),
+                })
+            })
+            .collect())
+    }
+
+    async fn retrieve(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        ids: Vec<PointId>,
+    ) -> StoreResult<Vec<Record>> {
+        let physical = self.require(tenant, collection).await?;
+        let ids: Vec<_> = ids.into_iter().map(map::point_id).collect();
+        let points = self
+            .guard
+            .run("retrieve", Retry::Idempotent, || async {
+                let request = GetPointsBuilder::new(&physical, ids.clone())
+                    .with_payload(true)
+                    .with_vectors(true);
+                self.client
+                    .get_points(request)
+                    .await
+                    .map(|r| r.result)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(points
+            .into_iter()
+            .filter_map(|p| {
+                Some(Record {
+                    payload: map::owned_payload(p.payload, tenant)?,
+                    id: map::point_id_back(p.id)?,
+                    vector: map::dense_vector(p.vectors),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete_ids(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        ids: Vec<PointId>,
+    ) -> StoreResult<usize> {
+        // Only this tenant's points, and only those that exist, are counted and deleted.
+        let owned: Vec<PointId> = self
+            .retrieve(tenant, collection, ids)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        if owned.is_empty() {
+            return Ok(0);
+        }
+        let physical = physical(tenant, collection);
+        let list = PointsIdsList {
+            ids: owned.iter().map(|id| map::point_id(*id)).collect(),
+        };
+        self.guard
+            .run("delete_ids", Retry::Idempotent, || async {
+                let request = DeletePointsBuilder::new(&physical)
+                    .points(list.clone())
+                    .wait(true);
+                self.client
+                    .delete_points(request)
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(owned.len())
+    }
+
+    async fn delete_by_filter(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        filter: Filter,
+    ) -> StoreResult<usize> {
+        let physical = self.require(tenant, collection).await?;
+        let matched = self.count(&physical, tenant, Some(&filter)).await?;
+        let scoped = map::search_filter(tenant, Some(&filter), None).map_err(invalid_filter)?;
+        self.guard
+            .run("delete_by_filter", Retry::Idempotent, || async {
+                let request = DeletePointsBuilder::new(&physical)
+                    .points(scoped.clone())
+                    .wait(true);
+                self.client
+                    .delete_points(request)
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(matched as usize)
+    }
+
+    async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
+        let names = self
+            .guard
+            .run("list_collections", Retry::Idempotent, || async {
+                self.client
+                    .list_collections()
+                    .await
+                    .map(|r| {
+                        r.collections
+                            .into_iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                    })
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        let mut out = Vec::new();
+        for physical in names {
+            let Some((tenant, collection)) = physical
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.split_once('.'))
+            else {
+                continue;
+            };
+            let Some(tenant) = Tenant::parse(tenant) else {
+                continue;
+            };
+            let points = self.count(&physical, &tenant, None).await?;
+            out.push(CollectionPoints {
+                tenant: tenant.to_string(),
+                collection: collection.to_owned(),
+                points,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.guard
+            .run("ping", Retry::Idempotent, || async {
+                self.client
+                    .health_check()
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,482 @@
+//! The one resilience layer every production adapter call goes through: a timeout per
+//! attempt, retries with exponential backoff and full jitter (idempotent operations
+//! only), and a circuit breaker per backend (closed → open after N consecutive failures
+//! → one half-open probe after a cool-down). Each call is counted in the `backend_*`
+//! metrics and the breaker's state in `circuit_breaker_state`.
+//!
+//! Only infrastructure failures (timeouts, unreachable or unavailable backends) count
+//! against the breaker and are retried; a backend that answers "not found" or "invalid"
+//! is healthy. Time is `tokio::time`, so the state machine is tested with paused time.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge};
+use tokio::time::Instant;
+
+use crate::config::ResilienceSettings;
+use crate::metrics::Metrics;
+use crate::store::{ErrorKind, StoreError, StoreResult};
+
+/// Whether an operation may run twice with the same effect as once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Idempotent,
+    Once,
+}
+
+/// What the breaker reports, as exported in `circuit_breaker_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Why a call may not go to the backend now.
+struct Rejected {
+    retry_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+}
+
+impl From<&ResilienceSettings> for Policy {
+    fn from(s: &ResilienceSettings) -> Self {
+        Self {
+            timeout: Duration::from_millis(s.timeout_ms),
+            max_attempts: s.max_attempts,
+            backoff_base: Duration::from_millis(s.backoff_base_ms),
+            backoff_max: Duration::from_millis(s.backoff_max_ms),
+            failure_threshold: s.failure_threshold,
+            open_for: Duration::from_millis(s.open_ms),
+        }
+    }
+}
+
+/// One backend's guard; cheap to share (`Arc`) between an adapter's clones.
+pub struct Resilience {
+    backend: &'static str,
+    policy: Policy,
+    state: Mutex<State>,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    retries: IntCounterVec,
+    state_gauge: IntGauge,
+}
+
+impl Resilience {
+    pub fn new(backend: &'static str, policy: Policy, metrics: &Metrics) -> Arc<Self> {
+        let state_gauge = metrics.circuit_breaker_state.with_label_values(&[backend]);
+        state_gauge.set(BreakerState::Closed as i64);
+        Arc::new(Self {
+            backend,
+            policy,
+            state: Mutex::new(State::Closed { failures: 0 }),
+            requests: metrics.backend_requests_total.clone(),
+            duration: metrics.backend_request_duration_seconds.clone(),
+            retries: metrics.backend_retries_total.clone(),
+            state_gauge,
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match *self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until } if Instant::now() >= until => BreakerState::HalfOpen,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Runs `call`, retrying transient failures when `retry` allows; `call` builds a
+    /// fresh future for each attempt.
+    pub async fn run<T, F, Fut>(&self, op: &'static str, retry: Retry, call: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let started = Instant::now();
+        let result = match retry {
+            Retry::Once => {
+                let mut call = call;
+                self.attempt(op, call()).await
+            }
+            Retry::Idempotent => {
+                let mut call = call;
+                let backoff = full_jitter(&self.policy);
+                (|| self.attempt(op, call()))
+                    .retry(backoff)
+                    .sleep(tokio::time::sleep)
+                    .when(retryable)
+                    .notify(|_, _| self.retries.with_label_values(&[self.backend, op]).inc())
+                    .await
+            }
+        };
+        self.duration
+            .with_label_values(&[self.backend, op])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// One attempt: admitted by the breaker, bounded by the timeout, recorded.
+    async fn attempt<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        if let Err(rejected) = self.admit() {
+            self.count(op, "rejected");
+            let mut e = StoreError::unavailable(format!(
+                "{} circuit breaker is open after repeated failures",
+                self.backend
+            ));
+            e.retry_after = Some(rejected.retry_after);
+            return Err(e);
+        }
+        let result = match tokio::time::timeout(self.policy.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::timeout(format!(
+                "{} did not answer {op} within {} ms",
+                self.backend,
+                self.policy.timeout.as_millis()
+            ))),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => match e.kind {
+                ErrorKind::Timeout => "timeout",
+                ErrorKind::Unavailable => "unavailable",
+                _ => "error",
+            },
+        };
+        self.count(op, outcome);
+        self.record(result.as_ref().err().is_some_and(is_failure));
+        result
+    }
+
+    fn count(&self, op: &'static str, outcome: &'static str) {
+        self.requests
+            .with_label_values(&[self.backend, op, outcome])
+            .inc();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self) -> Result<(), Rejected> {
+        let mut state = self.lock();
+        match *state {
+            State::Closed { .. } => Ok(()),
+            State::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *state = State::HalfOpen { probing: true };
+                    self.publish(BreakerState::HalfOpen);
+                    Ok(())
+                } else {
+                    Err(Rejected {
+                        retry_after: until - now,
+                    })
+                }
+            }
+            State::HalfOpen { probing: false } => {
+                *state = State::HalfOpen { probing: true };
+                Ok(())
+            }
+            State::HalfOpen { probing: true } => Err(Rejected {
+                retry_after: self.policy.open_for,
+            }),
+        }
+    }
+
+    fn record(&self, failed: bool) {
+        let mut state = self.lock();
+        let next = match (&*state, failed) {
+            (State::Closed { .. }, false) => State::Closed { failures: 0 },
+            (State::Closed { failures }, true) if failures + 1 < self.policy.failure_threshold => {
+                State::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (State::HalfOpen { .. }, false) => State::Closed { failures: 0 },
+            // A call admitted before the breaker opened may finish after; it changes
+            // nothing.
+            (State::Open { until }, _) => State::Open { until: *until },
+            (_, true) => {
+                tracing::warn!(
+                    backend = self.backend,
+                    open_ms = self.policy.open_for.as_millis() as u64,
+                    "circuit breaker opened"
+                );
+                State::Open {
+                    until: Instant::now() + self.policy.open_for,
+                }
+            }
+        };
+        let published = match next {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        };
+        if matches!(*state, State::HalfOpen { .. }) && published == BreakerState::Closed {
+            tracing::info!(backend = self.backend, "circuit breaker closed again");
+        }
+        *state = next;
+        drop(state);
+        self.publish(published);
+    }
+
+    fn publish(&self, state: BreakerState) {
+        self.state_gauge.set(state as i64);
+    }
+}
+
+/// Exponential delays capped at `backoff_max`, each drawn uniformly from zero to the
+/// delay ("full jitter"), at most `max_attempts - 1` of them.
+fn full_jitter(policy: &Policy) -> impl backon::Backoff {
+    ExponentialBuilder::default()
+        .with_min_delay(policy.backoff_base)
+        .with_max_delay(policy.backoff_max)
+        .with_max_times(policy.max_attempts.saturating_sub(1) as usize)
+        .build()
+        .map(|d| d.mul_f64(rand::random::<f64>()))
+}
+
+/// Failures that say the backend is unhealthy (and not that the request was wrong).
+fn is_failure(e: &StoreError) -> bool {
+    matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable)
+}
+
+/// Transient failures worth another attempt; a breaker rejection is not one.
+fn retryable(e: &StoreError) -> bool {
+    is_failure(e) && e.retry_after.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            timeout: Duration::from_millis(100),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            failure_threshold: 2,
+            open_for: Duration::from_secs(5),
+        }
+    }
+
+    fn down() -> StoreResult<u32> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_probes_half_open_and_closes() {
+        let metrics = Metrics::new();
+        let r = Resilience::new("redis", policy(), &metrics);
+        // Two consecutive failed calls (one attempt each) open the breaker.
+        for _ in 0..2 {
+            let e = r.run("get", Retry::Once, || async { down() }).await;
+            assert_eq!(e.unwrap_err().kind, ErrorKind::Unavailable);
+        }
+        assert_eq!(r.state(), BreakerState::Open);
+        // While open, calls are refused without reaching the backend.
+        let calls = AtomicU32::new(0);
+        let e = r
+            .run("get", Retry::Idempotent, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(1)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+        // After the cool-down one probe is let through; its failure re-opens.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(r.state(), BreakerState::HalfOpen);
+        assert!(
+            r.run("get", Retry::Once, || async { down() })
+                .await
+                .is_err()
+        );
+        assert_eq!(r.state(), BreakerState::Open);
+        // The next probe succeeds and closes it.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            r.run("get", Retry::Once, || async { Ok(7) }).await.unwrap(),
+            7
+        );
+        assert_eq!(r.state(), BreakerState::Closed);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"backend_requests_total{backend="redis",op="get",outcome="rejected"} 1"#
+            )
+        );
+        assert!(text.contains(
+            r#"backend_requests_total{backend="redis",op="get",outcome="unavailable"} 3"#
+        ));
+        assert!(text.contains(r#"circuit_breaker_state{backend="redis"} 0"#));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_one_probe_goes_through_while_half_open() {
+        let metrics = Metrics::new();
+        let r = Resilience::new("neo4j", policy(), &metrics);
+        for _ in 0..2 {
+            let _ = r.run("q", Retry::Once, || async { down() }).await;
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let go = tokio::sync::Notify::new();
+        let probe = r.run("q", Retry::Once, || async {
+            go.notified().await;
+            Ok(1)
+        });
+        let second = async {
+            tokio::task::yield_now().await;
+            let e = r.run("q", Retry::Once, || async { Ok(2) }).await;
+            go.notify_one();
+            e
+        };
+        let (probe, second) = tokio::join!(probe, second);
+        assert_eq!(probe.unwrap(), 1);
+        assert_eq!(second.unwrap_err().kind, ErrorKind::Unavailable);
+        assert_eq!(r.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idempotent_calls_retry_transient_failures_with_bounded_backoff() {
+        let metrics = Metrics::new();
+        let r = Resilience::new(
+            "qdrant",
+            Policy {
+                failure_threshold: 10,
+                ..policy()
+            },
+            &metrics,
+        );
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let out = r
+            .run("search", Retry::Idempotent, || async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    down()
+                } else {
+                    Ok(3)
+                }
+            })
+            .await;
+        assert_eq!(out.unwrap(), 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Two sleeps, each at most its capped exponential delay (10 ms, 20 ms).
+        assert!(started.elapsed() <= Duration::from_millis(30));
+        assert!(
+            metrics
+                .render()
+                .contains(r#"backend_retries_total{backend="qdrant",op="search"} 2"#)
+        );
+        // Attempts are bounded; non-transient errors and `Once` calls are not retried.
+        calls.store(0, Ordering::SeqCst);
+        let _ = r
+            .run("search", Retry::Idempotent, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                down()
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        calls.store(0, Ordering::SeqCst);
+        let _ = r
+            .run("search", Retry::Idempotent, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<u32, _>(StoreError::invalid("bad filter"))
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        calls.store(0, Ordering::SeqCst);
+        let _ = r
+            .run("append", Retry::Once, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                down()
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_backend_times_out_and_counts_as_a_failure() {
+        let metrics = Metrics::new();
+        let r = Resilience::new(
+            "kafka",
+            Policy {
+                max_attempts: 1,
+                ..policy()
+            },
+            &metrics,
+        );
+        let e = r
+            .run("append", Retry::Once, || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(1)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        // Not-found answers are healthy: they never open the breaker.
+        for _ in 0..5 {
+            let _ = r
+                .run("get", Retry::Once, || async {
+                    Err::<u32, _>(StoreError::not_found("no such key"))
+                })
+                .await;
+        }
+        assert_eq!(r.state(), BreakerState::Closed);
+        let _ = r
+            .run("append", Retry::Once, || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(1)
+            })
+            .await;
+        let _ = r
+            .run("append", Retry::Once, || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(1)
+            })
+            .await;
+        assert_eq!(r.state(), BreakerState::Open);
+    }
+}
