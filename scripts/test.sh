@@ -11,6 +11,7 @@ command -v c++ >/dev/null || need_apt+=(g++)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -41,10 +42,16 @@ if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
 fi
 export RAGBRAIN_DEPLOY_PYTHON="$venv/bin/python"
 
+# Real Redis, Kafka-protocol and Bolt servers for the backend tests; they start while
+# the code compiles and stop when this script exits.
+# shellcheck source=scripts/backends/start.sh
+source scripts/backends/start.sh
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+await_backends
 echo "==> cargo test"
 cargo test --all-targets "$@"
 echo "==> all checks passed in $((SECONDS - started))s"

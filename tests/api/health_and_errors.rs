@@ -14,7 +14,7 @@ async fn liveness_and_readiness_answer_without_credentials() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         ready["checks"],
-        json!({"auth": "ok", "events": "ok", "graph": "ok", "vectors": "ok"})
+        json!({"auth": "ok", "events": "ok", "graph": "ok", "search_cache": "ok", "vectors": "ok"})
     );
     let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));

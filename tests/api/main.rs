@@ -1,11 +1,19 @@
 //! The integration suite: one binary, every test through HTTP against the production
 //! router on a loopback port.
 
+// The HTTP test futures nest deeply (axum, reqwest, the stores); the default limit of
+// 128 is not enough to lay them out.
+#![recursion_limit = "256"]
+
 mod auth;
+mod backends;
+mod backends_e2e;
 mod cli;
+mod contract;
 mod deploy;
 mod embedding;
 mod fake_openai;
+mod faults;
 mod generate;
 mod graphs;
 mod hardening;

@@ -1,0 +1,250 @@
+//! The whole API on the production backends: auth, cache and ingest status on Redis,
+//! the event log on Kafka, the graph on a Bolt server (and vectors on Qdrant when
+//! `QDRANT_URL` is set), through HTTP, across a restart.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backends;
+use crate::helpers::spawn_app_with;
+
+fn doc_ids(hits: &Value) -> Vec<String> {
+    hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["payload"]["doc_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_api_runs_end_to_end_on_redis_kafka_and_a_bolt_server() {
+    if !backends::available() {
+        return;
+    }
+    let mut app = spawn_app_with(backends::production).await;
+    let key = app.key("acme", &["write"]).await;
+
+    let events = json!({"events": [
+        {"id": "curie", "text": "Marie Curie discovered polonium and radium in Paris with Pierre Curie.",
+         "metadata": {"title": "Marie Curie"}},
+        {"id": "institute", "text": "The Radium Institute in Paris was founded for Marie Curie.",
+         "metadata": {"title": "Radium Institute"}},
+        {"id": "bach", "text": "Johann Sebastian Bach composed the Goldberg Variations in Leipzig."}
+    ]});
+    let r = app
+        .request(Method::POST, "/ingest/batch")
+        .header("X-API-Key", &key)
+        .header("X-Correlation-ID", "e2e-ingest-1")
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for status in app
+        .wait_ingested(&key, &["curie", "institute", "bach"])
+        .await
+    {
+        assert_eq!(status["status"], "processed", "{status}");
+    }
+
+    let q = json!({"text": "Who discovered polonium?", "limit": 3});
+    let found = app
+        .json(Method::POST, "/vectors/search", &key, Some(q.clone()))
+        .await;
+    assert_eq!(doc_ids(&found)[0], "curie");
+    // The same search again is served from the Redis search cache.
+    let again = app
+        .json(Method::POST, "/vectors/search", &key, Some(q))
+        .await;
+    assert_eq!(doc_ids(&again), doc_ids(&found));
+
+    let q = json!({"query": "Who discovered radium?", "limit": 3, "hops": 1});
+    let hybrid = app
+        .json(Method::POST, "/hybrid/search", &key, Some(q))
+        .await;
+    assert!(doc_ids(&hybrid).contains(&"institute".to_owned()));
+    assert!(
+        hybrid["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "Marie Curie")
+    );
+
+    // Graph writes and reads on the Bolt server.
+    for (id, name) in [("ada", "Ada"), ("charles", "Charles")] {
+        let body = json!({"id": id, "labels": ["Person"], "properties": {"name": name}});
+        app.json(Method::POST, "/graphs/node", &key, Some(body))
+            .await;
+    }
+    let body = json!({"from": "ada", "to": "charles", "type": "KNOWS"});
+    app.json(Method::POST, "/graphs/relationship", &key, Some(body))
+        .await;
+    let near = app
+        .json(
+            Method::POST,
+            "/graphs/neighbors",
+            &key,
+            Some(json!({"id": "ada", "hops": 1})),
+        )
+        .await;
+    assert_eq!(near["neighbors"][0]["node"]["id"], "charles", "{near}");
+    // Client Cypher is off on a shared graph server.
+    let r = app
+        .call(
+            Method::POST,
+            "/graphs/query",
+            &key,
+            Some(json!({"query": "MATCH (n) RETURN n"})),
+        )
+        .await;
+    assert_eq!(r.status(), 501);
+
+    // Deleting a document goes through the log too.
+    let r = app.call(Method::DELETE, "/ingest/bach", &key, None).await;
+    assert_eq!(r.status(), 202);
+    let gone = async {
+        for _ in 0..300 {
+            let r = app.call(Method::GET, "/ingest/bach", &key, None).await;
+            if r.status() == 404 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(gone.await, "deleted document's status should go");
+
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 200);
+    let checks: Value = ready.json().await.unwrap();
+    for check in [
+        "breaker:redis",
+        "breaker:kafka",
+        "breaker:neo4j",
+        "search_cache",
+    ] {
+        assert_eq!(checks["checks"][check], "ok", "{checks}");
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for series in [
+        r#"backend_requests_total{backend="kafka",op="append",outcome="ok"}"#,
+        r#"backend_requests_total{backend="neo4j",op="replace_documents",outcome="ok"}"#,
+        r#"backend_requests_total{backend="redis",op="get_key",outcome="ok"}"#,
+        r#"cache_requests_total{cache="search",result="hit"}"#,
+    ] {
+        assert!(counter(&metrics, series) >= 1.0, "{series} missing");
+    }
+    assert!(metrics.contains(r#"circuit_breaker_state{backend="redis"} 0"#));
+
+    // Keys, statuses and data live in the backends: a new process sees them all.
+    app.restart().await;
+    let status = app.json(Method::GET, "/ingest/curie", &key, None).await;
+    assert_eq!(status["status"], "processed");
+    let q = json!({"text": "Who discovered polonium?", "limit": 3});
+    let found = app
+        .json(Method::POST, "/vectors/search", &key, Some(q))
+        .await;
+    assert_eq!(doc_ids(&found)[0], "curie");
+    let near = app
+        .json(
+            Method::POST,
+            "/graphs/neighbors",
+            &key,
+            Some(json!({"id": "ada", "hops": 1})),
+        )
+        .await;
+    assert_eq!(near["neighbors"].as_array().unwrap().len(), 1);
+    app.shutdown().await;
+}
+
+/// A message the worker cannot decode goes to the dead-letter topic with the reason,
+/// and the events after it are processed; every event carries its correlation id in a
+/// header.
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
+    if !backends::available() {
+        return;
+    }
+    let app = spawn_app_with(backends::production).await;
+    let key = app.key("acme", &["write"]).await;
+    let id = backends::unique(&app.data_dir.path().to_path_buf());
+    let brokers = backends::kafka_brokers().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let topic = format!("{id}.ingest");
+    let poison = FutureRecord::to(&topic)
+        .key("acme/poison")
+        .payload("this is not an event");
+    producer
+        .send(poison, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let r = app
+        .request(Method::POST, "/ingest")
+        .header("X-API-Key", &key)
+        .header("X-Correlation-ID", "after-poison")
+        .json(&json!({"id": "good", "text": "Ada Lovelace wrote the first program."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let status = &app.wait_ingested(&key, &["good"]).await[0];
+    assert_eq!(status["status"], "processed");
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{id}-inspect"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[&format!("{id}.ingest.dead-letter"), &format!("{id}.ingest")])
+        .unwrap();
+    let (mut dead, mut correlation) = (None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while (dead.is_none() || correlation.is_none()) && tokio::time::Instant::now() < deadline {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
+            continue;
+        };
+        let header = |name: &str| {
+            m.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            })
+        };
+        if m.topic().ends_with("dead-letter") {
+            assert_eq!(m.payload(), Some(&b"this is not an event"[..]));
+            dead = header("error");
+        } else if m.key() == Some(&b"acme/good"[..]) {
+            correlation = header("correlation-id");
+        }
+    }
+    assert!(
+        dead.unwrap_or_default().contains("undecodable"),
+        "dead letter with its reason"
+    );
+    assert_eq!(correlation.as_deref(), Some("after-poison"));
+    let mut app = app;
+    app.shutdown().await;
+}

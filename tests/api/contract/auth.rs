@@ -1,0 +1,94 @@
+//! The AuthStore contract: embedded (redb) and Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragbrain::domain::principal::Scope;
+use ragbrain::domain::unix_now;
+use ragbrain::store::embedded::auth::EmbeddedAuthStore;
+use ragbrain::store::redis::{Redis, RedisAuthStore};
+use ragbrain::store::{ApiKeyRecord, AuthStore, RefreshRecord};
+
+use crate::backends;
+
+fn key(id: &str, tenant: &str, created_at: u64) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        name: format!("key {id}"),
+        tenant: tenant.into(),
+        scopes: vec![Scope::Read],
+        hash: format!("hash-{id}"),
+        created_at,
+    }
+}
+
+async fn contract(store: Arc<dyn AuthStore>) {
+    assert_eq!(store.count_keys().await.unwrap(), 0);
+    store.insert_key(key("k1", "acme", 1)).await.unwrap();
+    store.insert_key(key("k2", "acme", 2)).await.unwrap();
+    store.insert_key(key("k3", "other", 3)).await.unwrap();
+    assert_eq!(store.count_keys().await.unwrap(), 3);
+    assert_eq!(
+        store.get_key("k2").await.unwrap(),
+        Some(key("k2", "acme", 2))
+    );
+    assert_eq!(store.get_key("nope").await.unwrap(), None);
+    let acme: Vec<_> = store
+        .list_keys(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(acme, ["k1", "k2"]);
+    assert_eq!(store.list_keys(None).await.unwrap().len(), 3);
+    assert!(store.delete_key("k1").await.unwrap());
+    assert!(!store.delete_key("k1").await.unwrap());
+    assert_eq!(store.count_keys().await.unwrap(), 2);
+
+    let refresh = RefreshRecord {
+        id: "r1".into(),
+        family: "f1".into(),
+        key_id: "k2".into(),
+        hash: "h".into(),
+        expires_at: unix_now() + 3600,
+        used: false,
+    };
+    store.insert_refresh(refresh.clone()).await.unwrap();
+    assert_eq!(
+        store.get_refresh("r1").await.unwrap(),
+        Some(refresh.clone())
+    );
+    assert!(store.use_refresh("r1").await.unwrap(), "first use");
+    assert!(!store.use_refresh("r1").await.unwrap(), "a replay");
+    assert!(store.get_refresh("r1").await.unwrap().unwrap().used);
+
+    assert!(!store.is_revoked("jti-1").await.unwrap());
+    store.revoke("jti-1", unix_now() + 3600).await.unwrap();
+    assert!(store.is_revoked("jti-1").await.unwrap());
+    store.purge_expired(unix_now()).await.unwrap();
+    assert!(store.is_revoked("jti-1").await.unwrap(), "not expired yet");
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedded_auth_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(Arc::new(EmbeddedAuthStore::open(dir.path()).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn redis_auth_store_meets_the_contract() {
+    let Some(url) = backends::redis_url() else {
+        return;
+    };
+    let prefix = format!("{}:", uuid::Uuid::new_v4().simple());
+    let redis = Redis::connect(
+        &url.into(),
+        &prefix,
+        backends::guard("redis"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    contract(Arc::new(RedisAuthStore::new(redis))).await;
+}

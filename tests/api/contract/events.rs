@@ -1,0 +1,156 @@
+//! The EventLog contract: embedded (redb) and Kafka (tansu here) with statuses in Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragbrain::config::Settings;
+use ragbrain::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Operation, Outcome};
+use ragbrain::store::EventLog;
+use ragbrain::store::embedded::events::EmbeddedEventLog;
+use ragbrain::store::kafka::KafkaEventLog;
+use ragbrain::store::redis::{Redis, RedisIngestState};
+
+use super::tenant;
+use crate::backends;
+
+fn event(tenant: &str, id: &str, operation: Operation) -> Event {
+    Event {
+        tenant: tenant.into(),
+        id: id.into(),
+        collection: "documents".into(),
+        operation,
+        correlation_id: Some(format!("corr-{id}")),
+        received_at: 0,
+    }
+}
+
+fn upsert(text: &str) -> Operation {
+    Operation::Upsert {
+        text: text.into(),
+        metadata: Default::default(),
+    }
+}
+
+fn done(entry: &LogEntry, state: IngestState) -> Outcome {
+    Outcome::Done {
+        tenant: entry.event.tenant.clone(),
+        status: IngestStatus {
+            id: entry.event.id.clone(),
+            status: state,
+            operation: "upsert".into(),
+            collection: entry.event.collection.clone(),
+            chunks: Some(1),
+            entities: Some(0),
+            error: None,
+            updated_at: 0,
+            seq: entry.seq,
+        },
+    }
+}
+
+/// Reads until `n` entries arrive (a Kafka consumer first joins its group).
+async fn read_n(log: &dyn EventLog, n: usize) -> Vec<LogEntry> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let entries = log.read(100).await.unwrap();
+        if entries.len() >= n || tokio::time::Instant::now() > deadline {
+            return entries;
+        }
+        log.wait(Duration::from_millis(500)).await;
+    }
+}
+
+async fn contract(log: Arc<dyn EventLog>) {
+    let t = tenant("ev");
+    let tn = t.as_str();
+    let seqs = log
+        .append(vec![
+            event(tn, "a", upsert("first")),
+            event(tn, "b", upsert("second")),
+            event(tn, "a", upsert("third")),
+        ])
+        .await
+        .unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let a = log.status(&t, "a").await.unwrap().unwrap();
+    assert_eq!((a.status, a.seq), (IngestState::Pending, seqs[2]));
+    assert_eq!(log.pending().await.unwrap(), 3);
+
+    let entries = read_n(log.as_ref(), 3).await;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    assert_eq!(entries[1].event.id, "b");
+    assert_eq!(entries[0].event.correlation_id.as_deref(), Some("corr-a"));
+    // Not completed: the same batch is handed out again.
+    let again = log.read(100).await.unwrap();
+    assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+
+    // The stale outcome for the first "a" must not overwrite the newer event's status.
+    let outcomes = vec![
+        done(&entries[0], IngestState::Failed),
+        done(&entries[1], IngestState::Processed),
+        done(&entries[2], IngestState::Processed),
+    ];
+    log.complete(outcomes, seqs[2]).await.unwrap();
+    let a = log.status(&t, "a").await.unwrap().unwrap();
+    assert_eq!((a.status, a.seq), (IngestState::Processed, seqs[2]));
+    assert_eq!(
+        log.status(&t, "b").await.unwrap().unwrap().status,
+        IngestState::Processed
+    );
+    assert_eq!(log.pending().await.unwrap(), 0);
+    log.wait(Duration::from_millis(300)).await;
+    assert!(log.read(100).await.unwrap().is_empty());
+
+    let del = log
+        .append(vec![event(tn, "b", Operation::Delete)])
+        .await
+        .unwrap();
+    let entries = read_n(log.as_ref(), 1).await;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), del);
+    let deleted = Outcome::Deleted {
+        tenant: tn.into(),
+        id: "b".into(),
+        seq: del[0],
+    };
+    log.complete(vec![deleted], del[0]).await.unwrap();
+    assert!(log.status(&t, "b").await.unwrap().is_none());
+    assert!(log.status(&tenant("other"), "a").await.unwrap().is_none());
+    log.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedded_event_log_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(Arc::new(EmbeddedEventLog::open(dir.path()).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn kafka_event_log_meets_the_contract() {
+    let (Some(redis_url), Some(brokers)) = (backends::redis_url(), backends::kafka_brokers())
+    else {
+        return;
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut settings = Settings::load(None).unwrap();
+    settings.events.kafka_brokers = brokers;
+    settings.events.topic = format!("contract-{id}");
+    settings.events.dead_letter_topic = format!("contract-{id}-dead");
+    settings.events.group_id = format!("contract-{id}");
+    settings.events.partitions = 3;
+    let redis = Redis::connect(
+        &redis_url.into(),
+        &format!("{id}:"),
+        backends::guard("redis"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let log = KafkaEventLog::connect(
+        &settings.events,
+        RedisIngestState::new(redis),
+        backends::guard("kafka"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    contract(Arc::new(log)).await;
+}

@@ -1,0 +1,369 @@
+//! The GraphStore contract: embedded (grafeo) and a Bolt server (ArcadeDB here; Neo4j
+//! in production).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragbrain::config::Settings;
+use ragbrain::domain::graph::{
+    CypherQuery, Direction, FindNodes, NeighborQuery, NodeUpsert, RelationshipUpsert, Written,
+};
+use ragbrain::domain::ingest::{ChunkNode, DocumentGraph, EntityRef};
+use ragbrain::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
+use ragbrain::store::neo4j::Neo4jGraphStore;
+use ragbrain::store::{ErrorKind, GraphStore};
+use serde_json::json;
+
+use super::tenant;
+use crate::backends;
+
+fn props(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn node(id: &str, labels: &[&str], p: serde_json::Value) -> NodeUpsert {
+    NodeUpsert {
+        id: id.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        properties: props(p),
+    }
+}
+
+fn rel(from: &str, to: &str, t: &str) -> RelationshipUpsert {
+    RelationshipUpsert {
+        from: from.into(),
+        to: to.into(),
+        rel_type: t.into(),
+        properties: props(json!({"since": 2020})),
+    }
+}
+
+fn entity(id: &str) -> EntityRef {
+    EntityRef {
+        id: format!("entity:{id}"),
+        name: id.into(),
+    }
+}
+
+fn doc(id: &str, chunks: &[&[&str]]) -> DocumentGraph {
+    DocumentGraph {
+        doc_id: id.into(),
+        collection: "documents".into(),
+        properties: props(json!({"title": id})),
+        chunks: chunks
+            .iter()
+            .enumerate()
+            .map(|(i, names)| ChunkNode {
+                id: format!("chunk:{id}:{i}"),
+                index: i,
+                entities: names.iter().map(|n| entity(n)).collect(),
+            })
+            .collect(),
+    }
+}
+
+async fn nodes_and_relationships(store: &dyn GraphStore) {
+    let (t, other) = (tenant("ga"), tenant("gb"));
+    let (n, w) = store
+        .upsert_node(
+            &t,
+            node("alice", &["Person"], json!({"name": "Alice", "age": 30})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w, Written::Created);
+    assert_eq!(
+        (n.id.as_str(), n.labels.as_slice()),
+        ("alice", &["Person".to_owned()][..])
+    );
+    let (n, w) = store
+        .upsert_node(&t, node("alice", &["Employee"], json!({"age": 31})))
+        .await
+        .unwrap();
+    assert_eq!(w, Written::Updated);
+    let mut labels = n.labels.clone();
+    labels.sort();
+    assert_eq!(labels, ["Employee", "Person"]);
+    assert_eq!(n.properties["name"], "Alice");
+    assert_eq!(n.properties["age"], 31);
+    assert!(
+        !n.properties.contains_key("tenant"),
+        "tenant is never shown"
+    );
+    store
+        .upsert_node(&t, node("bob", &["Person"], json!({"name": "Bob"})))
+        .await
+        .unwrap();
+    store
+        .upsert_node(&t, node("carol", &["Person"], json!({"name": "Carol"})))
+        .await
+        .unwrap();
+
+    // The same id in another tenant is another node.
+    let e = store.get_node(&other, "alice").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+
+    let found = store
+        .find_nodes(
+            &t,
+            FindNodes {
+                label: "Person".into(),
+                equals: props(json!({"name": "Bob"})),
+                limit: 10,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        ["bob"]
+    );
+    let page = |offset| FindNodes {
+        label: "Person".into(),
+        equals: Default::default(),
+        limit: 2,
+        offset,
+    };
+    let first: Vec<_> = store
+        .find_nodes(&t, page(0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    let second: Vec<_> = store
+        .find_nodes(&t, page(2))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (
+            &["alice".to_owned(), "bob".into()][..],
+            &["carol".to_owned()][..]
+        )
+    );
+
+    assert_eq!(
+        store
+            .upsert_relationship(&t, rel("alice", "bob", "KNOWS"))
+            .await
+            .unwrap(),
+        Written::Created
+    );
+    assert_eq!(
+        store
+            .upsert_relationship(&t, rel("alice", "bob", "KNOWS"))
+            .await
+            .unwrap(),
+        Written::Updated
+    );
+    store
+        .upsert_relationship(&t, rel("bob", "carol", "KNOWS"))
+        .await
+        .unwrap();
+    let e = store
+        .upsert_relationship(&t, rel("alice", "nobody", "KNOWS"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+
+    let near = store
+        .neighbors(
+            &t,
+            NeighborQuery {
+                id: "alice".into(),
+                hops: 2,
+                direction: Direction::Out,
+                types: vec!["KNOWS".into()],
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let seen: Vec<_> = near
+        .iter()
+        .map(|n| (n.node.id.as_str(), n.depth, n.path.len()))
+        .collect();
+    assert_eq!(seen, [("bob", 1, 1), ("carol", 2, 2)]);
+
+    let result = store
+        .query(
+            &t,
+            CypherQuery {
+                query: "MATCH (n:Person) WHERE n.tenant = $tenant AND n.name = $name RETURN n.name AS name".into(),
+                params: props(json!({"name": "Carol"})),
+                max_rows: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.columns, ["name"]);
+    assert_eq!(result.rows, [[json!("Carol")]]);
+    let limited = store
+        .query(
+            &t,
+            CypherQuery {
+                query: "MATCH (n:Person) WHERE n.tenant = $tenant RETURN n.name AS name".into(),
+                params: Default::default(),
+                max_rows: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((limited.rows.len(), limited.truncated), (2, true));
+    let e = store
+        .query(
+            &t,
+            CypherQuery {
+                query: "MATCH (n) DETACH DELETE n".into(),
+                params: Default::default(),
+                max_rows: 10,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+
+    store.delete_node(&t, "bob").await.unwrap();
+    assert_eq!(
+        store.delete_node(&t, "bob").await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    let near = store
+        .neighbors(
+            &t,
+            NeighborQuery {
+                id: "alice".into(),
+                hops: 3,
+                direction: Direction::Both,
+                types: vec![],
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(near.is_empty(), "detach delete removed bob's relationships");
+}
+
+async fn documents(store: &dyn GraphStore) {
+    let t = tenant("gd");
+    store
+        .replace_documents(
+            &t,
+            vec![
+                doc("d1", &[&["Paris", "France"], &["Paris"]]),
+                doc("d2", &[&["Paris", "Seine"]]),
+            ],
+        )
+        .await
+        .unwrap();
+    let known = store
+        .entities(&t, vec!["entity:Paris".into(), "entity:Rome".into()])
+        .await
+        .unwrap();
+    assert_eq!(known, [entity("Paris")]);
+    let mut related = store
+        .related_entities(&t, vec!["entity:Paris".into()], 10)
+        .await
+        .unwrap();
+    related.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
+    let weights: Vec<_> = related
+        .iter()
+        .map(|r| (r.entity.name.as_str(), r.weight))
+        .collect();
+    assert_eq!(weights, [("France", 1.0), ("Seine", 1.0)]);
+    let mut mentions = store
+        .entity_mentions(&t, vec!["entity:Paris".into()], 10)
+        .await
+        .unwrap();
+    mentions.sort_by(|a, b| a.chunk.cmp(&b.chunk));
+    let chunks: Vec<_> = mentions.iter().map(|m| m.chunk.as_str()).collect();
+    assert_eq!(chunks, ["chunk:d1:0", "chunk:d1:1", "chunk:d2:0"]);
+    let of_chunk = store
+        .chunk_mentions(&t, vec!["chunk:d2:0".into()])
+        .await
+        .unwrap();
+    assert_eq!(of_chunk.len(), 2);
+
+    // Re-ingesting d2 without the Seine drops the orphaned entity and its edge.
+    store
+        .replace_documents(&t, vec![doc("d2", &[&["Paris"]])])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .entities(&t, vec!["entity:Seine".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let related = store
+        .related_entities(&t, vec!["entity:Paris".into()], 10)
+        .await
+        .unwrap();
+    assert_eq!(related.len(), 1);
+    // Idempotent.
+    store
+        .replace_documents(&t, vec![doc("d2", &[&["Paris"]])])
+        .await
+        .unwrap();
+
+    assert!(store.remove_document(&t, "d1").await.unwrap());
+    assert!(!store.remove_document(&t, "d1").await.unwrap());
+    assert!(
+        store
+            .entities(&t, vec!["entity:France".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .entities(&t, vec!["entity:Paris".into()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedded_graph_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedGraphOptions {
+        query_timeout: Duration::from_secs(5),
+        max_concurrent_queries: 2,
+    };
+    let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
+    nodes_and_relationships(store.as_ref()).await;
+    documents(store.as_ref()).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn bolt_graph_store_meets_the_contract() {
+    let Some(bolt) = backends::bolt() else {
+        return;
+    };
+    let mut settings = Settings::load(None).unwrap();
+    settings.graph.neo4j_uri = bolt.uri;
+    settings.graph.neo4j_user = bolt.user;
+    settings.graph.neo4j_password = bolt.password.into();
+    settings.graph.neo4j_client_cypher = true;
+    let store = Neo4jGraphStore::connect(
+        &settings.graph,
+        backends::guard("neo4j"),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+        2,
+    )
+    .await
+    .unwrap();
+    nodes_and_relationships(&store).await;
+    documents(&store).await;
+}

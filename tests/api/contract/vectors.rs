@@ -1,0 +1,233 @@
+//! The VectorStore contract: embedded (qdrant-edge) and a Qdrant server.
+
+use std::sync::Arc;
+
+use ragbrain::config::Settings;
+use ragbrain::domain::vector::{
+    CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point, PointId, RangeSpec,
+    SearchQuery,
+};
+use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
+use ragbrain::store::qdrant::QdrantVectorStore;
+use ragbrain::store::{Created, ErrorKind, VectorStore};
+use serde_json::json;
+
+use super::tenant;
+use crate::backends;
+
+fn point(id: u64, vector: [f32; 3], payload: serde_json::Value) -> Point {
+    Point {
+        id: PointId::Num(id),
+        vector: vector.to_vec(),
+        payload: payload.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn query(vector: [f32; 3], limit: usize, filter: Option<Filter>) -> SearchQuery {
+    SearchQuery {
+        vector: vector.to_vec(),
+        limit,
+        offset: 0,
+        score_threshold: None,
+        filter,
+        ids: None,
+        with_payload: true,
+        with_vector: false,
+    }
+}
+
+fn keyword(key: &str, value: &str) -> Condition {
+    Condition {
+        key: Some(key.into()),
+        matches: Some(MatchSpec {
+            value: Some(MatchValue::Keyword(value.into())),
+            any: None,
+        }),
+        ..Condition::default()
+    }
+}
+
+async fn contract(store: Arc<dyn VectorStore>) {
+    let (a, b) = (tenant("va"), tenant("vb"));
+    let spec = CollectionSpec {
+        dim: 3,
+        distance: Distance::Cosine,
+    };
+    assert_eq!(
+        store.create_collection(&a, "docs", spec).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        store.create_collection(&a, "docs", spec).await.unwrap(),
+        Created::Existing
+    );
+    let other = CollectionSpec { dim: 4, ..spec };
+    let e = store
+        .create_collection(&a, "docs", other)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    // Another tenant may use the same name with another shape.
+    assert_eq!(
+        store.create_collection(&b, "docs", other).await.unwrap(),
+        Created::New
+    );
+
+    store
+        .upsert(
+            &a,
+            "docs",
+            vec![
+                point(1, [1.0, 0.0, 0.0], json!({"kind": "x", "n": 1})),
+                point(2, [0.9, 0.1, 0.0], json!({"kind": "y", "n": 2})),
+                point(3, [0.0, 1.0, 0.0], json!({"kind": "x", "n": 3})),
+            ],
+        )
+        .await
+        .unwrap();
+    let info = store.collection_info(&a, "docs").await.unwrap();
+    assert_eq!(
+        (info.dim, info.distance, info.points_count),
+        (3, Distance::Cosine, 3)
+    );
+
+    let hits = store
+        .search(&a, "docs", query([1.0, 0.0, 0.0], 2, None))
+        .await
+        .unwrap();
+    let ids: Vec<_> = hits.iter().map(|h| h.id).collect();
+    assert_eq!(ids, [PointId::Num(1), PointId::Num(2)]);
+    assert_eq!(hits[0].payload.as_ref().unwrap()["kind"], "x");
+    assert!(
+        hits[0].payload.as_ref().unwrap().get("tenant").is_none(),
+        "tenant field hidden"
+    );
+
+    let only_x = Filter {
+        must: vec![keyword("kind", "x")],
+        ..Filter::default()
+    };
+    let hits = store
+        .search(&a, "docs", query([1.0, 0.0, 0.0], 10, Some(only_x.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [PointId::Num(1), PointId::Num(3)]
+    );
+    let ranged = Filter {
+        must: vec![Condition {
+            key: Some("n".into()),
+            range: Some(RangeSpec {
+                gte: Some(2.0),
+                ..RangeSpec::default()
+            }),
+            ..Condition::default()
+        }],
+        ..Filter::default()
+    };
+    let hits = store
+        .search(&a, "docs", query([1.0, 0.0, 0.0], 10, Some(ranged)))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+
+    // Tenant b sees nothing of tenant a's.
+    let hits = store
+        .search(
+            &b,
+            "docs",
+            SearchQuery {
+                vector: vec![1.0, 0.0, 0.0, 0.0],
+                ..query([0.0; 3], 10, None)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(hits.is_empty());
+    assert!(
+        store
+            .retrieve(&b, "docs", vec![PointId::Num(1)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let got = store
+        .retrieve(&a, "docs", vec![PointId::Num(3), PointId::Num(99)])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].vector.as_deref(), Some(&[0.0, 1.0, 0.0][..]));
+
+    assert_eq!(
+        store
+            .delete_ids(&a, "docs", vec![PointId::Num(2), PointId::Num(42)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.delete_by_filter(&a, "docs", only_x).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .collection_info(&a, "docs")
+            .await
+            .unwrap()
+            .points_count,
+        0
+    );
+
+    let counts = store.point_counts().await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.tenant == a.as_str() && c.collection == "docs")
+    );
+
+    store.drop_collection(&a, "docs").await.unwrap();
+    let e = store.collection_info(&a, "docs").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let e = store
+        .search(&a, "docs", query([1.0, 0.0, 0.0], 1, None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedded_vector_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedVectorOptions {
+        default_name: "documents".into(),
+        default_spec: CollectionSpec {
+            dim: 3,
+            distance: Distance::Cosine,
+        },
+        optimize_idle: std::time::Duration::from_secs(60),
+        optimize_check: std::time::Duration::from_secs(60),
+    };
+    let store = Arc::new(
+        EmbeddedVectorStore::open(dir.path(), options)
+            .await
+            .unwrap(),
+    );
+    contract(store.clone()).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn qdrant_vector_store_meets_the_contract() {
+    let Some(url) = backends::qdrant_url() else {
+        return;
+    };
+    let mut settings = Settings::load(None).unwrap();
+    settings.vectors.qdrant_url = url;
+    let store = QdrantVectorStore::connect(
+        &settings.vectors,
+        backends::guard("qdrant"),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    contract(Arc::new(store)).await;
+}
