@@ -248,3 +248,89 @@ async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
     let mut app = app;
     app.shutdown().await;
 }
+
+/// `config/production.toml`, with the addresses of the test servers given the way an
+/// operator gives secrets (environment variables), starts a server that is ready and
+/// ingests.
+#[tokio::test]
+async fn production_toml_starts_the_server_against_the_real_servers() {
+    if !backends::available() {
+        return;
+    }
+    let bolt = backends::bolt().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let id = backends::unique(&dir.path().to_path_buf());
+    let port = crate::helpers::free_port();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ragbrain"));
+    cmd.args(["serve", "--config", config, "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .env("RAGBRAIN__RATE_LIMIT__ENABLED", "false")
+        .env(
+            "RAGBRAIN__AUTH__JWT_SECRET",
+            "a-production-like-secret-of-32-bytes-or-more",
+        )
+        .env("RAGBRAIN__REDIS__URL", backends::redis_url().unwrap())
+        .env("RAGBRAIN__REDIS__KEY_PREFIX", format!("{id}:"))
+        .env(
+            "RAGBRAIN__EVENTS__KAFKA_BROKERS",
+            backends::kafka_brokers().unwrap(),
+        )
+        .env("RAGBRAIN__EVENTS__TOPIC", format!("{id}.ingest"))
+        .env("RAGBRAIN__EVENTS__DEAD_LETTER_TOPIC", format!("{id}.dead"))
+        .env("RAGBRAIN__EVENTS__GROUP_ID", format!("{id}-workers"))
+        // One broker here: topics cannot have three replicas.
+        .env("RAGBRAIN__EVENTS__REPLICATION", "1")
+        .env("RAGBRAIN__GRAPH__NEO4J_URI", &bolt.uri)
+        .env("RAGBRAIN__GRAPH__NEO4J_USER", &bolt.user)
+        .env("RAGBRAIN__GRAPH__NEO4J_PASSWORD", &bolt.password)
+        .stderr(std::process::Stdio::inherit());
+    match backends::qdrant_url() {
+        Some(url) => cmd.env("RAGBRAIN__VECTORS__QDRANT_URL", url),
+        None => cmd.env("RAGBRAIN__VECTORS__BACKEND", "embedded"),
+    };
+    let mut server = cmd.spawn().expect("ragbrain starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = None;
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            ready = Some(r.status());
+            if r.status() == 200 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, Some(reqwest::StatusCode::OK));
+    let admin = std::fs::read_to_string(dir.path().join("bootstrap-admin.key")).unwrap();
+    let r = client
+        .post(format!("{base}/ingest"))
+        .header("X-API-Key", admin.trim())
+        .json(&json!({"id": "hello", "text": "Grace Hopper wrote the first compiler."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        status = client
+            .get(format!("{base}/ingest/hello"))
+            .header("X-API-Key", admin.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "processed", "{status}");
+    server.kill().unwrap();
+    let _ = server.wait();
+}
