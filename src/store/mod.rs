@@ -5,7 +5,7 @@
 pub mod cache;
 pub mod cypher;
 pub mod embedded;
-pub mod graph_documents;
+pub mod graph_exec;
 pub mod kafka;
 pub mod neo4j;
 pub mod open;

@@ -1,6 +1,6 @@
 //! [`GraphStore`] on a Bolt server (Neo4j 5, or any server speaking its Cypher) via
 //! `neo4rs`. It runs the same parameterised Cypher as the embedded graph
-//! ([`crate::store::cypher`], [`crate::store::graph_documents`]) through a one-rule
+//! ([`crate::store::cypher`], [`crate::store::graph_exec`]) through a one-rule
 //! dialect: every node pattern's first mention gets the base label `_rb_node`, whose
 //! uniqueness constraint on `(tenant, id)` is created at start-up. That constraint is
 //! the index every id lookup uses, and the guarantee that one tenant's id names one
@@ -12,7 +12,7 @@
 //! READ access mode, and rows from neo4rs being keyed by column name, columns come in
 //! name order (the embedded engine keeps `RETURN` order).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +23,13 @@ use serde_json::{Map, Value};
 
 use crate::config::GraphSettings;
 use crate::domain::graph::{
-    CypherQuery, CypherResult, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert,
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, TENANT_PROPERTY, Written,
 };
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
-use crate::store::graph_documents::{self as shared, CypherTx, Rows, list};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from_row};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
 
@@ -128,34 +128,6 @@ fn query<K: AsRef<str>>(
         q = q.param(k.as_ref(), bolt(v)?);
     }
     Ok(q)
-}
-
-/// Our own labels and properties are hidden from clients.
-fn node_from_row(row: &[Value]) -> Option<Node> {
-    let [id, labels, props, ..] = row else {
-        return None;
-    };
-    let labels = labels
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|l| *l != BASE_LABEL)
-        .map(str::to_owned)
-        .collect();
-    let properties = props
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| *k != ID_PROPERTY && *k != TENANT_PROPERTY)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Node {
-        id: id.as_str()?.to_owned(),
-        labels,
-        properties,
-    })
 }
 
 /// One transaction on the server.
@@ -294,13 +266,6 @@ impl Neo4jGraphStore {
             })
             .await
     }
-
-    async fn exists(tx: &mut BoltTx<'_>, id: &str) -> StoreResult<bool> {
-        let rows = tx
-            .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
-            .await?;
-        Ok(count(&rows) > 0)
-    }
 }
 
 #[async_trait]
@@ -310,7 +275,7 @@ impl GraphStore for Neo4jGraphStore {
             .run("upsert_node", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
-                    let written = if Self::exists(&mut tx, &node.id).await? {
+                    let written = if shared::exists(&mut tx, &node.id).await? {
                         Written::Updated
                     } else {
                         Written::Created
@@ -372,7 +337,7 @@ impl GraphStore for Neo4jGraphStore {
             .run("delete_node", Retry::Once, || async {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
-                    if !Self::exists(&mut tx, id).await? {
+                    if !shared::exists(&mut tx, id).await? {
                         return Err(missing(id));
                     }
                     tx.run(cypher::DELETE_NODE, &[], vec![("id", id.into())])
@@ -395,7 +360,7 @@ impl GraphStore for Neo4jGraphStore {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
                     for id in [&rel.from, &rel.to] {
-                        if !Self::exists(&mut tx, id).await? {
+                        if !shared::exists(&mut tx, id).await? {
                             return Err(missing(id));
                         }
                     }
@@ -429,54 +394,14 @@ impl GraphStore for Neo4jGraphStore {
     }
 
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
-        let statement = cypher::expand(query.direction, &query.types);
-        let columns = [
-            "s.id",
-            "type(r)",
-            NODE_COLUMNS[0],
-            NODE_COLUMNS[1],
-            NODE_COLUMNS[2],
-        ];
         self.guard
             .run("neighbors", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
-                    if !Self::exists(&mut tx, &query.id).await? {
+                    if !shared::exists(&mut tx, &query.id).await? {
                         return Err(missing(&query.id));
                     }
-                    let mut seen: HashSet<String> = HashSet::from([query.id.clone()]);
-                    let mut paths: HashMap<String, Vec<String>> =
-                        HashMap::from([(query.id.clone(), Vec::new())]);
-                    let mut frontier = vec![query.id.clone()];
-                    let mut out = Vec::new();
-                    for depth in 1..=query.hops {
-                        if frontier.is_empty() || out.len() >= query.limit {
-                            break;
-                        }
-                        let rows = tx
-                            .run(&statement, &columns, vec![("frontier", list(frontier))])
-                            .await?;
-                        let mut next = Vec::new();
-                        for row in rows {
-                            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str())
-                            else {
-                                continue;
-                            };
-                            let Some(node) = node_from_row(&row[2..]) else {
-                                continue;
-                            };
-                            if out.len() >= query.limit || !seen.insert(node.id.clone()) {
-                                continue;
-                            }
-                            let mut path = paths.get(from).cloned().unwrap_or_default();
-                            path.push(rel_type.to_owned());
-                            paths.insert(node.id.clone(), path.clone());
-                            next.push(node.id.clone());
-                            out.push(Neighbor { node, depth, path });
-                        }
-                        frontier = next;
-                    }
-                    Ok(out)
+                    shared::expand(&mut tx, &query).await
                 }
                 .await;
                 tx.finish(result).await

@@ -16,7 +16,7 @@ use qdrant_client::qdrant::{
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeletePointsBuilder, FieldType, GetPointsBuilder, KeywordIndexParamsBuilder, PointStruct,
     PointsIdsList, QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
-    vectors_config::Config,
+    points_selector::PointsSelectorOneOf, vectors_config::Config,
 };
 use secrecy::ExposeSecret;
 
@@ -156,6 +156,27 @@ impl QdrantVectorStore {
                     .count(request)
                     .await
                     .map(|r| r.result.map_or(0, |c| c.count))
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
+    /// Deletes the selected points, waiting until the deletion is applied.
+    async fn delete(
+        &self,
+        op: &'static str,
+        physical: &str,
+        points: PointsSelectorOneOf,
+    ) -> StoreResult<()> {
+        self.guard
+            .run(op, Retry::Idempotent, || async {
+                let request = DeletePointsBuilder::new(physical)
+                    .points(points.clone())
+                    .wait(true);
+                self.client
+                    .delete_points(request)
+                    .await
+                    .map(drop)
                     .map_err(qdrant_err)
             })
             .await
@@ -386,18 +407,7 @@ impl VectorStore for QdrantVectorStore {
         let list = PointsIdsList {
             ids: owned.iter().map(|id| map::point_id(*id)).collect(),
         };
-        self.guard
-            .run("delete_ids", Retry::Idempotent, || async {
-                let request = DeletePointsBuilder::new(&physical)
-                    .points(list.clone())
-                    .wait(true);
-                self.client
-                    .delete_points(request)
-                    .await
-                    .map(drop)
-                    .map_err(qdrant_err)
-            })
-            .await?;
+        self.delete("delete_ids", &physical, list.into()).await?;
         Ok(owned.len())
     }
 
@@ -410,17 +420,7 @@ impl VectorStore for QdrantVectorStore {
         let physical = self.require(tenant, collection).await?;
         let matched = self.count(&physical, tenant, Some(&filter)).await?;
         let scoped = map::search_filter(tenant, Some(&filter), None).map_err(invalid_filter)?;
-        self.guard
-            .run("delete_by_filter", Retry::Idempotent, || async {
-                let request = DeletePointsBuilder::new(&physical)
-                    .points(scoped.clone())
-                    .wait(true);
-                self.client
-                    .delete_points(request)
-                    .await
-                    .map(drop)
-                    .map_err(qdrant_err)
-            })
+        self.delete("delete_by_filter", &physical, scoped.into())
             .await?;
         Ok(matched as usize)
     }

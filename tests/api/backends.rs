@@ -84,6 +84,20 @@ pub fn guard(backend: &'static str) -> Arc<Resilience> {
     Resilience::new(backend, policy(), &Metrics::new())
 }
 
+/// A Redis client on the test server with its own key prefix (`None`: no server).
+pub fn redis() -> Option<ragbrain::store::redis::Redis> {
+    let url = redis_url()?;
+    let prefix = format!("{}:", uuid::Uuid::new_v4().simple());
+    let redis = ragbrain::store::redis::Redis::connect(
+        &url.into(),
+        &prefix,
+        guard("redis"),
+        Duration::from_secs(5),
+    )
+    .expect("redis client");
+    Some(redis)
+}
+
 /// A name unique to one test run and stable across its restarts.
 pub fn unique(seed: &impl Hash) -> String {
     let mut h = DefaultHasher::new();

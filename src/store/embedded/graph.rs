@@ -286,7 +286,7 @@ impl GraphStore for EmbeddedGraphStore {
             if !inner.exists(&tenant, &query.id)? {
                 return Err(missing(&query.id));
             }
-            expand(&inner, &tenant, &query)
+            inner.expand(&tenant, &query)
         })
         .await
     }
@@ -419,46 +419,4 @@ fn run_read_only(inner: &Inner, tenant: &Tenant, query: &CypherQuery) -> StoreRe
         rows,
         truncated,
     })
-}
-
-/// Breadth-first expansion, one query per hop, so each node gets its shortest depth and
-/// the work stays bounded by `limit` times the fan-out instead of by the number of paths.
-fn expand(inner: &Inner, tenant: &Tenant, query: &NeighborQuery) -> StoreResult<Vec<Neighbor>> {
-    let statement = cypher::expand(query.direction, &query.types);
-    let mut seen: HashSet<String> = HashSet::from([query.id.clone()]);
-    let mut paths: HashMap<String, Vec<String>> = HashMap::from([(query.id.clone(), Vec::new())]);
-    let mut frontier = vec![query.id.clone()];
-    let mut out = Vec::new();
-    for depth in 1..=query.hops {
-        if frontier.is_empty() || out.len() >= query.limit {
-            break;
-        }
-        let list = Value::List(
-            frontier
-                .iter()
-                .map(|s| Value::from(s.as_str()))
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        let result = inner.run(tenant, &statement, params(tenant, [("frontier", list)]))?;
-        let mut next = Vec::new();
-        for row in result.rows() {
-            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str()) else {
-                continue;
-            };
-            let Some(node) = node_from_row(&row[2..]) else {
-                continue;
-            };
-            if out.len() >= query.limit || !seen.insert(node.id.clone()) {
-                continue;
-            }
-            let mut path = paths.get(from).cloned().unwrap_or_default();
-            path.push(rel_type.to_owned());
-            paths.insert(node.id.clone(), path.clone());
-            next.push(node.id.clone());
-            out.push(Neighbor { node, depth, path });
-        }
-        frontier = next;
-    }
-    Ok(out)
 }

@@ -1,6 +1,7 @@
-//! The embedded graph's side of ingest: a grafeo session as a [`CypherTx`], so the
-//! shared sequencing in [`crate::store::graph_documents`] runs in one grafeo
-//! transaction, and the entity/chunk lookups hybrid retrieval walks.
+//! The embedded graph's side of the shared graph work: a grafeo session as a
+//! [`CypherTx`], so [`crate::store::graph_exec`] (document replacement in one grafeo
+//! transaction, neighbour expansion) runs here too, and the entity/chunk lookups hybrid
+//! retrieval walks.
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -9,10 +10,11 @@ use serde_json::Value;
 
 use super::graph::{Inner, engine, lock, params};
 use super::graph_values::{to_grafeo, to_json};
+use crate::domain::graph::{Neighbor, NeighborQuery};
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher::documents as q;
-use crate::store::graph_documents::{self as shared, CypherTx, Rows, list};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, list};
 use crate::store::{StoreError, StoreResult};
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
@@ -64,6 +66,15 @@ impl Inner {
             session: self.session(tenant)?,
             tenant,
         })
+    }
+
+    /// The shared breadth-first expansion on the tenant's graph.
+    pub(super) fn expand(
+        &self,
+        tenant: &Tenant,
+        query: &NeighborQuery,
+    ) -> StoreResult<Vec<Neighbor>> {
+        now(shared::expand(&mut self.tx(tenant)?, query))
     }
 
     /// Reads without a transaction.

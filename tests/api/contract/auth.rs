@@ -1,12 +1,11 @@
 //! The AuthStore contract: embedded (redb) and Redis.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ragbrain::domain::principal::Scope;
 use ragbrain::domain::unix_now;
 use ragbrain::store::embedded::auth::EmbeddedAuthStore;
-use ragbrain::store::redis::{Redis, RedisAuthStore};
+use ragbrain::store::redis::RedisAuthStore;
 use ragbrain::store::{ApiKeyRecord, AuthStore, RefreshRecord};
 
 use crate::backends;
@@ -79,16 +78,8 @@ async fn embedded_auth_store_meets_the_contract() {
 
 #[tokio::test]
 async fn redis_auth_store_meets_the_contract() {
-    let Some(url) = backends::redis_url() else {
+    let Some(redis) = backends::redis() else {
         return;
     };
-    let prefix = format!("{}:", uuid::Uuid::new_v4().simple());
-    let redis = Redis::connect(
-        &url.into(),
-        &prefix,
-        backends::guard("redis"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
     contract(Arc::new(RedisAuthStore::new(redis))).await;
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragbrain::store::cache::{MemorySearchCache, SearchCache};
-use ragbrain::store::redis::{Redis, RedisSearchCache};
+use ragbrain::store::redis::RedisSearchCache;
 
 use super::tenant;
 use crate::backends;
@@ -42,17 +42,9 @@ async fn memory_search_cache_meets_the_contract() {
 
 #[tokio::test]
 async fn redis_search_cache_meets_the_contract() {
-    let Some(url) = backends::redis_url() else {
+    let Some(redis) = backends::redis() else {
         return;
     };
-    let prefix = format!("{}:", uuid::Uuid::new_v4().simple());
-    let redis = Redis::connect(
-        &url.into(),
-        &prefix,
-        backends::guard("redis"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
     contract(Arc::new(RedisSearchCache::new(
         redis,
         Duration::from_secs(60),

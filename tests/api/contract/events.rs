@@ -8,7 +8,7 @@ use ragbrain::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Opera
 use ragbrain::store::EventLog;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
 use ragbrain::store::kafka::KafkaEventLog;
-use ragbrain::store::redis::{Redis, RedisIngestState};
+use ragbrain::store::redis::RedisIngestState;
 
 use super::tenant;
 use crate::backends;
@@ -126,8 +126,7 @@ async fn embedded_event_log_meets_the_contract() {
 
 #[tokio::test]
 async fn kafka_event_log_meets_the_contract() {
-    let (Some(redis_url), Some(brokers)) = (backends::redis_url(), backends::kafka_brokers())
-    else {
+    let (Some(redis), Some(brokers)) = (backends::redis(), backends::kafka_brokers()) else {
         return;
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -137,13 +136,6 @@ async fn kafka_event_log_meets_the_contract() {
     settings.events.dead_letter_topic = format!("contract-{id}-dead");
     settings.events.group_id = format!("contract-{id}");
     settings.events.partitions = 3;
-    let redis = Redis::connect(
-        &redis_url.into(),
-        &format!("{id}:"),
-        backends::guard("redis"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
     let log = KafkaEventLog::connect(
         &settings.events,
         RedisIngestState::new(redis),

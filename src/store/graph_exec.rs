@@ -1,18 +1,23 @@
-//! Ingest's document subgraph, sequenced once for every graph executor: replacing a
-//! document's chunks, mentions and `RELATED_TO` weights, and removing entities no chunk
-//! mentions any more. The Cypher is in [`crate::store::cypher::documents`]; an executor
-//! (embedded grafeo or a Bolt server) only runs statements inside its transaction.
+//! The graph work written once for every executor (embedded grafeo or a Bolt server),
+//! which only runs statements inside its transaction: ingest's document subgraph
+//! (replacing a document's chunks, mentions and `RELATED_TO` weights, and removing
+//! entities no chunk mentions any more) and the breadth-first neighbour expansion. The
+//! Cypher is in [`crate::store::cypher`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::graph::{ID_PROPERTY, Neighbor, NeighborQuery, Node, TENANT_PROPERTY};
 use crate::domain::ingest::{
     DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
 };
 use crate::store::StoreResult;
-use crate::store::cypher::{self, documents as q};
+use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
+
+/// A label the server adds for its own use (the Bolt executor's base label); never shown.
+pub const INTERNAL_LABEL_PREFIX: char = '_';
 
 /// One statement's rows, each column as JSON in `RETURN` order.
 pub type Rows = Vec<Vec<Value>>;
@@ -37,6 +42,88 @@ pub fn list<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
 
 pub fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
+}
+
+/// A node from the columns `id, labels(n), properties(n)`; the tenant, the id property
+/// and internal labels are not shown.
+pub fn node_from_row(row: &[Value]) -> Option<Node> {
+    let [id, labels, props, ..] = row else {
+        return None;
+    };
+    let labels = labels
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|l| !l.starts_with(INTERNAL_LABEL_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    let properties = props
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != ID_PROPERTY && *k != TENANT_PROPERTY)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Node {
+        id: id.as_str()?.to_owned(),
+        labels,
+        properties,
+    })
+}
+
+/// Whether node `id` exists in the tenant's graph.
+pub async fn exists(tx: &mut dyn CypherTx, id: &str) -> StoreResult<bool> {
+    let rows = tx
+        .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
+        .await?;
+    Ok(count(&rows) > 0)
+}
+
+/// Breadth-first expansion, one query per hop, so each node gets its shortest depth and
+/// the work stays bounded by `limit` times the fan-out instead of by the number of
+/// paths. The start node must exist (the caller checks).
+pub async fn expand(tx: &mut dyn CypherTx, query: &NeighborQuery) -> StoreResult<Vec<Neighbor>> {
+    let statement = cypher::expand(query.direction, &query.types);
+    let columns = [
+        "s.id",
+        "type(r)",
+        NODE_COLUMNS[0],
+        NODE_COLUMNS[1],
+        NODE_COLUMNS[2],
+    ];
+    let mut seen: HashSet<String> = HashSet::from([query.id.clone()]);
+    let mut paths: HashMap<String, Vec<String>> = HashMap::from([(query.id.clone(), Vec::new())]);
+    let mut frontier = vec![query.id.clone()];
+    let mut out = Vec::new();
+    for depth in 1..=query.hops {
+        if frontier.is_empty() || out.len() >= query.limit {
+            break;
+        }
+        let rows = tx
+            .run(&statement, &columns, vec![("frontier", list(frontier))])
+            .await?;
+        let mut next = Vec::new();
+        for row in rows {
+            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str()) else {
+                continue;
+            };
+            let Some(node) = node_from_row(&row[2..]) else {
+                continue;
+            };
+            if out.len() >= query.limit || !seen.insert(node.id.clone()) {
+                continue;
+            }
+            let mut path = paths.get(from).cloned().unwrap_or_default();
+            path.push(rel_type.to_owned());
+            paths.insert(node.id.clone(), path.clone());
+            next.push(node.id.clone());
+            out.push(Neighbor { node, depth, path });
+        }
+        frontier = next;
+    }
+    Ok(out)
 }
 
 pub fn mentions(rows: Rows) -> Vec<Mention> {
