@@ -4,7 +4,7 @@
 //! all, every command through the backend's resilience guard.
 //!
 //! Keys (all under `redis.key_prefix`): `key:{id}` (JSON) and the set `keys`;
-//! `refresh:{id}` and `refresh-used:{id}`, expiring with the token; `revoked:{id}`,
+//! `refresh:{id}` (hash: `record`, `used`), expiring with the token; `revoked:{id}`,
 //! expiring when the revocation may end; `status:{tenant}:{id}` (hash: `seq`, `body`);
 //! `ingest:seq`, `ingest:pending`; `gen:{tenant}:{collection}` and `search:…` entries with
 //! the cache TTL. Nothing on the request path scans keys.
@@ -207,33 +207,39 @@ impl AuthStore for RedisAuthStore {
     }
 
     async fn insert_refresh(&self, record: RefreshRecord) -> StoreResult<()> {
+        // One hash per token (`record`, and `used` once spent), expiring with the token,
+        // so the spent mark lives exactly as long as the token could be replayed.
         let r = &self.redis;
-        let mut cmd = Cmd::set(r.key("refresh", &record.id), encode(&record)?);
-        cmd.arg("EXAT").arg(record.expires_at.max(unix_now() + 1));
-        r.query("insert_refresh", Retry::Idempotent, &cmd).await
+        let key = r.key("refresh", &record.id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(&key, "record", encode(&record)?)
+            .ignore()
+            .expire_at(&key, record.expires_at.max(unix_now() + 1) as i64)
+            .ignore();
+        r.pipe("insert_refresh", Retry::Idempotent, &pipe).await
     }
 
     async fn get_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
         let r = &self.redis;
-        let mut pipe = redis::pipe();
-        pipe.get(r.key("refresh", id))
-            .exists(r.key("refresh-used", id));
-        let (raw, used): (Option<String>, bool) =
-            r.pipe("get_refresh", Retry::Idempotent, &pipe).await?;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(r.key("refresh", id)).arg("record").arg("used");
+        let (raw, used): (Option<String>, Option<String>) =
+            r.query("get_refresh", Retry::Idempotent, &cmd).await?;
         let Some(raw) = raw else { return Ok(None) };
         let mut record: RefreshRecord = decode("refresh token", &raw)?;
-        record.used |= used;
+        record.used |= used.is_some();
         Ok(Some(record))
     }
 
     async fn use_refresh(&self, id: &str) -> StoreResult<bool> {
-        // SET NX is the atomic test-and-set; never retried, since a second attempt
-        // would see its own mark and report a replay.
+        // The atomic test-and-set, only on a token that still exists; never retried,
+        // since a second attempt would see its own mark and report a replay.
         let r = &self.redis;
-        let mut cmd = Cmd::set(r.key("refresh-used", id), 1);
-        cmd.arg("NX").arg("EX").arg(30 * 24 * 3600);
-        let set: Option<String> = r.query("use_refresh", Retry::Once, &cmd).await?;
-        Ok(set.is_some())
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(USE_REFRESH_SCRIPT).arg(1).arg(r.key("refresh", id));
+        let first: i64 = r.query("use_refresh", Retry::Once, &cmd).await?;
+        Ok(first == 1)
     }
 
     async fn revoke(&self, id: &str, until: u64) -> StoreResult<()> {
@@ -262,6 +268,14 @@ impl AuthStore for RedisAuthStore {
         self.redis.ping().await
     }
 }
+
+/// Marks a refresh token spent: 1 the first time, 0 when it already was (or is gone).
+const USE_REFRESH_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return redis.call('HSETNX', KEYS[1], 'used', 1)
+";
 
 /// Search results shared by every replica.
 pub struct RedisSearchCache {

@@ -105,6 +105,17 @@ pub fn unique(seed: &impl Hash) -> String {
     format!("t{:x}", h.finish())
 }
 
+/// API keys, refresh tokens and revocations in Redis, under a prefix unique to the test;
+/// the other stores stay embedded.
+pub fn redis_auth(s: &mut Settings) {
+    s.redis.url = redis_url().unwrap_or_default().into();
+    s.redis.key_prefix = format!("{}:", unique(&s.server.data_dir));
+    s.auth.backend = AuthBackend::Redis;
+    s.auth.jwt_secret = "test-secret-shared-by-every-replica-0123456789"
+        .to_owned()
+        .into();
+}
+
 /// Every store on its production backend (Qdrant only when `QDRANT_URL` is set), with
 /// keys, topics and groups unique to this test's data directory. Tests call it after
 /// checking the servers are there.

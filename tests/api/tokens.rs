@@ -28,27 +28,52 @@ async fn read_with(app: &TestApp, token: &Value) -> u16 {
 
 #[tokio::test]
 async fn a_refresh_token_rotates_and_its_replay_revokes_the_whole_login() {
-    let app = spawn_app().await;
+    rotation_and_replay(&spawn_app().await).await;
+}
+
+/// The same lifecycle with keys, refresh tokens and revocations in Redis.
+#[tokio::test]
+async fn the_token_lifecycle_holds_on_the_redis_auth_store() {
+    if crate::backends::redis_url().is_none() {
+        return;
+    }
+    let mut app = spawn_app_with(crate::backends::redis_auth).await;
+    rotation_and_replay(&app).await;
+    // Revocations are in Redis, not in the process: they survive a restart.
+    let session = app.login(&app.admin_key).await;
+    let r = app
+        .request(Method::POST, "/auth/logout")
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    app.restart().await;
+    assert_eq!(read_with(&app, &session["access_token"]).await, 401);
+    app.shutdown().await;
+}
+
+async fn rotation_and_replay(app: &TestApp) {
     let first = app.login(&app.admin_key).await;
     assert_eq!(first["refresh_expires_in"], 1_209_600);
 
-    let r = refresh(&app, &first["refresh_token"]).await;
+    let r = refresh(app, &first["refresh_token"]).await;
     assert_eq!(r.status(), 200);
     let second: Value = r.json().await.unwrap();
     assert_ne!(second["refresh_token"], first["refresh_token"]);
-    assert_eq!(read_with(&app, &second["access_token"]).await, 200);
+    assert_eq!(read_with(app, &second["access_token"]).await, 200);
 
     // The first refresh token is presented again: someone holds a copy.
-    let replay = refresh(&app, &first["refresh_token"]).await;
+    let replay = refresh(app, &first["refresh_token"]).await;
     let body = assert_problem(replay, 401).await;
     assert!(body["detail"].as_str().unwrap().contains("already used"));
 
     // Every token of that login is now dead; a new login works.
-    assert_problem(refresh(&app, &second["refresh_token"]).await, 401).await;
-    assert_eq!(read_with(&app, &second["access_token"]).await, 401);
-    assert_eq!(read_with(&app, &first["access_token"]).await, 401);
+    assert_problem(refresh(app, &second["refresh_token"]).await, 401).await;
+    assert_eq!(read_with(app, &second["access_token"]).await, 401);
+    assert_eq!(read_with(app, &first["access_token"]).await, 401);
     let fresh = app.login(&app.admin_key).await;
-    assert_eq!(read_with(&app, &fresh["access_token"]).await, 200);
+    assert_eq!(read_with(app, &fresh["access_token"]).await, 200);
     let metrics = app.get("/metrics").await;
     let text = metrics.text().await.unwrap();
     assert!(text.contains(r#"auth_failures_total{reason="refresh_token_reuse"} 1"#));

@@ -61,6 +61,8 @@ async fn contract(store: Arc<dyn AuthStore>) {
     assert!(store.use_refresh("r1").await.unwrap(), "first use");
     assert!(!store.use_refresh("r1").await.unwrap(), "a replay");
     assert!(store.get_refresh("r1").await.unwrap().unwrap().used);
+    assert!(!store.use_refresh("never-issued").await.unwrap());
+    assert_eq!(store.get_refresh("never-issued").await.unwrap(), None);
 
     assert!(!store.is_revoked("jti-1").await.unwrap());
     store.revoke("jti-1", unix_now() + 3600).await.unwrap();
