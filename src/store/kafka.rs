@@ -221,7 +221,8 @@ impl KafkaEventLog {
         }
     }
 
-    /// Decodes a message; a poison one is dead-lettered and returns `None`.
+    /// Decodes a message; a poison one is dead-lettered and comes back without an entry
+    /// (its offset is still committed with the batch).
     async fn decode(&self, message: OwnedMessage) -> StoreResult<Delivered> {
         let payload = message.payload().unwrap_or_default().to_vec();
         let (partition, offset) = (message.partition(), message.offset());
