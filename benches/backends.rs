@@ -225,6 +225,7 @@ async fn main() {
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("linger.ms", "0") // as the server's producer
         .create()
         .unwrap();
     let topic = format!("bench{run}.ingest");
