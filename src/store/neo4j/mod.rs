@@ -12,19 +12,22 @@
 //! READ access mode, and rows from neo4rs being keyed by column name, columns come in
 //! name order (the embedded engine keeps `RETURN` order).
 
-use std::collections::HashSet;
+mod bolt;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn};
+use neo4rs::{ConfigBuilder, Graph};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
+pub use self::bolt::{BASE_LABEL, dialect};
+use self::bolt::{BoltTx, bolt, bolt_err, hide_internal, query};
 use crate::config::GraphSettings;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
-    RelationshipUpsert, TENANT_PROPERTY, Written,
+    RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
@@ -32,9 +35,6 @@ use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from_row};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
-
-/// The label every node written here carries, next to its own labels; never shown.
-pub const BASE_LABEL: &str = "_rb_node";
 
 const CONSTRAINT: &str = "CREATE CONSTRAINT ragbrain_node_key IF NOT EXISTS \
      FOR (n:`_rb_node`) REQUIRE (n.tenant, n.id) IS UNIQUE";
@@ -45,138 +45,6 @@ pub struct Neo4jGraphStore {
     query_timeout: Duration,
     query_slots: Arc<tokio::sync::Semaphore>,
     client_cypher: bool,
-}
-
-fn bolt_err(e: neo4rs::Error) -> StoreError {
-    use neo4rs::Error as E;
-    let kind = match &e {
-        E::IOError { .. }
-        | E::ConnectionError
-        | E::ServerUnavailableError(_)
-        | E::RoutingTableError(_)
-        | E::RoutingTableRefreshFailed(_)
-        | E::RequestIgnoredError
-        | E::IncompleteBoltExchange => ErrorKind::Unavailable,
-        E::ConnectionTimedOut => ErrorKind::Timeout,
-        E::Neo4j(n) => {
-            let code = n.code();
-            if code.contains("ConstraintValidationFailed") {
-                ErrorKind::Conflict
-            } else if code.contains("TransientError") {
-                ErrorKind::Unavailable
-            } else if code.contains("ClientError") {
-                ErrorKind::Invalid
-            } else {
-                ErrorKind::Upstream
-            }
-        }
-        E::AuthenticationError(_) | E::UnsupportedVersion(..) | E::ProtocolMismatch(_) => {
-            ErrorKind::Upstream
-        }
-        _ => ErrorKind::Upstream,
-    };
-    StoreError::new(kind, format!("graph server: {e}"))
-}
-
-/// Adds the base label to the first mention of each node variable: `(n {…})`,
-/// `(k:Chunk …)`, `(s)`; later mentions (already bound, e.g. in `MERGE (a)-[…]->(b)`)
-/// and function calls like `labels(n)` stay as they are.
-pub fn dialect(statement: &str) -> String {
-    let bytes = statement.as_bytes();
-    let mut out = String::with_capacity(statement.len() + 32);
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        out.push(c as char);
-        i += 1;
-        if c != b'(' {
-            continue;
-        }
-        let call = out[..out.len() - 1]
-            .chars()
-            .next_back()
-            .is_some_and(|p| p.is_ascii_alphanumeric() || p == '_');
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-            i += 1;
-        }
-        let var = &statement[start..i];
-        out.push_str(var);
-        let pattern = matches!(bytes.get(i), Some(b':' | b' ' | b'{' | b')'));
-        if !call && pattern && !var.is_empty() && seen.insert(var) {
-            out.push_str(":`");
-            out.push_str(BASE_LABEL);
-            out.push('`');
-        }
-    }
-    out
-}
-
-fn bolt(value: Value) -> StoreResult<BoltType> {
-    BoltType::try_from(value)
-        .map_err(|e| StoreError::invalid(format!("parameter cannot be sent to the graph: {e}")))
-}
-
-fn query<K: AsRef<str>>(
-    statement: &str,
-    tenant: &Tenant,
-    params: Vec<(K, Value)>,
-) -> StoreResult<Query> {
-    let mut q = neo4rs::query(&dialect(statement)).param("tenant", tenant.as_str());
-    for (k, v) in params {
-        q = q.param(k.as_ref(), bolt(v)?);
-    }
-    Ok(q)
-}
-
-/// One transaction on the server.
-struct BoltTx<'a> {
-    txn: Txn,
-    tenant: &'a Tenant,
-}
-
-#[async_trait]
-impl CypherTx for BoltTx<'_> {
-    async fn run(
-        &mut self,
-        statement: &str,
-        columns: &[&str],
-        params: Vec<(&'static str, Value)>,
-    ) -> StoreResult<Rows> {
-        let q = query(statement, self.tenant, params)?;
-        if columns.is_empty() {
-            self.txn.run(q).await.map_err(bolt_err)?;
-            return Ok(Vec::new());
-        }
-        let mut stream = self.txn.execute(q).await.map_err(bolt_err)?;
-        let mut rows = Vec::new();
-        while let Some(row) = stream.next(self.txn.handle()).await.map_err(bolt_err)? {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| row.get::<Value>(c).unwrap_or(Value::Null))
-                    .collect(),
-            );
-        }
-        Ok(rows)
-    }
-}
-
-impl BoltTx<'_> {
-    /// Commits after `result` succeeded, rolls back otherwise.
-    async fn finish<T>(self, result: StoreResult<T>) -> StoreResult<T> {
-        match result {
-            Ok(out) => {
-                self.txn.commit().await.map_err(bolt_err)?;
-                Ok(out)
-            }
-            Err(e) => {
-                let _ = self.txn.rollback().await;
-                Err(e)
-            }
-        }
-    }
 }
 
 fn missing(id: &str) -> StoreError {
@@ -576,54 +444,5 @@ impl GraphStore for Neo4jGraphStore {
 
     async fn close(&self) -> StoreResult<()> {
         Ok(())
-    }
-}
-
-/// Nodes in client results: our base label and the tenant property are not shown.
-fn hide_internal(value: Value) -> Value {
-    match value {
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .filter(|v| v.as_str() != Some(BASE_LABEL))
-                .map(hide_internal)
-                .collect(),
-        ),
-        Value::Object(mut map) => {
-            map.remove(TENANT_PROPERTY);
-            Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (k, hide_internal(v)))
-                    .collect(),
-            )
-        }
-        other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dialect_labels_each_node_variable_once_and_leaves_calls_alone() {
-        assert_eq!(
-            dialect("MATCH (n {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)"),
-            "MATCH (n:`_rb_node` {id: $id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)"
-        );
-        assert_eq!(
-            dialect("MATCH (a {id: $from}), (b {id: $to}) MERGE (a)-[r:`T`]->(b) RETURN count(r)"),
-            "MATCH (a:`_rb_node` {id: $from}), (b:`_rb_node` {id: $to}) MERGE (a)-[r:`T`]->(b) RETURN count(r)"
-        );
-        assert_eq!(
-            dialect(
-                "MATCH (d {id: $d}) UNWIND $c AS c CREATE (k:Chunk {id: c.id})-[:PART_OF]->(d)"
-            ),
-            "MATCH (d:`_rb_node` {id: $d}) UNWIND $c AS c CREATE (k:`_rb_node`:Chunk {id: c.id})-[:PART_OF]->(d)"
-        );
-        assert_eq!(
-            dialect("MATCH (s)-[r]-(n) WHERE s.id IN $f RETURN type(r)"),
-            "MATCH (s:`_rb_node`)-[r]-(n:`_rb_node`) WHERE s.id IN $f RETURN type(r)"
-        );
     }
 }

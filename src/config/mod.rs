@@ -10,7 +10,14 @@ use serde::Deserialize;
 
 use crate::domain::vector::Distance;
 
-const DEFAULTS: &str = include_str!("../config/default.toml");
+mod backends;
+
+pub use backends::{
+    AuthBackend, CacheBackend, CacheSettings, EventBackend, EventSettings, RedisSettings,
+    ResilienceSettings,
+};
+
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// Why the configuration could not be used; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -119,28 +126,6 @@ pub enum GraphBackend {
     Neo4j,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EventBackend {
-    Embedded,
-    Kafka,
-}
-
-/// Where API keys, refresh tokens and revocations live.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthBackend {
-    Embedded,
-    Redis,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheBackend {
-    Memory,
-    Redis,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VectorSettings {
@@ -170,51 +155,6 @@ pub struct GraphSettings {
     /// one graph holds every tenant there, and read-only Cypher can read across tenants,
     /// so turn it on only when the server serves a single tenant.
     pub neo4j_client_cypher: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventSettings {
-    pub backend: EventBackend,
-    /// `host:port` list, for `backend = "kafka"`.
-    pub kafka_brokers: String,
-    pub topic: String,
-    pub dead_letter_topic: String,
-    pub group_id: String,
-    /// Used when the server creates the topics at start-up.
-    pub partitions: i32,
-    pub replication: i32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheSettings {
-    pub backend: CacheBackend,
-    /// How long a search result is served from the cache; 0 turns the cache off.
-    pub search_ttl_secs: u64,
-    /// Entries kept by the in-memory search cache.
-    pub search_entries: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://[user:password@]host:port[/db]`; needed by any store set to Redis.
-    pub url: SecretString,
-    /// Prefix of every key the server writes, so several deployments can share a server.
-    pub key_prefix: String,
-}
-
-/// Applied to every call to a production backend; each backend has its own breaker.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResilienceSettings {
-    pub timeout_ms: u64,
-    pub max_attempts: u32,
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
-    pub failure_threshold: u32,
-    pub open_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -341,76 +281,6 @@ impl Settings {
         let settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         settings.validate()?;
         Ok(settings)
-    }
-
-    /// Each production backend chosen has the addresses it needs, and the choices fit
-    /// together (state shared by replicas must not live in one replica's memory).
-    fn validate_backends(&self) -> Result<(), ConfigError> {
-        let required = [
-            (
-                self.vectors.backend == VectorBackend::Qdrant,
-                "vectors.backend = \"qdrant\" needs vectors.qdrant_url",
-                self.vectors.qdrant_url.is_empty(),
-            ),
-            (
-                self.graph.backend == GraphBackend::Neo4j,
-                "graph.backend = \"neo4j\" needs graph.neo4j_uri",
-                self.graph.neo4j_uri.is_empty(),
-            ),
-            (
-                self.events.backend == EventBackend::Kafka,
-                "events.backend = \"kafka\" needs events.kafka_brokers, events.topic, \
-                 events.dead_letter_topic and events.group_id",
-                self.events.kafka_brokers.is_empty()
-                    || self.events.topic.is_empty()
-                    || self.events.dead_letter_topic.is_empty()
-                    || self.events.group_id.is_empty(),
-            ),
-            (
-                self.uses_redis(),
-                "auth.backend = \"redis\", cache.backend = \"redis\" and events.backend = \
-                 \"kafka\" (ingest status) need redis.url",
-                self.redis.url.expose_secret().is_empty(),
-            ),
-            (
-                self.graph.backend == GraphBackend::Neo4j,
-                "graph.neo4j_max_connections must be greater than 0",
-                self.graph.neo4j_max_connections == 0,
-            ),
-            (
-                self.events.backend == EventBackend::Kafka,
-                "events.partitions and events.replication must be greater than 0",
-                self.events.partitions <= 0 || self.events.replication <= 0,
-            ),
-            (
-                self.vectors.backend != VectorBackend::Embedded
-                    && self.cache.backend == CacheBackend::Memory,
-                "a shared vector store needs a shared search cache: set cache.backend = \
-                 \"redis\" or cache.search_ttl_secs = 0",
-                self.cache.search_ttl_secs > 0,
-            ),
-            (
-                self.auth.backend == AuthBackend::Redis
-                    && self.auth.jwt_algorithm == JwtAlgorithm::Hs256,
-                "auth.backend = \"redis\" serves several replicas, so auth.jwt_secret must be \
-                 set (every replica signs with it)",
-                self.auth.jwt_secret.expose_secret().is_empty(),
-            ),
-        ];
-        match required
-            .iter()
-            .find(|(chosen, _, missing)| *chosen && *missing)
-        {
-            Some((_, message, _)) => Err(ConfigError((*message).into())),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether any store is set to Redis (ingest status lives there with Kafka).
-    pub fn uses_redis(&self) -> bool {
-        self.auth.backend == AuthBackend::Redis
-            || self.cache.backend == CacheBackend::Redis
-            || self.events.backend == EventBackend::Kafka
     }
 
     /// Checks the relations serde cannot express; each message names its key.
