@@ -52,6 +52,11 @@ cargo fmt --all --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 await_backends
+if [[ -z "${QDRANT_URL:-}" ]]; then
+  # The one backend allowed to skip: no Qdrant server installs from the registries here.
+  echo "==> SKIPPED: the Qdrant contract suite (QDRANT_URL is unset; set it to a Qdrant" \
+    "server's gRPC endpoint to run it)"
+fi
 echo "==> cargo test"
 cargo test --all-targets "$@"
 echo "==> all checks passed in $((SECONDS - started))s"
