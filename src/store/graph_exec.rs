@@ -1,5 +1,6 @@
 //! The graph work written once for every executor (embedded grafeo or a Bolt server),
-//! which only runs statements inside its transaction: ingest's document subgraph
+//! which only runs statements inside its transaction: node and relationship writes,
+//! ingest's document subgraph
 //! (replacing a document's chunks, mentions and `RELATED_TO` weights, and removing
 //! entities no chunk mentions any more) and the breadth-first neighbour expansion. The
 //! Cypher is in [`crate::store::cypher`].
@@ -9,12 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::graph::{ID_PROPERTY, Neighbor, NeighborQuery, Node, TENANT_PROPERTY};
+use crate::domain::graph::{
+    ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
+    Written,
+};
 use crate::domain::ingest::{
     DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
 };
-use crate::store::StoreResult;
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
+use crate::store::{StoreError, StoreResult};
 
 /// A label the server adds for its own use (the Bolt executor's base label); never shown.
 pub const INTERNAL_LABEL_PREFIX: char = '_';
@@ -79,6 +83,81 @@ pub async fn exists(tx: &mut dyn CypherTx, id: &str) -> StoreResult<bool> {
         .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
         .await?;
     Ok(count(&rows) > 0)
+}
+
+pub fn missing(id: &str) -> StoreError {
+    StoreError::not_found(format!("node {id:?} does not exist"))
+}
+
+/// Creates the node or merges labels and properties into it (labels are only ever
+/// added, in the CREATE pattern for a new node; see [`cypher::create_node`]).
+pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResult<(Node, Written)> {
+    let written = if exists(tx, &node.id).await? {
+        Written::Updated
+    } else {
+        Written::Created
+    };
+    let statement = match written {
+        Written::Created => cypher::create_node(&node.labels),
+        Written::Updated => cypher::update_node(&node.labels),
+    };
+    let props = Value::Object(node.properties.clone());
+    let rows = tx
+        .run(
+            &statement,
+            &NODE_COLUMNS,
+            vec![("id", node.id.as_str().into()), ("props", props)],
+        )
+        .await?;
+    let stored = rows
+        .first()
+        .and_then(|r| node_from_row(r))
+        .ok_or_else(|| StoreError::internal("node write returned no node"))?;
+    Ok((stored, written))
+}
+
+/// Detach-deletes the node; `NotFound` when there is none.
+pub async fn delete_node(tx: &mut dyn CypherTx, id: &str) -> StoreResult<()> {
+    if !exists(tx, id).await? {
+        return Err(missing(id));
+    }
+    tx.run(cypher::DELETE_NODE, &[], vec![("id", id.into())])
+        .await
+        .map(drop)
+}
+
+/// Creates or updates the relationship; both end nodes must exist (`NotFound`).
+pub async fn upsert_relationship(
+    tx: &mut dyn CypherTx,
+    rel: &RelationshipUpsert,
+) -> StoreResult<Written> {
+    for id in [&rel.from, &rel.to] {
+        if !exists(tx, id).await? {
+            return Err(missing(id));
+        }
+    }
+    let ends = || {
+        vec![
+            ("from", Value::from(rel.from.as_str())),
+            ("to", Value::from(rel.to.as_str())),
+        ]
+    };
+    let existing = tx
+        .run(
+            &cypher::count_relationship(&rel.rel_type),
+            &["count(r)"],
+            ends(),
+        )
+        .await?;
+    let mut p = ends();
+    p.push(("props", Value::Object(rel.properties.clone())));
+    tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
+        .await?;
+    Ok(if count(&existing) > 0 {
+        Written::Updated
+    } else {
+        Written::Created
+    })
 }
 
 /// Breadth-first expansion, one query per hop, so each node gets its shortest depth and

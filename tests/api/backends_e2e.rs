@@ -12,16 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backends;
-use crate::helpers::spawn_app_with;
-
-fn doc_ids(hits: &Value) -> Vec<String> {
-    hits["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["payload"]["doc_id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::helpers::{doc_ids, ingest_status_after, spawn_app_with};
 
 fn counter(metrics: &str, series: &str) -> f64 {
     metrics
@@ -314,22 +305,7 @@ async fn production_toml_starts_the_server_against_the_real_servers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let mut status = Value::Null;
-    for _ in 0..300 {
-        status = client
-            .get(format!("{base}/ingest/hello"))
-            .header("X-API-Key", admin.trim())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["status"] != "pending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = ingest_status_after(&client, port, admin.trim(), "hello", 300).await;
     assert_eq!(status["status"], "processed", "{status}");
     server.kill().unwrap();
     let _ = server.wait();

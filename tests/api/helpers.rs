@@ -323,3 +323,41 @@ pub async fn wait_for(port: u16, path: &str, key: &str) -> Option<reqwest::Statu
     }
     None
 }
+
+/// The `payload.doc_id` of every hit of a search response, in rank order.
+pub fn doc_ids(hits: &Value) -> Vec<String> {
+    hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["payload"]["doc_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `GET /ingest/{id}` on a server started with [`spawn_binary`] until the document
+/// leaves `pending` or `polls` tries 100 ms apart pass; the last status body.
+pub async fn ingest_status_after(
+    client: &reqwest::Client,
+    port: u16,
+    key: &str,
+    id: &str,
+    polls: usize,
+) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..polls {
+        status = client
+            .get(format!("http://127.0.0.1:{port}/ingest/{id}"))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    status
+}

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, doc_ids, spawn_app, spawn_app_with};
 
 /// Real paragraphs: `institute` shares the entity Marie Curie with `curie`, but its
 /// words are far from a question about radium, so vector search alone ranks it below
@@ -44,15 +44,6 @@ async fn ingest_paragraphs(app: &TestApp, key: &str) {
         assert_eq!(status["status"], "processed", "{status}");
         assert!(status["chunks"].as_u64().unwrap() >= 1);
     }
-}
-
-fn doc_ids(hits: &Value) -> Vec<String> {
-    hits["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["payload"]["doc_id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn rank(ids: &[String], doc: &str) -> usize {

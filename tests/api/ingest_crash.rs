@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{free_port, spawn_binary, wait_for};
+use crate::helpers::{free_port, ingest_status_after, spawn_binary, wait_for};
 
 const EVENTS: usize = 1000;
 const SENDERS: usize = 8;
@@ -85,22 +85,7 @@ async fn killing_the_server_mid_ingest_loses_no_acknowledged_event() {
         assert_eq!(r.status(), 202);
     }
     for i in 0..EVENTS {
-        let mut status = Value::Null;
-        for _ in 0..600 {
-            status = client
-                .get(format!("http://127.0.0.1:{port}/ingest/e{i}"))
-                .header("X-API-Key", &key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if status["status"] != "pending" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = ingest_status_after(&client, port, &key, &format!("e{i}"), 600).await;
         assert_eq!(
             status["status"],
             "processed",

@@ -15,6 +15,14 @@ async fn refresh(app: &TestApp, refresh_token: &Value) -> reqwest::Response {
         .unwrap()
 }
 
+async fn logout(app: &TestApp, access_token: &Value) -> reqwest::Response {
+    app.request(Method::POST, "/auth/logout")
+        .bearer_auth(access_token.as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The status of a read with `token` as bearer.
 async fn read_with(app: &TestApp, token: &Value) -> u16 {
     app.request(Method::GET, "/auth/api-keys")
@@ -41,12 +49,7 @@ async fn the_token_lifecycle_holds_on_the_redis_auth_store() {
     rotation_and_replay(&app).await;
     // Revocations are in Redis, not in the process: they survive a restart.
     let session = app.login(&app.admin_key).await;
-    let r = app
-        .request(Method::POST, "/auth/logout")
-        .bearer_auth(session["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&app, &session["access_token"]).await;
     assert_eq!(r.status(), 204);
     app.restart().await;
     assert_eq!(read_with(&app, &session["access_token"]).await, 401);
@@ -85,12 +88,7 @@ async fn logout_revokes_the_access_token_and_its_refresh_token() {
     let session = app.login(&app.admin_key).await;
     let other = app.login(&app.admin_key).await;
 
-    let r = app
-        .request(Method::POST, "/auth/logout")
-        .bearer_auth(session["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&app, &session["access_token"]).await;
 
     assert_eq!(r.status(), 204);
     assert_eq!(read_with(&app, &session["access_token"]).await, 401);

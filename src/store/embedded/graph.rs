@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use grafeo::{Config, DurabilityMode, GrafeoDB, QueryResult, Role, Session, Value};
 
-use super::graph_values::{map_to_grafeo, node_from_row, to_grafeo, to_json};
+use super::graph_values::{node_from_row, to_grafeo, to_json};
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
@@ -175,29 +175,7 @@ impl GraphStore for EmbeddedGraphStore {
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || {
             let _w = lock(&inner.writer);
-            let written = if inner.exists(&tenant, &node.id)? {
-                Written::Updated
-            } else {
-                Written::Created
-            };
-            let statement = match written {
-                Written::Created => cypher::create_node(&node.labels),
-                Written::Updated => cypher::update_node(&node.labels),
-            };
-            let p = params(
-                &tenant,
-                [
-                    ("id", Value::from(node.id.as_str())),
-                    ("props", map_to_grafeo(&node.properties)),
-                ],
-            );
-            let result = inner.run(&tenant, &statement, p)?;
-            let stored = result
-                .rows()
-                .first()
-                .and_then(|r| node_from_row(r))
-                .ok_or_else(|| StoreError::internal("node write returned no node"))?;
-            Ok((stored, written))
+            inner.upsert_node(&tenant, &node)
         })
         .await
     }
@@ -231,15 +209,7 @@ impl GraphStore for EmbeddedGraphStore {
         let (inner, tenant, id) = (self.inner.clone(), tenant.clone(), id.to_owned());
         blocking(move || {
             let _w = lock(&inner.writer);
-            if !inner.exists(&tenant, &id)? {
-                return Err(missing(&id));
-            }
-            inner.run(
-                &tenant,
-                cypher::DELETE_NODE,
-                params(&tenant, [("id", Value::from(id.as_str()))]),
-            )?;
-            Ok(())
+            inner.delete_node(&tenant, &id)
         })
         .await
     }
@@ -252,30 +222,7 @@ impl GraphStore for EmbeddedGraphStore {
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || {
             let _w = lock(&inner.writer);
-            for id in [&rel.from, &rel.to] {
-                if !inner.exists(&tenant, id)? {
-                    return Err(missing(id));
-                }
-            }
-            let ends = || {
-                [
-                    ("from", Value::from(rel.from.as_str())),
-                    ("to", Value::from(rel.to.as_str())),
-                ]
-            };
-            let existing = inner.count(
-                &tenant,
-                &cypher::count_relationship(&rel.rel_type),
-                params(&tenant, ends()),
-            )?;
-            let mut p = params(&tenant, ends());
-            p.insert("props".into(), map_to_grafeo(&rel.properties));
-            inner.run(&tenant, &cypher::merge_relationship(&rel.rel_type), p)?;
-            Ok(if existing > 0 {
-                Written::Updated
-            } else {
-                Written::Created
-            })
+            inner.upsert_relationship(&tenant, &rel)
         })
         .await
     }

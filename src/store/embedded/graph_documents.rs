@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::graph::{Inner, engine, lock, params};
 use super::graph_values::{to_grafeo, to_json};
-use crate::domain::graph::{Neighbor, NeighborQuery};
+use crate::domain::graph::{
+    Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
+};
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher::documents as q;
@@ -66,6 +68,27 @@ impl Inner {
             session: self.session(tenant)?,
             tenant,
         })
+    }
+
+    /// The shared node and relationship writes; callers hold the writer lock.
+    pub(super) fn upsert_node(
+        &self,
+        tenant: &Tenant,
+        node: &NodeUpsert,
+    ) -> StoreResult<(Node, Written)> {
+        now(shared::upsert_node(&mut self.tx(tenant)?, node))
+    }
+
+    pub(super) fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
+        now(shared::delete_node(&mut self.tx(tenant)?, id))
+    }
+
+    pub(super) fn upsert_relationship(
+        &self,
+        tenant: &Tenant,
+        rel: &RelationshipUpsert,
+    ) -> StoreResult<Written> {
+        now(shared::upsert_relationship(&mut self.tx(tenant)?, rel))
     }
 
     /// The shared breadth-first expansion on the tenant's graph.

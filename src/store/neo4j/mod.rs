@@ -32,7 +32,7 @@ use crate::domain::graph::{
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
-use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from_row};
+use crate::store::graph_exec::{self as shared, Rows, list, node_from_row};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
 
@@ -45,17 +45,6 @@ pub struct Neo4jGraphStore {
     query_timeout: Duration,
     query_slots: Arc<tokio::sync::Semaphore>,
     client_cypher: bool,
-}
-
-fn missing(id: &str) -> StoreError {
-    StoreError::not_found(format!("node {id:?} does not exist"))
-}
-
-fn count(rows: &Rows) -> i64 {
-    rows.first()
-        .and_then(|r| r.first())
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
 }
 
 impl Neo4jGraphStore {
@@ -142,31 +131,7 @@ impl GraphStore for Neo4jGraphStore {
         self.guard
             .run("upsert_node", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
-                let result = async {
-                    let written = if shared::exists(&mut tx, &node.id).await? {
-                        Written::Updated
-                    } else {
-                        Written::Created
-                    };
-                    let statement = match written {
-                        Written::Created => cypher::create_node(&node.labels),
-                        Written::Updated => cypher::update_node(&node.labels),
-                    };
-                    let props = Value::Object(node.properties.clone());
-                    let rows = tx
-                        .run(
-                            &statement,
-                            &NODE_COLUMNS,
-                            vec![("id", node.id.as_str().into()), ("props", props)],
-                        )
-                        .await?;
-                    let stored = rows
-                        .first()
-                        .and_then(|r| node_from_row(r))
-                        .ok_or_else(|| StoreError::internal("node write returned no node"))?;
-                    Ok((stored, written))
-                }
-                .await;
+                let result = shared::upsert_node(&mut tx, &node).await;
                 tx.finish(result).await
             })
             .await
@@ -184,7 +149,7 @@ impl GraphStore for Neo4jGraphStore {
             .await?;
         rows.first()
             .and_then(|r| node_from_row(r))
-            .ok_or_else(|| missing(id))
+            .ok_or_else(|| shared::missing(id))
     }
 
     async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
@@ -204,15 +169,7 @@ impl GraphStore for Neo4jGraphStore {
         self.guard
             .run("delete_node", Retry::Once, || async {
                 let mut tx = self.begin(tenant).await?;
-                let result = async {
-                    if !shared::exists(&mut tx, id).await? {
-                        return Err(missing(id));
-                    }
-                    tx.run(cypher::DELETE_NODE, &[], vec![("id", id.into())])
-                        .await
-                        .map(drop)
-                }
-                .await;
+                let result = shared::delete_node(&mut tx, id).await;
                 tx.finish(result).await
             })
             .await
@@ -226,36 +183,7 @@ impl GraphStore for Neo4jGraphStore {
         self.guard
             .run("upsert_relationship", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
-                let result = async {
-                    for id in [&rel.from, &rel.to] {
-                        if !shared::exists(&mut tx, id).await? {
-                            return Err(missing(id));
-                        }
-                    }
-                    let ends = || {
-                        vec![
-                            ("from", Value::from(rel.from.as_str())),
-                            ("to", Value::from(rel.to.as_str())),
-                        ]
-                    };
-                    let existing = tx
-                        .run(
-                            &cypher::count_relationship(&rel.rel_type),
-                            &["count(r)"],
-                            ends(),
-                        )
-                        .await?;
-                    let mut p = ends();
-                    p.push(("props", Value::Object(rel.properties.clone())));
-                    tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
-                        .await?;
-                    Ok(if count(&existing) > 0 {
-                        Written::Updated
-                    } else {
-                        Written::Created
-                    })
-                }
-                .await;
+                let result = shared::upsert_relationship(&mut tx, &rel).await;
                 tx.finish(result).await
             })
             .await
@@ -267,7 +195,7 @@ impl GraphStore for Neo4jGraphStore {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
                     if !shared::exists(&mut tx, &query.id).await? {
-                        return Err(missing(&query.id));
+                        return Err(shared::missing(&query.id));
                     }
                     shared::expand(&mut tx, &query).await
                 }
