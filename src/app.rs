@@ -180,14 +180,22 @@ impl Application {
             state.settings.ingest.worker.then(|| {
                 tokio::spawn(crate::services::ingest::worker::run(state.clone(), stop_rx))
             });
+        let server = &state.settings.server;
+        let limits = crate::http::serve::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+            max_connections: server.max_connections,
+        };
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+        let serve = crate::http::serve::serve(self.listener, router, limits, async move {
             shutdown.await;
             let _ = stopped_tx.send(());
         });
-        let serve = tokio::spawn(async move { serve.await });
+        let serve = tokio::spawn(async move {
+            serve.await;
+            Ok::<(), std::io::Error>(())
+        });
         // Once shutdown starts, in-flight requests get `grace` to finish.
         let drained = async {
             let _ = stopped_rx.await;

@@ -60,6 +60,14 @@ pub struct ServerSettings {
     /// `Strict-Transport-Security` max-age; 0 leaves the header off (set it only when
     /// clients reach the server over HTTPS).
     pub hsts_max_age_secs: u64,
+    /// A client must send a request's whole header within this long, or the connection
+    /// is closed (slow-header clients hold no connection for long).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Connections held open at once. At the bound, the connection idle longest is
+    /// closed for each new one; the bound is lowered to fit the open-file limit.
+    pub max_connections: usize,
 }
 
 /// Requests per minute per caller for each route class, and the burst allowed at once.
@@ -318,6 +326,12 @@ impl Settings {
                 self.limits.max_concurrent_queries as u64,
             ),
             ("limits.max_id_len", self.limits.max_id_len as u64),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
             ("vectors.default_dim", self.vectors.default_dim as u64),
             ("vectors.optimize_check_ms", self.vectors.optimize_check_ms),
             (

@@ -1,6 +1,7 @@
 //! The HTTP edge: one router merging each handler module's routes, with the shared layers
-//! applied once, outermost first: security headers → compression → correlation id and
-//! access log → metrics → deadline → panic guard → body limit → CORS. Authentication
+//! applied once, outermost first: security headers → compression → connection close
+//! after early refusals → correlation id and access log → metrics → deadline → panic
+//! guard → body limit → CORS. [`serve`] accepts and times out the connections. Authentication
 //! and rate limits are per route, via the `Reader`/`Writer`/`Admin` extractors, so
 //! unknown paths stay 404.
 
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod security;
+pub mod serve;
 pub mod vectors;
 
 use std::time::Duration;
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(serve::close_after_refusal))
                 .layer(axum::middleware::from_fn(correlation::middleware))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),

@@ -293,7 +293,16 @@ pub fn free_port() -> u16 {
 
 /// Starts the `ragbrain` binary on `port` over `data_dir`, quiet unless it fails.
 pub fn spawn_binary(port: u16, data_dir: &Path, stderr: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ragbrain"))
+    binary_command(port, data_dir)
+        .stderr(stderr)
+        .spawn()
+        .expect("ragbrain starts")
+}
+
+/// The command [`spawn_binary`] runs, for tests that add settings or limits.
+pub fn binary_command(port: u16, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ragbrain"));
+    command
         .args([
             "--port",
             &port.to_string(),
@@ -301,10 +310,19 @@ pub fn spawn_binary(port: u16, data_dir: &Path, stderr: Stdio) -> Child {
             data_dir.to_str().unwrap(),
         ])
         .env("RAGBRAIN__LOG__LEVEL", "warn")
-        .env("RAGBRAIN__RATE_LIMIT__ENABLED", "false")
-        .stderr(stderr)
-        .spawn()
-        .expect("ragbrain starts")
+        .env("RAGBRAIN__RATE_LIMIT__ENABLED", "false");
+    command
+}
+
+/// Resident memory of process `pid` in bytes, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib * 1024
 }
 
 /// Waits until the server on `port` answers `GET path` (up to ten seconds).

@@ -9,6 +9,7 @@ mod auth;
 mod backends;
 mod backends_e2e;
 mod cli;
+mod connections;
 mod contract;
 mod deploy;
 mod embedding;
