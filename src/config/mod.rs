@@ -117,6 +117,14 @@ pub struct Limits {
     pub max_query_bytes: usize,
     pub query_timeout_ms: u64,
     pub max_concurrent_queries: usize,
+    /// Client Cypher queries one tenant may run at once, so one tenant cannot take
+    /// every slot.
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Memory one client Cypher query may allocate on the embedded engine; past it the
+    /// query is stopped and answered 422.
+    pub query_memory_bytes: u64,
+    /// Most elements a `range()` in client Cypher may build.
+    pub max_query_list: usize,
     pub max_id_len: usize,
 }
 
@@ -325,6 +333,12 @@ impl Settings {
                 "limits.max_concurrent_queries",
                 self.limits.max_concurrent_queries as u64,
             ),
+            (
+                "limits.max_concurrent_queries_per_tenant",
+                self.limits.max_concurrent_queries_per_tenant as u64,
+            ),
+            ("limits.query_memory_bytes", self.limits.query_memory_bytes),
+            ("limits.max_query_list", self.limits.max_query_list as u64),
             ("limits.max_id_len", self.limits.max_id_len as u64),
             (
                 "server.header_read_timeout_ms",
@@ -386,6 +400,13 @@ impl Settings {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        if self.limits.max_concurrent_queries_per_tenant > self.limits.max_concurrent_queries {
+            return Err(ConfigError(
+                "limits.max_concurrent_queries_per_tenant must not exceed \
+                 limits.max_concurrent_queries"
+                    .into(),
+            ));
         }
         // One route class ↔ one `[rate_limit]` key; the mapping lives with the classes.
         let classes = crate::services::ratelimit::Class::ALL;

@@ -86,9 +86,13 @@ pub struct CypherQuery {
     pub query: String,
     pub params: Properties,
     pub max_rows: usize,
+    /// Most elements a `range()` in the query may build.
+    pub max_list: usize,
+    /// Largest upper bound of a variable-length relationship.
+    pub max_hops: u32,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CypherResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,

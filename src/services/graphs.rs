@@ -260,6 +260,8 @@ pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Resu
         query: req.query,
         params: req.params,
         max_rows,
+        max_list: limits.max_query_list,
+        max_hops: limits.max_graph_hops.into(),
     };
     Ok(state.graph.query(&who.tenant, query).await?)
 }

@@ -1,7 +1,8 @@
 //! The graph store's Cypher, written once for every executor (embedded grafeo or a Bolt
 //! server). Values always travel as `$params`; the only spliced text is labels and
 //! relationship types, which callers validate against `^[A-Za-z][A-Za-z0-9_]{0,63}$`
-//! and which are also backtick-quoted here. Also: the read-only check for client Cypher.
+//! and which are also backtick-quoted here. Client Cypher is admitted by
+//! [`super::client_cypher`].
 
 use crate::domain::graph::Direction;
 
@@ -170,106 +171,5 @@ pub mod documents {
              RETURN a.id, b.id, b.name, r.weight \
              ORDER BY r.weight DESC LIMIT {limit}"
         )
-    }
-}
-
-/// Clauses that write, load data or call procedures; client Cypher may use none of them.
-const FORBIDDEN: [&str; 11] = [
-    "CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "DROP", "LOAD", "CALL", "FOREACH",
-    "USE",
-];
-
-/// Rejects client Cypher containing an updating or procedure clause. Keywords are found
-/// outside string literals, quoted identifiers and comments. The embedded engine also
-/// runs client Cypher in a read-only session; this check gives a clear error first and
-/// guards engines without one.
-pub fn ensure_read_only(query: &str) -> Result<(), String> {
-    for word in keywords(query) {
-        let upper = word.to_ascii_uppercase();
-        if FORBIDDEN.contains(&upper.as_str()) {
-            return Err(format!(
-                "{upper} is not allowed: /graphs/query runs read-only Cypher"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Bare words of a Cypher text, skipping literals, `quoted` names, parameters and comments.
-fn keywords(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut words = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'\'' | b'"' | b'`' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b'$' | b'.' | b':' => {
-                // A parameter, property or label name is not a clause keyword.
-                i += 1;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-            }
-            _ if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-                words.push(&text[start..i]);
-            }
-            _ => i += 1,
-        }
-    }
-    words
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_only_check_rejects_updating_clauses() {
-        for q in [
-            "CREATE (n)",
-            "match (n) detach delete n",
-            "MATCH (n) SET n.x = 1",
-            "MATCH (n) WITH n MERGE (m {id: 1})",
-            "LOAD CSV FROM 'x' AS row RETURN row",
-            "CALL db.labels()",
-            "MATCH (n) REMOVE n.x",
-        ] {
-            assert!(ensure_read_only(q).is_err(), "{q}");
-        }
-    }
-
-    #[test]
-    fn read_only_check_ignores_keywords_inside_literals_and_names() {
-        for q in [
-            "MATCH (n) WHERE n.name = 'CREATE me' RETURN n",
-            "MATCH (n:Settings) RETURN n.set, n.`delete`",
-            "MATCH (n) WHERE n.created = $create RETURN n // DELETE later",
-            "MATCH (n) /* MERGE */ RETURN count(n)",
-        ] {
-            assert!(ensure_read_only(q).is_ok(), "{q}");
-        }
     }
 }

@@ -3,6 +3,7 @@
 //! caller's tenant: isolation is enforced here, never trusted from a request body.
 
 pub mod cache;
+pub mod client_cypher;
 pub mod cypher;
 pub mod embedded;
 pub mod graph_exec;

@@ -11,6 +11,7 @@ use crate::config::{
 use crate::domain::vector::CollectionSpec;
 use crate::metrics::Metrics;
 use crate::store::cache::{CachedVectors, MemorySearchCache, SearchCache};
+use crate::store::client_cypher::QuerySlots;
 use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
@@ -96,6 +97,10 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
             let options = EmbeddedGraphOptions {
                 query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
                 max_concurrent_queries: settings.limits.max_concurrent_queries,
+                max_concurrent_queries_per_tenant: settings
+                    .limits
+                    .max_concurrent_queries_per_tenant,
+                query_memory_bytes: settings.limits.query_memory_bytes,
             };
             Arc::new(
                 EmbeddedGraphStore::open(data_dir, options)
@@ -109,7 +114,10 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
                 guard("neo4j"),
                 timeout,
                 Duration::from_millis(settings.limits.query_timeout_ms),
-                settings.limits.max_concurrent_queries,
+                QuerySlots::new(
+                    settings.limits.max_concurrent_queries,
+                    settings.limits.max_concurrent_queries_per_tenant,
+                ),
             )
             .await
             .map_err(failed("graph"))?,

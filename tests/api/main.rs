@@ -11,6 +11,7 @@ mod backends_e2e;
 mod cli;
 mod connections;
 mod contract;
+mod cypher_attacks;
 mod deploy;
 mod embedding;
 mod fake_openai;

@@ -8,12 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use grafeo::{Config, DurabilityMode, GrafeoDB, QueryResult, Role, Session, Value};
 
+use super::cypher_sandbox::{self, Forker, SandboxLimits};
 use super::graph_values::{node_from_row, to_grafeo, to_json};
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
@@ -21,24 +22,33 @@ use crate::domain::graph::{
 };
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
+use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher;
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
 
 pub(super) struct Inner {
-    db: GrafeoDB,
-    /// Named graphs known to exist, to skip the catalog lookup on the hot path.
-    graphs: Mutex<HashSet<String>>,
+    pub(super) db: GrafeoDB,
+    /// Named graphs known to exist, to skip the catalog lookup on the hot path. Held
+    /// while a graph is created, so a fork never sees a half-made one.
+    pub(super) graphs: Mutex<HashSet<String>>,
     /// One writer at a time; see the module docs.
     pub(super) writer: Mutex<()>,
-    /// Slots for client Cypher; see [`GraphStore::query`] below.
-    query_slots: Arc<tokio::sync::Semaphore>,
-    query_timeout: Duration,
+    /// Held shared by every read of the engine (writes hold `writer`), exclusively by a
+    /// fork of the Cypher sandbox. Lock order: `writer`, `gate`, `graphs`.
+    pub(super) gate: RwLock<()>,
+    /// Slots for client Cypher, overall and per tenant.
+    query_slots: QuerySlots,
+    sandbox: SandboxLimits,
+    pub(super) forker: Forker,
 }
 
 /// Settings the embedded graph store needs from the configuration.
 pub struct EmbeddedGraphOptions {
     pub query_timeout: Duration,
     pub max_concurrent_queries: usize,
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Memory one client Cypher query may allocate in its sandbox.
+    pub query_memory_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -96,8 +106,16 @@ impl EmbeddedGraphStore {
                 db,
                 graphs: Mutex::new(graphs),
                 writer: Mutex::new(()),
-                query_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_queries)),
-                query_timeout,
+                gate: RwLock::new(()),
+                query_slots: QuerySlots::new(
+                    options.max_concurrent_queries,
+                    options.max_concurrent_queries_per_tenant,
+                ),
+                sandbox: SandboxLimits {
+                    timeout: query_timeout,
+                    memory_bytes: options.query_memory_bytes,
+                },
+                forker: Forker::start()?,
             }),
         })
     }
@@ -119,10 +137,11 @@ fn index_graph(db: &GrafeoDB, name: &str) -> StoreResult<()> {
 impl Inner {
     fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {
         let name = format!("tenant_{tenant}");
-        if !lock(&self.graphs).contains(&name) {
+        let mut graphs = lock(&self.graphs);
+        if !graphs.contains(&name) {
             self.db.create_graph(&name).map_err(engine)?;
             index_graph(&self.db, &name)?;
-            lock(&self.graphs).insert(name.clone());
+            graphs.insert(name.clone());
         }
         Ok(name)
     }
@@ -165,6 +184,28 @@ impl Inner {
     }
 }
 
+/// The gate every engine read holds; a fork takes it exclusively (see
+/// [`cypher_sandbox`]), so no read is half-way through the engine in the child.
+pub(super) fn read_gate(gate: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
+    gate.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl EmbeddedGraphStore {
+    /// Runs `f` for `tenant` on a blocking thread, holding the read gate.
+    async fn read<T, F>(&self, tenant: &Tenant, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Tenant) -> StoreResult<T> + Send + 'static,
+    {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            let _gate = read_gate(&inner.gate);
+            f(&inner, &tenant)
+        })
+        .await
+    }
+}
+
 fn missing(id: &str) -> StoreError {
     StoreError::not_found(format!("node {id:?} does not exist"))
 }
@@ -181,21 +222,23 @@ impl GraphStore for EmbeddedGraphStore {
     }
 
     async fn get_node(&self, tenant: &Tenant, id: &str) -> StoreResult<Node> {
-        let (inner, tenant, id) = (self.inner.clone(), tenant.clone(), id.to_owned());
-        blocking(move || inner.node(&tenant, &id)?.ok_or_else(|| missing(&id))).await
+        let id = id.to_owned();
+        self.read(tenant, move |inner, tenant| {
+            inner.node(tenant, &id)?.ok_or_else(|| missing(&id))
+        })
+        .await
     }
 
     async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
+        self.read(tenant, move |inner, tenant| {
             let statement =
                 cypher::find_nodes(&find.label, find.equals.len(), find.offset, find.limit);
-            let mut p = params(&tenant, []);
+            let mut p = params(tenant, []);
             for (i, (k, v)) in find.equals.iter().enumerate() {
                 p.insert(format!("k{i}"), Value::from(k.as_str()));
                 p.insert(format!("v{i}"), to_grafeo(v));
             }
-            let result = inner.run(&tenant, &statement, p)?;
+            let result = inner.run(tenant, &statement, p)?;
             Ok(result
                 .rows()
                 .iter()
@@ -228,39 +271,29 @@ impl GraphStore for EmbeddedGraphStore {
     }
 
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            if !inner.exists(&tenant, &query.id)? {
+        self.read(tenant, move |inner, tenant| {
+            if !inner.exists(tenant, &query.id)? {
                 return Err(missing(&query.id));
             }
-            inner.expand(&tenant, &query)
+            inner.expand(tenant, &query)
         })
         .await
     }
 
-    /// grafeo checks its deadline only between result chunks, so a query that aggregates
-    /// a huge intermediate result cannot be interrupted. Each query therefore holds one of
-    /// a few slots for as long as it really runs, and the caller gets 504 at the deadline
-    /// either way; when every slot is held, further queries get 503 at once.
+    /// Admitted by [`client_cypher::admit`], then run in a sandboxed child process (see
+    /// [`cypher_sandbox`]) under one of the tenant's query slots.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult> {
-        cypher::ensure_read_only(&query.query).map_err(StoreError::invalid)?;
-        let slot = self
-            .inner
-            .query_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                StoreError::new(ErrorKind::Unavailable, "every Cypher query slot is busy")
-            })?;
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        let deadline = inner.query_timeout + Duration::from_millis(250);
-        let run = blocking(move || {
-            let _slot = slot;
-            run_read_only(&inner, &tenant, &query)
-        });
-        tokio::time::timeout(deadline, run).await.map_err(|_| {
-            StoreError::new(ErrorKind::Timeout, "Cypher query exceeded the time limit")
-        })?
+        client_cypher::admit(&query).map_err(StoreError::invalid)?;
+        let _slot = self.inner.query_slots.try_acquire(tenant)?;
+        let graph = self
+            .read(tenant, |inner, tenant| inner.graph_name(tenant))
+            .await?;
+        let inner = self.inner.clone();
+        let target = cypher_sandbox::Target {
+            graph,
+            tenant: tenant.clone(),
+        };
+        cypher_sandbox::run(inner.clone(), target, query, inner.sandbox).await
     }
 
     async fn replace_documents(
@@ -278,8 +311,10 @@ impl GraphStore for EmbeddedGraphStore {
     }
 
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || inner.read_entities(&tenant, ids)).await
+        self.read(tenant, move |inner, tenant| {
+            inner.read_entities(tenant, ids)
+        })
+        .await
     }
 
     async fn chunk_mentions(
@@ -287,9 +322,10 @@ impl GraphStore for EmbeddedGraphStore {
         tenant: &Tenant,
         chunks: Vec<String>,
     ) -> StoreResult<Vec<Mention>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || inner.read_mentions(&tenant, cypher::documents::CHUNK_MENTIONS, chunks))
-            .await
+        self.read(tenant, move |inner, tenant| {
+            inner.read_mentions(tenant, cypher::documents::CHUNK_MENTIONS, chunks)
+        })
+        .await
     }
 
     async fn entity_mentions(
@@ -298,13 +334,8 @@ impl GraphStore for EmbeddedGraphStore {
         entities: Vec<String>,
         limit: usize,
     ) -> StoreResult<Vec<Mention>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            inner.read_mentions(
-                &tenant,
-                &cypher::documents::entity_mentions(limit),
-                entities,
-            )
+        self.read(tenant, move |inner, tenant| {
+            inner.read_mentions(tenant, &cypher::documents::entity_mentions(limit), entities)
         })
         .await
     }
@@ -315,13 +346,16 @@ impl GraphStore for EmbeddedGraphStore {
         entities: Vec<String>,
         limit: usize,
     ) -> StoreResult<Vec<Related>> {
-        let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || inner.read_related(&tenant, entities, limit)).await
+        self.read(tenant, move |inner, tenant| {
+            inner.read_related(tenant, entities, limit)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
         let inner = self.inner.clone();
         blocking(move || {
+            let _gate = read_gate(&inner.gate);
             inner
                 .db
                 .session()
@@ -342,9 +376,16 @@ impl GraphStore for EmbeddedGraphStore {
     }
 }
 
-fn run_read_only(inner: &Inner, tenant: &Tenant, query: &CypherQuery) -> StoreResult<CypherResult> {
-    let session = inner.db.session_with_role(Role::ReadOnly);
-    session.use_graph(&inner.graph_name(tenant)?);
+/// Runs admitted client Cypher on `graph` in a read-only session; the sandboxed child
+/// calls it.
+pub(super) fn run_read_only(
+    db: &GrafeoDB,
+    graph: &str,
+    tenant: &Tenant,
+    query: &CypherQuery,
+) -> StoreResult<CypherResult> {
+    let session = db.session_with_role(Role::ReadOnly);
+    session.use_graph(graph);
     let mut p: Params = query
         .params
         .iter()

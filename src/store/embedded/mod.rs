@@ -2,6 +2,7 @@
 //! directory. Vectors on `qdrant-edge`, the graph on `grafeo`, API keys on `redb`.
 
 pub mod auth;
+mod cypher_sandbox;
 pub mod events;
 pub mod graph;
 mod graph_documents;

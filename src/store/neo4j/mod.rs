@@ -31,6 +31,7 @@ use crate::domain::graph::{
 };
 use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
+use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_exec::{self as shared, Rows, list, node_from_row};
 use crate::store::resilient::{Resilience, Retry};
@@ -43,7 +44,7 @@ pub struct Neo4jGraphStore {
     graph: Graph,
     guard: Arc<Resilience>,
     query_timeout: Duration,
-    query_slots: Arc<tokio::sync::Semaphore>,
+    query_slots: QuerySlots,
     client_cypher: bool,
 }
 
@@ -55,7 +56,7 @@ impl Neo4jGraphStore {
         guard: Arc<Resilience>,
         timeout: Duration,
         query_timeout: Duration,
-        max_concurrent_queries: usize,
+        query_slots: QuerySlots,
     ) -> StoreResult<Self> {
         let mut config = ConfigBuilder::default()
             .uri(settings.neo4j_uri.as_str())
@@ -75,7 +76,7 @@ impl Neo4jGraphStore {
             graph,
             guard,
             query_timeout,
-            query_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_queries)),
+            query_slots,
             client_cypher: settings.neo4j_client_cypher,
         };
         store
@@ -212,10 +213,8 @@ impl GraphStore for Neo4jGraphStore {
                 "client Cypher is off on the shared graph server (graph.neo4j_client_cypher)",
             ));
         }
-        cypher::ensure_read_only(&query.query).map_err(StoreError::invalid)?;
-        let _slot = self.query_slots.clone().try_acquire_owned().map_err(|_| {
-            StoreError::new(ErrorKind::Unavailable, "every Cypher query slot is busy")
-        })?;
+        client_cypher::admit(&query).map_err(StoreError::invalid)?;
+        let _slot = self.query_slots.try_acquire(tenant)?;
         let run = self.guard.run("query", Retry::Once, || async {
             let mut q = neo4rs::query(&query.query).param("tenant", tenant.as_str());
             for (k, v) in &query.params {

@@ -9,6 +9,7 @@ use ragbrain::domain::graph::{
     CypherQuery, Direction, FindNodes, NeighborQuery, NodeUpsert, RelationshipUpsert, Written,
 };
 use ragbrain::domain::ingest::{ChunkNode, DocumentGraph, EntityRef};
+use ragbrain::store::client_cypher::QuerySlots;
 use ragbrain::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
 use ragbrain::store::neo4j::Neo4jGraphStore;
 use ragbrain::store::{ErrorKind, GraphStore};
@@ -193,11 +194,7 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
     let result = store
         .query(
             &t,
-            CypherQuery {
-                query: "MATCH (n:Person) WHERE n.tenant = $tenant AND n.name = $name RETURN n.name AS name".into(),
-                params: props(json!({"name": "Carol"})),
-                max_rows: 10,
-            },
+            cypher("MATCH (n:Person) WHERE n.tenant = $tenant AND n.name = $name RETURN n.name AS name", props(json!({"name": "Carol"})), 10),
         )
         .await
         .unwrap();
@@ -206,11 +203,11 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
     let limited = store
         .query(
             &t,
-            CypherQuery {
-                query: "MATCH (n:Person) WHERE n.tenant = $tenant RETURN n.name AS name".into(),
-                params: Default::default(),
-                max_rows: 2,
-            },
+            cypher(
+                "MATCH (n:Person) WHERE n.tenant = $tenant RETURN n.name AS name",
+                Default::default(),
+                2,
+            ),
         )
         .await
         .unwrap();
@@ -218,15 +215,22 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
     let e = store
         .query(
             &t,
-            CypherQuery {
-                query: "MATCH (n) DETACH DELETE n".into(),
-                params: Default::default(),
-                max_rows: 10,
-            },
+            cypher("MATCH (n) DETACH DELETE n", Default::default(), 10),
         )
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
+    for refused in [
+        "WITH 1 AS `x\\` LOAD CSV FROM '/etc/hostname' AS row RETURN row //`",
+        "CALL db.labels()",
+        "UNWIND range(1, 100000000) AS x RETURN count(x)",
+    ] {
+        let e = store
+            .query(&t, cypher(refused, Default::default(), 10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid, "{refused}");
+    }
 
     store.delete_node(&t, "bob").await.unwrap();
     assert_eq!(
@@ -338,6 +342,8 @@ async fn embedded_graph_store_meets_the_contract() {
     let options = EmbeddedGraphOptions {
         query_timeout: Duration::from_secs(5),
         max_concurrent_queries: 2,
+        max_concurrent_queries_per_tenant: 1,
+        query_memory_bytes: 256 << 20,
     };
     let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
     nodes_and_relationships(store.as_ref()).await;
@@ -360,10 +366,24 @@ async fn bolt_graph_store_meets_the_contract() {
         backends::guard("neo4j"),
         Duration::from_secs(10),
         Duration::from_secs(5),
-        2,
+        QuerySlots::new(2, 1),
     )
     .await
     .unwrap();
     nodes_and_relationships(&store).await;
     documents(&store).await;
+}
+
+fn cypher(
+    query: &str,
+    params: ragbrain::domain::graph::Properties,
+    max_rows: usize,
+) -> CypherQuery {
+    CypherQuery {
+        query: query.into(),
+        params,
+        max_rows,
+        max_list: 10_000,
+        max_hops: 3,
+    }
 }

@@ -1,0 +1,439 @@
+//! Admission of client Cypher (`POST /graphs/query`), for every executor.
+//!
+//! The query is parsed with the embedded engine's own openCypher parser, so what is
+//! checked is exactly what grafeo would run, whatever the quoting, comments or escapes.
+//! The parse tree is then walked against an **allowlist**: reading clauses (`MATCH`,
+//! `OPTIONAL MATCH`, `WHERE`, `WITH`, `UNWIND`, `RETURN`, `ORDER BY`, `SKIP`, `LIMIT`,
+//! `UNION`), pattern and expression forms that only read the bound graph, and a fixed
+//! list of pure functions. Everything else (writes, `LOAD CSV`, `CALL` of procedures or
+//! subqueries, `FOREACH`, schema commands, `EXPLAIN`/`PROFILE`, `reduce()`, functions
+//! that describe the server or other graphs, anything the walk does not know) is
+//! refused. Static cost caps refuse what is known to be unbounded before it runs:
+//! `range()` needs constant bounds and at most `max_list` elements, and variable-length
+//! relationships need an upper bound of at most `max_hops`. What a query may still cost
+//! at run time is bounded by the executor (a sandboxed process with a memory budget and
+//! a deadline on the embedded engine; the server's own limits on a Bolt server).
+//!
+//! A lexical keyword check ([`lexical`]) runs first as a second line of defence. Query
+//! slots, overall and per tenant, are in [`slots`].
+
+mod lexical;
+mod slots;
+
+use grafeo_adapters::query::cypher as ast;
+use serde_json::Value as Json;
+
+pub use self::lexical::ensure_no_forbidden_keyword;
+pub use self::slots::{QuerySlot, QuerySlots};
+use crate::domain::graph::{CypherQuery, Properties};
+
+/// Why a query was refused; the message is safe to show to the caller.
+pub type Refusal = String;
+
+/// Functions client Cypher may call (compared in lower case): graph element accessors,
+/// scalar, string, numeric and temporal functions, and aggregates. Not here, on
+/// purpose: `reduce` (an accumulator can grow exponentially in one expression), and
+/// `info`, `schema`, `current_graph`, `current_schema`, `session_user` (they describe
+/// the server and other graphs).
+#[rustfmt::skip]
+const FUNCTIONS: &[&str] = &[
+    // graph elements and paths
+    "id", "elementid", "labels", "type", "keys", "properties", "startnode",
+    "endnode", "nodes", "relationships", "length", "haslabel", "property_exists",
+    // lists and values
+    "size", "exists", "coalesce", "head", "last", "tail", "reverse", "range",
+    "nullif", "isempty", "tolist",
+    // conversion
+    "tostring", "tointeger", "toint", "tofloat", "toboolean", "tostringornull",
+    "tointegerornull", "tofloatornull", "tobooleanornull",
+    // strings
+    "tolower", "toupper", "lower", "upper", "trim", "ltrim", "rtrim", "substring",
+    "left", "right", "split", "replace", "string_join", "normalize", "char_length",
+    "character_length",
+    // numbers
+    "abs", "ceil", "floor", "round", "sign", "sqrt", "exp", "log", "log10", "e",
+    "pi", "sin", "cos", "tan", "cot", "asin", "acos", "atan", "atan2", "degrees",
+    "radians", "rand",
+    // time
+    "timestamp", "date", "time", "datetime", "localdatetime", "localtime",
+    "duration", "year", "month", "day", "hour", "minute", "second",
+    // vectors
+    "cosine_similarity", "cosine_distance", "euclidean_distance", "dot_product",
+    "manhattan_distance",
+    // aggregates
+    "count", "sum", "avg", "min", "max", "collect", "stdev", "stdevp",
+    "percentilecont", "percentiledisc",
+];
+
+/// Deepest expression or clause nesting the walk accepts. The parser stops at 128
+/// brackets; operator chains (`1+1+…`) nest without brackets and stop here instead.
+const MAX_DEPTH: usize = 256;
+
+/// Accepts `query` if it only reads the tenant's graph within the static caps, or says
+/// why not.
+pub fn admit(query: &CypherQuery) -> Result<(), Refusal> {
+    ensure_no_forbidden_keyword(&query.query)?;
+    let statement = ast::parse(&query.query)
+        .map_err(|e| format!("the query does not parse as openCypher: {e}"))?;
+    let walk = Walk {
+        params: &query.params,
+        max_list: query.max_list,
+        max_hops: query.max_hops,
+    };
+    walk.statement(&statement)
+}
+
+struct Walk<'a> {
+    params: &'a Properties,
+    max_list: usize,
+    max_hops: u32,
+}
+
+fn refuse<T>(what: &str) -> Result<T, Refusal> {
+    Err(format!(
+        "{what} is not allowed: /graphs/query runs read-only Cypher over the caller's graph"
+    ))
+}
+
+fn deeper(depth: usize) -> Result<usize, Refusal> {
+    if depth >= MAX_DEPTH {
+        return Err(format!(
+            "the query nests deeper than {MAX_DEPTH} levels; simplify it"
+        ));
+    }
+    Ok(depth + 1)
+}
+
+impl Walk<'_> {
+    fn statement(&self, statement: &ast::Statement) -> Result<(), Refusal> {
+        match statement {
+            ast::Statement::Query(query) => self.query(query, 0),
+            ast::Statement::Union { queries, .. } => {
+                queries.iter().try_for_each(|q| self.query(q, 0))
+            }
+            ast::Statement::Create(_)
+            | ast::Statement::Merge(_)
+            | ast::Statement::Delete(_)
+            | ast::Statement::Set(_)
+            | ast::Statement::Remove(_) => refuse("a write"),
+            ast::Statement::Explain(_) | ast::Statement::Profile(_) => refuse("EXPLAIN or PROFILE"),
+            ast::Statement::Schema(_)
+            | ast::Statement::ShowIndexes
+            | ast::Statement::ShowConstraints
+            | ast::Statement::ShowCurrentGraphType => refuse("a schema command"),
+        }
+    }
+
+    fn query(&self, query: &ast::Query, depth: usize) -> Result<(), Refusal> {
+        let depth = deeper(depth)?;
+        query.clauses.iter().try_for_each(|c| self.clause(c, depth))
+    }
+
+    fn clause(&self, clause: &ast::Clause, depth: usize) -> Result<(), Refusal> {
+        use ast::Clause as C;
+        match clause {
+            C::Match(m) | C::OptionalMatch(m) => {
+                m.patterns.iter().try_for_each(|p| self.pattern(p, depth))
+            }
+            C::Where(w) => self.expr(&w.predicate, depth),
+            C::With(with) => {
+                with.items
+                    .iter()
+                    .try_for_each(|i| self.expr(&i.expression, depth))?;
+                match &with.where_clause {
+                    Some(w) => self.expr(&w.predicate, depth),
+                    None => Ok(()),
+                }
+            }
+            C::Return(ret) => match &ret.items {
+                ast::ReturnItems::All => Ok(()),
+                ast::ReturnItems::Explicit(items) => items
+                    .iter()
+                    .try_for_each(|i| self.expr(&i.expression, depth)),
+            },
+            C::Unwind(unwind) => self.expr(&unwind.expression, depth),
+            C::OrderBy(order) => order
+                .items
+                .iter()
+                .try_for_each(|i| self.expr(&i.expression, depth)),
+            C::Skip(e) | C::Limit(e) => self.expr(e, depth),
+            C::Create(_) | C::Merge(_) | C::Delete(_) | C::Set(_) | C::Remove(_) => {
+                refuse("a write")
+            }
+            C::ForEach(_) => refuse("FOREACH"),
+            C::LoadCsv(_) => refuse("LOAD CSV"),
+            C::Call(_) => refuse("CALL of a procedure"),
+            C::CallSubquery { .. } => refuse("a CALL subquery"),
+        }
+    }
+
+    fn pattern(&self, pattern: &ast::Pattern, depth: usize) -> Result<(), Refusal> {
+        let depth = deeper(depth)?;
+        match pattern {
+            ast::Pattern::Node(node) => self.node(node, depth),
+            ast::Pattern::Path(path) => self.path(path, depth),
+            ast::Pattern::NamedPath { pattern, .. } => self.pattern(pattern, depth),
+        }
+    }
+
+    fn node(&self, node: &ast::NodePattern, depth: usize) -> Result<(), Refusal> {
+        self.properties(&node.properties, depth)
+    }
+
+    fn path(&self, path: &ast::PathPattern, depth: usize) -> Result<(), Refusal> {
+        self.node(&path.start, depth)?;
+        for rel in &path.chain {
+            if let Some(range) = rel.length
+                && range.max.is_none_or(|max| max > self.max_hops)
+            {
+                return Err(format!(
+                    "variable-length relationships need an upper bound of at most {} hops \
+                     (for example *1..{})",
+                    self.max_hops, self.max_hops
+                ));
+            }
+            self.properties(&rel.properties, depth)?;
+            if let Some(w) = &rel.where_clause {
+                self.expr(w, depth)?;
+            }
+            self.node(&rel.target, depth)?;
+        }
+        Ok(())
+    }
+
+    fn properties(&self, props: &[(String, ast::Expression)], depth: usize) -> Result<(), Refusal> {
+        props.iter().try_for_each(|(_, e)| self.expr(e, depth))
+    }
+
+    fn exprs<'e>(
+        &self,
+        exprs: impl IntoIterator<Item = &'e ast::Expression>,
+        depth: usize,
+    ) -> Result<(), Refusal> {
+        exprs.into_iter().try_for_each(|e| self.expr(e, depth))
+    }
+
+    fn expr(&self, expr: &ast::Expression, depth: usize) -> Result<(), Refusal> {
+        use ast::Expression as E;
+        let depth = deeper(depth)?;
+        match expr {
+            E::Literal(_) | E::Variable(_) | E::Parameter(_) => Ok(()),
+            E::PropertyAccess { base, .. } => self.expr(base, depth),
+            E::IndexAccess { base, index } => self.exprs([&**base, &**index], depth),
+            E::SliceAccess { base, start, end } => {
+                self.expr(base, depth)?;
+                self.exprs(start.iter().chain(end.iter()).map(|e| &**e), depth)
+            }
+            E::Binary { left, right, .. } => self.exprs([&**left, &**right], depth),
+            E::Unary { operand, .. } => self.expr(operand, depth),
+            E::FunctionCall { name, args, .. } => self.function(name, args, depth),
+            E::List(items) => self.exprs(items, depth),
+            E::Map(entries) => self.properties(entries, depth),
+            E::ListComprehension {
+                list,
+                filter,
+                projection,
+                ..
+            } => {
+                self.expr(list, depth)?;
+                self.exprs(filter.iter().chain(projection.iter()).map(|e| &**e), depth)
+            }
+            E::PatternComprehension {
+                pattern,
+                where_clause,
+                projection,
+            } => {
+                self.pattern(pattern, depth)?;
+                self.exprs(where_clause.iter().map(|e| &**e), depth)?;
+                self.expr(projection, depth)
+            }
+            E::Case {
+                input,
+                whens,
+                else_clause,
+            } => {
+                self.exprs(input.iter().map(|e| &**e), depth)?;
+                self.exprs(whens.iter().flat_map(|(w, t)| [w, t]), depth)?;
+                self.exprs(else_clause.iter().map(|e| &**e), depth)
+            }
+            E::ListPredicate {
+                list, predicate, ..
+            } => self.exprs([&**list, &**predicate], depth),
+            E::Exists(query) | E::CountSubquery(query) => self.query(query, depth),
+            E::MapProjection { entries, .. } => entries.iter().try_for_each(|entry| match entry {
+                ast::MapProjectionEntry::LiteralEntry(_, e) => self.expr(e, depth),
+                ast::MapProjectionEntry::PropertySelector(_)
+                | ast::MapProjectionEntry::AllProperties => Ok(()),
+            }),
+            E::Reduce { .. } => refuse("reduce()"),
+        }
+    }
+
+    fn function(&self, name: &str, args: &[ast::Expression], depth: usize) -> Result<(), Refusal> {
+        let lower = name.to_ascii_lowercase();
+        if !FUNCTIONS.contains(&lower.as_str()) {
+            return Err(format!(
+                "function {name}() is not available to /graphs/query"
+            ));
+        }
+        if lower == "range" {
+            self.range_size(args)?;
+        }
+        self.exprs(args, depth)
+    }
+
+    /// `range(start, stop[, step])` with constant integer bounds (literals or
+    /// parameters) and at most `max_list` elements.
+    fn range_size(&self, args: &[ast::Expression]) -> Result<(), Refusal> {
+        let constant = |e: &ast::Expression| self.integer(e);
+        let bounds: Option<Vec<i64>> = args.iter().map(constant).collect();
+        let Some(bounds) = bounds.filter(|b| (2..=3).contains(&b.len())) else {
+            return Err("range() takes two or three constant integers (literals or \
+                        parameters) in /graphs/query"
+                .into());
+        };
+        let (start, stop) = (i128::from(bounds[0]), i128::from(bounds[1]));
+        let step = i128::from(bounds.get(2).copied().unwrap_or(1));
+        if step == 0 {
+            return Err("range() step must not be 0".into());
+        }
+        let elements = if (step > 0 && stop < start) || (step < 0 && stop > start) {
+            0
+        } else {
+            (stop - start) / step + 1
+        };
+        if elements > self.max_list as i128 {
+            return Err(format!(
+                "range() would build {elements} elements; /graphs/query allows at most {}",
+                self.max_list
+            ));
+        }
+        Ok(())
+    }
+
+    fn integer(&self, expr: &ast::Expression) -> Option<i64> {
+        match expr {
+            ast::Expression::Literal(ast::Literal::Integer(n)) => Some(*n),
+            ast::Expression::Parameter(name) => self.params.get(name).and_then(Json::as_i64),
+            ast::Expression::Unary {
+                op: ast::UnaryOp::Neg,
+                operand,
+            } => self.integer(operand)?.checked_neg(),
+            ast::Expression::Unary {
+                op: ast::UnaryOp::Pos,
+                operand,
+            } => self.integer(operand),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(query: &str) -> Result<(), Refusal> {
+        check_with(query, serde_json::json!({}))
+    }
+
+    fn check_with(query: &str, params: Json) -> Result<(), Refusal> {
+        let Json::Object(params) = params else {
+            unreachable!()
+        };
+        admit(&CypherQuery {
+            query: query.into(),
+            params,
+            max_rows: 100,
+            max_list: 10_000,
+            max_hops: 3,
+        })
+    }
+
+    #[test]
+    fn reading_queries_are_admitted() {
+        for q in [
+            "MATCH (p:Person)-[:KNOWS]->(f) WHERE p.name = $name RETURN f.name AS friend",
+            "MATCH (n) RETURN n.id ORDER BY n.id SKIP 1 LIMIT 2",
+            "MATCH (n) WHERE n.name = 'CREATE me' RETURN n",
+            "MATCH (n:Settings) RETURN n.`delete`, n.`set`",
+            "MATCH (n) WHERE n.created = $since RETURN n // DELETE later",
+            "MATCH (n) /* MERGE */ RETURN count(n)",
+            "MATCH (a)-[:KNOWS*1..3]->(b) RETURN DISTINCT b.id",
+            "OPTIONAL MATCH (n)-[r]-(m) WITH n, count(r) AS c WHERE c > 1 RETURN n.id, c",
+            "UNWIND range(1, 10) AS x RETURN sum(x)",
+            "UNWIND $ids AS id MATCH (n {id: id}) RETURN n",
+            "MATCH (n) RETURN [x IN labels(n) WHERE x <> 'A' | toLower(x)] AS l",
+            "MATCH (n) RETURN CASE WHEN n.age > 3 THEN 'old' ELSE 'young' END",
+            "MATCH (n) WHERE EXISTS { MATCH (n)-[:KNOWS]->() } RETURN n.id",
+            "MATCH (n) RETURN n.id UNION MATCH (m) RETURN m.id",
+            "MATCH (n) RETURN n {.name, .id}",
+            "RETURN 1",
+        ] {
+            assert_eq!(check(q), Ok(()), "{q}");
+        }
+    }
+
+    #[test]
+    fn writes_loads_and_procedures_are_refused_whatever_the_quoting() {
+        for q in [
+            "CREATE (n)",
+            "match (n) detach delete n",
+            "MATCH (n) SET n.x = 1",
+            "MATCH (n) WITH n MERGE (m {id: 1})",
+            "LOAD CSV FROM 'x' AS row RETURN row",
+            "CALL db.labels()",
+            "MATCH (n) REMOVE n.x",
+            "WITH 1 AS `x\\` LOAD CSV FROM '/etc/hostname' AS row RETURN row //`",
+            "WITH 1 AS `x\\` CREATE (n) RETURN n //`",
+            "RETURN 1 UNION LOAD CSV FROM 'file:///etc/passwd' AS r RETURN r",
+            "FOREACH (x IN [1] | CREATE (n))",
+            "CALL { MATCH (n) RETURN n } RETURN n",
+            "EXPLAIN MATCH (n) RETURN n",
+            "RETURN reduce(s = 'x', i IN [1,2] | s + s)",
+            "RETURN info()",
+            "RETURN current_graph()",
+            "RETURN schema()",
+            "RETURN nosuchfunction(1)",
+            "MATCH (a)-[*]->(b) RETURN b",
+            "MATCH (a)-[*1..50]->(b) RETURN b",
+            "MATCH p = shortestPath((a)-[*]-(b)) RETURN p",
+            "RETURN size(range(1, 2000000000))",
+            "UNWIND range(1, 100000000) AS x RETURN count(x)",
+            "UNWIND range(1, $n) AS x RETURN x",
+            "UNWIND range(1, toInteger('9')) AS x RETURN x",
+            "RETURN 1 +",
+        ] {
+            assert!(check(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn range_bounds_may_come_from_parameters_within_the_cap() {
+        let q = "UNWIND range($a, $b) AS x RETURN count(x)";
+        assert_eq!(
+            check_with(q, serde_json::json!({"a": 1, "b": 10000})),
+            Ok(())
+        );
+        assert!(check_with(q, serde_json::json!({"a": 0, "b": 10000})).is_err());
+        assert_eq!(
+            check("UNWIND range(10, 1, -1) AS x RETURN x"),
+            Ok(()),
+            "a descending range"
+        );
+        assert!(check("UNWIND range(1, 10, 0) AS x RETURN x").is_err());
+    }
+
+    #[test]
+    fn deep_operator_chains_are_refused_without_exhausting_the_stack() {
+        let chain = format!("RETURN 1{}", "+1".repeat(8000));
+        let refused = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || check(&chain))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused.is_err());
+        let brackets = format!("RETURN {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(check(&brackets).is_err());
+    }
+}
