@@ -38,9 +38,33 @@ pub fn is_valid_identifier(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
+/// Client-chosen ids (documents, graph nodes) that show up in logs and UIs: no control
+/// characters and no bidirectional-text controls (U+061C, U+200E/F, U+202A–E,
+/// U+2066–9), which could disguise one id as another.
+pub fn is_displayable_id(id: &str) -> bool {
+    !id.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displayable_ids_refuse_control_and_bidi_characters() {
+        assert!(is_displayable_id("doc-1 é 文"));
+        for bad in [
+            "a\nb",
+            "a\u{0}b",
+            "admin\u{202E}txt.exe",
+            "x\u{2066}y",
+            "\u{200F}",
+        ] {
+            assert!(!is_displayable_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_and_identifiers_reject_injection() {

@@ -71,7 +71,10 @@ fn meaning(status: u16) -> &'static str {
         409 => "Conflicts with existing state (e.g. a collection with another spec)",
         413 => "Request body larger than server.body_limit_bytes",
         415 => "Body is not application/json",
-        422 => "Well-formed but invalid (wrong dimension, limit too large, unknown field)",
+        422 => {
+            "Well-formed but invalid (wrong dimension, limit too large, unknown field, an id \
+             with control characters, Cypher that is not read-only or over its caps)"
+        }
         429 => "Rate limited; see Retry-After and RateLimit-* headers",
         501 => "Capability not configured on this server",
         502 => "A backend (LLM, embedder) returned an error",
@@ -116,8 +119,9 @@ error_set!(
     BodyErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504
 );
 error_set!(
-    /// Authenticated operations addressed by path alone.
-    PathErrors: 401, 403, 404, 429, 500, 503, 504
+    /// Authenticated operations addressed by path alone (400: both credentials sent;
+    /// 422: an id in the path that is too long or holds control characters).
+    PathErrors: 400, 401, 403, 404, 422, 429, 500, 503, 504
 );
 error_set!(
     /// Writes that can conflict with existing state.

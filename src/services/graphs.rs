@@ -96,7 +96,13 @@ pub struct QueryRequest {
 }
 
 fn check_id(id: &str, limits: &Limits) -> Result<()> {
-    bounded("node id length in bytes", id.len(), 1, limits.max_id_len)
+    bounded("node id length in bytes", id.len(), 1, limits.max_id_len)?;
+    if !crate::domain::is_displayable_id(id) {
+        return Err(ApiError::Unprocessable(
+            "node id must not contain control or bidirectional-text characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_identifier(kind: &str, name: &str) -> Result<()> {

@@ -7,12 +7,15 @@ use serde::Serialize;
 
 use crate::state::AppState;
 use crate::store::resilient::BreakerState;
+use crate::store::{ErrorKind, StoreError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub status: &'static str,
     /// Each store's check, and each production backend's circuit breaker
-    /// (`breaker:<backend>`): "ok", or "error: …".
+    /// (`breaker:<backend>`): "ok", or "error: " and a class of error (`unavailable`,
+    /// `timeout`, `upstream`, …). The backend's own error text goes to the log only:
+    /// this endpoint answers unauthenticated callers.
     pub checks: BTreeMap<String, String>,
 }
 
@@ -24,29 +27,48 @@ impl Readiness {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn check<F>(f: F) -> String
+async fn check<F>(name: &str, f: F) -> String
 where
-    F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+    F: std::future::Future<Output = Result<(), StoreError>>,
 {
     match tokio::time::timeout(CHECK_TIMEOUT, f).await {
         Ok(Ok(())) => "ok".into(),
-        Ok(Err(e)) => format!("error: {e}"),
-        Err(_) => "error: timed out".into(),
+        Ok(Err(e)) => {
+            tracing::warn!(check = name, error = %e, "readiness check failed");
+            format!("error: {}", class(e.kind))
+        }
+        Err(_) => {
+            tracing::warn!(check = name, "readiness check timed out");
+            "error: timeout".into()
+        }
+    }
+}
+
+fn class(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::Invalid => "invalid",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Upstream => "upstream",
+        ErrorKind::Internal => "internal",
+        ErrorKind::Unsupported => "unsupported",
     }
 }
 
 pub async fn readiness(state: &AppState) -> Readiness {
     let cache = async {
         match &state.search_cache {
-            Some(cache) => Some(check(cache.ping()).await),
+            Some(cache) => Some(check("search_cache", cache.ping()).await),
             None => None,
         }
     };
     let (vectors, graph, auth, events, cache) = tokio::join!(
-        check(state.vectors.ping()),
-        check(state.graph.ping()),
-        check(state.auth_store.ping()),
-        check(state.events.ping()),
+        check("vectors", state.vectors.ping()),
+        check("graph", state.graph.ping()),
+        check("auth", state.auth_store.ping()),
+        check("events", state.events.ping()),
         cache,
     );
     let mut checks = BTreeMap::from([

@@ -300,3 +300,24 @@ async fn invalid_graph_writes_are_rejected() {
     assert_eq!(again.status(), 201);
     assert_eq!(rel(&app, &key, "x", "x", "SELF").await.status(), 200);
 }
+
+#[tokio::test]
+async fn node_ids_with_control_or_bidi_characters_get_422() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    for id in [
+        "evil\u{202E}txt",
+        "line\nbreak",
+        "nul\u{0}",
+        "iso\u{2066}late",
+    ] {
+        let r = app
+            .call(Method::POST, "/graphs/node", &key, Some(json!({"id": id})))
+            .await;
+        assert_problem(r, 422).await;
+    }
+    for path in ["/graphs/node/evil%E2%80%AEtxt", "/graphs/node/a%0Ab"] {
+        assert_problem(app.call(Method::GET, path, &key, None).await, 422).await;
+        assert_problem(app.call(Method::DELETE, path, &key, None).await, 422).await;
+    }
+}

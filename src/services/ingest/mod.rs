@@ -60,9 +60,9 @@ fn check_doc_id(id: &str, state: &AppState) -> Result<()> {
         1,
         state.settings.limits.max_id_len,
     )?;
-    if id.chars().any(char::is_control) {
+    if !crate::domain::is_displayable_id(id) {
         return Err(ApiError::Unprocessable(
-            "document id must not contain control characters".into(),
+            "document id must not contain control or bidirectional-text characters".into(),
         ));
     }
     Ok(())
