@@ -32,7 +32,7 @@ started=$SECONDS
 # Python tools the suite drives (static validation of the deployment files), pinned by
 # hash and kept in a virtualenv outside the clone; reinstalled when the pins change.
 venv="${RAGBRAIN_VENV:-$HOME/.cache/ragbrain/venv}"
-requirements=scripts/deploy-check/requirements.txt
+requirements=scripts/test-requirements.txt
 if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
   echo "==> installing pinned Python test tools into $venv"
   rm -rf "$venv"
@@ -40,7 +40,7 @@ if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$requirements"
   cp "$requirements" "$venv/installed-requirements.txt"
 fi
-export RAGBRAIN_DEPLOY_PYTHON="$venv/bin/python"
+export RAGBRAIN_TEST_PYTHON="$venv/bin/python"
 
 # Real Redis, Kafka-protocol and Bolt servers for the backend tests; they start while
 # the code compiles and stop when this script exits.

@@ -12,12 +12,12 @@ use crate::helpers::spawn_app;
 /// The validator's summary, or `None` (with the reason printed) when the Python tools
 /// are not installed; under `CI=true` that is a failure.
 fn validate() -> Option<Value> {
-    let Ok(python) = std::env::var("RAGBRAIN_DEPLOY_PYTHON") else {
+    let Ok(python) = std::env::var("RAGBRAIN_TEST_PYTHON") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "RAGBRAIN_DEPLOY_PYTHON is unset under CI; run ./scripts/test.sh"
+            "RAGBRAIN_TEST_PYTHON is unset under CI; run ./scripts/test.sh"
         );
-        eprintln!("skipped: RAGBRAIN_DEPLOY_PYTHON is unset (./scripts/test.sh sets it)");
+        eprintln!("skipped: RAGBRAIN_TEST_PYTHON is unset (./scripts/test.sh sets it)");
         return None;
     };
     let out = Command::new(python)

@@ -16,6 +16,7 @@ mod deploy;
 mod embedding;
 mod fake_openai;
 mod faults;
+mod fuzz;
 mod generate;
 mod graphs;
 mod hardening;
