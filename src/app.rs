@@ -188,8 +188,10 @@ impl Application {
         };
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let graph = state.graph.clone();
         let serve = crate::http::serve::serve(self.listener, router, limits, async move {
             shutdown.await;
+            graph.interrupt_queries();
             let _ = stopped_tx.send(());
         });
         let serve = tokio::spawn(async move {

@@ -212,6 +212,9 @@ pub trait GraphStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<Related>>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Stops the client Cypher queries still running and refuses new ones (503): called
+    /// when shutdown begins, so draining never waits for a runaway query.
+    fn interrupt_queries(&self) {}
     async fn close(&self) -> StoreResult<()>;
 }
 

@@ -10,8 +10,9 @@
 //! limit, and every inherited descriptor but its result pipe closed. The server reads
 //! the result from the pipe and kills the child at the deadline; a child that runs out
 //! of its memory budget aborts. The server's own memory never grows with the query, a
-//! 504 frees the query's slot and core at once, and a cancelled request (or shutdown)
-//! kills the child through a drop guard.
+//! 504 frees the query's slot and core at once, a cancelled request kills the child
+//! through a drop guard, and shutdown kills every running child at once (503) so that
+//! draining never waits for a query.
 //!
 //! Forks are made by one long-lived thread while it holds the store's writer lock, the
 //! read gate exclusively and the graph catalogue lock, so no engine call of another
@@ -20,8 +21,10 @@
 //! fork takes a few milliseconds, during which engine reads wait. That thread is the
 //! children's parent thread: `PR_SET_PDEATHSIG` kills them if the server dies.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -47,9 +50,12 @@ pub(super) struct Target {
     pub tenant: Tenant,
 }
 
-/// The thread that forks the children; see the module docs.
+/// The thread that forks the children (see the module docs), and the children alive.
 pub(super) struct Forker {
     jobs: Mutex<mpsc::Sender<Job>>,
+    running: Arc<Mutex<HashSet<libc::pid_t>>>,
+    /// Set when shutdown begins: running children are killed, no new one is forked.
+    stopping: Arc<AtomicBool>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -67,7 +73,23 @@ impl Forker {
             .map_err(|e| StoreError::internal(format!("starting the Cypher sandbox: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(tx),
+            running: Arc::default(),
+            stopping: Arc::default(),
         })
+    }
+
+    /// Kills every running child and refuses new queries.
+    pub(super) fn interrupt(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for pid in lock(&self.running).iter() {
+            // SAFETY: a registered pid is our child and not reaped yet (it leaves the
+            // set before it is reaped), so it cannot have been reused.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    }
+
+    fn shutting_down() -> StoreError {
+        StoreError::unavailable("the server is shutting down")
     }
 
     fn submit(&self, job: Job) -> StoreResult<()> {
@@ -86,10 +108,38 @@ enum Outcome {
     Failed(String),
 }
 
-/// A running child; dropping it before it was reaped kills it.
+/// A running child, registered with the forker while it runs; dropping it before it
+/// was reaped kills it.
 struct Child {
     pid: libc::pid_t,
     reaped: bool,
+    running: Arc<Mutex<HashSet<libc::pid_t>>>,
+}
+
+impl Child {
+    fn register(pid: libc::pid_t, forker: &Forker) -> Self {
+        lock(&forker.running).insert(pid);
+        if forker.stopping.load(Ordering::SeqCst) {
+            // Forked while shutdown began: `interrupt` may have missed it.
+            // SAFETY: our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        Self {
+            pid,
+            reaped: false,
+            running: forker.running.clone(),
+        }
+    }
+
+    /// Reaps the child and returns its wait status.
+    async fn reap(mut self) -> StoreResult<libc::c_int> {
+        lock(&self.running).remove(&self.pid);
+        let pid = self.pid;
+        self.reaped = true;
+        tokio::task::spawn_blocking(move || wait(pid))
+            .await
+            .map_err(|e| StoreError::internal(format!("Cypher sandbox: {e}")))
+    }
 }
 
 impl Drop for Child {
@@ -97,6 +147,7 @@ impl Drop for Child {
         if self.reaped {
             return;
         }
+        lock(&self.running).remove(&self.pid);
         // SAFETY: the pid is our unreaped child, so it cannot have been reused.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
         let pid = self.pid;
@@ -126,6 +177,9 @@ pub(super) async fn run(
     query: CypherQuery,
     limits: SandboxLimits,
 ) -> StoreResult<CypherResult> {
+    if inner.forker.stopping.load(Ordering::SeqCst) {
+        return Err(Forker::shutting_down());
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let forking = inner.clone();
     inner.forker.submit(Box::new(move || {
@@ -134,7 +188,7 @@ pub(super) async fn run(
     let (pid, pipe) = rx
         .await
         .map_err(|_| StoreError::internal("the Cypher sandbox dropped a query"))??;
-    let mut child = Child { pid, reaped: false };
+    let child = Child::register(pid, &inner.forker);
     let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
         .map_err(|e| StoreError::internal(format!("Cypher sandbox pipe: {e}")))?;
     let mut output = Vec::new();
@@ -150,10 +204,10 @@ pub(super) async fn run(
         }
         Ok(Ok(_)) => {}
     }
-    let status = tokio::task::spawn_blocking(move || wait(pid))
-        .await
-        .map_err(|e| StoreError::internal(format!("Cypher sandbox: {e}")))?;
-    child.reaped = true;
+    let status = child.reap().await?;
+    if inner.forker.stopping.load(Ordering::SeqCst) && output.is_empty() {
+        return Err(Forker::shutting_down());
+    }
     outcome(&output, status, limits)
 }
 

@@ -366,6 +366,10 @@ impl GraphStore for EmbeddedGraphStore {
         .await
     }
 
+    fn interrupt_queries(&self) {
+        self.inner.forker.interrupt();
+    }
+
     async fn close(&self) -> StoreResult<()> {
         let inner = self.inner.clone();
         blocking(move || {
