@@ -7,19 +7,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, test_python};
 
 /// The validator's summary, or `None` (with the reason printed) when the Python tools
 /// are not installed; under `CI=true` that is a failure.
 fn validate() -> Option<Value> {
-    let Ok(python) = std::env::var("RAGBRAIN_TEST_PYTHON") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "RAGBRAIN_TEST_PYTHON is unset under CI; run ./scripts/test.sh"
-        );
-        eprintln!("skipped: RAGBRAIN_TEST_PYTHON is unset (./scripts/test.sh sets it)");
-        return None;
-    };
+    let python = test_python()?;
     let out = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

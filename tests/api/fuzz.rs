@@ -5,27 +5,14 @@
 
 use std::process::Command;
 
-use crate::helpers::spawn_app_with;
-
-/// The `schemathesis` executable of the test tools' virtualenv, or `None` (with the
-/// reason printed) when the tools are not installed; under `CI=true` that is a failure.
-fn schemathesis() -> Option<std::path::PathBuf> {
-    let Ok(python) = std::env::var("RAGBRAIN_TEST_PYTHON") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "RAGBRAIN_TEST_PYTHON is unset under CI; run ./scripts/test.sh"
-        );
-        eprintln!("skipped: RAGBRAIN_TEST_PYTHON is unset (./scripts/test.sh sets it)");
-        return None;
-    };
-    Some(std::path::Path::new(&python).with_file_name("schemathesis"))
-}
+use crate::helpers::{spawn_app_with, test_python};
 
 #[tokio::test]
 async fn generated_requests_never_get_a_5xx_or_an_undocumented_status() {
-    let Some(schemathesis) = schemathesis() else {
+    let Some(python) = test_python() else {
         return;
     };
+    let schemathesis = python.with_file_name("schemathesis");
     let mut app = spawn_app_with(|s| {
         s.llm.base_url = crate::fake_openai::base_url().to_owned();
         s.llm.model = "fake-llm".into();

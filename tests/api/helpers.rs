@@ -379,3 +379,18 @@ pub async fn ingest_status_after(
     }
     status
 }
+
+/// The Python interpreter of the test tools' virtualenv (schemathesis, the deployment
+/// validator), or `None` with the reason printed when they are not installed; under
+/// `CI=true` that is a failure.
+pub fn test_python() -> Option<std::path::PathBuf> {
+    let Ok(python) = std::env::var("RAGBRAIN_TEST_PYTHON") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "RAGBRAIN_TEST_PYTHON is unset under CI; run ./scripts/test.sh"
+        );
+        eprintln!("skipped: RAGBRAIN_TEST_PYTHON is unset (./scripts/test.sh sets it)");
+        return None;
+    };
+    Some(python.into())
+}
