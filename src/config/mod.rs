@@ -125,6 +125,8 @@ pub struct Limits {
     pub query_memory_bytes: u64,
     /// Most elements a `range()` in client Cypher may build.
     pub max_query_list: usize,
+    /// Largest client Cypher result, in bytes of JSON.
+    pub max_query_result_bytes: usize,
     pub max_id_len: usize,
 }
 
@@ -339,6 +341,10 @@ impl Settings {
             ),
             ("limits.query_memory_bytes", self.limits.query_memory_bytes),
             ("limits.max_query_list", self.limits.max_query_list as u64),
+            (
+                "limits.max_query_result_bytes",
+                self.limits.max_query_result_bytes as u64,
+            ),
             ("limits.max_id_len", self.limits.max_id_len as u64),
             (
                 "server.header_read_timeout_ms",

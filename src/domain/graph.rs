@@ -90,6 +90,8 @@ pub struct CypherQuery {
     pub max_list: usize,
     /// Largest upper bound of a variable-length relationship.
     pub max_hops: u32,
+    /// Largest result, in bytes of JSON; a larger one is refused rather than sent.
+    pub max_result_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -268,6 +268,7 @@ pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Resu
         max_rows,
         max_list: limits.max_query_list,
         max_hops: limits.max_graph_hops.into(),
+        max_result_bytes: limits.max_query_result_bytes,
     };
     Ok(state.graph.query(&who.tenant, query).await?)
 }

@@ -151,6 +151,27 @@ async fn a_tenant_cannot_reach_another_tenants_graph() {
     }
 }
 
+#[tokio::test]
+async fn a_result_over_the_size_limit_is_refused_not_sent() {
+    let app = spawn_app_with(|s| s.limits.max_query_result_bytes = 1 << 20).await;
+    let key = app.key("acme", &["read"]).await;
+    let pad = "x".repeat(1000);
+    let big = format!("UNWIND range(1, 5000) AS i RETURN i, '{pad}' AS pad");
+    let small = format!("UNWIND range(1, 500) AS i RETURN i, '{pad}' AS pad");
+
+    let refused = assert_problem(query(&app, &key, json!({"query": big})).await, 422).await;
+    let served = query(&app, &key, json!({"query": small})).await;
+
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fewer rows or columns"),
+        "{refused}"
+    );
+    assert_eq!(served.status(), 200);
+}
+
 /// One expression the engine evaluates without checking its deadline: ~10^8 steps.
 const SPIN: &str =
     "RETURN size([x IN range(1, 10000) | size([y IN range(1, 10000) WHERE y % 7 = x % 7])])";

@@ -26,6 +26,7 @@ use serde_json::Value as Json;
 pub use self::lexical::ensure_no_forbidden_keyword;
 pub use self::slots::{QuerySlot, QuerySlots};
 use crate::domain::graph::{CypherQuery, Properties};
+use crate::store::StoreError;
 
 /// Why a query was refused; the message is safe to show to the caller.
 pub type Refusal = String;
@@ -64,6 +65,13 @@ const FUNCTIONS: &[&str] = &[
     "count", "sum", "avg", "min", "max", "collect", "stdev", "stdevp",
     "percentilecont", "percentiledisc",
 ];
+
+/// The refusal of a result over `max_result_bytes`.
+pub fn result_too_large(max_result_bytes: usize) -> StoreError {
+    StoreError::invalid(format!(
+        "the result is larger than {max_result_bytes} bytes; return fewer rows or columns"
+    ))
+}
 
 /// Deepest expression or clause nesting the walk accepts. The parser stops at 128
 /// brackets; operator chains (`1+1+…`) nest without brackets and stop here instead.
@@ -346,6 +354,7 @@ mod tests {
             max_rows: 100,
             max_list: 10_000,
             max_hops: 3,
+            max_result_bytes: 1 << 20,
         })
     }
 

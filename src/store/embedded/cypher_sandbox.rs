@@ -34,6 +34,7 @@ use tokio::io::AsyncReadExt;
 use super::graph::{Inner, lock, run_read_only};
 use crate::domain::graph::{CypherQuery, CypherResult};
 use crate::domain::principal::Tenant;
+use crate::store::client_cypher;
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 /// What a sandboxed query may use.
@@ -180,6 +181,7 @@ pub(super) async fn run(
     if inner.forker.stopping.load(Ordering::SeqCst) {
         return Err(Forker::shutting_down());
     }
+    let query_max_result = query.max_result_bytes;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let forking = inner.clone();
     inner.forker.submit(Box::new(move || {
@@ -192,7 +194,8 @@ pub(super) async fn run(
     let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
         .map_err(|e| StoreError::internal(format!("Cypher sandbox pipe: {e}")))?;
     let mut output = Vec::new();
-    let cap = limits.memory_bytes;
+    // The child refuses a larger result itself; this bounds what a broken one can send.
+    let cap = (query_max_result as u64).saturating_add(64 << 10);
     let mut pipe = pipe.take(cap + 1);
     let read = pipe.read_to_end(&mut output);
     let deadline = limits.timeout + Duration::from_millis(250);
@@ -200,7 +203,7 @@ pub(super) async fn run(
         Err(_) => return Err(StoreError::timeout("Cypher query exceeded the time limit")),
         Ok(Err(e)) => return Err(StoreError::internal(format!("Cypher sandbox pipe: {e}"))),
         Ok(Ok(_)) if output.len() as u64 > cap => {
-            return Err(over_budget(limits, "its result"));
+            return Err(client_cypher::result_too_large(query_max_result));
         }
         Ok(Ok(_)) => {}
     }
@@ -211,9 +214,9 @@ pub(super) async fn run(
     outcome(&output, status, limits)
 }
 
-fn over_budget(limits: SandboxLimits, what: &str) -> StoreError {
+fn over_budget(limits: SandboxLimits) -> StoreError {
     StoreError::invalid(format!(
-        "the query was stopped: {what} exceeded the memory budget of client Cypher ({} MiB)",
+        "the query was stopped: it exceeded the memory budget of client Cypher ({} MiB)",
         limits.memory_bytes >> 20
     ))
 }
@@ -233,7 +236,7 @@ fn outcome(output: &[u8], status: libc::c_int, limits: SandboxLimits) -> StoreRe
             return Err(StoreError::timeout("Cypher query exceeded the time limit"));
         }
         tracing::warn!(signal, "a client Cypher query's process ended by a signal");
-        return Err(over_budget(limits, "it"));
+        return Err(over_budget(limits));
     }
     Err(StoreError::internal(format!(
         "the Cypher sandbox ended without an answer (wait status {status})"
@@ -363,7 +366,11 @@ fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinemen
                 }
             }))
             .unwrap_or_else(|_| Outcome::Failed("the graph engine panicked".into()));
-        let bytes = serde_json::to_vec(&outcome).unwrap_or_default();
+        let mut bytes = serde_json::to_vec(&outcome).unwrap_or_default();
+        if bytes.len() > query.max_result_bytes {
+            let refusal = client_cypher::result_too_large(query.max_result_bytes);
+            bytes = serde_json::to_vec(&Outcome::Invalid(refusal.message)).unwrap_or_default();
+        }
         let mut written = 0;
         while written < bytes.len() {
             let n = libc::write(OUT, bytes[written..].as_ptr().cast(), bytes.len() - written);

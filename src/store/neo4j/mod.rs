@@ -225,6 +225,7 @@ impl GraphStore for Neo4jGraphStore {
             let mut columns: Vec<String> = Vec::new();
             let mut rows = Vec::new();
             let mut truncated = false;
+            let mut bytes = 0;
             while let Some(row) = stream.next().await.map_err(bolt_err)? {
                 if rows.len() == query.max_rows {
                     truncated = true;
@@ -235,6 +236,10 @@ impl GraphStore for Neo4jGraphStore {
                     .map_err(|e| StoreError::upstream(format!("graph server row: {e}")))?;
                 if columns.is_empty() {
                     columns = map.keys().cloned().collect();
+                }
+                bytes += serde_json::to_vec(&map).map_or(0, |v| v.len());
+                if bytes > query.max_result_bytes {
+                    return Err(client_cypher::result_too_large(query.max_result_bytes));
                 }
                 rows.push(
                     columns

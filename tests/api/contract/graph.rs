@@ -385,5 +385,6 @@ fn cypher(
         max_rows,
         max_list: 10_000,
         max_hops: 3,
+        max_result_bytes: 1 << 20,
     }
 }
