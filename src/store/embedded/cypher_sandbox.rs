@@ -185,7 +185,14 @@ pub(super) async fn run(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let forking = inner.clone();
     inner.forker.submit(Box::new(move || {
-        let _ = tx.send(fork_child(&forking, &target, &query, limits));
+        // A request cancelled while its child was forked leaves no one to stop it.
+        if let Err(Ok((pid, _pipe))) = tx.send(fork_child(&forking, &target, &query, limits)) {
+            drop(Child {
+                pid,
+                reaped: false,
+                running: forking.forker.running.clone(),
+            });
+        }
     }))?;
     let (pid, pipe) = rx
         .await
@@ -347,6 +354,14 @@ fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinemen
         const OUT: libc::c_int = 3;
         if pipe != OUT && libc::dup2(pipe, OUT) != OUT {
             libc::_exit(1);
+        }
+        // The engine's or the allocator's last words (a failed allocation prints one)
+        // must not interleave with the server's JSON log lines.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..=2 {
+                libc::dup2(null, fd);
+            }
         }
         libc::syscall(
             libc::SYS_close_range,
