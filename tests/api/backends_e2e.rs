@@ -200,7 +200,7 @@ async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let status = &app.wait_ingested(&key, &["good"]).await[0];
-    assert_eq!(status["status"], "processed");
+    assert_eq!(status["status"], "processed", "{status}");
 
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
