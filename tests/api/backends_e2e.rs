@@ -167,14 +167,15 @@ async fn the_api_runs_end_to_end_on_redis_kafka_and_a_bolt_server() {
 
 /// A message the worker cannot decode goes to the dead-letter topic with the reason,
 /// and the events after it are processed; every event carries its correlation id in a
-/// header.
+/// header. It runs as its own tenant: every test shares the Bolt graph, and another
+/// test's ingest of the same entities under the same tenant would race this one's.
 #[tokio::test]
 async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
     if !backends::available() {
         return;
     }
     let app = spawn_app_with(backends::production).await;
-    let key = app.key("acme", &["write"]).await;
+    let key = app.key("deadletter", &["write"]).await;
     let id = backends::unique(&app.data_dir.path().to_path_buf());
     let brokers = backends::kafka_brokers().unwrap();
     let producer: FutureProducer = ClientConfig::new()
@@ -183,7 +184,7 @@ async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
         .unwrap();
     let topic = format!("{id}.ingest");
     let poison = FutureRecord::to(&topic)
-        .key("acme/poison")
+        .key("deadletter/poison")
         .payload("this is not an event");
     producer
         .send(poison, Duration::from_secs(10))
@@ -227,7 +228,7 @@ async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
         if m.topic().ends_with("dead-letter") {
             assert_eq!(m.payload(), Some(&b"this is not an event"[..]));
             dead = header("error");
-        } else if m.key() == Some(&b"acme/good"[..]) {
+        } else if m.key() == Some(&b"deadletter/good"[..]) {
             correlation = header("correlation-id");
         }
     }
