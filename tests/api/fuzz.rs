@@ -24,7 +24,10 @@ async fn generated_requests_never_get_a_5xx_or_an_undocumented_status() {
         .arg("run")
         .arg(format!("{}/openapi.json", app.address))
         .args(["--checks", "not_a_server_error,status_code_conformance"])
-        .args(["--max-examples", "4", "--seed", "1", "--workers", "2"])
+        // One worker: with two, CPython 3.11's ast module (used by hypothesis to describe
+        // strategies) can fail across threads with "AST constructor recursion depth
+        // mismatch", a tool error unrelated to the server.
+        .args(["--max-examples", "4", "--seed", "1", "--workers", "1"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--suppress-health-check", "all", "--no-shrink"])
         .args(["--generation-database", "none", "--request-timeout", "30"])
