@@ -66,6 +66,11 @@ const FUNCTIONS: &[&str] = &[
     "percentilecont", "percentiledisc",
 ];
 
+/// A client query stopped at its deadline (504), on either executor.
+pub fn deadline_passed() -> StoreError {
+    StoreError::timeout("Cypher query exceeded the time limit")
+}
+
 /// The refusal of a result over `max_result_bytes`.
 pub fn result_too_large(max_result_bytes: usize) -> StoreError {
     StoreError::invalid(format!(

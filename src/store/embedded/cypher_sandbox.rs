@@ -187,11 +187,7 @@ pub(super) async fn run(
     inner.forker.submit(Box::new(move || {
         // A request cancelled while its child was forked leaves no one to stop it.
         if let Err(Ok((pid, _pipe))) = tx.send(fork_child(&forking, &target, &query, limits)) {
-            drop(Child {
-                pid,
-                reaped: false,
-                running: forking.forker.running.clone(),
-            });
+            drop(Child::register(pid, &forking.forker));
         }
     }))?;
     let (pid, pipe) = rx
@@ -207,7 +203,7 @@ pub(super) async fn run(
     let read = pipe.read_to_end(&mut output);
     let deadline = limits.timeout + Duration::from_millis(250);
     match tokio::time::timeout(deadline, read).await {
-        Err(_) => return Err(StoreError::timeout("Cypher query exceeded the time limit")),
+        Err(_) => return Err(client_cypher::deadline_passed()),
         Ok(Err(e)) => return Err(StoreError::internal(format!("Cypher sandbox pipe: {e}"))),
         Ok(Ok(_)) if output.len() as u64 > cap => {
             return Err(client_cypher::result_too_large(query_max_result));
@@ -240,7 +236,7 @@ fn outcome(output: &[u8], status: libc::c_int, limits: SandboxLimits) -> StoreRe
     if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
         if signal == libc::SIGXCPU || signal == libc::SIGKILL {
-            return Err(StoreError::timeout("Cypher query exceeded the time limit"));
+            return Err(client_cypher::deadline_passed());
         }
         tracing::warn!(signal, "a client Cypher query's process ended by a signal");
         return Err(over_budget(limits));
@@ -313,8 +309,6 @@ fn address_space_bytes() -> u64 {
     pages * page
 }
 
-/// The child: confine itself, run the query, write the outcome, exit without running
-/// any destructor of the parent's state.
 /// What the child confines itself to.
 struct Confinement {
     limits: SandboxLimits,
@@ -327,6 +321,8 @@ struct Confinement {
     pipe: libc::c_int,
 }
 
+/// The child: confine itself, run the query, write the outcome, exit without running
+/// any destructor of the parent's state.
 fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinement) -> ! {
     let Confinement {
         limits,

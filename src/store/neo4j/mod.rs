@@ -261,7 +261,7 @@ impl GraphStore for Neo4jGraphStore {
         });
         tokio::time::timeout(self.query_timeout, run)
             .await
-            .map_err(|_| StoreError::timeout("Cypher query exceeded the time limit"))?
+            .map_err(|_| client_cypher::deadline_passed())?
     }
 
     async fn replace_documents(
