@@ -152,8 +152,18 @@ pub struct VectorSettings {
     pub default_collection: String,
     pub default_dim: usize,
     pub default_distance: Distance,
-    pub optimize_idle_ms: u64,
-    pub optimize_check_ms: u64,
+    /// How often the maintenance task optimises and checkpoints collections.
+    pub maintenance_ms: u64,
+    /// A collection's operation log is checkpointed when older than this…
+    pub checkpoint_interval_ms: u64,
+    /// …or larger than this.
+    pub checkpoint_log_bytes: u64,
+    /// The engine's own WAL (never replayed) is released above this size.
+    pub engine_wal_limit_bytes: u64,
+    /// Threads one HNSW build may use; 0: half the cores, at least one.
+    pub indexing_threads: usize,
+    /// Segments over this many KiB of vectors get an HNSW index; 0: the engine's default.
+    pub indexing_threshold_kb: usize,
     /// Qdrant's gRPC endpoint (port 6334), for `backend = "qdrant"`.
     pub qdrant_url: String,
     pub qdrant_api_key: SecretString,

@@ -58,7 +58,11 @@ impl Settings {
             ("server.idle_timeout_ms", self.server.idle_timeout_ms),
             ("server.max_connections", self.server.max_connections as u64),
             ("vectors.default_dim", self.vectors.default_dim as u64),
-            ("vectors.optimize_check_ms", self.vectors.optimize_check_ms),
+            ("vectors.maintenance_ms", self.vectors.maintenance_ms),
+            (
+                "vectors.checkpoint_interval_ms",
+                self.vectors.checkpoint_interval_ms,
+            ),
             (
                 "auth.access_token_ttl_secs",
                 self.auth.access_token_ttl_secs,

@@ -39,7 +39,7 @@ pub enum PointId {
     Uuid(Uuid),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub id: PointId,
     pub vector: Vec<f32>,

@@ -15,7 +15,7 @@ use crate::store::client_cypher::QuerySlots;
 use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
-use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
+use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use crate::store::kafka::KafkaEventLog;
 use crate::store::neo4j::Neo4jGraphStore;
 use crate::store::qdrant::QdrantVectorStore;
@@ -78,8 +78,22 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
                     dim: settings.vectors.default_dim,
                     distance: settings.vectors.default_distance,
                 },
-                optimize_idle: Duration::from_millis(settings.vectors.optimize_idle_ms),
-                optimize_check: Duration::from_millis(settings.vectors.optimize_check_ms),
+                tuning: Tuning {
+                    indexing_threads: match settings.vectors.indexing_threads {
+                        0 => {
+                            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+                        }
+                        n => n,
+                    },
+                    engine_wal_limit_bytes: settings.vectors.engine_wal_limit_bytes,
+                    indexing_threshold_kb: match settings.vectors.indexing_threshold_kb {
+                        0 => None,
+                        n => Some(n),
+                    },
+                },
+                maintenance_every: Duration::from_millis(settings.vectors.maintenance_ms),
+                checkpoint_every: Duration::from_millis(settings.vectors.checkpoint_interval_ms),
+                checkpoint_bytes: settings.vectors.checkpoint_log_bytes,
             };
             Arc::new(
                 EmbeddedVectorStore::open(data_dir, options)

@@ -28,8 +28,7 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     let mut s = Settings::load(None).expect("default settings load");
     s.server.port = 0;
     s.server.data_dir = data_dir.to_path_buf();
-    s.vectors.optimize_idle_ms = 200;
-    s.vectors.optimize_check_ms = 100;
+    s.vectors.maintenance_ms = 100;
     // Limits stay on (every request goes through them) but never bind, except in the
     // tests that tighten them.
     let generous = ragbrain::config::QuotaSettings {

@@ -32,3 +32,4 @@ mod ratelimit;
 mod readme;
 mod tokens;
 mod vectors;
+mod write_path;

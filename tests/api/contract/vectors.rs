@@ -7,7 +7,7 @@ use ragbrain::domain::vector::{
     CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point, PointId, RangeSpec,
     SearchQuery,
 };
-use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore};
+use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use ragbrain::store::qdrant::QdrantVectorStore;
 use ragbrain::store::{Created, ErrorKind, VectorStore};
 use serde_json::json;
@@ -204,8 +204,14 @@ async fn embedded_vector_store_meets_the_contract() {
             dim: 3,
             distance: Distance::Cosine,
         },
-        optimize_idle: std::time::Duration::from_secs(60),
-        optimize_check: std::time::Duration::from_secs(60),
+        tuning: Tuning {
+            indexing_threads: 1,
+            engine_wal_limit_bytes: 1 << 30,
+            indexing_threshold_kb: None,
+        },
+        maintenance_every: std::time::Duration::from_secs(60),
+        checkpoint_every: std::time::Duration::from_secs(60),
+        checkpoint_bytes: 1 << 30,
     };
     let store = Arc::new(
         EmbeddedVectorStore::open(dir.path(), options)

@@ -1,19 +1,23 @@
-//! One embedded collection: its qdrant-edge shard on disk (create, load, spec) and the
-//! write path with group commit. See the parent module for why writes are ordered so.
+//! One embedded collection: its qdrant-edge shard on disk (create, load, spec), its
+//! operation log, and the write, checkpoint and maintenance steps. See the parent
+//! module for why they are ordered so.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use qdrant_edge::{
     CountRequest, DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeVectorParams,
-    FieldIndexOperations, PayloadFieldSchema, PayloadSchemaType, UpdateOperation,
+    FieldIndexOperations, PayloadFieldSchema, PayloadSchemaType, PointInsertOperations,
+    PointOperations, PointStructPersisted, UpdateOperation, VectorStructPersisted,
     WithPayloadInterface, WithVector,
 };
 
 use super::super::fs_err;
+use super::engine::{deduplicate, engine_wal_files, flush, trim_engine_wal};
+use super::oplog::{LogOp, OpLog};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionSpec, Filter, PointId, Record};
 use crate::store::qdrant_mapping as map;
@@ -21,17 +25,58 @@ use crate::store::{StoreError, StoreResult};
 
 pub(super) type Key = (Tenant, String);
 
+/// How the store keeps its collections: set once from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Threads one HNSW build may use; the rest of the cores stay with searches.
+    pub indexing_threads: usize,
+    /// The engine's own WAL files (never replayed, see DESIGN.md §12) above this many
+    /// bytes are dropped at the next checkpoint by reopening the shard.
+    pub engine_wal_limit_bytes: u64,
+    /// Segments larger than this (KiB of vectors) get an HNSW index; `None`: the
+    /// engine's default (10,000 KiB).
+    pub indexing_threshold_kb: Option<usize>,
+}
+
 pub(super) struct Collection {
-    pub(super) shard: EdgeShard,
+    /// `None` only while maintenance reopens the shard.
+    shard: RwLock<Option<EdgeShard>>,
     pub(super) spec: CollectionSpec,
-    /// Held by update, by flush and by optimize; see the module docs. Guards the count
-    /// of updates applied so far.
-    pub(super) writer: Mutex<u64>,
-    /// Serialises flushers and holds the count of updates known to be on disk.
-    pub(super) flushed: Mutex<u64>,
-    pub(super) last_write: Mutex<Instant>,
+    tenant: Tenant,
+    dir: PathBuf,
+    /// Held by every update with its log append, and by the shard flush: `flush()`
+    /// panics if it races an update.
+    writer: Mutex<()>,
+    log: OpLog,
+    /// Held by checkpoint and reopen.
+    pub(super) maintenance: Mutex<Maintenance>,
+    /// Held by optimize, which may run for minutes beside updates and checkpoints;
+    /// reopen waits for it.
+    optimizing: Mutex<()>,
     /// Points were written since the last optimisation.
-    pub(super) dirty: AtomicBool,
+    dirty: AtomicBool,
+    /// The engine WAL is over its limit: no new optimize starts until a checkpoint has
+    /// reopened the shard.
+    reopen_due: AtomicBool,
+    tuning: Tuning,
+}
+
+pub(super) struct Maintenance {
+    pub(super) checkpointed: u64,
+    pub(super) last_checkpoint: Instant,
+}
+
+/// A read handle on a collection's shard.
+pub(super) struct ShardRef<'a>(RwLockReadGuard<'a, Option<EdgeShard>>);
+
+impl std::ops::Deref for ShardRef<'_> {
+    type Target = EdgeShard;
+    fn deref(&self) -> &EdgeShard {
+        // `Collection::shard` hands out a ShardRef only when the shard is there.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("checked in Collection::shard"))
+    }
 }
 
 pub(super) fn engine(e: impl std::fmt::Display) -> StoreError {
@@ -46,7 +91,7 @@ pub(super) fn collection_dir(root: &Path, tenant: &Tenant, name: &str) -> PathBu
     root.join(tenant.as_str()).join(name)
 }
 
-pub(super) fn load_all(root: &Path) -> StoreResult<HashMap<Key, Arc<Collection>>> {
+pub(super) fn load_all(root: &Path, tuning: Tuning) -> StoreResult<HashMap<Key, Arc<Collection>>> {
     let mut out = HashMap::new();
     if !root.exists() {
         std::fs::create_dir_all(root).map_err(fs_err)?;
@@ -67,12 +112,8 @@ pub(super) fn load_all(root: &Path) -> StoreResult<HashMap<Key, Arc<Collection>>
                 std::fs::remove_dir_all(&dir).map_err(fs_err)?;
                 continue;
             }
-            let shard = EdgeShard::load(&dir, None).map_err(engine)?;
-            let spec = spec_of(&shard)?;
-            out.insert(
-                (tenant.clone(), name.to_owned()),
-                Arc::new(new_collection(shard, spec)),
-            );
+            let collection = Collection::open(&dir, tenant.clone(), tuning)?;
+            out.insert((tenant.clone(), name.to_owned()), Arc::new(collection));
         }
     }
     Ok(out)
@@ -82,7 +123,7 @@ pub(super) fn file_name(path: &Path) -> Option<&str> {
     path.file_name().and_then(|n| n.to_str())
 }
 
-pub(super) fn spec_of(shard: &EdgeShard) -> StoreResult<CollectionSpec> {
+fn spec_of(shard: &EdgeShard) -> StoreResult<CollectionSpec> {
     let config = shard.config();
     let params = config
         .vectors
@@ -96,17 +137,6 @@ pub(super) fn spec_of(shard: &EdgeShard) -> StoreResult<CollectionSpec> {
     })
 }
 
-pub(super) fn new_collection(shard: EdgeShard, spec: CollectionSpec) -> Collection {
-    Collection {
-        shard,
-        spec,
-        writer: Mutex::new(0),
-        flushed: Mutex::new(0),
-        last_write: Mutex::new(Instant::now()),
-        dirty: AtomicBool::new(true),
-    }
-}
-
 /// Builds the shard in a hidden directory and renames it into place, so a crash never
 /// leaves a half-made collection under its real name.
 pub(super) fn create_on_disk(
@@ -114,7 +144,8 @@ pub(super) fn create_on_disk(
     tenant: &Tenant,
     name: &str,
     spec: CollectionSpec,
-) -> StoreResult<EdgeShard> {
+    tuning: Tuning,
+) -> StoreResult<Collection> {
     let final_dir = collection_dir(root, tenant, name);
     let tmp_dir = root
         .join(tenant.as_str())
@@ -139,34 +170,213 @@ pub(super) fn create_on_disk(
         shard.flush();
     }
     std::fs::rename(&tmp_dir, &final_dir).map_err(fs_err)?;
-    EdgeShard::load(&final_dir, None).map_err(engine)
+    Collection::open(&final_dir, tenant.clone(), tuning)
+}
+
+fn load_shard(dir: &Path, tuning: Tuning) -> StoreResult<EdgeShard> {
+    trim_engine_wal(dir)?;
+    let shard = EdgeShard::load(dir, None).map_err(engine)?;
+    let mut hnsw = shard.config().hnsw_config;
+    if hnsw.max_indexing_threads != tuning.indexing_threads {
+        hnsw.max_indexing_threads = tuning.indexing_threads;
+        shard.set_hnsw_config(hnsw).map_err(engine)?;
+    }
+    let mut optimizers = shard.config().optimizers.clone();
+    if optimizers.indexing_threshold != tuning.indexing_threshold_kb {
+        optimizers.indexing_threshold = tuning.indexing_threshold_kb;
+        shard.set_optimizers_config(optimizers).map_err(engine)?;
+    }
+    Ok(shard)
+}
+
+fn to_update(op: LogOp, tenant: &Tenant) -> StoreResult<UpdateOperation> {
+    Ok(UpdateOperation::PointOperation(match op {
+        LogOp::Upsert(points) => {
+            let points = points
+                .into_iter()
+                .map(|p| PointStructPersisted {
+                    id: map::point_id(p.id),
+                    vector: VectorStructPersisted::Single(p.vector),
+                    payload: Some(map::payload_with_tenant(p.payload, tenant)),
+                })
+                .collect();
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(points))
+        }
+        LogOp::DeleteIds(ids) => PointOperations::DeletePoints {
+            ids: ids.into_iter().map(map::point_id).collect(),
+        },
+        LogOp::DeleteFilter(filter) => PointOperations::DeletePointsByFilter(
+            map::tenant_filter(tenant, Some(&filter)).map_err(StoreError::invalid)?,
+        ),
+    }))
 }
 
 impl Collection {
-    /// Applies `op`, then returns once a flush has covered it (group commit): writers
-    /// apply under the writer lock one at a time, and one flush makes every update
-    /// applied before it durable, so concurrent writers share fsyncs.
-    pub(super) fn write(&self, op: UpdateOperation) -> StoreResult<()> {
+    /// Loads the shard, replays the operation log after its checkpoint, and checkpoints,
+    /// so the collection starts with an empty log.
+    fn open(dir: &Path, tenant: Tenant, tuning: Tuning) -> StoreResult<Self> {
+        let shard = load_shard(dir, tuning)?;
+        let spec = spec_of(&shard)?;
+        let recovered = OpLog::recover(&dir.join("oplog"), |op| {
+            shard.update(to_update(op, &tenant)?).map_err(engine)
+        })?;
+        if recovered.replayed > 0 {
+            tracing::info!(
+                collection = %dir.display(),
+                records = recovered.replayed,
+                "replayed the vector operation log"
+            );
+        }
+        let copies = deduplicate(&shard)?;
+        if copies > 0 {
+            tracing::warn!(
+                collection = %dir.display(),
+                copies,
+                "removed duplicate point copies left by a crash"
+            );
+        }
+        shard.flush();
+        let log = recovered.log;
+        let flushed = log.appended();
+        log.checkpoint(flushed)?;
+        Ok(Collection {
+            shard: RwLock::new(Some(shard)),
+            spec,
+            tenant,
+            dir: dir.to_owned(),
+            writer: Mutex::new(()),
+            log,
+            maintenance: Mutex::new(Maintenance {
+                checkpointed: flushed,
+                last_checkpoint: Instant::now(),
+            }),
+            optimizing: Mutex::new(()),
+            dirty: AtomicBool::new(true),
+            reopen_due: AtomicBool::new(false),
+            tuning,
+        })
+    }
+
+    pub(super) fn shard(&self) -> StoreResult<ShardRef<'_>> {
+        let guard = self.shard.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::new(
+                crate::store::ErrorKind::Unavailable,
+                "the collection could not be reopened; see the server log",
+            ));
+        }
+        Ok(ShardRef(guard))
+    }
+
+    /// Applies `op` in memory (searches see it at once), appends it to the operation log
+    /// and returns once the log record is on disk (group commit, see [`OpLog::sync_to`]).
+    pub(super) fn write(&self, op: LogOp) -> StoreResult<()> {
+        let body = op.encode();
+        let update = to_update(op, &self.tenant)?;
         let seq = {
-            let mut applied = lock(&self.writer);
-            self.shard.update(op).map_err(engine)?;
-            *applied += 1;
-            *applied
+            let _w = lock(&self.writer);
+            self.log.check_usable()?;
+            self.shard()?.update(update).map_err(engine)?;
+            self.log.append(&body)?
         };
-        *lock(&self.last_write) = Instant::now();
         self.dirty.store(true, Ordering::Release);
-        let mut flushed = lock(&self.flushed);
-        if *flushed < seq {
-            let applied = lock(&self.writer);
-            self.shard.flush();
-            *flushed = *applied;
+        self.log.sync_to(seq)
+    }
+
+    /// Whether a checkpoint is due: the log holds records and is over `bytes`, or the
+    /// last checkpoint is older than `every`.
+    pub(super) fn checkpoint_due(
+        &self,
+        m: &Maintenance,
+        every: std::time::Duration,
+        bytes: u64,
+    ) -> bool {
+        self.reopen_due.load(Ordering::Acquire)
+            || self.log.appended() > m.checkpointed
+                && (self.log.pending_bytes() >= bytes || m.last_checkpoint.elapsed() >= every)
+    }
+
+    /// Flushes the shard, records the flushed sequence and drops the log before it; the
+    /// engine's WAL is dropped too once it is over its limit. Holds the writer lock only
+    /// for the flush. Call with the maintenance lock held.
+    pub(super) fn checkpoint(&self, m: &mut Maintenance) -> StoreResult<()> {
+        tracing::debug!(collection = %self.dir.display(), "vector checkpoint started");
+        let flushed = {
+            let _w = lock(&self.writer);
+            let flushed = self.log.appended();
+            flush(&*self.shard()?)?;
+            self.log.rotate(flushed)?;
+            flushed
+        };
+        self.log.checkpoint(flushed)?;
+        m.checkpointed = flushed;
+        m.last_checkpoint = Instant::now();
+        tracing::debug!(collection = %self.dir.display(), flushed, "vector checkpoint finished");
+        let engine_wal: u64 = engine_wal_files(&self.dir.join("wal"))?
+            .iter()
+            .map(|(_, bytes, _)| bytes)
+            .sum();
+        if engine_wal > self.tuning.engine_wal_limit_bytes {
+            // Not while an optimize runs: none starts from now on, and the next
+            // checkpoint after it ends reopens.
+            self.reopen_due.store(true, Ordering::Release);
+            if let Ok(_optimizing) = self.optimizing.try_lock() {
+                self.reopen()?;
+                self.reopen_due.store(false, Ordering::Release);
+            }
         }
         Ok(())
     }
 
+    /// Closes and loads the shard again, which is the only way to release the engine's
+    /// WAL files (it keeps them mapped). Writes and searches wait meanwhile. Call with
+    /// the optimize lock held.
+    fn reopen(&self) -> StoreResult<()> {
+        let _w = lock(&self.writer);
+        let mut slot = self.shard.write().unwrap_or_else(|p| p.into_inner());
+        // Dropping flushes; nothing else can touch the shard now.
+        drop(slot.take());
+        let started = Instant::now();
+        *slot = Some(load_shard(&self.dir, self.tuning)?);
+        tracing::info!(
+            collection = %self.dir.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reopened a vector collection to release its engine WAL"
+        );
+        Ok(())
+    }
+
+    /// Builds HNSW and merges segments if points were written since the last run.
+    /// Updates and checkpoints proceed meanwhile; returns at once if an optimize of this
+    /// collection is already running.
+    pub(super) fn optimize(&self) -> StoreResult<()> {
+        if self.reopen_due.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Ok(_optimizing) = self.optimizing.try_lock() else {
+            return Ok(());
+        };
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            tracing::debug!(collection = %self.dir.display(), "vector optimize started");
+            let changed = self.shard()?.optimize().map_err(engine)?;
+            tracing::debug!(collection = %self.dir.display(), changed, "vector optimize finished");
+        }
+        Ok(())
+    }
+
+    /// Bytes of the operation log and of the engine's WAL on disk.
+    pub(super) fn log_bytes(&self) -> StoreResult<(u64, u64)> {
+        let engine_wal = std::fs::read_dir(self.dir.join("wal"))
+            .map_err(fs_err)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok((self.log.disk_bytes(), engine_wal))
+    }
+
     pub(super) fn count(&self, tenant: &Tenant, filter: Option<&Filter>) -> StoreResult<usize> {
         let filter = map::tenant_filter(tenant, filter).map_err(StoreError::invalid)?;
-        self.shard
+        self.shard()?
             .count(CountRequest {
                 filter: Some(filter),
                 exact: true,
@@ -183,7 +393,7 @@ pub(super) fn retrieve_owned(
 ) -> StoreResult<Vec<Record>> {
     let ids: Vec<_> = ids.iter().map(|id| map::point_id(*id)).collect();
     let records = c
-        .shard
+        .shard()?
         .retrieve(
             &ids,
             Some(WithPayloadInterface::Bool(true)),

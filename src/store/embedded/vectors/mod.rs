@@ -1,23 +1,22 @@
 //! Embedded [`VectorStore`] on `qdrant-edge`: one shard per (tenant, collection) under
 //! `<data_dir>/vectors/<tenant>/<collection>/`.
 //!
-//! qdrant-edge 0.7.2 does not replay its WAL on load, so a write is acknowledged only
-//! after `flush()`. `flush()` panics if it races an update or an optimizer swap, so each
-//! collection has one writer lock held by update, by flush and by optimize; searches
-//! never take it. Concurrent writers share flushes (group commit). HNSW is built in the
-//! background once a collection has been idle for a while.
+//! qdrant-edge 0.7.2 does not replay its WAL on load (DESIGN.md §12), so each
+//! collection keeps its own operation log ([`oplog`]): a write is applied in memory,
+//! appended to the log and acknowledged once a group-committed `fdatasync` covers it.
+//! One maintenance task per store optimises collections (HNSW builds run beside
+//! updates) and checkpoints them (flush the shard, drop the log before it). `flush()`
+//! panics if it races an update, so it runs under the collection's writer lock; its
+//! other race, with the optimizer's brief segment swap, is retried (see
+//! `collection::flush`). On load the log after the checkpoint is replayed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use qdrant_edge::{
-    NamedQuery, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum,
-    SearchRequest, UpdateOperation, VectorStructPersisted, WithPayloadInterface, WithVector,
-};
+use qdrant_edge::{NamedQuery, QueryEnum, SearchRequest, WithPayloadInterface, WithVector};
 
 use super::fs_err;
 use crate::domain::principal::Tenant;
@@ -28,11 +27,15 @@ use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
 
 mod collection;
+mod engine;
+mod logop;
+mod oplog;
 
+pub use collection::Tuning;
 use collection::{
-    Collection, Key, collection_dir, create_on_disk, engine, load_all, lock, new_collection,
-    retrieve_owned,
+    Collection, Key, collection_dir, create_on_disk, engine, load_all, lock, retrieve_owned,
 };
+use oplog::LogOp;
 
 struct Inner {
     root: PathBuf,
@@ -41,29 +44,36 @@ struct Inner {
     lifecycle: Mutex<()>,
     default_name: String,
     default_spec: CollectionSpec,
+    tuning: Tuning,
 }
 
 /// Settings the embedded vector store needs from the configuration.
 pub struct EmbeddedVectorOptions {
     pub default_name: String,
     pub default_spec: CollectionSpec,
-    pub optimize_idle: Duration,
-    pub optimize_check: Duration,
+    pub tuning: Tuning,
+    /// How often the maintenance task looks for work.
+    pub maintenance_every: Duration,
+    /// A collection is checkpointed when its log is older than this…
+    pub checkpoint_every: Duration,
+    /// …or larger than this many bytes.
+    pub checkpoint_bytes: u64,
 }
 
 #[derive(Clone)]
 pub struct EmbeddedVectorStore {
     inner: Arc<Inner>,
-    optimizer: Arc<tokio::task::JoinHandle<()>>,
+    maintenance: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl EmbeddedVectorStore {
     /// Opens every collection under `<data_dir>/vectors` and starts the background indexer.
     pub async fn open(data_dir: &Path, options: EmbeddedVectorOptions) -> StoreResult<Self> {
         let root = data_dir.join("vectors");
+        let tuning = options.tuning;
         let loaded = {
             let root = root.clone();
-            blocking(move || load_all(&root)).await?
+            blocking(move || load_all(&root, tuning)).await?
         };
         let inner = Arc::new(Inner {
             root,
@@ -71,15 +81,17 @@ impl EmbeddedVectorStore {
             lifecycle: Mutex::new(()),
             default_name: options.default_name,
             default_spec: options.default_spec,
+            tuning,
         });
-        let optimizer = tokio::spawn(optimize_loop(
+        let maintenance = tokio::spawn(maintenance_loop(
             Arc::downgrade(&inner),
-            options.optimize_idle,
-            options.optimize_check,
+            options.maintenance_every,
+            options.checkpoint_every,
+            options.checkpoint_bytes,
         ));
         Ok(Self {
             inner,
-            optimizer: Arc::new(optimizer),
+            maintenance: Arc::new(maintenance),
         })
     }
 
@@ -139,8 +151,13 @@ impl VectorStore for EmbeddedVectorStore {
                     )))
                 };
             }
-            let shard = create_on_disk(&inner.root, &tenant, &name, spec)?;
-            let collection = Arc::new(new_collection(shard, spec));
+            let collection = Arc::new(create_on_disk(
+                &inner.root,
+                &tenant,
+                &name,
+                spec,
+                inner.tuning,
+            )?);
             inner
                 .collections
                 .write()
@@ -155,7 +172,7 @@ impl VectorStore for EmbeddedVectorStore {
         let c = self.require(tenant, name)?;
         let (tenant, name) = (tenant.clone(), name.to_owned());
         blocking(move || {
-            let info = c.shard.info();
+            let info = c.shard()?.info();
             Ok(CollectionInfo {
                 points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
@@ -225,21 +242,7 @@ impl VectorStore for EmbeddedVectorStore {
                 c.spec.dim
             )));
         }
-        let tenant = tenant.clone();
-        blocking(move || {
-            let points = points
-                .into_iter()
-                .map(|p| PointStructPersisted {
-                    id: map::point_id(p.id),
-                    vector: VectorStructPersisted::Single(p.vector),
-                    payload: Some(map::payload_with_tenant(p.payload, &tenant)),
-                })
-                .collect();
-            c.write(UpdateOperation::PointOperation(
-                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
-            ))
-        })
-        .await
+        blocking(move || c.write(LogOp::Upsert(points))).await
     }
 
     async fn search(
@@ -261,7 +264,7 @@ impl VectorStore for EmbeddedVectorStore {
             let filter = map::search_filter(&tenant, query.filter.as_ref(), query.ids.as_deref())
                 .map_err(StoreError::invalid)?;
             let found = c
-                .shard
+                .shard()?
                 .search(SearchRequest {
                     query: QueryEnum::Nearest(NamedQuery {
                         query: query.vector.into(),
@@ -307,15 +310,13 @@ impl VectorStore for EmbeddedVectorStore {
         blocking(move || {
             let owned: Vec<_> = retrieve_owned(&c, &tenant, &ids, false)?
                 .into_iter()
-                .map(|p| map::point_id(p.id))
+                .map(|p| p.id)
                 .collect();
             if owned.is_empty() {
                 return Ok(0);
             }
             let n = owned.len();
-            c.write(UpdateOperation::PointOperation(
-                PointOperations::DeletePoints { ids: owned },
-            ))?;
+            c.write(LogOp::DeleteIds(owned))?;
             Ok(n)
         })
         .await
@@ -334,10 +335,7 @@ impl VectorStore for EmbeddedVectorStore {
             if n == 0 {
                 return Ok(0);
             }
-            let scoped = map::tenant_filter(&tenant, Some(&filter)).map_err(StoreError::invalid)?;
-            c.write(UpdateOperation::PointOperation(
-                PointOperations::DeletePointsByFilter(scoped),
-            ))?;
+            c.write(LogOp::DeleteFilter(filter))?;
             Ok(n)
         })
         .await
@@ -372,7 +370,7 @@ impl VectorStore for EmbeddedVectorStore {
     }
 
     async fn close(&self) -> StoreResult<()> {
-        self.optimizer.abort();
+        self.maintenance.abort();
         let all: Vec<_> = self
             .inner
             .collections
@@ -383,8 +381,7 @@ impl VectorStore for EmbeddedVectorStore {
             .collect();
         blocking(move || {
             for c in all {
-                let _w = lock(&c.writer);
-                c.shard.flush();
+                c.checkpoint(&mut lock(&c.maintenance))?;
             }
             Ok(())
         })
@@ -392,33 +389,80 @@ impl VectorStore for EmbeddedVectorStore {
     }
 }
 
-/// Builds HNSW for collections that took writes and then went quiet, off the request path.
-async fn optimize_loop(inner: std::sync::Weak<Inner>, idle: Duration, check: Duration) {
-    let mut tick = tokio::time::interval(check);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let due: Vec<_> = inner
+impl EmbeddedVectorStore {
+    /// Bytes of a collection's operation log and engine WAL on disk (tests, metrics).
+    pub async fn log_bytes(&self, tenant: &Tenant, name: &str) -> StoreResult<(u64, u64)> {
+        let c = self.require(tenant, name)?;
+        blocking(move || c.log_bytes()).await
+    }
+
+    /// Runs one maintenance pass now (optimize, then checkpoint if `force` or due).
+    pub async fn maintain_now(&self, force: bool) -> StoreResult<()> {
+        let all = self.all();
+        blocking(move || {
+            for c in all {
+                c.optimize()?;
+                let mut m = lock(&c.maintenance);
+                if force || c.checkpoint_due(&m, Duration::ZERO, 0) {
+                    c.checkpoint(&mut m)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn all(&self) -> Vec<Arc<Collection>> {
+        self.inner
             .collections
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .filter(|c| c.dirty.load(Ordering::Acquire) && lock(&c.last_write).elapsed() >= idle)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Optimises every collection that took writes (HNSW builds run beside updates) and
+/// checkpoints those whose log is due, one collection at a time, off the request path.
+async fn maintenance_loop(
+    inner: std::sync::Weak<Inner>,
+    every: Duration,
+    checkpoint_every: Duration,
+    checkpoint_bytes: u64,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let all: Vec<_> = inner
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
             .cloned()
             .collect();
         drop(inner);
-        for c in due {
+        for c in all {
+            // Optimizes run on their own threads (one per collection at a time) and may
+            // take minutes; checkpoints go on beside them.
+            let optimized = c.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = optimized.optimize() {
+                    tracing::warn!(error = %e, "vector optimisation failed");
+                }
+            });
             let result = blocking(move || {
-                let _w = lock(&c.writer);
-                c.dirty.store(false, Ordering::Release);
-                c.shard.optimize().map_err(engine)?;
-                c.shard.flush();
+                let mut m = lock(&c.maintenance);
+                if c.checkpoint_due(&m, checkpoint_every, checkpoint_bytes) {
+                    c.checkpoint(&mut m)?;
+                }
                 Ok(())
             })
             .await;
             if let Err(e) = result {
-                tracing::warn!(error = %e, "background vector optimisation failed");
+                tracing::warn!(error = %e, "vector checkpoint failed");
             }
         }
     }

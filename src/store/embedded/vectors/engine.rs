@@ -1,0 +1,156 @@
+//! Work-arounds for qdrant-edge 0.7.2 that the collection needs: its flush made safe
+//! to call beside the optimizer, its never-replayed WAL trimmed, and duplicate point
+//! copies that a crash leaves behind removed (DESIGN.md §12).
+
+use std::path::{Path, PathBuf};
+
+use qdrant_edge::{
+    CountRequest, EdgeShard, PointInsertOperations, PointOperations, PointStructPersisted,
+    ScrollRequest, UpdateOperation, VectorStructPersisted, WithPayloadInterface, WithVector,
+};
+
+use super::super::fs_err;
+use super::collection::engine;
+use crate::store::qdrant_mapping as map;
+use crate::store::{StoreError, StoreResult};
+
+thread_local! {
+    static IN_FLUSH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `EdgeShard::flush` with its one benign race made an error: it panics (`try_read()
+/// .expect`) when the optimizer holds the segment holder's write lock for a moment, as
+/// it does when it swaps segments, before it has flushed anything. That case is retried;
+/// a real failure inside the flush is returned. Callers hold the writer lock, so no
+/// update races it.
+pub(super) fn flush(shard: &EdgeShard) -> StoreResult<()> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_FLUSH.with(|f| f.get()) {
+                previous(info);
+            }
+        }));
+    });
+    for _ in 0..1000 {
+        IN_FLUSH.with(|f| f.set(true));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush()));
+        IN_FLUSH.with(|f| f.set(false));
+        let Err(panic) = result else { return Ok(()) };
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if !message.contains("lock acquired") {
+            return Err(StoreError::new(
+                crate::store::ErrorKind::Unavailable,
+                format!("vector engine flush failed: {message}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(StoreError::new(
+        crate::store::ErrorKind::Unavailable,
+        "vector engine flush: the segment lock stayed busy",
+    ))
+}
+
+/// Deletes the engine's closed WAL files but the newest while no shard has them open.
+/// They are never replayed; the newest stays because the engine numbers new operations
+/// after it, and points keep the number of the operation that wrote them.
+pub(super) fn trim_engine_wal(dir: &Path) -> StoreResult<()> {
+    let wal = dir.join("wal");
+    let mut closed = engine_wal_files(&wal)?;
+    closed.sort();
+    closed.pop();
+    for (_, _, path) in closed {
+        std::fs::remove_file(path).map_err(fs_err)?;
+    }
+    Ok(())
+}
+
+/// The engine's closed WAL files: (start index, bytes, path).
+pub(super) fn engine_wal_files(wal: &Path) -> StoreResult<Vec<(u64, u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(wal) else {
+        return Ok(out);
+    };
+    for entry in entries {
+        let entry = entry.map_err(fs_err)?;
+        let start = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("closed-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(start) = start {
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((start, bytes, entry.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes copies of a point left in more than one segment. A crash can leave them
+/// (copy-on-write moves a point between segments, and segments are flushed one by one);
+/// Qdrant's server removes them at load, qdrant-edge 0.7.2 does not, and `count` would
+/// then report them twice. Upserting a point keeps its newest copy and deletes the rest,
+/// so when the exact count exceeds the number of distinct ids, every point is written
+/// back once. Returns the number of extra copies found.
+pub(super) fn deduplicate(shard: &EdgeShard) -> StoreResult<usize> {
+    let total = shard
+        .count(CountRequest {
+            filter: None,
+            exact: true,
+        })
+        .map_err(engine)?;
+    let page = |offset, with_data: bool| {
+        shard
+            .scroll(ScrollRequest {
+                offset,
+                limit: Some(if with_data { 1_000 } else { 50_000 }),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Bool(with_data)),
+                with_vector: WithVector::Bool(with_data),
+                order_by: None,
+            })
+            .map_err(engine)
+    };
+    let (mut distinct, mut offset) = (0, None);
+    loop {
+        let (records, next) = page(offset, false)?;
+        distinct += records.len();
+        match next {
+            Some(n) => offset = Some(n),
+            None => break,
+        }
+    }
+    if total <= distinct {
+        return Ok(0);
+    }
+    let mut offset = None;
+    loop {
+        let (records, next) = page(offset, true)?;
+        let points = records
+            .into_iter()
+            .filter_map(|r| {
+                Some(PointStructPersisted {
+                    id: r.id,
+                    vector: VectorStructPersisted::Single(map::dense_vector(r.vector)?),
+                    payload: r.payload,
+                })
+            })
+            .collect();
+        shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            ))
+            .map_err(engine)?;
+        match next {
+            Some(n) => offset = Some(n),
+            None => break,
+        }
+    }
+    Ok(total - distinct)
+}
