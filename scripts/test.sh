@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and test of ragbrain: formatting, lints, unit tests, and the API
-# suite (which starts real servers on loopback ports). Installs what a fresh Debian
+# Runs every check and test of ragbrain: formatting, lints, unit tests, the API suite
+# (which starts real servers on loopback ports) and a smoke run of the load tests.
+# Installs what a fresh Debian
 # machine lacks when run as root. Usage: ./scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,15 +32,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 started=$SECONDS
 # Python tools the suite drives (static validation of the deployment files), pinned by
 # hash and kept in a virtualenv outside the clone; reinstalled when the pins change.
-venv="${RAGBRAIN_VENV:-$HOME/.cache/ragbrain/venv}"
-requirements=scripts/test-requirements.txt
-if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
-  echo "==> installing pinned Python test tools into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$requirements"
-  cp "$requirements" "$venv/installed-requirements.txt"
-fi
+# shellcheck source=scripts/test-venv.sh
+source scripts/test-venv.sh
 export RAGBRAIN_TEST_PYTHON="$venv/bin/python"
 
 # Real Redis, Kafka-protocol and Bolt servers for the backend tests; they start while
@@ -59,4 +53,8 @@ if [[ -z "${QDRANT_URL:-}" ]]; then
 fi
 echo "==> cargo test"
 cargo test --all-targets "$@"
+# The load-test scripts must not rot: 5 s of the k6 mix and of the Locust profile
+# against the binary the tests just built; any non-2xx response fails the run.
+echo "==> load-test smoke (tests/load: k6 mix.js and Locust, 5 s each)"
+scripts/loadtest.sh --smoke --binary "$CARGO_TARGET_DIR/debug/ragbrain"
 echo "==> all checks passed in $((SECONDS - started))s"

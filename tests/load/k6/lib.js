@@ -1,0 +1,83 @@
+// Shared by the k6 scenarios: the plan's five requests (DESIGN.md section 11), each
+// tagged with its kind so the summary reports them apart, and the token taken once
+// in setup(). Environment: BASE_URL, API_KEY, COLLECTION (load), DIM (384),
+// ENTITIES (1000), VUS, DURATION.
+import http from 'k6/http';
+import { check } from 'k6';
+
+export const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+const COLLECTION = __ENV.COLLECTION || 'load';
+const DIM = parseInt(__ENV.DIM || '384');
+const ENTITIES = parseInt(__ENV.ENTITIES || '1000');
+const WORDS = 'graph vector retrieval fusion entity chunk index search latency throughput replica tenant document relation cluster'.split(' ');
+
+export const KINDS = ['search', 'find', 'ingest', 'upsert', 'node'];
+
+// Per-kind trends in the summary, and zero failures allowed.
+export function thresholds() {
+  const t = { http_req_failed: ['rate==0'] };
+  for (const k of KINDS) t[`http_req_duration{kind:${k}}`] = ['max>=0'];
+  return t;
+}
+
+export const summaryTrendStats = ['avg', 'med', 'p(95)', 'p(99)', 'max', 'count'];
+
+export function setup() {
+  const r = http.post(`${BASE}/auth/token`,
+    JSON.stringify({ grant_type: 'api_key', api_key: __ENV.API_KEY }),
+    { headers: { 'Content-Type': 'application/json' } });
+  if (r.status !== 200) throw new Error(`POST /auth/token answered ${r.status}: ${r.body}`);
+  return { token: r.json('access_token') };
+}
+
+function vector() {
+  const v = new Array(DIM);
+  for (let i = 0; i < DIM; i++) v[i] = Math.random() * 2 - 1;
+  return v;
+}
+
+function post(data, path, kind, body, expected) {
+  const r = http.post(`${BASE}${path}`, JSON.stringify(body), {
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${data.token}` },
+    tags: { kind },
+  });
+  check(r, { [`${kind} ${expected}`]: (x) => x.status === expected });
+  return r;
+}
+
+function randomId() {
+  return Math.floor(Math.random() * Number.MAX_SAFE_INTEGER);
+}
+
+export const requests = {
+  search: (d) => post(d, '/vectors/search', 'search', { collection: COLLECTION, vector: vector(), limit: 10 }, 200),
+  find: (d) => post(d, '/graphs/node/find', 'find',
+    { label: 'LoadEntity', properties: { name: `entity-${Math.floor(Math.random() * ENTITIES)}` }, limit: 10 }, 200),
+  ingest: (d) => {
+    const words = [];
+    for (let i = 0; i < 150; i++) {
+      const w = WORDS[Math.floor(Math.random() * WORDS.length)];
+      words.push(i % 7 === 0 ? w[0].toUpperCase() + w.slice(1) : w);
+    }
+    return post(d, '/ingest', 'ingest', { text: words.join(' '), metadata: { source: 'k6' } }, 202);
+  },
+  upsert: (d) => {
+    const points = [];
+    for (let i = 0; i < 10; i++) points.push({ id: randomId(), vector: vector(), payload: { source: 'k6' } });
+    return post(d, '/vectors/upsert', 'upsert', { collection: COLLECTION, points }, 200);
+  },
+  node: (d) => post(d, '/graphs/node', 'node',
+    { id: `n-${randomId()}`, labels: ['LoadNode'], properties: { source: 'k6' } }, 201),
+};
+
+// Picks a request kind by weight: [[kind, weight], ...].
+export function pick(weights) {
+  const total = weights.reduce((s, [, w]) => s + w, 0);
+  let x = Math.random() * total;
+  for (const [kind, w] of weights) {
+    if ((x -= w) < 0) return kind;
+  }
+  return weights[weights.length - 1][0];
+}
+
+export const MIX = [['search', 10], ['find', 5], ['ingest', 3], ['upsert', 2], ['node', 1]];
