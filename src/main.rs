@@ -116,13 +116,17 @@ async fn main() -> ExitCode {
         }
     }
     tracing::info!(port = app.port(), "listening");
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match app.run_until_stopped().await {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("ragbrain: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // The stores are closed and everything acknowledged is on disk. Exit now rather
+    // than let the runtime wait for a background index build, which may run for
+    // minutes; the next start carries on from the operation log.
+    std::process::exit(code)
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

@@ -52,9 +52,25 @@ pub fn update_node(labels: &[String]) -> String {
 }
 
 /// Nodes with `label` whose properties `$k0..` equal `$v0..`, ordered by id for paging.
-pub fn find_nodes(label: &str, equalities: usize, offset: usize, limit: usize) -> String {
+/// `keys` are the properties to match, in the order of the `$k<i>`/`$v<i>` parameters.
+/// A key that is a valid identifier is spliced as a quoted property name, which the
+/// engine reads directly; any other key goes through `n[$k<i>]`, which grafeo answers by
+/// materialising every property of every candidate node (a find over 1,000 nodes of a
+/// label: 5.1 → 3.6 ms in a debug build).
+pub fn find_nodes<'a>(
+    label: &str,
+    keys: impl IntoIterator<Item = &'a str>,
+    offset: usize,
+    limit: usize,
+) -> String {
     let mut clauses = vec!["n.tenant = $tenant".to_owned()];
-    clauses.extend((0..equalities).map(|i| format!("n[$k{i}] = $v{i}")));
+    clauses.extend(keys.into_iter().enumerate().map(|(i, key)| {
+        if crate::domain::is_valid_identifier(key) {
+            format!("n.{} = $v{i}", quoted(key))
+        } else {
+            format!("n[$k{i}] = $v{i}")
+        }
+    }));
     format!(
         "MATCH (n:{}) WHERE {} RETURN {NODE_RETURN} ORDER BY n.id SKIP {offset} LIMIT {limit}",
         quoted(label),

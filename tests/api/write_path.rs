@@ -384,3 +384,87 @@ async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     let mut server = server;
     server.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_relationship() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let port = free_port();
+    let mut server = start(data.path(), &log, port).await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        let (port, key) = (server.port, server.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let post = |path: &'static str, body: Value| {
+                client
+                    .post(format!("http://127.0.0.1:{port}{path}"))
+                    .header("X-API-Key", &key)
+                    .json(&body)
+                    .send()
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::Acquire) {
+                let id = format!("w{w}-n{n}");
+                let created = post("/graphs/node", json!({"id": id, "labels": ["Crash"]})).await;
+                if !matches!(created, Ok(r) if r.status() == 201) {
+                    return;
+                }
+                // Each node after the first links back to the writer's previous one.
+                let linked = if n == 0 {
+                    true
+                } else {
+                    let rel = json!({"from": id, "to": format!("w{w}-n{}", n - 1), "type": "NEXT"});
+                    matches!(post("/graphs/relationship", rel).await, Ok(r) if r.status() == 201)
+                };
+                acked.lock().unwrap().push((id, linked && n > 0));
+                if !linked {
+                    return;
+                }
+                n += 1;
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 600 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    stop.store(true, Ordering::Release);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    let server = start(data.path(), &log, port).await;
+    for (id, linked) in &acked {
+        let node = server
+            .client
+            .get(format!("http://127.0.0.1:{port}/graphs/node/{id}"))
+            .header("X-API-Key", &server.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(node.status(), 200, "acknowledged node {id} is missing");
+        if *linked {
+            let next: Value = server
+                .post(
+                    "/graphs/neighbors",
+                    json!({"id": id, "direction": "out", "types": ["NEXT"]}),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                next["neighbors"].as_array().map_or(0, Vec::len),
+                1,
+                "acknowledged relationship from {id} is missing: {next}"
+            );
+        }
+    }
+    let mut server = server;
+    server.kill();
+}

@@ -14,8 +14,9 @@
 //! through a drop guard, and shutdown kills every running child at once (503) so that
 //! draining never waits for a query.
 //!
-//! Forks are made by one long-lived thread while it holds the store's writer lock, the
-//! read gate exclusively and the graph catalogue lock, so no engine call of another
+//! Forks are made by one long-lived thread while it holds the read gate exclusively
+//! (every engine call, read or write, holds it shared) and the graph catalogue lock, so
+//! no engine call of another
 //! thread is half-way through (holding one of grafeo's internal locks) in the child; a
 //! child that still found a lock held would only hang until the deadline kills it. A
 //! fork takes a few milliseconds, during which engine reads wait. That thread is the
@@ -264,7 +265,6 @@ fn fork_child(
     // SAFETY: both descriptors were just created and are owned here alone.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let writer = lock(&inner.writer);
     let gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
     let graphs = lock(&inner.graphs);
     // SAFETY: the child only runs `child_main`, which never returns; see the module docs
@@ -281,7 +281,6 @@ fn fork_child(
     }
     drop(graphs);
     drop(gate);
-    drop(writer);
     if pid < 0 {
         return Err(os_error("fork"));
     }

@@ -3,11 +3,17 @@
 //!
 //! Each tenant lives in its own named graph, so even client Cypher cannot reach another
 //! tenant's nodes; every node also carries a `tenant` property and every statement
-//! matches on it, so the same Cypher runs unchanged on a Neo4j server. Writes are
-//! serialised (MERGE is then race-free) and committed with a synchronous WAL fsync.
+//! matches on it, so the same Cypher runs unchanged on a Neo4j server.
+//!
+//! Writes are serialised per tenant graph (MERGE is then race-free and grafeo's MVCC
+//! conflicts cannot occur) and tenants write in parallel. Commits do not sync the WAL
+//! (`DurabilityMode::NoSync`: grafeo still hands each commit to the OS); a write is
+//! acknowledged after a group-committed sync that began after its commit returned, so
+//! concurrent writers of every tenant share one fsync.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -31,10 +37,13 @@ pub(super) struct Inner {
     /// Named graphs known to exist, to skip the catalog lookup on the hot path. Held
     /// while a graph is created, so a fork never sees a half-made one.
     pub(super) graphs: Mutex<HashSet<String>>,
-    /// One writer at a time; see the module docs.
-    pub(super) writer: Mutex<()>,
-    /// Held shared by every read of the engine (writes hold `writer`), exclusively by a
-    /// fork of the Cypher sandbox. Lock order: `writer`, `gate`, `graphs`.
+    /// One writer per tenant graph at a time; see the module docs.
+    writers: Mutex<HashMap<Tenant, Arc<Mutex<()>>>>,
+    /// Commits made so far, and (under the lock) how many of them a WAL sync covers.
+    commits: AtomicU64,
+    synced: Mutex<u64>,
+    /// Held shared by every engine call, read or write, exclusively by a fork of the
+    /// Cypher sandbox and by close. Lock order: a tenant's writer, `gate`, `graphs`.
     pub(super) gate: RwLock<()>,
     /// Slots for client Cypher, overall and per tenant.
     query_slots: QuerySlots,
@@ -92,7 +101,7 @@ impl EmbeddedGraphStore {
         let query_timeout = options.query_timeout;
         let db = blocking(move || {
             let config = Config::persistent(&path)
-                .with_wal_durability(DurabilityMode::Sync)
+                .with_wal_durability(DurabilityMode::NoSync)
                 .with_query_timeout(query_timeout);
             GrafeoDB::with_config(config).map_err(engine)
         })
@@ -105,7 +114,9 @@ impl EmbeddedGraphStore {
             inner: Arc::new(Inner {
                 db,
                 graphs: Mutex::new(graphs),
-                writer: Mutex::new(()),
+                writers: Mutex::new(HashMap::new()),
+                commits: AtomicU64::new(0),
+                synced: Mutex::new(0),
                 gate: RwLock::new(()),
                 query_slots: QuerySlots::new(
                     options.max_concurrent_queries,
@@ -135,6 +146,54 @@ fn index_graph(db: &GrafeoDB, name: &str) -> StoreResult<()> {
 }
 
 impl Inner {
+    /// Runs `write` as `tenant`'s one writer, holding the read gate; returns its result
+    /// and the commit's ticket for [`Inner::sync_to`]. `write` must commit (autocommit
+    /// statements, or its own transaction) before it returns.
+    pub(super) fn locked<T>(
+        &self,
+        tenant: &Tenant,
+        write: impl FnOnce(&Inner) -> StoreResult<T>,
+    ) -> StoreResult<(T, u64)> {
+        let writer = lock(&self.writers)
+            .entry(tenant.clone())
+            .or_default()
+            .clone();
+        let _w = lock(&writer);
+        let _gate = read_gate(&self.gate);
+        let out = write(self)?;
+        Ok((out, self.commits.fetch_add(1, Ordering::AcqRel) + 1))
+    }
+
+    /// Returns once a WAL sync that began after commit `ticket` returned has finished.
+    /// The first waiter syncs for every commit made so far; the others wait on the lock
+    /// and find theirs covered. A failed sync is the caller's error: nothing is
+    /// acknowledged that may not be on disk.
+    pub(super) fn sync_to(&self, ticket: u64) -> StoreResult<()> {
+        let mut synced = lock(&self.synced);
+        if *synced >= ticket {
+            return Ok(());
+        }
+        let target = self.commits.load(Ordering::Acquire);
+        let _gate = read_gate(&self.gate);
+        // In a WAL-directory database this is the WAL's flush + fsync.
+        self.db
+            .wal_checkpoint()
+            .map_err(|e| StoreError::new(ErrorKind::Unavailable, format!("graph WAL sync: {e}")))?;
+        *synced = target;
+        Ok(())
+    }
+
+    /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.
+    fn write<T>(
+        &self,
+        tenant: &Tenant,
+        write: impl FnOnce(&Inner) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let (out, ticket) = self.locked(tenant, write)?;
+        self.sync_to(ticket)?;
+        Ok(out)
+    }
+
     fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {
         let name = format!("tenant_{tenant}");
         let mut graphs = lock(&self.graphs);
@@ -214,11 +273,7 @@ fn missing(id: &str) -> StoreError {
 impl GraphStore for EmbeddedGraphStore {
     async fn upsert_node(&self, tenant: &Tenant, node: NodeUpsert) -> StoreResult<(Node, Written)> {
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            let _w = lock(&inner.writer);
-            inner.upsert_node(&tenant, &node)
-        })
-        .await
+        blocking(move || inner.write(&tenant, |inner| inner.upsert_node(&tenant, &node))).await
     }
 
     async fn get_node(&self, tenant: &Tenant, id: &str) -> StoreResult<Node> {
@@ -231,8 +286,12 @@ impl GraphStore for EmbeddedGraphStore {
 
     async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
         self.read(tenant, move |inner, tenant| {
-            let statement =
-                cypher::find_nodes(&find.label, find.equals.len(), find.offset, find.limit);
+            let statement = cypher::find_nodes(
+                &find.label,
+                find.equals.keys().map(String::as_str),
+                find.offset,
+                find.limit,
+            );
             let mut p = params(tenant, []);
             for (i, (k, v)) in find.equals.iter().enumerate() {
                 p.insert(format!("k{i}"), Value::from(k.as_str()));
@@ -250,11 +309,7 @@ impl GraphStore for EmbeddedGraphStore {
 
     async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
         let (inner, tenant, id) = (self.inner.clone(), tenant.clone(), id.to_owned());
-        blocking(move || {
-            let _w = lock(&inner.writer);
-            inner.delete_node(&tenant, &id)
-        })
-        .await
+        blocking(move || inner.write(&tenant, |inner| inner.delete_node(&tenant, &id))).await
     }
 
     async fn upsert_relationship(
@@ -263,11 +318,8 @@ impl GraphStore for EmbeddedGraphStore {
         rel: RelationshipUpsert,
     ) -> StoreResult<Written> {
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
-        blocking(move || {
-            let _w = lock(&inner.writer);
-            inner.upsert_relationship(&tenant, &rel)
-        })
-        .await
+        blocking(move || inner.write(&tenant, |inner| inner.upsert_relationship(&tenant, &rel)))
+            .await
     }
 
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
@@ -373,7 +425,8 @@ impl GraphStore for EmbeddedGraphStore {
     async fn close(&self) -> StoreResult<()> {
         let inner = self.inner.clone();
         blocking(move || {
-            let _w = lock(&inner.writer);
+            let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
+            inner.db.wal_checkpoint().map_err(engine)?;
             inner.db.close().map_err(engine)
         })
         .await

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use grafeo::Session;
 use serde_json::Value;
 
-use super::graph::{Inner, engine, lock, params};
+use super::graph::{Inner, engine, params};
 use super::graph_values::{to_grafeo, to_json};
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
@@ -136,34 +136,39 @@ impl Inner {
         Ok(shared::related(rows))
     }
 
-    /// Replaces every document in `docs` in one transaction (one WAL fsync).
+    /// Replaces every document in `docs`, each in its own transaction, so a write from
+    /// the API waits for at most one document; one WAL sync covers them all.
     pub(super) fn write_documents(
         &self,
         tenant: &Tenant,
         docs: &[DocumentGraph],
     ) -> StoreResult<()> {
-        self.in_transaction(tenant, |tx| {
-            now(async {
-                for doc in docs {
-                    shared::apply(tx, &doc.doc_id, Some(doc)).await?;
-                }
-                Ok(())
-            })
-        })
+        let mut last = None;
+        for doc in docs {
+            let (_, ticket) = self.locked(tenant, |inner| {
+                inner.in_transaction(tenant, |tx| now(shared::apply(tx, &doc.doc_id, Some(doc))))
+            })?;
+            last = Some(ticket);
+        }
+        last.map_or(Ok(()), |ticket| self.sync_to(ticket))
     }
 
     /// Removes document `doc_id`; returns whether its node existed.
     pub(super) fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
-        self.in_transaction(tenant, |tx| now(shared::apply(tx, doc_id, None)))
+        let (existed, ticket) = self.locked(tenant, |inner| {
+            inner.in_transaction(tenant, |tx| now(shared::apply(tx, doc_id, None)))
+        })?;
+        self.sync_to(ticket)?;
+        Ok(existed)
     }
 
-    /// One writer, one transaction, committed with the WAL fsync; rolled back on error.
+    /// One transaction, rolled back on error. Call as the tenant's writer
+    /// ([`Inner::locked`]).
     fn in_transaction<T>(
         &self,
         tenant: &Tenant,
         work: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let _w = lock(&self.writer);
         let mut tx = self.tx(tenant)?;
         tx.session.begin_transaction().map_err(engine)?;
         match work(&mut tx) {

@@ -154,7 +154,12 @@ impl GraphStore for Neo4jGraphStore {
     }
 
     async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
-        let statement = cypher::find_nodes(&find.label, find.equals.len(), find.offset, find.limit);
+        let statement = cypher::find_nodes(
+            &find.label,
+            find.equals.keys().map(String::as_str),
+            find.offset,
+            find.limit,
+        );
         let mut keys = Vec::with_capacity(find.equals.len() * 2);
         for (i, (k, v)) in find.equals.iter().enumerate() {
             keys.push((format!("k{i}"), Value::from(k.as_str())));

@@ -364,16 +364,6 @@ impl Collection {
         Ok(())
     }
 
-    /// Bytes of the operation log and of the engine's WAL on disk.
-    pub(super) fn log_bytes(&self) -> StoreResult<(u64, u64)> {
-        let engine_wal = std::fs::read_dir(self.dir.join("wal"))
-            .map_err(fs_err)?
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        Ok((self.log.disk_bytes(), engine_wal))
-    }
-
     pub(super) fn count(&self, tenant: &Tenant, filter: Option<&Filter>) -> StoreResult<usize> {
         let filter = map::tenant_filter(tenant, filter).map_err(StoreError::invalid)?;
         self.shard()?

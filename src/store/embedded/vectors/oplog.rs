@@ -221,16 +221,6 @@ impl OpLog {
         self.pending_bytes.store(current, Ordering::Relaxed);
         Ok(())
     }
-
-    /// Bytes of log files on disk (for tests and metrics).
-    pub(super) fn disk_bytes(&self) -> u64 {
-        segments(&self.dir)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
