@@ -301,11 +301,12 @@ impl Collection {
     /// for the flush. Call with the maintenance lock held.
     pub(super) fn checkpoint(&self, m: &mut Maintenance) -> StoreResult<()> {
         tracing::debug!(collection = %self.dir.display(), "vector checkpoint started");
+        let next = self.log.prepare()?;
         let flushed = {
             let _w = lock(&self.writer);
             let flushed = self.log.appended();
             flush(&*self.shard()?)?;
-            self.log.rotate(flushed)?;
+            self.log.rotate(flushed, next)?;
             flushed
         };
         self.log.checkpoint(flushed)?;
