@@ -58,33 +58,47 @@ def vec(rng, dim):
     return [rng.uniform(-1, 1) for _ in range(dim)]
 
 
-def concurrent_upserts(port, key, dim, first_id, clients=16, rounds=20):
-    """Durable 10-point upserts from several keep-alive clients at once. Bodies are
-    encoded before the clock starts so the client's own work does not dominate."""
-    rng = random.Random(11)
-    bodies = [[json.dumps({"collection": "bench", "points": [
-        {"id": first_id + (n * rounds + r) * 10 + j, "vector": vec(rng, dim)} for j in range(10)]})
-        for r in range(rounds)] for n in range(clients)]
+def concurrent(port, key, label, path, bodies, expect):
+    """One keep-alive client per list in `bodies`, all at once; requests/s overall and
+    the p50/p99 latency of single requests. Bodies are encoded before the clock starts
+    so the client's own work does not dominate."""
+    latencies = []
 
-    def work(n):
+    def work(mine):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         headers = {"Content-Type": "application/json", "X-API-Key": key}
-        for body in bodies[n]:
-            conn.request("POST", "/vectors/upsert", body=body, headers=headers)
+        for body in mine:
+            t = time.perf_counter()
+            conn.request("POST", path, body=body, headers=headers)
             resp = conn.getresponse()
             resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"upsert: {resp.status}")
+            latencies.append((time.perf_counter() - t) * 1000)
+            if resp.status != expect:
+                raise RuntimeError(f"{path}: {resp.status}")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in bodies]
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     elapsed = time.perf_counter() - t
-    n = clients * rounds
-    return (f"upsert x{clients} clients", f"{n / elapsed:,.0f} requests/s ({n * 10 / elapsed:,.0f} points/s)", "")
+    latencies.sort()
+    n = len(latencies)
+    return (f"{label} x{len(bodies)} clients", f"{n / elapsed:,.0f} requests/s",
+            f"p50 {latencies[n // 2]:.2f} ms, p99 {latencies[int(n * 0.99) - 1]:.2f} ms")
+
+
+def concurrent_writes(port, key, dim, first_id, clients=16, rounds=40):
+    """Durable 10-point upserts, then durable node creates, from `clients` at once."""
+    rng = random.Random(11)
+    upserts = [[json.dumps({"collection": "bench", "points": [
+        {"id": first_id + (n * rounds + r) * 10 + j, "vector": vec(rng, dim)} for j in range(10)]})
+        for r in range(rounds)] for n in range(clients)]
+    nodes = [[json.dumps({"id": f"c{n}-{r}", "labels": ["Concurrent"]}) for r in range(rounds * 5)]
+             for n in range(clients)]
+    return [concurrent(port, key, "upsert 10 points", "/vectors/upsert", upserts, 200),
+            concurrent(port, key, "graph node create", "/graphs/node", nodes, 201)]
 
 
 TOPICS = ["supply chain delays", "solar panel efficiency", "river flood defences", "vaccine trials",
@@ -207,7 +221,7 @@ def main():
         for name, fn in ops.items():
             p50, p99 = timed(fn, args.samples)
             rows.append((name, f"p50 {p50:.2f} ms", f"p99 {p99:.2f} ms"))
-        rows.append(concurrent_upserts(port, c.key, args.dim, nxt[0]))
+        rows.extend(concurrent_writes(port, c.key, args.dim, nxt[0]))
         rows.extend(ingest_and_hybrid(c, args.docs, args.samples))
         print(f"HNSW build after load: {index_wait_s:.1f} s")
         for r in rows:

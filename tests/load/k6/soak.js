@@ -1,4 +1,4 @@
-// Five minutes at a constant arrival rate (RATE requests/s, default 500) of the plan's
+// Five minutes (SOAK_DURATION) at a constant arrival rate (RATE requests/s, default 500) of the plan's
 // mix, with writes paused for 20 s in every minute, so index builds and checkpoints
 // start while searches go on. No request may take over a second.
 import { MIX, pick, requests, summaryTrendStats, thresholds } from './lib.js';
@@ -13,7 +13,7 @@ export const options = {
       executor: 'constant-arrival-rate',
       rate: parseInt(__ENV.RATE || '500'),
       timeUnit: '1s',
-      duration: __ENV.DURATION || '5m',
+      duration: __ENV.SOAK_DURATION || '5m',
       preAllocatedVUs: parseInt(__ENV.VUS || '64'),
       maxVUs: parseInt(__ENV.MAX_VUS || '256'),
     },
