@@ -22,6 +22,17 @@ export function thresholds() {
 
 export const summaryTrendStats = ['avg', 'med', 'p(95)', 'p(99)', 'max', 'count'];
 
+// Options of a closed-loop scenario: VUS virtual users (default `vus`) for DURATION
+// (default 60s), no think time.
+export function closedLoop(vus) {
+  return {
+    vus: parseInt(__ENV.VUS || String(vus)),
+    duration: __ENV.DURATION || '60s',
+    thresholds: thresholds(),
+    summaryTrendStats,
+  };
+}
+
 export function setup() {
   const r = http.post(`${BASE}/auth/token`,
     JSON.stringify({ grant_type: 'api_key', api_key: __ENV.API_KEY }),

@@ -1,13 +1,8 @@
 // Reads only: vector search and graph find in the plan's 10:5 ratio, closed loop.
-import { pick, requests, summaryTrendStats, thresholds } from './lib.js';
+import { closedLoop, pick, requests } from './lib.js';
 export { setup } from './lib.js';
 
-export const options = {
-  vus: parseInt(__ENV.VUS || '64'),
-  duration: __ENV.DURATION || '60s',
-  thresholds: thresholds(),
-  summaryTrendStats,
-};
+export const options = closedLoop(64);
 
 export default function (data) {
   requests[pick([['search', 10], ['find', 5]])](data);
