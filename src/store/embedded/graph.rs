@@ -22,6 +22,7 @@ use grafeo::{Config, DurabilityMode, GrafeoDB, QueryResult, Role, Session, Value
 
 use super::cypher_sandbox::{self, Forker, SandboxLimits};
 use super::graph_values::{node_from_row, to_grafeo, to_json};
+pub(super) use super::lock;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
@@ -63,10 +64,6 @@ pub struct EmbeddedGraphOptions {
 #[derive(Clone)]
 pub struct EmbeddedGraphStore {
     inner: Arc<Inner>,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Maps engine errors: timeouts and permission/syntax problems are the caller's or the

@@ -11,6 +11,12 @@ pub mod vectors;
 
 use crate::store::StoreError;
 
+/// Locks `m`, carrying on past a panic in another holder: every state these mutexes
+/// guard is valid between statements.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A filesystem failure under the data directory: the store cannot serve.
 fn fs_err(e: std::io::Error) -> StoreError {
     StoreError::new(

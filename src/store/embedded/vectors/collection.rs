@@ -16,6 +16,7 @@ use qdrant_edge::{
 };
 
 use super::super::fs_err;
+pub(super) use super::super::lock;
 use super::engine::{deduplicate, engine_wal_files, flush, trim_engine_wal};
 use super::oplog::{LogOp, OpLog};
 use crate::domain::principal::Tenant;
@@ -81,10 +82,6 @@ impl std::ops::Deref for ShardRef<'_> {
 
 pub(super) fn engine(e: impl std::fmt::Display) -> StoreError {
     StoreError::internal(format!("vector engine: {e}"))
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(super) fn collection_dir(root: &Path, tenant: &Tenant, name: &str) -> PathBuf {

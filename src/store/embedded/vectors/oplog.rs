@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::super::fs_err;
+use super::super::{fs_err, lock};
 pub(super) use super::logop::LogOp;
 use super::logop::get_u64;
 use crate::store::{ErrorKind, StoreError, StoreResult};
@@ -221,10 +221,6 @@ impl OpLog {
         self.pending_bytes.store(current, Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn read_checkpoint(dir: &Path) -> StoreResult<u64> {
