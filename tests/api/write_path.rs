@@ -22,55 +22,68 @@ struct Server {
     client: reqwest::Client,
 }
 
-/// Starts the binary with maintenance running often, a tiny indexing threshold and
-/// small checkpoints, and its debug log of maintenance steps in `log`.
-async fn start(data: &std::path::Path, log: &std::path::Path, port: u16) -> Server {
-    start_with(data, log, port, &[]).await
+/// A data directory, a log file and a port: one server across its restarts.
+struct Scratch {
+    data: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    port: u16,
 }
 
-/// [`start`] with more (or overriding) environment settings.
-async fn start_with(
-    data: &std::path::Path,
-    log: &std::path::Path,
-    port: u16,
-    env: &[(&str, &str)],
-) -> Server {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = binary_command(port, data)
-        .env(
-            "RAGBRAIN__LOG__LEVEL",
-            "warn,ragbrain::store::embedded::vectors=debug",
-        )
-        .env("RAGBRAIN__VECTORS__MAINTENANCE_MS", "20")
-        .env("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "262144")
-        .env("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "200")
-        .env("RAGBRAIN__VECTORS__INDEXING_THREADS", "1")
-        .envs(env.iter().copied())
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap();
-    if wait_for(port, "/health/live", "").await.is_none() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        panic!(
-            "the server did not start; its log ends with:\n{}",
-            tail.join("\n")
-        );
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            data: tempfile::tempdir().unwrap(),
+            logs: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
     }
-    let key = std::fs::read_to_string(data.join("bootstrap-admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    Server {
-        child,
-        port,
-        key,
-        log: log.to_owned(),
-        client: reqwest::Client::new(),
+
+    fn log(&self) -> std::path::PathBuf {
+        self.logs.path().join("server.log")
+    }
+
+    /// Starts the binary with maintenance running often, a tiny indexing threshold and
+    /// small checkpoints, its debug log of maintenance steps appended to [`Scratch::log`];
+    /// `env` adds or overrides settings.
+    async fn start(&self, env: &[(&str, &str)]) -> Server {
+        let (data, log, port) = (self.data.path(), self.log(), self.port);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = binary_command(port, data)
+            .env(
+                "RAGBRAIN__LOG__LEVEL",
+                "warn,ragbrain::store::embedded::vectors=debug",
+            )
+            .env("RAGBRAIN__VECTORS__MAINTENANCE_MS", "20")
+            .env("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "262144")
+            .env("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "200")
+            .env("RAGBRAIN__VECTORS__INDEXING_THREADS", "1")
+            .envs(env.iter().copied())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        if wait_for(port, "/health/live", "").await.is_none() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            panic!(
+                "the server did not start; its log ends with:\n{}",
+                tail.join("\n")
+            );
+        }
+        let key = std::fs::read_to_string(data.join("bootstrap-admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Server {
+            child,
+            port,
+            key,
+            log,
+            client: reqwest::Client::new(),
+        }
     }
 }
 
@@ -103,12 +116,7 @@ impl Server {
     /// Upserts points `ids` of `dim` dimensions; how long the acknowledgement took.
     async fn upsert(&self, ids: std::ops::Range<u64>, dim: usize) -> Duration {
         let points: Vec<Value> = ids
-            .map(|id| {
-                let v: Vec<f32> = (0..dim)
-                    .map(|i| ((id as usize * 31 + i) % 97) as f32)
-                    .collect();
-                json!({"id": id, "vector": v})
-            })
+            .map(|id| json!({"id": id, "vector": vector(id, dim)}))
             .collect();
         let started = Instant::now();
         let r = self
@@ -155,11 +163,15 @@ impl Server {
     }
 }
 
-fn point(id: u64) -> Value {
-    let v: Vec<f32> = (0..DIM)
+/// The vector of point `id`: deterministic, so any point can be written again.
+fn vector(id: u64, dim: usize) -> Vec<f32> {
+    (0..dim)
         .map(|i| ((id as usize * 31 + i) % 97) as f32)
-        .collect();
-    json!({"id": id, "vector": v, "payload": {"n": id}})
+        .collect()
+}
+
+fn point(id: u64) -> Value {
+    json!({"id": id, "vector": vector(id, DIM), "payload": {"n": id}})
 }
 
 /// Runs 16 writers until `step` is seen in progress, then kills the server; returns the
@@ -214,20 +226,9 @@ async fn write_until_killed(server: &mut Server, step: &str, round: u64) -> (Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_nine_mid_optimize_and_mid_checkpoint_loses_no_acknowledged_point() {
-    let data = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("server.log");
-    let port = free_port();
-    let mut server = start(data.path(), &log, port).await;
-    let put = server
-        .client
-        .put(format!("http://127.0.0.1:{port}/vectors/collections/crash"))
-        .header("X-API-Key", &server.key)
-        .json(&json!({"dim": DIM}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201);
+    let scratch = Scratch::new();
+    let mut server = scratch.start(&[]).await;
+    server.create(DIM).await;
 
     let mut all_acked = Vec::new();
     let mut attempted_total = 0;
@@ -246,7 +247,7 @@ async fn kill_nine_mid_optimize_and_mid_checkpoint_loses_no_acknowledged_point()
         if caught {
             caught_steps.push(*step);
         }
-        server = start(data.path(), &log, port).await;
+        server = scratch.start(&[]).await;
         let count = server.points_count().await;
         assert!(
             count >= all_acked.len() as u64 && count <= attempted_total,
@@ -290,16 +291,13 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 #[tokio::test]
 async fn upserts_complete_while_an_index_builds() {
     const BIG: usize = 256;
-    let data = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("server.log");
-    let port = free_port();
+    let scratch = Scratch::new();
     // No maintenance after the first tick: the points wait, unindexed.
     let idle = [
         ("RAGBRAIN__VECTORS__MAINTENANCE_MS", "3600000"),
         ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
     ];
-    let mut server = start_with(data.path(), &log, port, &idle).await;
+    let mut server = scratch.start(&idle).await;
     server.create(BIG).await;
     for batch in 0..30u64 {
         server.upsert(batch * 1000..(batch + 1) * 1000, BIG).await;
@@ -310,7 +308,7 @@ async fn upserts_complete_while_an_index_builds() {
         ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
         ("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "67108864"),
     ];
-    let mut server = start_with(data.path(), &log, port, &busy).await;
+    let mut server = scratch.start(&busy).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.in_progress("optimize") {
         assert!(Instant::now() < deadline, "no index build started");
@@ -343,17 +341,14 @@ async fn upserts_complete_while_an_index_builds() {
 #[tokio::test]
 async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     const BIG: usize = 512;
-    let data = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("server.log");
-    let port = free_port();
+    let scratch = Scratch::new();
     let bounded = [
         ("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "4194304"),
         ("RAGBRAIN__VECTORS__ENGINE_WAL_LIMIT_BYTES", "33554432"),
     ];
-    let mut server = start_with(data.path(), &log, port, &bounded).await;
+    let mut server = scratch.start(&bounded).await;
     server.create(BIG).await;
-    let collection = data.path().join("vectors/default/crash");
+    let collection = scratch.data.path().join("vectors/default/crash");
     let (mut oplog_max, mut wal_max) = (0, 0);
     // About 100 MiB of writes: three times the engine's 32 MiB WAL file, 25 times the
     // checkpoint size. Ids repeat, so the collection itself stays small.
@@ -375,7 +370,7 @@ async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     );
     // The release waits for a running optimize to end; give it that time.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&log)
+    while !std::fs::read_to_string(scratch.log())
         .unwrap()
         .contains("reopened a vector collection to release its engine WAL")
     {
@@ -386,7 +381,7 @@ async fn the_operation_log_and_the_engine_wal_stay_bounded() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.kill();
-    let server = start_with(data.path(), &log, port, &bounded).await;
+    let server = scratch.start(&bounded).await;
     assert_eq!(server.points_count().await, 5000);
     let mut server = server;
     server.kill();
@@ -394,11 +389,8 @@ async fn the_operation_log_and_the_engine_wal_stay_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_relationship() {
-    let data = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("server.log");
-    let port = free_port();
-    let mut server = start(data.path(), &log, port).await;
+    let scratch = Scratch::new();
+    let mut server = scratch.start(&[]).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -445,11 +437,11 @@ async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_rel
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    let server = start(data.path(), &log, port).await;
+    let server = scratch.start(&[]).await;
     for (id, linked) in &acked {
         let node = server
             .client
-            .get(format!("http://127.0.0.1:{port}/graphs/node/{id}"))
+            .get(format!("http://127.0.0.1:{}/graphs/node/{id}", server.port))
             .header("X-API-Key", &server.key)
             .send()
             .await
