@@ -9,6 +9,8 @@
 //!     cargo bench --bench capacity              # 60 s, full preload
 //!     CAPACITY_SECONDS=10 cargo bench --bench capacity
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use ragbrain::config::Settings;
 use ragbrain::domain::principal::{Principal, Scope, Tenant};
 use ragbrain::domain::vector::PointId;
 use ragbrain::services::graphs::{self, FindRequest, NodeRequest};
-use ragbrain::services::ingest::{self, BatchRequest, IngestRequest};
+use ragbrain::services::ingest::{self, IngestRequest};
 use ragbrain::services::vectors::{self, PointInput, SearchRequest, UpsertRequest};
 use ragbrain::state::AppState;
 use serde_json::{Map, Value, json};
@@ -122,22 +124,7 @@ async fn preload(state: &AppState, n_points: u64, entities: u64, docs: u64) {
         };
         graphs::upsert_node(state, &who, req).await.unwrap();
     }
-    for first in (0..docs).step_by(100) {
-        let events = (first..(first + 100).min(docs))
-            .map(|d| IngestRequest {
-                id: Some(format!("doc-{d}")),
-                text: document(d),
-                metadata: Map::new(),
-                collection: None,
-            })
-            .collect();
-        ingest::ingest_batch(state, &who, BatchRequest { events })
-            .await
-            .unwrap();
-    }
-    while state.events.pending().await.unwrap() > 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::ingest_all(state, &who, docs as usize, |d| document(d as u64)).await;
 }
 
 async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entities: u64) {

@@ -5,13 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use ragbrain::app::Application;
 use ragbrain::config::Settings;
 use ragbrain::domain::principal::{Principal, Scope, Tenant};
 use ragbrain::services::hybrid::{self, HybridRequest};
 use ragbrain::services::ingest::chunk::{ChunkSpec, chunk};
-use ragbrain::services::ingest::{self, BatchRequest, IngestRequest};
 use ragbrain::state::AppState;
 
 const PARAGRAPHS_PER_DOC: usize = 10;
@@ -57,24 +58,8 @@ fn principal() -> Principal {
 }
 
 async fn ingest_corpus(state: &AppState, docs: usize) -> f64 {
-    let who = principal();
     let started = Instant::now();
-    for first in (0..docs).step_by(100) {
-        let events = (first..(first + 100).min(docs))
-            .map(|d| IngestRequest {
-                id: Some(format!("doc{d}")),
-                text: document(d),
-                metadata: Default::default(),
-                collection: None,
-            })
-            .collect();
-        ingest::ingest_batch(state, &who, BatchRequest { events })
-            .await
-            .unwrap();
-    }
-    while state.events.pending().await.unwrap() > 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::ingest_all(state, &principal(), docs, document).await;
     docs as f64 / started.elapsed().as_secs_f64()
 }
 
