@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::helpers::{free_port, spawn_binary, wait_for};
+use crate::helpers::{free_port, get_json, spawn_binary, wait_for};
 
 fn ragbrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ragbrain"))
@@ -174,15 +174,7 @@ async fn ragbrain_worker_processes_what_an_api_only_server_accepted() {
         wait_for(port, "/ingest/queued", key).await,
         Some(reqwest::StatusCode::OK)
     );
-    let status: serde_json::Value = client
-        .get(url("/ingest/queued"))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&client, port, "/ingest/queued", key).await;
     assert_eq!(status["status"], "processed", "{status}");
     terminate(server).await;
 }

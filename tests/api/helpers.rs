@@ -351,6 +351,19 @@ pub fn doc_ids(hits: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `GET path` on the server at `port` with API key `key`, its body as JSON.
+pub async fn get_json(client: &reqwest::Client, port: u16, path: &str, key: &str) -> Value {
+    client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls `GET /ingest/{id}` on a server started with [`spawn_binary`] until the document
 /// leaves `pending` or `polls` tries 100 ms apart pass; the last status body.
 pub async fn ingest_status_after(
@@ -362,15 +375,7 @@ pub async fn ingest_status_after(
 ) -> Value {
     let mut status = Value::Null;
     for _ in 0..polls {
-        status = client
-            .get(format!("http://127.0.0.1:{port}/ingest/{id}"))
-            .header("X-API-Key", key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        status = get_json(client, port, &format!("/ingest/{id}"), key).await;
         if status["status"] != "pending" {
             break;
         }

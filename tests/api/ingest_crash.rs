@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{free_port, ingest_status_after, spawn_binary, wait_for};
+use crate::helpers::{free_port, get_json, ingest_status_after, spawn_binary, wait_for};
 
 const EVENTS: usize = 1000;
 const SENDERS: usize = 8;
@@ -93,17 +93,7 @@ async fn killing_the_server_mid_ingest_loses_no_acknowledged_event() {
             acked.contains(&i)
         );
     }
-    let info: Value = client
-        .get(format!(
-            "http://127.0.0.1:{port}/vectors/collections/documents"
-        ))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get_json(&client, port, "/vectors/collections/documents", &key).await;
     assert_eq!(
         info["points_count"], EVENTS,
         "one chunk per event, none twice"

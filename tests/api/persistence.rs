@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use std::process::Stdio;
 
-use crate::helpers::{free_port, spawn_app, spawn_binary, wait_for};
+use crate::helpers::{free_port, get_json, spawn_app, spawn_binary, wait_for};
 
 #[tokio::test]
 async fn a_restart_keeps_collections_points_nodes_relationships_and_keys() {
@@ -209,15 +209,7 @@ async fn acknowledged_writes_survive_a_kill_dash_nine() {
         wait_for(port, "/graphs/node/kept", reader).await,
         Some(reqwest::StatusCode::OK)
     );
-    let info: Value = client
-        .get(format!("http://127.0.0.1:{port}/vectors/collections/crash"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get_json(&client, port, "/vectors/collections/crash", &key).await;
     assert_eq!(info["points_count"], 20);
     server.kill().unwrap();
     server.wait().unwrap();

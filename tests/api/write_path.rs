@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{binary_command, free_port, wait_for};
+use crate::helpers::{binary_command, free_port, get_json, wait_for};
 
 const DIM: usize = 64;
 const WRITERS: u64 = 16;
@@ -130,19 +130,13 @@ impl Server {
     }
 
     async fn points_count(&self) -> u64 {
-        let info: Value = self
-            .client
-            .get(format!(
-                "http://127.0.0.1:{}/vectors/collections/crash",
-                self.port
-            ))
-            .header("X-API-Key", &self.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info = get_json(
+            &self.client,
+            self.port,
+            "/vectors/collections/crash",
+            &self.key,
+        )
+        .await;
         info["points_count"].as_u64().unwrap()
     }
 
