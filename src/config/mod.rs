@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::domain::quota::Class;
 use crate::domain::vector::Distance;
 
 mod backends;
@@ -88,6 +89,23 @@ pub struct RateLimitSettings {
     pub read: QuotaSettings,
     pub admin: QuotaSettings,
     pub auth: QuotaSettings,
+}
+
+impl RateLimitSettings {
+    /// `class`'s quota (its key in `[rate_limit]` is [`Class::as_str`]).
+    pub fn quota(&self, class: Class) -> QuotaSettings {
+        match class {
+            Class::Ingest => self.ingest,
+            Class::VectorWrite => self.vector_write,
+            Class::GraphWrite => self.graph_write,
+            Class::Generate => self.generate,
+            Class::Search => self.search,
+            Class::GraphRead => self.graph_read,
+            Class::Read => self.read,
+            Class::Admin => self.admin,
+            Class::Auth => self.auth,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -173,6 +191,8 @@ pub struct VectorSettings {
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
     pub backend: GraphBackend,
+    /// The embedded graph's WAL is rewritten as a copy of the live graph above this.
+    pub wal_limit_bytes: u64,
     /// Bolt address (`host:port` or `bolt://host:port`), for `backend = "neo4j"`.
     pub neo4j_uri: String,
     pub neo4j_user: String,

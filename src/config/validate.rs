@@ -4,6 +4,7 @@
 use secrecy::ExposeSecret;
 
 use super::{ConfigError, EmbedderBackend, JwtAlgorithm, Settings};
+use crate::domain::quota::Class;
 
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
@@ -59,6 +60,7 @@ impl Settings {
             ("server.max_connections", self.server.max_connections as u64),
             ("vectors.default_dim", self.vectors.default_dim as u64),
             ("vectors.maintenance_ms", self.vectors.maintenance_ms),
+            ("graph.wal_limit_bytes", self.graph.wal_limit_bytes),
             (
                 "vectors.checkpoint_interval_ms",
                 self.vectors.checkpoint_interval_ms,
@@ -124,9 +126,8 @@ impl Settings {
             ));
         }
         // One route class ↔ one `[rate_limit]` key; the mapping lives with the classes.
-        let classes = crate::services::ratelimit::Class::ALL;
-        if let Some(class) = classes.iter().find(|c| {
-            let q = c.quota(&self.rate_limit);
+        if let Some(class) = Class::ALL.iter().find(|c| {
+            let q = self.rate_limit.quota(**c);
             q.per_minute == 0 || q.burst == 0
         }) {
             return Err(ConfigError(format!(

@@ -4,6 +4,7 @@
 pub mod graph;
 pub mod ingest;
 pub mod principal;
+pub mod quota;
 pub mod vector;
 
 /// Seconds since the Unix epoch (0 if the clock is before it): the timestamps the API

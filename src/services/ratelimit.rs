@@ -11,86 +11,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::{QuotaSettings, RateLimitSettings};
-
-/// Route classes, each with its own quota (DESIGN §11 tiers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Posting and deleting ingest events.
-    Ingest,
-    /// Vector upserts, deletes and collection changes.
-    VectorWrite,
-    /// Graph node and relationship writes.
-    GraphWrite,
-    /// Answer generation with the LLM.
-    Generate,
-    /// Vector and hybrid search.
-    Search,
-    /// Graph find, neighbours and read-only queries.
-    GraphRead,
-    /// Other reads: collection info, ingest status.
-    Read,
-    /// API key management.
-    Admin,
-    /// Credential checks: token grants, refreshes and failed authentications, per IP.
-    Auth,
-}
-
-impl Class {
-    pub const ALL: [Class; 9] = [
-        Class::Ingest,
-        Class::VectorWrite,
-        Class::GraphWrite,
-        Class::Generate,
-        Class::Search,
-        Class::GraphRead,
-        Class::Read,
-        Class::Admin,
-        Class::Auth,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Ingest => "ingest",
-            Class::VectorWrite => "vector_write",
-            Class::GraphWrite => "graph_write",
-            Class::Generate => "generate",
-            Class::Search => "search",
-            Class::GraphRead => "graph_read",
-            Class::Read => "read",
-            Class::Admin => "admin",
-            Class::Auth => "auth",
-        }
-    }
-
-    /// This class's quota in `[rate_limit]` (the key is [`Class::as_str`]).
-    pub fn quota(self, s: &RateLimitSettings) -> QuotaSettings {
-        match self {
-            Class::Ingest => s.ingest,
-            Class::VectorWrite => s.vector_write,
-            Class::GraphWrite => s.graph_write,
-            Class::Generate => s.generate,
-            Class::Search => s.search,
-            Class::GraphRead => s.graph_read,
-            Class::Read => s.read,
-            Class::Admin => s.admin,
-            Class::Auth => s.auth,
-        }
-    }
-}
-
-/// The state of one caller's quota after a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub class: Class,
-    /// Requests allowed at once (the burst).
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until the full burst is available again.
-    pub reset_secs: u64,
-    /// Set when refused: seconds until the next request would be allowed.
-    pub retry_after_secs: Option<u64>,
-}
+use crate::config::RateLimitSettings;
+pub use crate::domain::quota::{Class, Decision};
 
 type Keyed =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -125,7 +47,7 @@ impl RateLimits {
         let limiters = Class::ALL
             .iter()
             .map(|&class| {
-                let q = class.quota(settings);
+                let q = settings.quota(class);
                 let per_minute = NonZeroU32::new(q.per_minute).unwrap_or(NonZeroU32::MIN);
                 let burst = NonZeroU32::new(q.burst).unwrap_or(NonZeroU32::MIN);
                 let quota = Quota::per_minute(per_minute).allow_burst(burst);
@@ -187,6 +109,7 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::QuotaSettings;
 
     fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
         let q = QuotaSettings { per_minute, burst };

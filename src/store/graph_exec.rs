@@ -23,8 +23,69 @@ use crate::store::{StoreError, StoreResult};
 /// A label the server adds for its own use (the Bolt executor's base label); never shown.
 pub const INTERNAL_LABEL_PREFIX: char = '_';
 
-/// One statement's rows, each column as JSON in `RETURN` order.
-pub type Rows = Vec<Vec<Value>>;
+/// One statement's rows, read by column name: the `RETURN` expressions the caller
+/// named, each value as JSON. A `RETURN` that changes shape fails with an error naming
+/// the column, never a panic or a silently shifted value.
+#[derive(Debug, Default)]
+pub struct Rows {
+    columns: Vec<String>,
+    values: Vec<Vec<Value>>,
+}
+
+/// One row of [`Rows`].
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    columns: &'a [String],
+    values: &'a [Value],
+}
+
+impl Rows {
+    /// Rows whose values are in `columns` order, as an executor got them; a row of
+    /// another width is an error. With no columns named the caller reads nothing, so
+    /// whatever came back is dropped.
+    pub fn new(columns: &[&str], values: Vec<Vec<Value>>) -> StoreResult<Self> {
+        if columns.is_empty() {
+            return Ok(Self::default());
+        }
+        if let Some(row) = values.iter().find(|r| r.len() != columns.len()) {
+            return Err(StoreError::internal(format!(
+                "a graph statement returned {} columns where {columns:?} were expected",
+                row.len()
+            )));
+        }
+        Ok(Self {
+            columns: columns.iter().map(|&c| c.to_owned()).collect(),
+            values,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.values.iter().map(|values| Row {
+            columns: &self.columns,
+            values,
+        })
+    }
+
+    pub fn first(&self) -> Option<Row<'_>> {
+        self.iter().next()
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The value of `column`; an error (ours) when the statement has no such column.
+    pub fn get(&self, column: &str) -> StoreResult<&'a Value> {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::internal(format!("a graph result has no column {column:?}")))
+    }
+
+    /// `column` as a string (empty when it is not one).
+    pub fn text(&self, column: &str) -> StoreResult<String> {
+        self.get(column).map(text)
+    }
+}
 
 /// Runs statements inside one open transaction on one tenant's graph; the executor
 /// binds `$tenant` itself.
@@ -48,12 +109,15 @@ pub fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-/// A node from the columns `id, labels(n), properties(n)`; the tenant, the id property
-/// and internal labels are not shown.
-pub fn node_from_row(row: &[Value]) -> Option<Node> {
-    let [id, labels, props, ..] = row else {
-        return None;
-    };
+/// The node in [`NODE_COLUMNS`] of `row` (`None` when its id is not a string); the
+/// tenant, the id property and internal labels are not shown.
+pub fn node_from(row: &Row<'_>) -> StoreResult<Option<Node>> {
+    let [id, labels, props] = NODE_COLUMNS.map(|c| row.get(c));
+    let (id, labels, props) = (id?, labels?, props?);
+    Ok(node_from_values(id, labels, props))
+}
+
+fn node_from_values(id: &Value, labels: &Value, props: &Value) -> Option<Node> {
     let labels = labels
         .as_array()?
         .iter()
@@ -82,7 +146,7 @@ pub async fn exists(tx: &mut dyn CypherTx, id: &str) -> StoreResult<bool> {
     let rows = tx
         .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
         .await?;
-    Ok(count(&rows) > 0)
+    Ok(count(&rows, "count(n)")? > 0)
 }
 
 pub fn missing(id: &str) -> StoreError {
@@ -109,10 +173,11 @@ pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResul
             vec![("id", node.id.as_str().into()), ("props", props)],
         )
         .await?;
-    let stored = rows
-        .first()
-        .and_then(|r| node_from_row(r))
-        .ok_or_else(|| StoreError::internal("node write returned no node"))?;
+    let stored = match rows.first() {
+        Some(row) => node_from(&row)?,
+        None => None,
+    }
+    .ok_or_else(|| StoreError::internal("node write returned no node"))?;
     Ok((stored, written))
 }
 
@@ -153,7 +218,7 @@ pub async fn upsert_relationship(
     p.push(("props", Value::Object(rel.properties.clone())));
     tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
         .await?;
-    Ok(if count(&existing) > 0 {
+    Ok(if count(&existing, "count(r)")? > 0 {
         Written::Updated
     } else {
         Written::Created
@@ -184,11 +249,13 @@ pub async fn expand(tx: &mut dyn CypherTx, query: &NeighborQuery) -> StoreResult
             .run(&statement, &columns, vec![("frontier", list(frontier))])
             .await?;
         let mut next = Vec::new();
-        for row in rows {
-            let (Some(from), Some(rel_type)) = (row[0].as_str(), row[1].as_str()) else {
+        for row in rows.iter() {
+            let (Some(from), Some(rel_type)) =
+                (row.get("s.id")?.as_str(), row.get("type(r)")?.as_str())
+            else {
                 continue;
             };
-            let Some(node) = node_from_row(&row[2..]) else {
+            let Some(node) = node_from(&row)? else {
                 continue;
             };
             if out.len() >= query.limit || !seen.insert(node.id.clone()) {
@@ -205,36 +272,45 @@ pub async fn expand(tx: &mut dyn CypherTx, query: &NeighborQuery) -> StoreResult
     Ok(out)
 }
 
-pub fn mentions(rows: Rows) -> Vec<Mention> {
+/// Rows of [`q::MENTION_COLUMNS`].
+pub fn mentions(rows: &Rows) -> StoreResult<Vec<Mention>> {
     rows.iter()
-        .map(|r| Mention {
-            chunk: text(&r[0]),
-            entity: EntityRef {
-                id: text(&r[1]),
-                name: text(&r[2]),
-            },
+        .map(|r| {
+            Ok(Mention {
+                chunk: r.text("c.id")?,
+                entity: EntityRef {
+                    id: r.text("e.id")?,
+                    name: r.text("e.name")?,
+                },
+            })
         })
         .collect()
 }
 
-pub fn entities(rows: Rows) -> Vec<EntityRef> {
+/// Rows of [`q::ENTITY_COLUMNS`].
+pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
     rows.iter()
-        .map(|r| EntityRef {
-            id: text(&r[0]),
-            name: text(&r[1]),
+        .map(|r| {
+            Ok(EntityRef {
+                id: r.text("e.id")?,
+                name: r.text("e.name")?,
+            })
         })
         .collect()
 }
 
-pub fn related(rows: Rows) -> Vec<Related> {
+/// Rows of [`q::RELATED_COLUMNS`].
+pub fn related(rows: &Rows) -> StoreResult<Vec<Related>> {
     rows.iter()
-        .map(|r| Related {
-            from: text(&r[0]),
-            entity: EntityRef {
-                id: text(&r[1]),
-                name: text(&r[2]),
-            },
-            weight: weight(&r[3]),
+        .map(|r| {
+            Ok(Related {
+                from: r.text("a.id")?,
+                entity: EntityRef {
+                    id: r.text("b.id")?,
+                    name: r.text("b.name")?,
+                },
+                weight: weight(r.get("r.weight")?),
+            })
         })
         .collect()
 }
@@ -252,7 +328,7 @@ pub async fn apply(
 ) -> StoreResult<bool> {
     let doc_node = Value::from(document_node_id(doc_id));
     let node = || vec![("doc_node", doc_node.clone())];
-    let old = mentions(tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?);
+    let old = mentions(&tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?)?;
     let existed = count(
         &tx.run(
             cypher::COUNT_NODE,
@@ -260,7 +336,8 @@ pub async fn apply(
             vec![("id", doc_node.clone())],
         )
         .await?,
-    ) > 0;
+        "count(n)",
+    )? > 0;
     tx.run(q::DELETE_CHUNKS, &[], node()).await?;
 
     let old_pairs = co_occurrence(by_chunk(
@@ -295,11 +372,12 @@ pub async fn apply(
     Ok(existed)
 }
 
-fn count(rows: &Rows) -> i64 {
-    rows.first()
-        .and_then(|r| r.first())
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
+/// The `column` (a `count(…)`) of a counting statement.
+fn count(rows: &Rows, column: &str) -> StoreResult<i64> {
+    Ok(match rows.first() {
+        Some(row) => row.get(column)?.as_i64().unwrap_or(0),
+        None => 0,
+    })
 }
 
 fn by_chunk<'a>(links: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Vec<&'a str>> {
@@ -367,8 +445,8 @@ async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult
         .run(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])
         .await?
         .iter()
-        .map(|r| text(&r[0]))
-        .collect();
+        .map(|r| r.text("e.id"))
+        .collect::<StoreResult<_>>()?;
     let missing = wanted
         .iter()
         .filter(|(id, _)| !existing.contains(**id))
@@ -401,8 +479,9 @@ async fn update_weights(
     let rows = tx
         .run(q::WEIGHTS, &q::WEIGHT_COLUMNS, vec![("ids", list(ids))])
         .await?;
-    for row in &rows {
-        weights.insert((text(&row[0]), text(&row[1])), weight(&row[2]) as i64);
+    for row in rows.iter() {
+        let pair = (row.text("a.id")?, row.text("b.id")?);
+        weights.insert(pair, weight(row.get("r.weight")?) as i64);
     }
     let (mut set, mut delete) = (Vec::new(), Vec::new());
     let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
@@ -439,8 +518,8 @@ async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> Store
         )
         .await?
         .iter()
-        .map(|r| text(&r[0]))
-        .collect();
+        .map(|r| r.text("e.id"))
+        .collect::<StoreResult<_>>()?;
     let orphans: Vec<String> = candidates
         .into_iter()
         .filter(|id| !still.contains(id))

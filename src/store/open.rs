@@ -115,6 +115,7 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
                     .limits
                     .max_concurrent_queries_per_tenant,
                 query_memory_bytes: settings.limits.query_memory_bytes,
+                wal_limit_bytes: settings.graph.wal_limit_bytes,
             };
             Arc::new(
                 EmbeddedGraphStore::open(data_dir, options)

@@ -106,7 +106,7 @@ fn the_readme_links_every_doc_and_the_docs_match_the_code() {
     }
     // The rate-limit table lists every class.
     let api = read("docs/API.md");
-    for class in ragbrain::services::ratelimit::Class::ALL {
+    for class in ragbrain::domain::quota::Class::ALL {
         assert!(
             api.contains(&format!("| `{}` |", class.as_str())),
             "{class:?} is not documented"

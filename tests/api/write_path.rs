@@ -157,6 +157,17 @@ impl Server {
     }
 }
 
+/// A failed assertion must not leave the server running (it would hold the test
+/// runner's output open).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The vector of point `id`: deterministic, so any point can be written again.
 fn vector(id: u64, dim: usize) -> Vec<f32> {
     (0..dim)
@@ -381,10 +392,62 @@ async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     server.kill();
 }
 
+/// Settings that make the graph rewrite its WAL every few hundred commits, with the
+/// rewrite logged.
+const SMALL_GRAPH_WAL: [(&str, &str); 2] = [
+    ("RAGBRAIN__GRAPH__WAL_LIMIT_BYTES", "16384"),
+    (
+        "RAGBRAIN__LOG__LEVEL",
+        "warn,ragbrain::store::embedded::graph_wal=info",
+    ),
+];
+
+#[tokio::test]
+async fn the_graph_wal_stays_bounded_and_restart_keeps_the_latest_values() {
+    let scratch = Scratch::new();
+    let mut server = scratch.start(&SMALL_GRAPH_WAL).await;
+    let graph = scratch.data.path().join("graph");
+    let filler = "x".repeat(2048);
+    let mut graph_max = 0;
+    // 2,000 writes of 2 KiB to the same 20 nodes: about 4 MiB of history, 40 KiB live.
+    for round in 0..100 {
+        for n in 0..20 {
+            let node = json!({"id": format!("n{n}"), "labels": ["Wal"],
+                "properties": {"round": round, "filler": filler}});
+            assert!(
+                server
+                    .post("/graphs/node", node)
+                    .await
+                    .status()
+                    .is_success()
+            );
+        }
+        graph_max = graph_max.max(dir_bytes(&graph));
+    }
+    assert!(
+        graph_max <= 1 << 20,
+        "the graph WAL reached {graph_max} bytes for 40 KiB of live data"
+    );
+    let log = std::fs::read_to_string(scratch.log()).unwrap();
+    assert!(
+        log.contains("compacted the graph WAL"),
+        "no compaction: {log}"
+    );
+    server.kill();
+    let mut server = scratch.start(&SMALL_GRAPH_WAL).await;
+    for n in 0..20 {
+        let path = format!("/graphs/node/n{n}");
+        let node = get_json(&server.client, server.port, &path, &server.key).await;
+        assert_eq!(node["properties"]["round"], 99, "{node}");
+    }
+    server.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_relationship() {
     let scratch = Scratch::new();
-    let mut server = scratch.start(&[]).await;
+    // The WAL is rewritten several times under the writers: the kill may land in one.
+    let mut server = scratch.start(&SMALL_GRAPH_WAL).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -431,7 +494,12 @@ async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_rel
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    let server = scratch.start(&[]).await;
+    let log = std::fs::read_to_string(scratch.log()).unwrap();
+    assert!(
+        log.contains("compacted the graph WAL"),
+        "no compaction: {log}"
+    );
+    let server = scratch.start(&SMALL_GRAPH_WAL).await;
     for (id, linked) in &acked {
         let node = server
             .client

@@ -29,10 +29,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use grafeo::{GrafeoDB, Role, Value};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use super::graph::{Inner, lock, run_read_only};
+use super::graph_values::{engine, to_grafeo, to_json};
+use super::lock;
 use crate::domain::graph::{CypherQuery, CypherResult};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher;
@@ -172,29 +174,41 @@ fn wait(pid: libc::pid_t) -> libc::c_int {
     }
 }
 
+/// The engine a fork copies. The embedded graph store implements it; the sandbox knows
+/// nothing else of the store.
+pub(super) trait Forkable: Send + Sync + 'static {
+    fn forker(&self) -> &Forker;
+
+    /// Runs `fork` while no other thread is inside the engine (every engine call and
+    /// every graph creation excluded), passing the database the child will query.
+    fn while_quiet(&self, fork: &mut dyn FnMut(&GrafeoDB));
+}
+
 /// Runs `query` on `graph` in a child process within `limits`.
-pub(super) async fn run(
-    inner: Arc<Inner>,
+pub(super) async fn run<E: Forkable>(
+    inner: Arc<E>,
     target: Target,
     query: CypherQuery,
     limits: SandboxLimits,
 ) -> StoreResult<CypherResult> {
-    if inner.forker.stopping.load(Ordering::SeqCst) {
+    if inner.forker().stopping.load(Ordering::SeqCst) {
         return Err(Forker::shutting_down());
     }
     let query_max_result = query.max_result_bytes;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let forking = inner.clone();
-    inner.forker.submit(Box::new(move || {
+    inner.forker().submit(Box::new(move || {
         // A request cancelled while its child was forked leaves no one to stop it.
-        if let Err(Ok((pid, _pipe))) = tx.send(fork_child(&forking, &target, &query, limits)) {
-            drop(Child::register(pid, &forking.forker));
+        if let Err(Ok((pid, _pipe))) =
+            tx.send(fork_child(forking.as_ref(), &target, &query, limits))
+        {
+            drop(Child::register(pid, forking.forker()));
         }
     }))?;
     let (pid, pipe) = rx
         .await
         .map_err(|_| StoreError::internal("the Cypher sandbox dropped a query"))??;
-    let child = Child::register(pid, &inner.forker);
+    let child = Child::register(pid, inner.forker());
     let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
         .map_err(|e| StoreError::internal(format!("Cypher sandbox pipe: {e}")))?;
     let mut output = Vec::new();
@@ -212,7 +226,7 @@ pub(super) async fn run(
         Ok(Ok(_)) => {}
     }
     let status = child.reap().await?;
-    if inner.forker.stopping.load(Ordering::SeqCst) && output.is_empty() {
+    if inner.forker().stopping.load(Ordering::SeqCst) && output.is_empty() {
         return Err(Forker::shutting_down());
     }
     outcome(&output, status, limits)
@@ -250,7 +264,7 @@ fn outcome(output: &[u8], status: libc::c_int, limits: SandboxLimits) -> StoreRe
 /// Forks the child that runs the query; in the parent, returns its pid and the read end
 /// of its result pipe.
 fn fork_child(
-    inner: &Inner,
+    inner: &impl Forkable,
     target: &Target,
     query: &CypherQuery,
     limits: SandboxLimits,
@@ -265,22 +279,21 @@ fn fork_child(
     // SAFETY: both descriptors were just created and are owned here alone.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
-    let graphs = lock(&inner.graphs);
-    // SAFETY: the child only runs `child_main`, which never returns; see the module docs
-    // for why the engine's state is consistent in it.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let confine = Confinement {
-            limits,
-            address_space,
-            parent,
-            pipe: write_end.as_raw_fd(),
-        };
-        child_main(inner, target, query, confine);
-    }
-    drop(graphs);
-    drop(gate);
+    let mut pid = -1;
+    inner.while_quiet(&mut |db| {
+        // SAFETY: the child only runs `child_main`, which never returns; see the module
+        // docs for why the engine's state is consistent in it.
+        pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let confine = Confinement {
+                limits,
+                address_space,
+                parent,
+                pipe: write_end.as_raw_fd(),
+            };
+            child_main(db, target, query, confine);
+        }
+    });
     if pid < 0 {
         return Err(os_error("fork"));
     }
@@ -322,7 +335,7 @@ struct Confinement {
 
 /// The child: confine itself, run the query, write the outcome, exit without running
 /// any destructor of the parent's state.
-fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinement) -> ! {
+fn child_main(db: &GrafeoDB, target: &Target, query: &CypherQuery, c: Confinement) -> ! {
     let Confinement {
         limits,
         address_space,
@@ -366,7 +379,7 @@ fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinemen
         );
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match run_read_only(&inner.db, &target.graph, &target.tenant, query) {
+                match run_read_only(db, &target.graph, &target.tenant, query) {
                     Ok(rows) => Outcome::Rows(rows),
                     Err(e) => match e.kind {
                         ErrorKind::Invalid => Outcome::Invalid(e.message),
@@ -394,4 +407,37 @@ fn child_main(inner: &Inner, target: &Target, query: &CypherQuery, c: Confinemen
         }
         libc::_exit(0)
     }
+}
+
+/// Runs admitted client Cypher on `graph` in a read-only session; the sandboxed child
+/// calls it.
+fn run_read_only(
+    db: &GrafeoDB,
+    graph: &str,
+    tenant: &Tenant,
+    query: &CypherQuery,
+) -> StoreResult<CypherResult> {
+    let session = db.session_with_role(Role::ReadOnly);
+    session.use_graph(graph);
+    let mut p: std::collections::HashMap<String, Value> = query
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), to_grafeo(v)))
+        .collect();
+    p.insert("tenant".into(), Value::from(tenant.as_str()));
+    let result = session
+        .execute_cypher_with_params(&query.query, p)
+        .map_err(engine)?;
+    let truncated = result.rows().len() > query.max_rows;
+    let rows = result
+        .rows()
+        .iter()
+        .take(query.max_rows)
+        .map(|r| r.iter().map(to_json).collect())
+        .collect();
+    Ok(CypherResult {
+        columns: result.columns.clone(),
+        rows,
+        truncated,
+    })
 }

@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use grafeo::{Config, DurabilityMode, GrafeoDB, QueryResult, Role, Session, Value};
+use grafeo::{GrafeoDB, QueryResult, Session, Value};
 
-use super::cypher_sandbox::{self, Forker, SandboxLimits};
-use super::graph_values::{node_from_row, to_grafeo, to_json};
+use super::cypher_sandbox::{self, Forkable, Forker, SandboxLimits};
+pub(super) use super::graph_values::engine;
+use super::graph_values::{node_from_row, to_grafeo};
+use super::graph_wal::WalBound;
 pub(super) use super::lock;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
@@ -34,7 +36,10 @@ use crate::store::cypher;
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
 
 pub(super) struct Inner {
-    pub(super) db: GrafeoDB,
+    /// The engine; replaced (under the gate, held exclusively) when its log is
+    /// compacted, so it is read through [`Inner::db`] under the gate.
+    engine: RwLock<Arc<GrafeoDB>>,
+    wal: WalBound,
     /// Named graphs known to exist, to skip the catalog lookup on the hot path. Held
     /// while a graph is created, so a fork never sees a half-made one.
     pub(super) graphs: Mutex<HashSet<String>>,
@@ -44,7 +49,7 @@ pub(super) struct Inner {
     commits: AtomicU64,
     synced: Mutex<u64>,
     /// Held shared by every engine call, read or write, exclusively by a fork of the
-    /// Cypher sandbox and by close. Lock order: a tenant's writer, `gate`, `graphs`.
+    /// Cypher sandbox, by a WAL compaction and by close. Lock order: a tenant's writer, `gate`, `graphs`.
     pub(super) gate: RwLock<()>,
     /// Slots for client Cypher, overall and per tenant.
     query_slots: QuerySlots,
@@ -59,26 +64,14 @@ pub struct EmbeddedGraphOptions {
     pub max_concurrent_queries_per_tenant: usize,
     /// Memory one client Cypher query may allocate in its sandbox.
     pub query_memory_bytes: u64,
+    /// The WAL is rewritten as a copy of the live graph once over this size (and twice
+    /// its size after the last rewrite); see [`super::graph_wal`].
+    pub wal_limit_bytes: u64,
 }
 
 #[derive(Clone)]
 pub struct EmbeddedGraphStore {
     inner: Arc<Inner>,
-}
-
-/// Maps engine errors: timeouts and permission/syntax problems are the caller's or the
-/// clock's, everything else is ours.
-pub(super) fn engine(e: grafeo::Error) -> StoreError {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    let kind = match &e {
-        grafeo::Error::Query(_) if lower.contains("timeout") || lower.contains("timed out") => {
-            ErrorKind::Timeout
-        }
-        grafeo::Error::Query(_) => ErrorKind::Invalid,
-        _ => ErrorKind::Internal,
-    };
-    StoreError::new(kind, format!("graph engine: {text}"))
 }
 
 type Params = HashMap<String, Value>;
@@ -94,22 +87,17 @@ pub(super) fn params(
 
 impl EmbeddedGraphStore {
     pub async fn open(data_dir: &Path, options: EmbeddedGraphOptions) -> StoreResult<Self> {
-        let path = data_dir.join("graph");
         let query_timeout = options.query_timeout;
-        let db = blocking(move || {
-            let config = Config::persistent(&path)
-                .with_wal_durability(DurabilityMode::NoSync)
-                .with_query_timeout(query_timeout);
-            GrafeoDB::with_config(config).map_err(engine)
-        })
-        .await?;
+        let wal = WalBound::new(data_dir, query_timeout, options.wal_limit_bytes);
+        let (db, wal) = blocking(move || Ok((wal.open()?, wal))).await?;
         let graphs: HashSet<String> = db.list_graphs().into_iter().collect();
         for name in &graphs {
             index_graph(&db, name)?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                engine: RwLock::new(Arc::new(db)),
+                wal,
                 graphs: Mutex::new(graphs),
                 writers: Mutex::new(HashMap::new()),
                 commits: AtomicU64::new(0),
@@ -143,6 +131,14 @@ fn index_graph(db: &GrafeoDB, name: &str) -> StoreResult<()> {
 }
 
 impl Inner {
+    /// The engine. Call it holding the gate: a compaction replaces it under the gate.
+    pub(super) fn db(&self) -> Arc<GrafeoDB> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Runs `write` as `tenant`'s one writer, holding the read gate; returns its result
     /// and the commit's ticket for [`Inner::sync_to`]. `write` must commit (autocommit
     /// statements, or its own transaction) before it returns.
@@ -171,12 +167,29 @@ impl Inner {
             return Ok(());
         }
         let target = self.commits.load(Ordering::Acquire);
-        let _gate = read_gate(&self.gate);
+        let gate = read_gate(&self.gate);
         // In a WAL-directory database this is the WAL's flush + fsync.
-        self.db
+        self.db()
             .wal_checkpoint()
             .map_err(|e| StoreError::new(ErrorKind::Unavailable, format!("graph WAL sync: {e}")))?;
         *synced = target;
+        drop(gate);
+        if self.wal.due(target) {
+            self.compact_wal(&mut synced)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the WAL as a copy of the live graph ([`WalBound::compact`]), holding the
+    /// gate exclusively: every engine call waits meanwhile. The copy is synced, so every
+    /// commit made so far is then durable.
+    fn compact_wal(&self, synced: &mut u64) -> StoreResult<()> {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = self.wal.compact(&engine)? {
+            *engine = Arc::new(db);
+            *synced = self.commits.load(Ordering::Acquire);
+        }
         Ok(())
     }
 
@@ -195,15 +208,16 @@ impl Inner {
         let name = format!("tenant_{tenant}");
         let mut graphs = lock(&self.graphs);
         if !graphs.contains(&name) {
-            self.db.create_graph(&name).map_err(engine)?;
-            index_graph(&self.db, &name)?;
+            let db = self.db();
+            db.create_graph(&name).map_err(engine)?;
+            index_graph(&db, &name)?;
             graphs.insert(name.clone());
         }
         Ok(name)
     }
 
     pub(super) fn session(&self, tenant: &Tenant) -> StoreResult<Session> {
-        let session = self.db.session();
+        let session = self.db().session();
         session.use_graph(&self.graph_name(tenant)?);
         Ok(session)
     }
@@ -406,7 +420,7 @@ impl GraphStore for EmbeddedGraphStore {
         blocking(move || {
             let _gate = read_gate(&inner.gate);
             inner
-                .db
+                .db()
                 .session()
                 .execute_cypher("RETURN 1")
                 .map(|_| ())
@@ -423,42 +437,22 @@ impl GraphStore for EmbeddedGraphStore {
         let inner = self.inner.clone();
         blocking(move || {
             let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
-            inner.db.wal_checkpoint().map_err(engine)?;
-            inner.db.close().map_err(engine)
+            let db = inner.db();
+            db.wal_checkpoint().map_err(engine)?;
+            db.close().map_err(engine)
         })
         .await
     }
 }
 
-/// Runs admitted client Cypher on `graph` in a read-only session; the sandboxed child
-/// calls it.
-pub(super) fn run_read_only(
-    db: &GrafeoDB,
-    graph: &str,
-    tenant: &Tenant,
-    query: &CypherQuery,
-) -> StoreResult<CypherResult> {
-    let session = db.session_with_role(Role::ReadOnly);
-    session.use_graph(graph);
-    let mut p: Params = query
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), to_grafeo(v)))
-        .collect();
-    p.insert("tenant".into(), Value::from(tenant.as_str()));
-    let result = session
-        .execute_cypher_with_params(&query.query, p)
-        .map_err(engine)?;
-    let truncated = result.rows().len() > query.max_rows;
-    let rows = result
-        .rows()
-        .iter()
-        .take(query.max_rows)
-        .map(|r| r.iter().map(to_json).collect())
-        .collect();
-    Ok(CypherResult {
-        columns: result.columns.clone(),
-        rows,
-        truncated,
-    })
+impl Forkable for Inner {
+    fn forker(&self) -> &Forker {
+        &self.forker
+    }
+
+    fn while_quiet(&self, fork: &mut dyn FnMut(&GrafeoDB)) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let _graphs = lock(&self.graphs);
+        fork(&self.db());
+    }
 }

@@ -26,17 +26,24 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    fn run_now(&self, statement: &str, pairs: Vec<(&'static str, Value)>) -> StoreResult<Rows> {
+    /// Runs `statement`; grafeo answers in `RETURN` order, which `columns` names.
+    fn run_now(
+        &self,
+        statement: &str,
+        columns: &[&str],
+        pairs: Vec<(&'static str, Value)>,
+    ) -> StoreResult<Rows> {
         let pairs = pairs.into_iter().map(|(k, v)| (k, to_grafeo(&v)));
         let result = self
             .session
             .execute_cypher_with_params(statement, params(self.tenant, pairs))
             .map_err(engine)?;
-        Ok(result
+        let values = result
             .rows()
             .iter()
             .map(|r| r.iter().map(to_json).collect())
-            .collect())
+            .collect();
+        Rows::new(columns, values)
     }
 }
 
@@ -45,10 +52,10 @@ impl CypherTx for Tx<'_> {
     async fn run(
         &mut self,
         statement: &str,
-        _columns: &[&str],
+        columns: &[&str],
         params: Vec<(&'static str, Value)>,
     ) -> StoreResult<Rows> {
-        self.run_now(statement, params)
+        self.run_now(statement, columns, params)
     }
 }
 
@@ -107,10 +114,10 @@ impl Inner {
         statement: &str,
         ids: Vec<String>,
     ) -> StoreResult<Vec<Mention>> {
-        let rows = self
-            .tx(tenant)?
-            .run_now(statement, vec![("ids", list(ids))])?;
-        Ok(shared::mentions(rows))
+        let rows =
+            self.tx(tenant)?
+                .run_now(statement, &q::MENTION_COLUMNS, vec![("ids", list(ids))])?;
+        shared::mentions(&rows)
     }
 
     pub(super) fn read_entities(
@@ -118,10 +125,10 @@ impl Inner {
         tenant: &Tenant,
         ids: Vec<String>,
     ) -> StoreResult<Vec<EntityRef>> {
-        let rows = self
-            .tx(tenant)?
-            .run_now(q::ENTITIES, vec![("ids", list(ids))])?;
-        Ok(shared::entities(rows))
+        let rows =
+            self.tx(tenant)?
+                .run_now(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])?;
+        shared::entities(&rows)
     }
 
     pub(super) fn read_related(
@@ -130,10 +137,12 @@ impl Inner {
         ids: Vec<String>,
         limit: usize,
     ) -> StoreResult<Vec<Related>> {
-        let rows = self
-            .tx(tenant)?
-            .run_now(&q::related(limit), vec![("ids", list(ids))])?;
-        Ok(shared::related(rows))
+        let rows = self.tx(tenant)?.run_now(
+            &q::related(limit),
+            &q::RELATED_COLUMNS,
+            vec![("ids", list(ids))],
+        )?;
+        shared::related(&rows)
     }
 
     /// Replaces every document in `docs`, each in its own transaction, so a write from

@@ -6,6 +6,7 @@ use grafeo::Value;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::domain::graph::{ID_PROPERTY, Node, Properties, TENANT_PROPERTY};
+use crate::store::{ErrorKind, StoreError};
 
 /// grafeo's internal keys on node and edge maps; never shown to clients.
 const INTERNAL_KEYS: [&str; 4] = ["_id", "_labels", "_type", "_source"];
@@ -97,6 +98,21 @@ pub fn node_from_row(row: &[Value]) -> Option<Node> {
         labels,
         properties,
     })
+}
+
+/// Maps engine errors: timeouts and permission/syntax problems are the caller's or the
+/// clock's, everything else is ours.
+pub(super) fn engine(e: grafeo::Error) -> StoreError {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let kind = match &e {
+        grafeo::Error::Query(_) if lower.contains("timeout") || lower.contains("timed out") => {
+            ErrorKind::Timeout
+        }
+        grafeo::Error::Query(_) => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    };
+    StoreError::new(kind, format!("graph engine: {text}"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod events;
 pub mod graph;
 mod graph_documents;
 mod graph_values;
+mod graph_wal;
 pub mod vectors;
 
 use crate::store::StoreError;
@@ -23,4 +24,11 @@ fn fs_err(e: std::io::Error) -> StoreError {
         crate::store::ErrorKind::Unavailable,
         format!("data directory: {e}"),
     )
+}
+
+/// Makes renames and new names in `dir` durable.
+fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fs_err)
 }

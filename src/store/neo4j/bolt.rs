@@ -116,20 +116,27 @@ impl CypherTx for BoltTx<'_> {
         let q = query(statement, self.tenant, params)?;
         if columns.is_empty() {
             self.txn.run(q).await.map_err(bolt_err)?;
-            return Ok(Vec::new());
+            return Ok(Rows::default());
         }
         let mut stream = self.txn.execute(q).await.map_err(bolt_err)?;
         let mut rows = Vec::new();
         while let Some(row) = stream.next(self.txn.handle()).await.map_err(bolt_err)? {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| row.get::<Value>(c).unwrap_or(Value::Null))
-                    .collect(),
-            );
+            rows.push(values(&row, columns)?);
         }
-        Ok(rows)
+        Rows::new(columns, rows)
     }
+}
+
+/// `row`'s values of `columns`, in that order; a missing column is an error (ours).
+pub(super) fn values(row: &neo4rs::Row, columns: &[&str]) -> StoreResult<Vec<Value>> {
+    columns
+        .iter()
+        .map(|c| {
+            row.get::<Value>(c).map_err(|e| {
+                StoreError::internal(format!("a graph result has no usable column {c:?}: {e}"))
+            })
+        })
+        .collect()
 }
 
 impl BoltTx<'_> {

@@ -33,7 +33,7 @@ use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
-use crate::store::graph_exec::{self as shared, Rows, list, node_from_row};
+use crate::store::graph_exec::{self as shared, Rows, list, node_from};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
 
@@ -113,14 +113,9 @@ impl Neo4jGraphStore {
                 let mut stream = self.graph.execute_read(q).await.map_err(bolt_err)?;
                 let mut rows = Vec::new();
                 while let Some(row) = stream.next().await.map_err(bolt_err)? {
-                    rows.push(
-                        columns
-                            .iter()
-                            .map(|c| row.get::<Value>(c).unwrap_or(Value::Null))
-                            .collect(),
-                    );
+                    rows.push(bolt::values(&row, columns)?);
                 }
-                Ok(rows)
+                Rows::new(columns, rows)
             })
             .await
     }
@@ -148,9 +143,11 @@ impl GraphStore for Neo4jGraphStore {
                 vec![("id", id.into())],
             )
             .await?;
-        rows.first()
-            .and_then(|r| node_from_row(r))
-            .ok_or_else(|| shared::missing(id))
+        match rows.first() {
+            Some(row) => node_from(&row)?,
+            None => None,
+        }
+        .ok_or_else(|| shared::missing(id))
     }
 
     async fn find_nodes(&self, tenant: &Tenant, find: FindNodes) -> StoreResult<Vec<Node>> {
@@ -168,7 +165,11 @@ impl GraphStore for Neo4jGraphStore {
         let rows = self
             .read("find_nodes", tenant, &statement, &NODE_COLUMNS, keys)
             .await?;
-        Ok(rows.iter().filter_map(|r| node_from_row(r)).collect())
+        let nodes: Vec<Option<Node>> = rows
+            .iter()
+            .map(|r| node_from(&r))
+            .collect::<StoreResult<_>>()?;
+        Ok(nodes.into_iter().flatten().collect())
     }
 
     async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
@@ -309,7 +310,7 @@ impl GraphStore for Neo4jGraphStore {
                 vec![("ids", list(ids))],
             )
             .await?;
-        Ok(shared::entities(rows))
+        shared::entities(&rows)
     }
 
     async fn chunk_mentions(
@@ -326,7 +327,7 @@ impl GraphStore for Neo4jGraphStore {
                 vec![("ids", list(chunks))],
             )
             .await?;
-        Ok(shared::mentions(rows))
+        shared::mentions(&rows)
     }
 
     async fn entity_mentions(
@@ -344,7 +345,7 @@ impl GraphStore for Neo4jGraphStore {
                 vec![("ids", list(entities))],
             )
             .await?;
-        Ok(shared::mentions(rows))
+        shared::mentions(&rows)
     }
 
     async fn related_entities(
@@ -362,7 +363,7 @@ impl GraphStore for Neo4jGraphStore {
                 vec![("ids", list(entities))],
             )
             .await?;
-        Ok(shared::related(rows))
+        shared::related(&rows)
     }
 
     async fn ping(&self) -> StoreResult<()> {

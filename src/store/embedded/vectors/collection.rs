@@ -17,7 +17,7 @@ use qdrant_edge::{
 
 use super::super::fs_err;
 pub(super) use super::super::lock;
-use super::engine::{deduplicate, engine_wal_files, flush, trim_engine_wal};
+use super::engine::{deduplicate, engine, engine_wal_files, flush, trim_engine_wal};
 use super::oplog::{LogOp, OpLog};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionSpec, Filter, PointId, Record};
@@ -78,10 +78,6 @@ impl std::ops::Deref for ShardRef<'_> {
             .as_ref()
             .unwrap_or_else(|| unreachable!("checked in Collection::shard"))
     }
-}
-
-pub(super) fn engine(e: impl std::fmt::Display) -> StoreError {
-    StoreError::internal(format!("vector engine: {e}"))
 }
 
 pub(super) fn collection_dir(root: &Path, tenant: &Tenant, name: &str) -> PathBuf {

@@ -10,9 +10,13 @@ use qdrant_edge::{
 };
 
 use super::super::fs_err;
-use super::collection::engine;
 use crate::store::qdrant_mapping as map;
 use crate::store::{StoreError, StoreResult};
+
+/// An engine failure: ours, never the caller's.
+pub(super) fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::internal(format!("vector engine: {e}"))
+}
 
 thread_local! {
     static IN_FLUSH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -32,9 +32,8 @@ mod logop;
 mod oplog;
 
 pub use collection::Tuning;
-use collection::{
-    Collection, Key, collection_dir, create_on_disk, engine, load_all, lock, retrieve_owned,
-};
+use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock, retrieve_owned};
+use engine::engine;
 use oplog::LogOp;
 
 struct Inner {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::super::{fs_err, lock};
+use super::super::{fs_err, lock, sync_dir};
 pub(super) use super::logop::LogOp;
 use super::logop::get_u64;
 use crate::store::{ErrorKind, StoreError, StoreResult};
@@ -289,10 +289,6 @@ fn create_segment(dir: &Path, first_seq: u64, prepared: File) -> StoreResult<Fil
     std::fs::rename(dir.join(NEXT), dir.join(format!("{first_seq:020}.log"))).map_err(fs_err)?;
     sync_dir(dir)?;
     Ok(prepared)
-}
-
-fn sync_dir(dir: &Path) -> StoreResult<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(fs_err)
 }
 
 /// The body of the next record, or `None` at the end or at a torn or corrupt record.
