@@ -19,10 +19,10 @@ use ragbrain::app::Application;
 use ragbrain::config::Settings;
 use ragbrain::domain::principal::{Principal, Scope, Tenant};
 use ragbrain::domain::vector::PointId;
-use ragbrain::services::graphs::{self, FindRequest, NodeRequest};
-use ragbrain::services::ingest::{self, IngestRequest};
-use ragbrain::services::vectors::{self, PointInput, SearchRequest, UpsertRequest};
-use ragbrain::state::AppState;
+use ragbrain::http::state::AppState;
+use ragbrain::services::graphs::{FindRequest, NodeRequest};
+use ragbrain::services::ingest::IngestRequest;
+use ragbrain::services::vectors::{PointInput, SearchRequest, UpsertRequest};
 use serde_json::{Map, Value, json};
 
 const DIM: usize = 384;
@@ -97,20 +97,21 @@ fn points(rng: &mut Rng, first: u64, n: u64) -> Vec<PointInput> {
 async fn preload(state: &AppState, n_points: u64, entities: u64, docs: u64) {
     let who = principal();
     let mut rng = Rng(7);
-    vectors::create_collection(
-        state,
-        &who,
-        "load",
-        serde_json::from_value(json!({"dim": DIM})).unwrap(),
-    )
-    .await
-    .unwrap();
+    state
+        .vectors
+        .create_collection(
+            &who,
+            "load",
+            serde_json::from_value(json!({"dim": DIM})).unwrap(),
+        )
+        .await
+        .unwrap();
     for first in (0..n_points).step_by(1000) {
         let req = UpsertRequest {
             collection: Some("load".into()),
             points: points(&mut rng, first, 1000.min(n_points - first)),
         };
-        vectors::upsert(state, &who, req).await.unwrap();
+        state.vectors.upsert(&who, req).await.unwrap();
     }
     for i in 0..entities {
         let props: Map<String, Value> = json!({"name": format!("entity-{i}")})
@@ -122,7 +123,7 @@ async fn preload(state: &AppState, n_points: u64, entities: u64, docs: u64) {
             labels: vec!["LoadEntity".into()],
             properties: props.into_iter().collect(),
         };
-        graphs::upsert_node(state, &who, req).await.unwrap();
+        state.graphs.upsert_node(&who, req).await.unwrap();
     }
     common::ingest_all(state, &who, docs as usize, |d| document(d as u64)).await;
 }
@@ -134,7 +135,7 @@ async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entit
                 json!({"collection": "load", "vector": rng.vector(), "limit": 10}),
             )
             .unwrap();
-            vectors::search(state, who, req).await.unwrap();
+            state.vectors.search(who, req).await.unwrap();
         }
         "find" => {
             let req: FindRequest = serde_json::from_value(json!({
@@ -143,7 +144,7 @@ async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entit
                 "limit": 10
             }))
             .unwrap();
-            graphs::find_nodes(state, who, req).await.unwrap();
+            state.graphs.find_nodes(who, req).await.unwrap();
         }
         "ingest" => {
             let req = IngestRequest {
@@ -152,7 +153,7 @@ async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entit
                 metadata: Map::new(),
                 collection: None,
             };
-            ingest::ingest(state, who, req).await.unwrap();
+            state.ingest.ingest(who, req).await.unwrap();
         }
         "upsert" => {
             let first = rng.next() >> 1;
@@ -160,7 +161,7 @@ async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entit
                 collection: Some("load".into()),
                 points: points(rng, first, 10),
             };
-            vectors::upsert(state, who, req).await.unwrap();
+            state.vectors.upsert(who, req).await.unwrap();
         }
         _ => {
             let req = NodeRequest {
@@ -168,7 +169,7 @@ async fn one(state: &AppState, who: &Principal, rng: &mut Rng, kind: &str, entit
                 labels: vec!["LoadNode".into()],
                 properties: Default::default(),
             };
-            graphs::upsert_node(state, who, req).await.unwrap();
+            state.graphs.upsert_node(who, req).await.unwrap();
         }
     }
 }

@@ -11,9 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ragbrain::app::Application;
 use ragbrain::config::Settings;
 use ragbrain::domain::principal::{Principal, Scope, Tenant};
-use ragbrain::services::hybrid::{self, HybridRequest};
+use ragbrain::http::state::AppState;
+use ragbrain::services::hybrid::HybridRequest;
 use ragbrain::services::ingest::chunk::{ChunkSpec, chunk};
-use ragbrain::state::AppState;
 
 const PARAGRAPHS_PER_DOC: usize = 10;
 const PEOPLE: usize = 2_000;
@@ -106,10 +106,9 @@ fn bench(c: &mut Criterion) {
         let state = app.state().clone();
         runtime_spawn(app);
         let rate = ingest_corpus(&state, docs).await;
-        let tenant = principal().tenant;
         let chunks = state
             .vectors
-            .collection_info(&tenant, "documents")
+            .collection_info(&principal(), "documents")
             .await
             .unwrap()
             .points_count;
@@ -123,7 +122,7 @@ fn bench(c: &mut Criterion) {
         let mut latencies = Vec::new();
         for i in 0..if full { 500 } else { 20 } {
             let started = Instant::now();
-            hybrid::search(&state, &who, request(i)).await.unwrap();
+            state.hybrid.search(&who, request(i)).await.unwrap();
             latencies.push(started.elapsed());
         }
         latencies.sort();
@@ -141,7 +140,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             runtime
-                .block_on(hybrid::search(&state, &who, request(i)))
+                .block_on(state.hybrid.search(&who, request(i)))
                 .unwrap()
         })
     });

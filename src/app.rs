@@ -10,10 +10,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::http::state::AppState;
 use crate::llm::ChatClient;
 use crate::services::auth::AuthService;
+use crate::services::generate::GenerateService;
+use crate::services::graphs::GraphService;
+use crate::services::health::HealthService;
+use crate::services::hybrid::HybridService;
+use crate::services::ingest::{IngestParts, IngestService};
+use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
-use crate::state::AppState;
+use crate::services::vectors::VectorService;
+use crate::store::{GraphStore, VectorStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +46,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    closing: Closing,
     port: u16,
     bootstrap_key: Option<String>,
 }
@@ -49,9 +58,17 @@ fn store_err(store: &'static str) -> impl Fn(crate::store::StoreError) -> StartE
     }
 }
 
-/// Opens every store, the embedder and the LLM client chosen by configuration, and
-/// bootstraps the first admin key; shared by `serve` and `worker`.
-async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), StartError> {
+/// The stores that must be closed (flushed and released) at shutdown.
+#[derive(Clone)]
+struct Closing {
+    vectors: Arc<dyn VectorStore>,
+    graph: Arc<dyn GraphStore>,
+}
+
+/// Opens every store, the embedder and the LLM client chosen by configuration, builds
+/// each service once, and bootstraps the first admin key; shared by `serve` and
+/// `worker`.
+async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<String>), StartError> {
     let data_dir = settings.server.data_dir.clone();
     let dir_err = |source| StartError::DataDir {
         path: data_dir.display().to_string(),
@@ -89,42 +106,72 @@ async fn open_state(settings: Settings) -> Result<(AppState, Option<String>), St
             message: e.to_string(),
         })?;
     let rate_limits = RateLimits::new(&settings.rate_limit).map(Arc::new);
+    let settings = Arc::new(settings);
+    let vectors = VectorService::new(settings.clone(), stores.vectors.clone(), embedder.clone());
+    let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());
+    let ingest = IngestService::new(
+        IngestParts {
+            settings: settings.clone(),
+            vectors: stores.vectors.clone(),
+            graph: stores.graph.clone(),
+            events: stores.events.clone(),
+            embedder,
+            metrics: metrics.clone(),
+        },
+        vectors.clone(),
+    );
     let state = AppState {
-        settings: Arc::new(settings),
-        vectors: stores.vectors,
-        graph: stores.graph,
-        auth_store: stores.auth,
         auth: Arc::new(auth),
-        events: stores.events,
-        search_cache: stores.search_cache,
-        breakers: stores.breakers,
-        embedder,
-        llm,
+        graphs: GraphService::new(settings.clone(), stores.graph.clone()),
+        generate: GenerateService::new(settings.clone(), llm, hybrid.clone()),
+        health: HealthService {
+            vectors: stores.vectors.clone(),
+            graph: stores.graph.clone(),
+            auth_store: stores.auth,
+            events: stores.events.clone(),
+            search_cache: stores.search_cache,
+            breakers: stores.breakers,
+        },
+        scrape: MetricsService {
+            metrics: metrics.clone(),
+            events: stores.events,
+            vectors: stores.vectors.clone(),
+        },
+        settings,
+        vectors,
+        hybrid,
+        ingest,
         metrics,
         rate_limits,
     };
-    Ok((state, bootstrap_key))
+    let closing = Closing {
+        vectors: stores.vectors,
+        graph: stores.graph,
+    };
+    Ok((state, closing, bootstrap_key))
 }
 
-/// Flushes and releases the stores; called once, last.
-async fn close_stores(state: &AppState) {
-    if let Err(e) = state.vectors.close().await {
-        tracing::error!(error = %e, "closing the vector store");
-    }
-    if let Err(e) = state.graph.close().await {
-        tracing::error!(error = %e, "closing the graph store");
+impl Closing {
+    /// Flushes and releases the stores; called once, last.
+    async fn close(&self) {
+        if let Err(e) = self.vectors.close().await {
+            tracing::error!(error = %e, "closing the vector store");
+        }
+        if let Err(e) = self.graph.close().await {
+            tracing::error!(error = %e, "closing the graph store");
+        }
     }
 }
 
 /// `ragbrain worker`: the ingest worker alone, until SIGINT/SIGTERM.
 pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
-    let (state, _) = open_state(settings).await?;
+    let (state, closing, _) = open_state(settings).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(crate::services::ingest::worker::run(state.clone(), stop_rx));
+    let worker = tokio::spawn(crate::services::ingest::worker::run(state.ingest, stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    close_stores(&state).await;
+    closing.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -132,7 +179,7 @@ pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let (state, bootstrap_key) = open_state(settings).await?;
+        let (state, closing, bootstrap_key) = open_state(settings).await?;
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -146,6 +193,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            closing,
             port,
             bootstrap_key,
         })
@@ -176,10 +224,12 @@ impl Application {
         let state = self.state.clone();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker =
-            state.settings.ingest.worker.then(|| {
-                tokio::spawn(crate::services::ingest::worker::run(state.clone(), stop_rx))
-            });
+        let worker = state.settings.ingest.worker.then(|| {
+            tokio::spawn(crate::services::ingest::worker::run(
+                state.ingest.clone(),
+                stop_rx,
+            ))
+        });
         let server = &state.settings.server;
         let limits = crate::http::serve::ConnectionLimits {
             header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
@@ -188,7 +238,7 @@ impl Application {
         };
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let graph = state.graph.clone();
+        let graph = self.closing.graph.clone();
         let serve = crate::http::serve::serve(self.listener, router, limits, async move {
             shutdown.await;
             graph.interrupt_queries();
@@ -216,7 +266,7 @@ impl Application {
         if let Some(worker) = worker {
             let _ = tokio::time::timeout(grace, worker).await;
         }
-        close_stores(&state).await;
+        self.closing.close().await;
         tracing::info!("stopped");
         result
     }

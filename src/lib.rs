@@ -2,30 +2,34 @@
 //! over HTTP from one binary.
 //!
 //! # Layout
-//! - [`app`]: start-up and graceful shutdown (`Application::build` → `run_until_stopped`).
-//! - [`config`]: typed settings from compiled-in defaults, a file and the environment.
-//! - [`http`]: the router, middleware, extractors and one handler module per resource.
-//! - [`services`]: validation and business logic behind the handlers, HTTP-free:
-//!   ingest (and its worker), hybrid retrieval, generation, vectors, graphs, auth.
-//! - [`embed`]: the `Embedder` trait, the built-in static model, the OpenAI client.
+//! Top down; each layer imports only those below it (`tests/api/layering.rs` checks).
+//! - [`app`]: start-up and graceful shutdown (`Application::build` → `run_until_stopped`);
+//!   builds each service once.
+//! - [`http`]: the router, middleware, extractors, one handler module per resource, the
+//!   `AppState` of service handles, and `ApiError` with its problem+json rendering.
+//! - [`services`]: validation and business logic behind the handlers, transport-free,
+//!   each a handle holding only what it uses: vectors, graphs, ingest (and its worker),
+//!   hybrid retrieval, generation, health, metrics, auth; `ServiceError`.
 //! - [`llm`]: the OpenAI-compatible chat client generation uses.
+//! - [`embed`]: the `Embedder` trait, the built-in static model, the OpenAI client.
 //! - [`store`]: storage traits, the shared Cypher, the Qdrant type mapping, and the
 //!   in-process defaults under [`store::embedded`] (vectors, graph, event log, keys).
-//! - [`domain`]: principals, tenants, vector and graph types shared by all layers.
-//! - [`error`]: the API error enum and its problem+json rendering.
-//! - [`state`]: the `AppState` handlers receive.
-//! - [`telemetry`]: log set-up.
 //! - [`metrics`]: the Prometheus registry and instruments behind `GET /metrics`.
+//! - [`telemetry`]: log set-up.
+//! - [`config`]: typed settings from compiled-in defaults, a file and the environment.
+//! - [`context`]: the request being served (correlation id, principal, quota decision),
+//!   readable by every layer.
+//! - [`domain`]: principals, tenants, quota classes, vector and graph types shared by
+//!   all layers.
 
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod domain;
 pub mod embed;
-pub mod error;
 pub mod http;
 pub mod llm;
 pub mod metrics;
 pub mod services;
-pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use ragbrain::domain::principal::Principal;
-use ragbrain::services::ingest::{self, BatchRequest, IngestRequest};
-use ragbrain::state::AppState;
+use ragbrain::http::state::AppState;
+use ragbrain::services::ingest::{BatchRequest, IngestRequest};
 
 /// Ingests documents `doc0..doc<docs>` (text from `text`) through the batch API, 100 at
 /// a time, and returns once the worker has processed every one.
@@ -23,11 +23,13 @@ pub async fn ingest_all(
                 collection: None,
             })
             .collect();
-        ingest::ingest_batch(state, who, BatchRequest { events })
+        state
+            .ingest
+            .ingest_batch(who, BatchRequest { events })
             .await
             .unwrap();
     }
-    while state.events.pending().await.unwrap() > 0 {
+    while state.ingest.pending().await.unwrap() > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

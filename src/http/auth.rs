@@ -1,20 +1,20 @@
 //! `/auth/*` handlers: token issue for an API key, refresh-token rotation, logout, and API
 //! key management for admins.
 
-use crate::http::openapi::{BodyErrors, PathErrors, TokenErrors};
+use crate::http::problems::{BodyErrors, PathErrors, TokenErrors};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::http::extract::{Admin, AppJson, BearerToken};
 use crate::http::ratelimit::CredentialCheck;
+use crate::http::state::AppState;
 use crate::services::auth::{
     CreateKeyRequest, CreatedKey, KeyView, RefreshRequest, TokenRequest, TokenResponse,
 };
-use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

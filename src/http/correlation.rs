@@ -2,7 +2,7 @@
 //! well-formed, else a new UUIDv7), the request deadline, and the single access-log line
 //! that also records the error cause, so every error is logged exactly once.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -11,39 +11,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::{ApiError, ErrorCause};
-use crate::services::ratelimit::Decision;
+use crate::context::{self, RequestContext};
+use crate::http::error::{ApiError, ErrorCause};
 
 pub const HEADER: &str = "x-correlation-id";
-
-/// What the request learns as it runs, read by the access log at the end.
-#[derive(Debug, Default)]
-pub struct RequestContext {
-    pub correlation_id: String,
-    /// (subject, tenant) once authentication succeeded.
-    pub principal: OnceLock<(String, String)>,
-    /// The rate-limit decision that let the request through, for the response headers.
-    pub rate_limit: OnceLock<Decision>,
-}
-
-tokio::task_local! {
-    static CONTEXT: Arc<RequestContext>;
-}
-
-/// The correlation id of the request being served, if any.
-pub fn current() -> Option<String> {
-    CONTEXT.try_with(|c| c.correlation_id.clone()).ok()
-}
-
-/// Records the quota state of an allowed request, for the `RateLimit-*` headers.
-pub fn record_rate_limit(decision: Decision) {
-    let _ = CONTEXT.try_with(|c| c.rate_limit.set(decision));
-}
-
-/// Records who the request acts for, for the access log.
-pub fn record_principal(subject: &str, tenant: &str) {
-    let _ = CONTEXT.try_with(|c| c.principal.set((subject.to_owned(), tenant.to_owned())));
-}
 
 fn well_formed(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -118,9 +89,8 @@ pub async fn middleware(req: Request, next: Next) -> Response {
     });
     let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation_id);
 
-    let mut response = CONTEXT
-        .scope(context.clone(), next.run(req).instrument(span.clone()))
-        .await;
+    let mut response =
+        context::scope(context.clone(), next.run(req).instrument(span.clone())).await;
 
     let status = response.status();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -144,7 +114,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
     if let Some(decision) = context.rate_limit.get()
         && !response.headers().contains_key("ratelimit-limit")
     {
-        crate::http::ratelimit::write_headers(response.headers_mut(), decision);
+        crate::http::error::write_rate_limit_headers(response.headers_mut(), decision);
     }
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert(HEADER, value);

@@ -1,12 +1,14 @@
-//! The API's one error type and its RFC 9457 `application/problem+json` rendering. Each
-//! variant maps to exactly one status; 5xx details are logged (once, by the access-log
+//! The HTTP edge's one error type and its RFC 9457 `application/problem+json` rendering. Each
+//! variant maps to exactly one status, and every service and store error maps to one
+//! variant; 5xx details are logged (once, by the access-log
 //! middleware) and never sent to the client.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::services::ratelimit::Decision;
+use crate::domain::quota::Decision;
+use crate::services::error::ServiceError;
 use crate::store::{ErrorKind, StoreError};
 
 /// `Retry-After` for a 503 when nothing more precise is known (seconds).
@@ -145,6 +147,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => ApiError::Unprocessable(m),
+            ServiceError::BadRequest(m) => ApiError::BadRequest(m),
+            ServiceError::Unauthorized(m) => ApiError::Unauthorized(m),
+            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::NotConfigured(m) => ApiError::NotImplemented(m),
+            ServiceError::Internal(m) => ApiError::Internal(m),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -153,7 +171,7 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.public_detail(),
-            correlation_id: crate::http::correlation::current(),
+            correlation_id: crate::context::current(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -163,7 +181,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if let ApiError::RateLimited(decision) = &self {
-            crate::http::ratelimit::write_headers(headers, decision);
+            write_rate_limit_headers(headers, decision);
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -178,5 +196,21 @@ impl IntoResponse for ApiError {
             .extensions_mut()
             .insert(ErrorCause(self.to_string()));
         response
+    }
+}
+
+/// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and, when the
+/// request was refused, `Retry-After`.
+pub fn write_rate_limit_headers(headers: &mut HeaderMap, d: &Decision) {
+    let pairs = [
+        ("ratelimit-limit", u64::from(d.limit)),
+        ("ratelimit-remaining", u64::from(d.remaining)),
+        ("ratelimit-reset", d.reset_secs),
+    ];
+    for (name, value) in pairs {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    if let Some(wait) = d.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
     }
 }

@@ -10,10 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::principal::{Principal, Scope};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::ratelimit;
+use crate::http::state::AppState;
 use crate::services::auth::ANONYMOUS;
-use crate::state::AppState;
 
 /// `Json` with problem+json rejections: 400 bad syntax, 413 too large, 415 wrong content
 /// type, 422 wrong shape.
@@ -82,7 +82,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
             ApiError::Unauthorized("credentials required: a bearer token or X-API-Key".into())
         })?,
     };
-    crate::http::correlation::record_principal(&principal.subject, principal.tenant.as_str());
+    crate::context::record_principal(&principal.subject, principal.tenant.as_str());
     Ok(principal)
 }
 

@@ -1,6 +1,6 @@
 //! `/graphs/*` handlers: nodes, relationships, neighbours and read-only Cypher.
 
-use crate::http::openapi::{BodyErrors, PathErrors};
+use crate::http::problems::{BodyErrors, PathErrors};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -8,13 +8,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::graph::{CypherResult, Node, Written};
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::http::extract::{AppJson, Reader, Writer};
+use crate::http::state::AppState;
 use crate::services::graphs::{
-    self as svc, FindRequest, FindResponse, NeighborsRequest, NeighborsResponse, NodeRequest,
-    QueryRequest, RelationshipRequest,
+    FindRequest, FindResponse, NeighborsRequest, NeighborsResponse, NodeRequest, QueryRequest,
+    RelationshipRequest,
 };
-use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,7 +42,7 @@ async fn upsert_node(
     Writer(who): Writer,
     AppJson(req): AppJson<NodeRequest>,
 ) -> Result<(StatusCode, AppJson<Node>)> {
-    let (node, written) = svc::upsert_node(&state, &who, req).await?;
+    let (node, written) = state.graphs.upsert_node(&who, req).await?;
     Ok((status(written), AppJson(node)))
 }
 
@@ -54,7 +54,7 @@ async fn get_node(
     Reader(who): Reader,
     Path(id): Path<String>,
 ) -> Result<AppJson<Node>> {
-    Ok(AppJson(svc::get_node(&state, &who, &id).await?))
+    Ok(AppJson(state.graphs.get_node(&who, &id).await?))
 }
 
 #[utoipa::path(post, path = "/graphs/node/find", tag = "graphs", request_body = FindRequest,
@@ -65,7 +65,7 @@ async fn find_nodes(
     Reader(who): Reader,
     AppJson(req): AppJson<FindRequest>,
 ) -> Result<AppJson<FindResponse>> {
-    Ok(AppJson(svc::find_nodes(&state, &who, req).await?))
+    Ok(AppJson(state.graphs.find_nodes(&who, req).await?))
 }
 
 #[utoipa::path(delete, path = "/graphs/node/{id}", tag = "graphs", params(("id" = String, Path, description = "Node id")),
@@ -76,7 +76,7 @@ async fn delete_node(
     Writer(who): Writer,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    svc::delete_node(&state, &who, &id).await?;
+    state.graphs.delete_node(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -96,7 +96,7 @@ async fn upsert_relationship(
     Writer(who): Writer,
     AppJson(req): AppJson<RelationshipRequest>,
 ) -> Result<(StatusCode, AppJson<RelationshipWritten>)> {
-    let written = svc::upsert_relationship(&state, &who, req).await?;
+    let written = state.graphs.upsert_relationship(&who, req).await?;
     let label = match written {
         Written::Created => "created",
         Written::Updated => "updated",
@@ -116,7 +116,7 @@ async fn neighbors(
     Reader(who): Reader,
     AppJson(req): AppJson<NeighborsRequest>,
 ) -> Result<AppJson<NeighborsResponse>> {
-    Ok(AppJson(svc::neighbors(&state, &who, req).await?))
+    Ok(AppJson(state.graphs.neighbors(&who, req).await?))
 }
 
 #[utoipa::path(post, path = "/graphs/query", tag = "graphs", request_body = QueryRequest,
@@ -128,5 +128,5 @@ async fn query(
     Reader(who): Reader,
     AppJson(req): AppJson<QueryRequest>,
 ) -> Result<AppJson<CypherResult>> {
-    Ok(AppJson(svc::query(&state, &who, req).await?))
+    Ok(AppJson(state.graphs.query(&who, req).await?))
 }

@@ -10,8 +10,7 @@ use utoipa_axum::routes;
 use crate::services::health::Readiness;
 use serde_json::{Value, json};
 
-use crate::services::health::readiness;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,7 +29,7 @@ async fn live() -> Json<Value> {
     responses((status = 200, description = "Every backend answers", body = Readiness),
         (status = 503, description = "A backend is down; per-check body", body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let r = readiness(&state).await;
+    let r = state.health.readiness().await;
     let code = if r.ready() {
         StatusCode::OK
     } else {
@@ -43,7 +42,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     responses((status = 200, description = "Status, checks and version"),
         (status = 503, description = "A backend is down")))]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let r = readiness(&state).await;
+    let r = state.health.readiness().await;
     let code = if r.ready() {
         StatusCode::OK
     } else {

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use crate::http::openapi::{BodyErrors, GenerateErrors};
+use crate::http::problems::{BodyErrors, GenerateErrors};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +11,12 @@ use futures_util::StreamExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::http::extract::{AppJson, Reader};
+use crate::http::state::AppState;
 use crate::llm::Delta;
 use crate::services::generate::{self, GenerateRequest, Generated};
-use crate::services::hybrid::{self, HybridRequest, HybridResponse};
-use crate::state::AppState;
+use crate::services::hybrid::{HybridRequest, HybridResponse};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,7 +33,7 @@ async fn search(
     Reader(who): Reader,
     AppJson(req): AppJson<HybridRequest>,
 ) -> Result<AppJson<HybridResponse>> {
-    Ok(AppJson(hybrid::search(&state, &who, req).await?))
+    Ok(AppJson(state.hybrid.search(&who, req).await?))
 }
 
 #[utoipa::path(post, path = "/hybrid/generate", tag = "hybrid", request_body = GenerateRequest,
@@ -48,7 +48,7 @@ async fn generate(
     Reader(who): Reader,
     AppJson(req): AppJson<GenerateRequest>,
 ) -> Result<Response> {
-    match generate::generate(&state, &who, req).await? {
+    match state.generate.generate(&who, req).await? {
         Generated::Whole(answer) => Ok(AppJson(answer).into_response()),
         Generated::Stream { citations, deltas } => {
             let first = Event::default()

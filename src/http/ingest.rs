@@ -1,16 +1,16 @@
 //! `/ingest*` handlers: accept events (202 once durable), report and delete documents.
 
-use crate::http::openapi::{BodyErrors, PathErrors};
+use crate::http::problems::{BodyErrors, PathErrors};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::ingest::IngestStatus;
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::http::extract::{AppJson, Reader, Writer};
-use crate::services::ingest::{self as svc, Accepted, BatchAccepted, BatchRequest, IngestRequest};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::services::ingest::{Accepted, BatchAccepted, BatchRequest, IngestRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,7 +27,7 @@ async fn ingest(
     Writer(who): Writer,
     AppJson(req): AppJson<IngestRequest>,
 ) -> Result<(StatusCode, AppJson<Accepted>)> {
-    let accepted = svc::ingest(&state, &who, req).await?;
+    let accepted = state.ingest.ingest(&who, req).await?;
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
@@ -40,7 +40,7 @@ async fn ingest_batch(
     Writer(who): Writer,
     AppJson(req): AppJson<BatchRequest>,
 ) -> Result<(StatusCode, AppJson<BatchAccepted>)> {
-    let accepted = svc::ingest_batch(&state, &who, req).await?;
+    let accepted = state.ingest.ingest_batch(&who, req).await?;
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
@@ -53,7 +53,7 @@ async fn status(
     Reader(who): Reader,
     Path(id): Path<String>,
 ) -> Result<AppJson<IngestStatus>> {
-    Ok(AppJson(svc::status(&state, &who, &id).await?))
+    Ok(AppJson(state.ingest.status(&who, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/ingest/{id}", tag = "ingest", params(("id" = String, Path, description = "Document id")),
@@ -65,6 +65,6 @@ async fn delete(
     Writer(who): Writer,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, AppJson<Accepted>)> {
-    let accepted = svc::delete(&state, &who, &id).await?;
+    let accepted = state.ingest.delete(&who, &id).await?;
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }

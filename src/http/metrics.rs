@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(scrape))
@@ -48,7 +48,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     responses((status = 200, description = "Prometheus text exposition format",
         content_type = "text/plain; version=0.0.4")))]
 async fn scrape(State(state): State<AppState>) -> Response {
-    let body = crate::services::metrics::scrape(&state).await;
+    let body = state.scrape.scrape().await;
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod correlation;
+pub mod error;
 pub mod extract;
 pub mod graphs;
 pub mod health;
@@ -14,9 +15,11 @@ pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod problems;
 pub mod ratelimit;
 pub mod security;
 pub mod serve;
+pub mod state;
 pub mod vectors;
 
 use std::time::Duration;
@@ -28,8 +31,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;

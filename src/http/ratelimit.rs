@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, header};
 
-use crate::error::ApiError;
-use crate::services::ratelimit::{Class, Decision};
-use crate::state::AppState;
+use crate::domain::quota::Class;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// The class of a matched route; unmatched and unknown routes count as reads.
 pub fn classify(method: &Method, route: &str) -> Class {
@@ -65,7 +65,7 @@ pub fn enforce(state: &AppState, class: Class, key: &str) -> Result<(), ApiError
             .inc();
         return Err(ApiError::RateLimited(decision));
     }
-    crate::http::correlation::record_rate_limit(decision);
+    crate::context::record_rate_limit(decision);
     Ok(())
 }
 
@@ -103,22 +103,6 @@ impl FromRequestParts<AppState> for CredentialCheck {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         enforce_credential_check(parts, state).map(|()| CredentialCheck)
-    }
-}
-
-/// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and, when the
-/// request was refused, `Retry-After`.
-pub fn write_headers(headers: &mut HeaderMap, d: &Decision) {
-    let pairs = [
-        ("ratelimit-limit", u64::from(d.limit)),
-        ("ratelimit-remaining", u64::from(d.remaining)),
-        ("ratelimit-reset", d.reset_secs),
-    ];
-    for (name, value) in pairs {
-        headers.insert(name, HeaderValue::from(value));
-    }
-    if let Some(wait) = d.retry_after_secs {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
     }
 }
 

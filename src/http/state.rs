@@ -1,32 +1,32 @@
-//! `AppState`: the stores, services and settings every handler can reach; cheap to clone.
+//! `AppState`: what the handlers reach, cheap to clone. Each handler takes the one
+//! service it calls; the stores themselves stay behind the services.
 
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::embed::Embedder;
-use crate::llm::ChatClient;
 use crate::metrics::Metrics;
 use crate::services::auth::AuthService;
+use crate::services::generate::GenerateService;
+use crate::services::graphs::GraphService;
+use crate::services::health::HealthService;
+use crate::services::hybrid::HybridService;
+use crate::services::ingest::IngestService;
+use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
-use crate::store::cache::SearchCache;
-use crate::store::resilient::Resilience;
-use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
+use crate::services::vectors::VectorService;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub vectors: Arc<dyn VectorStore>,
-    pub graph: Arc<dyn GraphStore>,
-    pub auth_store: Arc<dyn AuthStore>,
     pub auth: Arc<AuthService>,
-    pub events: Arc<dyn EventLog>,
-    /// The search-result cache, when on (already wrapped around `vectors`).
-    pub search_cache: Option<Arc<dyn SearchCache>>,
-    /// The circuit breakers of the production backends in use (none when embedded).
-    pub breakers: Vec<Arc<Resilience>>,
-    pub embedder: Arc<dyn Embedder>,
-    /// The chat model for generation; `None` when not configured (501).
-    pub llm: Option<Arc<ChatClient>>,
+    pub vectors: VectorService,
+    pub graphs: GraphService,
+    pub ingest: IngestService,
+    pub hybrid: HybridService,
+    pub generate: GenerateService,
+    pub health: HealthService,
+    pub scrape: MetricsService,
+    /// The registry the metrics middleware records into.
     pub metrics: Arc<Metrics>,
     /// Per-class request quotas; `None` when rate limiting is disabled.
     pub rate_limits: Option<Arc<RateLimits>>,

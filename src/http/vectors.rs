@@ -5,14 +5,14 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::domain::vector::{CollectionInfo, PointId};
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::http::extract::{Admin, AppJson, Reader, Writer};
-use crate::http::openapi::{BodyErrors, ConflictErrors, PathErrors};
+use crate::http::problems::{BodyErrors, ConflictErrors, PathErrors};
+use crate::http::state::AppState;
 use crate::services::vectors::{
     self as svc, CreateCollection, DeleteRequest, DeleteResponse, SearchRequest, SearchResponse,
     UpsertRequest, UpsertResponse,
 };
-use crate::state::AppState;
 use crate::store::Created;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,8 +38,8 @@ async fn create_collection(
     Path(name): Path<String>,
     AppJson(req): AppJson<CreateCollection>,
 ) -> Result<(StatusCode, AppJson<CollectionInfo>)> {
-    let created = svc::create_collection(&state, &who, &name, req).await?;
-    let info = svc::collection_info(&state, &who, &name).await?;
+    let created = state.vectors.create_collection(&who, &name, req).await?;
+    let info = state.vectors.collection_info(&who, &name).await?;
     let status = match created {
         Created::New => StatusCode::CREATED,
         Created::Existing => StatusCode::OK,
@@ -56,7 +56,7 @@ async fn collection_info(
     Reader(who): Reader,
     Path(name): Path<String>,
 ) -> Result<AppJson<CollectionInfo>> {
-    Ok(AppJson(svc::collection_info(&state, &who, &name).await?))
+    Ok(AppJson(state.vectors.collection_info(&who, &name).await?))
 }
 
 #[utoipa::path(delete, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
@@ -67,7 +67,7 @@ async fn drop_collection(
     Admin(who): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    svc::drop_collection(&state, &who, &name).await?;
+    state.vectors.drop_collection(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -79,7 +79,7 @@ async fn upsert(
     Writer(who): Writer,
     AppJson(req): AppJson<UpsertRequest>,
 ) -> Result<AppJson<UpsertResponse>> {
-    Ok(AppJson(svc::upsert(&state, &who, req).await?))
+    Ok(AppJson(state.vectors.upsert(&who, req).await?))
 }
 
 #[utoipa::path(post, path = "/vectors/search", tag = "vectors", request_body = SearchRequest,
@@ -90,7 +90,7 @@ async fn search(
     Reader(who): Reader,
     AppJson(req): AppJson<SearchRequest>,
 ) -> Result<AppJson<SearchResponse>> {
-    Ok(AppJson(svc::search(&state, &who, req).await?))
+    Ok(AppJson(state.vectors.search(&who, req).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -109,7 +109,10 @@ async fn retrieve(
     AppJson(req): AppJson<RetrieveRequest>,
 ) -> Result<AppJson<svc::RetrieveResponse>> {
     Ok(AppJson(
-        svc::retrieve(&state, &who, req.collection, req.ids).await?,
+        state
+            .vectors
+            .retrieve(&who, req.collection, req.ids)
+            .await?,
     ))
 }
 
@@ -121,5 +124,5 @@ async fn delete(
     Writer(who): Writer,
     AppJson(req): AppJson<DeleteRequest>,
 ) -> Result<AppJson<DeleteResponse>> {
-    Ok(AppJson(svc::delete(&state, &who, req).await?))
+    Ok(AppJson(state.vectors.delete(&who, req).await?))
 }

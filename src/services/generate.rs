@@ -2,15 +2,17 @@
 //! numbers each passage, and the configured OpenAI-compatible chat model answers,
 //! citing passages as `[n]`. Without a configured model this is a 501.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::Settings;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{Filter, PointId};
-use crate::error::{ApiError, Result};
 use crate::llm::{ChatClient, DeltaStream, Message};
-use crate::services::hybrid::{self, Fusion, HybridRequest};
-use crate::state::AppState;
+use crate::services::error::{Result, ServiceError};
+use crate::services::hybrid::{self, Fusion, HybridRequest, HybridService};
 
 const SYSTEM_PROMPT: &str = "You answer questions using only the numbered context passages \
 given with the question. Cite the passages you use as [n]. If the passages do not contain \
@@ -64,63 +66,85 @@ pub enum Generated {
     },
 }
 
-fn client(state: &AppState) -> Result<&ChatClient> {
-    state.llm.as_deref().ok_or_else(|| {
-        ApiError::NotImplemented(
-            "generation needs an LLM: set llm.base_url and llm.model (an OpenAI-compatible \
-             chat endpoint)"
-                .into(),
-        )
-    })
+/// Answers from the chat model, grounded in hybrid search results.
+#[derive(Clone)]
+pub struct GenerateService {
+    settings: Arc<Settings>,
+    /// `None` when no chat model is configured (501).
+    llm: Option<Arc<ChatClient>>,
+    hybrid: HybridService,
 }
 
-pub async fn generate(
-    state: &AppState,
-    who: &Principal,
-    req: GenerateRequest,
-) -> Result<Generated> {
-    let llm = client(state)?;
-    let settings = &state.settings.llm;
-    let limit = req.limit.unwrap_or(settings.max_context_chunks);
-    crate::services::bounded("limit", limit, 1, settings.max_context_chunks)?;
-    let retrieved = hybrid::search(
-        state,
-        who,
-        HybridRequest {
-            query: Some(req.query.clone()),
-            vector: None,
-            collection: req.collection,
-            limit,
-            filter: req.filter,
-            hops: req.hops,
-            fusion: req.fusion,
-            mmr: None,
-            with_payload: true,
-        },
-    )
-    .await?;
-    let (context, citations) = context(&retrieved.hits, settings.max_context_chars);
-    let messages = [
-        Message {
-            role: "system",
-            content: SYSTEM_PROMPT.to_owned(),
-        },
-        Message {
-            role: "user",
-            content: format!("Context:\n{context}\nQuestion: {}", req.query),
-        },
-    ];
-    if req.stream {
-        let deltas = llm.stream(&messages).await?;
-        return Ok(Generated::Stream { citations, deltas });
+impl GenerateService {
+    pub fn new(
+        settings: Arc<Settings>,
+        llm: Option<Arc<ChatClient>>,
+        hybrid: HybridService,
+    ) -> Self {
+        Self {
+            settings,
+            llm,
+            hybrid,
+        }
     }
-    let answer = llm.complete(&messages).await?;
-    Ok(Generated::Whole(GenerateResponse {
-        answer: answer.text,
-        model: answer.model,
-        finish_reason: answer.finish_reason,
-        citations,
-    }))
+}
+
+impl GenerateService {
+    fn client(&self) -> Result<&ChatClient> {
+        self.llm.as_deref().ok_or_else(|| {
+            ServiceError::NotConfigured(
+                "generation needs an LLM: set llm.base_url and llm.model (an OpenAI-compatible \
+                 chat endpoint)"
+                    .into(),
+            )
+        })
+    }
+
+    pub async fn generate(&self, who: &Principal, req: GenerateRequest) -> Result<Generated> {
+        let llm = self.client()?;
+        let settings = &self.settings.llm;
+        let limit = req.limit.unwrap_or(settings.max_context_chunks);
+        crate::services::bounded("limit", limit, 1, settings.max_context_chunks)?;
+        let retrieved = self
+            .hybrid
+            .search(
+                who,
+                HybridRequest {
+                    query: Some(req.query.clone()),
+                    vector: None,
+                    collection: req.collection,
+                    limit,
+                    filter: req.filter,
+                    hops: req.hops,
+                    fusion: req.fusion,
+                    mmr: None,
+                    with_payload: true,
+                },
+            )
+            .await?;
+        let (context, citations) = context(&retrieved.hits, settings.max_context_chars);
+        let messages = [
+            Message {
+                role: "system",
+                content: SYSTEM_PROMPT.to_owned(),
+            },
+            Message {
+                role: "user",
+                content: format!("Context:\n{context}\nQuestion: {}", req.query),
+            },
+        ];
+        if req.stream {
+            let deltas = llm.stream(&messages).await?;
+            return Ok(Generated::Stream { citations, deltas });
+        }
+        let answer = llm.complete(&messages).await?;
+        Ok(Generated::Whole(GenerateResponse {
+            answer: answer.text,
+            model: answer.model,
+            finish_reason: answer.finish_reason,
+            citations,
+        }))
+    }
 }
 
 /// Numbered passages, whole ones only, until the character budget is spent.

@@ -4,16 +4,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Limits;
+use std::sync::Arc;
+
+use crate::config::{Limits, Settings};
 use crate::domain::graph::{
     CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node,
     NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
 };
 use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
-use crate::error::{ApiError, Result};
+use crate::services::error::{Result, ServiceError};
 use crate::services::{bounded, bounded_json};
-use crate::state::AppState;
+use crate::store::GraphStore;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +100,7 @@ pub struct QueryRequest {
 fn check_id(id: &str, limits: &Limits) -> Result<()> {
     bounded("node id length in bytes", id.len(), 1, limits.max_id_len)?;
     if !crate::domain::is_displayable_id(id) {
-        return Err(ApiError::Unprocessable(
+        return Err(ServiceError::Invalid(
             "node id must not contain control or bidirectional-text characters".into(),
         ));
     }
@@ -109,7 +111,7 @@ fn check_identifier(kind: &str, name: &str) -> Result<()> {
     if is_valid_identifier(name) {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!(
+        Err(ServiceError::Invalid(format!(
             "{kind} {name:?} must match ^[A-Za-z][A-Za-z0-9_]{{0,63}}$"
         )))
     }
@@ -126,7 +128,7 @@ fn is_scalar(v: &Value) -> bool {
 fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
     for (key, value) in props {
         if key.is_empty() || key == ID_PROPERTY || key == TENANT_PROPERTY {
-            return Err(ApiError::Unprocessable(format!(
+            return Err(ServiceError::Invalid(format!(
                 "property key {key:?} is reserved or empty"
             )));
         }
@@ -135,7 +137,7 @@ fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
             v => is_scalar(v),
         };
         if !ok {
-            return Err(ApiError::Unprocessable(format!(
+            return Err(ServiceError::Invalid(format!(
                 "property {key:?} must be a string, number, boolean or an array of them"
             )));
         }
@@ -148,127 +150,135 @@ fn check_page(limit: usize, offset: usize, max_limit: usize, max_offset: usize) 
     bounded("offset", offset, 0, max_offset)
 }
 
-pub async fn upsert_node(
-    state: &AppState,
-    who: &Principal,
-    req: NodeRequest,
-) -> Result<(Node, Written)> {
-    let limits = &state.settings.limits;
-    check_id(&req.id, limits)?;
-    bounded("number of labels", req.labels.len(), 0, limits.max_labels)?;
-    for label in &req.labels {
-        check_identifier("label", label)?;
+/// Nodes, relationships, traversal and client Cypher: validation against the limits,
+/// then the graph store.
+#[derive(Clone)]
+pub struct GraphService {
+    settings: Arc<Settings>,
+    graph: Arc<dyn GraphStore>,
+}
+
+impl GraphService {
+    pub fn new(settings: Arc<Settings>, graph: Arc<dyn GraphStore>) -> Self {
+        Self { settings, graph }
     }
-    check_properties(&req.properties, limits)?;
-    let node = NodeUpsert {
-        id: req.id,
-        labels: req.labels,
-        properties: req.properties,
-    };
-    Ok(state.graph.upsert_node(&who.tenant, node).await?)
 }
 
-pub async fn get_node(state: &AppState, who: &Principal, id: &str) -> Result<Node> {
-    check_id(id, &state.settings.limits)?;
-    Ok(state.graph.get_node(&who.tenant, id).await?)
-}
-
-pub async fn find_nodes(
-    state: &AppState,
-    who: &Principal,
-    req: FindRequest,
-) -> Result<FindResponse> {
-    let limits = &state.settings.limits;
-    check_identifier("label", &req.label)?;
-    check_page(
-        req.limit,
-        req.offset,
-        limits.max_find_limit,
-        limits.max_find_offset,
-    )?;
-    check_properties(&req.properties, limits)?;
-    let find = FindNodes {
-        label: req.label,
-        equals: req.properties,
-        limit: req.limit,
-        offset: req.offset,
-    };
-    let nodes = state.graph.find_nodes(&who.tenant, find).await?;
-    let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
-    Ok(FindResponse { nodes, next_offset })
-}
-
-pub async fn delete_node(state: &AppState, who: &Principal, id: &str) -> Result<()> {
-    check_id(id, &state.settings.limits)?;
-    Ok(state.graph.delete_node(&who.tenant, id).await?)
-}
-
-pub async fn upsert_relationship(
-    state: &AppState,
-    who: &Principal,
-    req: RelationshipRequest,
-) -> Result<Written> {
-    let limits = &state.settings.limits;
-    check_id(&req.from, limits)?;
-    check_id(&req.to, limits)?;
-    check_identifier("relationship type", &req.rel_type)?;
-    check_properties(&req.properties, limits)?;
-    let rel = RelationshipUpsert {
-        from: req.from,
-        to: req.to,
-        rel_type: req.rel_type,
-        properties: req.properties,
-    };
-    Ok(state.graph.upsert_relationship(&who.tenant, rel).await?)
-}
-
-pub async fn neighbors(
-    state: &AppState,
-    who: &Principal,
-    req: NeighborsRequest,
-) -> Result<NeighborsResponse> {
-    let limits = &state.settings.limits;
-    check_id(&req.id, limits)?;
-    bounded("hops", req.hops.into(), 1, limits.max_graph_hops.into())?;
-    check_page(req.limit, 0, limits.max_neighbors_limit, 0)?;
-    bounded("number of types", req.types.len(), 0, limits.max_labels)?;
-    for t in &req.types {
-        check_identifier("relationship type", t)?;
+impl GraphService {
+    pub async fn upsert_node(&self, who: &Principal, req: NodeRequest) -> Result<(Node, Written)> {
+        let limits = &self.settings.limits;
+        check_id(&req.id, limits)?;
+        bounded("number of labels", req.labels.len(), 0, limits.max_labels)?;
+        for label in &req.labels {
+            check_identifier("label", label)?;
+        }
+        check_properties(&req.properties, limits)?;
+        let node = NodeUpsert {
+            id: req.id,
+            labels: req.labels,
+            properties: req.properties,
+        };
+        Ok(self.graph.upsert_node(&who.tenant, node).await?)
     }
-    let query = NeighborQuery {
-        id: req.id,
-        hops: req.hops,
-        direction: req.direction,
-        types: req.types,
-        limit: req.limit,
-    };
-    let neighbors = state.graph.neighbors(&who.tenant, query).await?;
-    Ok(NeighborsResponse { neighbors })
-}
 
-pub async fn query(state: &AppState, who: &Principal, req: QueryRequest) -> Result<CypherResult> {
-    let limits = &state.settings.limits;
-    let text = if req.query.trim().is_empty() {
-        0
-    } else {
-        req.query.len()
-    };
-    bounded("query length in bytes", text, 1, limits.max_query_bytes)?;
-    if req.params.contains_key(TENANT_PROPERTY) {
-        return Err(ApiError::Unprocessable(
-            "parameter $tenant is set by the server to the caller's tenant".into(),
-        ));
+    pub async fn get_node(&self, who: &Principal, id: &str) -> Result<Node> {
+        check_id(id, &self.settings.limits)?;
+        Ok(self.graph.get_node(&who.tenant, id).await?)
     }
-    bounded_json("params", &req.params, limits.max_properties_bytes)?;
-    let max_rows = req.limit.unwrap_or(limits.max_query_rows);
-    bounded("limit", max_rows, 1, limits.max_query_rows)?;
-    let query = CypherQuery {
-        query: req.query,
-        params: req.params,
-        max_rows,
-        max_list: limits.max_query_list,
-        max_hops: limits.max_graph_hops.into(),
-        max_result_bytes: limits.max_query_result_bytes,
-    };
-    Ok(state.graph.query(&who.tenant, query).await?)
+
+    pub async fn find_nodes(&self, who: &Principal, req: FindRequest) -> Result<FindResponse> {
+        let limits = &self.settings.limits;
+        check_identifier("label", &req.label)?;
+        check_page(
+            req.limit,
+            req.offset,
+            limits.max_find_limit,
+            limits.max_find_offset,
+        )?;
+        check_properties(&req.properties, limits)?;
+        let find = FindNodes {
+            label: req.label,
+            equals: req.properties,
+            limit: req.limit,
+            offset: req.offset,
+        };
+        let nodes = self.graph.find_nodes(&who.tenant, find).await?;
+        let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
+        Ok(FindResponse { nodes, next_offset })
+    }
+
+    pub async fn delete_node(&self, who: &Principal, id: &str) -> Result<()> {
+        check_id(id, &self.settings.limits)?;
+        Ok(self.graph.delete_node(&who.tenant, id).await?)
+    }
+
+    pub async fn upsert_relationship(
+        &self,
+        who: &Principal,
+        req: RelationshipRequest,
+    ) -> Result<Written> {
+        let limits = &self.settings.limits;
+        check_id(&req.from, limits)?;
+        check_id(&req.to, limits)?;
+        check_identifier("relationship type", &req.rel_type)?;
+        check_properties(&req.properties, limits)?;
+        let rel = RelationshipUpsert {
+            from: req.from,
+            to: req.to,
+            rel_type: req.rel_type,
+            properties: req.properties,
+        };
+        Ok(self.graph.upsert_relationship(&who.tenant, rel).await?)
+    }
+
+    pub async fn neighbors(
+        &self,
+        who: &Principal,
+        req: NeighborsRequest,
+    ) -> Result<NeighborsResponse> {
+        let limits = &self.settings.limits;
+        check_id(&req.id, limits)?;
+        bounded("hops", req.hops.into(), 1, limits.max_graph_hops.into())?;
+        check_page(req.limit, 0, limits.max_neighbors_limit, 0)?;
+        bounded("number of types", req.types.len(), 0, limits.max_labels)?;
+        for t in &req.types {
+            check_identifier("relationship type", t)?;
+        }
+        let query = NeighborQuery {
+            id: req.id,
+            hops: req.hops,
+            direction: req.direction,
+            types: req.types,
+            limit: req.limit,
+        };
+        let neighbors = self.graph.neighbors(&who.tenant, query).await?;
+        Ok(NeighborsResponse { neighbors })
+    }
+
+    pub async fn query(&self, who: &Principal, req: QueryRequest) -> Result<CypherResult> {
+        let limits = &self.settings.limits;
+        let text = if req.query.trim().is_empty() {
+            0
+        } else {
+            req.query.len()
+        };
+        bounded("query length in bytes", text, 1, limits.max_query_bytes)?;
+        if req.params.contains_key(TENANT_PROPERTY) {
+            return Err(ServiceError::Invalid(
+                "parameter $tenant is set by the server to the caller's tenant".into(),
+            ));
+        }
+        bounded_json("params", &req.params, limits.max_properties_bytes)?;
+        let max_rows = req.limit.unwrap_or(limits.max_query_rows);
+        bounded("limit", max_rows, 1, limits.max_query_rows)?;
+        let query = CypherQuery {
+            query: req.query,
+            params: req.params,
+            max_rows,
+            max_list: limits.max_query_list,
+            max_hops: limits.max_graph_hops.into(),
+            max_result_bytes: limits.max_query_result_bytes,
+        };
+        Ok(self.graph.query(&who.tenant, query).await?)
+    }
 }

@@ -1,12 +1,15 @@
 //! Readiness: one check per configured backend, run concurrently.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::state::AppState;
+use crate::store::cache::SearchCache;
 use crate::store::resilient::BreakerState;
+use crate::store::resilient::Resilience;
+use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 use crate::store::{ErrorKind, StoreError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -57,42 +60,57 @@ fn class(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub async fn readiness(state: &AppState) -> Readiness {
-    let cache = async {
-        match &state.search_cache {
-            Some(cache) => Some(check("search_cache", cache.ping()).await),
-            None => None,
-        }
-    };
-    let (vectors, graph, auth, events, cache) = tokio::join!(
-        check("vectors", state.vectors.ping()),
-        check("graph", state.graph.ping()),
-        check("auth", state.auth_store.ping()),
-        check("events", state.events.ping()),
-        cache,
-    );
-    let mut checks = BTreeMap::from([
-        ("vectors".to_owned(), vectors),
-        ("graph".to_owned(), graph),
-        ("auth".to_owned(), auth),
-        ("events".to_owned(), events),
-    ]);
-    if let Some(cache) = cache {
-        checks.insert("search_cache".into(), cache);
-    }
-    // Checked after the pings, so a probe that just closed a breaker counts.
-    for breaker in &state.breakers {
-        let state = breaker.state();
-        let verdict = match state {
-            BreakerState::Open => format!("error: circuit breaker {}", state.as_str()),
-            _ => "ok".to_owned(),
+/// Readiness: every store pinged, every circuit breaker read.
+#[derive(Clone)]
+pub struct HealthService {
+    pub vectors: Arc<dyn VectorStore>,
+    pub graph: Arc<dyn GraphStore>,
+    pub auth_store: Arc<dyn AuthStore>,
+    pub events: Arc<dyn EventLog>,
+    /// The search-result cache, when on.
+    pub search_cache: Option<Arc<dyn SearchCache>>,
+    /// The circuit breakers of the production backends in use (none when embedded).
+    pub breakers: Vec<Arc<Resilience>>,
+}
+
+impl HealthService {
+    pub async fn readiness(&self) -> Readiness {
+        let cache = async {
+            match &self.search_cache {
+                Some(cache) => Some(check("search_cache", cache.ping()).await),
+                None => None,
+            }
         };
-        checks.insert(format!("breaker:{}", breaker.backend()), verdict);
+        let (vectors, graph, auth, events, cache) = tokio::join!(
+            check("vectors", self.vectors.ping()),
+            check("graph", self.graph.ping()),
+            check("auth", self.auth_store.ping()),
+            check("events", self.events.ping()),
+            cache,
+        );
+        let mut checks = BTreeMap::from([
+            ("vectors".to_owned(), vectors),
+            ("graph".to_owned(), graph),
+            ("auth".to_owned(), auth),
+            ("events".to_owned(), events),
+        ]);
+        if let Some(cache) = cache {
+            checks.insert("search_cache".into(), cache);
+        }
+        // Checked after the pings, so a probe that just closed a breaker counts.
+        for breaker in &self.breakers {
+            let state = breaker.state();
+            let verdict = match state {
+                BreakerState::Open => format!("error: circuit breaker {}", state.as_str()),
+                _ => "ok".to_owned(),
+            };
+            checks.insert(format!("breaker:{}", breaker.backend()), verdict);
+        }
+        let status = if checks.values().all(|v| v == "ok") {
+            "ready"
+        } else {
+            "not_ready"
+        };
+        Readiness { status, checks }
     }
-    let status = if checks.values().all(|v| v == "ok") {
-        "ready"
-    } else {
-        "not_ready"
-    };
-    Readiness { status, checks }
 }

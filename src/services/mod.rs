@@ -2,6 +2,7 @@
 //! can call it directly: validation, limits and store calls for each capability.
 
 pub mod auth;
+pub mod error;
 pub mod generate;
 pub mod graphs;
 pub mod health;
@@ -13,7 +14,7 @@ pub mod vectors;
 
 use std::fmt::Display;
 
-use crate::error::{ApiError, Result};
+use crate::services::error::{Result, ServiceError};
 
 /// Counts bytes written to it, so an encoded size is known without keeping the encoding.
 struct ByteCount(usize);
@@ -46,7 +47,7 @@ pub(crate) fn bounded(what: impl Display, value: usize, min: usize, max: usize) 
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!(
+        Err(ServiceError::Invalid(format!(
             "{what} must be between {min} and {max}, got {value}"
         )))
     }

@@ -3,20 +3,21 @@
 //! these directly.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::Limits;
+use crate::config::{Limits, Settings};
 use crate::domain::principal::Principal;
 use crate::domain::vector::{
     CollectionInfo, CollectionSpec, ConditionKind, Distance, Filter, Point, PointId, Record,
     ScoredPoint, SearchQuery, TENANT_KEY,
 };
-use crate::error::{ApiError, Result};
+use crate::embed::Embedder;
+use crate::services::error::{Result, ServiceError};
 use crate::services::{bounded, bounded_json};
-use crate::state::AppState;
-use crate::store::Created;
+use crate::store::{Created, VectorStore};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,17 +98,238 @@ pub struct DeleteResponse {
     pub deleted: usize,
 }
 
-pub(crate) fn collection_name(state: &AppState, name: Option<String>) -> Result<String> {
-    let name = name.unwrap_or_else(|| state.settings.vectors.default_collection.clone());
-    check_collection_name(&name)?;
-    Ok(name)
+/// Collections and points: validation against the limits, then the vector store; text
+/// queries are embedded here.
+#[derive(Clone)]
+pub struct VectorService {
+    settings: Arc<Settings>,
+    vectors: Arc<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+}
+
+impl VectorService {
+    pub fn new(
+        settings: Arc<Settings>,
+        vectors: Arc<dyn VectorStore>,
+        embedder: Arc<dyn Embedder>,
+    ) -> Self {
+        Self {
+            settings,
+            vectors,
+            embedder,
+        }
+    }
+}
+
+impl VectorService {
+    pub(crate) fn collection_name(&self, name: Option<String>) -> Result<String> {
+        let name = name.unwrap_or_else(|| self.settings.vectors.default_collection.clone());
+        check_collection_name(&name)?;
+        Ok(name)
+    }
+
+    pub async fn create_collection(
+        &self,
+        who: &Principal,
+        name: &str,
+        req: CreateCollection,
+    ) -> Result<Created> {
+        check_collection_name(name)?;
+        let limits = &self.settings.limits;
+        bounded("dim", req.dim, 1, limits.max_vector_dim)?;
+        let spec = CollectionSpec {
+            dim: req.dim,
+            distance: req.distance,
+        };
+        Ok(self
+            .vectors
+            .create_collection(&who.tenant, name, spec)
+            .await?)
+    }
+
+    pub async fn collection_info(&self, who: &Principal, name: &str) -> Result<CollectionInfo> {
+        check_collection_name(name)?;
+        Ok(self.vectors.collection_info(&who.tenant, name).await?)
+    }
+
+    pub async fn drop_collection(&self, who: &Principal, name: &str) -> Result<()> {
+        check_collection_name(name)?;
+        Ok(self.vectors.drop_collection(&who.tenant, name).await?)
+    }
+
+    pub async fn upsert(&self, who: &Principal, req: UpsertRequest) -> Result<UpsertResponse> {
+        let limits = &self.settings.limits;
+        let collection = self.collection_name(req.collection)?;
+        bounded(
+            "number of points",
+            req.points.len(),
+            1,
+            limits.max_batch_points,
+        )?;
+        let mut points = Vec::with_capacity(req.points.len());
+        for p in req.points {
+            check_vector(
+                &p.vector,
+                limits,
+                format_args!("vector of point {:?}", p.id),
+            )?;
+            if p.payload.contains_key(TENANT_KEY) {
+                return Err(ServiceError::Invalid(
+                    "payload key \"tenant\" is reserved".into(),
+                ));
+            }
+            bounded_json(
+                format_args!("payload of point {:?}", p.id),
+                &p.payload,
+                limits.max_payload_bytes,
+            )?;
+            points.push(Point {
+                id: p.id,
+                vector: p.vector,
+                payload: p.payload,
+            });
+        }
+        let upserted = points.len();
+        self.vectors
+            .upsert(&who.tenant, &collection, points)
+            .await?;
+        Ok(UpsertResponse {
+            collection,
+            upserted,
+        })
+    }
+
+    pub async fn search(&self, who: &Principal, req: SearchRequest) -> Result<SearchResponse> {
+        let limits = &self.settings.limits;
+        let collection = self.collection_name(req.collection)?;
+        let vector = self.query_vector(req.vector, req.text).await?;
+        bounded("limit", req.limit, 1, limits.max_search_limit)?;
+        bounded("offset", req.offset, 0, limits.max_search_offset)?;
+        if req.score_threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(ServiceError::Invalid(
+                "score_threshold must be finite".into(),
+            ));
+        }
+        if let Some(filter) = &req.filter {
+            check_filter(filter, limits)?;
+        }
+        let query = SearchQuery {
+            vector,
+            limit: req.limit,
+            offset: req.offset,
+            score_threshold: req.score_threshold,
+            filter: req.filter,
+            ids: None,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+        };
+        let hits = self.search_or_empty(who, &collection, query).await?;
+        Ok(SearchResponse { hits })
+    }
+
+    /// Searches `collection`; the default collection reads as empty until the tenant's
+    /// first write creates it (a named collection that does not exist is a 404).
+    pub(crate) async fn search_or_empty(
+        &self,
+        who: &Principal,
+        collection: &str,
+        query: SearchQuery,
+    ) -> Result<Vec<ScoredPoint>> {
+        match self.vectors.search(&who.tenant, collection, query).await {
+            Err(e)
+                if e.kind == crate::store::ErrorKind::NotFound
+                    && collection == self.settings.vectors.default_collection =>
+            {
+                Ok(Vec::new())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The query vector: given, or embedded from `text`; exactly one of the two.
+    pub async fn query_vector(
+        &self,
+        vector: Option<Vec<f32>>,
+        text: Option<String>,
+    ) -> Result<Vec<f32>> {
+        let limits = &self.settings.limits;
+        match (vector, text) {
+            (Some(vector), None) => {
+                check_vector(&vector, limits, "vector")?;
+                Ok(vector)
+            }
+            (None, Some(text)) => {
+                bounded(
+                    "query text length in bytes",
+                    text.len(),
+                    1,
+                    limits.max_query_bytes,
+                )?;
+                if text.trim().is_empty() {
+                    return Err(ServiceError::Invalid("text must not be blank".into()));
+                }
+                Ok(crate::embed::embed_one(self.embedder.as_ref(), &text).await?)
+            }
+            _ => Err(ServiceError::Invalid(
+                "give exactly one of `vector` or `text`".into(),
+            )),
+        }
+    }
+
+    pub async fn delete(&self, who: &Principal, req: DeleteRequest) -> Result<DeleteResponse> {
+        let limits = &self.settings.limits;
+        let collection = self.collection_name(req.collection)?;
+        let deleted = match (req.ids, req.filter) {
+            (Some(ids), None) => {
+                bounded("number of ids", ids.len(), 1, limits.max_batch_points)?;
+                self.vectors
+                    .delete_ids(&who.tenant, &collection, ids)
+                    .await?
+            }
+            (None, Some(filter)) => {
+                check_filter(&filter, limits)?;
+                if filter == Filter::default() {
+                    return Err(ServiceError::Invalid(
+                        "an empty filter would delete everything; drop the collection instead"
+                            .into(),
+                    ));
+                }
+                self.vectors
+                    .delete_by_filter(&who.tenant, &collection, filter)
+                    .await?
+            }
+            _ => {
+                return Err(ServiceError::Invalid(
+                    "give exactly one of `ids` or `filter`".into(),
+                ));
+            }
+        };
+        Ok(DeleteResponse { deleted })
+    }
+
+    pub async fn retrieve(
+        &self,
+        who: &Principal,
+        collection: Option<String>,
+        ids: Vec<PointId>,
+    ) -> Result<RetrieveResponse> {
+        let collection = self.collection_name(collection)?;
+        bounded(
+            "number of ids",
+            ids.len(),
+            1,
+            self.settings.limits.max_batch_points,
+        )?;
+        let points = self.vectors.retrieve(&who.tenant, &collection, ids).await?;
+        Ok(RetrieveResponse { points })
+    }
 }
 
 pub fn check_collection_name(name: &str) -> Result<()> {
     if crate::domain::is_valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!(
+        Err(ServiceError::Invalid(format!(
             "collection name {name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
         )))
     }
@@ -121,7 +343,7 @@ fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<(
         limits.max_vector_dim,
     )?;
     if vector.iter().any(|v| !v.is_finite()) {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(ServiceError::Invalid(format!(
             "{what} contains a non-finite number"
         )));
     }
@@ -141,7 +363,7 @@ fn check_filter_level(
     count: &mut usize,
 ) -> Result<()> {
     if depth > limits.max_filter_depth {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(ServiceError::Invalid(format!(
             "filter nests deeper than {} levels",
             limits.max_filter_depth
         )));
@@ -154,12 +376,12 @@ fn check_filter_level(
     {
         *count += 1;
         if *count > limits.max_filter_conditions {
-            return Err(ApiError::Unprocessable(format!(
+            return Err(ServiceError::Invalid(format!(
                 "filter has more than {} conditions",
                 limits.max_filter_conditions
             )));
         }
-        let key = match condition.kind().map_err(ApiError::Unprocessable)? {
+        let key = match condition.kind().map_err(ServiceError::Invalid)? {
             ConditionKind::Nested(inner) => {
                 check_filter_level(&inner, limits, depth + 1, count)?;
                 continue;
@@ -169,7 +391,7 @@ fn check_filter_level(
             | ConditionKind::Range(key, _) => key,
         };
         if key == TENANT_KEY || key.starts_with("tenant.") || key.starts_with("tenant[") {
-            return Err(ApiError::Unprocessable(
+            return Err(ServiceError::Invalid(
                 "payload key \"tenant\" is reserved".into(),
             ));
         }
@@ -177,224 +399,7 @@ fn check_filter_level(
     Ok(())
 }
 
-pub async fn create_collection(
-    state: &AppState,
-    who: &Principal,
-    name: &str,
-    req: CreateCollection,
-) -> Result<Created> {
-    check_collection_name(name)?;
-    let limits = &state.settings.limits;
-    bounded("dim", req.dim, 1, limits.max_vector_dim)?;
-    let spec = CollectionSpec {
-        dim: req.dim,
-        distance: req.distance,
-    };
-    Ok(state
-        .vectors
-        .create_collection(&who.tenant, name, spec)
-        .await?)
-}
-
-pub async fn collection_info(
-    state: &AppState,
-    who: &Principal,
-    name: &str,
-) -> Result<CollectionInfo> {
-    check_collection_name(name)?;
-    Ok(state.vectors.collection_info(&who.tenant, name).await?)
-}
-
-pub async fn drop_collection(state: &AppState, who: &Principal, name: &str) -> Result<()> {
-    check_collection_name(name)?;
-    Ok(state.vectors.drop_collection(&who.tenant, name).await?)
-}
-
-pub async fn upsert(
-    state: &AppState,
-    who: &Principal,
-    req: UpsertRequest,
-) -> Result<UpsertResponse> {
-    let limits = &state.settings.limits;
-    let collection = collection_name(state, req.collection)?;
-    bounded(
-        "number of points",
-        req.points.len(),
-        1,
-        limits.max_batch_points,
-    )?;
-    let mut points = Vec::with_capacity(req.points.len());
-    for p in req.points {
-        check_vector(
-            &p.vector,
-            limits,
-            format_args!("vector of point {:?}", p.id),
-        )?;
-        if p.payload.contains_key(TENANT_KEY) {
-            return Err(ApiError::Unprocessable(
-                "payload key \"tenant\" is reserved".into(),
-            ));
-        }
-        bounded_json(
-            format_args!("payload of point {:?}", p.id),
-            &p.payload,
-            limits.max_payload_bytes,
-        )?;
-        points.push(Point {
-            id: p.id,
-            vector: p.vector,
-            payload: p.payload,
-        });
-    }
-    let upserted = points.len();
-    state
-        .vectors
-        .upsert(&who.tenant, &collection, points)
-        .await?;
-    Ok(UpsertResponse {
-        collection,
-        upserted,
-    })
-}
-
-pub async fn search(
-    state: &AppState,
-    who: &Principal,
-    req: SearchRequest,
-) -> Result<SearchResponse> {
-    let limits = &state.settings.limits;
-    let collection = collection_name(state, req.collection)?;
-    let vector = query_vector(state, req.vector, req.text).await?;
-    bounded("limit", req.limit, 1, limits.max_search_limit)?;
-    bounded("offset", req.offset, 0, limits.max_search_offset)?;
-    if req.score_threshold.is_some_and(|t| !t.is_finite()) {
-        return Err(ApiError::Unprocessable(
-            "score_threshold must be finite".into(),
-        ));
-    }
-    if let Some(filter) = &req.filter {
-        check_filter(filter, limits)?;
-    }
-    let query = SearchQuery {
-        vector,
-        limit: req.limit,
-        offset: req.offset,
-        score_threshold: req.score_threshold,
-        filter: req.filter,
-        ids: None,
-        with_payload: req.with_payload,
-        with_vector: req.with_vector,
-    };
-    let hits = search_or_empty(state, who, &collection, query).await?;
-    Ok(SearchResponse { hits })
-}
-
-/// Searches `collection`; the default collection reads as empty until the tenant's
-/// first write creates it (a named collection that does not exist is a 404).
-pub(crate) async fn search_or_empty(
-    state: &AppState,
-    who: &Principal,
-    collection: &str,
-    query: SearchQuery,
-) -> Result<Vec<ScoredPoint>> {
-    match state.vectors.search(&who.tenant, collection, query).await {
-        Err(e)
-            if e.kind == crate::store::ErrorKind::NotFound
-                && collection == state.settings.vectors.default_collection =>
-        {
-            Ok(Vec::new())
-        }
-        other => Ok(other?),
-    }
-}
-
-/// The query vector: given, or embedded from `text`; exactly one of the two.
-pub async fn query_vector(
-    state: &AppState,
-    vector: Option<Vec<f32>>,
-    text: Option<String>,
-) -> Result<Vec<f32>> {
-    let limits = &state.settings.limits;
-    match (vector, text) {
-        (Some(vector), None) => {
-            check_vector(&vector, limits, "vector")?;
-            Ok(vector)
-        }
-        (None, Some(text)) => {
-            bounded(
-                "query text length in bytes",
-                text.len(),
-                1,
-                limits.max_query_bytes,
-            )?;
-            if text.trim().is_empty() {
-                return Err(ApiError::Unprocessable("text must not be blank".into()));
-            }
-            Ok(crate::embed::embed_one(state.embedder.as_ref(), &text).await?)
-        }
-        _ => Err(ApiError::Unprocessable(
-            "give exactly one of `vector` or `text`".into(),
-        )),
-    }
-}
-
-pub async fn delete(
-    state: &AppState,
-    who: &Principal,
-    req: DeleteRequest,
-) -> Result<DeleteResponse> {
-    let limits = &state.settings.limits;
-    let collection = collection_name(state, req.collection)?;
-    let deleted = match (req.ids, req.filter) {
-        (Some(ids), None) => {
-            bounded("number of ids", ids.len(), 1, limits.max_batch_points)?;
-            state
-                .vectors
-                .delete_ids(&who.tenant, &collection, ids)
-                .await?
-        }
-        (None, Some(filter)) => {
-            check_filter(&filter, limits)?;
-            if filter == Filter::default() {
-                return Err(ApiError::Unprocessable(
-                    "an empty filter would delete everything; drop the collection instead".into(),
-                ));
-            }
-            state
-                .vectors
-                .delete_by_filter(&who.tenant, &collection, filter)
-                .await?
-        }
-        _ => {
-            return Err(ApiError::Unprocessable(
-                "give exactly one of `ids` or `filter`".into(),
-            ));
-        }
-    };
-    Ok(DeleteResponse { deleted })
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RetrieveResponse {
     pub points: Vec<Record>,
-}
-
-pub async fn retrieve(
-    state: &AppState,
-    who: &Principal,
-    collection: Option<String>,
-    ids: Vec<PointId>,
-) -> Result<RetrieveResponse> {
-    let collection = collection_name(state, collection)?;
-    bounded(
-        "number of ids",
-        ids.len(),
-        1,
-        state.settings.limits.max_batch_points,
-    )?;
-    let points = state
-        .vectors
-        .retrieve(&who.tenant, &collection, ids)
-        .await?;
-    Ok(RetrieveResponse { points })
 }

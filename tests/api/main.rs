@@ -24,6 +24,7 @@ mod health_and_errors;
 mod helpers;
 mod ingest;
 mod ingest_crash;
+mod layering;
 mod logs;
 mod metrics;
 mod openapi;

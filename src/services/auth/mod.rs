@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::config::AuthSettings;
 use crate::domain::principal::{Principal, Scope, Tenant};
 use crate::domain::unix_now;
-use crate::error::{ApiError, Result};
 use crate::metrics::Metrics;
+use crate::services::error::{Result, ServiceError};
 use crate::store::{ApiKeyRecord, AuthStore};
 
 const KEY_PREFIX: &str = "rbk";
@@ -112,8 +112,8 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn bad_credentials_message() -> ApiError {
-    ApiError::Unauthorized("invalid credentials".into())
+fn bad_credentials_message() -> ServiceError {
+    ServiceError::Unauthorized("invalid credentials".into())
 }
 
 /// Writes a file readable by its owner only.
@@ -164,7 +164,7 @@ impl AuthService {
             .inc();
     }
 
-    fn bad_credentials(&self) -> ApiError {
+    fn bad_credentials(&self) -> ServiceError {
         self.count_failure("invalid_api_key");
         bad_credentials_message()
     }
@@ -189,7 +189,7 @@ impl AuthService {
         let path = data_dir.join(BOOTSTRAP_FILE);
         let _ = std::fs::remove_file(&path);
         write_private(&path, &format!("{key}\n"))
-            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| ServiceError::Internal(format!("writing {}: {e}", path.display())))?;
         self.store.insert_key(record).await?;
         Ok(Some(key))
     }
@@ -228,13 +228,13 @@ impl AuthService {
 
     pub async fn issue_token(&self, req: TokenRequest) -> Result<TokenResponse> {
         if req.grant_type != "api_key" {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ServiceError::BadRequest(format!(
                 "unsupported grant_type {:?}; use \"api_key\"",
                 req.grant_type
             )));
         }
         let key = req.api_key.ok_or_else(|| {
-            ApiError::Unprocessable("api_key is required for grant_type api_key".into())
+            ServiceError::Invalid("api_key is required for grant_type api_key".into())
         })?;
         let principal = self.authenticate_key(key.expose_secret()).await?;
         self.login(principal).await
@@ -248,12 +248,12 @@ impl AuthService {
             Some(t) if t == who.tenant.as_str() => Ok(t),
             Some(t) if self.is_operator(who) => {
                 Tenant::parse(&t).map(|t| t.to_string()).ok_or_else(|| {
-                    ApiError::Unprocessable(format!(
+                    ServiceError::Invalid(format!(
                         "tenant {t:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
                     ))
                 })
             }
-            Some(_) => Err(ApiError::Forbidden(
+            Some(_) => Err(ServiceError::Forbidden(
                 "only operators may manage other tenants' keys".into(),
             )),
         }
@@ -266,12 +266,12 @@ impl AuthService {
     pub async fn create_key(&self, who: &Principal, req: CreateKeyRequest) -> Result<CreatedKey> {
         let name = req.name.trim().to_owned();
         if name.is_empty() || name.len() > 128 {
-            return Err(ApiError::Unprocessable(
+            return Err(ServiceError::Invalid(
                 "name must be 1 to 128 characters".into(),
             ));
         }
         if req.scopes.is_empty() {
-            return Err(ApiError::Unprocessable("scopes must not be empty".into()));
+            return Err(ServiceError::Invalid("scopes must not be empty".into()));
         }
         let tenant = self.target_tenant(who, req.tenant)?;
         let mut scopes = req.scopes;
@@ -294,7 +294,7 @@ impl AuthService {
     }
 
     pub async fn delete_key(&self, who: &Principal, id: &str) -> Result<()> {
-        let not_found = || ApiError::NotFound(format!("API key {id:?} does not exist"));
+        let not_found = || ServiceError::NotFound(format!("API key {id:?} does not exist"));
         let record = self.store.get_key(id).await?.ok_or_else(not_found)?;
         if record.tenant != who.tenant.as_str() && !self.is_operator(who) {
             return Err(not_found());
@@ -335,7 +335,7 @@ fn principal_of(record: &ApiKeyRecord) -> Result<Principal> {
     Ok(Principal {
         subject: record.id.clone(),
         tenant: Tenant::parse(&record.tenant)
-            .ok_or_else(|| ApiError::Internal("stored key has a bad tenant".into()))?,
+            .ok_or_else(|| ServiceError::Internal("stored key has a bad tenant".into()))?,
         scopes: record.scopes.clone(),
     })
 }

@@ -12,7 +12,7 @@ use super::{AuthService, TokenResponse, random_hex, same, sha256_hex, signing_se
 use crate::config::{AuthSettings, JwtAlgorithm};
 use crate::domain::principal::{Principal, Scope, Tenant};
 use crate::domain::unix_now;
-use crate::error::{ApiError, Result};
+use crate::services::error::{Result, ServiceError};
 use crate::store::RefreshRecord;
 
 const REFRESH_PREFIX: &str = "rbr";
@@ -130,9 +130,9 @@ fn scope_string(scopes: &[Scope]) -> String {
 }
 
 impl AuthService {
-    fn unauthorized(&self, reason: &str, message: &str) -> ApiError {
+    fn unauthorized(&self, reason: &str, message: &str) -> ServiceError {
         self.count_failure(reason);
-        ApiError::Unauthorized(message.into())
+        ServiceError::Unauthorized(message.into())
     }
 
     /// Access and refresh token for a principal that just proved who it is; a new login
@@ -144,7 +144,7 @@ impl AuthService {
 
     async fn mint(&self, principal: &Principal, family: &str) -> Result<TokenResponse> {
         let encoding = self.keys.encoding.as_ref().ok_or_else(|| {
-            ApiError::NotImplemented(
+            ServiceError::NotConfigured(
                 "tokens are issued by the identity provider (no jwt_private_key_file)".into(),
             )
         })?;
@@ -165,7 +165,7 @@ impl AuthService {
         };
         let access_token =
             jsonwebtoken::encode(&Header::new(self.keys.algorithm), &claims, encoding)
-                .map_err(|e| ApiError::Internal(format!("signing token: {e}")))?;
+                .map_err(|e| ServiceError::Internal(format!("signing token: {e}")))?;
         let id = random_hex(16);
         let refresh_token = format!("{REFRESH_PREFIX}_{id}_{}", random_hex(32));
         self.store

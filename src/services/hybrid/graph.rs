@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{GraphResult, Plan, UsedEntity};
+use super::{GraphResult, HybridService, Plan, UsedEntity};
 use crate::domain::ingest::entity_node_id;
 use crate::domain::principal::{Principal, Tenant};
 use crate::domain::vector::{PointId, ScoredPoint};
-use crate::error::Result;
+use crate::services::error::Result;
 use crate::services::ingest::entities;
-use crate::state::AppState;
 
 /// An entity reached by the expansion, by its best path.
 #[derive(Debug, Clone)]
@@ -24,159 +23,163 @@ struct Reached {
 
 type ReachedMap = BTreeMap<String, Reached>;
 
-/// Seeds, then up to `hops − 1` RELATED_TO hops, then the chunks mentioning any
-/// reached entity, each scored by its best path: seed weight × decay per hop ×
-/// normalised edge weight.
-pub(super) async fn expand(
-    state: &AppState,
-    who: &Principal,
-    plan: &Plan,
-    hits: &[ScoredPoint],
-) -> Result<GraphResult> {
-    let tenant = &who.tenant;
-    let mut reached = seeds(state, tenant, plan, hits).await?;
-    walk(state, tenant, plan.hops, &mut reached).await?;
-    let ranked = score_chunks(state, tenant, &reached).await?;
-    let entities = reached
-        .into_iter()
-        .map(|(id, r)| UsedEntity {
-            name: r.path.last().cloned().unwrap_or_default(),
-            id,
-            source: r.source,
-            depth: r.depth,
-        })
-        .collect();
-    Ok(GraphResult { ranked, entities })
-}
+impl HybridService {
+    /// Seeds, then up to `hops − 1` RELATED_TO hops, then the chunks mentioning any
+    /// reached entity, each scored by its best path: seed weight × decay per hop ×
+    /// normalised edge weight.
+    pub(super) async fn expand(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+        hits: &[ScoredPoint],
+    ) -> Result<GraphResult> {
+        let tenant = &who.tenant;
+        let mut reached = self.seeds(tenant, plan, hits).await?;
+        self.walk(tenant, plan.hops, &mut reached).await?;
+        let ranked = self.score_chunks(tenant, &reached).await?;
+        let entities = reached
+            .into_iter()
+            .map(|(id, r)| UsedEntity {
+                name: r.path.last().cloned().unwrap_or_default(),
+                id,
+                source: r.source,
+                depth: r.depth,
+            })
+            .collect();
+        Ok(GraphResult { ranked, entities })
+    }
 
-/// Entities the query names (weight 1) and those the top vector hits mention
-/// (0.5 / (1 + rank)), at most `hybrid.max_seed_entities`.
-async fn seeds(
-    state: &AppState,
-    tenant: &Tenant,
-    plan: &Plan,
-    hits: &[ScoredPoint],
-) -> Result<ReachedMap> {
-    let settings = &state.settings.hybrid;
-    let mut reached = ReachedMap::new();
-    if let Some(text) = &plan.query_text {
-        let keys = query_entity_ids(text, settings.max_seed_entities);
-        for e in state.graph.entities(tenant, keys).await? {
-            let seed = Reached {
-                score: 1.0,
-                path: vec![e.name],
-                source: "query",
+    /// Entities the query names (weight 1) and those the top vector hits mention
+    /// (0.5 / (1 + rank)), at most `hybrid.max_seed_entities`.
+    async fn seeds(
+        &self,
+        tenant: &Tenant,
+        plan: &Plan,
+        hits: &[ScoredPoint],
+    ) -> Result<ReachedMap> {
+        let settings = &self.settings.hybrid;
+        let mut reached = ReachedMap::new();
+        if let Some(text) = &plan.query_text {
+            let keys = query_entity_ids(text, settings.max_seed_entities);
+            for e in self.graph.entities(tenant, keys).await? {
+                let seed = Reached {
+                    score: 1.0,
+                    path: vec![e.name],
+                    source: "query",
+                    depth: 0,
+                };
+                reached.insert(e.id, seed);
+            }
+        }
+        let top: Vec<String> = hits
+            .iter()
+            .take(settings.seed_chunks)
+            .filter_map(|h| match h.id {
+                PointId::Uuid(u) => Some(u.to_string()),
+                PointId::Num(_) => None,
+            })
+            .collect();
+        if top.is_empty() {
+            return Ok(reached);
+        }
+        let rank: HashMap<String, usize> = top
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+        for m in self.graph.chunk_mentions(tenant, top).await? {
+            let weight = 0.5 / (1.0 + rank.get(&m.chunk).copied().unwrap_or(0) as f32);
+            if reached.len() >= settings.max_seed_entities && !reached.contains_key(&m.entity.id) {
+                continue;
+            }
+            let entry = reached.entry(m.entity.id).or_insert_with(|| Reached {
+                score: 0.0,
+                path: vec![m.entity.name],
+                source: "vector",
                 depth: 0,
-            };
-            reached.insert(e.id, seed);
+            });
+            entry.score = entry.score.max(weight);
         }
+        Ok(reached)
     }
-    let top: Vec<String> = hits
-        .iter()
-        .take(settings.seed_chunks)
-        .filter_map(|h| match h.id {
-            PointId::Uuid(u) => Some(u.to_string()),
-            PointId::Num(_) => None,
-        })
-        .collect();
-    if top.is_empty() {
-        return Ok(reached);
-    }
-    let rank: HashMap<String, usize> = top
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(i, id)| (id, i))
-        .collect();
-    for m in state.graph.chunk_mentions(tenant, top).await? {
-        let weight = 0.5 / (1.0 + rank.get(&m.chunk).copied().unwrap_or(0) as f32);
-        if reached.len() >= settings.max_seed_entities && !reached.contains_key(&m.entity.id) {
-            continue;
-        }
-        let entry = reached.entry(m.entity.id).or_insert_with(|| Reached {
-            score: 0.0,
-            path: vec![m.entity.name],
-            source: "vector",
-            depth: 0,
-        });
-        entry.score = entry.score.max(weight);
-    }
-    Ok(reached)
-}
 
-/// Breadth-first over `RELATED_TO`, keeping each entity's best-scoring path.
-async fn walk(state: &AppState, tenant: &Tenant, hops: u8, reached: &mut ReachedMap) -> Result<()> {
-    let settings = &state.settings.hybrid;
-    let mut frontier: Vec<String> = reached.keys().cloned().collect();
-    for depth in 1..hops {
-        if frontier.is_empty() {
-            break;
+    /// Breadth-first over `RELATED_TO`, keeping each entity's best-scoring path.
+    async fn walk(&self, tenant: &Tenant, hops: u8, reached: &mut ReachedMap) -> Result<()> {
+        let settings = &self.settings.hybrid;
+        let mut frontier: Vec<String> = reached.keys().cloned().collect();
+        for depth in 1..hops {
+            if frontier.is_empty() {
+                break;
+            }
+            let related = self
+                .graph
+                .related_entities(tenant, frontier, settings.max_graph_chunks)
+                .await?;
+            let max_w = related.iter().map(|r| r.weight).fold(1.0, f64::max);
+            let mut next = Vec::new();
+            for r in related {
+                let Some(parent) = reached.get(&r.from).cloned() else {
+                    continue;
+                };
+                let score = parent.score * settings.hop_decay * (r.weight / max_w) as f32;
+                if reached.get(&r.entity.id).is_some_and(|e| e.score >= score) {
+                    continue;
+                }
+                if !reached.contains_key(&r.entity.id) {
+                    next.push(r.entity.id.clone());
+                }
+                let mut path = parent.path;
+                path.push(r.entity.name);
+                let hop = Reached {
+                    score,
+                    path,
+                    source: "graph",
+                    depth,
+                };
+                reached.insert(r.entity.id, hop);
+            }
+            frontier = next;
         }
-        let related = state
-            .graph
-            .related_entities(tenant, frontier, settings.max_graph_chunks)
-            .await?;
-        let max_w = related.iter().map(|r| r.weight).fold(1.0, f64::max);
-        let mut next = Vec::new();
-        for r in related {
-            let Some(parent) = reached.get(&r.from).cloned() else {
+        Ok(())
+    }
+
+    /// Chunks mentioning any reached entity, best first; a chunk's score is the sum over
+    /// the entities it mentions, and its path is the best single one's.
+    async fn score_chunks(
+        &self,
+        tenant: &Tenant,
+        reached: &ReachedMap,
+    ) -> Result<Vec<(PointId, (f32, Vec<String>))>> {
+        if reached.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = reached.keys().cloned().collect();
+        let limit = self.settings.hybrid.max_graph_chunks;
+        let mentions = self.graph.entity_mentions(tenant, ids, limit).await?;
+        // chunk id → (summed score, best single score, path of the best entity)
+        let mut chunks: BTreeMap<String, (f32, f32, Vec<String>)> = BTreeMap::new();
+        for m in mentions {
+            let Some(r) = reached.get(&m.entity.id) else {
                 continue;
             };
-            let score = parent.score * settings.hop_decay * (r.weight / max_w) as f32;
-            if reached.get(&r.entity.id).is_some_and(|e| e.score >= score) {
-                continue;
+            let entry = chunks.entry(m.chunk).or_insert((0.0, 0.0, Vec::new()));
+            if r.score > entry.1 {
+                entry.1 = r.score;
+                entry.2 = r.path.clone();
             }
-            if !reached.contains_key(&r.entity.id) {
-                next.push(r.entity.id.clone());
-            }
-            let mut path = parent.path;
-            path.push(r.entity.name);
-            let hop = Reached {
-                score,
-                path,
-                source: "graph",
-                depth,
-            };
-            reached.insert(r.entity.id, hop);
+            entry.0 += r.score;
         }
-        frontier = next;
+        let mut ranked: Vec<(PointId, (f32, Vec<String>))> = chunks
+            .into_iter()
+            .filter_map(|(id, (score, _, path))| {
+                Some((PointId::Uuid(id.parse().ok()?), (score, path)))
+            })
+            .collect();
+        // Stable: ties keep chunk-id order, so results are deterministic.
+        ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+        Ok(ranked)
     }
-    Ok(())
-}
-
-/// Chunks mentioning any reached entity, best first; a chunk's score is the sum over
-/// the entities it mentions, and its path is the best single one's.
-async fn score_chunks(
-    state: &AppState,
-    tenant: &Tenant,
-    reached: &ReachedMap,
-) -> Result<Vec<(PointId, (f32, Vec<String>))>> {
-    if reached.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<String> = reached.keys().cloned().collect();
-    let limit = state.settings.hybrid.max_graph_chunks;
-    let mentions = state.graph.entity_mentions(tenant, ids, limit).await?;
-    // chunk id → (summed score, best single score, path of the best entity)
-    let mut chunks: BTreeMap<String, (f32, f32, Vec<String>)> = BTreeMap::new();
-    for m in mentions {
-        let Some(r) = reached.get(&m.entity.id) else {
-            continue;
-        };
-        let entry = chunks.entry(m.chunk).or_insert((0.0, 0.0, Vec::new()));
-        if r.score > entry.1 {
-            entry.1 = r.score;
-            entry.2 = r.path.clone();
-        }
-        entry.0 += r.score;
-    }
-    let mut ranked: Vec<(PointId, (f32, Vec<String>))> = chunks
-        .into_iter()
-        .filter_map(|(id, (score, _, path))| Some((PointId::Uuid(id.parse().ok()?), (score, path))))
-        .collect();
-    // Stable: ties keep chunk-id order, so results are deterministic.
-    ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
-    Ok(ranked)
 }
 
 /// Entity node ids the query might name: every 1–4 word window, normalised, plus the

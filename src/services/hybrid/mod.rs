@@ -3,16 +3,18 @@
 //! optional MMR for diversity. Every hit says where it came from.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::Settings;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{Filter, PointId, SearchQuery};
-use crate::error::{ApiError, Result};
 use crate::services::bounded;
-use crate::services::vectors::{check_filter, collection_name, query_vector, search_or_empty};
-use crate::state::AppState;
+use crate::services::error::{Result, ServiceError};
+use crate::services::vectors::{VectorService, check_filter};
+use crate::store::GraphStore;
 
 mod fusion;
 mod graph;
@@ -127,96 +129,123 @@ struct Plan {
     with_payload: bool,
 }
 
-async fn plan(state: &AppState, req: HybridRequest) -> Result<Plan> {
-    let limits = &state.settings.limits;
-    let collection = collection_name(state, req.collection)?;
-    bounded("limit", req.limit, 1, limits.max_search_limit)?;
-    bounded(
-        "hops",
-        usize::from(req.hops),
-        0,
-        usize::from(limits.max_graph_hops),
-    )?;
-    if let Some(filter) = &req.filter {
-        check_filter(filter, limits)?;
-    }
-    let fusion = req.fusion.unwrap_or(Fusion::Rrf { k: None });
-    match fusion {
-        Fusion::Weighted { alpha } if !(0.0..=1.0).contains(&alpha) => {
-            return Err(ApiError::Unprocessable(
-                "fusion.weighted.alpha must be between 0 and 1".into(),
-            ));
-        }
-        Fusion::Rrf { k: Some(0) } => {
-            return Err(ApiError::Unprocessable(
-                "fusion.rrf.k must be at least 1".into(),
-            ));
-        }
-        _ => {}
-    }
-    if req.mmr.is_some_and(|m| !(0.0..=1.0).contains(&m.lambda)) {
-        return Err(ApiError::Unprocessable(
-            "mmr.lambda must be between 0 and 1".into(),
-        ));
-    }
-    let vector = query_vector(state, req.vector, req.query.clone()).await?;
-    Ok(Plan {
-        collection,
-        vector,
-        query_text: req.query,
-        limit: req.limit,
-        filter: req.filter,
-        hops: req.hops,
-        fusion,
-        mmr: req.mmr,
-        with_payload: req.with_payload,
-    })
+/// Vector search fused with what the graph reaches from its hits and the query's
+/// entities.
+#[derive(Clone)]
+pub struct HybridService {
+    settings: Arc<Settings>,
+    graph: Arc<dyn GraphStore>,
+    vectors: VectorService,
 }
 
-pub async fn search(
-    state: &AppState,
-    who: &Principal,
-    req: HybridRequest,
-) -> Result<HybridResponse> {
-    let plan = plan(state, req).await?;
-    let settings = &state.settings.hybrid;
-    let candidates = settings.vector_candidates.max(plan.limit);
-    let want_vectors = plan.mmr.is_some();
-    let query = search_query(&plan, candidates, None, want_vectors);
-    let vector_hits = search_or_empty(state, who, &plan.collection, query).await?;
-    let graph = if plan.hops == 0 {
-        GraphResult::default()
-    } else {
-        graph::expand(state, who, &plan, &vector_hits).await?
-    };
-    // Graph-found chunks outside the vector list get their vector score (and the
-    // filter) from a search restricted to their ids.
-    let known: HashSet<PointId> = vector_hits.iter().map(|h| h.id).collect();
-    let extra_ids: Vec<PointId> = graph
-        .ranked
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !known.contains(id))
-        .collect();
-    let mut graph_hits = Vec::new();
-    if !extra_ids.is_empty() {
-        let n = extra_ids.len();
-        graph_hits = state
-            .vectors
-            .search(
-                &who.tenant,
-                &plan.collection,
-                search_query(&plan, n, Some(extra_ids), want_vectors),
-            )
-            .await?;
+impl HybridService {
+    pub fn new(
+        settings: Arc<Settings>,
+        graph: Arc<dyn GraphStore>,
+        vectors: VectorService,
+    ) -> Self {
+        Self {
+            settings,
+            graph,
+            vectors,
+        }
     }
-    Ok(fusion::fuse(
-        &plan,
-        vector_hits,
-        graph_hits,
-        graph,
-        state.settings.hybrid.default_rrf_k,
-    ))
+}
+
+impl HybridService {
+    async fn plan(&self, req: HybridRequest) -> Result<Plan> {
+        let limits = &self.settings.limits;
+        let collection = self.vectors.collection_name(req.collection)?;
+        bounded("limit", req.limit, 1, limits.max_search_limit)?;
+        bounded(
+            "hops",
+            usize::from(req.hops),
+            0,
+            usize::from(limits.max_graph_hops),
+        )?;
+        if let Some(filter) = &req.filter {
+            check_filter(filter, limits)?;
+        }
+        let fusion = req.fusion.unwrap_or(Fusion::Rrf { k: None });
+        match fusion {
+            Fusion::Weighted { alpha } if !(0.0..=1.0).contains(&alpha) => {
+                return Err(ServiceError::Invalid(
+                    "fusion.weighted.alpha must be between 0 and 1".into(),
+                ));
+            }
+            Fusion::Rrf { k: Some(0) } => {
+                return Err(ServiceError::Invalid(
+                    "fusion.rrf.k must be at least 1".into(),
+                ));
+            }
+            _ => {}
+        }
+        if req.mmr.is_some_and(|m| !(0.0..=1.0).contains(&m.lambda)) {
+            return Err(ServiceError::Invalid(
+                "mmr.lambda must be between 0 and 1".into(),
+            ));
+        }
+        let vector = self
+            .vectors
+            .query_vector(req.vector, req.query.clone())
+            .await?;
+        Ok(Plan {
+            collection,
+            vector,
+            query_text: req.query,
+            limit: req.limit,
+            filter: req.filter,
+            hops: req.hops,
+            fusion,
+            mmr: req.mmr,
+            with_payload: req.with_payload,
+        })
+    }
+
+    pub async fn search(&self, who: &Principal, req: HybridRequest) -> Result<HybridResponse> {
+        let plan = self.plan(req).await?;
+        let settings = &self.settings.hybrid;
+        let candidates = settings.vector_candidates.max(plan.limit);
+        let want_vectors = plan.mmr.is_some();
+        let query = search_query(&plan, candidates, None, want_vectors);
+        let vector_hits = self
+            .vectors
+            .search_or_empty(who, &plan.collection, query)
+            .await?;
+        let graph = if plan.hops == 0 {
+            GraphResult::default()
+        } else {
+            self.expand(who, &plan, &vector_hits).await?
+        };
+        // Graph-found chunks outside the vector list get their vector score (and the
+        // filter) from a search restricted to their ids.
+        let known: HashSet<PointId> = vector_hits.iter().map(|h| h.id).collect();
+        let extra_ids: Vec<PointId> = graph
+            .ranked
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !known.contains(id))
+            .collect();
+        let mut graph_hits = Vec::new();
+        if !extra_ids.is_empty() {
+            let n = extra_ids.len();
+            graph_hits = self
+                .vectors
+                .search_or_empty(
+                    who,
+                    &plan.collection,
+                    search_query(&plan, n, Some(extra_ids), want_vectors),
+                )
+                .await?;
+        }
+        Ok(fusion::fuse(
+            &plan,
+            vector_hits,
+            graph_hits,
+            graph,
+            self.settings.hybrid.default_rrf_k,
+        ))
+    }
 }
 
 fn search_query(

@@ -3,15 +3,14 @@
 
 use serde_json::{Map, Value, json};
 
-use super::ENTITIES_KEY;
 use super::entities::Entity;
+use super::{ENTITIES_KEY, IngestService};
 use crate::domain::ingest::{
     ChunkNode, DocumentGraph, EntityRef, Event, IngestState, IngestStatus, Operation, Outcome,
     chunk_id, document_node_id, entity_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{Condition, Filter, MatchSpec, MatchValue, Point, PointId};
-use crate::state::AppState;
 use crate::store::{ErrorKind, StoreError};
 
 /// One document on its way through the batch.
@@ -133,58 +132,59 @@ pub(super) fn document_graph(doc: &Doc) -> DocumentGraph {
     }
 }
 
-/// Collection and chunk count of the version now in the graph, if any.
-pub(super) async fn previous(
-    state: &AppState,
-    tenant: &Tenant,
-    id: &str,
-) -> Result<Option<(String, usize)>, StoreError> {
-    match state.graph.get_node(tenant, &document_node_id(id)).await {
-        Ok(node) => {
-            let collection = node.properties.get("collection").and_then(Value::as_str);
-            let chunks = node.properties.get("chunks").and_then(Value::as_u64);
-            Ok(collection
-                .zip(chunks)
-                .map(|(c, n)| (c.to_owned(), n as usize)))
+impl IngestService {
+    /// Collection and chunk count of the version now in the graph, if any.
+    pub(super) async fn previous(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<(String, usize)>, StoreError> {
+        match self.graph.get_node(tenant, &document_node_id(id)).await {
+            Ok(node) => {
+                let collection = node.properties.get("collection").and_then(Value::as_str);
+                let chunks = node.properties.get("chunks").and_then(Value::as_u64);
+                Ok(collection
+                    .zip(chunks)
+                    .map(|(c, n)| (c.to_owned(), n as usize)))
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
     }
-}
 
-/// Deletes chunk points `range` of the document; a missing collection holds none.
-pub(super) async fn delete_points(
-    state: &AppState,
-    tenant: &Tenant,
-    collection: &str,
-    id: &str,
-    range: std::ops::Range<usize>,
-) -> Result<(), StoreError> {
-    let result = if range.is_empty() {
-        // Unknown extent (no graph record): delete by the doc_id payload field.
-        let filter = Filter {
-            must: vec![Condition {
-                key: Some("doc_id".into()),
-                matches: Some(MatchSpec {
-                    value: Some(MatchValue::Keyword(id.to_owned())),
-                    any: None,
-                }),
-                ..Condition::default()
-            }],
-            ..Filter::default()
+    /// Deletes chunk points `range` of the document; a missing collection holds none.
+    pub(super) async fn delete_points(
+        &self,
+        tenant: &Tenant,
+        collection: &str,
+        id: &str,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), StoreError> {
+        let result = if range.is_empty() {
+            // Unknown extent (no graph record): delete by the doc_id payload field.
+            let filter = Filter {
+                must: vec![Condition {
+                    key: Some("doc_id".into()),
+                    matches: Some(MatchSpec {
+                        value: Some(MatchValue::Keyword(id.to_owned())),
+                        any: None,
+                    }),
+                    ..Condition::default()
+                }],
+                ..Filter::default()
+            };
+            self.vectors
+                .delete_by_filter(tenant, collection, filter)
+                .await
+        } else {
+            let ids = range
+                .map(|i| PointId::Uuid(chunk_id(tenant.as_str(), id, i)))
+                .collect();
+            self.vectors.delete_ids(tenant, collection, ids).await
         };
-        state
-            .vectors
-            .delete_by_filter(tenant, collection, filter)
-            .await
-    } else {
-        let ids = range
-            .map(|i| PointId::Uuid(chunk_id(tenant.as_str(), id, i)))
-            .collect();
-        state.vectors.delete_ids(tenant, collection, ids).await
-    };
-    match result {
-        Err(e) if e.kind != ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        match result {
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }

@@ -7,17 +7,22 @@ mod document;
 pub mod entities;
 pub mod worker;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::{Limits, Settings};
 use crate::domain::ingest::{Event, IngestStatus, Operation};
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
-use crate::error::{ApiError, Result};
-use crate::services::vectors::collection_name;
+use crate::embed::Embedder;
+use crate::metrics::Metrics;
+use crate::services::error::{Result, ServiceError};
+use crate::services::vectors::VectorService;
 use crate::services::{bounded, bounded_json};
-use crate::state::AppState;
 use crate::store::ErrorKind;
+use crate::store::{EventLog, GraphStore, VectorStore};
 
 /// Metadata key whose string list names entities the text may not spell out.
 pub const ENTITIES_KEY: &str = "entities";
@@ -53,82 +58,200 @@ pub struct BatchAccepted {
     pub accepted: Vec<Accepted>,
 }
 
-fn check_doc_id(id: &str, state: &AppState) -> Result<()> {
+fn check_doc_id(id: &str, limits: &Limits) -> Result<()> {
     bounded(
         "document id length in bytes",
         id.len(),
         1,
-        state.settings.limits.max_id_len,
+        limits.max_id_len,
     )?;
     if !crate::domain::is_displayable_id(id) {
-        return Err(ApiError::Unprocessable(
+        return Err(ServiceError::Invalid(
             "document id must not contain control or bidirectional-text characters".into(),
         ));
     }
     Ok(())
 }
 
-/// Checks one event and turns it into a log entry for the caller's tenant.
-async fn validate(state: &AppState, who: &Principal, req: IngestRequest) -> Result<Event> {
-    let settings = &state.settings.ingest;
-    let id = req.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    check_doc_id(&id, state)?;
-    bounded(
-        "text length in bytes",
-        req.text.len(),
-        1,
-        settings.max_text_bytes,
-    )?;
-    if req.text.trim().is_empty() {
-        return Err(ApiError::Unprocessable("text must not be blank".into()));
-    }
-    bounded_json("metadata", &req.metadata, settings.max_metadata_bytes)?;
-    if let Some(names) = req.metadata.get(ENTITIES_KEY) {
-        let names = names.as_array().ok_or_else(|| {
-            ApiError::Unprocessable("metadata.entities must be a list of names".into())
-        })?;
-        bounded(
-            "number of metadata.entities",
-            names.len(),
-            0,
-            settings.max_entities_per_chunk,
-        )?;
-        if names
-            .iter()
-            .any(|n| n.as_str().and_then(entities::normalize).is_none())
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "each of metadata.entities must be a name of 1 to {} characters",
-                entities::MAX_NAME_CHARS
-            )));
-        }
-    }
-    let collection = collection_name(state, req.collection)?;
-    check_collection_dim(state, who, &collection).await?;
-    Ok(Event {
-        tenant: who.tenant.to_string(),
-        id,
-        collection,
-        operation: Operation::Upsert {
-            text: req.text,
-            metadata: req.metadata,
-        },
-        correlation_id: crate::http::correlation::current(),
-        received_at: unix_now(),
-    })
+/// Accepts documents into the event log and runs the worker that chunks, embeds and
+/// stores them as points and graph.
+#[derive(Clone)]
+pub struct IngestService {
+    settings: Arc<Settings>,
+    vectors: Arc<dyn VectorStore>,
+    graph: Arc<dyn GraphStore>,
+    events: Arc<dyn EventLog>,
+    embedder: Arc<dyn Embedder>,
+    metrics: Arc<Metrics>,
+    /// Collection names and defaults, as the vector API resolves them.
+    collections: VectorService,
 }
 
-/// An existing collection must take the embedder's vectors; a missing one is created
-/// by the worker.
-async fn check_collection_dim(state: &AppState, who: &Principal, collection: &str) -> Result<()> {
-    match state.vectors.collection_info(&who.tenant, collection).await {
-        Ok(info) if info.dim != state.embedder.dim() => Err(ApiError::Unprocessable(format!(
-            "collection {collection:?} has {} dimensions; the embedder makes {}",
-            info.dim,
-            state.embedder.dim()
-        ))),
-        Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
+/// What [`IngestService`] is built from.
+pub struct IngestParts {
+    pub settings: Arc<Settings>,
+    pub vectors: Arc<dyn VectorStore>,
+    pub graph: Arc<dyn GraphStore>,
+    pub events: Arc<dyn EventLog>,
+    pub embedder: Arc<dyn Embedder>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl IngestService {
+    pub fn new(parts: IngestParts, collections: VectorService) -> Self {
+        let IngestParts {
+            settings,
+            vectors,
+            graph,
+            events,
+            embedder,
+            metrics,
+        } = parts;
+        Self {
+            settings,
+            vectors,
+            graph,
+            events,
+            embedder,
+            metrics,
+            collections,
+        }
+    }
+
+    /// Events accepted but not yet processed by the worker.
+    pub async fn pending(&self) -> Result<u64> {
+        Ok(self.events.pending().await?)
+    }
+}
+
+impl IngestService {
+    /// Checks one event and turns it into a log entry for the caller's tenant.
+    async fn validate(&self, who: &Principal, req: IngestRequest) -> Result<Event> {
+        let settings = &self.settings.ingest;
+        let id = req.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        check_doc_id(&id, &self.settings.limits)?;
+        bounded(
+            "text length in bytes",
+            req.text.len(),
+            1,
+            settings.max_text_bytes,
+        )?;
+        if req.text.trim().is_empty() {
+            return Err(ServiceError::Invalid("text must not be blank".into()));
+        }
+        bounded_json("metadata", &req.metadata, settings.max_metadata_bytes)?;
+        if let Some(names) = req.metadata.get(ENTITIES_KEY) {
+            let names = names.as_array().ok_or_else(|| {
+                ServiceError::Invalid("metadata.entities must be a list of names".into())
+            })?;
+            bounded(
+                "number of metadata.entities",
+                names.len(),
+                0,
+                settings.max_entities_per_chunk,
+            )?;
+            if names
+                .iter()
+                .any(|n| n.as_str().and_then(entities::normalize).is_none())
+            {
+                return Err(ServiceError::Invalid(format!(
+                    "each of metadata.entities must be a name of 1 to {} characters",
+                    entities::MAX_NAME_CHARS
+                )));
+            }
+        }
+        let collection = self.collections.collection_name(req.collection)?;
+        self.check_collection_dim(who, &collection).await?;
+        Ok(Event {
+            tenant: who.tenant.to_string(),
+            id,
+            collection,
+            operation: Operation::Upsert {
+                text: req.text,
+                metadata: req.metadata,
+            },
+            correlation_id: crate::context::current(),
+            received_at: unix_now(),
+        })
+    }
+
+    /// An existing collection must take the embedder's vectors; a missing one is created
+    /// by the worker.
+    async fn check_collection_dim(&self, who: &Principal, collection: &str) -> Result<()> {
+        match self.vectors.collection_info(&who.tenant, collection).await {
+            Ok(info) if info.dim != self.embedder.dim() => Err(ServiceError::Invalid(format!(
+                "collection {collection:?} has {} dimensions; the embedder makes {}",
+                info.dim,
+                self.embedder.dim()
+            ))),
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn ingest(&self, who: &Principal, req: IngestRequest) -> Result<Accepted> {
+        let event = self.validate(who, req).await?;
+        let out = accepted(&event);
+        self.append(vec![event]).await?;
+        Ok(out)
+    }
+
+    /// Appends durably and counts the events as accepted.
+    async fn append(&self, events: Vec<Event>) -> Result<()> {
+        let n = events.len() as u64;
+        self.events.append(events).await?;
+        self.metrics
+            .ingest_events_total
+            .with_label_values(&["accepted"])
+            .inc_by(n);
+        Ok(())
+    }
+
+    /// All or nothing: every event is validated before any is appended, and all are
+    /// appended in one durable step.
+    pub async fn ingest_batch(&self, who: &Principal, req: BatchRequest) -> Result<BatchAccepted> {
+        bounded(
+            "number of events",
+            req.events.len(),
+            1,
+            self.settings.ingest.max_batch_events,
+        )?;
+        let mut events = Vec::with_capacity(req.events.len());
+        for (i, event) in req.events.into_iter().enumerate() {
+            let event = self.validate(who, event).await.map_err(|e| match e {
+                ServiceError::Invalid(m) => ServiceError::Invalid(format!("events[{i}]: {m}")),
+                other => other,
+            })?;
+            events.push(event);
+        }
+        let accepted = events.iter().map(accepted).collect();
+        self.append(events).await?;
+        Ok(BatchAccepted { accepted })
+    }
+
+    pub async fn status(&self, who: &Principal, id: &str) -> Result<IngestStatus> {
+        check_doc_id(id, &self.settings.limits)?;
+        self.events
+            .status(&who.tenant, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no document {id:?}")))
+    }
+
+    /// Queues the document's removal behind any pending event for it, so an ingest
+    /// accepted earlier cannot bring it back.
+    pub async fn delete(&self, who: &Principal, id: &str) -> Result<Accepted> {
+        let current = self.status(who, id).await?;
+        let event = Event {
+            tenant: who.tenant.to_string(),
+            id: id.to_owned(),
+            collection: current.collection,
+            operation: Operation::Delete,
+            correlation_id: crate::context::current(),
+            received_at: unix_now(),
+        };
+        let out = accepted(&event);
+        self.append(vec![event]).await?;
+        Ok(out)
     }
 }
 
@@ -139,75 +262,4 @@ fn accepted(event: &Event) -> Accepted {
         operation: event.operation.name(),
         collection: event.collection.clone(),
     }
-}
-
-pub async fn ingest(state: &AppState, who: &Principal, req: IngestRequest) -> Result<Accepted> {
-    let event = validate(state, who, req).await?;
-    let out = accepted(&event);
-    append(state, vec![event]).await?;
-    Ok(out)
-}
-
-/// Appends durably and counts the events as accepted.
-async fn append(state: &AppState, events: Vec<Event>) -> Result<()> {
-    let n = events.len() as u64;
-    state.events.append(events).await?;
-    state
-        .metrics
-        .ingest_events_total
-        .with_label_values(&["accepted"])
-        .inc_by(n);
-    Ok(())
-}
-
-/// All or nothing: every event is validated before any is appended, and all are
-/// appended in one durable step.
-pub async fn ingest_batch(
-    state: &AppState,
-    who: &Principal,
-    req: BatchRequest,
-) -> Result<BatchAccepted> {
-    bounded(
-        "number of events",
-        req.events.len(),
-        1,
-        state.settings.ingest.max_batch_events,
-    )?;
-    let mut events = Vec::with_capacity(req.events.len());
-    for (i, event) in req.events.into_iter().enumerate() {
-        let event = validate(state, who, event).await.map_err(|e| match e {
-            ApiError::Unprocessable(m) => ApiError::Unprocessable(format!("events[{i}]: {m}")),
-            other => other,
-        })?;
-        events.push(event);
-    }
-    let accepted = events.iter().map(accepted).collect();
-    append(state, events).await?;
-    Ok(BatchAccepted { accepted })
-}
-
-pub async fn status(state: &AppState, who: &Principal, id: &str) -> Result<IngestStatus> {
-    check_doc_id(id, state)?;
-    state
-        .events
-        .status(&who.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no document {id:?}")))
-}
-
-/// Queues the document's removal behind any pending event for it, so an ingest
-/// accepted earlier cannot bring it back.
-pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<Accepted> {
-    let current = status(state, who, id).await?;
-    let event = Event {
-        tenant: who.tenant.to_string(),
-        id: id.to_owned(),
-        collection: current.collection,
-        operation: Operation::Delete,
-        correlation_id: crate::http::correlation::current(),
-        received_at: unix_now(),
-    };
-    let out = accepted(&event);
-    append(state, vec![event]).await?;
-    Ok(out)
 }

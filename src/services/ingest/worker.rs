@@ -17,33 +17,31 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::IngestService;
 use super::chunk::{ChunkSpec, chunk};
-use super::document::{
-    Doc, delete_points, document_graph, metadata_entities, points, previous, processed, status,
-};
+use super::document::{Doc, document_graph, metadata_entities, points, processed, status};
 use super::entities::extract;
 use crate::domain::ingest::{DocumentGraph, IngestState, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionSpec, Distance, Point};
-use crate::state::AppState;
 use crate::store::{ErrorKind, StoreError};
 
 /// Runs until `stop` turns true; finishes the batch in hand first.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let settings = state.settings.ingest.clone();
+pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
+    let settings = service.settings.ingest.clone();
     let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
     let mut attempt: u32 = 0;
     tracing::info!("ingest worker started");
     while !*stop.borrow() {
-        let result = match state.events.read(settings.worker_batch).await {
+        let result = match service.events.read(settings.worker_batch).await {
             Ok(entries) if entries.is_empty() => {
                 tokio::select! {
-                    () = state.events.wait(Duration::from_secs(1)) => {}
+                    () = service.events.wait(Duration::from_secs(1)) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
             }
-            Ok(entries) => process(&state, entries, attempt).await,
+            Ok(entries) => process(&service, entries, attempt).await,
             Err(e) => Err(e),
         };
         match result {
@@ -65,7 +63,11 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Processes one batch and commits it; an `Err` means "retry the batch later".
-async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Result<(), StoreError> {
+async fn process(
+    service: &IngestService,
+    entries: Vec<LogEntry>,
+    attempt: u32,
+) -> Result<(), StoreError> {
     let upto = entries.last().map_or(0, |e| e.seq);
     let received = entries.len();
     // The requests that produced this batch, so its log line joins theirs.
@@ -76,7 +78,7 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
     let latest = newest_per_document(entries);
     let superseded = received - latest.len();
     let mut batch = Batch {
-        state,
+        service,
         attempt,
         outcomes: Vec::new(),
     };
@@ -85,9 +87,9 @@ async fn process(state: &AppState, entries: Vec<LogEntry>, attempt: u32) -> Resu
     batch.finish(docs).await?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded);
-    state.events.complete(batch.outcomes, upto).await?;
+    service.events.complete(batch.outcomes, upto).await?;
     for (outcome, n) in counts {
-        state
+        service
             .metrics
             .ingest_events_total
             .with_label_values(&[outcome])
@@ -131,7 +133,7 @@ fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
 }
 
 struct Batch<'a> {
-    state: &'a AppState,
+    service: &'a IngestService,
     attempt: u32,
     outcomes: Vec<Outcome>,
 }
@@ -141,7 +143,8 @@ impl Batch<'_> {
     fn judge(&mut self, doc: &Doc, e: StoreError) -> Result<(), StoreError> {
         let transient = transient(&e);
         let retryable = matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream);
-        if transient || (retryable && self.attempt + 1 < self.state.settings.ingest.max_attempts) {
+        if transient || (retryable && self.attempt + 1 < self.service.settings.ingest.max_attempts)
+        {
             return Err(e);
         }
         let reason = if retryable {
@@ -171,7 +174,7 @@ impl Batch<'_> {
 
     /// Chunks, extracts entities and embeds every upsert in the batch.
     async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
-        let settings = self.state.settings.ingest.clone();
+        let settings = self.service.settings.ingest.clone();
         let spec = ChunkSpec {
             size: settings.chunk_size_chars,
             overlap: settings.chunk_overlap_chars,
@@ -210,7 +213,7 @@ impl Batch<'_> {
             .iter()
             .flat_map(|d| d.chunks.iter().map(|(t, _)| t.clone()))
             .collect();
-        let mut vectors = self.state.embedder.embed(texts).await?.into_iter();
+        let mut vectors = self.service.embedder.embed(texts).await?.into_iter();
         Ok(docs
             .into_iter()
             .map(|mut d| {
@@ -237,7 +240,7 @@ impl Batch<'_> {
             let points: Vec<Point> = members.iter().flat_map(|&i| points(&docs[i])).collect();
             let written = match self.ensure_collection(&tenant, &collection).await {
                 Ok(()) => {
-                    self.state
+                    self.service
                         .vectors
                         .upsert(&tenant, &collection, points)
                         .await
@@ -259,8 +262,13 @@ impl Batch<'_> {
     }
 
     async fn ensure_collection(&self, tenant: &Tenant, collection: &str) -> Result<(), StoreError> {
-        let dim = self.state.embedder.dim();
-        match self.state.vectors.collection_info(tenant, collection).await {
+        let dim = self.service.embedder.dim();
+        match self
+            .service
+            .vectors
+            .collection_info(tenant, collection)
+            .await
+        {
             Ok(info) if info.dim == dim => Ok(()),
             Ok(info) => Err(StoreError::invalid(format!(
                 "collection {collection:?} has {} dimensions; the embedder makes {dim}",
@@ -271,7 +279,7 @@ impl Batch<'_> {
                     dim,
                     distance: Distance::Cosine,
                 };
-                self.state
+                self.service
                     .vectors
                     .create_collection(tenant, collection, spec)
                     .await
@@ -300,7 +308,7 @@ impl Batch<'_> {
         }
         for (tenant, docs) in upserts {
             let graphs: Vec<DocumentGraph> = docs.iter().map(document_graph).collect();
-            match self.state.graph.replace_documents(&tenant, graphs).await {
+            match self.service.graph.replace_documents(&tenant, graphs).await {
                 Ok(()) => {
                     for doc in &docs {
                         self.outcomes.push(processed(doc));
@@ -309,7 +317,7 @@ impl Batch<'_> {
                 Err(e) if docs.len() > 1 && !transient(&e) => {
                     for doc in &docs {
                         let alone = vec![document_graph(doc)];
-                        let written = self.state.graph.replace_documents(&tenant, alone).await;
+                        let written = self.service.graph.replace_documents(&tenant, alone).await;
                         self.record(doc, written.map(|()| processed(doc)))?;
                     }
                 }
@@ -335,27 +343,32 @@ impl Batch<'_> {
 
     /// Deletes the points an older version of the document left behind.
     async fn clear_stale(&self, doc: &Doc) -> Result<(), StoreError> {
-        let (state, tenant, id) = (self.state, &doc.tenant, &doc.event.id);
-        if let Some((old_collection, old_chunks)) = previous(state, tenant, id).await? {
+        let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
+        if let Some((old_collection, old_chunks)) = service.previous(tenant, id).await? {
             let stale = if old_collection != doc.event.collection {
                 0..old_chunks
             } else {
                 doc.chunks.len()..old_chunks
             };
             if !stale.is_empty() || old_collection != doc.event.collection {
-                delete_points(state, tenant, &old_collection, id, stale).await?;
+                service
+                    .delete_points(tenant, &old_collection, id, stale)
+                    .await?;
             }
         }
         Ok(())
     }
 
     async fn remove(&self, doc: &Doc) -> Result<Outcome, StoreError> {
-        let (state, tenant, id) = (self.state, &doc.tenant, &doc.event.id);
-        let (collection, chunks) = previous(state, tenant, id)
+        let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
+        let (collection, chunks) = service
+            .previous(tenant, id)
             .await?
             .unwrap_or((doc.event.collection.clone(), 0));
-        delete_points(state, tenant, &collection, id, 0..chunks).await?;
-        state.graph.remove_document(tenant, id).await?;
+        service
+            .delete_points(tenant, &collection, id, 0..chunks)
+            .await?;
+        service.graph.remove_document(tenant, id).await?;
         Ok(Outcome::Deleted {
             tenant: doc.event.tenant.clone(),
             id: id.clone(),

@@ -1,0 +1,84 @@
+//! The problem responses each kind of operation documents in the OpenAPI document: one
+//! set per kind, every status with what it means in this API and the `Problem` schema.
+
+use std::collections::BTreeMap;
+
+use utoipa::PartialSchema;
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+
+use crate::http::error::Problem;
+
+/// What each error status means in this API, for the documented responses.
+fn meaning(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed request (bad JSON, both credentials sent)",
+        401 => "Missing, invalid, expired or revoked credentials",
+        403 => "The credentials lack the scope this operation needs",
+        404 => "No such resource (or it belongs to another tenant)",
+        409 => "Conflicts with existing state (e.g. a collection with another spec)",
+        413 => "Request body larger than server.body_limit_bytes",
+        415 => "Body is not application/json",
+        422 => {
+            "Well-formed but invalid (wrong dimension, limit too large, unknown field, an id \
+             with control characters, Cypher that is not read-only or over its caps)"
+        }
+        429 => "Rate limited; see Retry-After and RateLimit-* headers",
+        501 => "Capability not configured on this server",
+        502 => "A backend (LLM, embedder) returned an error",
+        503 => "A backend is unavailable; retry after Retry-After seconds",
+        504 => "The request exceeded its deadline",
+        _ => "Internal error (details are in the server log under the correlation id)",
+    }
+}
+
+/// Problem responses for `codes`, each referring to the `Problem` schema.
+fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    codes
+        .iter()
+        .map(|&code| {
+            let content = ContentBuilder::new()
+                .schema(Some(Problem::schema()))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(meaning(code))
+                .content("application/problem+json", content)
+                .build();
+            (code.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident: $($code:literal),+) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                problems(&[$($code),+])
+            }
+        }
+    };
+}
+
+error_set!(
+    /// Authenticated operations with a JSON body.
+    BodyErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504
+);
+error_set!(
+    /// Authenticated operations addressed by path alone (400: both credentials sent;
+    /// 422: an id in the path that is too long or holds control characters).
+    PathErrors: 400, 401, 403, 404, 422, 429, 500, 503, 504
+);
+error_set!(
+    /// Writes that can conflict with existing state.
+    ConflictErrors: 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504
+);
+error_set!(
+    /// Generation, which also depends on a configured LLM.
+    GenerateErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 501, 502, 503, 504
+);
+error_set!(
+    /// Credential exchanges.
+    TokenErrors: 400, 401, 413, 415, 422, 429, 500, 501, 503
+);
