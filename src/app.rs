@@ -17,7 +17,7 @@ use crate::services::generate::GenerateService;
 use crate::services::graphs::GraphService;
 use crate::services::health::HealthService;
 use crate::services::hybrid::HybridService;
-use crate::services::ingest::{IngestParts, IngestService};
+use crate::services::ingest::IngestService;
 use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
 use crate::services::vectors::VectorService;
@@ -110,14 +110,12 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
     let vectors = VectorService::new(settings.clone(), stores.vectors.clone(), embedder.clone());
     let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());
     let ingest = IngestService::new(
-        IngestParts {
-            settings: settings.clone(),
-            vectors: stores.vectors.clone(),
-            graph: stores.graph.clone(),
-            events: stores.events.clone(),
-            embedder,
-            metrics: metrics.clone(),
-        },
+        settings.clone(),
+        stores.vectors.clone(),
+        stores.graph.clone(),
+        stores.events.clone(),
+        embedder,
+        metrics.clone(),
         vectors.clone(),
     );
     let state = AppState {

@@ -266,6 +266,8 @@ pub struct HybridSettings {
     pub seed_chunks: usize,
     pub max_seed_entities: usize,
     pub default_rrf_k: u32,
+    /// The graph list's weight in reciprocal rank fusion, against the vector list's 1.
+    pub graph_weight: f32,
     pub hop_decay: f32,
 }
 

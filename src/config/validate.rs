@@ -165,6 +165,11 @@ impl Settings {
                 "ingest.chunk_overlap_chars must be smaller than ingest.chunk_size_chars".into(),
             ));
         }
+        if !(self.hybrid.graph_weight.is_finite() && self.hybrid.graph_weight >= 0.0) {
+            return Err(ConfigError(
+                "hybrid.graph_weight must be a number of at least 0".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.hybrid.hop_decay) {
             return Err(ConfigError(
                 "hybrid.hop_decay must be between 0 and 1".into(),

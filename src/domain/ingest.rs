@@ -138,6 +138,9 @@ pub struct EntityRef {
     /// Graph node id (`entity:<key>`).
     pub id: String,
     pub name: String,
+    /// How many chunks mention it, as kept by ingest (0 where not read back): rare
+    /// entities are specific, hubs are not.
+    pub mentions: u64,
 }
 
 /// A chunk-to-entity link read back from the graph.

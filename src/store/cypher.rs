@@ -116,14 +116,14 @@ pub fn expand(direction: Direction, types: &[String]) -> String {
 /// Ingest's document subgraph. Lookups go through `id` (indexed) and UNWIND, never a
 /// label scan: `(:Document {id})<-[:PART_OF]-(:Chunk)-[:MENTIONS]->(:Entity {id})`.
 pub mod documents {
-    pub const MENTION_COLUMNS: [&str; 3] = ["c.id", "e.id", "e.name"];
-    pub const ENTITY_COLUMNS: [&str; 2] = ["e.id", "e.name"];
+    pub const MENTION_COLUMNS: [&str; 4] = ["c.id", "e.id", "e.name", "e.mentions"];
+    pub const ENTITY_COLUMNS: [&str; 3] = ["e.id", "e.name", "e.mentions"];
     pub const WEIGHT_COLUMNS: [&str; 3] = ["a.id", "b.id", "r.weight"];
-    pub const RELATED_COLUMNS: [&str; 4] = ["a.id", "b.id", "b.name", "r.weight"];
+    pub const RELATED_COLUMNS: [&str; 5] = ["a.id", "b.id", "b.name", "b.mentions", "r.weight"];
 
-    /// `c.id, e.id, e.name` for every mention by the document's chunks.
+    /// `c.id, e.id, e.name, e.mentions` for every mention by the document's chunks.
     pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk)\
-         -[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+         -[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name, e.mentions";
 
     pub const DELETE_CHUNKS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
          DETACH DELETE c";
@@ -133,9 +133,15 @@ pub mod documents {
          CREATE (k:Chunk {id: c.id, tenant: $tenant, doc_id: $doc, index: c.index, \
          collection: $collection})-[:PART_OF]->(d)";
 
-    /// `e.id, e.name` of the entities in `$ids` that exist.
-    pub const ENTITIES: &str =
-        "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) RETURN e.id, e.name";
+    /// `e.id, e.name, e.mentions` of the entities in `$ids` that exist.
+    pub const ENTITIES: &str = "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) \
+         RETURN e.id, e.name, e.mentions";
+
+    /// `$counts`: list of `{id, delta}`: chunks that mention each entity, kept at ingest
+    /// so retrieval knows how specific an entity is without counting a hub's edges.
+    pub const ADD_MENTION_COUNTS: &str = "UNWIND $counts AS d \
+         MATCH (e:Entity {id: d.id, tenant: $tenant}) \
+         SET e.mentions = coalesce(e.mentions, 0) + d.delta";
 
     /// `$entities`: list of `{id, name}`, none existing yet.
     pub const CREATE_ENTITIES: &str = "UNWIND $entities AS e \
@@ -168,23 +174,26 @@ pub mod documents {
     pub const DELETE_ENTITIES: &str =
         "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) DETACH DELETE e";
 
-    /// `c.id, e.id, e.name` for the chunks in `$ids`.
+    /// `c.id, e.id, e.name, e.mentions` for the chunks in `$ids`.
     pub const CHUNK_MENTIONS: &str = "UNWIND $ids AS id \
-         MATCH (c:Chunk {id: id, tenant: $tenant})-[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name";
+         MATCH (c:Chunk {id: id, tenant: $tenant})-[:MENTIONS]->(e:Entity) \
+         RETURN c.id, e.id, e.name, e.mentions";
 
-    /// `c.id, e.id, e.name` for chunks mentioning the entities in `$ids`.
+    /// `c.id, e.id, e.name, e.mentions` for chunks mentioning the entities in `$ids`,
+    /// which the caller orders best first: the limit drops the least relevant ones.
     pub fn entity_mentions(limit: usize) -> String {
         format!(
             "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}})<-[:MENTIONS]-(c:Chunk) \
-             RETURN c.id, e.id, e.name LIMIT {limit}"
+             RETURN c.id, e.id, e.name, e.mentions LIMIT {limit}"
         )
     }
 
-    /// `a.id, b.id, b.name, r.weight` one `RELATED_TO` hop (either way) from `$ids`.
+    /// `a.id, b.id, b.name, b.mentions, r.weight` one `RELATED_TO` hop (either way)
+    /// from `$ids`.
     pub fn related(limit: usize) -> String {
         format!(
             "UNWIND $ids AS id MATCH (a:Entity {{id: id, tenant: $tenant}})-[r:RELATED_TO]-(b:Entity) \
-             RETURN a.id, b.id, b.name, r.weight \
+             RETURN a.id, b.id, b.name, b.mentions, r.weight \
              ORDER BY r.weight DESC LIMIT {limit}"
         )
     }

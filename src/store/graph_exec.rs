@@ -11,81 +11,15 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::graph::{
-    ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
-    Written,
+    Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
     DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
 };
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
+use crate::store::graph_rows::count_of;
+pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, text};
 use crate::store::{StoreError, StoreResult};
-
-/// A label the server adds for its own use (the Bolt executor's base label); never shown.
-pub const INTERNAL_LABEL_PREFIX: char = '_';
-
-/// One statement's rows, read by column name: the `RETURN` expressions the caller
-/// named, each value as JSON. A `RETURN` that changes shape fails with an error naming
-/// the column, never a panic or a silently shifted value.
-#[derive(Debug, Default)]
-pub struct Rows {
-    columns: Vec<String>,
-    values: Vec<Vec<Value>>,
-}
-
-/// One row of [`Rows`].
-#[derive(Clone, Copy)]
-pub struct Row<'a> {
-    columns: &'a [String],
-    values: &'a [Value],
-}
-
-impl Rows {
-    /// Rows whose values are in `columns` order, as an executor got them; a row of
-    /// another width is an error. With no columns named the caller reads nothing, so
-    /// whatever came back is dropped.
-    pub fn new(columns: &[&str], values: Vec<Vec<Value>>) -> StoreResult<Self> {
-        if columns.is_empty() {
-            return Ok(Self::default());
-        }
-        if let Some(row) = values.iter().find(|r| r.len() != columns.len()) {
-            return Err(StoreError::internal(format!(
-                "a graph statement returned {} columns where {columns:?} were expected",
-                row.len()
-            )));
-        }
-        Ok(Self {
-            columns: columns.iter().map(|&c| c.to_owned()).collect(),
-            values,
-        })
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
-        self.values.iter().map(|values| Row {
-            columns: &self.columns,
-            values,
-        })
-    }
-
-    pub fn first(&self) -> Option<Row<'_>> {
-        self.iter().next()
-    }
-}
-
-impl<'a> Row<'a> {
-    /// The value of `column`; an error (ours) when the statement has no such column.
-    pub fn get(&self, column: &str) -> StoreResult<&'a Value> {
-        self.columns
-            .iter()
-            .position(|c| c == column)
-            .and_then(|i| self.values.get(i))
-            .ok_or_else(|| StoreError::internal(format!("a graph result has no column {column:?}")))
-    }
-
-    /// `column` as a string (empty when it is not one).
-    pub fn text(&self, column: &str) -> StoreResult<String> {
-        self.get(column).map(text)
-    }
-}
 
 /// Runs statements inside one open transaction on one tenant's graph; the executor
 /// binds `$tenant` itself.
@@ -103,42 +37,6 @@ pub trait CypherTx: Send {
 
 pub fn list<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
     Value::Array(items.into_iter().map(Into::into).collect())
-}
-
-pub fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
-}
-
-/// The node in [`NODE_COLUMNS`] of `row` (`None` when its id is not a string); the
-/// tenant, the id property and internal labels are not shown.
-pub fn node_from(row: &Row<'_>) -> StoreResult<Option<Node>> {
-    let [id, labels, props] = NODE_COLUMNS.map(|c| row.get(c));
-    let (id, labels, props) = (id?, labels?, props?);
-    Ok(node_from_values(id, labels, props))
-}
-
-fn node_from_values(id: &Value, labels: &Value, props: &Value) -> Option<Node> {
-    let labels = labels
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|l| !l.starts_with(INTERNAL_LABEL_PREFIX))
-        .map(str::to_owned)
-        .collect();
-    let properties = props
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| *k != ID_PROPERTY && *k != TENANT_PROPERTY)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Node {
-        id: id.as_str()?.to_owned(),
-        labels,
-        properties,
-    })
 }
 
 /// Whether node `id` exists in the tenant's graph.
@@ -281,6 +179,7 @@ pub fn mentions(rows: &Rows) -> StoreResult<Vec<Mention>> {
                 entity: EntityRef {
                     id: r.text("e.id")?,
                     name: r.text("e.name")?,
+                    mentions: count_of(r.get("e.mentions")?),
                 },
             })
         })
@@ -294,6 +193,7 @@ pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
             Ok(EntityRef {
                 id: r.text("e.id")?,
                 name: r.text("e.name")?,
+                mentions: count_of(r.get("e.mentions")?),
             })
         })
         .collect()
@@ -308,6 +208,7 @@ pub fn related(rows: &Rows) -> StoreResult<Vec<Related>> {
                 entity: EntityRef {
                     id: r.text("b.id")?,
                     name: r.text("b.name")?,
+                    mentions: count_of(r.get("b.mentions")?),
                 },
                 weight: weight(r.get("r.weight")?),
             })
@@ -367,9 +268,45 @@ pub async fn apply(
         None => {}
     }
     update_weights(tx, &touched, &old_pairs, &new_pairs).await?;
+    update_mention_counts(tx, &old, doc).await?;
     let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
     remove_orphans(tx, candidates).await?;
     Ok(existed)
+}
+
+/// Adds to each entity's mention count what this document changed: its chunks that
+/// mention the entity now, less those that did before.
+async fn update_mention_counts(
+    tx: &mut dyn CypherTx,
+    old: &[Mention],
+    doc: Option<&DocumentGraph>,
+) -> StoreResult<()> {
+    let mut delta: BTreeMap<&str, i64> = BTreeMap::new();
+    for m in old {
+        *delta.entry(m.entity.id.as_str()).or_default() -= 1;
+    }
+    for e in doc
+        .into_iter()
+        .flat_map(|d| &d.chunks)
+        .flat_map(|c| &c.entities)
+    {
+        *delta.entry(e.id.as_str()).or_default() += 1;
+    }
+    let counts: Vec<Value> = delta
+        .into_iter()
+        .filter(|(_, d)| *d != 0)
+        .map(|(id, d)| serde_json::json!({"id": id, "delta": d}))
+        .collect();
+    if counts.is_empty() {
+        return Ok(());
+    }
+    tx.run(
+        q::ADD_MENTION_COUNTS,
+        &[],
+        vec![("counts", Value::Array(counts))],
+    )
+    .await
+    .map(drop)
 }
 
 /// The `column` (a `count(…)`) of a counting statement.

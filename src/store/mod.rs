@@ -7,6 +7,7 @@ pub mod client_cypher;
 pub mod cypher;
 pub mod embedded;
 pub mod graph_exec;
+pub mod graph_rows;
 pub mod kafka;
 pub mod neo4j;
 pub mod open;

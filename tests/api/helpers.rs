@@ -130,6 +130,19 @@ impl TestApp {
         out
     }
 
+    /// Waits until document `id`'s delete is processed: a processed delete leaves no
+    /// status behind (404).
+    pub async fn wait_deleted(&self, key: &str, id: &str) {
+        let path = format!("/ingest/{id}");
+        for _ in 0..300 {
+            if self.call(Method::GET, &path, key, None).await.status() == 404 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the delete of {id} was not processed within 30 s");
+    }
+
     /// The current status of one document, without waiting.
     pub async fn ingest_status(&self, key: &str, id: &str) -> String {
         let status = self

@@ -232,18 +232,7 @@ async fn deleting_a_document_removes_its_chunks_and_only_its_own_entities() {
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["operation"], "delete");
-    // Processed deletes leave no status behind.
-    for _ in 0..300 {
-        if app
-            .call(Method::GET, "/ingest/curie", &key, None)
-            .await
-            .status()
-            == 404
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_deleted(&key, "curie").await;
     assert_problem(
         app.call(Method::GET, "/ingest/curie", &key, None).await,
         404,

@@ -15,12 +15,20 @@ struct Candidate {
     fused: f32,
 }
 
+/// Reciprocal rank fusion's defaults: `k`, and the graph list's weight against the
+/// vector list's 1.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rrf {
+    pub k: u32,
+    pub graph_weight: f32,
+}
+
 pub(super) fn fuse(
     plan: &Plan,
     vector_hits: Vec<ScoredPoint>,
     graph_hits: Vec<ScoredPoint>,
     graph: GraphResult,
-    default_k: u32,
+    rrf: Rrf,
 ) -> HybridResponse {
     let graph_rank: HashMap<PointId, (usize, f32, Vec<String>)> = graph
         .ranked
@@ -54,10 +62,12 @@ pub(super) fn fuse(
     }
     let name = match plan.fusion {
         Fusion::Rrf { k } => {
-            let k = k.unwrap_or(default_k) as f32;
+            let k = k.unwrap_or(rrf.k) as f32;
             for c in &mut candidates {
                 c.fused = c.vector.as_ref().map_or(0.0, |v| 1.0 / (k + v.rank as f32))
-                    + c.graph.as_ref().map_or(0.0, |g| 1.0 / (k + g.rank as f32));
+                    + c.graph
+                        .as_ref()
+                        .map_or(0.0, |g| rrf.graph_weight / (k + g.rank as f32));
             }
             "rrf"
         }

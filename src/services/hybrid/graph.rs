@@ -63,7 +63,7 @@ impl HybridService {
             let keys = query_entity_ids(text, settings.max_seed_entities);
             for e in self.graph.entities(tenant, keys).await? {
                 let seed = Reached {
-                    score: 1.0,
+                    score: specificity(e.mentions),
                     path: vec![e.name],
                     source: "query",
                     depth: 0,
@@ -89,7 +89,8 @@ impl HybridService {
             .map(|(i, id)| (id, i))
             .collect();
         for m in self.graph.chunk_mentions(tenant, top).await? {
-            let weight = 0.5 / (1.0 + rank.get(&m.chunk).copied().unwrap_or(0) as f32);
+            let weight = 0.5 / (1.0 + rank.get(&m.chunk).copied().unwrap_or(0) as f32)
+                * specificity(m.entity.mentions);
             if reached.len() >= settings.max_seed_entities && !reached.contains_key(&m.entity.id) {
                 continue;
             }
@@ -122,7 +123,10 @@ impl HybridService {
                 let Some(parent) = reached.get(&r.from).cloned() else {
                     continue;
                 };
-                let score = parent.score * settings.hop_decay * (r.weight / max_w) as f32;
+                let score = parent.score
+                    * settings.hop_decay
+                    * (r.weight / max_w) as f32
+                    * specificity(r.entity.mentions);
                 if reached.get(&r.entity.id).is_some_and(|e| e.score >= score) {
                     continue;
                 }
@@ -154,7 +158,12 @@ impl HybridService {
         if reached.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = reached.keys().cloned().collect();
+        // Best first: the store's limit then drops the least relevant entities' chunks,
+        // never those of whichever entities sort last by name.
+        let mut ordered: Vec<(&String, f32)> =
+            reached.iter().map(|(id, r)| (id, r.score)).collect();
+        ordered.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let ids: Vec<String> = ordered.into_iter().map(|(id, _)| id.clone()).collect();
         let limit = self.settings.hybrid.max_graph_chunks;
         let mentions = self.graph.entity_mentions(tenant, ids, limit).await?;
         // chunk id → (summed score, best single score, path of the best entity)
@@ -180,6 +189,14 @@ impl HybridService {
         ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         Ok(ranked)
     }
+}
+
+/// How much a mention of an entity says about a chunk: 1 for an entity one chunk
+/// mentions, less for each chunk more (HippoRAG's node specificity, softened by a
+/// square root so that an entity of a few chunks still counts). A count of 0 (data
+/// written before counts were kept) counts as 1.
+fn specificity(mentions: u64) -> f32 {
+    1.0 / (mentions.max(1) as f32).sqrt()
 }
 
 /// Entity node ids the query might name: every 1–4 word window, normalised, plus the

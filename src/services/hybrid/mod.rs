@@ -243,7 +243,10 @@ impl HybridService {
             vector_hits,
             graph_hits,
             graph,
-            self.settings.hybrid.default_rrf_k,
+            fusion::Rrf {
+                k: self.settings.hybrid.default_rrf_k,
+                graph_weight: self.settings.hybrid.graph_weight,
+            },
         ))
     }
 }

@@ -68,7 +68,8 @@ fn overlap_tail<'a>(current: &[&'a str], overlap: usize, room: usize) -> Vec<&'a
 }
 
 /// Sentences: text up to `.`, `!` or `?` (plus closing quotes or brackets) followed by
-/// whitespace, or up to a blank line. Whitespace inside is kept; ends are trimmed.
+/// whitespace, or up to a line break (a title line, a list item, a heading is a sentence of
+/// its own). Whitespace inside is kept; ends are trimmed.
 pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -91,7 +92,7 @@ pub fn sentences(text: &str) -> Vec<&str> {
                     _ => None,
                 }
             }
-            '\n' if text[i + 1..].starts_with('\n') || text[i + 1..].starts_with("\r\n") => Some(i),
+            '\n' => Some(i),
             _ => None,
         };
         if let Some(end) = end {
@@ -152,6 +153,19 @@ mod tests {
                 "\"Quoted.\"",
                 "Next",
                 "Para two"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_break_ends_a_sentence_so_a_title_stands_alone() {
+        let s = sentences("Forbidden Ground\nForbidden Ground is a 1968 film\r\nwith no ending");
+        assert_eq!(
+            s,
+            [
+                "Forbidden Ground",
+                "Forbidden Ground is a 1968 film",
+                "with no ending"
             ]
         );
     }

@@ -41,17 +41,38 @@ pub(super) fn processed(doc: &Doc) -> Outcome {
     }
 }
 
+/// Entities the client named: `metadata.title` (the document is about it) and each of
+/// `metadata.entities`.
 pub(super) fn metadata_entities(metadata: &Map<String, Value>) -> Vec<String> {
-    metadata
+    let names = metadata
         .get(ENTITIES_KEY)
         .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    title(metadata)
+        .into_iter()
+        .chain(names)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `metadata.title`, when it is a non-blank string.
+pub(super) fn title(metadata: &Map<String, Value>) -> Option<&str> {
+    metadata
+        .get("title")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// What is embedded for a chunk: the chunk, after the document's title unless the chunk
+/// already starts with it, so every chunk carries what its document is about.
+pub(super) fn embedding_text(title: Option<&str>, chunk: &str) -> String {
+    match title {
+        Some(t) if !chunk.starts_with(t) => format!("{t}\n{chunk}"),
+        _ => chunk.to_owned(),
+    }
 }
 
 pub(super) fn status(
@@ -123,6 +144,7 @@ pub(super) fn document_graph(doc: &Doc) -> DocumentGraph {
                 entities: entities
                     .iter()
                     .map(|e| EntityRef {
+                        mentions: 0,
                         id: entity_node_id(&e.key),
                         name: e.name.clone(),
                     })

@@ -34,6 +34,9 @@ pub struct IngestRequest {
     /// document.
     pub id: Option<String>,
     pub text: String,
+    /// Kept with every chunk. `title` (a string) becomes an entity of every chunk and is
+    /// embedded with each; `entities` (a list of strings) names entities the text may
+    /// not spell out.
     #[serde(default)]
     pub metadata: Map<String, Value>,
     pub collection: Option<String>,
@@ -87,26 +90,16 @@ pub struct IngestService {
     collections: VectorService,
 }
 
-/// What [`IngestService`] is built from.
-pub struct IngestParts {
-    pub settings: Arc<Settings>,
-    pub vectors: Arc<dyn VectorStore>,
-    pub graph: Arc<dyn GraphStore>,
-    pub events: Arc<dyn EventLog>,
-    pub embedder: Arc<dyn Embedder>,
-    pub metrics: Arc<Metrics>,
-}
-
 impl IngestService {
-    pub fn new(parts: IngestParts, collections: VectorService) -> Self {
-        let IngestParts {
-            settings,
-            vectors,
-            graph,
-            events,
-            embedder,
-            metrics,
-        } = parts;
+    pub fn new(
+        settings: Arc<Settings>,
+        vectors: Arc<dyn VectorStore>,
+        graph: Arc<dyn GraphStore>,
+        events: Arc<dyn EventLog>,
+        embedder: Arc<dyn Embedder>,
+        metrics: Arc<Metrics>,
+        collections: VectorService,
+    ) -> Self {
         Self {
             settings,
             vectors,

@@ -19,7 +19,9 @@ use tokio::sync::watch;
 
 use super::IngestService;
 use super::chunk::{ChunkSpec, chunk};
-use super::document::{Doc, document_graph, metadata_entities, points, processed, status};
+use super::document::{
+    Doc, document_graph, embedding_text, metadata_entities, points, processed, status, title,
+};
 use super::entities::extract;
 use crate::domain::ingest::{DocumentGraph, IngestState, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
@@ -211,7 +213,13 @@ impl Batch<'_> {
         .await?;
         let texts: Vec<String> = docs
             .iter()
-            .flat_map(|d| d.chunks.iter().map(|(t, _)| t.clone()))
+            .flat_map(|d| {
+                let title = match &d.event.operation {
+                    Operation::Upsert { metadata, .. } => title(metadata),
+                    Operation::Delete => None,
+                };
+                d.chunks.iter().map(move |(t, _)| embedding_text(title, t))
+            })
             .collect();
         let mut vectors = self.service.embedder.embed(texts).await?.into_iter();
         Ok(docs

@@ -43,6 +43,7 @@ fn entity(id: &str) -> EntityRef {
     EntityRef {
         id: format!("entity:{id}"),
         name: id.into(),
+        mentions: 0,
     }
 }
 
@@ -269,7 +270,12 @@ async fn documents(store: &dyn GraphStore) {
         .entities(&t, vec!["entity:Paris".into(), "entity:Rome".into()])
         .await
         .unwrap();
-    assert_eq!(known, [entity("Paris")]);
+    // Three chunks mention Paris; the count is kept at ingest and read back.
+    let paris = EntityRef {
+        mentions: 3,
+        ..entity("Paris")
+    };
+    assert_eq!(known, [paris]);
     let mut related = store
         .related_entities(&t, vec!["entity:Paris".into()], 10)
         .await
