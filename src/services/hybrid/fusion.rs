@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Fusion, GraphRank, GraphResult, HybridHit, HybridResponse, Plan, Provenance, VectorRank,
+    Fusion, FusionKind, GraphRank, GraphResult, HybridHit, HybridResponse, Plan, Provenance,
+    VectorRank,
 };
 use crate::domain::vector::{PointId, ScoredPoint};
 
@@ -69,7 +70,7 @@ pub(super) fn fuse(
                         .as_ref()
                         .map_or(0.0, |g| rrf.graph_weight / (k + g.rank as f32));
             }
-            "rrf"
+            FusionKind::Rrf
         }
         Fusion::Weighted { alpha } => {
             let v = min_max(
@@ -88,7 +89,7 @@ pub(super) fn fuse(
                 let gs = c.graph.as_ref().map_or(0.0, |r| scale(r.score, g));
                 c.fused = alpha * vs + (1.0 - alpha) * gs;
             }
-            "weighted"
+            FusionKind::Weighted
         }
     };
     candidates.sort_by(|a, b| b.fused.total_cmp(&a.fused));

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{GraphResult, HybridService, Plan, UsedEntity};
+use super::{GraphResult, HybridService, Plan, SeedSource, UsedEntity};
 use crate::domain::ingest::entity_node_id;
 use crate::domain::principal::{Principal, Tenant};
 use crate::domain::vector::{PointId, ScoredPoint};
@@ -17,7 +17,7 @@ struct Reached {
     score: f32,
     /// Entity names from the seed to this entity.
     path: Vec<String>,
-    source: &'static str,
+    source: SeedSource,
     depth: u8,
 }
 
@@ -65,7 +65,7 @@ impl HybridService {
                 let seed = Reached {
                     score: specificity(e.mentions),
                     path: vec![e.name],
-                    source: "query",
+                    source: SeedSource::Query,
                     depth: 0,
                 };
                 reached.insert(e.id, seed);
@@ -97,7 +97,7 @@ impl HybridService {
             let entry = reached.entry(m.entity.id).or_insert_with(|| Reached {
                 score: 0.0,
                 path: vec![m.entity.name],
-                source: "vector",
+                source: SeedSource::Vector,
                 depth: 0,
             });
             entry.score = entry.score.max(weight);
@@ -138,7 +138,7 @@ impl HybridService {
                 let hop = Reached {
                     score,
                     path,
-                    source: "graph",
+                    source: SeedSource::Graph,
                     depth,
                 };
                 reached.insert(r.entity.id, hop);

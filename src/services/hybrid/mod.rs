@@ -74,7 +74,15 @@ pub struct HybridResponse {
     pub hits: Vec<HybridHit>,
     /// Entities that seeded or carried the graph expansion.
     pub entities: Vec<UsedEntity>,
-    pub fusion: &'static str,
+    /// The fusion that ranked the hits.
+    pub fusion: FusionKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionKind {
+    Rrf,
+    Weighted,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -110,10 +118,20 @@ pub struct GraphRank {
 pub struct UsedEntity {
     pub id: String,
     pub name: String,
-    /// `query` (named in the question), `vector` (mentioned by a top hit) or `graph`
-    /// (reached over RELATED_TO).
-    pub source: &'static str,
+    pub source: SeedSource,
     pub depth: u8,
+}
+
+/// How an entity entered the graph expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeedSource {
+    /// Named in the question.
+    Query,
+    /// Mentioned by a top vector hit.
+    Vector,
+    /// Reached over `RELATED_TO`.
+    Graph,
 }
 
 /// A validated hybrid request.

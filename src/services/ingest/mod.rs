@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Limits, Settings};
-use crate::domain::ingest::{Event, IngestStatus, Operation};
+use crate::domain::ingest::{Event, IngestState, IngestStatus, Operation};
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
 use crate::embed::Embedder;
@@ -51,7 +51,7 @@ pub struct BatchRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub id: String,
-    pub status: &'static str,
+    pub status: IngestState,
     pub operation: &'static str,
     pub collection: String,
 }
@@ -251,7 +251,7 @@ impl IngestService {
 fn accepted(event: &Event) -> Accepted {
     Accepted {
         id: event.id.clone(),
-        status: "pending",
+        status: IngestState::Pending,
         operation: event.operation.name(),
         collection: event.collection.clone(),
     }
