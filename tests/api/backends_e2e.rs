@@ -110,17 +110,7 @@ async fn the_api_runs_end_to_end_on_redis_kafka_and_a_bolt_server() {
     // Deleting a document goes through the log too.
     let r = app.call(Method::DELETE, "/ingest/bach", &key, None).await;
     assert_eq!(r.status(), 202);
-    let gone = async {
-        for _ in 0..300 {
-            let r = app.call(Method::GET, "/ingest/bach", &key, None).await;
-            if r.status() == 404 {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(gone.await, "deleted document's status should go");
+    app.wait_deleted(&key, "bach").await;
 
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 200);

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ragbrain::app::Application;
 use ragbrain::config::Settings;
+use ragbrain::services::ingest::{IngestService, worker};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -22,6 +23,8 @@ pub struct TestApp {
     configure: fn(&mut Settings),
     stop: Option<oneshot::Sender<()>>,
     server: Option<Server>,
+    /// Set when no background worker runs: the tests drain the log through it.
+    ingest: Option<IngestService>,
 }
 
 fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
@@ -29,6 +32,10 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     s.server.port = 0;
     s.server.data_dir = data_dir.to_path_buf();
     s.vectors.maintenance_ms = 100;
+    // The test drives the ingest worker ([`TestApp::wait_ingested`] drains the log), so
+    // nothing is processed behind its back and nothing is polled; a test that needs the
+    // background worker turns it on.
+    s.ingest.worker = false;
     // Limits stay on (every request goes through them) but never bind, except in the
     // tests that tighten them.
     let generous = ragbrain::config::QuotaSettings {
@@ -56,19 +63,32 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
 
 type Server = JoinHandle<std::io::Result<()>>;
 
-async fn start(
-    data_dir: &Path,
-    configure: fn(&mut Settings),
-) -> (String, oneshot::Sender<()>, Server) {
+/// A started in-process server.
+struct Started {
+    address: String,
+    stop: oneshot::Sender<()>,
+    server: Server,
+    /// The ingest service, to drain the log when no background worker runs.
+    ingest: Option<IngestService>,
+}
+
+async fn start(data_dir: &Path, configure: fn(&mut Settings)) -> Started {
     let app = Application::build(settings(data_dir, configure))
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (tx, rx) = oneshot::channel();
+    let state = app.state();
+    let ingest = (!state.settings.ingest.worker).then(|| state.ingest.clone());
+    let (stop, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    (address, tx, server)
+    Started {
+        address,
+        stop,
+        server,
+        ingest,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -78,19 +98,20 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with settings changed by `configure` (kept across restarts).
 pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let (address, stop, server) = start(data_dir.path(), configure).await;
+    let started = start(data_dir.path(), configure).await;
     let admin_key = std::fs::read_to_string(data_dir.path().join("bootstrap-admin.key"))
         .expect("bootstrap key file")
         .trim()
         .to_owned();
     TestApp {
-        address,
+        address: started.address,
         client: reqwest::Client::new(),
         admin_key,
         data_dir,
         configure,
-        stop: Some(stop),
-        server: Some(server),
+        stop: Some(started.stop),
+        server: Some(started.server),
+        ingest: started.ingest,
     }
 }
 
@@ -98,10 +119,11 @@ impl TestApp {
     /// Stops the server gracefully (stores closed) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.shutdown().await;
-        let (address, stop, server) = start(self.data_dir.path(), self.configure).await;
-        self.address = address;
-        self.stop = Some(stop);
-        self.server = Some(server);
+        let started = start(self.data_dir.path(), self.configure).await;
+        self.address = started.address;
+        self.stop = Some(started.stop);
+        self.server = Some(started.server);
+        self.ingest = started.ingest;
     }
 
     /// Like [`TestApp::restart`], with new settings from now on.
@@ -110,9 +132,19 @@ impl TestApp {
         self.restart().await;
     }
 
-    /// Polls `GET /ingest/{id}` until every document has left `pending` (or 60 s pass);
-    /// returns their final status bodies in order.
+    /// Processes what the ingest log holds, when the test drives the worker.
+    pub async fn drain(&self) {
+        if let Some(ingest) = &self.ingest {
+            worker::drain_once(ingest)
+                .await
+                .expect("the ingest log drains");
+        }
+    }
+
+    /// Every document's status once it has left `pending`, in order: after draining the
+    /// log when the test drives the worker, else polling `GET /ingest/{id}` (up to 60 s).
     pub async fn wait_ingested(&self, key: &str, ids: &[&str]) -> Vec<Value> {
+        self.drain().await;
         let mut out = Vec::new();
         for id in ids {
             let path = format!("/ingest/{id}");
@@ -133,6 +165,7 @@ impl TestApp {
     /// Waits until document `id`'s delete is processed: a processed delete leaves no
     /// status behind (404).
     pub async fn wait_deleted(&self, key: &str, id: &str) {
+        self.drain().await;
         let path = format!("/ingest/{id}");
         for _ in 0..300 {
             if self.call(Method::GET, &path, key, None).await.status() == 404 {
@@ -152,6 +185,8 @@ impl TestApp {
     }
 
     pub async fn shutdown(&mut self) {
+        // Its stores must be released before a restart opens them again.
+        self.ingest = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -157,18 +157,7 @@ async fn mention_counts_follow_re_ingest_and_delete() {
     );
     let r = app.call(Method::DELETE, "/ingest/a", &key, None).await;
     assert_eq!(r.status(), 202);
-    // A processed delete leaves no status behind.
-    for _ in 0..300 {
-        if app
-            .call(Method::GET, "/ingest/a", &key, None)
-            .await
-            .status()
-            == 404
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_deleted(&key, "a").await;
     assert_eq!(
         mentions(&app, &key).await,
         json!([]),

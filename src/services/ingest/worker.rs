@@ -64,6 +64,30 @@ pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
     tracing::info!("ingest worker stopped");
 }
 
+/// Processes everything in the log now, in batches as the worker would, and returns how
+/// many entries it handled: for tests and tools that run no background worker. A batch
+/// that fails is retried at once (no backoff), so an event that keeps failing is marked
+/// failed after `ingest.max_attempts` as with the worker; a store that stays down is an
+/// error after as many tries.
+pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
+    let settings = &service.settings.ingest;
+    let mut done = 0;
+    loop {
+        let entries = service.events.read(settings.worker_batch).await?;
+        if entries.is_empty() {
+            return Ok(done);
+        }
+        done += entries.len();
+        let mut attempt = 0;
+        while let Err(e) = process(service, entries.clone(), attempt).await {
+            attempt += 1;
+            if attempt >= settings.max_attempts.max(1) {
+                return Err(e);
+            }
+        }
+    }
+}
+
 /// Processes one batch and commits it; an `Err` means "retry the batch later".
 async fn process(
     service: &IngestService,
