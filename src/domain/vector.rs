@@ -22,6 +22,36 @@ pub struct CollectionSpec {
     pub distance: Distance,
 }
 
+/// A validated collection name (see [`super::is_valid_name`]): it becomes a directory
+/// name and a Qdrant collection name, so a store accepts no other kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CollectionName(String);
+
+impl CollectionName {
+    pub fn parse(name: &str) -> Option<Self> {
+        super::is_valid_name(name).then(|| CollectionName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CollectionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for CollectionName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectionInfo {
     pub name: String,

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::config::{Limits, Settings};
 use crate::domain::principal::Principal;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, ConditionKind, Distance, Filter, Point, PointId, Record,
-    ScoredPoint, SearchQuery, TENANT_KEY,
+    CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, Point,
+    PointId, Record, ScoredPoint, SearchQuery, TENANT_KEY,
 };
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
@@ -122,10 +122,9 @@ impl VectorService {
 }
 
 impl VectorService {
-    pub(crate) fn collection_name(&self, name: Option<String>) -> Result<String> {
+    pub(crate) fn collection_name(&self, name: Option<String>) -> Result<CollectionName> {
         let name = name.unwrap_or_else(|| self.settings.vectors.default_collection.clone());
-        check_collection_name(&name)?;
-        Ok(name)
+        collection_name(&name)
     }
 
     pub async fn create_collection(
@@ -134,7 +133,7 @@ impl VectorService {
         name: &str,
         req: CreateCollection,
     ) -> Result<Created> {
-        check_collection_name(name)?;
+        let name = &collection_name(name)?;
         let limits = &self.settings.limits;
         bounded("dim", req.dim, 1, limits.max_vector_dim)?;
         let spec = CollectionSpec {
@@ -148,12 +147,12 @@ impl VectorService {
     }
 
     pub async fn collection_info(&self, who: &Principal, name: &str) -> Result<CollectionInfo> {
-        check_collection_name(name)?;
+        let name = &collection_name(name)?;
         Ok(self.vectors.collection_info(&who.tenant, name).await?)
     }
 
     pub async fn drop_collection(&self, who: &Principal, name: &str) -> Result<()> {
-        check_collection_name(name)?;
+        let name = &collection_name(name)?;
         Ok(self.vectors.drop_collection(&who.tenant, name).await?)
     }
 
@@ -194,7 +193,7 @@ impl VectorService {
             .upsert(&who.tenant, &collection, points)
             .await?;
         Ok(UpsertResponse {
-            collection,
+            collection: collection.to_string(),
             upserted,
         })
     }
@@ -232,13 +231,13 @@ impl VectorService {
     pub(crate) async fn search_or_empty(
         &self,
         who: &Principal,
-        collection: &str,
+        collection: &CollectionName,
         query: SearchQuery,
     ) -> Result<Vec<ScoredPoint>> {
         match self.vectors.search(&who.tenant, collection, query).await {
             Err(e)
                 if e.kind == crate::store::ErrorKind::NotFound
-                    && collection == self.settings.vectors.default_collection =>
+                    && collection.as_str() == self.settings.vectors.default_collection =>
             {
                 Ok(Vec::new())
             }
@@ -325,14 +324,13 @@ impl VectorService {
     }
 }
 
-pub fn check_collection_name(name: &str) -> Result<()> {
-    if crate::domain::is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
+/// `name` as a collection name, or why it is not one.
+pub fn collection_name(name: &str) -> Result<CollectionName> {
+    CollectionName::parse(name).ok_or_else(|| {
+        ServiceError::Invalid(format!(
             "collection name {name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
-        )))
-    }
+        ))
+    })
 }
 
 fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<()> {

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
+    SearchQuery,
 };
 use crate::metrics::Metrics;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore};
@@ -136,18 +137,22 @@ impl VectorStore for CachedVectors {
     async fn create_collection(
         &self,
         tenant: &Tenant,
-        name: &str,
+        name: &CollectionName,
         spec: CollectionSpec,
     ) -> StoreResult<Created> {
         let created = self.inner.create_collection(tenant, name, spec).await;
         self.bumped(tenant, name, created).await
     }
 
-    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo> {
+    async fn collection_info(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionInfo> {
         self.inner.collection_info(tenant, name).await
     }
 
-    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()> {
+    async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let dropped = self.inner.drop_collection(tenant, name).await;
         self.bumped(tenant, name, dropped).await
     }
@@ -155,7 +160,7 @@ impl VectorStore for CachedVectors {
     async fn upsert(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         points: Vec<Point>,
     ) -> StoreResult<()> {
         let written = self.inner.upsert(tenant, collection, points).await;
@@ -165,7 +170,7 @@ impl VectorStore for CachedVectors {
     async fn search(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         query: SearchQuery,
     ) -> StoreResult<Vec<ScoredPoint>> {
         // The generation is read before the search, so a write racing with it leaves
@@ -205,7 +210,7 @@ impl VectorStore for CachedVectors {
     async fn retrieve(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<Vec<Record>> {
         self.inner.retrieve(tenant, collection, ids).await
@@ -214,7 +219,7 @@ impl VectorStore for CachedVectors {
     async fn delete_ids(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<usize> {
         let deleted = self.inner.delete_ids(tenant, collection, ids).await;
@@ -224,7 +229,7 @@ impl VectorStore for CachedVectors {
     async fn delete_by_filter(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         filter: Filter,
     ) -> StoreResult<usize> {
         let deleted = self

@@ -27,7 +27,8 @@ use crate::domain::ingest::{
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
+    SearchQuery,
 };
 
 /// What went wrong, coarsely enough to decide retry and HTTP status on its own.
@@ -119,42 +120,46 @@ pub trait VectorStore: Send + Sync {
     async fn create_collection(
         &self,
         tenant: &Tenant,
-        name: &str,
+        name: &CollectionName,
         spec: CollectionSpec,
     ) -> StoreResult<Created>;
-    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo>;
-    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()>;
+    async fn collection_info(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionInfo>;
+    async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()>;
     /// Durable when it returns: a restart keeps every upserted point.
     async fn upsert(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         points: Vec<Point>,
     ) -> StoreResult<()>;
     async fn search(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         query: SearchQuery,
     ) -> StoreResult<Vec<ScoredPoint>>;
     async fn retrieve(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<Vec<Record>>;
     /// Deletes the given ids; returns how many existed.
     async fn delete_ids(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<usize>;
     /// Deletes every point matching `filter`; returns how many matched.
     async fn delete_by_filter(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         filter: Filter,
     ) -> StoreResult<usize>;
     /// The number of points in every collection of every tenant (the `vectors_points`

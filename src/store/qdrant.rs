@@ -23,8 +23,8 @@ use secrecy::ExposeSecret;
 use crate::config::VectorSettings;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
-    TENANT_KEY,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
+    SearchQuery, TENANT_KEY,
 };
 use crate::store::qdrant_mapping::server as map;
 use crate::store::resilient::{Resilience, Retry};
@@ -195,7 +195,7 @@ impl VectorStore for QdrantVectorStore {
     async fn create_collection(
         &self,
         tenant: &Tenant,
-        name: &str,
+        name: &CollectionName,
         spec: CollectionSpec,
     ) -> StoreResult<Created> {
         if let Some((existing, ..)) = self.spec(tenant, name).await? {
@@ -247,14 +247,18 @@ impl VectorStore for QdrantVectorStore {
         Ok(created)
     }
 
-    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo> {
+    async fn collection_info(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionInfo> {
         let (spec, _, indexed) = self
             .spec(tenant, name)
             .await?
             .ok_or_else(|| missing(name))?;
         let points = self.count(&physical(tenant, name), tenant, None).await?;
         Ok(CollectionInfo {
-            name: name.to_owned(),
+            name: name.to_string(),
             dim: spec.dim,
             distance: spec.distance,
             points_count: points as usize,
@@ -262,7 +266,7 @@ impl VectorStore for QdrantVectorStore {
         })
     }
 
-    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()> {
+    async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let physical = self.require(tenant, name).await?;
         self.guard
             .run("drop_collection", Retry::Idempotent, || async {
@@ -278,10 +282,12 @@ impl VectorStore for QdrantVectorStore {
     async fn upsert(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         points: Vec<Point>,
     ) -> StoreResult<()> {
-        if collection == self.default_name && self.spec(tenant, collection).await?.is_none() {
+        if collection.as_str() == self.default_name
+            && self.spec(tenant, collection).await?.is_none()
+        {
             self.create_collection(tenant, collection, self.default_spec)
                 .await?;
         }
@@ -313,7 +319,7 @@ impl VectorStore for QdrantVectorStore {
     async fn search(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         query: SearchQuery,
     ) -> StoreResult<Vec<ScoredPoint>> {
         let physical = self.require(tenant, collection).await?;
@@ -357,7 +363,7 @@ impl VectorStore for QdrantVectorStore {
     async fn retrieve(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<Vec<Record>> {
         let physical = self.require(tenant, collection).await?;
@@ -390,7 +396,7 @@ impl VectorStore for QdrantVectorStore {
     async fn delete_ids(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<usize> {
         // Only this tenant's points, and only those that exist, are counted and deleted.
@@ -414,7 +420,7 @@ impl VectorStore for QdrantVectorStore {
     async fn delete_by_filter(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         filter: Filter,
     ) -> StoreResult<usize> {
         let physical = self.require(tenant, collection).await?;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Settings;
 use crate::domain::principal::Principal;
-use crate::domain::vector::{Filter, PointId, SearchQuery};
+use crate::domain::vector::{CollectionName, Filter, PointId, SearchQuery};
 use crate::services::bounded;
 use crate::services::error::{Result, ServiceError};
 use crate::services::vectors::{VectorService, check_filter};
@@ -136,7 +136,7 @@ pub enum SeedSource {
 
 /// A validated hybrid request.
 struct Plan {
-    collection: String,
+    collection: CollectionName,
     vector: Vec<f32>,
     query_text: Option<String>,
     limit: usize,

@@ -10,7 +10,9 @@ use crate::domain::ingest::{
     chunk_id, document_node_id, entity_node_id,
 };
 use crate::domain::principal::Tenant;
-use crate::domain::vector::{Condition, Filter, MatchSpec, MatchValue, Point, PointId};
+use crate::domain::vector::{
+    CollectionName, Condition, Filter, MatchSpec, MatchValue, Point, PointId,
+};
 use crate::store::{ErrorKind, StoreError};
 
 /// One document on its way through the batch.
@@ -182,6 +184,7 @@ impl IngestService {
         id: &str,
         range: std::ops::Range<usize>,
     ) -> Result<(), StoreError> {
+        let collection = &stored_collection(collection)?;
         let result = if range.is_empty() {
             // Unknown extent (no graph record): delete by the doc_id payload field.
             let filter = Filter {
@@ -209,4 +212,15 @@ impl IngestService {
             _ => Ok(()),
         }
     }
+}
+
+/// A collection name read back from the log or the graph: validated when the event was
+/// accepted, so one that does not parse was written by something else, and the document
+/// fails rather than reaching the store.
+pub(super) fn stored_collection(name: &str) -> Result<CollectionName, StoreError> {
+    CollectionName::parse(name).ok_or_else(|| {
+        StoreError::invalid(format!(
+            "collection {name:?} is not a valid collection name"
+        ))
+    })
 }

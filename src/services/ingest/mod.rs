@@ -16,6 +16,7 @@ use crate::config::{Limits, Settings};
 use crate::domain::ingest::{Event, IngestState, IngestStatus, Operation};
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
+use crate::domain::vector::CollectionName;
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
@@ -158,7 +159,7 @@ impl IngestService {
         Ok(Event {
             tenant: who.tenant.to_string(),
             id,
-            collection,
+            collection: collection.to_string(),
             operation: Operation::Upsert {
                 text: req.text,
                 metadata: req.metadata,
@@ -170,7 +171,11 @@ impl IngestService {
 
     /// An existing collection must take the embedder's vectors; a missing one is created
     /// by the worker.
-    async fn check_collection_dim(&self, who: &Principal, collection: &str) -> Result<()> {
+    async fn check_collection_dim(
+        &self,
+        who: &Principal,
+        collection: &CollectionName,
+    ) -> Result<()> {
         match self.vectors.collection_info(&who.tenant, collection).await {
             Ok(info) if info.dim != self.embedder.dim() => Err(ServiceError::Invalid(format!(
                 "collection {collection:?} has {} dimensions; the embedder makes {}",

@@ -20,12 +20,13 @@ use tokio::sync::watch;
 use super::IngestService;
 use super::chunk::{ChunkSpec, chunk};
 use super::document::{
-    Doc, document_graph, embedding_text, metadata_entities, points, processed, status, title,
+    Doc, document_graph, embedding_text, metadata_entities, points, processed, status,
+    stored_collection, title,
 };
 use super::entities::extract;
 use crate::domain::ingest::{DocumentGraph, IngestState, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
-use crate::domain::vector::{CollectionSpec, Distance, Point};
+use crate::domain::vector::{CollectionName, CollectionSpec, Distance, Point};
 use crate::store::{ErrorKind, StoreError};
 
 /// Runs until `stop` turns true; finishes the batch in hand first.
@@ -270,13 +271,16 @@ impl Batch<'_> {
         let mut failed = vec![false; docs.len()];
         for ((tenant, collection), members) in groups {
             let points: Vec<Point> = members.iter().flat_map(|&i| points(&docs[i])).collect();
-            let written = match self.ensure_collection(&tenant, &collection).await {
-                Ok(()) => {
-                    self.service
-                        .vectors
-                        .upsert(&tenant, &collection, points)
-                        .await
-                }
+            let written = match stored_collection(&collection) {
+                Ok(collection) => match self.ensure_collection(&tenant, &collection).await {
+                    Ok(()) => {
+                        self.service
+                            .vectors
+                            .upsert(&tenant, &collection, points)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             if let Err(e) = written {
@@ -293,7 +297,11 @@ impl Batch<'_> {
             .collect())
     }
 
-    async fn ensure_collection(&self, tenant: &Tenant, collection: &str) -> Result<(), StoreError> {
+    async fn ensure_collection(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+    ) -> Result<(), StoreError> {
         let dim = self.service.embedder.dim();
         match self
             .service

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use ragbrain::config::Settings;
 use ragbrain::domain::vector::{
-    CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point, PointId, RangeSpec,
-    SearchQuery,
+    CollectionName, CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point,
+    PointId, RangeSpec, SearchQuery,
 };
 use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use ragbrain::store::qdrant::QdrantVectorStore;
@@ -49,34 +49,32 @@ fn keyword(key: &str, value: &str) -> Condition {
 
 async fn contract(store: Arc<dyn VectorStore>) {
     let (a, b) = (tenant("va"), tenant("vb"));
+    let docs = &CollectionName::parse("docs").unwrap();
     let spec = CollectionSpec {
         dim: 3,
         distance: Distance::Cosine,
     };
     assert_eq!(
-        store.create_collection(&a, "docs", spec).await.unwrap(),
+        store.create_collection(&a, docs, spec).await.unwrap(),
         Created::New
     );
     assert_eq!(
-        store.create_collection(&a, "docs", spec).await.unwrap(),
+        store.create_collection(&a, docs, spec).await.unwrap(),
         Created::Existing
     );
     let other = CollectionSpec { dim: 4, ..spec };
-    let e = store
-        .create_collection(&a, "docs", other)
-        .await
-        .unwrap_err();
+    let e = store.create_collection(&a, docs, other).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict);
     // Another tenant may use the same name with another shape.
     assert_eq!(
-        store.create_collection(&b, "docs", other).await.unwrap(),
+        store.create_collection(&b, docs, other).await.unwrap(),
         Created::New
     );
 
     store
         .upsert(
             &a,
-            "docs",
+            docs,
             vec![
                 point(1, [1.0, 0.0, 0.0], json!({"kind": "x", "n": 1})),
                 point(2, [0.9, 0.1, 0.0], json!({"kind": "y", "n": 2})),
@@ -85,14 +83,14 @@ async fn contract(store: Arc<dyn VectorStore>) {
         )
         .await
         .unwrap();
-    let info = store.collection_info(&a, "docs").await.unwrap();
+    let info = store.collection_info(&a, docs).await.unwrap();
     assert_eq!(
         (info.dim, info.distance, info.points_count),
         (3, Distance::Cosine, 3)
     );
 
     let hits = store
-        .search(&a, "docs", query([1.0, 0.0, 0.0], 2, None))
+        .search(&a, docs, query([1.0, 0.0, 0.0], 2, None))
         .await
         .unwrap();
     let ids: Vec<_> = hits.iter().map(|h| h.id).collect();
@@ -108,7 +106,7 @@ async fn contract(store: Arc<dyn VectorStore>) {
         ..Filter::default()
     };
     let hits = store
-        .search(&a, "docs", query([1.0, 0.0, 0.0], 10, Some(only_x.clone())))
+        .search(&a, docs, query([1.0, 0.0, 0.0], 10, Some(only_x.clone())))
         .await
         .unwrap();
     assert_eq!(
@@ -127,7 +125,7 @@ async fn contract(store: Arc<dyn VectorStore>) {
         ..Filter::default()
     };
     let hits = store
-        .search(&a, "docs", query([1.0, 0.0, 0.0], 10, Some(ranged)))
+        .search(&a, docs, query([1.0, 0.0, 0.0], 10, Some(ranged)))
         .await
         .unwrap();
     assert_eq!(hits.len(), 2);
@@ -136,7 +134,7 @@ async fn contract(store: Arc<dyn VectorStore>) {
     let hits = store
         .search(
             &b,
-            "docs",
+            docs,
             SearchQuery {
                 vector: vec![1.0, 0.0, 0.0, 0.0],
                 ..query([0.0; 3], 10, None)
@@ -147,14 +145,14 @@ async fn contract(store: Arc<dyn VectorStore>) {
     assert!(hits.is_empty());
     assert!(
         store
-            .retrieve(&b, "docs", vec![PointId::Num(1)])
+            .retrieve(&b, docs, vec![PointId::Num(1)])
             .await
             .unwrap()
             .is_empty()
     );
 
     let got = store
-        .retrieve(&a, "docs", vec![PointId::Num(3), PointId::Num(99)])
+        .retrieve(&a, docs, vec![PointId::Num(3), PointId::Num(99)])
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -162,18 +160,14 @@ async fn contract(store: Arc<dyn VectorStore>) {
 
     assert_eq!(
         store
-            .delete_ids(&a, "docs", vec![PointId::Num(2), PointId::Num(42)])
+            .delete_ids(&a, docs, vec![PointId::Num(2), PointId::Num(42)])
             .await
             .unwrap(),
         1
     );
-    assert_eq!(store.delete_by_filter(&a, "docs", only_x).await.unwrap(), 2);
+    assert_eq!(store.delete_by_filter(&a, docs, only_x).await.unwrap(), 2);
     assert_eq!(
-        store
-            .collection_info(&a, "docs")
-            .await
-            .unwrap()
-            .points_count,
+        store.collection_info(&a, docs).await.unwrap().points_count,
         0
     );
 
@@ -184,11 +178,11 @@ async fn contract(store: Arc<dyn VectorStore>) {
             .any(|c| c.tenant == a.as_str() && c.collection == "docs")
     );
 
-    store.drop_collection(&a, "docs").await.unwrap();
-    let e = store.collection_info(&a, "docs").await.unwrap_err();
+    store.drop_collection(&a, docs).await.unwrap();
+    let e = store.collection_info(&a, docs).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     let e = store
-        .search(&a, "docs", query([1.0, 0.0, 0.0], 1, None))
+        .search(&a, docs, query([1.0, 0.0, 0.0], 1, None))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);

@@ -21,7 +21,8 @@ use qdrant_edge::{NamedQuery, QueryEnum, SearchRequest, WithPayloadInterface, Wi
 use super::fs_err;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
+    SearchQuery,
 };
 use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
@@ -110,11 +111,15 @@ impl EmbeddedVectorStore {
     }
 
     /// The collection for a write; the default collection is created on first use.
-    async fn for_write(&self, tenant: &Tenant, name: &str) -> StoreResult<Arc<Collection>> {
+    async fn for_write(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<Arc<Collection>> {
         if let Some(c) = self.get(tenant, name) {
             return Ok(c);
         }
-        if name == self.inner.default_name {
+        if name.as_str() == self.inner.default_name {
             self.create_collection(tenant, name, self.inner.default_spec)
                 .await?;
         }
@@ -127,11 +132,11 @@ impl VectorStore for EmbeddedVectorStore {
     async fn create_collection(
         &self,
         tenant: &Tenant,
-        name: &str,
+        name: &CollectionName,
         spec: CollectionSpec,
     ) -> StoreResult<Created> {
         let inner = self.inner.clone();
-        let (tenant, name) = (tenant.clone(), name.to_owned());
+        let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
             let _guard = lock(&inner.lifecycle);
             let key = (tenant.clone(), name.clone());
@@ -167,9 +172,13 @@ impl VectorStore for EmbeddedVectorStore {
         .await
     }
 
-    async fn collection_info(&self, tenant: &Tenant, name: &str) -> StoreResult<CollectionInfo> {
+    async fn collection_info(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionInfo> {
         let c = self.require(tenant, name)?;
-        let (tenant, name) = (tenant.clone(), name.to_owned());
+        let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
             let info = c.shard()?.info();
             Ok(CollectionInfo {
@@ -183,9 +192,9 @@ impl VectorStore for EmbeddedVectorStore {
         .await
     }
 
-    async fn drop_collection(&self, tenant: &Tenant, name: &str) -> StoreResult<()> {
+    async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let inner = self.inner.clone();
-        let (tenant, name) = (tenant.clone(), name.to_owned());
+        let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
             let _guard = lock(&inner.lifecycle);
             let key = (tenant.clone(), name.clone());
@@ -229,7 +238,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn upsert(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         points: Vec<Point>,
     ) -> StoreResult<()> {
         let c = self.for_write(tenant, collection).await?;
@@ -247,7 +256,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn search(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         query: SearchQuery,
     ) -> StoreResult<Vec<ScoredPoint>> {
         let c = self.require(tenant, collection)?;
@@ -299,7 +308,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn retrieve(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<Vec<Record>> {
         let c = self.require(tenant, collection)?;
@@ -310,7 +319,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn delete_ids(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         ids: Vec<PointId>,
     ) -> StoreResult<usize> {
         let c = self.require(tenant, collection)?;
@@ -333,7 +342,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn delete_by_filter(
         &self,
         tenant: &Tenant,
-        collection: &str,
+        collection: &CollectionName,
         filter: Filter,
     ) -> StoreResult<usize> {
         let c = self.require(tenant, collection)?;
