@@ -176,3 +176,37 @@ async fn edges(app: &TestApp, key: &str) -> Value {
     let q = json!({"query": "MATCH (e:Entity {id: 'entity:nadia petrova'})<-[:MENTIONS]-(c:Chunk) RETURN count(c)"});
     app.json(Method::POST, "/graphs/query", key, Some(q)).await["rows"].clone()
 }
+
+#[tokio::test]
+async fn mention_counts_and_graph_candidates_stay_within_a_tenant() {
+    let app = spawn_app_with(|_| {}).await;
+    let (acme, globex) = (
+        app.key("acme", &["write"]).await,
+        app.key("globex", &["write"]).await,
+    );
+    // Globex mentions Ingrid Halvorsen five times; Acme once.
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"id": format!("g{i}"), "text": format!("Ingrid Halvorsen signed contract {i}.")}))
+        .collect();
+    ingest(&app, &globex, events).await;
+    ingest(
+        &app,
+        &acme,
+        vec![json!({"id": "a0", "text": "Ingrid Halvorsen visited the Acme plant."})],
+    )
+    .await;
+
+    let q = json!({"query": "MATCH (e:Entity {id: 'entity:ingrid halvorsen'}) RETURN e.mentions"});
+    let rows = app
+        .json(Method::POST, "/graphs/query", &acme, Some(q))
+        .await;
+    assert_eq!(rows["rows"], json!([[1]]), "Acme's count is Acme's alone");
+
+    let found = hybrid(&app, &acme, "Ingrid Halvorsen", 10).await;
+    let docs = doc_ids(&found);
+    assert_eq!(
+        docs,
+        ["a0"],
+        "only Acme's documents, by vector or graph: {found}"
+    );
+}
