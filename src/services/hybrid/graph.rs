@@ -108,7 +108,7 @@ impl HybridService {
     /// Breadth-first over `RELATED_TO`, keeping each entity's best-scoring path.
     async fn walk(&self, tenant: &Tenant, hops: u8, reached: &mut ReachedMap) -> Result<()> {
         let settings = &self.settings.hybrid;
-        let mut frontier: Vec<String> = reached.keys().cloned().collect();
+        let mut frontier = best(reached, WALK_FRONTIER);
         for depth in 1..hops {
             if frontier.is_empty() {
                 break;
@@ -143,7 +143,13 @@ impl HybridService {
                 };
                 reached.insert(r.entity.id, hop);
             }
-            frontier = next;
+            let next: std::collections::HashSet<String> = next.into_iter().collect();
+            let scored: ReachedMap = reached
+                .iter()
+                .filter(|(id, _)| next.contains(*id))
+                .map(|(id, r)| (id.clone(), r.clone()))
+                .collect();
+            frontier = best(&scored, WALK_FRONTIER);
         }
         Ok(())
     }
@@ -189,6 +195,21 @@ impl HybridService {
         ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         Ok(ranked)
     }
+}
+
+/// Entities a `RELATED_TO` step starts from: the best-scoring ones. A hub's neighbourhood
+/// is large and its score small, so it is the first left out.
+const WALK_FRONTIER: usize = 8;
+
+/// The ids of the `n` best-scoring entities of `reached`.
+fn best(reached: &ReachedMap, n: usize) -> Vec<String> {
+    let mut ranked: Vec<(&String, f32)> = reached.iter().map(|(id, r)| (id, r.score)).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(n)
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// How much a mention of an entity says about a chunk: 1 for an entity one chunk
