@@ -152,12 +152,10 @@ pub mod documents {
          MATCH (k:Chunk {id: m.chunk, tenant: $tenant}) \
          MATCH (n:Entity {id: m.entity, tenant: $tenant}) CREATE (k)-[:MENTIONS]->(n)";
 
-    /// `a.id, b.id, r.weight` of the stored edges of `$pairs` (list of `{a, b}` with
-    /// `a < b`; an edge is stored once, from the smaller id to the larger). Only the
-    /// pairs a document changes are read, never a hub's whole neighbourhood.
-    pub const WEIGHTS: &str = "UNWIND $pairs AS p \
-         MATCH (a:Entity {id: p.a, tenant: $tenant})-[r:RELATED_TO]->(b:Entity {id: p.b, tenant: $tenant}) \
-         RETURN a.id, b.id, r.weight";
+    /// `a.id, b.id, r.weight` of the stored edges among the entities in `$ids`, each
+    /// stored once from the smaller id to the larger.
+    pub const WEIGHTS: &str = "UNWIND $ids AS id MATCH (a:Entity {id: id, tenant: $tenant})\
+         -[r:RELATED_TO]->(b:Entity) RETURN a.id, b.id, r.weight";
 
     /// `$pairs`: list of `{a, b, weight}` with `a < b`.
     pub const SET_WEIGHTS: &str = "UNWIND $pairs AS p \

@@ -267,7 +267,7 @@ pub async fn apply(
         }
         None => {}
     }
-    update_weights(tx, &old_pairs, &new_pairs).await?;
+    update_weights(tx, &touched, &old_pairs, &new_pairs).await?;
     update_mention_counts(tx, &old, doc).await?;
     let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
     remove_orphans(tx, candidates).await?;
@@ -404,29 +404,24 @@ async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult
 /// whose weight reaches 0 goes.
 async fn update_weights(
     tx: &mut dyn CypherTx,
+    touched: &BTreeSet<String>,
     old: &BTreeMap<(String, String), i64>,
     new: &BTreeMap<(String, String), i64>,
 ) -> StoreResult<()> {
-    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
-    if pairs.is_empty() {
+    if old.is_empty() && new.is_empty() {
         return Ok(());
     }
-    let wanted = pairs
-        .iter()
-        .map(|(a, b)| serde_json::json!({"a": a, "b": b}));
+    let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
     let mut weights: BTreeMap<(String, String), i64> = BTreeMap::new();
     let rows = tx
-        .run(
-            q::WEIGHTS,
-            &q::WEIGHT_COLUMNS,
-            vec![("pairs", list(wanted))],
-        )
+        .run(q::WEIGHTS, &q::WEIGHT_COLUMNS, vec![("ids", list(ids))])
         .await?;
     for row in rows.iter() {
         let pair = (row.text("a.id")?, row.text("b.id")?);
         weights.insert(pair, weight(row.get("r.weight")?) as i64);
     }
     let (mut set, mut delete) = (Vec::new(), Vec::new());
+    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
     for pair in pairs {
         let stored = weights.get(pair).copied().unwrap_or(0);
         let w = stored + new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
