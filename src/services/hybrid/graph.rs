@@ -108,7 +108,7 @@ impl HybridService {
     /// Breadth-first over `RELATED_TO`, keeping each entity's best-scoring path.
     async fn walk(&self, tenant: &Tenant, hops: u8, reached: &mut ReachedMap) -> Result<()> {
         let settings = &self.settings.hybrid;
-        let mut frontier = best(reached, WALK_FRONTIER);
+        let mut frontier = best(reached.iter(), WALK_FRONTIER);
         for depth in 1..hops {
             if frontier.is_empty() {
                 break;
@@ -143,13 +143,11 @@ impl HybridService {
                 };
                 reached.insert(r.entity.id, hop);
             }
-            let next: std::collections::HashSet<String> = next.into_iter().collect();
-            let scored: ReachedMap = reached
-                .iter()
-                .filter(|(id, _)| next.contains(*id))
-                .map(|(id, r)| (id.clone(), r.clone()))
-                .collect();
-            frontier = best(&scored, WALK_FRONTIER);
+            let next: HashSet<String> = next.into_iter().collect();
+            frontier = best(
+                reached.iter().filter(|(id, _)| next.contains(*id)),
+                WALK_FRONTIER,
+            );
         }
         Ok(())
     }
@@ -166,10 +164,7 @@ impl HybridService {
         }
         // Best first: the store's limit then drops the least relevant entities' chunks,
         // never those of whichever entities sort last by name.
-        let mut ordered: Vec<(&String, f32)> =
-            reached.iter().map(|(id, r)| (id, r.score)).collect();
-        ordered.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        let ids: Vec<String> = ordered.into_iter().map(|(id, _)| id.clone()).collect();
+        let ids = best(reached.iter(), reached.len());
         let limit = self.settings.hybrid.max_graph_chunks;
         let mentions = self.graph.entity_mentions(tenant, ids, limit).await?;
         // chunk id → (summed score, best single score, path of the best entity)
@@ -201,9 +196,10 @@ impl HybridService {
 /// is large and its score small, so it is the first left out.
 const WALK_FRONTIER: usize = 8;
 
-/// The ids of the `n` best-scoring entities of `reached`.
-fn best(reached: &ReachedMap, n: usize) -> Vec<String> {
-    let mut ranked: Vec<(&String, f32)> = reached.iter().map(|(id, r)| (id, r.score)).collect();
+/// The ids of the `n` best-scoring entities of `reached`, best first (ties by id, so
+/// the order is deterministic).
+fn best<'a>(reached: impl Iterator<Item = (&'a String, &'a Reached)>, n: usize) -> Vec<String> {
+    let mut ranked: Vec<(&String, f32)> = reached.map(|(id, r)| (id, r.score)).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked
         .into_iter()
