@@ -118,33 +118,26 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
         metrics.clone(),
         vectors.clone(),
     );
+    let closing = Closing {
+        vectors: stores.vectors.clone(),
+        graph: stores.graph.clone(),
+    };
     let state = AppState {
         auth: Arc::new(auth),
         graphs: GraphService::new(settings.clone(), stores.graph.clone()),
         generate: GenerateService::new(settings.clone(), llm, hybrid.clone()),
-        health: HealthService {
-            vectors: stores.vectors.clone(),
-            graph: stores.graph.clone(),
-            auth_store: stores.auth,
-            events: stores.events.clone(),
-            search_cache: stores.search_cache,
-            breakers: stores.breakers,
-        },
         scrape: MetricsService {
             metrics: metrics.clone(),
-            events: stores.events,
+            events: stores.events.clone(),
             vectors: stores.vectors.clone(),
         },
         settings,
         vectors,
         hybrid,
         ingest,
+        health: HealthService { stores },
         metrics,
         rate_limits,
-    };
-    let closing = Closing {
-        vectors: stores.vectors,
-        graph: stores.graph,
     };
     Ok((state, closing, bootstrap_key))
 }

@@ -1,15 +1,12 @@
 //! Readiness: one check per configured backend, run concurrently.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::store::cache::SearchCache;
+use crate::store::open::Stores;
 use crate::store::resilient::BreakerState;
-use crate::store::resilient::Resilience;
-use crate::store::{AuthStore, EventLog, GraphStore, VectorStore};
 use crate::store::{ErrorKind, StoreError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -63,29 +60,22 @@ fn class(kind: ErrorKind) -> &'static str {
 /// Readiness: every store pinged, every circuit breaker read.
 #[derive(Clone)]
 pub struct HealthService {
-    pub vectors: Arc<dyn VectorStore>,
-    pub graph: Arc<dyn GraphStore>,
-    pub auth_store: Arc<dyn AuthStore>,
-    pub events: Arc<dyn EventLog>,
-    /// The search-result cache, when on.
-    pub search_cache: Option<Arc<dyn SearchCache>>,
-    /// The circuit breakers of the production backends in use (none when embedded).
-    pub breakers: Vec<Arc<Resilience>>,
+    pub stores: Stores,
 }
 
 impl HealthService {
     pub async fn readiness(&self) -> Readiness {
         let cache = async {
-            match &self.search_cache {
+            match &self.stores.search_cache {
                 Some(cache) => Some(check("search_cache", cache.ping()).await),
                 None => None,
             }
         };
         let (vectors, graph, auth, events, cache) = tokio::join!(
-            check("vectors", self.vectors.ping()),
-            check("graph", self.graph.ping()),
-            check("auth", self.auth_store.ping()),
-            check("events", self.events.ping()),
+            check("vectors", self.stores.vectors.ping()),
+            check("graph", self.stores.graph.ping()),
+            check("auth", self.stores.auth.ping()),
+            check("events", self.stores.events.ping()),
             cache,
         );
         let mut checks = BTreeMap::from([
@@ -98,7 +88,7 @@ impl HealthService {
             checks.insert("search_cache".into(), cache);
         }
         // Checked after the pings, so a probe that just closed a breaker counts.
-        for breaker in &self.breakers {
+        for breaker in &self.stores.breakers {
             let state = breaker.state();
             let verdict = match state {
                 BreakerState::Open => format!("error: circuit breaker {}", state.as_str()),

@@ -24,6 +24,7 @@ use crate::store::resilient::{Policy, Resilience};
 use crate::store::{AuthStore, EventLog, GraphStore, StoreError, VectorStore};
 
 /// Every store the server uses, and the guards of the production backends among them.
+#[derive(Clone)]
 pub struct Stores {
     pub vectors: Arc<dyn VectorStore>,
     pub graph: Arc<dyn GraphStore>,
