@@ -16,6 +16,13 @@ pub enum Operation {
         metadata: Map<String, Value>,
     },
     Delete,
+    /// An event the log holds but this version cannot read (written by another version,
+    /// or damaged). Never written to a log; the worker records it `failed` with the
+    /// reason, so it neither stalls the log nor vanishes.
+    #[serde(skip)]
+    Unreadable {
+        reason: String,
+    },
 }
 
 impl Operation {
@@ -23,6 +30,7 @@ impl Operation {
         match self {
             Operation::Upsert { .. } => "upsert",
             Operation::Delete => "delete",
+            Operation::Unreadable { .. } => "unreadable",
         }
     }
 }
@@ -40,6 +48,47 @@ pub struct Event {
     pub correlation_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub received_at: u64,
+}
+
+impl Event {
+    /// Reads an event from a log record. A record this version cannot read still gives
+    /// an event: whatever of its tenant, id and collection can be read (empty
+    /// otherwise), with an [`Operation::Unreadable`] that says why.
+    pub fn decode(bytes: &[u8]) -> Event {
+        match serde_json::from_slice(bytes) {
+            Ok(event) => event,
+            Err(e) => {
+                let value = serde_json::from_slice::<Value>(bytes).ok();
+                Event::unreadable(value.as_ref(), format!("unreadable event: {e}"))
+            }
+        }
+    }
+
+    /// The event for a record that did not decode; `value` is the record as JSON, when
+    /// it is JSON at all.
+    pub fn unreadable(value: Option<&Value>, reason: String) -> Event {
+        let field = |name: &str| {
+            value
+                .and_then(|v| v.get(name))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Event {
+            tenant: field("tenant"),
+            id: field("id"),
+            collection: field("collection"),
+            operation: Operation::Unreadable { reason },
+            correlation_id: value
+                .and_then(|v| v.get("correlation_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            received_at: value
+                .and_then(|v| v.get("received_at"))
+                .and_then(Value::as_u64)
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// An event with its position in the log.

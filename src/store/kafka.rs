@@ -8,8 +8,9 @@
 //! The worker consumes in a consumer group with auto-commit off: offsets are committed
 //! only in [`EventLog::complete`], after the outcomes are recorded, so a crash replays
 //! the batch (processing is idempotent). A batch that failed is handed out again by the
-//! next `read`. Events that cannot be decoded, or that the worker marked failed, are
-//! copied to the dead-letter topic with the reason in an `error` header.
+//! next `read`, with whatever arrived since. Events that cannot be decoded reach the
+//! worker as unreadable (it marks them failed); failed events are copied to the
+//! dead-letter topic with the reason in an `error` header before their offsets commit.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::EventSettings;
-use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Outcome};
+use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
 use crate::store::embedded::events::pending_status;
 use crate::store::redis::RedisIngestState;
@@ -41,13 +42,12 @@ struct Envelope {
     event: Event,
 }
 
-/// A message handed to the worker (or dead-lettered) and not yet committed.
+/// A message handed to the worker and not yet committed.
+#[derive(Clone)]
 struct Delivered {
-    /// 0 for dead-lettered messages, which are committed with the next batch.
-    seq: u64,
     partition: i32,
     offset: i64,
-    entry: Option<LogEntry>,
+    entry: LogEntry,
     payload: Vec<u8>,
 }
 
@@ -226,32 +226,45 @@ impl KafkaEventLog {
         }
     }
 
-    /// Decodes a message; a poison one is dead-lettered and comes back without an entry
-    /// (its offset is still committed with the batch).
-    async fn decode(&self, message: OwnedMessage) -> StoreResult<Delivered> {
+    /// Decodes a message. One that does not decode still becomes an entry, with an
+    /// [`Operation::Unreadable`] operation, so the worker records it failed (and
+    /// `complete` dead-letters it) instead of dropping it in silence; its document is
+    /// named by the message key (`tenant/document`) when the value cannot say.
+    fn decode(message: &OwnedMessage) -> Delivered {
         let payload = message.payload().unwrap_or_default().to_vec();
         let (partition, offset) = (message.partition(), message.offset());
-        match serde_json::from_slice::<Envelope>(&payload) {
-            Ok(Envelope { seq, event }) => Ok(Delivered {
-                seq,
-                partition,
-                offset,
-                entry: Some(LogEntry { seq, event }),
-                payload,
-            }),
+        let entry = match serde_json::from_slice::<Envelope>(&payload) {
+            Ok(Envelope { seq, event }) => LogEntry { seq, event },
             Err(e) => {
+                tracing::warn!(partition, offset, error = %e, "unreadable ingest event");
+                let value = serde_json::from_slice::<serde_json::Value>(&payload).ok();
+                let mut event = Event::unreadable(
+                    value.as_ref().and_then(|v| v.get("event")),
+                    format!("unreadable event: {e}"),
+                );
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                tracing::warn!(partition, offset, error = %e, "undecodable ingest event dead-lettered");
-                self.dead_letter(&key, &payload, &format!("undecodable event: {e}"))
-                    .await?;
-                Ok(Delivered {
-                    seq: 0,
-                    partition,
-                    offset,
-                    entry: None,
-                    payload,
-                })
+                if let Some((tenant, id)) = key.split_once('/') {
+                    if event.tenant.is_empty() {
+                        event.tenant = tenant.to_owned();
+                    }
+                    if event.id.is_empty() {
+                        event.id = id.to_owned();
+                    }
+                }
+                // Its status is keyed by the sequence number, when that can be read.
+                let seq = value
+                    .as_ref()
+                    .and_then(|v| v.get("seq"))
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                LogEntry { seq, event }
             }
+        };
+        Delivered {
+            partition,
+            offset,
+            entry,
+            payload,
         }
     }
 
@@ -327,33 +340,22 @@ impl EventLog for KafkaEventLog {
     }
 
     async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>> {
-        // A batch handed out and not completed is handed out again (a retry).
-        let replay: Vec<LogEntry> = self
-            .inflight()
-            .iter()
-            .filter_map(|d| d.entry.clone())
-            .collect();
-        if !replay.is_empty() {
-            return Ok(replay);
-        }
+        // A batch handed out and not completed is handed out again (a retry), with
+        // whatever arrived since: events of one batch may reach the consumer from
+        // different partitions at different times, and a retry must not be stuck with
+        // the part that came first.
         let consumer = self.consumer().await?.clone();
-        let mut delivered = Vec::new();
-        while delivered.len() < max {
+        while self.inflight().len() < max {
             match self.next_message(&consumer).await? {
-                Some(message) => delivered.push(self.decode(message).await?),
+                // Held at once, so an error later in this call loses nothing.
+                Some(message) => self.inflight().push(Self::decode(&message)),
                 None => break,
             }
         }
-        if delivered.iter().all(|d| d.entry.is_none()) {
-            // Only poison (or nothing): nothing for the worker, commit past it now.
-            self.commit(&delivered).await?;
-            return Ok(Vec::new());
-        }
+        let mut inflight = self.inflight();
         // In sequence order, so the worker's `upto` (the last seq) covers the batch.
-        delivered.sort_by_key(|d| d.seq);
-        let entries = delivered.iter().filter_map(|d| d.entry.clone()).collect();
-        *self.inflight() = delivered;
-        Ok(entries)
+        inflight.sort_by_key(|d| d.entry.seq);
+        Ok(inflight.iter().map(|d| d.entry.clone()).collect())
     }
 
     async fn wait(&self, timeout: Duration) {
@@ -376,43 +378,44 @@ impl EventLog for KafkaEventLog {
     }
 
     async fn complete(&self, outcomes: Vec<Outcome>, upto: u64) -> StoreResult<()> {
-        let done: Vec<Delivered> = {
-            let mut inflight = self.inflight();
-            let (done, rest) = inflight.drain(..).partition(|d| d.seq <= upto);
-            *inflight = rest;
-            done
-        };
-        let result = async {
-            for outcome in &outcomes {
-                let Outcome::Done { status, .. } = outcome else {
-                    continue;
-                };
-                if status.status != IngestState::Failed {
-                    continue;
-                }
-                if let Some(d) = done.iter().find(|d| d.seq == status.seq) {
-                    let key = d
-                        .entry
-                        .as_ref()
-                        .map(|e| format!("{}/{}", e.event.tenant, e.event.id))
-                        .unwrap_or_default();
-                    let reason = status.error.as_deref().unwrap_or("processing failed");
-                    self.dead_letter(&key, &d.payload, reason).await?;
-                }
+        // Kept in flight until committed, so a failure (or this future being dropped)
+        // hands the batch out again; a retry may dead-letter a message twice.
+        let done: Vec<Delivered> = self
+            .inflight()
+            .iter()
+            .filter(|d| d.entry.seq <= upto)
+            .cloned()
+            .collect();
+        let failed: BTreeMap<u64, &str> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Done { status, .. } if status.status == IngestState::Failed => Some((
+                    status.seq,
+                    status.error.as_deref().unwrap_or("processing failed"),
+                )),
+                _ => None,
+            })
+            .collect();
+        for d in &done {
+            let event = &d.entry.event;
+            let reason = match &event.operation {
+                Operation::Unreadable { reason } => Some(reason.as_str()),
+                _ => failed.get(&d.entry.seq).copied(),
+            };
+            if let Some(reason) = reason {
+                let key = format!("{}/{}", event.tenant, event.id);
+                self.dead_letter(&key, &d.payload, reason).await?;
             }
-            let events = done.iter().filter(|d| d.entry.is_some()).count();
-            self.state.complete(outcomes, events).await?;
-            self.commit(&done).await
         }
-        .await;
-        if result.is_err() {
-            // Hand the batch out again.
-            let mut inflight = self.inflight();
-            let mut all = done;
-            all.append(&mut inflight);
-            *inflight = all;
-        }
-        result
+        // Events a server appended (and counted as pending) carry a sequence number.
+        let events = done.iter().filter(|d| d.entry.seq != 0).count();
+        self.state.complete(outcomes, events).await?;
+        self.commit(&done).await?;
+        let committed: std::collections::HashSet<(i32, i64)> =
+            done.iter().map(|d| (d.partition, d.offset)).collect();
+        self.inflight()
+            .retain(|d| !committed.contains(&(d.partition, d.offset)));
+        Ok(())
     }
 
     async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {

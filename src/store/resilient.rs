@@ -155,15 +155,18 @@ impl Resilience {
         op: &'static str,
         call: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        if let Err(rejected) = self.admit() {
-            self.count(op, "rejected");
-            let mut e = StoreError::unavailable(format!(
-                "{} circuit breaker is open after repeated failures",
-                self.backend
-            ));
-            e.retry_after = Some(rejected.retry_after);
-            return Err(e);
-        }
+        let admission = match self.admit() {
+            Ok(admission) => admission,
+            Err(rejected) => {
+                self.count(op, "rejected");
+                let mut e = StoreError::unavailable(format!(
+                    "{} circuit breaker is open after repeated failures",
+                    self.backend
+                ));
+                e.retry_after = Some(rejected.retry_after);
+                return Err(e);
+            }
+        };
         let result = match tokio::time::timeout(self.policy.timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::timeout(format!(
@@ -181,7 +184,7 @@ impl Resilience {
             },
         };
         self.count(op, outcome);
-        self.record(result.as_ref().err().is_some_and(is_failure));
+        admission.settle(result.as_ref().err().is_some_and(is_failure));
         result
     }
 
@@ -195,35 +198,45 @@ impl Resilience {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(&self) -> Result<(), Rejected> {
+    fn admit(&self) -> Result<Admission<'_>, Rejected> {
         let mut state = self.lock();
-        match *state {
-            State::Closed { .. } => Ok(()),
+        let probe = match *state {
+            State::Closed { .. } => false,
             State::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
                     *state = State::HalfOpen { probing: true };
                     self.publish(BreakerState::HalfOpen);
-                    Ok(())
+                    true
                 } else {
-                    Err(Rejected {
+                    return Err(Rejected {
                         retry_after: until - now,
-                    })
+                    });
                 }
             }
             State::HalfOpen { probing: false } => {
                 *state = State::HalfOpen { probing: true };
-                Ok(())
+                true
             }
-            State::HalfOpen { probing: true } => Err(Rejected {
-                retry_after: self.policy.open_for,
-            }),
-        }
+            State::HalfOpen { probing: true } => {
+                return Err(Rejected {
+                    retry_after: self.policy.open_for,
+                });
+            }
+        };
+        Ok(Admission {
+            breaker: self,
+            probe,
+            settled: false,
+        })
     }
 
-    fn record(&self, failed: bool) {
+    /// Records a finished call. Only the probe decides a half-open breaker: a call let
+    /// through before the breaker opened says nothing about the backend now.
+    fn record(&self, failed: bool, probe: bool) {
         let mut state = self.lock();
         let next = match (&*state, failed) {
+            (State::HalfOpen { probing }, _) if !probe => State::HalfOpen { probing: *probing },
             (State::Closed { .. }, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true) if failures + 1 < self.policy.failure_threshold => {
                 State::Closed {
@@ -258,8 +271,46 @@ impl Resilience {
         self.publish(published);
     }
 
+    /// A probe ended without an outcome: let the next call probe instead.
+    fn release_probe(&self) {
+        let mut state = self.lock();
+        if matches!(*state, State::HalfOpen { probing: true }) {
+            *state = State::HalfOpen { probing: false };
+            tracing::debug!(
+                backend = self.backend,
+                "half-open probe cancelled; the next call probes"
+            );
+        }
+    }
+
     fn publish(&self, state: BreakerState) {
         self.state_gauge.set(state as i64);
+    }
+}
+
+/// A call the breaker let through, until its outcome is recorded. The half-open probe
+/// is the only call that may close or re-open the breaker, so if its future is dropped
+/// first (the client went away, the request deadline fired) the guard hands the probe
+/// back: without it the breaker would stay half-open with a probe that never ends and
+/// refuse every call until the process restarts.
+struct Admission<'a> {
+    breaker: &'a Resilience,
+    probe: bool,
+    settled: bool,
+}
+
+impl Admission<'_> {
+    fn settle(mut self, failed: bool) {
+        self.settled = true;
+        self.breaker.record(failed, self.probe);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            self.breaker.release_probe();
+        }
     }
 }
 
@@ -377,6 +428,78 @@ mod tests {
         assert_eq!(probe.unwrap(), 1);
         assert_eq!(second.unwrap_err().kind, ErrorKind::Unavailable);
         assert_eq!(r.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_hands_the_probe_back() {
+        let metrics = Metrics::new();
+        let r = Resilience::new("redis", policy(), &metrics);
+        for _ in 0..2 {
+            let _ = r.run("get", Retry::Once, || async { down() }).await;
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // The probe hangs and its caller gives up first (a client that went away, a
+        // request deadline): the future is dropped with no outcome.
+        let probe = r.run("get", Retry::Once, || async {
+            std::future::pending::<StoreResult<u32>>().await
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), probe)
+                .await
+                .is_err()
+        );
+        assert_eq!(r.state(), BreakerState::HalfOpen);
+        // The next call is the new probe; its success closes the breaker.
+        assert_eq!(
+            r.run("get", Retry::Once, || async { Ok(5) }).await.unwrap(),
+            5
+        );
+        assert_eq!(r.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_from_before_the_breaker_opened_does_not_decide_the_probe() {
+        let metrics = Metrics::new();
+        let policy = Policy {
+            timeout: Duration::from_secs(60),
+            ..policy()
+        };
+        let r = Resilience::new("neo4j", policy, &metrics);
+        let go = tokio::sync::Notify::new();
+        // Let through while closed, answers long after the breaker opened.
+        let old = r.run("q", Retry::Once, || async {
+            go.notified().await;
+            Ok(1)
+        });
+        let rest = async {
+            tokio::task::yield_now().await;
+            for _ in 0..2 {
+                let _ = r.run("q", Retry::Once, || async { down() }).await;
+            }
+            tokio::time::advance(Duration::from_secs(5)).await;
+            let hold = tokio::sync::Notify::new();
+            let probe = r.run("q", Retry::Once, || async {
+                hold.notified().await;
+                down()
+            });
+            let finish_old = async {
+                tokio::task::yield_now().await;
+                go.notify_one();
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+                // The old call's success must not close the breaker under the probe.
+                let state = r.state();
+                hold.notify_one();
+                state
+            };
+            let (probe, state) = tokio::join!(probe, finish_old);
+            (probe, state)
+        };
+        let (old, (probe, during)) = tokio::join!(old, rest);
+        assert_eq!(old.unwrap(), 1);
+        assert_eq!(during, BreakerState::HalfOpen);
+        assert!(probe.is_err());
+        assert_eq!(r.state(), BreakerState::Open);
     }
 
     #[tokio::test(start_paused = true)]

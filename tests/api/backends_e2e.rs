@@ -223,7 +223,7 @@ async fn poison_events_are_dead_lettered_and_the_log_moves_on() {
         }
     }
     assert!(
-        dead.unwrap_or_default().contains("undecodable"),
+        dead.unwrap_or_default().contains("unreadable event"),
         "dead letter with its reason"
     );
     assert_eq!(correlation.as_deref(), Some("after-poison"));

@@ -429,3 +429,106 @@ async fn a_poison_event_is_marked_failed_and_the_log_moves_on() {
     );
     assert_eq!(statuses[1]["status"], "processed");
 }
+
+/// Writes events into a stopped server's embedded log as another version (or a damaged
+/// disk) might have: each with the pending status and sequence number a real append
+/// gives.
+fn write_raw_events(data_dir: &std::path::Path, records: &[(&str, &str, Vec<u8>)]) {
+    use ragbrain::domain::ingest::{IngestState, IngestStatus};
+    use redb::{ReadableTable, TableDefinition};
+    const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+    const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let db = redb::Database::create(data_dir.join("events.redb")).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        let mut seq = meta.get("next").unwrap().map_or(1, |v| v.value()).max(1);
+        let mut events = tx.open_table(EVENTS).unwrap();
+        let mut status = tx.open_table(STATUS).unwrap();
+        for (tenant, id, bytes) in records {
+            events.insert(seq, bytes.as_slice()).unwrap();
+            let pending = IngestStatus {
+                id: (*id).into(),
+                status: IngestState::Pending,
+                operation: "upsert".into(),
+                collection: "documents".into(),
+                chunks: None,
+                entities: None,
+                error: None,
+                updated_at: 0,
+                seq,
+            };
+            let pending = serde_json::to_vec(&pending).unwrap();
+            let key = format!("{tenant}\u{0}{id}");
+            status.insert(key.as_str(), pending.as_slice()).unwrap();
+            seq += 1;
+        }
+        meta.insert("next", seq).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// An event this version cannot read, or one naming no valid tenant, ends `failed`
+/// with its reason (and counted), never dropped in silence with its status left
+/// `pending`; the events after it are processed.
+#[tokio::test]
+async fn an_unreadable_event_ends_failed_with_its_reason() {
+    let mut app = spawn_app().await;
+    let key = app.key("acme", &["read", "write"]).await;
+    app.shutdown().await;
+    let newer = json!({"tenant": "acme", "id": "from-the-future", "collection": "documents",
+        "op": "transmogrify", "received_at": 0});
+    let bad_tenant = json!({"tenant": "no/such tenant", "id": "stray", "collection": "documents",
+        "op": "upsert", "text": "Lost?", "received_at": 0});
+    write_raw_events(
+        app.data_dir.path(),
+        &[
+            (
+                "acme",
+                "from-the-future",
+                serde_json::to_vec(&newer).unwrap(),
+            ),
+            ("acme", "garbled", b"\x00\x01 not json".to_vec()),
+            (
+                "no/such tenant",
+                "stray",
+                serde_json::to_vec(&bad_tenant).unwrap(),
+            ),
+        ],
+    );
+    app.restart().await;
+    let after = json!({"id": "after", "text": "Ordinary text about Lisbon."});
+    assert_eq!(
+        app.call(Method::POST, "/ingest", &key, Some(after))
+            .await
+            .status(),
+        202
+    );
+    let statuses = app
+        .wait_ingested(&key, &["from-the-future", "garbled", "after"])
+        .await;
+    for (status, says) in [
+        (&statuses[0], "transmogrify"),
+        (&statuses[1], "expected value"),
+    ] {
+        assert_eq!(status["status"], "failed", "{status}");
+        assert_eq!(status["operation"], "unreadable", "{status}");
+        let reason = status["error"].as_str().unwrap();
+        assert!(reason.contains("unreadable event"), "{reason}");
+        assert!(reason.contains(says), "{reason}");
+    }
+    assert_eq!(statuses[2]["status"], "processed");
+    // The event with a bad tenant has no status anyone can read; it is counted.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"ingest_events_total{outcome="failed"} 3"#),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("ingest_events_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains(r#"ingest_events_total{outcome="processed"} 1"#));
+}

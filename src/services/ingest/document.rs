@@ -35,7 +35,8 @@ pub(super) fn processed(doc: &Doc) -> Outcome {
     Outcome::Done {
         tenant: doc.event.tenant.clone(),
         status: status(
-            doc,
+            doc.seq,
+            &doc.event,
             IngestState::Processed,
             Some((doc.chunks.len(), entities)),
             None,
@@ -78,21 +79,22 @@ pub(super) fn embedding_text(title: Option<&str>, chunk: &str) -> String {
 }
 
 pub(super) fn status(
-    doc: &Doc,
+    seq: u64,
+    event: &Event,
     state: IngestState,
     counts: Option<(usize, usize)>,
     error: Option<String>,
 ) -> IngestStatus {
     IngestStatus {
-        id: doc.event.id.clone(),
+        id: event.id.clone(),
         status: state,
-        operation: doc.event.operation.name().to_owned(),
-        collection: doc.event.collection.clone(),
+        operation: event.operation.name().to_owned(),
+        collection: event.collection.clone(),
         chunks: counts.map(|c| c.0),
         entities: counts.map(|c| c.1),
         error,
         updated_at: 0,
-        seq: doc.seq,
+        seq,
     }
 }
 

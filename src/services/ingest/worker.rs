@@ -24,7 +24,7 @@ use super::document::{
     stored_collection, title,
 };
 use super::entities::extract;
-use crate::domain::ingest::{DocumentGraph, IngestState, LogEntry, Operation, Outcome};
+use crate::domain::ingest::{DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionName, CollectionSpec, Distance, Point};
 use crate::store::{ErrorKind, StoreError};
@@ -192,10 +192,14 @@ impl Batch<'_> {
     }
 
     fn fail(&mut self, doc: &Doc, reason: String) {
-        tracing::warn!(doc = %doc.event.id, seq = doc.seq, reason = %reason, "ingest event failed");
+        self.fail_event(doc.seq, &doc.event, reason);
+    }
+
+    fn fail_event(&mut self, seq: u64, event: &Event, reason: String) {
+        tracing::warn!(doc = %event.id, seq, reason = %reason, "ingest event failed");
         self.outcomes.push(Outcome::Done {
-            tenant: doc.event.tenant.clone(),
-            status: status(doc, IngestState::Failed, None, Some(reason)),
+            tenant: event.tenant.clone(),
+            status: status(seq, event, IngestState::Failed, None, Some(reason)),
         });
     }
 
@@ -207,11 +211,27 @@ impl Batch<'_> {
             overlap: settings.chunk_overlap_chars,
         };
         let max_entities = settings.max_entities_per_chunk;
+        // An event no document can come from ends failed here, never dropped.
+        let mut readable = Vec::with_capacity(entries.len());
+        for e in entries {
+            match &e.event.operation {
+                Operation::Unreadable { reason } => {
+                    let reason = reason.clone();
+                    self.fail_event(e.seq, &e.event, reason);
+                }
+                _ => match Tenant::parse(&e.event.tenant) {
+                    Some(tenant) => readable.push((tenant, e)),
+                    None => {
+                        let reason = format!("{:?} is not a valid tenant name", e.event.tenant);
+                        self.fail_event(e.seq, &e.event, reason);
+                    }
+                },
+            }
+        }
         let docs: Vec<Doc> = crate::store::blocking(move || {
-            Ok(entries
+            Ok(readable
                 .into_iter()
-                .filter_map(|e| {
-                    let tenant = Tenant::parse(&e.event.tenant)?;
+                .map(|(tenant, e)| {
                     let chunks = match &e.event.operation {
                         Operation::Upsert { text, metadata } => {
                             let extra = metadata_entities(metadata);
@@ -223,15 +243,15 @@ impl Batch<'_> {
                                 })
                                 .collect()
                         }
-                        Operation::Delete => Vec::new(),
+                        Operation::Delete | Operation::Unreadable { .. } => Vec::new(),
                     };
-                    Some(Doc {
+                    Doc {
                         seq: e.seq,
                         tenant,
                         event: e.event,
                         chunks,
                         vectors: Vec::new(),
-                    })
+                    }
                 })
                 .collect())
         })
@@ -241,7 +261,7 @@ impl Batch<'_> {
             .flat_map(|d| {
                 let title = match &d.event.operation {
                     Operation::Upsert { metadata, .. } => title(metadata),
-                    Operation::Delete => None,
+                    Operation::Delete | Operation::Unreadable { .. } => None,
                 };
                 d.chunks.iter().map(move |(t, _)| embedding_text(title, t))
             })

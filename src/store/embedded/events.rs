@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
-use crate::domain::ingest::{Event, IngestStatus, LogEntry, Outcome};
+use crate::domain::ingest::{Event, IngestStatus, LogEntry, Operation, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::{EventLog, StoreError, StoreResult, blocking};
@@ -104,6 +104,29 @@ fn owned_by(table: &redb::Table<'_, &str, &[u8]>, key: &str, seq: u64) -> StoreR
     })
 }
 
+/// Names the document of an unreadable event that cannot name it itself, from the
+/// status its append wrote (the one keyed to its sequence number), so the status can
+/// end `failed` instead of staying `pending`. Scans the statuses: unreadable events are
+/// rare, and this runs only for them.
+fn name_from_status(tx: &redb::ReadTransaction, seq: u64, event: &mut Event) -> StoreResult<()> {
+    let table = tx.open_table(STATUS).map_err(db_err)?;
+    for row in table.iter().map_err(db_err)? {
+        let (key, value) = row.map_err(db_err)?;
+        let Ok(status) = serde_json::from_slice::<IngestStatus>(value.value()) else {
+            continue;
+        };
+        if status.seq == seq
+            && let Some((tenant, id)) = key.value().split_once('\u{0}')
+        {
+            event.tenant = tenant.to_owned();
+            event.id = id.to_owned();
+            event.collection = status.collection;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventLog for EmbeddedEventLog {
     async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>> {
@@ -151,11 +174,14 @@ impl EventLog for EmbeddedEventLog {
             let mut out = Vec::new();
             for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
                 let (seq, bytes) = entry.map_err(db_err)?;
-                let event: Event = serde_json::from_slice(bytes.value()).map_err(db_err)?;
-                out.push(LogEntry {
-                    seq: seq.value(),
-                    event,
-                });
+                let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
+                if let Operation::Unreadable { reason } = &event.operation {
+                    tracing::warn!(seq, reason = %reason, "unreadable ingest event");
+                    if event.id.is_empty() {
+                        name_from_status(&tx, seq, &mut event)?;
+                    }
+                }
+                out.push(LogEntry { seq, event });
             }
             Ok(out)
         })
