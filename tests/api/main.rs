@@ -8,6 +8,7 @@
 mod auth;
 mod backends;
 mod backends_e2e;
+mod chaos;
 mod cli;
 mod connections;
 mod contract;

@@ -352,7 +352,8 @@ impl Batch<'_> {
     /// Removes what an older version left behind and writes the graph.
     /// Deletes each document in turn, then writes the graph of every upsert with one
     /// transaction per tenant. If that transaction fails for good, each document is
-    /// retried alone so only the ones at fault are marked failed.
+    /// retried alone so only the ones at fault are marked failed; if it times out, each
+    /// document is written alone too, so a batch too big for the timeout still lands.
     async fn finish(&mut self, docs: Vec<Doc>) -> Result<(), StoreError> {
         let mut upserts: BTreeMap<Tenant, Vec<Doc>> = BTreeMap::new();
         for doc in docs {
@@ -374,7 +375,10 @@ impl Batch<'_> {
                         self.outcomes.push(processed(doc));
                     }
                 }
-                Err(e) if docs.len() > 1 && !transient(&e) => {
+                // A batch that failed for good, or took longer than the backend's
+                // timeout (retried whole, it would time out for ever): each document
+                // alone, each within the timeout.
+                Err(e) if docs.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
                     for doc in &docs {
                         let alone = vec![document_graph(doc)];
                         let written = self.service.graph.replace_documents(&tenant, alone).await;

@@ -1,0 +1,514 @@
+//! Faults under load: with the server on its production backends and a steady load of
+//! vector searches, graph finds and ingests, each backend goes away for a few seconds
+//! in turn and comes back. Redis is a server of the test's own, killed and restarted
+//! (its data on an append-only file). The Kafka-protocol broker (a tansu of the test's
+//! own, advertised through a proxy) and the Bolt server (the suite's shared one, used by
+//! other tests at the same time) are cut at a TCP proxy: every open connection is
+//! dropped and new ones are refused until the restore, which is what the server sees of
+//! a broker or graph server restarting (tansu keeps its log in memory, so a real restart
+//! would lose the events the test counts).
+//!
+//! Must hold: the server answers every call within its bounds (503 with `Retry-After`
+//! or 504 when the call needs the missing backend, never a hang and never another
+//! error); calls that do not need it keep succeeding; traffic recovers within the
+//! breaker's cool-down plus a probe; `/health/ready` reports the outage and the
+//! recovery; the metrics count it; and every ingest event acknowledged with 202 ends
+//! `processed`, once in effect (one point per document).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ragbrain::config::Settings;
+use reqwest::Method;
+use serde_json::json;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::backends;
+use crate::faults::{start_redis, wait_port};
+use crate::helpers::{TestApp, free_port, spawn_app_with};
+
+/// A TCP proxy that can be cut (connections dropped, new ones refused) and restored.
+struct Proxy {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let port = free_port();
+        let (up, rx) = watch::channel(true);
+        tokio::spawn(relay(port, target, rx));
+        Proxy { port, up }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+async fn relay(port: u16, target: SocketAddr, mut up: watch::Receiver<bool>) {
+    loop {
+        if up.wait_for(|u| *u).await.is_err() {
+            return;
+        }
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        let listener = socket.listen(128).unwrap();
+        let mut cut = up.clone();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { continue };
+                    let mut down = up.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = down.wait_for(|u| !*u) => {}
+                        }
+                    });
+                }
+                changed = cut.wait_for(|u| !*u) => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Where the server under test finds its backends.
+struct Endpoints {
+    redis_url: String,
+    kafka: String,
+    bolt: String,
+}
+
+static ENDPOINTS: OnceLock<Endpoints> = OnceLock::new();
+
+fn through_the_proxies(s: &mut Settings) {
+    backends::production(s);
+    let e = ENDPOINTS.get().expect("endpoints set");
+    s.redis.url = e.redis_url.clone().into();
+    s.events.kafka_brokers = e.kafka.clone();
+    s.graph.neo4j_uri = e.bolt.clone();
+    s.server.request_timeout_ms = 5_000;
+    // Batches whose graph fits the timeout on the shared Bolt server.
+    s.ingest.worker_batch = 16;
+    let r = &mut s.resilience;
+    // A batch of ingested documents is one Bolt transaction, which the shared test
+    // server (ArcadeDB) takes over a second to commit under this load.
+    r.timeout_ms = 3_000;
+    r.max_attempts = 2;
+    r.failure_threshold = 3;
+    r.open_ms = 1_000;
+}
+
+fn start_tansu(binary: &str, port: u16, advertised: u16) -> Child {
+    Command::new(binary)
+        .arg("broker")
+        .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+        .args([
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu starts")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Search,
+    Find,
+    Ingest,
+}
+
+/// One finished call: when it started and ended (seconds since the load began).
+#[derive(Clone, Debug)]
+struct Call {
+    kind: Kind,
+    start: f64,
+    end: f64,
+    /// The HTTP status; 0 when no answer came back within the client's bound.
+    status: u16,
+    retry_after: bool,
+    /// The problem body of a 5xx answer.
+    body: String,
+}
+
+struct Load {
+    started: Instant,
+    calls: Mutex<Vec<Call>>,
+    /// Documents acknowledged with 202, and when their request started.
+    accepted: Mutex<Vec<(String, f64)>>,
+    ready: Mutex<Vec<(f64, u16)>>,
+}
+
+impl Load {
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+async fn one_call(app: &TestApp, key: &str, kind: Kind, n: usize, load: &Load) {
+    let (path, body) = match kind {
+        Kind::Search => (
+            "/vectors/search",
+            json!({"collection": "chaos", "vector": [0.1, 0.2, 0.3], "limit": 3}),
+        ),
+        Kind::Find => (
+            "/graphs/node/find",
+            json!({"label": "ChaosEntity", "properties": {"name": "anchor"}, "limit": 5}),
+        ),
+        Kind::Ingest => (
+            "/ingest",
+            json!({"id": format!("doc-{n}"), "text": format!("Chaos document {n} about Lisbon.")}),
+        ),
+    };
+    let start = load.now();
+    let sent = app
+        .request(Method::POST, path)
+        .header("X-API-Key", key)
+        .json(&body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    let (status, retry_after, body) = match sent {
+        Ok(r) => {
+            let (status, retry) = (r.status().as_u16(), r.headers().contains_key("retry-after"));
+            let body = if status >= 500 {
+                r.text().await.unwrap_or_default()
+            } else {
+                String::new()
+            };
+            (status, retry, body)
+        }
+        Err(_) => (0, false, String::new()),
+    };
+    if kind == Kind::Ingest && status == 202 {
+        load.accepted
+            .lock()
+            .unwrap()
+            .push((format!("doc-{n}"), start));
+    }
+    load.calls.lock().unwrap().push(Call {
+        kind,
+        start,
+        end: load.now(),
+        status,
+        retry_after,
+        body,
+    });
+}
+
+/// Client threads at a steady pace until `stop`; a readiness poller beside them.
+fn drive(
+    app: Arc<TestApp>,
+    key: String,
+    load: Arc<Load>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for worker in 0..6usize {
+        let (app, key, load, stop) = (app.clone(), key.clone(), load.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let kinds = [Kind::Search, Kind::Find, Kind::Ingest];
+            let mut n = worker;
+            while !*stop.borrow() {
+                one_call(&app, &key, kinds[n % 3], n, &load).await;
+                // Ingests at a pace the shared Bolt server's graph writes keep up with.
+                let pause = if kinds[n % 3] == Kind::Ingest {
+                    250
+                } else {
+                    60
+                };
+                n += 6;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
+        while !*stop.borrow() {
+            let at = load.now();
+            let status = app
+                .request(Method::GET, "/health/ready")
+                .timeout(Duration::from_secs(15))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
+            load.ready.lock().unwrap().push((at, status));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }));
+    tasks
+}
+
+#[derive(Debug)]
+struct Outage {
+    backend: &'static str,
+    cut: f64,
+    restored: f64,
+}
+
+/// Calls to `backend` the metrics count as anything but `ok`.
+fn failures_counted(metrics: &str, backend: &str) -> f64 {
+    let prefix = format!("backend_requests_total{{backend=\"{backend}\",");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && !l.contains("outcome=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn each_backend_fails_and_returns_under_load() {
+    if !backends::available() {
+        return;
+    }
+    let tansu = std::env::var("RAGBRAIN_TEST_TANSU")
+        .expect("RAGBRAIN_TEST_TANSU (scripts/test.sh sets it)");
+    let redis_binary =
+        std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let mut redis = start_redis(&redis_binary, redis_port, redis_dir.path());
+    wait_port(redis_port).await;
+    let bolt_target: SocketAddr = backends::bolt().unwrap().uri.parse().unwrap();
+    let bolt = Proxy::start(bolt_target);
+    let tansu_port = free_port();
+    let kafka = Proxy::start(([127, 0, 0, 1], tansu_port).into());
+    let mut broker = start_tansu(&tansu, tansu_port, kafka.port);
+    wait_port(tansu_port).await;
+    ENDPOINTS
+        .set(Endpoints {
+            redis_url: format!("redis://127.0.0.1:{redis_port}"),
+            kafka: format!("127.0.0.1:{}", kafka.port),
+            bolt: format!("127.0.0.1:{}", bolt.port),
+        })
+        .ok()
+        .unwrap();
+
+    let app = spawn_app_with(through_the_proxies).await;
+    let key = app.key("chaos", &["read", "write"]).await;
+    app.create_collection(&key, "chaos", 3).await;
+    let points = json!({"collection": "chaos", "points": [{"id": 1, "vector": [0.1, 0.2, 0.3]}]});
+    assert_eq!(
+        app.call(Method::POST, "/vectors/upsert", &key, Some(points))
+            .await
+            .status(),
+        200
+    );
+    let anchor =
+        json!({"id": "anchor", "labels": ["ChaosEntity"], "properties": {"name": "anchor"}});
+    assert_eq!(
+        app.call(Method::POST, "/graphs/node", &key, Some(anchor))
+            .await
+            .status(),
+        201
+    );
+
+    let app = Arc::new(app);
+    let load = Arc::new(Load {
+        started: Instant::now(),
+        calls: Mutex::default(),
+        accepted: Mutex::default(),
+        ready: Mutex::default(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let tasks = drive(app.clone(), key.clone(), load.clone(), stopped);
+
+    let outage = Duration::from_secs(4);
+    let settle = Duration::from_secs(6);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut outages = Vec::new();
+    // Redis: killed and started again on its data.
+    let cut = load.now();
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    tokio::time::sleep(outage).await;
+    redis = start_redis(&redis_binary, redis_port, redis_dir.path());
+    wait_port(redis_port).await;
+    outages.push(Outage {
+        backend: "redis",
+        cut,
+        restored: load.now(),
+    });
+    tokio::time::sleep(settle).await;
+    for (backend, proxy) in [("kafka", &kafka), ("neo4j", &bolt)] {
+        let cut = load.now();
+        proxy.cut();
+        tokio::time::sleep(outage).await;
+        proxy.restore();
+        outages.push(Outage {
+            backend,
+            cut,
+            restored: load.now(),
+        });
+        tokio::time::sleep(settle).await;
+    }
+    stop.send_replace(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let calls = load.calls.lock().unwrap().clone();
+    let ready = load.ready.lock().unwrap().clone();
+
+    // Every call got an answer within the request bound, and only the answers allowed.
+    for c in &calls {
+        assert_ne!(c.status, 0, "no answer within 15 s: {c:?}");
+        assert!(
+            c.end - c.start < 6.5,
+            "slower than the request deadline: {c:?}"
+        );
+        match c.status {
+            200..=299 | 504 => {}
+            503 => assert!(c.retry_after, "503 without Retry-After: {c:?}"),
+            _ => panic!("unexpected status: {c:?}"),
+        }
+        for internal in ["redis", "kafka", "neo4j", "graph server", "127.0.0.1"] {
+            assert!(
+                !c.body.contains(internal),
+                "a 5xx body leaks {internal}: {c:?}"
+            );
+        }
+    }
+    // Which calls need which backend (every call authenticates on Redis).
+    let needs = |backend: &str, kind: Kind| match backend {
+        "redis" => true,
+        "kafka" => kind == Kind::Ingest,
+        _ => kind == Kind::Find,
+    };
+    let mut report = Vec::new();
+    for o in &outages {
+        // Outages are apart by more than the settling time.
+        let failed: Vec<&Call> = calls
+            .iter()
+            .filter(|c| c.status >= 500 && c.end >= o.cut && c.end < o.restored + 6.0)
+            .collect();
+        // The calls that do not need the missing backend kept succeeding.
+        for c in calls
+            .iter()
+            .filter(|c| c.start > o.cut + 0.2 && c.end < o.restored + 6.0)
+        {
+            if !needs(o.backend, c.kind) {
+                assert!(c.status < 500, "{} down, yet {c:?} failed", o.backend);
+            }
+        }
+        let first = failed.iter().map(|c| c.end).fold(f64::MAX, f64::min);
+        let last = failed.iter().map(|c| c.end).fold(0.0, f64::max);
+        let recovered = (last - o.restored).max(0.0);
+        assert!(!failed.is_empty(), "{} outage went unnoticed", o.backend);
+        // Cool-down (1 s) plus a probe bounded by the 3 s timeout, and some slack for a
+        // client's reconnect backoff (1 s at most for Kafka).
+        assert!(
+            recovered < 5.0,
+            "{} recovered {recovered:.1} s after its return",
+            o.backend
+        );
+        let not_ready = ready
+            .iter()
+            .any(|(at, s)| *s == 503 && *at > o.cut && *at < o.restored);
+        assert!(
+            not_ready,
+            "/health/ready did not report the {} outage",
+            o.backend
+        );
+        report.push(format!(
+            "{}: down {:.1} s; errors from {:+.1} s to {:+.1} s of the cut ({} calls); recovered {:.1} s after the return",
+            o.backend,
+            o.restored - o.cut,
+            first - o.cut,
+            last - o.cut,
+            failed.len(),
+            recovered
+        ));
+    }
+    let end = load.now();
+    assert!(
+        ready.iter().rev().take(3).all(|(_, s)| *s == 200),
+        "/health/ready after the recovery: {:?}",
+        &ready[ready.len().saturating_sub(5)..]
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for backend in ["redis", "kafka", "neo4j"] {
+        assert!(
+            failures_counted(&metrics, backend) > 0.0,
+            "no failed {backend} calls counted"
+        );
+    }
+
+    // Every acknowledged event ends processed, each document once.
+    let accepted = load.accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() > 20,
+        "too few ingests accepted: {}",
+        accepted.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut waiting = accepted.clone();
+    while !waiting.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (id, at) in waiting {
+            let status = app
+                .json(Method::GET, &format!("/ingest/{id}"), &key, None)
+                .await;
+            match status["status"].as_str() {
+                Some("processed") => {}
+                Some("pending") => still.push((id, at)),
+                _ => panic!("{id} (accepted at {at:.1} s) did not end processed: {status}"),
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(
+        waiting.is_empty(),
+        "accepted, still pending after 120 s: {waiting:?}; outages {outages:?}"
+    );
+    let info = app
+        .json(Method::GET, "/vectors/collections/documents", &key, None)
+        .await;
+    assert_eq!(
+        info["points_count"],
+        accepted.len(),
+        "one chunk per document: {info}"
+    );
+
+    let by_kind = calls.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry((format!("{:?}", c.kind), c.status))
+            .or_insert(0usize) += 1;
+        m
+    });
+    eprintln!(
+        "chaos: {} calls in {end:.0} s; by kind and status {by_kind:?}; {} events accepted, lost 0\n{}",
+        calls.len(),
+        accepted.len(),
+        report.join("\n")
+    );
+    let mut app = Arc::try_unwrap(app).ok().expect("load finished");
+    app.shutdown().await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
