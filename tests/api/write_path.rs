@@ -151,6 +151,10 @@ impl Server {
             .is_some_and(|l| l.contains(&started))
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap(); // SIGKILL: no shutdown hook runs
         self.child.wait().unwrap();
