@@ -105,7 +105,12 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
             store: "auth",
             message: e.to_string(),
         })?;
-    let rate_limits = RateLimits::new(&settings.rate_limit).map(Arc::new);
+    let rate_limits = RateLimits::new(
+        &settings.rate_limit,
+        stores.rate_limits.clone(),
+        metrics.clone(),
+    )
+    .map(Arc::new);
     let settings = Arc::new(settings);
     let vectors = VectorService::new(settings.clone(), stores.vectors.clone(), embedder.clone());
     let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());

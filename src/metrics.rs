@@ -20,6 +20,7 @@ pub struct Metrics {
     pub http_request_duration_seconds: HistogramVec,
     pub http_requests_in_flight: IntGauge,
     pub rate_limited_total: IntCounterVec,
+    pub rate_limit_fallback_total: IntCounterVec,
     pub auth_failures_total: IntCounterVec,
     pub ingest_events_total: IntCounterVec,
     pub ingest_pending: IntGauge,
@@ -117,6 +118,12 @@ impl Metrics {
                 r,
                 "rate_limited_total",
                 "Requests refused with 429, by route class",
+                &["class"],
+            ),
+            rate_limit_fallback_total: counter(
+                r,
+                "rate_limit_fallback_total",
+                "Rate-limit checks this server decided alone because the shared store failed, by route class",
                 &["class"],
             ),
             auth_failures_total: counter(

@@ -29,6 +29,14 @@ pub enum CacheBackend {
     Redis,
 }
 
+/// Where rate-limit buckets live: each server's memory, or Redis, shared by replicas.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    Memory,
+    Redis,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventSettings {
@@ -100,8 +108,8 @@ impl Settings {
             ),
             (
                 self.uses_redis(),
-                "auth.backend = \"redis\", cache.backend = \"redis\" and events.backend = \
-                 \"kafka\" (ingest status) need redis.url",
+                "auth.backend = \"redis\", cache.backend = \"redis\", rate_limit.backend = \
+                 \"redis\" and events.backend = \"kafka\" (ingest status) need redis.url",
                 self.redis.url.expose_secret().is_empty(),
             ),
             (
@@ -143,5 +151,6 @@ impl Settings {
         self.auth.backend == AuthBackend::Redis
             || self.cache.backend == CacheBackend::Redis
             || self.events.backend == EventBackend::Kafka
+            || (self.rate_limit.enabled && self.rate_limit.backend == RateLimitBackend::Redis)
     }
 }

@@ -15,8 +15,8 @@ mod backends;
 mod validate;
 
 pub use backends::{
-    AuthBackend, CacheBackend, CacheSettings, EventBackend, EventSettings, RedisSettings,
-    ResilienceSettings,
+    AuthBackend, CacheBackend, CacheSettings, EventBackend, EventSettings, RateLimitBackend,
+    RedisSettings, ResilienceSettings,
 };
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -77,6 +77,9 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
+    /// `memory`: each server counts alone (N replicas allow N times a quota); `redis`:
+    /// one bucket per caller and class for every replica, in Redis.
+    pub backend: RateLimitBackend,
     /// Take the client IP from the first `X-Forwarded-For` address; only behind a proxy
     /// that sets it, or clients could pick their own key.
     pub trust_forwarded_for: bool,

@@ -102,7 +102,7 @@ async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Princi
         Ok(p) => p,
         Err(e) => {
             if matches!(e, ApiError::Unauthorized(_)) {
-                ratelimit::enforce_credential_check(parts, state)?;
+                ratelimit::enforce_credential_check(parts, state).await?;
             }
             return Err(e);
         }
@@ -112,7 +112,8 @@ async fn require(parts: &Parts, state: &AppState, scope: Scope) -> Result<Princi
         state,
         &principal.subject,
         principal.subject == ANONYMOUS,
-    )?;
+    )
+    .await?;
     if principal.allows(scope) {
         return Ok(principal);
     }
@@ -144,7 +145,7 @@ impl FromRequestParts<AppState> for BearerToken {
         match token {
             Some(t) if !t.is_empty() => Ok(BearerToken(t)),
             _ => {
-                ratelimit::enforce_credential_check(parts, state)?;
+                ratelimit::enforce_credential_check(parts, state).await?;
                 auth_failed(state, "missing_credentials");
                 Err(ApiError::Unauthorized(
                     "this operation needs a bearer token".into(),

@@ -52,11 +52,11 @@ fn route_class(parts: &Parts) -> Class {
 
 /// Takes one request from `key`'s quota in `class`; 429 when it is spent. The decision
 /// of an allowed request is remembered for the response headers.
-pub fn enforce(state: &AppState, class: Class, key: &str) -> Result<(), ApiError> {
+pub async fn enforce(state: &AppState, class: Class, key: &str) -> Result<(), ApiError> {
     let Some(limits) = &state.rate_limits else {
         return Ok(());
     };
-    let decision = limits.check(class, key);
+    let decision = limits.check(class, key).await;
     if decision.retry_after_secs.is_some() {
         state
             .metrics
@@ -71,7 +71,7 @@ pub fn enforce(state: &AppState, class: Class, key: &str) -> Result<(), ApiError
 
 /// Limits an authenticated request by its route class and principal (anonymous callers
 /// by client IP).
-pub fn enforce_for(
+pub async fn enforce_for(
     parts: &Parts,
     state: &AppState,
     subject: &str,
@@ -85,13 +85,13 @@ pub fn enforce_for(
     } else {
         format!("key:{subject}")
     };
-    enforce(state, route_class(parts), &key)
+    enforce(state, route_class(parts), &key).await
 }
 
 /// Counts a credential check against the client IP's `auth` quota.
-pub fn enforce_credential_check(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+pub async fn enforce_credential_check(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     let ip = client_ip(parts, state.settings.rate_limit.trust_forwarded_for);
-    enforce(state, Class::Auth, &format!("ip:{ip}"))
+    enforce(state, Class::Auth, &format!("ip:{ip}")).await
 }
 
 /// Extractor for endpoints that check credentials themselves (`/auth/token`,
@@ -102,7 +102,9 @@ impl FromRequestParts<AppState> for CredentialCheck {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        enforce_credential_check(parts, state).map(|()| CredentialCheck)
+        enforce_credential_check(parts, state)
+            .await
+            .map(|()| CredentialCheck)
     }
 }
 

@@ -16,6 +16,8 @@ pub mod qdrant_mapping;
 pub mod redis;
 pub mod resilient;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::domain::graph::{
@@ -293,6 +295,25 @@ pub trait AuthStore: Send + Sync {
     /// Forgets revocations and refresh tokens that expired before `now`.
     async fn purge_expired(&self, now: u64) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// What a shared rate-limit bucket (GCRA) said about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub allowed: bool,
+    /// Requests the caller may still make at once.
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// When refused: until one request is allowed.
+    pub retry_after: Duration,
+}
+
+/// Rate-limit buckets every replica shares. One call takes one request from `key`'s
+/// bucket (one request per `interval`, up to `burst` at once), atomically.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    async fn take(&self, key: &str, interval: Duration, burst: u32) -> StoreResult<Taken>;
 }
 
 /// Runs blocking engine work off the async runtime, turning a panic into an error.

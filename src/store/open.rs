@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{
-    AuthBackend, CacheBackend, EventBackend, GraphBackend, Settings, VectorBackend,
+    AuthBackend, CacheBackend, EventBackend, GraphBackend, RateLimitBackend, Settings,
+    VectorBackend,
 };
 use crate::domain::vector::CollectionSpec;
 use crate::metrics::Metrics;
@@ -19,9 +20,11 @@ use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore
 use crate::store::kafka::KafkaEventLog;
 use crate::store::neo4j::Neo4jGraphStore;
 use crate::store::qdrant::QdrantVectorStore;
-use crate::store::redis::{Redis, RedisAuthStore, RedisIngestState, RedisSearchCache};
+use crate::store::redis::{
+    Redis, RedisAuthStore, RedisIngestState, RedisRateLimits, RedisSearchCache,
+};
 use crate::store::resilient::{Policy, Resilience};
-use crate::store::{AuthStore, EventLog, GraphStore, StoreError, VectorStore};
+use crate::store::{AuthStore, EventLog, GraphStore, RateLimitStore, StoreError, VectorStore};
 
 /// Every store the server uses, and the guards of the production backends among them.
 #[derive(Clone)]
@@ -32,6 +35,8 @@ pub struct Stores {
     pub auth: Arc<dyn AuthStore>,
     /// `None` when search results are not cached.
     pub search_cache: Option<Arc<dyn SearchCache>>,
+    /// Rate-limit buckets shared by replicas; `None` when each server keeps its own.
+    pub rate_limits: Option<Arc<dyn RateLimitStore>>,
     pub breakers: Vec<Arc<Resilience>>,
 }
 
@@ -177,12 +182,18 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
         Some(cache) => Arc::new(CachedVectors::new(vectors, cache.clone(), metrics.clone())),
         None => vectors,
     };
+    let rate_limits: Option<Arc<dyn RateLimitStore>> =
+        match (settings.rate_limit.enabled, settings.rate_limit.backend) {
+            (true, RateLimitBackend::Redis) => Some(Arc::new(RedisRateLimits::new(redis()?))),
+            _ => None,
+        };
     Ok(Stores {
         vectors,
         graph,
         events,
         auth,
         search_cache,
+        rate_limits,
         breakers,
     })
 }

@@ -2,10 +2,15 @@
 //! `Retry-After` and `RateLimit-*` headers on 429, credential checks limited per IP,
 //! health and metrics never limited.
 
+use std::sync::OnceLock;
+
+use ragbrain::config::{RateLimitBackend, Settings};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app_with};
+use crate::backends;
+use crate::faults::{start_redis, wait_port};
+use crate::helpers::{TestApp, assert_problem, free_port, spawn_app_with};
 
 fn tight(s: &mut ragbrain::config::Settings) {
     let q = |n| ragbrain::config::QuotaSettings {
@@ -105,4 +110,114 @@ async fn credential_guessing_is_limited_per_client_ip() {
         .call(Method::GET, "/auth/api-keys", &app.admin_key, None)
         .await;
     assert_eq!(r.status(), 200);
+}
+
+static SHARED_PREFIX: OnceLock<String> = OnceLock::new();
+static OWN_REDIS: OnceLock<String> = OnceLock::new();
+
+/// Tight limits kept in the suite's Redis under a prefix of this test's own.
+fn shared(s: &mut Settings) {
+    tight(s);
+    s.redis.url = backends::redis_url().unwrap_or_default().into();
+    s.redis.key_prefix = SHARED_PREFIX.get().cloned().unwrap_or_default();
+    s.rate_limit.backend = RateLimitBackend::Redis;
+}
+
+async fn guess(app: &TestApp) -> u16 {
+    let wrong = json!({"grant_type": "api_key", "api_key": "rbk_00_wrong"});
+    app.request(Method::POST, "/auth/token")
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Two replicas with `rate_limit.backend = "redis"` share one bucket per caller and
+/// class: credential guessing spread over both is refused after the one quota (2), where
+/// memory buckets would allow 2 per replica.
+#[tokio::test]
+async fn replicas_sharing_redis_enforce_one_quota() {
+    if backends::redis_url().is_none() {
+        return;
+    }
+    SHARED_PREFIX
+        .set(format!("{}:", uuid::Uuid::new_v4().simple()))
+        .unwrap();
+    let a = spawn_app_with(shared).await;
+    let b = spawn_app_with(shared).await;
+    assert_eq!(guess(&a).await, 401);
+    assert_eq!(guess(&b).await, 401);
+    assert_eq!(guess(&a).await, 429);
+    assert_eq!(guess(&b).await, 429);
+    // A key's searches: 3, then 429 with the headers, from the shared bucket.
+    let key = a.key("acme", &["write"]).await;
+    a.create_collection(&key, "docs", 2).await;
+    let search = json!({"collection": "docs", "vector": [1.0, 0.0]});
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = a
+            .call(Method::POST, "/vectors/search", &key, Some(search.clone()))
+            .await;
+        assert_eq!(r.status(), 200);
+        remaining.push(header(&r, "ratelimit-remaining"));
+    }
+    assert_eq!(remaining, [2, 1, 0]);
+    let r = a
+        .call(Method::POST, "/vectors/search", &key, Some(search))
+        .await;
+    assert!((1..=20).contains(&header(&r, "retry-after")));
+    assert_eq!(header(&r, "ratelimit-reset"), 60);
+    assert_problem(r, 429).await;
+    let metrics = a.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !metrics.contains("rate_limit_fallback_total{"),
+        "no fallback while Redis is up"
+    );
+}
+
+fn on_own_redis(s: &mut Settings) {
+    tight(s);
+    s.redis.url = OWN_REDIS.get().cloned().unwrap_or_default().into();
+    s.rate_limit.backend = RateLimitBackend::Redis;
+    s.resilience.timeout_ms = 500;
+    s.resilience.max_attempts = 1;
+}
+
+/// When the shared store is down, each server limits alone (the quota still holds per
+/// server: never fail open, never a 503 for every request) and counts each fallback.
+#[tokio::test]
+async fn a_redis_outage_falls_back_to_local_limits_and_counts_it() {
+    if backends::redis_url().is_none() {
+        return;
+    }
+    let binary =
+        std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut redis = start_redis(&binary, port, dir.path());
+    wait_port(port).await;
+    OWN_REDIS.set(format!("redis://127.0.0.1:{port}")).unwrap();
+    let app = spawn_app_with(on_own_redis).await;
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "docs", 2).await;
+    let search = json!({"collection": "docs", "vector": [1.0, 0.0]});
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = app
+            .call(Method::POST, "/vectors/search", &key, Some(search.clone()))
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let fallbacks: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("rate_limit_fallback_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(fallbacks >= 4.0, "fallbacks counted: {fallbacks}");
 }
