@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::http::state::AppState;
 use crate::llm::ChatClient;
+use crate::services::audit::AuditService;
 use crate::services::auth::AuthService;
 use crate::services::generate::GenerateService;
 use crate::services::graphs::GraphService;
@@ -61,6 +62,7 @@ fn store_err(store: &'static str) -> impl Fn(crate::store::StoreError) -> StartE
 /// The stores that must be closed (flushed and released) at shutdown.
 #[derive(Clone)]
 struct Closing {
+    audit: AuditService,
     vectors: Arc<dyn VectorStore>,
     graph: Arc<dyn GraphStore>,
 }
@@ -123,12 +125,20 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
         metrics.clone(),
         vectors.clone(),
     );
+    let audit = AuditService::start(
+        &settings.audit,
+        stores.audit.clone(),
+        metrics.clone(),
+        settings.auth.bootstrap_tenant.clone(),
+    );
     let closing = Closing {
+        audit: audit.clone(),
         vectors: stores.vectors.clone(),
         graph: stores.graph.clone(),
     };
     let state = AppState {
         auth: Arc::new(auth),
+        audit,
         graphs: GraphService::new(settings.clone(), stores.graph.clone()),
         generate: GenerateService::new(settings.clone(), llm, hybrid.clone()),
         scrape: MetricsService {
@@ -150,6 +160,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
 impl Closing {
     /// Flushes and releases the stores; called once, last.
     async fn close(&self) {
+        self.audit.close().await;
         if let Err(e) = self.vectors.close().await {
             tracing::error!(error = %e, "closing the vector store");
         }

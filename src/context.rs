@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::domain::audit::AuditAction;
 use crate::domain::quota::Decision;
 
 /// What the request learns as it runs, read by the access log at the end.
@@ -15,6 +16,9 @@ pub struct RequestContext {
     pub principal: OnceLock<(String, String)>,
     /// The rate-limit decision that let the request through, for the response headers.
     pub rate_limit: OnceLock<Decision>,
+    /// What the audit trail should call this request, when a service knows better than
+    /// its route (a refresh that turned out to be a replay).
+    pub audit_action: OnceLock<AuditAction>,
 }
 
 tokio::task_local! {
@@ -39,4 +43,14 @@ pub fn record_rate_limit(decision: Decision) {
 /// Records who the request acts for, for the access log.
 pub fn record_principal(subject: &str, tenant: &str) {
     let _ = CONTEXT.try_with(|c| c.principal.set((subject.to_owned(), tenant.to_owned())));
+}
+
+/// Names the request's audit action, overriding what its route implies.
+pub fn record_audit_action(action: AuditAction) {
+    let _ = CONTEXT.try_with(|c| c.audit_action.set(action));
+}
+
+/// The context of the request being served, if any.
+pub fn snapshot() -> Option<Arc<RequestContext>> {
+    CONTEXT.try_with(Arc::clone).ok()
 }

@@ -5,8 +5,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Request latency buckets, in seconds: 1 ms to 10 s.
@@ -21,6 +21,7 @@ pub struct Metrics {
     pub http_requests_in_flight: IntGauge,
     pub rate_limited_total: IntCounterVec,
     pub rate_limit_fallback_total: IntCounterVec,
+    pub audit_dropped_total: IntCounter,
     pub auth_failures_total: IntCounterVec,
     pub ingest_events_total: IntCounterVec,
     pub ingest_pending: IntGauge,
@@ -126,6 +127,16 @@ impl Metrics {
                 "Rate-limit checks this server decided alone because the shared store failed, by route class",
                 &["class"],
             ),
+            audit_dropped_total: {
+                let c = IntCounter::new(
+                    "audit_dropped_total",
+                    "Audit records dropped: the queue was full or the store failed",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
             auth_failures_total: counter(
                 r,
                 "auth_failures_total",

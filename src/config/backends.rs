@@ -51,6 +51,28 @@ pub struct EventSettings {
     pub replication: i32,
 }
 
+/// Where the audit trail is kept.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditBackend {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    pub backend: AuditBackend,
+    /// Records waiting to be written; past it, records are dropped and counted in
+    /// `audit_dropped_total`, so auditing never slows or blocks a request.
+    pub queue_capacity: usize,
+    /// Records older than this are removed (checked every minute).
+    pub retention_days: u64,
+    /// The oldest records beyond this count are removed.
+    pub max_records: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
@@ -109,7 +131,8 @@ impl Settings {
             (
                 self.uses_redis(),
                 "auth.backend = \"redis\", cache.backend = \"redis\", rate_limit.backend = \
-                 \"redis\" and events.backend = \"kafka\" (ingest status) need redis.url",
+                 \"redis\", audit.backend = \"redis\" and events.backend = \"kafka\" (ingest \
+                 status) need redis.url",
                 self.redis.url.expose_secret().is_empty(),
             ),
             (
@@ -152,5 +175,6 @@ impl Settings {
             || self.cache.backend == CacheBackend::Redis
             || self.events.backend == EventBackend::Kafka
             || (self.rate_limit.enabled && self.rate_limit.backend == RateLimitBackend::Redis)
+            || (self.audit.enabled && self.audit.backend == AuditBackend::Redis)
     }
 }

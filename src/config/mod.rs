@@ -15,8 +15,8 @@ mod backends;
 mod validate;
 
 pub use backends::{
-    AuthBackend, CacheBackend, CacheSettings, EventBackend, EventSettings, RateLimitBackend,
-    RedisSettings, ResilienceSettings,
+    AuditBackend, AuditSettings, AuthBackend, CacheBackend, CacheSettings, EventBackend,
+    EventSettings, RateLimitBackend, RedisSettings, ResilienceSettings,
 };
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -41,6 +41,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub events: EventSettings,
     pub cache: CacheSettings,
+    pub audit: AuditSettings,
     pub redis: RedisSettings,
     pub resilience: ResilienceSettings,
     pub log: LogSettings,

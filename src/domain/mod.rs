@@ -1,6 +1,7 @@
 //! Domain types shared by the HTTP layer, the services and the stores: principals and
 //! tenants, vector collections and points, graph nodes and relationships.
 
+pub mod audit;
 pub mod graph;
 pub mod ingest;
 pub mod principal;

@@ -5,6 +5,7 @@
 //! Authentication and rate limits are per route, via the `Reader`/`Writer`/`Admin`
 //! extractors, so unknown paths stay 404.
 
+pub mod audit;
 pub mod auth;
 pub mod correlation;
 pub mod error;
@@ -58,6 +59,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     metrics::middleware,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    audit::middleware,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
                     timeout,

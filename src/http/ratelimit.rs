@@ -31,16 +31,24 @@ pub fn classify(method: &Method, route: &str) -> Class {
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` entry when the
 /// deployment says a trusted proxy sets it.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
+    client_address(&parts.headers, &parts.extensions, trust_forwarded_for)
+}
+
+/// [`client_ip`] from a request's headers and extensions.
+pub fn client_address(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> String {
     let forwarded = trust_forwarded_for
-        .then(|| parts.headers.get("x-forwarded-for")?.to_str().ok())
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
         .flatten()
         .and_then(|v| v.split(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty());
     match forwarded {
         Some(ip) => ip.to_owned(),
-        None => parts
-            .extensions
+        None => extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
     }

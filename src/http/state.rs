@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::services::audit::AuditService;
 use crate::services::auth::AuthService;
 use crate::services::generate::GenerateService;
 use crate::services::graphs::GraphService;
@@ -19,6 +20,7 @@ use crate::services::vectors::VectorService;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub auth: Arc<AuthService>,
+    pub audit: AuditService,
     pub vectors: VectorService,
     pub graphs: GraphService,
     pub ingest: IngestService,

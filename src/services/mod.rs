@@ -1,6 +1,7 @@
 //! Business logic behind the handlers, free of HTTP types so tests and other front ends
 //! can call it directly: validation, limits and store calls for each capability.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod generate;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
@@ -294,6 +295,17 @@ pub trait AuthStore: Send + Sync {
     async fn is_revoked(&self, id: &str) -> StoreResult<bool>;
     /// Forgets revocations and refresh tokens that expired before `now`.
     async fn purge_expired(&self, now: u64) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The audit trail: append-only, read newest first, trimmed by age and count.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, records: Vec<AuditRecord>) -> StoreResult<()>;
+    /// Up to `query.limit` matching records, newest first, and the next page's cursor.
+    async fn query(&self, query: AuditQuery) -> StoreResult<AuditPage>;
+    /// Drops records older than `before_ms`, then the oldest beyond `max_records`.
+    async fn trim(&self, before_ms: u64, max_records: u64) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
 }
 

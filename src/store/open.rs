@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{
-    AuthBackend, CacheBackend, EventBackend, GraphBackend, RateLimitBackend, Settings,
-    VectorBackend,
+    AuditBackend, AuthBackend, CacheBackend, EventBackend, GraphBackend, RateLimitBackend,
+    Settings, VectorBackend,
 };
 use crate::domain::vector::CollectionSpec;
 use crate::metrics::Metrics;
 use crate::store::cache::{CachedVectors, MemorySearchCache, SearchCache};
 use crate::store::client_cypher::QuerySlots;
+use crate::store::embedded::audit::EmbeddedAuditLog;
 use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
@@ -21,10 +22,12 @@ use crate::store::kafka::KafkaEventLog;
 use crate::store::neo4j::Neo4jGraphStore;
 use crate::store::qdrant::QdrantVectorStore;
 use crate::store::redis::{
-    Redis, RedisAuthStore, RedisIngestState, RedisRateLimits, RedisSearchCache,
+    Redis, RedisAuditLog, RedisAuthStore, RedisIngestState, RedisRateLimits, RedisSearchCache,
 };
 use crate::store::resilient::{Policy, Resilience};
-use crate::store::{AuthStore, EventLog, GraphStore, RateLimitStore, StoreError, VectorStore};
+use crate::store::{
+    AuditLog, AuthStore, EventLog, GraphStore, RateLimitStore, StoreError, VectorStore,
+};
 
 /// Every store the server uses, and the guards of the production backends among them.
 #[derive(Clone)]
@@ -35,6 +38,8 @@ pub struct Stores {
     pub auth: Arc<dyn AuthStore>,
     /// `None` when search results are not cached.
     pub search_cache: Option<Arc<dyn SearchCache>>,
+    /// The audit trail; `None` when auditing is off.
+    pub audit: Option<Arc<dyn AuditLog>>,
     /// Rate-limit buckets shared by replicas; `None` when each server keeps its own.
     pub rate_limits: Option<Arc<dyn RateLimitStore>>,
     pub breakers: Vec<Arc<Resilience>>,
@@ -187,8 +192,21 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
             (true, RateLimitBackend::Redis) => Some(Arc::new(RedisRateLimits::new(redis()?))),
             _ => None,
         };
+    let audit: Option<Arc<dyn AuditLog>> = match (settings.audit.enabled, settings.audit.backend) {
+        (false, _) => None,
+        (true, AuditBackend::Embedded) => Some(Arc::new(
+            EmbeddedAuditLog::open(data_dir)
+                .await
+                .map_err(failed("audit"))?,
+        )),
+        (true, AuditBackend::Redis) => Some(Arc::new(RedisAuditLog::new(
+            redis()?,
+            settings.audit.max_records,
+        ))),
+    };
     Ok(Stores {
         vectors,
+        audit,
         graph,
         events,
         auth,

@@ -17,6 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::domain::ingest::{Event, IngestStatus, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
@@ -341,6 +342,120 @@ impl SearchCache for RedisSearchCache {
             &Cmd::set_ex(format!("{}{key}", r.prefix), value, self.ttl_secs),
         )
         .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.redis.ping().await
+    }
+}
+
+/// The audit trail as one Redis stream (`<prefix>audit`): `XADD` with an approximate
+/// length cap, read newest first with `XREVRANGE`, trimmed by age with `XTRIM MINID`.
+/// Stream ids are time-ordered, so they are the paging cursor.
+pub struct RedisAuditLog {
+    redis: Redis,
+    max_records: u64,
+}
+
+impl RedisAuditLog {
+    pub fn new(redis: Redis, max_records: u64) -> Self {
+        Self { redis, max_records }
+    }
+
+    fn stream(&self) -> String {
+        format!("{}audit", self.redis.prefix)
+    }
+}
+
+/// Stream entries read per round trip while filtering.
+const AUDIT_PAGE: usize = 256;
+/// How far a record's stream id may be from its `time_ms` (the audit queue's delay).
+const ID_MARGIN_MS: u64 = 60_000;
+
+#[async_trait]
+impl crate::store::AuditLog for RedisAuditLog {
+    async fn append(&self, records: Vec<AuditRecord>) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        for r in &records {
+            pipe.cmd("XADD")
+                .arg(self.stream())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.max_records)
+                .arg("*")
+                .arg("r")
+                .arg(encode(r)?)
+                .ignore();
+        }
+        // Not retried: a retry after a lost answer would write the records twice.
+        self.redis.pipe("audit_append", Retry::Once, &pipe).await
+    }
+
+    async fn query(&self, query: AuditQuery) -> StoreResult<AuditPage> {
+        // Stream ids carry the time Redis added the record, a little after its
+        // `time_ms`: the id range is widened by a margin and the times filtered exactly.
+        let start = query.since_ms.map_or_else(
+            || "-".to_owned(),
+            |s| format!("{}-0", s.saturating_sub(ID_MARGIN_MS)),
+        );
+        let mut end = match (&query.before, query.until_ms) {
+            (Some(cursor), _) => format!("({cursor}"),
+            (None, Some(u)) => format!("{}-18446744073709551615", u.saturating_add(ID_MARGIN_MS)),
+            (None, None) => "+".to_owned(),
+        };
+        let mut records = Vec::new();
+        loop {
+            let cmd = redis::cmd("XREVRANGE")
+                .arg(self.stream())
+                .arg(&end)
+                .arg(&start)
+                .arg("COUNT")
+                .arg(AUDIT_PAGE)
+                .clone();
+            let rows: Vec<(String, Vec<(String, String)>)> = self
+                .redis
+                .query("audit_query", Retry::Idempotent, &cmd)
+                .await?;
+            let full = rows.len() == AUDIT_PAGE;
+            for (id, fields) in rows {
+                end = format!("({id}");
+                let Some((_, body)) = fields.into_iter().find(|(k, _)| k == "r") else {
+                    continue;
+                };
+                let mut r: AuditRecord = decode("audit record", &body)?;
+                if query.matches(&r) {
+                    r.id = id;
+                    if records.len() == query.limit {
+                        let next = records.last().map(|l: &AuditRecord| l.id.clone());
+                        return Ok(AuditPage { records, next });
+                    }
+                    records.push(r);
+                }
+            }
+            if !full {
+                return Ok(AuditPage {
+                    records,
+                    next: None,
+                });
+            }
+        }
+    }
+
+    async fn trim(&self, before_ms: u64, max_records: u64) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XTRIM")
+            .arg(self.stream())
+            .arg("MINID")
+            .arg(format!("{before_ms}-0"))
+            .ignore()
+            .cmd("XTRIM")
+            .arg(self.stream())
+            .arg("MAXLEN")
+            .arg(max_records)
+            .ignore();
+        self.redis
+            .pipe("audit_trim", Retry::Idempotent, &pipe)
+            .await
     }
 
     async fn ping(&self) -> StoreResult<()> {

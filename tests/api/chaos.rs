@@ -489,10 +489,15 @@ async fn each_backend_fails_and_returns_under_load() {
     let info = app
         .json(Method::GET, "/vectors/collections/documents", &key, None)
         .await;
-    assert_eq!(
-        info["points_count"],
-        accepted.len(),
-        "one chunk per document: {info}"
+    // One point per processed document: every accepted one, and perhaps an ingest whose
+    // answer was an error but whose event the broker had taken (not acknowledged, so
+    // it may or may not be processed), never a duplicate.
+    let attempted = calls.iter().filter(|c| c.kind == Kind::Ingest).count();
+    let points = info["points_count"].as_u64().unwrap() as usize;
+    assert!(
+        (accepted.len()..=attempted).contains(&points),
+        "{points} points for {} accepted of {attempted} ingests: {info}",
+        accepted.len()
     );
 
     let by_kind = calls.iter().fold(BTreeMap::new(), |mut m, c| {

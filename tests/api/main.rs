@@ -5,6 +5,7 @@
 // 128 is not enough to lay them out.
 #![recursion_limit = "256"]
 
+mod audit;
 mod auth;
 mod backends;
 mod backends_e2e;

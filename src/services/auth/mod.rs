@@ -237,6 +237,7 @@ impl AuthService {
             ServiceError::Invalid("api_key is required for grant_type api_key".into())
         })?;
         let principal = self.authenticate_key(key.expose_secret()).await?;
+        crate::context::record_principal(&principal.subject, principal.tenant.as_str());
         self.login(principal).await
     }
 

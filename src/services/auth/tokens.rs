@@ -2,6 +2,7 @@
 //! access-token claims, login (access + refresh token), refresh-token rotation with
 //! replay detection, logout, and bearer authentication with revocation checks.
 
+use crate::domain::audit::AuditAction;
 use std::path::Path;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -235,6 +236,10 @@ impl AuthService {
                 .await?;
             tracing::warn!(family = %record.family, key = %record.key_id,
                 "refresh token replayed; every token of its login is revoked");
+            crate::context::record_audit_action(AuditAction::RefreshReplayed);
+            if let Ok(Some(key)) = self.store.get_key(&record.key_id).await {
+                crate::context::record_principal(&key.id, &key.tenant);
+            }
             return Err(self.unauthorized(
                 "refresh_token_reuse",
                 "refresh token already used; this login is revoked",
@@ -244,7 +249,9 @@ impl AuthService {
             self.store.get_key(&record.key_id).await?.ok_or_else(|| {
                 self.unauthorized("revoked_key", "the login's API key was revoked")
             })?;
-        self.mint(&super::principal_of(&key)?, &record.family).await
+        let principal = super::principal_of(&key)?;
+        crate::context::record_principal(&principal.subject, principal.tenant.as_str());
+        self.mint(&principal, &record.family).await
     }
 
     /// Revokes the bearer token until it expires, and its login's refresh tokens.

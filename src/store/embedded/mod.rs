@@ -1,6 +1,7 @@
 //! In-process default stores: nothing to install, everything persisted under the data
 //! directory. Vectors on `qdrant-edge`, the graph on `grafeo`, API keys on `redb`.
 
+pub mod audit;
 pub mod auth;
 mod cypher_sandbox;
 pub mod events;

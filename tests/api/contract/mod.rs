@@ -2,6 +2,7 @@
 //! default and the production adapter on a real server. Each suite works through the
 //! trait alone, so both implementations are held to the same behaviour.
 
+mod audit;
 mod auth;
 mod cache;
 mod events;
