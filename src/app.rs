@@ -42,13 +42,19 @@ pub enum StartError {
         store: &'static str,
         message: String,
     },
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub struct Application {
     listener: TcpListener,
+    /// The plain listener for probes and metrics (`server.admin_port`).
+    admin: Option<TcpListener>,
+    tls: Option<Arc<crate::http::tls::Reloading>>,
     state: AppState,
     closing: Closing,
     port: u16,
+    admin_port: Option<u16>,
     bootstrap_key: Option<String>,
 }
 
@@ -186,6 +192,10 @@ pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let admin_addr = (settings.server.admin_port != 0)
+            .then(|| format!("{}:{}", settings.server.host, settings.server.admin_port));
+        let tls =
+            crate::http::tls::Reloading::open(&settings.server.tls).map_err(StartError::Tls)?;
         let (state, closing, bootstrap_key) = open_state(settings).await?;
         let listener = TcpListener::bind(&addr)
             .await
@@ -197,17 +207,42 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
+        let admin = match admin_addr {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(&addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: addr.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let admin_port = admin
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
         Ok(Self {
             listener,
+            admin,
+            tls,
             state,
             closing,
             port,
+            admin_port,
             bootstrap_key,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the plain probes-and-metrics listener, when one is configured.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     /// The admin key created on this start, if the key store was empty.
@@ -243,14 +278,33 @@ impl Application {
             idle_timeout: Duration::from_millis(server.idle_timeout_ms),
             max_connections: server.max_connections,
         };
+        let admin_router = crate::http::admin_router(self.state.clone());
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let graph = self.closing.graph.clone();
-        let serve = crate::http::serve::serve(self.listener, router, limits, async move {
-            shutdown.await;
-            graph.interrupt_queries();
-            let _ = stopped_tx.send(());
+        let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
+        if let Some(tls) = &self.tls {
+            tls.clone()
+                .watch(Duration::from_millis(server.tls.reload_ms));
+        }
+        let admin = self.admin.map(|listener| {
+            tokio::spawn(crate::http::serve::serve(
+                listener,
+                admin_router,
+                limits,
+                None,
+                async move {
+                    let _ = admin_stopped.wait_for(|s| *s).await;
+                },
+            ))
         });
+        let serve =
+            crate::http::serve::serve(self.listener, router, limits, self.tls, async move {
+                shutdown.await;
+                graph.interrupt_queries();
+                let _ = admin_stop.send(true);
+                let _ = stopped_tx.send(());
+            });
         let serve = tokio::spawn(async move {
             serve.await;
             Ok::<(), std::io::Error>(())
@@ -272,6 +326,9 @@ impl Application {
         let _ = stop_worker.send(true);
         if let Some(worker) = worker {
             let _ = tokio::time::timeout(grace, worker).await;
+        }
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(grace, admin).await;
         }
         self.closing.close().await;
         tracing::info!("stopped");

@@ -71,6 +71,26 @@ pub struct ServerSettings {
     /// Connections held open at once. At the bound, the connection idle longest is
     /// closed for each new one; the bound is lowered to fit the open-file limit.
     pub max_connections: usize,
+    /// A second listener, plain HTTP, serving only `/health/*` and `/metrics`, so probes
+    /// and scrapers need no client certificate when the API requires one; 0: none.
+    pub admin_port: u16,
+    pub tls: TlsSettings,
+}
+
+/// HTTPS on the API listener; off while `cert_file` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM: the server certificate, then its chain.
+    pub cert_file: String,
+    /// PEM: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM: CAs whose client certificates are accepted; set, every client must present
+    /// one (mutual TLS). Empty: no client certificates.
+    pub client_ca_file: String,
+    /// How often the files are checked for changes (a changed file is reloaded without
+    /// a restart; SIGHUP reloads at once).
+    pub reload_ms: u64,
 }
 
 /// Requests per minute per caller for each route class, and the burst allowed at once.

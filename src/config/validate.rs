@@ -203,6 +203,27 @@ impl Settings {
             ));
         }
         self.validate_backends()?;
+        let tls = &self.server.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            return Err(ConfigError(
+                "server.tls.cert_file and server.tls.key_file are set together".into(),
+            ));
+        }
+        if tls.cert_file.is_empty() && !tls.client_ca_file.is_empty() {
+            return Err(ConfigError(
+                "server.tls.client_ca_file needs server.tls.cert_file and key_file".into(),
+            ));
+        }
+        if !tls.cert_file.is_empty() && tls.reload_ms == 0 {
+            return Err(ConfigError(
+                "server.tls.reload_ms must be greater than 0".into(),
+            ));
+        }
+        if self.server.admin_port != 0 && self.server.admin_port == self.server.port {
+            return Err(ConfigError(
+                "server.admin_port must differ from server.port".into(),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError(format!(
                 "log.level {:?} is not a valid filter directive",

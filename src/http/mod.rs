@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod security;
 pub mod serve;
 pub mod state;
+pub mod tls;
 pub mod vectors;
 
 use std::time::Duration;
@@ -76,6 +77,19 @@ pub fn router(state: AppState) -> Router {
     security_headers
         .into_iter()
         .fold(router, Router::layer)
+        .with_state(state)
+}
+
+/// The router of the plain admin listener (`server.admin_port`): `/health/*` and
+/// `/metrics` only, for probes and scrapers that hold no client certificate.
+pub fn admin_router(state: AppState) -> Router {
+    let (routes, _) = utoipa_axum::router::OpenApiRouter::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .split_for_parts();
+    routes
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(correlation::middleware))
         .with_state(state)
 }
 

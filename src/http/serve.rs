@@ -152,6 +152,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<crate::http::tls::Reloading>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max_connections = effective_max_connections(limits.max_connections);
@@ -186,6 +187,7 @@ pub async fn serve(
             registry: registry.clone(),
             router: router.clone(),
             limits,
+            tls: tls.clone(),
             stop: stop_rx.clone(),
         };
         tokio::spawn(connection.serve(stream, peer));
@@ -201,12 +203,29 @@ struct Connection {
     registry: Arc<Registry>,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<crate::http::tls::Reloading>>,
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let Some(tls) = self.tls.clone() else {
+            return self.drive(stream, peer).await;
+        };
+        // The handshake gets the time a request's header gets.
+        let accept = tls.acceptor().accept(stream);
+        match tokio::time::timeout(self.limits.header_read_timeout, accept).await {
+            Ok(Ok(stream)) => self.drive(stream, peer).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake refused"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn drive<IO>(mut self, stream: IO, peer: SocketAddr)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (id, activity) = self.registry.register();
         let service = {
             let (router, activity, registry) =

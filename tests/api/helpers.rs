@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub address: String,
+    /// The plain probes-and-metrics port, when `server.admin_port` is set.
+    pub admin_port: Option<u16>,
     pub client: reqwest::Client,
     pub admin_key: String,
     pub data_dir: TempDir,
@@ -66,6 +68,7 @@ type Server = JoinHandle<std::io::Result<()>>;
 /// A started in-process server.
 struct Started {
     address: String,
+    admin_port: Option<u16>,
     stop: oneshot::Sender<()>,
     server: Server,
     /// The ingest service, to drain the log when no background worker runs.
@@ -77,6 +80,7 @@ async fn start(data_dir: &Path, configure: fn(&mut Settings)) -> Started {
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_port = app.admin_port();
     let state = app.state();
     let ingest = (!state.settings.ingest.worker).then(|| state.ingest.clone());
     let (stop, rx) = oneshot::channel();
@@ -85,6 +89,7 @@ async fn start(data_dir: &Path, configure: fn(&mut Settings)) -> Started {
     }));
     Started {
         address,
+        admin_port,
         stop,
         server,
         ingest,
@@ -105,6 +110,7 @@ pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
         .to_owned();
     TestApp {
         address: started.address,
+        admin_port: started.admin_port,
         client: reqwest::Client::new(),
         admin_key,
         data_dir,
@@ -121,6 +127,7 @@ impl TestApp {
         self.shutdown().await;
         let started = start(self.data_dir.path(), self.configure).await;
         self.address = started.address;
+        self.admin_port = started.admin_port;
         self.stop = Some(started.stop);
         self.server = Some(started.server);
         self.ingest = started.ingest;

@@ -35,6 +35,7 @@ mod persistence;
 mod ratelimit;
 mod readme;
 mod retrieval;
+mod tls;
 mod tokens;
 mod vectors;
 mod write_path;

@@ -11,6 +11,7 @@ use crate::helpers::spawn_app;
 
 /// The API of DESIGN §5 as (method, path); the document must describe exactly these.
 const ROUTES: &[(&str, &str)] = &[
+    ("get", "/audit"),
     ("post", "/ingest"),
     ("post", "/ingest/batch"),
     ("get", "/ingest/{id}"),
