@@ -28,9 +28,10 @@ ENV RAGBRAIN__SERVER__HOST=0.0.0.0 \
     RAGBRAIN__SERVER__DATA_DIR=/var/lib/ragbrain \
     RAGBRAIN__LOG__FORMAT=json
 USER 65532:65532
-# 8080: the API (HTTP, or HTTPS with server.tls.*); 9090: the plain health-and-metrics
-# port when RAGBRAIN__SERVER__ADMIN_PORT=9090 (mount certificates under /etc/ragbrain/tls).
-EXPOSE 8080 9090
+# The API: HTTP, or HTTPS with server.tls.* (certificates mounted under
+# /etc/ragbrain/tls). With RAGBRAIN__SERVER__ADMIN_PORT=9090 the plain health-and-
+# metrics port is 9090; publish it as well.
+EXPOSE 8080
 VOLUME ["/var/lib/ragbrain"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/ragbrain", "healthcheck", "--url", "http://127.0.0.1:8080/health/live"]

@@ -158,3 +158,76 @@ async fn write(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::AuditBackend;
+    use crate::domain::audit::AuditAction;
+    use crate::store::StoreResult;
+
+    /// A store whose writes never finish: the fault a real store cannot produce on cue.
+    struct Stuck;
+
+    #[async_trait]
+    impl AuditLog for Stuck {
+        async fn append(&self, _: Vec<AuditRecord>) -> StoreResult<()> {
+            std::future::pending().await
+        }
+        async fn query(&self, _: AuditQuery) -> StoreResult<AuditPage> {
+            Ok(AuditPage {
+                records: Vec::new(),
+                next: None,
+            })
+        }
+        async fn trim(&self, _: u64, _: u64) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            id: String::new(),
+            time_ms: 1,
+            correlation_id: "c".into(),
+            principal: None,
+            tenant: None,
+            client_ip: "127.0.0.1".into(),
+            user_agent: None,
+            action: AuditAction::AuthenticationFailed,
+            resource: None,
+            status: 401,
+            success: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let settings = AuditSettings {
+            enabled: true,
+            backend: AuditBackend::Embedded,
+            queue_capacity: 1,
+            retention_days: 1,
+            max_records: 10,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let audit = AuditService::start(
+            &settings,
+            Some(Arc::new(Stuck)),
+            metrics.clone(),
+            "default".into(),
+        );
+        // The writer takes the first and hangs in the store.
+        audit.record(record());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The second waits in the queue; the third finds it full and is counted.
+        audit.record(record());
+        audit.record(record());
+        assert_eq!(metrics.audit_dropped_total.get(), 1);
+    }
+}

@@ -6,7 +6,8 @@
 //! other tests at the same time) are cut at a TCP proxy: every open connection is
 //! dropped and new ones are refused until the restore, which is what the server sees of
 //! a broker or graph server restarting (tansu keeps its log in memory, so a real restart
-//! would lose the events the test counts).
+//! would lose the events the test counts). With `QDRANT_URL` set, vectors are on that
+//! Qdrant, behind a proxy of its own, and it gets an outage too.
 //!
 //! Must hold: the server answers every call within its bounds (503 with `Retry-After`
 //! or 504 when the call needs the missing backend, never a hang and never another
@@ -97,6 +98,8 @@ struct Endpoints {
     redis_url: String,
     kafka: String,
     bolt: String,
+    /// The Qdrant proxy's URL, when `QDRANT_URL` names a server.
+    qdrant: Option<String>,
 }
 
 static ENDPOINTS: OnceLock<Endpoints> = OnceLock::new();
@@ -107,6 +110,9 @@ fn through_the_proxies(s: &mut Settings) {
     s.redis.url = e.redis_url.clone().into();
     s.events.kafka_brokers = e.kafka.clone();
     s.graph.neo4j_uri = e.bolt.clone();
+    if let Some(qdrant) = &e.qdrant {
+        s.vectors.qdrant_url = qdrant.clone();
+    }
     s.server.request_timeout_ms = 5_000;
     // Batches whose graph fits the timeout on the shared Bolt server.
     s.ingest.worker_batch = 16;
@@ -297,12 +303,33 @@ async fn each_backend_fails_and_returns_under_load() {
     let tansu_port = free_port();
     let kafka = Proxy::start(([127, 0, 0, 1], tansu_port).into());
     let mut broker = start_tansu(&tansu, tansu_port, kafka.port);
+    // Qdrant, when the run has one: vector search and the worker's point writes go
+    // through a proxy too, and it gets its own outage.
+    let qdrant = match backends::qdrant_url() {
+        Some(url) => {
+            let authority = url
+                .split("://")
+                .last()
+                .unwrap_or(&url)
+                .trim_end_matches('/');
+            let target = tokio::net::lookup_host(authority)
+                .await
+                .expect("QDRANT_URL resolves")
+                .next()
+                .expect("an address for QDRANT_URL");
+            Some(Proxy::start(target))
+        }
+        None => None,
+    };
     wait_port(tansu_port).await;
     ENDPOINTS
         .set(Endpoints {
             redis_url: format!("redis://127.0.0.1:{redis_port}"),
             kafka: format!("127.0.0.1:{}", kafka.port),
             bolt: format!("127.0.0.1:{}", bolt.port),
+            qdrant: qdrant
+                .as_ref()
+                .map(|p| format!("http://127.0.0.1:{}", p.port)),
         })
         .ok()
         .unwrap();
@@ -353,7 +380,11 @@ async fn each_backend_fails_and_returns_under_load() {
         restored: load.now(),
     });
     tokio::time::sleep(settle).await;
-    for (backend, proxy) in [("kafka", &kafka), ("neo4j", &bolt)] {
+    let mut legs = vec![("kafka", &kafka), ("neo4j", &bolt)];
+    if let Some(q) = &qdrant {
+        legs.push(("qdrant", q));
+    }
+    for (backend, proxy) in legs {
         let cut = load.now();
         proxy.cut();
         tokio::time::sleep(outage).await;
@@ -395,6 +426,7 @@ async fn each_backend_fails_and_returns_under_load() {
     let needs = |backend: &str, kind: Kind| match backend {
         "redis" => true,
         "kafka" => kind == Kind::Ingest,
+        "qdrant" => kind == Kind::Search,
         _ => kind == Kind::Find,
     };
     let mut report = Vec::new();
@@ -449,7 +481,8 @@ async fn each_backend_fails_and_returns_under_load() {
         &ready[ready.len().saturating_sub(5)..]
     );
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    for backend in ["redis", "kafka", "neo4j"] {
+    for o in &outages {
+        let backend = o.backend;
         assert!(
             failures_counted(&metrics, backend) > 0.0,
             "no failed {backend} calls counted"
