@@ -59,6 +59,42 @@ pub struct CollectionInfo {
     pub distance: Distance,
     pub points_count: usize,
     pub indexed_vectors_count: usize,
+    /// Payload fields with an index, by field name.
+    pub payload_indexes: Vec<PayloadIndex>,
+}
+
+/// The type a payload index keeps its field as; filters on the field then use the index
+/// instead of reading every payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+}
+
+/// An index on one payload field (a top-level key, or a dotted path into objects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadIndex {
+    pub field: String,
+    #[serde(rename = "type")]
+    pub kind: IndexKind,
+}
+
+/// Whether `field` may be indexed by a client: a dotted path of identifiers, at most
+/// 128 bytes, and not the reserved tenant key.
+pub fn is_indexable_field(field: &str) -> bool {
+    field.len() <= 128
+        && field != TENANT_KEY
+        && field.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
 }
 
 /// A point id: an unsigned integer or a UUID (sent as a string).

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::domain::vector::{CollectionInfo, PointId};
+use crate::domain::vector::{CollectionInfo, PayloadIndex, PointId};
 use crate::http::error::Result;
 use crate::http::extract::{Admin, AppJson, Reader, Writer};
 use crate::http::problems::{BodyErrors, ConflictErrors, PathErrors};
@@ -20,6 +20,8 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_collection, collection_info, drop_collection))
+        .routes(routes!(create_index))
+        .routes(routes!(delete_index))
         .routes(routes!(upsert))
         .routes(routes!(search))
         .routes(routes!(retrieve))
@@ -68,6 +70,37 @@ async fn drop_collection(
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
     state.vectors.drop_collection(&who, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/vectors/collections/{name}/index", tag = "vectors",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = PayloadIndex,
+    responses((status = 200, description = "Indexed (durable when answered); the collection with its indexes",
+        body = CollectionInfo), BodyErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
+async fn create_index(
+    State(state): State<AppState>,
+    Writer(who): Writer,
+    Path(name): Path<String>,
+    AppJson(index): AppJson<PayloadIndex>,
+) -> Result<AppJson<CollectionInfo>> {
+    Ok(AppJson(
+        state.vectors.create_index(&who, &name, index).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/vectors/collections/{name}/index/{field}", tag = "vectors",
+    params(("name" = String, Path, description = "Collection name"),
+        ("field" = String, Path, description = "Indexed payload field")),
+    responses((status = 204, description = "The index is dropped"), PathErrors),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
+async fn delete_index(
+    State(state): State<AppState>,
+    Writer(who): Writer,
+    Path((name, field)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    state.vectors.delete_index(&who, &name, &field).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::config::{Limits, Settings};
 use crate::domain::principal::Principal;
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, Point,
-    PointId, Record, ScoredPoint, SearchQuery, TENANT_KEY,
+    CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, PayloadIndex,
+    Point, PointId, Record, ScoredPoint, SearchQuery, TENANT_KEY, is_indexable_field,
 };
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
@@ -121,6 +121,19 @@ impl VectorService {
     }
 }
 
+/// Checks a payload field a client wants indexed.
+fn indexable(field: &str) -> Result<()> {
+    if is_indexable_field(field) {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "field {field:?} cannot be indexed: use a payload key (letters, digits, _ and -, \
+             starting with a letter or _; dots for nested keys; at most 128 bytes), not \
+             {TENANT_KEY:?}"
+        )))
+    }
+}
+
 impl VectorService {
     pub(crate) fn collection_name(&self, name: Option<String>) -> Result<CollectionName> {
         let name = name.unwrap_or_else(|| self.settings.vectors.default_collection.clone());
@@ -149,6 +162,31 @@ impl VectorService {
     pub async fn collection_info(&self, who: &Principal, name: &str) -> Result<CollectionInfo> {
         let name = &collection_name(name)?;
         Ok(self.vectors.collection_info(&who.tenant, name).await?)
+    }
+
+    /// Indexes a payload field, then returns the collection with its indexes.
+    pub async fn create_index(
+        &self,
+        who: &Principal,
+        name: &str,
+        index: PayloadIndex,
+    ) -> Result<CollectionInfo> {
+        let name = &collection_name(name)?;
+        indexable(&index.field)?;
+        self.vectors.create_index(&who.tenant, name, index).await?;
+        Ok(self.vectors.collection_info(&who.tenant, name).await?)
+    }
+
+    pub async fn delete_index(&self, who: &Principal, name: &str, field: &str) -> Result<()> {
+        let name = &collection_name(name)?;
+        indexable(field)?;
+        if self.vectors.delete_index(&who.tenant, name, field).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "collection {name:?} has no index on {field:?}"
+            )))
+        }
     }
 
     pub async fn drop_collection(&self, who: &Principal, name: &str) -> Result<()> {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
-    SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
+    ScoredPoint, SearchQuery,
 };
 use crate::metrics::Metrics;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore};
@@ -237,6 +237,24 @@ impl VectorStore for CachedVectors {
             .delete_by_filter(tenant, collection, filter)
             .await;
         self.bumped(tenant, collection, deleted).await
+    }
+
+    async fn create_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        index: PayloadIndex,
+    ) -> StoreResult<()> {
+        self.inner.create_index(tenant, collection, index).await
+    }
+
+    async fn delete_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        field: &str,
+    ) -> StoreResult<bool> {
+        self.inner.delete_index(tenant, collection, field).await
     }
 
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {

@@ -30,8 +30,8 @@ use crate::domain::ingest::{
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
-    SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
+    ScoredPoint, SearchQuery,
 };
 
 /// What went wrong, coarsely enough to decide retry and HTTP status on its own.
@@ -165,6 +165,20 @@ pub trait VectorStore: Send + Sync {
         collection: &CollectionName,
         filter: Filter,
     ) -> StoreResult<usize>;
+    /// Indexes a payload field (again: a no-op); durable when it returns.
+    async fn create_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        index: PayloadIndex,
+    ) -> StoreResult<()>;
+    /// Drops a payload field's index; returns whether there was one.
+    async fn delete_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        field: &str,
+    ) -> StoreResult<bool>;
     /// The number of points in every collection of every tenant (the `vectors_points`
     /// gauge).
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>>;

@@ -14,17 +14,17 @@ use qdrant_client::Qdrant;
 use qdrant_client::QdrantError;
 use qdrant_client::qdrant::{
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, FieldType, GetPointsBuilder, KeywordIndexParamsBuilder, PointStruct,
-    PointsIdsList, QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
-    points_selector::PointsSelectorOneOf, vectors_config::Config,
+    DeleteFieldIndexCollectionBuilder, DeletePointsBuilder, FieldType, GetPointsBuilder,
+    KeywordIndexParamsBuilder, PointStruct, PointsIdsList, QueryPointsBuilder, UpsertPointsBuilder,
+    VectorParamsBuilder, points_selector::PointsSelectorOneOf, vectors_config::Config,
 };
 use secrecy::ExposeSecret;
 
 use crate::config::VectorSettings;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
-    SearchQuery, TENANT_KEY,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
+    ScoredPoint, SearchQuery, TENANT_KEY,
 };
 use crate::store::qdrant_mapping::server as map;
 use crate::store::resilient::{Resilience, Retry};
@@ -99,7 +99,7 @@ impl QdrantVectorStore {
         &self,
         tenant: &Tenant,
         name: &str,
-    ) -> StoreResult<Option<(CollectionSpec, u64, u64)>> {
+    ) -> StoreResult<Option<(CollectionSpec, u64, u64, Vec<PayloadIndex>)>> {
         let physical = physical(tenant, name);
         let info = self
             .guard
@@ -137,6 +137,7 @@ impl QdrantVectorStore {
             spec,
             info.points_count.unwrap_or(0),
             info.indexed_vectors_count.unwrap_or(0),
+            map::payload_indexes(&info.payload_schema),
         )))
     }
 
@@ -252,7 +253,7 @@ impl VectorStore for QdrantVectorStore {
         tenant: &Tenant,
         name: &CollectionName,
     ) -> StoreResult<CollectionInfo> {
-        let (spec, _, indexed) = self
+        let (spec, _, indexed, payload_indexes) = self
             .spec(tenant, name)
             .await?
             .ok_or_else(|| missing(name))?;
@@ -263,6 +264,7 @@ impl VectorStore for QdrantVectorStore {
             distance: spec.distance,
             points_count: points as usize,
             indexed_vectors_count: indexed as usize,
+            payload_indexes,
         })
     }
 
@@ -429,6 +431,58 @@ impl VectorStore for QdrantVectorStore {
         self.delete("delete_by_filter", &physical, scoped.into())
             .await?;
         Ok(matched as usize)
+    }
+
+    async fn create_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        index: PayloadIndex,
+    ) -> StoreResult<()> {
+        let physical = self.require(tenant, collection).await?;
+        self.guard
+            .run("create_field_index", Retry::Idempotent, || async {
+                let request = CreateFieldIndexCollectionBuilder::new(
+                    physical.as_str(),
+                    index.field.as_str(),
+                    map::index_kind(index.kind),
+                )
+                .wait(true);
+                self.client
+                    .create_field_index(request)
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
+    async fn delete_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        field: &str,
+    ) -> StoreResult<bool> {
+        let (.., indexes) = self
+            .spec(tenant, collection)
+            .await?
+            .ok_or_else(|| missing(collection))?;
+        if !indexes.iter().any(|i| i.field == field) {
+            return Ok(false);
+        }
+        let physical = physical(tenant, collection);
+        self.guard
+            .run("delete_field_index", Retry::Idempotent, || async {
+                let request =
+                    DeleteFieldIndexCollectionBuilder::new(physical.as_str(), field).wait(true);
+                self.client
+                    .delete_field_index(request)
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(true)
     }
 
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {

@@ -12,8 +12,47 @@ use serde_json::{Map, Value};
 
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    ConditionKind, Distance, Filter, MatchValue, PointId, ScoredPoint, TENANT_KEY,
+    ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, ScoredPoint,
+    TENANT_KEY,
 };
+
+pub fn index_kind(kind: IndexKind) -> qdrant_edge::PayloadSchemaType {
+    use qdrant_edge::PayloadSchemaType as T;
+    match kind {
+        IndexKind::Keyword => T::Keyword,
+        IndexKind::Integer => T::Integer,
+        IndexKind::Float => T::Float,
+        IndexKind::Bool => T::Bool,
+    }
+}
+
+/// The indexes a client asked for, from the engine's payload schema (without the tenant
+/// index, and without types the API does not offer), by field name.
+pub fn payload_indexes<'a>(
+    schema: impl IntoIterator<Item = (String, qdrant_edge::PayloadSchemaType)> + 'a,
+) -> Vec<PayloadIndex> {
+    use qdrant_edge::PayloadSchemaType as T;
+    let mut out: Vec<PayloadIndex> = schema
+        .into_iter()
+        .filter(|(field, _)| field != TENANT_KEY)
+        .filter_map(|(field, t)| {
+            let kind = match t {
+                T::Keyword => IndexKind::Keyword,
+                T::Integer => IndexKind::Integer,
+                T::Float => IndexKind::Float,
+                T::Bool => IndexKind::Bool,
+                _ => return None,
+            };
+            Some(PayloadIndex { field, kind })
+        })
+        .collect();
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+pub fn index_path(field: &str) -> Result<JsonPath, String> {
+    key(field)
+}
 
 pub fn distance(d: Distance) -> QDistance {
     match d {
@@ -202,7 +241,43 @@ pub mod server {
     use serde_json::{Map, Value};
 
     use crate::domain::principal::Tenant;
-    use crate::domain::vector::{ConditionKind, Distance, Filter, MatchValue, PointId, TENANT_KEY};
+    use crate::domain::vector::{
+        ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, TENANT_KEY,
+    };
+
+    pub fn index_kind(kind: IndexKind) -> q::FieldType {
+        match kind {
+            IndexKind::Keyword => q::FieldType::Keyword,
+            IndexKind::Integer => q::FieldType::Integer,
+            IndexKind::Float => q::FieldType::Float,
+            IndexKind::Bool => q::FieldType::Bool,
+        }
+    }
+
+    /// The indexes a client asked for, from a Qdrant server's payload schema.
+    pub fn payload_indexes(
+        schema: &std::collections::HashMap<String, q::PayloadSchemaInfo>,
+    ) -> Vec<PayloadIndex> {
+        let mut out: Vec<PayloadIndex> = schema
+            .iter()
+            .filter(|(field, _)| field.as_str() != TENANT_KEY)
+            .filter_map(|(field, info)| {
+                let kind = match q::PayloadSchemaType::try_from(info.data_type).ok()? {
+                    q::PayloadSchemaType::Keyword => IndexKind::Keyword,
+                    q::PayloadSchemaType::Integer => IndexKind::Integer,
+                    q::PayloadSchemaType::Float => IndexKind::Float,
+                    q::PayloadSchemaType::Bool => IndexKind::Bool,
+                    _ => return None,
+                };
+                Some(PayloadIndex {
+                    field: field.clone(),
+                    kind,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.field.cmp(&b.field));
+        out
+    }
 
     pub fn distance(d: Distance) -> q::Distance {
         match d {

@@ -17,6 +17,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/ingest/{id}"),
     ("delete", "/ingest/{id}"),
     ("put", "/vectors/collections/{name}"),
+    ("put", "/vectors/collections/{name}/index"),
+    ("delete", "/vectors/collections/{name}/index/{field}"),
     ("get", "/vectors/collections/{name}"),
     ("delete", "/vectors/collections/{name}"),
     ("post", "/vectors/upsert"),

@@ -382,3 +382,109 @@ async fn oversized_payloads_and_properties_are_rejected() {
     )
     .await;
 }
+
+/// Payload indexes: created (idempotently) on a field of each type, listed in the
+/// collection's info, used by filters with the same results, kept across a restart,
+/// dropped; bad fields and types are 4xx problems.
+#[tokio::test]
+async fn payload_indexes_are_created_listed_kept_and_dropped() {
+    let (mut app, key) = seeded().await;
+    let filter = json!({"collection": "docs", "vector": [1.0, 0.0, 0.0, 0.0],
+        "filter": {"must": [{"key": "city", "match": {"value": "Paris"}}]}});
+    let before = search(&app, &key, filter.clone()).await;
+    for (field, kind) in [("city", "keyword"), ("stars", "integer"), ("open", "bool")] {
+        for _ in 0..2 {
+            let r = app
+                .call(
+                    Method::PUT,
+                    "/vectors/collections/docs/index",
+                    &key,
+                    Some(json!({"field": field, "type": kind})),
+                )
+                .await;
+            assert_eq!(r.status(), 200, "{field}");
+        }
+    }
+    let info = app
+        .json(Method::GET, "/vectors/collections/docs", &key, None)
+        .await;
+    assert_eq!(
+        info["payload_indexes"],
+        json!([{"field": "city", "type": "keyword"}, {"field": "open", "type": "bool"},
+            {"field": "stars", "type": "integer"}]),
+        "{info}"
+    );
+    assert_eq!(search(&app, &key, filter.clone()).await, before);
+    // Another type for the same field replaces the index.
+    let r = app
+        .call(
+            Method::PUT,
+            "/vectors/collections/docs/index",
+            &key,
+            Some(json!({"field": "stars", "type": "float"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    app.restart().await;
+    let info = app
+        .json(Method::GET, "/vectors/collections/docs", &key, None)
+        .await;
+    assert_eq!(
+        info["payload_indexes"],
+        json!([{"field": "city", "type": "keyword"}, {"field": "open", "type": "bool"},
+            {"field": "stars", "type": "float"}]),
+        "kept across a restart: {info}"
+    );
+    assert_eq!(search(&app, &key, filter).await, before);
+
+    let r = app
+        .call(
+            Method::DELETE,
+            "/vectors/collections/docs/index/city",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app
+        .call(
+            Method::DELETE,
+            "/vectors/collections/docs/index/city",
+            &key,
+            None,
+        )
+        .await;
+    assert_problem(r, 404).await;
+    let info = app
+        .json(Method::GET, "/vectors/collections/docs", &key, None)
+        .await;
+    assert_eq!(info["payload_indexes"].as_array().unwrap().len(), 2);
+    for bad in [
+        json!({"field": "tenant", "type": "keyword"}),
+        json!({"field": "a b", "type": "keyword"}),
+        json!({"field": "", "type": "keyword"}),
+        json!({"field": "city", "type": "geo"}),
+        json!({"field": "city"}),
+    ] {
+        let r = app
+            .call(
+                Method::PUT,
+                "/vectors/collections/docs/index",
+                &key,
+                Some(bad.clone()),
+            )
+            .await;
+        let status = r.status().as_u16();
+        assert!((400..500).contains(&status), "{bad}: {status}");
+    }
+    let r = app
+        .call(
+            Method::PUT,
+            "/vectors/collections/nowhere/index",
+            &key,
+            Some(json!({"field": "city", "type": "keyword"})),
+        )
+        .await;
+    assert_problem(r, 404).await;
+}

@@ -276,6 +276,20 @@ impl Collection {
         self.log.sync_to(seq)
     }
 
+    /// Creates or drops a payload index, then checkpoints so the change is on disk when
+    /// this returns (index changes are not in the operation log; they are rare).
+    pub(super) fn change_index(&self, op: FieldIndexOperations) -> StoreResult<()> {
+        {
+            let _w = lock(&self.writer);
+            self.shard()?
+                .update(UpdateOperation::FieldIndexOperation(op))
+                .map_err(engine)?;
+        }
+        self.dirty.store(true, Ordering::Release);
+        let mut m = lock(&self.maintenance);
+        self.checkpoint(&mut m)
+    }
+
     /// Whether a checkpoint is due: the log holds records and is over `bytes`, or the
     /// last checkpoint is older than `every`.
     pub(super) fn checkpoint_due(

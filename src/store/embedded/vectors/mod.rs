@@ -16,13 +16,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use qdrant_edge::{NamedQuery, QueryEnum, SearchRequest, WithPayloadInterface, WithVector};
+use qdrant_edge::{
+    FieldIndexOperations, NamedQuery, PayloadFieldSchema, QueryEnum, SearchRequest,
+    WithPayloadInterface, WithVector,
+};
 
 use super::fs_err;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, Filter, Point, PointId, Record, ScoredPoint,
-    SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
+    ScoredPoint, SearchQuery,
 };
 use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
@@ -181,9 +184,14 @@ impl VectorStore for EmbeddedVectorStore {
         let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
             let info = c.shard()?.info();
+            let schema = info
+                .payload_schema
+                .iter()
+                .map(|(path, i)| (path.to_string(), i.data_type));
             Ok(CollectionInfo {
                 points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
+                payload_indexes: map::payload_indexes(schema),
                 name,
                 dim: c.spec.dim,
                 distance: c.spec.distance,
@@ -354,6 +362,57 @@ impl VectorStore for EmbeddedVectorStore {
             }
             c.write(LogOp::DeleteFilter(filter))?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn create_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        index: PayloadIndex,
+    ) -> StoreResult<()> {
+        let c = self.require(tenant, collection)?;
+        blocking(move || {
+            let field = map::index_path(&index.field).map_err(StoreError::invalid)?;
+            let schema = map::index_kind(index.kind);
+            let existing = c
+                .shard()?
+                .info()
+                .payload_schema
+                .get(&field)
+                .map(|i| i.data_type);
+            if existing == Some(schema) {
+                return Ok(());
+            }
+            if existing.is_some() {
+                c.change_index(FieldIndexOperations::DeleteIndex(field.clone()))?;
+            }
+            c.change_index(FieldIndexOperations::CreateIndex(
+                qdrant_edge::CreateIndex {
+                    field_name: field,
+                    field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn delete_index(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        field: &str,
+    ) -> StoreResult<bool> {
+        let c = self.require(tenant, collection)?;
+        let field = field.to_owned();
+        blocking(move || {
+            let field = map::index_path(&field).map_err(StoreError::invalid)?;
+            if !c.shard()?.info().payload_schema.contains_key(&field) {
+                return Ok(false);
+            }
+            c.change_index(FieldIndexOperations::DeleteIndex(field))?;
+            Ok(true)
         })
         .await
     }
