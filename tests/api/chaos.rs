@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backends;
-use crate::faults::{start_redis, wait_port};
+use crate::faults::{OwnRedis, wait_port};
 use crate::helpers::{TestApp, free_port, get_json, spawn_app_with};
 use crate::write_path::Scratch;
 
@@ -292,12 +292,7 @@ async fn each_backend_fails_and_returns_under_load() {
     }
     let tansu = std::env::var("RAGBRAIN_TEST_TANSU")
         .expect("RAGBRAIN_TEST_TANSU (scripts/test.sh sets it)");
-    let redis_binary =
-        std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let redis_dir = tempfile::tempdir().unwrap();
-    let redis_port = free_port();
-    let mut redis = start_redis(&redis_binary, redis_port, redis_dir.path());
-    wait_port(redis_port).await;
+    let mut redis = OwnRedis::start().await;
     let bolt_target: SocketAddr = backends::bolt().unwrap().uri.parse().unwrap();
     let bolt = Proxy::start(bolt_target);
     let tansu_port = free_port();
@@ -324,7 +319,7 @@ async fn each_backend_fails_and_returns_under_load() {
     wait_port(tansu_port).await;
     ENDPOINTS
         .set(Endpoints {
-            redis_url: format!("redis://127.0.0.1:{redis_port}"),
+            redis_url: redis.url(),
             kafka: format!("127.0.0.1:{}", kafka.port),
             bolt: format!("127.0.0.1:{}", bolt.port),
             qdrant: qdrant
@@ -369,11 +364,9 @@ async fn each_backend_fails_and_returns_under_load() {
     let mut outages = Vec::new();
     // Redis: killed and started again on its data.
     let cut = load.now();
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     tokio::time::sleep(outage).await;
-    redis = start_redis(&redis_binary, redis_port, redis_dir.path());
-    wait_port(redis_port).await;
+    redis.restart().await;
     outages.push(Outage {
         backend: "redis",
         cut,
@@ -546,8 +539,7 @@ async fn each_backend_fails_and_returns_under_load() {
     );
     let mut app = Arc::try_unwrap(app).ok().expect("load finished");
     app.shutdown().await;
-    let _ = redis.kill();
-    let _ = redis.wait();
+    redis.kill();
     let _ = broker.kill();
     let _ = broker.wait();
 }

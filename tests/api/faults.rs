@@ -33,7 +33,7 @@ fn on_own_redis(s: &mut Settings) {
     r.open_ms = 1000;
 }
 
-pub(crate) fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {
+fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {
     Command::new(binary)
         .args([
             "--bind",
@@ -62,7 +62,58 @@ pub(crate) async fn wait_port(port: u16) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("redis did not listen on {port}");
+    panic!("nothing listened on {port}");
+}
+
+/// A Redis server of a test's own, so its outage touches no other test; its data is on
+/// an append-only file, so a restart keeps it. Killed when dropped.
+pub(crate) struct OwnRedis {
+    binary: String,
+    dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub(crate) async fn start() -> Self {
+        let binary =
+            std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = start_redis(&binary, port, dir.path());
+        wait_port(port).await;
+        Self {
+            binary,
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown, as a crash.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub(crate) async fn restart(&mut self) {
+        self.kill();
+        self.child = Some(start_redis(&self.binary, self.port, self.dir.path()));
+        wait_port(self.port).await;
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[tokio::test]
@@ -70,13 +121,8 @@ async fn a_stopped_redis_opens_the_breaker_and_its_return_closes_it() {
     let Some(_) = backends::redis_url() else {
         return;
     };
-    let binary =
-        std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut redis = start_redis(&binary, port, dir.path());
-    wait_port(port).await;
-    REDIS_URL.set(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut redis = OwnRedis::start().await;
+    REDIS_URL.set(redis.url()).unwrap();
 
     let mut app = spawn_app_with(on_own_redis).await;
     let key = app.key("acme", &["write"]).await;
@@ -87,8 +133,7 @@ async fn a_stopped_redis_opens_the_breaker_and_its_return_closes_it() {
     assert_eq!(r.status(), 200);
 
     // Redis goes away mid-test.
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let r = app
@@ -147,8 +192,7 @@ async fn a_stopped_redis_opens_the_breaker_and_its_return_closes_it() {
     );
 
     // Redis comes back with its data; after the cool-down a probe closes the breaker.
-    let mut redis = start_redis(&binary, port, dir.path());
-    wait_port(port).await;
+    redis.restart().await;
     let mut back = false;
     for _ in 0..100 {
         let r = app
@@ -166,6 +210,4 @@ async fn a_stopped_redis_opens_the_breaker_and_its_return_closes_it() {
     assert!(metrics.contains(r#"circuit_breaker_state{backend="redis"} 0"#));
 
     app.shutdown().await;
-    redis.kill().unwrap();
-    let _ = redis.wait();
 }

@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::backends;
-use crate::faults::{start_redis, wait_port};
-use crate::helpers::{TestApp, assert_problem, free_port, spawn_app_with};
+use crate::faults::OwnRedis;
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
 fn tight(s: &mut ragbrain::config::Settings) {
     let q = |n| ragbrain::config::QuotaSettings {
@@ -192,19 +192,13 @@ async fn a_redis_outage_falls_back_to_local_limits_and_counts_it() {
     if backends::redis_url().is_none() {
         return;
     }
-    let binary =
-        std::env::var("RAGBRAIN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut redis = start_redis(&binary, port, dir.path());
-    wait_port(port).await;
-    OWN_REDIS.set(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut redis = OwnRedis::start().await;
+    OWN_REDIS.set(redis.url()).unwrap();
     let app = spawn_app_with(on_own_redis).await;
     let key = app.key("acme", &["write"]).await;
     app.create_collection(&key, "docs", 2).await;
     let search = json!({"collection": "docs", "vector": [1.0, 0.0]});
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let r = app
