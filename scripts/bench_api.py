@@ -36,8 +36,16 @@ class Client:
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["X-API-Key"] = self.key
-        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        resp = self.conn.getresponse()
+        payload = json.dumps(body) if body is not None else None
+        try:
+            self.conn.request(method, path, body=payload, headers=headers)
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the keep-alive connection after server.idle_timeout_ms
+            # (the connection sat idle while other clients ran): reconnect once.
+            self.conn.close()
+            self.conn.request(method, path, body=payload, headers=headers)
+            resp = self.conn.getresponse()
         data = resp.read()
         if resp.status not in expect:
             raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
