@@ -112,6 +112,11 @@ impl AuditQuery {
     }
 }
 
+/// Records one query reads at most. Past it the page ends early, with the cursor where
+/// reading stopped, so a sparse filter over a long trail cannot tie up the store; the
+/// caller continues from `next`.
+pub const MAX_SCAN: usize = 100_000;
+
 /// A page of records, newest first, and the cursor of the next (older) page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {

@@ -17,7 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
+use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord, MAX_SCAN};
 use crate::domain::ingest::{Event, IngestStatus, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
@@ -404,6 +404,7 @@ impl crate::store::AuditLog for RedisAuditLog {
             (None, None) => "+".to_owned(),
         };
         let mut records = Vec::new();
+        let mut scanned = 0;
         loop {
             let cmd = redis::cmd("XREVRANGE")
                 .arg(self.stream())
@@ -417,8 +418,11 @@ impl crate::store::AuditLog for RedisAuditLog {
                 .query("audit_query", Retry::Idempotent, &cmd)
                 .await?;
             let full = rows.len() == AUDIT_PAGE;
+            scanned += rows.len();
+            let mut last = None;
             for (id, fields) in rows {
                 end = format!("({id}");
+                last = Some(id.clone());
                 let Some((_, body)) = fields.into_iter().find(|(k, _)| k == "r") else {
                     continue;
                 };
@@ -436,6 +440,12 @@ impl crate::store::AuditLog for RedisAuditLog {
                 return Ok(AuditPage {
                     records,
                     next: None,
+                });
+            }
+            if scanned >= MAX_SCAN {
+                return Ok(AuditPage {
+                    records,
+                    next: last,
                 });
             }
         }

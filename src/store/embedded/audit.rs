@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
+use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord, MAX_SCAN};
 use crate::store::{AuditLog, StoreError, StoreResult, blocking};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -73,6 +73,7 @@ impl AuditLog for EmbeddedAuditLog {
                 None => u64::MAX,
             };
             let mut records = Vec::new();
+            let mut total = 0;
             loop {
                 let tx = db.begin_read().map_err(db_err)?;
                 let table = tx.open_table(RECORDS).map_err(db_err)?;
@@ -104,6 +105,11 @@ impl AuditLog for EmbeddedAuditLog {
                         records,
                         next: None,
                     });
+                }
+                total += scanned;
+                if total >= MAX_SCAN {
+                    let next = Some(before.to_string());
+                    return Ok(AuditPage { records, next });
                 }
             }
         })
