@@ -369,7 +369,8 @@ impl Batch<'_> {
         }
         for (tenant, docs) in upserts {
             let graphs: Vec<DocumentGraph> = docs.iter().map(document_graph).collect();
-            match self.service.graph.replace_documents(&tenant, graphs).await {
+            let written = self.service.graph.replace_documents(&tenant, graphs).await;
+            match written.map_err(refused_statement) {
                 Ok(()) => {
                     for doc in &docs {
                         self.outcomes.push(processed(doc));
@@ -381,7 +382,12 @@ impl Batch<'_> {
                 Err(e) if docs.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
                     for doc in &docs {
                         let alone = vec![document_graph(doc)];
-                        let written = self.service.graph.replace_documents(&tenant, alone).await;
+                        let written = self
+                            .service
+                            .graph
+                            .replace_documents(&tenant, alone)
+                            .await
+                            .map_err(refused_statement);
                         self.record(doc, written.map(|()| processed(doc)))?;
                     }
                 }
@@ -439,6 +445,17 @@ impl Batch<'_> {
             seq: doc.seq,
         })
     }
+}
+
+/// The graph statements of a document are ours, so a graph server refusing one as
+/// invalid is not the client's mistake: it is retried like any upstream error (up to
+/// `ingest.max_attempts`), then fails with the reason. The test suite's Bolt server
+/// reports a write that lost a race with a concurrent transaction this way.
+fn refused_statement(mut e: StoreError) -> StoreError {
+    if e.kind == ErrorKind::Invalid {
+        e.kind = ErrorKind::Upstream;
+    }
+    e
 }
 
 /// A backend that is down or slow: retry the batch, never fail the event.
