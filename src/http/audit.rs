@@ -47,25 +47,19 @@ pub fn action(method: &Method, route: &str, status: StatusCode) -> Option<AuditA
 }
 
 /// Records audited requests once they are answered. Runs inside the correlation layer,
-/// so the request's context (correlation id, principal) is known.
+/// so the request's context (correlation id, principal) is known. Before the answer it
+/// only keeps cheap handles (header values, the URI, the peer); the record's strings
+/// are built for audited requests alone.
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = crate::http::matched_route(req.extensions()).to_owned();
-    let resource = route
-        .ends_with('}')
-        .then(|| req.uri().path().rsplit('/').next())
-        .flatten()
-        .map(|s| s.chars().take(256).collect::<String>());
-    let client_ip = crate::http::ratelimit::client_address(
-        req.headers(),
-        req.extensions(),
-        state.settings.rate_limit.trust_forwarded_for,
-    );
-    let user_agent = req
-        .headers()
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(256).collect());
+    let uri = req.uri().clone();
+    let forwarded_for = req.headers().get("x-forwarded-for").cloned();
+    let user_agent = req.headers().get(axum::http::header::USER_AGENT).cloned();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let response = next.run(req).await;
     let status = response.status();
     let context = crate::context::snapshot();
@@ -73,27 +67,40 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .as_ref()
         .and_then(|c| c.audit_action.get().copied())
         .or_else(|| action(&method, &route, status));
-    if let Some(action) = action {
-        let (principal, tenant) = context
+    let Some(action) = action else {
+        return response;
+    };
+    let (principal, tenant) = context
+        .as_ref()
+        .and_then(|c| c.principal.get().cloned())
+        .map_or((None, None), |(p, t)| (Some(p), Some(t)));
+    let resource = route
+        .ends_with('}')
+        .then(|| uri.path().rsplit('/').next())
+        .flatten()
+        .map(|s| s.chars().take(256).collect::<String>());
+    state.audit.record(AuditRecord {
+        id: String::new(),
+        time_ms: unix_now_ms(),
+        correlation_id: context
+            .map(|c| c.correlation_id.clone())
+            .unwrap_or_default(),
+        principal,
+        tenant,
+        client_ip: crate::http::ratelimit::address_of(
+            forwarded_for.as_ref(),
+            peer,
+            state.settings.rate_limit.trust_forwarded_for,
+        ),
+        user_agent: user_agent
             .as_ref()
-            .and_then(|c| c.principal.get().cloned())
-            .map_or((None, None), |(p, t)| (Some(p), Some(t)));
-        state.audit.record(AuditRecord {
-            id: String::new(),
-            time_ms: unix_now_ms(),
-            correlation_id: context
-                .map(|c| c.correlation_id.clone())
-                .unwrap_or_default(),
-            principal,
-            tenant,
-            client_ip,
-            user_agent,
-            action,
-            resource,
-            status: status.as_u16(),
-            success: status.is_success(),
-        });
-    }
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+        action,
+        resource,
+        status: status.as_u16(),
+        success: status.is_success(),
+    });
     response
 }
 

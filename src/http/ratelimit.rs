@@ -31,26 +31,32 @@ pub fn classify(method: &Method, route: &str) -> Class {
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` entry when the
 /// deployment says a trusted proxy sets it.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
-    client_address(&parts.headers, &parts.extensions, trust_forwarded_for)
+    address_of(
+        parts.headers.get("x-forwarded-for"),
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        trust_forwarded_for,
+    )
 }
 
-/// [`client_ip`] from a request's headers and extensions.
-pub fn client_address(
-    headers: &axum::http::HeaderMap,
-    extensions: &axum::http::Extensions,
+/// The caller's address from its `X-Forwarded-For` header (when trusted) and its peer.
+pub fn address_of(
+    forwarded_for: Option<&axum::http::HeaderValue>,
+    peer: Option<SocketAddr>,
     trust_forwarded_for: bool,
 ) -> String {
     let forwarded = trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .then(|| forwarded_for?.to_str().ok())
         .flatten()
         .and_then(|v| v.split(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty());
-    match forwarded {
-        Some(ip) => ip.to_owned(),
-        None => extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+    match (forwarded, peer) {
+        (Some(ip), _) => ip.to_owned(),
+        (None, Some(peer)) => peer.ip().to_string(),
+        (None, None) => "unknown".to_owned(),
     }
 }
 
