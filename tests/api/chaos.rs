@@ -125,6 +125,16 @@ fn through_the_proxies(s: &mut Settings) {
     r.open_ms = 1_000;
 }
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start_tansu(binary: &str, port: u16, advertised: u16) -> Child {
     Command::new(binary)
         .arg("broker")
@@ -297,7 +307,7 @@ async fn each_backend_fails_and_returns_under_load() {
     let bolt = Proxy::start(bolt_target);
     let tansu_port = free_port();
     let kafka = Proxy::start(([127, 0, 0, 1], tansu_port).into());
-    let mut broker = start_tansu(&tansu, tansu_port, kafka.port);
+    let _broker = KillOnDrop(start_tansu(&tansu, tansu_port, kafka.port));
     // Qdrant, when the run has one: vector search and the worker's point writes go
     // through a proxy too, and it gets its own outage.
     let qdrant = match backends::qdrant_url() {
@@ -540,8 +550,6 @@ async fn each_backend_fails_and_returns_under_load() {
     let mut app = Arc::try_unwrap(app).ok().expect("load finished");
     app.shutdown().await;
     redis.kill();
-    let _ = broker.kill();
-    let _ = broker.wait();
 }
 
 /// Clients that give up mid-request (a tiny client timeout drops the connection while
