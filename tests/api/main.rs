@@ -15,6 +15,7 @@ mod connections;
 mod contract;
 mod cypher_attacks;
 mod deploy;
+mod disconnects;
 mod embedding;
 mod fake_openai;
 mod faults;

@@ -17,13 +17,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord, MAX_SCAN};
 use crate::domain::ingest::{Event, IngestStatus, Outcome};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::cache::SearchCache;
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ApiKeyRecord, AuthStore, ErrorKind, RefreshRecord, StoreError, StoreResult};
+
+mod audit;
+mod rate_limits;
+
+pub use audit::RedisAuditLog;
+pub use rate_limits::RedisRateLimits;
 
 /// A connection to one Redis server (or proxy), shared by every Redis-backed store.
 #[derive(Clone)]
@@ -346,186 +351,6 @@ impl SearchCache for RedisSearchCache {
 
     async fn ping(&self) -> StoreResult<()> {
         self.redis.ping().await
-    }
-}
-
-/// The audit trail as one Redis stream (`<prefix>audit`): `XADD` with an approximate
-/// length cap, read newest first with `XREVRANGE`, trimmed by age with `XTRIM MINID`.
-/// Stream ids are time-ordered, so they are the paging cursor.
-pub struct RedisAuditLog {
-    redis: Redis,
-    max_records: u64,
-}
-
-impl RedisAuditLog {
-    pub fn new(redis: Redis, max_records: u64) -> Self {
-        Self { redis, max_records }
-    }
-
-    fn stream(&self) -> String {
-        format!("{}audit", self.redis.prefix)
-    }
-}
-
-/// Stream entries read per round trip while filtering.
-const AUDIT_PAGE: usize = 256;
-/// How far a record's stream id may be from its `time_ms` (the audit queue's delay).
-const ID_MARGIN_MS: u64 = 60_000;
-
-#[async_trait]
-impl crate::store::AuditLog for RedisAuditLog {
-    async fn append(&self, records: Vec<AuditRecord>) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        for r in &records {
-            pipe.cmd("XADD")
-                .arg(self.stream())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.max_records)
-                .arg("*")
-                .arg("r")
-                .arg(encode(r)?)
-                .ignore();
-        }
-        // Not retried: a retry after a lost answer would write the records twice.
-        self.redis.pipe("audit_append", Retry::Once, &pipe).await
-    }
-
-    async fn query(&self, query: AuditQuery) -> StoreResult<AuditPage> {
-        // Stream ids carry the time Redis added the record, a little after its
-        // `time_ms`: the id range is widened by a margin and the times filtered exactly.
-        let start = query.since_ms.map_or_else(
-            || "-".to_owned(),
-            |s| format!("{}-0", s.saturating_sub(ID_MARGIN_MS)),
-        );
-        let mut end = match (&query.before, query.until_ms) {
-            (Some(cursor), _) => format!("({cursor}"),
-            (None, Some(u)) => format!("{}-18446744073709551615", u.saturating_add(ID_MARGIN_MS)),
-            (None, None) => "+".to_owned(),
-        };
-        let mut records = Vec::new();
-        let mut scanned = 0;
-        loop {
-            let cmd = redis::cmd("XREVRANGE")
-                .arg(self.stream())
-                .arg(&end)
-                .arg(&start)
-                .arg("COUNT")
-                .arg(AUDIT_PAGE)
-                .clone();
-            let rows: Vec<(String, Vec<(String, String)>)> = self
-                .redis
-                .query("audit_query", Retry::Idempotent, &cmd)
-                .await?;
-            let full = rows.len() == AUDIT_PAGE;
-            scanned += rows.len();
-            let mut last = None;
-            for (id, fields) in rows {
-                end = format!("({id}");
-                last = Some(id.clone());
-                let Some((_, body)) = fields.into_iter().find(|(k, _)| k == "r") else {
-                    continue;
-                };
-                let mut r: AuditRecord = decode("audit record", &body)?;
-                if query.matches(&r) {
-                    r.id = id;
-                    if records.len() == query.limit {
-                        let next = records.last().map(|l: &AuditRecord| l.id.clone());
-                        return Ok(AuditPage { records, next });
-                    }
-                    records.push(r);
-                }
-            }
-            if !full {
-                return Ok(AuditPage {
-                    records,
-                    next: None,
-                });
-            }
-            if scanned >= MAX_SCAN {
-                return Ok(AuditPage {
-                    records,
-                    next: last,
-                });
-            }
-        }
-    }
-
-    async fn trim(&self, before_ms: u64, max_records: u64) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XTRIM")
-            .arg(self.stream())
-            .arg("MINID")
-            .arg(format!("{before_ms}-0"))
-            .ignore()
-            .cmd("XTRIM")
-            .arg(self.stream())
-            .arg("MAXLEN")
-            .arg(max_records)
-            .ignore();
-        self.redis
-            .pipe("audit_trim", Retry::Idempotent, &pipe)
-            .await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.redis.ping().await
-    }
-}
-
-/// Rate-limit buckets in Redis, one key per caller and class, shared by every replica.
-pub struct RedisRateLimits {
-    redis: Redis,
-}
-
-impl RedisRateLimits {
-    pub fn new(redis: Redis) -> Self {
-        Self { redis }
-    }
-}
-
-/// GCRA on Redis's own clock (so replicas with skewed clocks agree): `KEYS[1]` holds the
-/// theoretical arrival time in microseconds, `ARGV[1]` the interval per request and
-/// `ARGV[2]` the burst. Returns {allowed, remaining, reset_us, retry_after_us}. One
-/// script, so concurrent checks from every replica never race.
-const GCRA_SCRIPT: &str = r"
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-local next_tat = tat + interval
-local allow_at = next_tat - interval * burst
-if allow_at > now then
-  return {0, 0, tat - now, allow_at - now}
-end
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
-return {1, math.floor((now - allow_at) / interval), next_tat - now, 0}
-";
-
-#[async_trait]
-impl crate::store::RateLimitStore for RedisRateLimits {
-    async fn take(
-        &self,
-        key: &str,
-        interval: Duration,
-        burst: u32,
-    ) -> StoreResult<crate::store::Taken> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(GCRA_SCRIPT)
-            .arg(1)
-            .arg(self.redis.key("rl", key))
-            .arg(interval.as_micros().max(1) as u64)
-            .arg(burst.max(1));
-        // Never retried: a retry would take a second request from the bucket.
-        let (allowed, remaining, reset, retry_after): (i64, i64, i64, i64) =
-            self.redis.query("rate_limit", Retry::Once, &cmd).await?;
-        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
-        Ok(crate::store::Taken {
-            allowed: allowed == 1,
-            remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
-            reset: micros(reset),
-            retry_after: micros(retry_after),
-        })
     }
 }
 
