@@ -180,6 +180,17 @@ pub enum VectorBackend {
     Qdrant,
 }
 
+/// How HNSW-indexed segments keep a compressed copy of their vectors for the search walk.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorQuantization {
+    /// The walk reads the full 32-bit vectors.
+    None,
+    /// One byte per dimension, kept in RAM; the best candidates are scored again on the
+    /// full vectors, so results keep their exact scores.
+    Int8,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum GraphBackend {
@@ -206,6 +217,8 @@ pub struct VectorSettings {
     pub indexing_threads: usize,
     /// Segments over this many KiB of vectors get an HNSW index; 0: the engine's default.
     pub indexing_threshold_kb: usize,
+    /// Compressed vectors for the HNSW walk of collections created from now on.
+    pub quantization: VectorQuantization,
     /// Qdrant's gRPC endpoint (port 6334), for `backend = "qdrant"`.
     pub qdrant_url: String,
     pub qdrant_api_key: SecretString,
@@ -217,6 +230,9 @@ pub struct GraphSettings {
     pub backend: GraphBackend,
     /// The embedded graph's WAL is rewritten as a copy of the live graph above this.
     pub wal_limit_bytes: u64,
+    /// Node properties the embedded graph indexes for finds by value (`id` and `doc_id`
+    /// always are).
+    pub indexed_properties: Vec<String>,
     /// Bolt address (`host:port` or `bolt://host:port`), for `backend = "neo4j"`.
     pub neo4j_uri: String,
     pub neo4j_user: String,

@@ -135,6 +135,17 @@ impl Settings {
                 class.as_str()
             )));
         }
+        if let Some(bad) = self
+            .graph
+            .indexed_properties
+            .iter()
+            .find(|p| !crate::domain::is_valid_identifier(p))
+        {
+            return Err(ConfigError(format!(
+                "graph.indexed_properties: {bad:?} is not a property name \
+                 (a letter, then letters, digits or underscores)"
+            )));
+        }
         if !(1..=3).contains(&self.limits.max_graph_hops) {
             return Err(ConfigError(
                 "limits.max_graph_hops must be 1, 2 or 3".into(),

@@ -101,6 +101,7 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
                         0 => None,
                         n => Some(n),
                     },
+                    quantization: settings.vectors.quantization,
                 },
                 maintenance_every: Duration::from_millis(settings.vectors.maintenance_ms),
                 checkpoint_every: Duration::from_millis(settings.vectors.checkpoint_interval_ms),
@@ -127,6 +128,7 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
                     .max_concurrent_queries_per_tenant,
                 query_memory_bytes: settings.limits.query_memory_bytes,
                 wal_limit_bytes: settings.graph.wal_limit_bytes,
+                indexed_properties: settings.graph.indexed_properties.clone(),
             };
             Arc::new(
                 EmbeddedGraphStore::open(data_dir, options)

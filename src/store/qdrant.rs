@@ -20,7 +20,7 @@ use qdrant_client::qdrant::{
 };
 use secrecy::ExposeSecret;
 
-use crate::config::VectorSettings;
+use crate::config::{VectorQuantization, VectorSettings};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
@@ -36,6 +36,8 @@ pub struct QdrantVectorStore {
     /// The default collection, created on a tenant's first write as in embedded mode.
     default_name: String,
     default_spec: CollectionSpec,
+    /// Given to the collections this store creates.
+    quantization: VectorQuantization,
 }
 
 fn qdrant_err(e: QdrantError) -> StoreError {
@@ -92,6 +94,7 @@ impl QdrantVectorStore {
                 dim: settings.default_dim,
                 distance: settings.default_distance,
             },
+            quantization: settings.quantization,
         })
     }
 
@@ -212,9 +215,12 @@ impl VectorStore for QdrantVectorStore {
         let created = self
             .guard
             .run("create_collection", Retry::Idempotent, || async {
-                let request = CreateCollectionBuilder::new(&physical).vectors_config(
+                let mut request = CreateCollectionBuilder::new(&physical).vectors_config(
                     VectorParamsBuilder::new(spec.dim as u64, map::distance(spec.distance)),
                 );
+                if let Some(q) = map::quantization(self.quantization) {
+                    request = request.quantization_config(q);
+                }
                 match self.client.create_collection(request).await {
                     Ok(_) => Ok(Created::New),
                     // Created by a concurrent request (or a retried one) meanwhile.
@@ -335,6 +341,7 @@ impl VectorStore for QdrantVectorStore {
                     .limit(query.limit as u64)
                     .offset(query.offset as u64)
                     .filter(filter.clone())
+                    .params(map::search_params())
                     // The tenant check needs the payload even when the caller does not.
                     .with_payload(true)
                     .with_vectors(query.with_vector);

@@ -10,11 +10,49 @@ use qdrant_edge::{
 };
 use serde_json::{Map, Value};
 
+use crate::config::VectorQuantization;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, ScoredPoint,
     TENANT_KEY,
 };
+
+/// Int8 quantization maps this central share of each dimension's values onto 256 steps
+/// (the outliers clip), as Qdrant's documentation recommends.
+const QUANTILE: f32 = 0.99;
+/// With quantized segments, this many times `limit` candidates come out of the HNSW
+/// walk and are scored again on the full vectors: the compressed scores pick the
+/// candidates, the full ones rank them.
+const OVERSAMPLING: f64 = 2.0;
+
+/// The compressed copy an indexed segment keeps for the HNSW walk, if any.
+pub fn quantization(q: VectorQuantization) -> Option<qdrant_edge::QuantizationConfig> {
+    match q {
+        VectorQuantization::None => None,
+        VectorQuantization::Int8 => Some(
+            qdrant_edge::ScalarQuantizationConfig {
+                r#type: qdrant_edge::ScalarType::Int8,
+                quantile: Some(QUANTILE),
+                always_ram: Some(true),
+            }
+            .into(),
+        ),
+    }
+}
+
+/// Search parameters for every search: on quantized segments, oversample and rescore on
+/// the full vectors; elsewhere (plain segments, unquantized collections) they change
+/// nothing.
+pub fn search_params() -> qdrant_edge::SearchParams {
+    qdrant_edge::SearchParams {
+        quantization: Some(qdrant_edge::QuantizationSearchParams {
+            ignore: false,
+            rescore: Some(true),
+            oversampling: Some(OVERSAMPLING),
+        }),
+        ..Default::default()
+    }
+}
 
 pub fn index_kind(kind: IndexKind) -> qdrant_edge::PayloadSchemaType {
     use qdrant_edge::PayloadSchemaType as T;
@@ -240,10 +278,34 @@ pub mod server {
     };
     use serde_json::{Map, Value};
 
+    use super::{OVERSAMPLING, QUANTILE};
+    use crate::config::VectorQuantization;
     use crate::domain::principal::Tenant;
     use crate::domain::vector::{
         ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, TENANT_KEY,
     };
+
+    /// The same compressed copy as the embedded engine's (see the parent module).
+    pub fn quantization(q: VectorQuantization) -> Option<q::ScalarQuantizationBuilder> {
+        match q {
+            VectorQuantization::None => None,
+            VectorQuantization::Int8 => Some(
+                q::ScalarQuantizationBuilder::default()
+                    .r#type(q::QuantizationType::Int8.into())
+                    .quantile(QUANTILE)
+                    .always_ram(true),
+            ),
+        }
+    }
+
+    /// The same oversampling and rescoring as the embedded engine's searches.
+    pub fn search_params() -> q::SearchParamsBuilder {
+        q::SearchParamsBuilder::default().quantization(
+            q::QuantizationSearchParamsBuilder::default()
+                .rescore(true)
+                .oversampling(OVERSAMPLING),
+        )
+    }
 
     pub fn index_kind(kind: IndexKind) -> q::FieldType {
         match kind {

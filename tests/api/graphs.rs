@@ -321,3 +321,75 @@ async fn node_ids_with_control_or_bidi_characters_get_422() {
         assert_problem(app.call(Method::DELETE, path, &key, None).await, 422).await;
     }
 }
+
+/// `name` is indexed by default (`graph.indexed_properties`), so these finds are index
+/// lookups: the index must follow renames, deletes and restarts, and a lookup must
+/// still keep to the label asked for and to the caller's tenant.
+#[tokio::test]
+async fn finds_on_an_indexed_property_follow_labels_tenants_renames_and_restarts() {
+    let mut app = spawn_app().await;
+    let acme = app.key("acme", &["write"]).await;
+    let other = app.key("other", &["write"]).await;
+    for (key, id, label) in [
+        (&acme, "p1", "Person"),
+        (&acme, "c1", "City"),
+        (&other, "p2", "Person"),
+    ] {
+        let created = node(&app, key, id, &[label], json!({"name": "Ann", "n": 1})).await;
+        assert_eq!(created.status(), 201);
+    }
+    async fn find(app: &TestApp, key: &str, label: &str, props: Value) -> Vec<String> {
+        let found: Value = app
+            .json(
+                Method::POST,
+                "/graphs/node/find",
+                key,
+                Some(json!({"label": label, "properties": props})),
+            )
+            .await;
+        found["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+    assert_eq!(
+        find(&app, &acme, "Person", json!({"name": "Ann"})).await,
+        ["p1"]
+    );
+    assert_eq!(
+        find(&app, &acme, "City", json!({"name": "Ann"})).await,
+        ["c1"]
+    );
+    assert_eq!(
+        find(&app, &other, "Person", json!({"name": "Ann"})).await,
+        ["p2"]
+    );
+    // An indexed and an unindexed condition together.
+    let both = json!({"name": "Ann", "n": 1});
+    assert_eq!(find(&app, &acme, "Person", both).await, ["p1"]);
+    assert!(
+        find(&app, &acme, "Person", json!({"name": "Ann", "n": 2}))
+            .await
+            .is_empty()
+    );
+
+    let renamed = node(&app, &acme, "p1", &["Person"], json!({"name": "Bea"})).await;
+    assert!(renamed.status().is_success());
+    let deleted = app
+        .call(Method::DELETE, "/graphs/node/c1", &acme, None)
+        .await;
+    assert!(deleted.status().is_success());
+    for round in ["before a restart", "after a restart"] {
+        let ann = find(&app, &acme, "Person", json!({"name": "Ann"})).await;
+        assert!(ann.is_empty(), "{round}: {ann:?}");
+        let bea = find(&app, &acme, "Person", json!({"name": "Bea"})).await;
+        assert_eq!(bea, ["p1"], "{round}");
+        let city = find(&app, &acme, "City", json!({"name": "Ann"})).await;
+        assert!(city.is_empty(), "{round}: {city:?}");
+        let p2 = find(&app, &other, "Person", json!({"name": "Ann"})).await;
+        assert_eq!(p2, ["p2"], "{round}");
+        app.restart().await;
+    }
+}

@@ -33,6 +33,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod persistence;
+mod quantization;
 mod ratelimit;
 mod readme;
 mod retrieval;

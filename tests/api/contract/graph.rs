@@ -351,6 +351,7 @@ async fn embedded_graph_store_meets_the_contract() {
         max_concurrent_queries_per_tenant: 1,
         query_memory_bytes: 256 << 20,
         wal_limit_bytes: 1 << 30,
+        indexed_properties: vec!["name".into()],
     };
     let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
     nodes_and_relationships(store.as_ref()).await;

@@ -19,6 +19,7 @@ use super::super::fs_err;
 pub(super) use super::super::lock;
 use super::engine::{deduplicate, engine, engine_wal_files, flush, trim_engine_wal};
 use super::oplog::{LogOp, OpLog};
+use crate::config::VectorQuantization;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionSpec, Filter, PointId, Record};
 use crate::store::qdrant_mapping as map;
@@ -37,6 +38,8 @@ pub struct Tuning {
     /// Segments larger than this (KiB of vectors) get an HNSW index; `None`: the
     /// engine's default (10,000 KiB).
     pub indexing_threshold_kb: Option<usize>,
+    /// The compressed copy new collections keep for the HNSW walk.
+    pub quantization: VectorQuantization,
 }
 
 pub(super) struct Collection {
@@ -147,7 +150,10 @@ pub(super) fn create_on_disk(
     let config = EdgeConfigBuilder::new()
         .vector(
             DEFAULT_VECTOR_NAME,
-            EdgeVectorParams::builder(spec.dim, map::distance(spec.distance)).build(),
+            quantized(
+                EdgeVectorParams::builder(spec.dim, map::distance(spec.distance)),
+                tuning.quantization,
+            ),
         )
         .build();
     {
@@ -164,6 +170,16 @@ pub(super) fn create_on_disk(
     }
     std::fs::rename(&tmp_dir, &final_dir).map_err(fs_err)?;
     Collection::open(&final_dir, tenant.clone(), tuning)
+}
+
+fn quantized(
+    params: qdrant_edge::EdgeVectorParamsBuilder,
+    quantization: VectorQuantization,
+) -> EdgeVectorParams {
+    match map::quantization(quantization) {
+        Some(q) => params.quantization_config(q).build(),
+        None => params.build(),
+    }
 }
 
 fn load_shard(dir: &Path, tuning: Tuning) -> StoreResult<EdgeShard> {

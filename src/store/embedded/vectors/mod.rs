@@ -296,7 +296,7 @@ impl VectorStore for EmbeddedVectorStore {
                         using: None,
                     }),
                     filter,
-                    params: None,
+                    params: Some(map::search_params()),
                     limit: query.limit,
                     offset: query.offset,
                     // The tenant check needs the payload even when the caller does not.
