@@ -33,6 +33,23 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
         "{stderr}"
     );
 
+    let config = dir.path().join("bad-index.toml");
+    std::fs::write(
+        &config,
+        "[graph]\nindexed_properties = [\"name\", \"x-y\"]\n",
+    )
+    .unwrap();
+    let out = ragbrain()
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("graph.indexed_properties: \"x-y\" is not a property name"),
+        "{stderr}"
+    );
+
     let out = ragbrain()
         .args(["--config", "/nonexistent/ragbrain.toml"])
         .output()
