@@ -123,7 +123,7 @@ struct ReadQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/audit", tag = "auth", params(ReadQuery),
+#[utoipa::path(get, path = "/audit", extensions(("x-rate-limit-class" = json!("read"))), tag = "auth", params(ReadQuery),
     responses((status = 200, description = "Audit records, newest first", body = AuditPage), BodyErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn read(

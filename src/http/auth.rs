@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_key))
 }
 
-#[utoipa::path(post, path = "/auth/token", tag = "auth", request_body = TokenRequest,
+#[utoipa::path(post, path = "/auth/token", extensions(("x-rate-limit-class" = json!("auth"))), tag = "auth", request_body = TokenRequest,
     responses((status = 200, description = "Access token and single-use refresh token",
         body = TokenResponse), TokenErrors))]
 async fn token(
@@ -36,7 +36,7 @@ async fn token(
     Ok(AppJson(state.auth.issue_token(req).await?))
 }
 
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/auth/refresh", extensions(("x-rate-limit-class" = json!("auth"))), tag = "auth", request_body = RefreshRequest,
     responses((status = 200, description = "A new token pair; the presented refresh token is spent",
         body = TokenResponse), TokenErrors))]
 async fn refresh(
@@ -47,7 +47,7 @@ async fn refresh(
     Ok(AppJson(state.auth.refresh(req).await?))
 }
 
-#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+#[utoipa::path(post, path = "/auth/logout", extensions(("x-rate-limit-class" = json!("read"))), tag = "auth",
     responses((status = 204, description = "The token and its login's refresh tokens are revoked"),
         TokenErrors),
     security(("bearer" = [])))]
@@ -59,7 +59,7 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/auth/api-keys", tag = "auth", request_body = CreateKeyRequest,
+#[utoipa::path(post, path = "/auth/api-keys", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth", request_body = CreateKeyRequest,
     responses((status = 201, description = "The key, shown this once", body = CreatedKey), BodyErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn create_key(
@@ -84,7 +84,7 @@ struct KeyList {
     keys: Vec<KeyView>,
 }
 
-#[utoipa::path(get, path = "/auth/api-keys", tag = "auth",
+#[utoipa::path(get, path = "/auth/api-keys", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth",
     params(("tenant" = Option<String>, Query, description = "Another tenant (operators only)")),
     responses((status = 200, description = "Keys without secrets", body = KeyList), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
@@ -98,7 +98,7 @@ async fn list_keys(
     }))
 }
 
-#[utoipa::path(delete, path = "/auth/api-keys/{id}", tag = "auth",
+#[utoipa::path(delete, path = "/auth/api-keys/{id}", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth",
     params(("id" = String, Path, description = "Key id")),
     responses((status = 204, description = "Revoked; its tokens stop working"), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]

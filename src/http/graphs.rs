@@ -33,7 +33,7 @@ fn status(written: Written) -> StatusCode {
     }
 }
 
-#[utoipa::path(post, path = "/graphs/node", tag = "graphs", request_body = NodeRequest,
+#[utoipa::path(post, path = "/graphs/node", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", request_body = NodeRequest,
     responses((status = 201, description = "Created", body = Node),
         (status = 200, description = "Merged into the existing node", body = Node), BodyErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
@@ -46,7 +46,7 @@ async fn upsert_node(
     Ok((status(written), AppJson(node)))
 }
 
-#[utoipa::path(get, path = "/graphs/node/{id}", tag = "graphs", params(("id" = String, Path, description = "Node id")),
+#[utoipa::path(get, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "graphs", params(("id" = String, Path, description = "Node id")),
     responses((status = 200, description = "The node", body = Node), PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn get_node(
@@ -57,7 +57,7 @@ async fn get_node(
     Ok(AppJson(state.graphs.get_node(&who, &id).await?))
 }
 
-#[utoipa::path(post, path = "/graphs/node/find", tag = "graphs", request_body = FindRequest,
+#[utoipa::path(post, path = "/graphs/node/find", extensions(("x-rate-limit-class" = json!("graph_read"))), tag = "graphs", request_body = FindRequest,
     responses((status = 200, description = "Matching nodes, one page", body = FindResponse), BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn find_nodes(
@@ -68,7 +68,7 @@ async fn find_nodes(
     Ok(AppJson(state.graphs.find_nodes(&who, req).await?))
 }
 
-#[utoipa::path(delete, path = "/graphs/node/{id}", tag = "graphs", params(("id" = String, Path, description = "Node id")),
+#[utoipa::path(delete, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", params(("id" = String, Path, description = "Node id")),
     responses((status = 204, description = "Deleted with its relationships"), PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete_node(
@@ -85,7 +85,7 @@ struct RelationshipWritten {
     status: &'static str,
 }
 
-#[utoipa::path(post, path = "/graphs/relationship", tag = "graphs",
+#[utoipa::path(post, path = "/graphs/relationship", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs",
     request_body = RelationshipRequest,
     responses((status = 201, description = "Created", body = RelationshipWritten),
         (status = 200, description = "Merged into the existing relationship", body = RelationshipWritten),
@@ -107,7 +107,7 @@ async fn upsert_relationship(
     ))
 }
 
-#[utoipa::path(post, path = "/graphs/neighbors", tag = "graphs", request_body = NeighborsRequest,
+#[utoipa::path(post, path = "/graphs/neighbors", extensions(("x-rate-limit-class" = json!("graph_read"))), tag = "graphs", request_body = NeighborsRequest,
     responses((status = 200, description = "Nodes within the hops, nearest first", body = NeighborsResponse),
         BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -119,7 +119,7 @@ async fn neighbors(
     Ok(AppJson(state.graphs.neighbors(&who, req).await?))
 }
 
-#[utoipa::path(post, path = "/graphs/query", tag = "graphs", request_body = QueryRequest,
+#[utoipa::path(post, path = "/graphs/query", extensions(("x-rate-limit-class" = json!("graph_read"))), tag = "graphs", request_body = QueryRequest,
     responses((status = 200, description = "Columns and rows of a read-only Cypher query", body = CypherResult),
         BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(generate))
 }
 
-#[utoipa::path(post, path = "/hybrid/search", tag = "hybrid", request_body = HybridRequest,
+#[utoipa::path(post, path = "/hybrid/search", extensions(("x-rate-limit-class" = json!("search"))), tag = "hybrid", request_body = HybridRequest,
     responses((status = 200, description = "Fused hits with vector and graph provenance",
         body = HybridResponse), BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -36,7 +36,7 @@ async fn search(
     Ok(AppJson(state.hybrid.search(&who, req).await?))
 }
 
-#[utoipa::path(post, path = "/hybrid/generate", tag = "hybrid", request_body = GenerateRequest,
+#[utoipa::path(post, path = "/hybrid/generate", extensions(("x-rate-limit-class" = json!("generate"))), tag = "hybrid", request_body = GenerateRequest,
     responses((status = 200, description = "The answer with citations; with `stream: true`, \
         server-sent events `citations`, `delta`..., then `done` or `error`",
         body = generate::GenerateResponse), GenerateErrors),

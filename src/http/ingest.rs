@@ -19,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status, delete))
 }
 
-#[utoipa::path(post, path = "/ingest", tag = "ingest", request_body = IngestRequest,
+#[utoipa::path(post, path = "/ingest", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", request_body = IngestRequest,
     responses((status = 202, description = "Durably queued", body = Accepted), BodyErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn ingest(
@@ -31,7 +31,7 @@ async fn ingest(
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
-#[utoipa::path(post, path = "/ingest/batch", tag = "ingest", request_body = BatchRequest,
+#[utoipa::path(post, path = "/ingest/batch", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", request_body = BatchRequest,
     responses((status = 202, description = "All queued (or none, on any error)", body = BatchAccepted),
         BodyErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
@@ -44,7 +44,7 @@ async fn ingest_batch(
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
-#[utoipa::path(get, path = "/ingest/{id}", tag = "ingest", params(("id" = String, Path, description = "Document id")),
+#[utoipa::path(get, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "ingest", params(("id" = String, Path, description = "Document id")),
     responses((status = 200, description = "pending, processed (with counts) or failed (with the reason)",
         body = IngestStatus), PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -56,7 +56,7 @@ async fn status(
     Ok(AppJson(state.ingest.status(&who, &id).await?))
 }
 
-#[utoipa::path(delete, path = "/ingest/{id}", tag = "ingest", params(("id" = String, Path, description = "Document id")),
+#[utoipa::path(delete, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", params(("id" = String, Path, description = "Document id")),
     responses((status = 202, description = "Removal queued behind earlier events", body = Accepted),
         PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]

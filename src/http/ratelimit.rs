@@ -2,7 +2,9 @@
 //! (principal, else client IP), enforcement for the principal extractors and for
 //! credential checks, and the `RateLimit-*` / `Retry-After` headers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::Method;
@@ -12,20 +14,53 @@ use crate::domain::quota::Class;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
-/// The class of a matched route; unmatched and unknown routes count as reads.
+/// The extension that declares an operation's rate-limit class in its
+/// `#[utoipa::path]` annotation, beside its path and scopes; clients read it in the
+/// OpenAPI document too.
+pub const CLASS_EXTENSION: &str = "x-rate-limit-class";
+
+/// Every operation's declared class, by method and route template, read once from the
+/// OpenAPI document the router is built from.
+fn declared() -> &'static HashMap<(Method, String), Class> {
+    static CLASSES: OnceLock<HashMap<(Method, String), Class>> = OnceLock::new();
+    CLASSES.get_or_init(|| {
+        let (_, spec) = crate::http::openapi::api().split_for_parts();
+        operations(&spec)
+            .filter_map(|(method, path, op)| Some(((method, path), declared_class(op)?)))
+            .collect()
+    })
+}
+
+/// Every operation of `spec` with its method and route template.
+pub fn operations(
+    spec: &utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (Method, String, &utoipa::openapi::path::Operation)> {
+    spec.paths.paths.iter().flat_map(|(path, item)| {
+        [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+        ]
+        .into_iter()
+        .filter_map(move |(method, op)| Some((method, path.clone(), op.as_ref()?)))
+    })
+}
+
+/// The class an operation declares, if it declares a known one.
+pub fn declared_class(op: &utoipa::openapi::path::Operation) -> Option<Class> {
+    let value = op.extensions.as_ref()?.get(CLASS_EXTENSION)?.as_str()?;
+    Class::ALL.into_iter().find(|c| c.as_str() == value)
+}
+
+/// The class of a matched route, as its annotation declares; unmatched routes (404s)
+/// count as reads.
 pub fn classify(method: &Method, route: &str) -> Class {
-    let read = *method == Method::GET;
-    match route {
-        "/hybrid/generate" => Class::Generate,
-        "/vectors/search" | "/hybrid/search" => Class::Search,
-        "/graphs/node/find" | "/graphs/neighbors" | "/graphs/query" => Class::GraphRead,
-        "/auth/token" | "/auth/refresh" => Class::Auth,
-        r if r.starts_with("/auth/api-keys") => Class::Admin,
-        r if r.starts_with("/ingest") && !read => Class::Ingest,
-        r if r.starts_with("/vectors") && !read => Class::VectorWrite,
-        r if r.starts_with("/graphs") && !read => Class::GraphWrite,
-        _ => Class::Read,
-    }
+    declared()
+        .get(&(method.clone(), route.to_owned()))
+        .copied()
+        .unwrap_or(Class::Read)
 }
 
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` entry when the
@@ -150,5 +185,24 @@ mod tests {
         for (method, route, class) in cases {
             assert_eq!(classify(&method, route), class, "{method} {route}");
         }
+    }
+
+    /// A new route cannot miss its class: every operation that takes credentials
+    /// declares a known one next to its path.
+    #[test]
+    fn every_authenticated_operation_declares_its_class() {
+        let (_, spec) = crate::http::openapi::api().split_for_parts();
+        let mut checked = 0;
+        for (method, path, op) in operations(&spec) {
+            let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if authenticated || path.starts_with("/auth/") {
+                assert!(
+                    declared_class(op).is_some(),
+                    "{method} {path} declares no known {CLASS_EXTENSION}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 29, "only {checked} operations checked");
     }
 }

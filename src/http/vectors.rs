@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete))
 }
 
-#[utoipa::path(put, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(put, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
     request_body = CreateCollection,
     responses((status = 201, description = "Created", body = CollectionInfo),
         (status = 200, description = "Already exists with the same spec", body = CollectionInfo),
@@ -49,7 +49,7 @@ async fn create_collection(
     Ok((status, AppJson(info)))
 }
 
-#[utoipa::path(get, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(get, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("read"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "Point count, dimension, distance", body = CollectionInfo),
         PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -61,7 +61,7 @@ async fn collection_info(
     Ok(AppJson(state.vectors.collection_info(&who, &name).await?))
 }
 
-#[utoipa::path(delete, path = "/vectors/collections/{name}", tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(delete, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
     responses((status = 204, description = "Dropped with all its points"), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn drop_collection(
@@ -73,7 +73,7 @@ async fn drop_collection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(put, path = "/vectors/collections/{name}/index", tag = "vectors",
+#[utoipa::path(put, path = "/vectors/collections/{name}/index", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
     params(("name" = String, Path, description = "Collection name")),
     request_body = PayloadIndex,
     responses((status = 200, description = "Indexed (durable when answered); the collection with its indexes",
@@ -90,7 +90,7 @@ async fn create_index(
     ))
 }
 
-#[utoipa::path(delete, path = "/vectors/collections/{name}/index/{field}", tag = "vectors",
+#[utoipa::path(delete, path = "/vectors/collections/{name}/index/{field}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
     params(("name" = String, Path, description = "Collection name"),
         ("field" = String, Path, description = "Indexed payload field")),
     responses((status = 204, description = "The index is dropped"), PathErrors),
@@ -104,7 +104,7 @@ async fn delete_index(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/vectors/upsert", tag = "vectors", request_body = UpsertRequest,
+#[utoipa::path(post, path = "/vectors/upsert", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", request_body = UpsertRequest,
     responses((status = 200, description = "Durable when answered", body = UpsertResponse), BodyErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert(
@@ -115,7 +115,7 @@ async fn upsert(
     Ok(AppJson(state.vectors.upsert(&who, req).await?))
 }
 
-#[utoipa::path(post, path = "/vectors/search", tag = "vectors", request_body = SearchRequest,
+#[utoipa::path(post, path = "/vectors/search", extensions(("x-rate-limit-class" = json!("search"))), tag = "vectors", request_body = SearchRequest,
     responses((status = 200, description = "Nearest points, best first", body = SearchResponse), BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn search(
@@ -133,7 +133,7 @@ pub struct RetrieveRequest {
     pub ids: Vec<PointId>,
 }
 
-#[utoipa::path(post, path = "/vectors/retrieve", tag = "vectors", request_body = RetrieveRequest,
+#[utoipa::path(post, path = "/vectors/retrieve", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", request_body = RetrieveRequest,
     responses((status = 200, description = "The points that exist", body = svc::RetrieveResponse), BodyErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn retrieve(
@@ -149,7 +149,7 @@ async fn retrieve(
     ))
 }
 
-#[utoipa::path(post, path = "/vectors/delete", tag = "vectors", request_body = DeleteRequest,
+#[utoipa::path(post, path = "/vectors/delete", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", request_body = DeleteRequest,
     responses((status = 200, description = "How many points were deleted", body = DeleteResponse), BodyErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete(
