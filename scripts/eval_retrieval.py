@@ -35,6 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # mode name → (path, extra request fields)
 MODES = {
     "vector": ("/vectors/search", {}),
+    "lexical": ("/vectors/search", {"mode": "lexical"}),
+    "both": ("/vectors/search", {"mode": "both"}),
     "hybrid0": ("/hybrid/search", {"hops": 0}),
     "hybrid1": ("/hybrid/search", {"hops": 1}),
     "hybrid2": ("/hybrid/search", {"hops": 2}),
@@ -117,7 +119,7 @@ def evaluate(server, questions, mode, limit, hybrid_extra):
     latencies = []
     for q in questions:
         body = {"query": q["question"], "limit": limit, **extra} if path == "/hybrid/search" \
-            else {"text": q["question"], "limit": limit}
+            else {"text": q["question"], "limit": limit, **extra}
         started = time.perf_counter()
         response = server.call("POST", path, body)
         latencies.append((time.perf_counter() - started) * 1000)

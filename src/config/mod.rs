@@ -308,6 +308,8 @@ pub struct HybridSettings {
     pub default_rrf_k: u32,
     /// The graph list's weight in reciprocal rank fusion, against the vector list's 1.
     pub graph_weight: f32,
+    /// The lexical (BM25) list's weight in reciprocal rank fusion; 0 leaves it out.
+    pub lexical_weight: f32,
     pub hop_decay: f32,
 }
 

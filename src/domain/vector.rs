@@ -131,11 +131,22 @@ pub struct Record {
     pub vector: Option<Vec<f32>>,
 }
 
+/// What a search ranks by.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Query {
+    /// Nearest dense vectors.
+    Dense(Vec<f32>),
+    /// BM25 over the points' text (payload `text`, after a `title`), with IDF from the
+    /// collection.
+    Lexical(String),
+}
+
 /// A validated search, already scoped to one tenant's collection by the caller.
 /// (Serialised only to key the search cache.)
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchQuery {
-    pub vector: Vec<f32>,
+    pub query: Query,
     pub limit: usize,
     pub offset: usize,
     pub score_threshold: Option<f32>,

@@ -12,7 +12,7 @@ use crate::config::{Limits, Settings};
 use crate::domain::principal::Principal;
 use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, PayloadIndex,
-    Point, PointId, Record, ScoredPoint, SearchQuery, TENANT_KEY, is_indexable_field,
+    Point, PointId, Query, Record, ScoredPoint, SearchQuery, TENANT_KEY, is_indexable_field,
 };
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
@@ -57,9 +57,15 @@ pub struct UpsertResponse {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub collection: Option<String>,
-    /// The query as a vector, or as `text` for the server to embed: exactly one.
+    /// The query as a vector, or as `text` for the server to embed: exactly one (mode
+    /// `dense`). Mode `lexical` takes `text` only; `both` takes `text`, and `vector`
+    /// too if the dense side should not embed the text.
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
+    /// `dense` (default): nearest vectors; `lexical`: BM25 over the points' text;
+    /// `both`: the two lists fused by reciprocal rank (scores are then the fused ones).
+    #[serde(default)]
+    pub mode: SearchMode,
     #[serde(default = "default_limit")]
     pub limit: usize,
     #[serde(default)]
@@ -78,6 +84,41 @@ fn default_limit() -> usize {
 
 fn yes() -> bool {
     true
+}
+
+/// What `/vectors/search` ranks by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    #[default]
+    Dense,
+    Lexical,
+    Both,
+}
+
+/// The `k` of reciprocal rank fusion for mode `both` (the usual 60).
+const RRF_K: f32 = 60.0;
+
+/// Reciprocal rank fusion of ranked lists: each hit scores Σ 1 / (k + rank) over the
+/// lists that hold it, best first; ties keep the earlier list's order.
+pub(crate) fn reciprocal_rank(lists: Vec<Vec<ScoredPoint>>, k: f32) -> Vec<ScoredPoint> {
+    let mut fused: Vec<ScoredPoint> = Vec::new();
+    let mut at: std::collections::HashMap<PointId, usize> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, mut hit) in list.into_iter().enumerate() {
+            let score = 1.0 / (k + rank as f32 + 1.0);
+            match at.get(&hit.id) {
+                Some(&i) => fused[i].score += score,
+                None => {
+                    at.insert(hit.id, fused.len());
+                    hit.score = score;
+                    fused.push(hit);
+                }
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -239,7 +280,6 @@ impl VectorService {
     pub async fn search(&self, who: &Principal, req: SearchRequest) -> Result<SearchResponse> {
         let limits = &self.settings.limits;
         let collection = self.collection_name(req.collection)?;
-        let vector = self.query_vector(req.vector, req.text).await?;
         bounded("limit", req.limit, 1, limits.max_search_limit)?;
         bounded("offset", req.offset, 0, limits.max_search_offset)?;
         if req.score_threshold.is_some_and(|t| !t.is_finite()) {
@@ -250,18 +290,82 @@ impl VectorService {
         if let Some(filter) = &req.filter {
             check_filter(filter, limits)?;
         }
-        let query = SearchQuery {
-            vector,
-            limit: req.limit,
-            offset: req.offset,
+        let (dense, lexical) = match req.mode {
+            SearchMode::Dense => (Some(self.query_vector(req.vector, req.text).await?), None),
+            SearchMode::Lexical if req.vector.is_some() => {
+                return Err(ServiceError::Invalid(
+                    "mode lexical searches by `text` only; drop `vector`".into(),
+                ));
+            }
+            SearchMode::Lexical => (None, Some(self.query_text(req.text)?)),
+            SearchMode::Both if req.score_threshold.is_some() => {
+                return Err(ServiceError::Invalid(
+                    "score_threshold applies to one ranking; not with mode both".into(),
+                ));
+            }
+            SearchMode::Both => {
+                let text = self.query_text(req.text)?;
+                let vector = match req.vector {
+                    Some(v) => self.query_vector(Some(v), None).await?,
+                    None => self.query_vector(None, Some(text.clone())).await?,
+                };
+                (Some(vector), Some(text))
+            }
+        };
+        let query = |by: Query, limit, offset| SearchQuery {
+            query: by,
+            limit,
+            offset,
             score_threshold: req.score_threshold,
-            filter: req.filter,
+            filter: req.filter.clone(),
             ids: None,
             with_payload: req.with_payload,
             with_vector: req.with_vector,
         };
-        let hits = self.search_or_empty(who, &collection, query).await?;
+        let hits = match (dense, lexical) {
+            (Some(v), None) => {
+                let q = query(Query::Dense(v), req.limit, req.offset);
+                self.search_or_empty(who, &collection, q).await?
+            }
+            (None, Some(text)) => {
+                let q = query(Query::Lexical(text), req.limit, req.offset);
+                self.search_or_empty(who, &collection, q).await?
+            }
+            (dense, lexical) => {
+                // Each list to the page's end, fused, then the page cut out.
+                let depth = req.offset + req.limit;
+                let mut lists = Vec::new();
+                for by in [dense.map(Query::Dense), lexical.map(Query::Lexical)]
+                    .into_iter()
+                    .flatten()
+                {
+                    lists.push(
+                        self.search_or_empty(who, &collection, query(by, depth, 0))
+                            .await?,
+                    );
+                }
+                let fused = reciprocal_rank(lists, RRF_K);
+                fused.into_iter().skip(req.offset).take(req.limit).collect()
+            }
+        };
         Ok(SearchResponse { hits })
+    }
+
+    /// Query text for a lexical search: present, not blank, within the query size limit.
+    fn query_text(&self, text: Option<String>) -> Result<String> {
+        let text = text.ok_or_else(|| {
+            ServiceError::Invalid("a lexical search needs the query as `text`".into())
+        })?;
+        bounded(
+            "query text length in bytes",
+            text.len(),
+            1,
+            self.settings.limits.max_query_bytes,
+        )?;
+        if text.trim().is_empty() {
+            return Err(ServiceError::Invalid("text must not be blank".into()));
+        }
+        Ok(text)
     }
 
     /// Searches `collection`; the default collection reads as empty until the tenant's

@@ -221,6 +221,7 @@ impl VectorStore for QdrantVectorStore {
                 if let Some(q) = map::quantization(self.quantization) {
                     request = request.quantization_config(q);
                 }
+                request = request.sparse_vectors_config(map::lexical_config());
                 match self.client.create_collection(request).await {
                     Ok(_) => Ok(Created::New),
                     // Created by a concurrent request (or a retried one) meanwhile.
@@ -305,7 +306,7 @@ impl VectorStore for QdrantVectorStore {
             .map(|p| {
                 PointStruct::new(
                     map::point_id(p.id),
-                    p.vector,
+                    map::vectors(p.vector, &p.payload),
                     map::payload_with_tenant(p.payload, tenant),
                 )
             })
@@ -336,8 +337,9 @@ impl VectorStore for QdrantVectorStore {
         let hits = self
             .guard
             .run("search", Retry::Idempotent, || async {
+                let (q, using) = map::query(&query.query);
                 let mut request = QueryPointsBuilder::new(&physical)
-                    .query(query.vector.clone())
+                    .query(q)
                     .limit(query.limit as u64)
                     .offset(query.offset as u64)
                     .filter(filter.clone())
@@ -347,6 +349,9 @@ impl VectorStore for QdrantVectorStore {
                     .with_vectors(query.with_vector);
                 if let Some(t) = query.score_threshold {
                     request = request.score_threshold(t);
+                }
+                if let Some(using) = using {
+                    request = request.using(using);
                 }
                 self.client
                     .query(request)

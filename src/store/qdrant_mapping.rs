@@ -4,9 +4,9 @@
 
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
-    Condition as QCondition, Distance as QDistance, FieldCondition, Filter as QFilter,
-    HasIdCondition, JsonPath, Match, MatchValue as QMatchValue, Payload, PointId as QPointId,
-    Range, ValueVariants, VectorStructInternal,
+    Condition as QCondition, DEFAULT_VECTOR_NAME, Distance as QDistance, FieldCondition,
+    Filter as QFilter, HasIdCondition, JsonPath, Match, MatchValue as QMatchValue, Payload,
+    PointId as QPointId, Range, ValueVariants, VectorStructInternal,
 };
 use serde_json::{Map, Value};
 
@@ -24,6 +24,47 @@ const QUANTILE: f32 = 0.99;
 /// walk and are scored again on the full vectors: the compressed scores pick the
 /// candidates, the full ones rank them.
 const OVERSAMPLING: f64 = 2.0;
+
+/// The named sparse vector that holds a point's BM25 term weights.
+pub const LEXICAL: &str = "lexical";
+
+/// Qdrant's own BM25 (its tokenizer, English stopwords and stemmer, k1 1.2, b 0.75),
+/// so term ids and weights are the same whichever engine stores them; IDF comes from
+/// the collection at query time (`Modifier::Idf`).
+fn bm25() -> &'static qdrant_edge::bm25_embed::EdgeBm25 {
+    static BM25: std::sync::OnceLock<qdrant_edge::bm25_embed::EdgeBm25> =
+        std::sync::OnceLock::new();
+    BM25.get_or_init(|| {
+        qdrant_edge::bm25_embed::EdgeBm25::new(Default::default())
+            .expect("the default BM25 configuration is valid")
+    })
+}
+
+/// The text a point is found by lexically: payload `text`, after the document's title
+/// (`title` or `metadata.title`) when there is one.
+pub fn lexical_text(payload: &Map<String, Value>) -> Option<String> {
+    let text = payload.get("text")?.as_str()?;
+    let title = payload
+        .get("title")
+        .or_else(|| payload.get("metadata")?.get("title"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty() && !text.starts_with(*t));
+    Some(match title {
+        Some(t) => format!("{t}\n{text}"),
+        None => text.to_owned(),
+    })
+}
+
+/// A point's BM25 term weights, when it has text.
+pub fn lexical_document(payload: &Map<String, Value>) -> Option<qdrant_edge::SparseVector> {
+    let v = bm25().embed_document(&lexical_text(payload)?);
+    (!v.indices.is_empty()).then_some(v)
+}
+
+/// A query's terms (weight 1 each; the collection's IDF weighs them).
+pub fn lexical_query(text: &str) -> qdrant_edge::SparseVector {
+    bm25().embed_query(text)
+}
 
 /// The compressed copy an indexed segment keeps for the HNSW walk, if any.
 pub fn quantization(q: VectorQuantization) -> Option<qdrant_edge::QuantizationConfig> {
@@ -142,6 +183,11 @@ pub fn owned_payload(payload: Option<Payload>, tenant: &Tenant) -> Option<Map<St
 pub fn dense_vector(vector: Option<VectorStructInternal>) -> Option<Vec<f32>> {
     match vector? {
         VectorStructInternal::Single(v) => Some(v),
+        // Points with text also hold their BM25 weights, under `LEXICAL`.
+        VectorStructInternal::Named(mut named) => match named.remove(DEFAULT_VECTOR_NAME)? {
+            qdrant_edge::VectorInternal::Dense(v) => Some(v),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -282,7 +328,8 @@ pub mod server {
     use crate::config::VectorQuantization;
     use crate::domain::principal::Tenant;
     use crate::domain::vector::{
-        ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, TENANT_KEY,
+        ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, Query,
+        TENANT_KEY,
     };
 
     /// The same compressed copy as the embedded engine's (see the parent module).
@@ -462,7 +509,49 @@ pub mod server {
                 q::vector_output::Vector::Dense(d) => Some(d.data),
                 _ => None,
             },
-            VectorsOptions::Vectors(_) => None,
+            VectorsOptions::Vectors(mut named) => match named.vectors.remove("")?.into_vector() {
+                q::vector_output::Vector::Dense(d) => Some(d.data),
+                _ => None,
+            },
+        }
+    }
+
+    /// A point's vectors: the dense one, and its BM25 weights when it has text (the
+    /// same weights the embedded engine stores; see the parent module).
+    pub fn vectors(vector: Vec<f32>, payload: &Map<String, Value>) -> q::Vectors {
+        match super::lexical_document(payload) {
+            Some(terms) => q::NamedVectors::default()
+                .add_vector("", q::Vector::new_dense(vector))
+                .add_vector(
+                    super::LEXICAL,
+                    q::Vector::new_sparse(terms.indices, terms.values),
+                )
+                .into(),
+            None => vector.into(),
+        }
+    }
+
+    /// The sparse vector that holds BM25 weights, with IDF from the collection.
+    pub fn lexical_config() -> q::SparseVectorsConfigBuilder {
+        let mut config = q::SparseVectorsConfigBuilder::default();
+        config.add_named_vector_params(
+            super::LEXICAL,
+            q::SparseVectorParamsBuilder::default().modifier(q::Modifier::Idf),
+        );
+        config
+    }
+
+    /// The query and the vector it searches.
+    pub fn query(query: &Query) -> (q::Query, Option<&'static str>) {
+        match query {
+            Query::Dense(v) => (q::Query::new_nearest(v.clone()), None),
+            Query::Lexical(text) => {
+                let terms = super::lexical_query(text);
+                (
+                    q::Query::new_nearest(q::VectorInput::new_sparse(terms.indices, terms.values)),
+                    Some(super::LEXICAL),
+                )
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ mod helpers;
 mod ingest;
 mod ingest_crash;
 mod layering;
+mod lexical;
 mod logs;
 mod metrics;
 mod openapi;

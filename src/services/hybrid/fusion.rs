@@ -12,63 +12,81 @@ use crate::domain::vector::{PointId, ScoredPoint};
 struct Candidate {
     hit: ScoredPoint,
     vector: Option<VectorRank>,
+    lexical: Option<VectorRank>,
     graph: Option<GraphRank>,
     fused: f32,
 }
 
-/// Reciprocal rank fusion's defaults: `k`, and the graph list's weight against the
-/// vector list's 1.
+/// Reciprocal rank fusion's defaults: `k`, and the graph and lexical lists' weights
+/// against the vector list's 1.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Rrf {
     pub k: u32,
     pub graph_weight: f32,
+    pub lexical_weight: f32,
 }
 
-pub(super) fn fuse(
-    plan: &Plan,
-    vector_hits: Vec<ScoredPoint>,
-    graph_hits: Vec<ScoredPoint>,
-    graph: GraphResult,
-    rrf: Rrf,
-) -> HybridResponse {
+/// What fusion ranks: the dense and lexical hits, the graph-reached chunks found in
+/// neither (searched by id), and the graph's ranking.
+pub(super) struct Lists {
+    pub vector: Vec<ScoredPoint>,
+    pub lexical: Vec<ScoredPoint>,
+    pub graph_only: Vec<ScoredPoint>,
+    pub graph: GraphResult,
+}
+
+fn ranks(hits: &[ScoredPoint]) -> HashMap<PointId, VectorRank> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let rank = VectorRank {
+                rank: i + 1,
+                score: h.score,
+            };
+            (h.id, rank)
+        })
+        .collect()
+}
+
+pub(super) fn fuse(plan: &Plan, lists: Lists, rrf: Rrf) -> HybridResponse {
+    let Lists {
+        vector,
+        lexical,
+        graph_only,
+        graph,
+    } = lists;
     let graph_rank: HashMap<PointId, (usize, f32, Vec<String>)> = graph
         .ranked
         .into_iter()
         .enumerate()
         .map(|(i, (id, (score, path)))| (id, (i + 1, score, path)))
         .collect();
+    let vector_rank = ranks(&vector);
+    let lexical_rank = ranks(&lexical);
     let mut candidates: Vec<Candidate> = Vec::new();
-    for (i, hit) in vector_hits.into_iter().enumerate() {
-        let vector = Some(VectorRank {
-            rank: i + 1,
-            score: hit.score,
-        });
-        let graph = graph_rank.get(&hit.id).map(graph_entry);
-        candidates.push(Candidate {
-            hit,
-            vector,
-            graph,
-            fused: 0.0,
-        });
-    }
+    let mut seen = std::collections::HashSet::new();
     // Graph-only hits passed the filter in their own search; unknown ids did not.
-    for hit in graph_hits {
-        let graph = graph_rank.get(&hit.id).map(graph_entry);
+    for hit in vector.into_iter().chain(lexical).chain(graph_only) {
+        if !seen.insert(hit.id) {
+            continue;
+        }
         candidates.push(Candidate {
+            vector: vector_rank.get(&hit.id).cloned(),
+            lexical: lexical_rank.get(&hit.id).cloned(),
+            graph: graph_rank.get(&hit.id).map(graph_entry),
             hit,
-            vector: None,
-            graph,
             fused: 0.0,
         });
     }
     let name = match plan.fusion {
         Fusion::Rrf { k } => {
             let k = k.unwrap_or(rrf.k) as f32;
+            let term =
+                |rank: Option<usize>, weight: f32| rank.map_or(0.0, |r| weight / (k + r as f32));
             for c in &mut candidates {
-                c.fused = c.vector.as_ref().map_or(0.0, |v| 1.0 / (k + v.rank as f32))
-                    + c.graph
-                        .as_ref()
-                        .map_or(0.0, |g| rrf.graph_weight / (k + g.rank as f32));
+                c.fused = term(c.vector.as_ref().map(|v| v.rank), 1.0)
+                    + term(c.lexical.as_ref().map(|v| v.rank), rrf.lexical_weight)
+                    + term(c.graph.as_ref().map(|g| g.rank), rrf.graph_weight);
             }
             FusionKind::Rrf
         }
@@ -76,18 +94,26 @@ pub(super) fn fuse(
             let v = min_max(
                 candidates
                     .iter()
-                    .filter(|c| c.vector.is_some())
-                    .map(|c| c.hit.score),
+                    .filter_map(|c| Some(c.vector.as_ref()?.score)),
+            );
+            let l = min_max(
+                candidates
+                    .iter()
+                    .filter_map(|c| Some(c.lexical.as_ref()?.score)),
             );
             let g = min_max(
                 candidates
                     .iter()
-                    .filter_map(|c| c.graph.as_ref().map(|g| g.score)),
+                    .filter_map(|c| Some(c.graph.as_ref()?.score)),
             );
+            // The text side is the mean of the rankings that ran (dense, and lexical
+            // when the query was text).
+            let text_lists = if lexical_rank.is_empty() { 1.0 } else { 2.0 };
             for c in &mut candidates {
                 let vs = c.vector.as_ref().map_or(0.0, |r| scale(r.score, v));
+                let ls = c.lexical.as_ref().map_or(0.0, |r| scale(r.score, l));
                 let gs = c.graph.as_ref().map_or(0.0, |r| scale(r.score, g));
-                c.fused = alpha * vs + (1.0 - alpha) * gs;
+                c.fused = alpha * (vs + ls) / text_lists + (1.0 - alpha) * gs;
             }
             FusionKind::Weighted
         }
@@ -105,6 +131,7 @@ pub(super) fn fuse(
             payload: c.hit.payload,
             provenance: Provenance {
                 vector: c.vector,
+                lexical: c.lexical,
                 graph: c.graph,
             },
         })

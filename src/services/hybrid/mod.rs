@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Settings;
 use crate::domain::principal::Principal;
-use crate::domain::vector::{CollectionName, Filter, PointId, SearchQuery};
+use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
 use crate::services::bounded;
 use crate::services::error::{Result, ServiceError};
 use crate::services::vectors::{VectorService, check_filter};
@@ -97,6 +97,8 @@ pub struct HybridHit {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Provenance {
     pub vector: Option<VectorRank>,
+    /// Rank and BM25 score in the lexical list, when the query was text.
+    pub lexical: Option<VectorRank>,
     pub graph: Option<GraphRank>,
 }
 
@@ -230,14 +232,24 @@ impl HybridService {
             .vectors
             .search_or_empty(who, &plan.collection, query)
             .await?;
+        let lexical_hits = self.lexical(who, &plan, candidates, want_vectors).await?;
         let graph = if plan.hops == 0 {
             GraphResult::default()
         } else {
-            self.expand(who, &plan, &vector_hits).await?
+            // The entities of the best hits of the two text rankings seed the graph.
+            let seeds = crate::services::vectors::reciprocal_rank(
+                vec![vector_hits.clone(), lexical_hits.clone()],
+                self.settings.hybrid.default_rrf_k as f32,
+            );
+            self.expand(who, &plan, &seeds).await?
         };
-        // Graph-found chunks outside the vector list get their vector score (and the
+        // Graph-found chunks outside the text lists get their vector score (and the
         // filter) from a search restricted to their ids.
-        let known: HashSet<PointId> = vector_hits.iter().map(|h| h.id).collect();
+        let known: HashSet<PointId> = vector_hits
+            .iter()
+            .chain(&lexical_hits)
+            .map(|h| h.id)
+            .collect();
         let extra_ids: Vec<PointId> = graph
             .ranked
             .iter()
@@ -258,14 +270,47 @@ impl HybridService {
         }
         Ok(fusion::fuse(
             &plan,
-            vector_hits,
-            graph_hits,
-            graph,
+            fusion::Lists {
+                vector: vector_hits,
+                lexical: lexical_hits,
+                graph_only: graph_hits,
+                graph,
+            },
             fusion::Rrf {
                 k: self.settings.hybrid.default_rrf_k,
                 graph_weight: self.settings.hybrid.graph_weight,
+                lexical_weight: self.settings.hybrid.lexical_weight,
             },
         ))
+    }
+
+    /// The BM25 list for a text query; empty for a vector query, with the signal
+    /// weighed at 0, or on a collection created before lexical indexes existed.
+    async fn lexical(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+        limit: usize,
+        with_vector: bool,
+    ) -> Result<Vec<ScoredPoint>> {
+        let Some(text) = &plan.query_text else {
+            return Ok(Vec::new());
+        };
+        if self.settings.hybrid.lexical_weight <= 0.0 {
+            return Ok(Vec::new());
+        }
+        let mut query = search_query(plan, limit, None, with_vector);
+        query.query = Query::Lexical(text.clone());
+        match self
+            .vectors
+            .search_or_empty(who, &plan.collection, query)
+            .await
+        {
+            Err(ServiceError::Store(e)) if e.kind == crate::store::ErrorKind::Conflict => {
+                Ok(Vec::new())
+            }
+            other => other,
+        }
     }
 }
 
@@ -276,7 +321,7 @@ fn search_query(
     with_vector: bool,
 ) -> SearchQuery {
     SearchQuery {
-        vector: plan.vector.clone(),
+        query: Query::Dense(plan.vector.clone()),
         limit,
         offset: 0,
         score_threshold: None,

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use ragbrain::config::Settings;
+use ragbrain::domain::principal::Tenant;
 use ragbrain::domain::vector::{
     CollectionName, CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point,
-    PointId, RangeSpec, SearchQuery,
+    PointId, Query, RangeSpec, SearchQuery,
 };
 use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use ragbrain::store::qdrant::QdrantVectorStore;
@@ -25,7 +26,7 @@ fn point(id: u64, vector: [f32; 3], payload: serde_json::Value) -> Point {
 
 fn query(vector: [f32; 3], limit: usize, filter: Option<Filter>) -> SearchQuery {
     SearchQuery {
-        vector: vector.to_vec(),
+        query: Query::Dense(vector.to_vec()),
         limit,
         offset: 0,
         score_threshold: None,
@@ -136,7 +137,7 @@ async fn contract(store: Arc<dyn VectorStore>) {
             &b,
             docs,
             SearchQuery {
-                vector: vec![1.0, 0.0, 0.0, 0.0],
+                query: Query::Dense(vec![1.0, 0.0, 0.0, 0.0]),
                 ..query([0.0; 3], 10, None)
             },
         )
@@ -170,6 +171,8 @@ async fn contract(store: Arc<dyn VectorStore>) {
         store.collection_info(&a, docs).await.unwrap().points_count,
         0
     );
+
+    lexical(&*store, &a, &b, docs).await;
 
     let counts = store.point_counts().await.unwrap();
     assert!(
@@ -231,4 +234,49 @@ async fn qdrant_vector_store_meets_the_contract() {
     )
     .unwrap();
     contract(Arc::new(store)).await;
+}
+
+/// BM25 over payload `text` (after a title): the exact rare term ranks its point first
+/// with IDF from the collection, points with text keep their dense vector, and another
+/// tenant finds nothing.
+async fn lexical(store: &dyn VectorStore, a: &Tenant, b: &Tenant, docs: &CollectionName) {
+    let texts = [
+        (10, "The quartz mill stood by the river", None),
+        (11, "The river ran past the mill and the town", None),
+        (12, "A town by the river", Some("Zephyrine")),
+    ];
+    let points = texts
+        .iter()
+        .map(|(id, text, title)| {
+            let mut payload = json!({"text": text});
+            if let Some(t) = title {
+                payload["metadata"] = json!({"title": t});
+            }
+            point(*id, [0.6, 0.8, 0.0], payload)
+        })
+        .collect();
+    store.upsert(a, docs, points).await.unwrap();
+    let lexical = |text: &str| SearchQuery {
+        query: Query::Lexical(text.to_owned()),
+        ..query([0.0; 3], 3, None)
+    };
+    let hits = store
+        .search(a, docs, lexical("quartz river"))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, PointId::Num(10), "{hits:?}");
+    let hits = store.search(a, docs, lexical("zephyrine")).await.unwrap();
+    let ids: Vec<PointId> = hits.iter().map(|h| h.id).collect();
+    assert_eq!(ids, [PointId::Num(12)], "the title is searched too");
+    let got = store
+        .retrieve(a, docs, vec![PointId::Num(10)])
+        .await
+        .unwrap();
+    assert_eq!(got[0].vector.as_deref(), Some(&[0.6, 0.8, 0.0][..]));
+    // Tenant b has no such collection, or nothing in it.
+    if let Ok(hits) = store.search(b, docs, lexical("quartz")).await {
+        assert!(hits.is_empty(), "{hits:?}");
+    }
+    let ids = texts.iter().map(|t| PointId::Num(t.0)).collect();
+    store.delete_ids(a, docs, ids).await.unwrap();
 }

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use qdrant_edge::{
-    CountRequest, DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeVectorParams,
-    FieldIndexOperations, PayloadFieldSchema, PayloadSchemaType, PointInsertOperations,
-    PointOperations, PointStructPersisted, UpdateOperation, VectorStructPersisted,
-    WithPayloadInterface, WithVector,
+    CountRequest, DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    EdgeVectorParams, FieldIndexOperations, Modifier, PayloadFieldSchema, PayloadSchemaType,
+    PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, VectorPersisted,
+    VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 
 use super::super::fs_err;
@@ -46,6 +46,9 @@ pub(super) struct Collection {
     /// `None` only while maintenance reopens the shard.
     shard: RwLock<Option<EdgeShard>>,
     pub(super) spec: CollectionSpec,
+    /// Points with text also get BM25 term weights (collections created before the
+    /// lexical index existed have none, and answer lexical searches with an error).
+    pub(super) lexical: bool,
     tenant: Tenant,
     dir: PathBuf,
     /// Held by every update with its log append, and by the shard flush: `flush()`
@@ -155,6 +158,12 @@ pub(super) fn create_on_disk(
                 tuning.quantization,
             ),
         )
+        .sparse_vector(
+            map::LEXICAL,
+            EdgeSparseVectorParamsBuilder::new()
+                .modifier(Modifier::Idf)
+                .build(),
+        )
         .build();
     {
         let shard = EdgeShard::new(&tmp_dir, config).map_err(engine)?;
@@ -198,15 +207,30 @@ fn load_shard(dir: &Path, tuning: Tuning) -> StoreResult<EdgeShard> {
     Ok(shard)
 }
 
-fn to_update(op: LogOp, tenant: &Tenant) -> StoreResult<UpdateOperation> {
+/// The engine's operation for `op`. The BM25 weights are derived from the payload
+/// here, so the log keeps only what the client sent and a replay derives them again.
+fn to_update(op: LogOp, tenant: &Tenant, lexical: bool) -> StoreResult<UpdateOperation> {
     Ok(UpdateOperation::PointOperation(match op {
         LogOp::Upsert(points) => {
             let points = points
                 .into_iter()
-                .map(|p| PointStructPersisted {
-                    id: map::point_id(p.id),
-                    vector: VectorStructPersisted::Single(p.vector),
-                    payload: Some(map::payload_with_tenant(p.payload, tenant)),
+                .map(|p| {
+                    let terms = lexical.then(|| map::lexical_document(&p.payload)).flatten();
+                    let vector = match terms {
+                        Some(terms) => VectorStructPersisted::Named(HashMap::from([
+                            (
+                                DEFAULT_VECTOR_NAME.to_owned(),
+                                VectorPersisted::Dense(p.vector),
+                            ),
+                            (map::LEXICAL.to_owned(), VectorPersisted::Sparse(terms)),
+                        ])),
+                        None => VectorStructPersisted::Single(p.vector),
+                    };
+                    PointStructPersisted {
+                        id: map::point_id(p.id),
+                        vector,
+                        payload: Some(map::payload_with_tenant(p.payload, tenant)),
+                    }
                 })
                 .collect();
             PointOperations::UpsertPoints(PointInsertOperations::PointsList(points))
@@ -226,8 +250,11 @@ impl Collection {
     fn open(dir: &Path, tenant: Tenant, tuning: Tuning) -> StoreResult<Self> {
         let shard = load_shard(dir, tuning)?;
         let spec = spec_of(&shard)?;
+        let lexical = shard.config().sparse_vectors.contains_key(map::LEXICAL);
         let recovered = OpLog::recover(&dir.join("oplog"), |op| {
-            shard.update(to_update(op, &tenant)?).map_err(engine)
+            shard
+                .update(to_update(op, &tenant, lexical)?)
+                .map_err(engine)
         })?;
         if recovered.replayed > 0 {
             tracing::info!(
@@ -251,6 +278,7 @@ impl Collection {
         Ok(Collection {
             shard: RwLock::new(Some(shard)),
             spec,
+            lexical,
             tenant,
             dir: dir.to_owned(),
             writer: Mutex::new(()),
@@ -281,7 +309,7 @@ impl Collection {
     /// and returns once the log record is on disk (group commit, see [`OpLog::sync_to`]).
     pub(super) fn write(&self, op: LogOp) -> StoreResult<()> {
         let body = op.encode();
-        let update = to_update(op, &self.tenant)?;
+        let update = to_update(op, &self.tenant, self.lexical)?;
         let seq = {
             let _w = lock(&self.writer);
             self.log.check_usable()?;

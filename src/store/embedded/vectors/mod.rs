@@ -17,15 +17,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    FieldIndexOperations, NamedQuery, PayloadFieldSchema, QueryEnum, SearchRequest,
+    FieldIndexOperations, NamedQuery, PayloadFieldSchema, QueryEnum, SearchRequest, VectorInternal,
     WithPayloadInterface, WithVector,
 };
 
 use super::fs_err;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
-    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Record,
-    ScoredPoint, SearchQuery,
+    CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Query,
+    Record, ScoredPoint, SearchQuery,
 };
 use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
@@ -268,13 +268,21 @@ impl VectorStore for EmbeddedVectorStore {
         query: SearchQuery,
     ) -> StoreResult<Vec<ScoredPoint>> {
         let c = self.require(tenant, collection)?;
-        if query.vector.len() != c.spec.dim {
-            return Err(StoreError::invalid(format!(
-                "query vector has {} dimensions; the collection has {}",
-                query.vector.len(),
-                c.spec.dim
-            )));
-        }
+        let (vector, using) = match &query.query {
+            Query::Dense(v) if v.len() != c.spec.dim => {
+                return Err(StoreError::invalid(format!(
+                    "query vector has {} dimensions; the collection has {}",
+                    v.len(),
+                    c.spec.dim
+                )));
+            }
+            Query::Dense(v) => (VectorInternal::Dense(v.clone()), None),
+            Query::Lexical(_) if !c.lexical => return Err(no_lexical_index(collection)),
+            Query::Lexical(text) => (
+                VectorInternal::Sparse(map::lexical_query(text)),
+                Some(map::LEXICAL.to_owned()),
+            ),
+        };
         let tenant = tenant.clone();
         blocking(move || {
             // A shard holds one tenant's points only (its directory is the tenant's), so
@@ -292,8 +300,8 @@ impl VectorStore for EmbeddedVectorStore {
                 .shard()?
                 .search(SearchRequest {
                     query: QueryEnum::Nearest(NamedQuery {
-                        query: query.vector.into(),
-                        using: None,
+                        query: vector,
+                        using,
                     }),
                     filter,
                     params: Some(map::search_params()),
@@ -463,6 +471,14 @@ impl VectorStore for EmbeddedVectorStore {
         })
         .await
     }
+}
+
+fn no_lexical_index(collection: &CollectionName) -> StoreError {
+    StoreError::conflict(format!(
+        "collection {collection:?} was created before lexical search existed and has no \
+         lexical index; create a new collection and upsert its points again to search it \
+         lexically"
+    ))
 }
 
 /// Optimises every collection that took writes (HNSW builds run beside updates) and
