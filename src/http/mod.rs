@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     };
     let security_headers = security::headers(server);
     let (routes, spec) = openapi::api().split_for_parts();
+    ratelimit::declare(openapi::route_classes(&spec));
     let spec = openapi::SpecJson(spec.to_json().unwrap_or_default().into());
     let router = routes
         .layer(Extension(spec))

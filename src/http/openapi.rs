@@ -1,19 +1,25 @@
 //! The OpenAPI document (generated from the handlers' `#[utoipa::path]` annotations and
 //! the request/response types' schemas) at `GET /openapi.json`, and Swagger UI at
 //! `GET /docs`, served from assets compiled into the binary: no CDN, works offline.
+//! Also the rate-limit class each operation declares in its annotation.
+
+use std::collections::HashMap;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::OpenApi as Spec;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::quota::Class;
 use crate::http::error::{ApiError, Problem};
+use crate::http::ratelimit::CLASS_EXTENSION;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -142,5 +148,86 @@ async fn docs_asset(Path(name): Path<String>) -> Result<Response, ApiError> {
         )),
         "init.js" => Ok(asset(INIT.as_bytes(), "text/javascript; charset=utf-8")),
         _ => Err(ApiError::NotFound(format!("no docs asset {name:?}"))),
+    }
+}
+
+/// Every operation's declared rate-limit class (`x-rate-limit-class` in its
+/// `#[utoipa::path]`), by method and route template.
+pub fn route_classes(spec: &Spec) -> HashMap<(Method, String), Class> {
+    operations(spec)
+        .filter_map(|(method, path, op)| Some(((method, path), declared_class(op)?)))
+        .collect()
+}
+
+/// Every operation of `spec` with its method and route template.
+fn operations(spec: &Spec) -> impl Iterator<Item = (Method, String, &Operation)> {
+    spec.paths.paths.iter().flat_map(|(path, item)| {
+        [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+        ]
+        .into_iter()
+        .filter_map(move |(method, op)| Some((method, path.clone(), op.as_ref()?)))
+    })
+}
+
+/// The class an operation declares, if it declares a known one.
+fn declared_class(op: &Operation) -> Option<Class> {
+    let value = op.extensions.as_ref()?.get(CLASS_EXTENSION)?.as_str()?;
+    Class::ALL.into_iter().find(|c| c.as_str() == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_fall_into_the_documented_classes() {
+        let classes = route_classes(&api().split_for_parts().1);
+        let cases = [
+            (Method::POST, "/ingest", Class::Ingest),
+            (Method::DELETE, "/ingest/{id}", Class::Ingest),
+            (Method::GET, "/ingest/{id}", Class::Read),
+            (Method::POST, "/vectors/upsert", Class::VectorWrite),
+            (
+                Method::PUT,
+                "/vectors/collections/{name}",
+                Class::VectorWrite,
+            ),
+            (Method::GET, "/vectors/collections/{name}", Class::Read),
+            (Method::POST, "/vectors/search", Class::Search),
+            (Method::POST, "/hybrid/search", Class::Search),
+            (Method::POST, "/hybrid/generate", Class::Generate),
+            (Method::POST, "/graphs/node", Class::GraphWrite),
+            (Method::POST, "/graphs/node/find", Class::GraphRead),
+            (Method::POST, "/auth/token", Class::Auth),
+            (Method::GET, "/auth/api-keys", Class::Admin),
+        ];
+        for (method, route, class) in cases {
+            let got = classes.get(&(method.clone(), route.to_owned()));
+            assert_eq!(got, Some(&class), "{method} {route}");
+        }
+    }
+
+    /// A new route cannot miss its class: every operation that takes credentials
+    /// declares a known one next to its path.
+    #[test]
+    fn every_authenticated_operation_declares_its_class() {
+        let (_, spec) = api().split_for_parts();
+        let mut checked = 0;
+        for (method, path, op) in operations(&spec) {
+            let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if authenticated || path.starts_with("/auth/") {
+                assert!(
+                    declared_class(op).is_some(),
+                    "{method} {path} declares no known {CLASS_EXTENSION}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 29, "only {checked} operations checked");
     }
 }
