@@ -228,11 +228,11 @@ impl HybridService {
         let candidates = settings.vector_candidates.max(plan.limit);
         let want_vectors = plan.mmr.is_some();
         let query = search_query(&plan, candidates, None, want_vectors);
-        let vector_hits = self
-            .vectors
-            .search_or_empty(who, &plan.collection, query)
-            .await?;
-        let lexical_hits = self.lexical(who, &plan, candidates, want_vectors).await?;
+        // The two text rankings are independent: run them side by side.
+        let (vector_hits, lexical_hits) = tokio::try_join!(
+            self.vectors.search_or_empty(who, &plan.collection, query),
+            self.lexical(who, &plan, candidates, want_vectors),
+        )?;
         let graph = if plan.hops == 0 {
             GraphResult::default()
         } else {
