@@ -100,24 +100,27 @@ pub enum SearchMode {
 const RRF_K: f32 = 60.0;
 
 /// Reciprocal rank fusion of ranked lists: each hit scores Σ 1 / (k + rank) over the
-/// lists that hold it, best first; ties keep the earlier list's order.
-pub(crate) fn reciprocal_rank(lists: Vec<Vec<ScoredPoint>>, k: f32) -> Vec<ScoredPoint> {
-    let mut fused: Vec<ScoredPoint> = Vec::new();
+/// lists that hold it. Returns the hits (borrowed, so callers clone only what they
+/// keep) with their fused scores, best first; ties keep the earlier list's order.
+pub(crate) fn reciprocal_rank<'a>(
+    lists: &[&'a [ScoredPoint]],
+    k: f32,
+) -> Vec<(&'a ScoredPoint, f32)> {
+    let mut fused: Vec<(&ScoredPoint, f32)> = Vec::new();
     let mut at: std::collections::HashMap<PointId, usize> = std::collections::HashMap::new();
     for list in lists {
-        for (rank, mut hit) in list.into_iter().enumerate() {
+        for (rank, hit) in list.iter().enumerate() {
             let score = 1.0 / (k + rank as f32 + 1.0);
             match at.get(&hit.id) {
-                Some(&i) => fused[i].score += score,
+                Some(&i) => fused[i].1 += score,
                 None => {
                     at.insert(hit.id, fused.len());
-                    hit.score = score;
-                    fused.push(hit);
+                    fused.push((hit, score));
                 }
             }
         }
     }
-    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1));
     fused
 }
 
@@ -290,14 +293,18 @@ impl VectorService {
         if let Some(filter) = &req.filter {
             check_filter(filter, limits)?;
         }
-        let (dense, lexical) = match req.mode {
-            SearchMode::Dense => (Some(self.query_vector(req.vector, req.text).await?), None),
+        // The ranking asked for, and for mode `both` the second one to fuse with it.
+        let (first, second) = match req.mode {
+            SearchMode::Dense => (
+                Query::Dense(self.query_vector(req.vector, req.text).await?),
+                None,
+            ),
             SearchMode::Lexical if req.vector.is_some() => {
                 return Err(ServiceError::Invalid(
                     "mode lexical searches by `text` only; drop `vector`".into(),
                 ));
             }
-            SearchMode::Lexical => (None, Some(self.query_text(req.text)?)),
+            SearchMode::Lexical => (Query::Lexical(self.query_text(req.text)?), None),
             SearchMode::Both if req.score_threshold.is_some() => {
                 return Err(ServiceError::Invalid(
                     "score_threshold applies to one ranking; not with mode both".into(),
@@ -307,9 +314,9 @@ impl VectorService {
                 let text = self.query_text(req.text)?;
                 let vector = match req.vector {
                     Some(v) => self.query_vector(Some(v), None).await?,
-                    None => self.query_vector(None, Some(text.clone())).await?,
+                    None => self.embed(&text).await?,
                 };
-                (Some(vector), Some(text))
+                (Query::Dense(vector), Some(Query::Lexical(text)))
             }
         };
         let query = |by: Query, limit, offset| SearchQuery {
@@ -322,36 +329,38 @@ impl VectorService {
             with_payload: req.with_payload,
             with_vector: req.with_vector,
         };
-        let hits = match (dense, lexical) {
-            (Some(v), None) => {
-                let q = query(Query::Dense(v), req.limit, req.offset);
+        let hits = match second {
+            None => {
+                let q = query(first, req.limit, req.offset);
                 self.search_or_empty(who, &collection, q).await?
             }
-            (None, Some(text)) => {
-                let q = query(Query::Lexical(text), req.limit, req.offset);
-                self.search_or_empty(who, &collection, q).await?
-            }
-            (dense, lexical) => {
+            Some(second) => {
                 // Each list to the page's end, fused, then the page cut out.
                 let depth = req.offset + req.limit;
-                let mut lists = Vec::new();
-                for by in [dense.map(Query::Dense), lexical.map(Query::Lexical)]
+                let (a, b) = tokio::try_join!(
+                    self.search_or_empty(who, &collection, query(first, depth, 0)),
+                    self.search_or_empty(who, &collection, query(second, depth, 0)),
+                )?;
+                reciprocal_rank(&[&a, &b], RRF_K)
                     .into_iter()
-                    .flatten()
-                {
-                    lists.push(
-                        self.search_or_empty(who, &collection, query(by, depth, 0))
-                            .await?,
-                    );
-                }
-                let fused = reciprocal_rank(lists, RRF_K);
-                fused.into_iter().skip(req.offset).take(req.limit).collect()
+                    .skip(req.offset)
+                    .take(req.limit)
+                    .map(|(hit, score)| ScoredPoint {
+                        score,
+                        ..hit.clone()
+                    })
+                    .collect()
             }
         };
         Ok(SearchResponse { hits })
     }
 
-    /// Query text for a lexical search: present, not blank, within the query size limit.
+    /// Embeds validated query text with the server's embedder.
+    async fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        Ok(crate::embed::embed_one(self.embedder.as_ref(), text).await?)
+    }
+
+    /// Query text: present, not blank, within the query size limit.
     fn query_text(&self, text: Option<String>) -> Result<String> {
         let text = text.ok_or_else(|| {
             ServiceError::Invalid("a lexical search needs the query as `text`".into())
@@ -399,18 +408,7 @@ impl VectorService {
                 check_vector(&vector, limits, "vector")?;
                 Ok(vector)
             }
-            (None, Some(text)) => {
-                bounded(
-                    "query text length in bytes",
-                    text.len(),
-                    1,
-                    limits.max_query_bytes,
-                )?;
-                if text.trim().is_empty() {
-                    return Err(ServiceError::Invalid("text must not be blank".into()));
-                }
-                Ok(crate::embed::embed_one(self.embedder.as_ref(), &text).await?)
-            }
+            (None, Some(text)) => self.embed(&self.query_text(Some(text))?).await,
             _ => Err(ServiceError::Invalid(
                 "give exactly one of `vector` or `text`".into(),
             )),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{GraphResult, HybridService, Plan, SeedSource, UsedEntity};
 use crate::domain::ingest::entity_node_id;
 use crate::domain::principal::{Principal, Tenant};
-use crate::domain::vector::{PointId, ScoredPoint};
+use crate::domain::vector::PointId;
 use crate::services::error::Result;
 use crate::services::ingest::entities;
 
@@ -31,7 +31,7 @@ impl HybridService {
         &self,
         who: &Principal,
         plan: &Plan,
-        hits: &[ScoredPoint],
+        hits: &[PointId],
     ) -> Result<GraphResult> {
         let tenant = &who.tenant;
         let mut reached = self.seeds(tenant, plan, hits).await?;
@@ -49,14 +49,9 @@ impl HybridService {
         Ok(GraphResult { ranked, entities })
     }
 
-    /// Entities the query names (weight 1) and those the top vector hits mention
-    /// (0.5 / (1 + rank)), at most `hybrid.max_seed_entities`.
-    async fn seeds(
-        &self,
-        tenant: &Tenant,
-        plan: &Plan,
-        hits: &[ScoredPoint],
-    ) -> Result<ReachedMap> {
+    /// Entities the query names (weight 1) and those the top hits (`hits`, ids best
+    /// first) mention (0.5 / (1 + rank)), at most `hybrid.max_seed_entities`.
+    async fn seeds(&self, tenant: &Tenant, plan: &Plan, hits: &[PointId]) -> Result<ReachedMap> {
         let settings = &self.settings.hybrid;
         let mut reached = ReachedMap::new();
         if let Some(text) = &plan.query_text {
@@ -74,7 +69,7 @@ impl HybridService {
         let top: Vec<String> = hits
             .iter()
             .take(settings.seed_chunks)
-            .filter_map(|h| match h.id {
+            .filter_map(|id| match id {
                 PointId::Uuid(u) => Some(u.to_string()),
                 PointId::Num(_) => None,
             })

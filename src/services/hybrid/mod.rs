@@ -237,10 +237,12 @@ impl HybridService {
             GraphResult::default()
         } else {
             // The entities of the best hits of the two text rankings seed the graph.
-            let seeds = crate::services::vectors::reciprocal_rank(
-                vec![vector_hits.clone(), lexical_hits.clone()],
-                self.settings.hybrid.default_rrf_k as f32,
-            );
+            let k = self.settings.hybrid.default_rrf_k as f32;
+            let seeds: Vec<PointId> =
+                crate::services::vectors::reciprocal_rank(&[&vector_hits, &lexical_hits], k)
+                    .into_iter()
+                    .map(|(hit, _)| hit.id)
+                    .collect();
             self.expand(who, &plan, &seeds).await?
         };
         // Graph-found chunks outside the text lists get their vector score (and the
