@@ -3,8 +3,6 @@
 //! `GET /docs`, served from assets compiled into the binary: no CDN, works offline.
 //! Also the rate-limit class each operation declares in its annotation.
 
-use std::collections::HashMap;
-
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::Path;
@@ -19,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::domain::quota::Class;
 use crate::http::error::{ApiError, Problem};
-use crate::http::ratelimit::CLASS_EXTENSION;
+use crate::http::ratelimit::{CLASS_EXTENSION, RouteClasses};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -153,10 +151,14 @@ async fn docs_asset(Path(name): Path<String>) -> Result<Response, ApiError> {
 
 /// Every operation's declared rate-limit class (`x-rate-limit-class` in its
 /// `#[utoipa::path]`), by method and route template.
-pub fn route_classes(spec: &Spec) -> HashMap<(Method, String), Class> {
-    operations(spec)
-        .filter_map(|(method, path, op)| Some(((method, path), declared_class(op)?)))
-        .collect()
+pub fn route_classes(spec: &Spec) -> RouteClasses {
+    let mut classes = RouteClasses::default();
+    for (method, path, op) in operations(spec) {
+        if let Some(class) = declared_class(op) {
+            classes.insert(method, path, class);
+        }
+    }
+    classes
 }
 
 /// Every operation of `spec` with its method and route template.
@@ -207,8 +209,7 @@ mod tests {
             (Method::GET, "/auth/api-keys", Class::Admin),
         ];
         for (method, route, class) in cases {
-            let got = classes.get(&(method.clone(), route.to_owned()));
-            assert_eq!(got, Some(&class), "{method} {route}");
+            assert_eq!(classes.get(&method, route), Some(class), "{method} {route}");
         }
     }
 

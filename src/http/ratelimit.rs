@@ -19,13 +19,28 @@ use crate::http::state::AppState;
 /// OpenAPI document too.
 pub const CLASS_EXTENSION: &str = "x-rate-limit-class";
 
-/// Every operation's declared class, by method and route template: set by
-/// [`crate::http::router`] from the OpenAPI document it builds the routes from.
-static CLASSES: OnceLock<HashMap<(Method, String), Class>> = OnceLock::new();
+/// Every operation's declared class, by route template and method. Keyed by route
+/// first so a request's lookup borrows its matched route instead of building a key.
+#[derive(Debug, Default)]
+pub struct RouteClasses(HashMap<String, Vec<(Method, Class)>>);
+
+impl RouteClasses {
+    pub fn insert(&mut self, method: Method, route: String, class: Class) {
+        self.0.entry(route).or_default().push((method, class));
+    }
+
+    pub fn get(&self, method: &Method, route: &str) -> Option<Class> {
+        let methods = self.0.get(route)?;
+        methods.iter().find(|(m, _)| m == method).map(|(_, c)| *c)
+    }
+}
+
+/// Set by [`crate::http::router`] from the OpenAPI document it builds the routes from.
+static CLASSES: OnceLock<RouteClasses> = OnceLock::new();
 
 /// Records the declared classes (the first router built sets them; every router is
 /// built from the same annotations).
-pub fn declare(classes: HashMap<(Method, String), Class>) {
+pub fn declare(classes: RouteClasses) {
     let _ = CLASSES.set(classes);
 }
 
@@ -34,8 +49,7 @@ pub fn declare(classes: HashMap<(Method, String), Class>) {
 pub fn classify(method: &Method, route: &str) -> Class {
     CLASSES
         .get()
-        .and_then(|c| c.get(&(method.clone(), route.to_owned())))
-        .copied()
+        .and_then(|c| c.get(method, route))
         .unwrap_or(Class::Read)
 }
 
