@@ -98,6 +98,23 @@ impl QdrantVectorStore {
         })
     }
 
+    /// Creates a payload index (the tenant's, or one a client asked for) and waits for it.
+    async fn create_field_index(
+        &self,
+        request: CreateFieldIndexCollectionBuilder,
+    ) -> StoreResult<()> {
+        let request = request.wait(true);
+        self.guard
+            .run("create_field_index", Retry::Idempotent, || async {
+                self.client
+                    .create_field_index(request.clone())
+                    .await
+                    .map(drop)
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
     async fn spec(
         &self,
         tenant: &Tenant,
@@ -232,22 +249,11 @@ impl VectorStore for QdrantVectorStore {
                 }
             })
             .await?;
-        self.guard
-            .run("create_field_index", Retry::Idempotent, || async {
-                let request = CreateFieldIndexCollectionBuilder::new(
-                    &physical,
-                    TENANT_KEY,
-                    FieldType::Keyword,
-                )
-                .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
-                .wait(true);
-                self.client
-                    .create_field_index(request)
-                    .await
-                    .map(drop)
-                    .map_err(qdrant_err)
-            })
-            .await?;
+        self.create_field_index(
+            CreateFieldIndexCollectionBuilder::new(&physical, TENANT_KEY, FieldType::Keyword)
+                .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true)),
+        )
+        .await?;
         if created == Created::Existing {
             // Whoever created it may have chosen another spec.
             return self.create_collection(tenant, name, spec).await;
@@ -452,21 +458,12 @@ impl VectorStore for QdrantVectorStore {
         index: PayloadIndex,
     ) -> StoreResult<()> {
         let physical = self.require(tenant, collection).await?;
-        self.guard
-            .run("create_field_index", Retry::Idempotent, || async {
-                let request = CreateFieldIndexCollectionBuilder::new(
-                    physical.as_str(),
-                    index.field.as_str(),
-                    map::index_kind(index.kind),
-                )
-                .wait(true);
-                self.client
-                    .create_field_index(request)
-                    .await
-                    .map(drop)
-                    .map_err(qdrant_err)
-            })
-            .await
+        self.create_field_index(CreateFieldIndexCollectionBuilder::new(
+            physical.as_str(),
+            index.field.as_str(),
+            map::index_kind(index.kind),
+        ))
+        .await
     }
 
     async fn delete_index(
