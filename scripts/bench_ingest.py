@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Ingest rate as the graph grows, and hybrid latency at the size reached (standard library).
+
+Starts the server like scripts/eval_retrieval.py (embedded stores, temporary data
+directory), then ingests the paragraphs of the DATASETs again and again (copy k of
+paragraph p gets document id "p~k"; its text and title stay, so every entity's mention
+count grows with each copy, as hubs do in a real corpus) until --paragraphs have gone in.
+It posts them in blocks of --block paragraphs (batches of 100) and waits for each block
+to be processed before the next, then prints each block's rate, 202 to processed. Last,
+it asks every question of the datasets through /hybrid/search at hops 1 and 2 and prints
+p50/p99 latency at that corpus size (recall is not measured: the copies share text).
+
+    scripts/bench_ingest.py --binary target/release/ragbrain --paragraphs 10000 \\
+        ../shared/eval-dev/musique_dev100.json ../shared/eval-dev/hotpotqa_dev100.json
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_retrieval import Server, ROOT  # noqa: E402
+
+
+def paragraphs(corpus, total):
+    copy = 0
+    while True:
+        for p in corpus:
+            yield {"id": p["id"] if copy == 0 else f"{p['id']}~{copy}",
+                   "title": p["title"], "text": p["text"]}
+            total -= 1
+            if total == 0:
+                return
+        copy += 1
+
+
+def ingest_block(server, block):
+    started = time.time()
+    for i in range(0, len(block), 100):
+        events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
+                   "metadata": {"title": p["title"]}} for p in block[i:i + 100]]
+        server.call("POST", "/ingest/batch", {"events": events})
+    last = block[-1]["id"]
+    while server.call("GET", f"/ingest/{last}")["status"] not in ("processed", "failed"):
+        time.sleep(0.05)
+    return len(block) / (time.time() - started)
+
+
+def latency(server, questions, hops):
+    times = []
+    for q in questions:
+        started = time.perf_counter()
+        server.call("POST", "/hybrid/search", {"query": q["question"], "limit": 20, "hops": hops})
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("datasets", nargs="+")
+    p.add_argument("--binary", help="a ragbrain binary (default: target/release/ragbrain)")
+    p.add_argument("--paragraphs", type=int, default=10_000)
+    p.add_argument("--block", type=int, default=1_000)
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    p.add_argument("--keep", type=float, default=0,
+                   help="seconds to keep the server up at the end (its port and key are printed)")
+    args = p.parse_args()
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    binary = args.binary or os.path.join(target, "release", "ragbrain")
+    corpus, questions = [], []
+    for path in args.datasets:
+        with open(path) as f:
+            data = json.load(f)
+        corpus.extend(data["corpus"])
+        questions.extend(data["questions"])
+    todo = list(paragraphs(corpus, args.paragraphs))
+    server = Server(binary, dict(kv.split("=", 1) for kv in args.env))
+    try:
+        print(f"{'paragraphs':>12} {'chunks':>8} {'block rate /s':>14}")
+        for i in range(0, len(todo), args.block):
+            rate = ingest_block(server, todo[i:i + args.block])
+            chunks = server.call("GET", "/vectors/collections/documents")["points_count"]
+            print(f"{i + args.block:>12} {chunks:>8} {rate:>14.0f}", flush=True)
+        for hops in (1, 2):
+            p50, p99 = latency(server, questions, hops)
+            print(f"hybrid hops {hops}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                  f"({len(questions)} questions)", flush=True)
+        if args.keep:
+            print(f"serving on port {server.port} with key {server.key} for {args.keep:.0f} s",
+                  flush=True)
+            time.sleep(args.keep)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
