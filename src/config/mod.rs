@@ -310,7 +310,22 @@ pub struct HybridSettings {
     pub graph_weight: f32,
     /// The lexical (BM25) list's weight in reciprocal rank fusion; 0 leaves it out.
     pub lexical_weight: f32,
+    /// How the graph list is ranked.
+    pub graph_ranker: GraphRanker,
+    /// PageRank: the chance a walk goes on rather than restarting at a seed.
+    pub ppr_damping: f32,
+    /// Walk: an entity one `RELATED_TO` hop further scores this much of its parent.
     pub hop_decay: f32,
+}
+
+/// The graph list's ranker in hybrid search.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphRanker {
+    /// Personalised PageRank over the entity–chunk graph around the seeds.
+    Ppr,
+    /// `RELATED_TO` steps from the seeds; chunks scored by their best path.
+    Walk,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -181,6 +181,11 @@ impl Settings {
                 "hybrid.graph_weight must be a number of at least 0".into(),
             ));
         }
+        if !(self.hybrid.ppr_damping > 0.0 && self.hybrid.ppr_damping < 1.0) {
+            return Err(ConfigError(
+                "hybrid.ppr_damping must be between 0 and 1 (exclusive)".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.hybrid.hop_decay) {
             return Err(ConfigError(
                 "hybrid.hop_decay must be between 0 and 1".into(),

@@ -199,6 +199,13 @@ pub struct Mention {
     pub entity: EntityRef,
 }
 
+/// A chunk that mentions an entity, by node ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkLink {
+    pub chunk: String,
+    pub entity: String,
+}
+
 /// An entity reached from another over `RELATED_TO`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Related {

@@ -116,14 +116,15 @@ pub fn expand(direction: Direction, types: &[String]) -> String {
 /// Ingest's document subgraph. Lookups go through `id` (indexed) and UNWIND, never a
 /// label scan: `(:Document {id})<-[:PART_OF]-(:Chunk)-[:MENTIONS]->(:Entity {id})`.
 pub mod documents {
-    pub const MENTION_COLUMNS: [&str; 4] = ["c.id", "e.id", "e.name", "e.mentions"];
+    pub const MENTION_COLUMNS: [&str; 4] = ["chunk", "entity", "name", "mentions"];
+    pub const LINK_COLUMNS: [&str; 2] = ["chunk", "entity"];
     pub const ENTITY_COLUMNS: [&str; 3] = ["e.id", "e.name", "e.mentions"];
-    pub const WEIGHT_COLUMNS: [&str; 3] = ["a.id", "b.id", "r.weight"];
     pub const RELATED_COLUMNS: [&str; 5] = ["a.id", "b.id", "b.name", "b.mentions", "r.weight"];
 
-    /// `c.id, e.id, e.name, e.mentions` for every mention by the document's chunks.
+    /// [`MENTION_COLUMNS`] for every mention by the document's chunks.
     pub const MENTIONS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk)\
-         -[:MENTIONS]->(e:Entity) RETURN c.id, e.id, e.name, e.mentions";
+         -[:MENTIONS]->(e:Entity) \
+         RETURN c.id AS chunk, e.id AS entity, e.name AS name, e.mentions AS mentions";
 
     pub const DELETE_CHUNKS: &str = "MATCH (d {id: $doc_node, tenant: $tenant})<-[:PART_OF]-(c:Chunk) \
          DETACH DELETE c";
@@ -152,20 +153,15 @@ pub mod documents {
          MATCH (k:Chunk {id: m.chunk, tenant: $tenant}) \
          MATCH (n:Entity {id: m.entity, tenant: $tenant}) CREATE (k)-[:MENTIONS]->(n)";
 
-    /// `a.id, b.id, r.weight` of the stored edges among the entities in `$ids`, each
-    /// stored once from the smaller id to the larger.
-    pub const WEIGHTS: &str = "UNWIND $ids AS id MATCH (a:Entity {id: id, tenant: $tenant})\
-         -[r:RELATED_TO]->(b:Entity) RETURN a.id, b.id, r.weight";
-
-    /// `$pairs`: list of `{a, b, weight}` with `a < b`.
-    pub const SET_WEIGHTS: &str = "UNWIND $pairs AS p \
+    /// `$pairs`: list of `{a, b, delta}` with `a < b`: adds `delta` to the pair's
+    /// `RELATED_TO` weight (creating the edge) and removes an edge that falls to 0. Only
+    /// the pairs a document changes are touched and no edge is read back, so the cost
+    /// does not grow with a hub's degree (`MERGE` looks for the edge among `a`'s
+    /// outgoing edges in the engine, without materialising them as rows).
+    pub const ADD_WEIGHTS: &str = "UNWIND $pairs AS p \
          MATCH (a:Entity {id: p.a, tenant: $tenant}) MATCH (b:Entity {id: p.b, tenant: $tenant}) \
-         MERGE (a)-[r:RELATED_TO]->(b) SET r.weight = p.weight";
-
-    /// `$pairs`: list of `{a, b}` whose edge goes.
-    pub const DELETE_WEIGHTS: &str = "UNWIND $pairs AS p \
-         MATCH (a:Entity {id: p.a, tenant: $tenant})-[r:RELATED_TO]->(b:Entity {id: p.b, tenant: $tenant}) \
-         DELETE r";
+         MERGE (a)-[r:RELATED_TO]->(b) SET r.weight = coalesce(r.weight, 0) + p.delta \
+         WITH r WHERE r.weight <= 0 DELETE r";
 
     /// `e.id` of the entities in `$ids` that some chunk still mentions.
     pub const STILL_MENTIONED: &str = "UNWIND $ids AS id \
@@ -174,17 +170,21 @@ pub mod documents {
     pub const DELETE_ENTITIES: &str =
         "UNWIND $ids AS id MATCH (e:Entity {id: id, tenant: $tenant}) DETACH DELETE e";
 
-    /// `c.id, e.id, e.name, e.mentions` for the chunks in `$ids`.
+    /// [`MENTION_COLUMNS`] for the chunks in `$ids`. The chunk id is the unwound one
+    /// and the far end carries no label test: grafeo builds a whole node for every
+    /// property or label it reads, and a chunk's `MENTIONS` edges lead to entities only
+    /// (ingest writes them; a client's own edges stay in its tenant).
     pub const CHUNK_MENTIONS: &str = "UNWIND $ids AS id \
-         MATCH (c:Chunk {id: id, tenant: $tenant})-[:MENTIONS]->(e:Entity) \
-         RETURN c.id, e.id, e.name, e.mentions";
+         MATCH (c:Chunk {id: id, tenant: $tenant})-[:MENTIONS]->(e) \
+         RETURN id AS chunk, e.id AS entity, e.name AS name, e.mentions AS mentions";
 
-    /// `c.id, e.id, e.name, e.mentions` for chunks mentioning the entities in `$ids`,
-    /// which the caller orders best first: the limit drops the least relevant ones.
+    /// [`LINK_COLUMNS`] for chunks mentioning the entities in `$ids`, which the caller
+    /// orders best first: the limit drops the least relevant ones. Only ids are read
+    /// (see [`CHUNK_MENTIONS`] on why).
     pub fn entity_mentions(limit: usize) -> String {
         format!(
-            "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}})<-[:MENTIONS]-(c:Chunk) \
-             RETURN c.id, e.id, e.name, e.mentions LIMIT {limit}"
+            "UNWIND $ids AS id MATCH (e:Entity {{id: id, tenant: $tenant}})<-[:MENTIONS]-(c) \
+             RETURN c.id AS chunk, id AS entity LIMIT {limit}"
         )
     }
 

@@ -14,7 +14,7 @@ use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
+    ChunkLink, DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
 };
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
@@ -175,12 +175,24 @@ pub fn mentions(rows: &Rows) -> StoreResult<Vec<Mention>> {
     rows.iter()
         .map(|r| {
             Ok(Mention {
-                chunk: r.text("c.id")?,
+                chunk: r.text("chunk")?,
                 entity: EntityRef {
-                    id: r.text("e.id")?,
-                    name: r.text("e.name")?,
-                    mentions: count_of(r.get("e.mentions")?),
+                    id: r.text("entity")?,
+                    name: r.text("name")?,
+                    mentions: count_of(r.get("mentions")?),
                 },
+            })
+        })
+        .collect()
+}
+
+/// Rows of [`q::LINK_COLUMNS`].
+pub fn links(rows: &Rows) -> StoreResult<Vec<ChunkLink>> {
+    rows.iter()
+        .map(|r| {
+            Ok(ChunkLink {
+                chunk: r.text("chunk")?,
+                entity: r.text("entity")?,
             })
         })
         .collect()
@@ -267,7 +279,7 @@ pub async fn apply(
         }
         None => {}
     }
-    update_weights(tx, &touched, &old_pairs, &new_pairs).await?;
+    update_weights(tx, &old_pairs, &new_pairs).await?;
     update_mention_counts(tx, &old, doc).await?;
     let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
     remove_orphans(tx, candidates).await?;
@@ -400,47 +412,28 @@ async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult
     Ok(())
 }
 
-/// Stored weight + what the new chunks add − what the old ones contributed; an edge
-/// whose weight reaches 0 goes.
+/// Adds to each pair's stored weight what the new chunks add less what the old ones
+/// contributed; an edge whose weight reaches 0 goes.
 async fn update_weights(
     tx: &mut dyn CypherTx,
-    touched: &BTreeSet<String>,
     old: &BTreeMap<(String, String), i64>,
     new: &BTreeMap<(String, String), i64>,
 ) -> StoreResult<()> {
-    if old.is_empty() && new.is_empty() {
+    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
+    let deltas: Vec<Value> = pairs
+        .into_iter()
+        .filter_map(|pair| {
+            let delta = new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
+            let (a, b) = pair;
+            (delta != 0).then(|| serde_json::json!({"a": a, "b": b, "delta": delta}))
+        })
+        .collect();
+    if deltas.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
-    let mut weights: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let rows = tx
-        .run(q::WEIGHTS, &q::WEIGHT_COLUMNS, vec![("ids", list(ids))])
-        .await?;
-    for row in rows.iter() {
-        let pair = (row.text("a.id")?, row.text("b.id")?);
-        weights.insert(pair, weight(row.get("r.weight")?) as i64);
-    }
-    let (mut set, mut delete) = (Vec::new(), Vec::new());
-    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
-    for pair in pairs {
-        let stored = weights.get(pair).copied().unwrap_or(0);
-        let w = stored + new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
-        let (a, b) = pair;
-        if w > 0 {
-            set.push(serde_json::json!({"a": a, "b": b, "weight": w}));
-        } else if stored > 0 {
-            delete.push(serde_json::json!({"a": a, "b": b}));
-        }
-    }
-    if !delete.is_empty() {
-        tx.run(q::DELETE_WEIGHTS, &[], vec![("pairs", list(delete))])
-            .await?;
-    }
-    if !set.is_empty() {
-        tx.run(q::SET_WEIGHTS, &[], vec![("pairs", list(set))])
-            .await?;
-    }
-    Ok(())
+    tx.run(q::ADD_WEIGHTS, &[], vec![("pairs", Value::Array(deltas))])
+        .await
+        .map(drop)
 }
 
 async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> StoreResult<()> {

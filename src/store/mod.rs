@@ -26,7 +26,7 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention, Outcome, Related,
+    ChunkLink, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention, Outcome, Related,
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
@@ -220,13 +220,14 @@ pub trait GraphStore: Send + Sync {
         tenant: &Tenant,
         chunks: Vec<String>,
     ) -> StoreResult<Vec<Mention>>;
-    /// Chunks mentioning the given entities, at most `limit` links.
+    /// Chunks mentioning the given entities, at most `limit` links, in the order of
+    /// `entities`.
     async fn entity_mentions(
         &self,
         tenant: &Tenant,
         entities: Vec<String>,
         limit: usize,
-    ) -> StoreResult<Vec<Mention>>;
+    ) -> StoreResult<Vec<ChunkLink>>;
     /// Entities one `RELATED_TO` hop from the given ones, at most `limit`.
     async fn related_entities(
         &self,

@@ -33,6 +33,25 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
         "{stderr}"
     );
 
+    for (key, value, wanted) in [
+        (
+            "ppr_damping",
+            "1.0",
+            "hybrid.ppr_damping must be between 0 and 1",
+        ),
+        ("graph_ranker", "\"pagerank\"", "hybrid.graph_ranker"),
+    ] {
+        let config = dir.path().join("bad-hybrid.toml");
+        std::fs::write(&config, format!("[hybrid]\n{key} = {value}\n")).unwrap();
+        let out = ragbrain()
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+
     let config = dir.path().join("bad-index.toml");
     std::fs::write(
         &config,

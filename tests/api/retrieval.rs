@@ -132,6 +132,59 @@ async fn a_title_becomes_an_entity_of_every_chunk_of_its_document() {
 }
 
 #[tokio::test]
+async fn page_rank_ranks_a_bridge_paragraph_two_hops_away_above_an_unrelated_one() {
+    // Only the entities the question names seed the graph, so what it reaches beyond
+    // them comes from the ranker alone.
+    let app = spawn_app_with(|s| s.hybrid.seed_chunks = 0).await;
+    let key = app.key("acme", &["write"]).await;
+    // The question names Marie Durand; the answer is in "bridge", which never names
+    // her but shares Quillbury with the paragraph that does. "unrelated" shares the
+    // question's other words ("born", "river", "town") and no entity with it.
+    let mut events = vec![
+        json!({"id": "seed", "metadata": {"title": "Marie Durand"},
+            "text": "Marie Durand was a painter. She was born in Quillbury in 1901."}),
+        json!({"id": "bridge", "metadata": {"title": "Quillbury"},
+            "text": "Quillbury is a market settlement on the banks of the Ostrava."}),
+        json!({"id": "unrelated", "metadata": {"title": "Henrik Solberg"},
+            "text": "Henrik Solberg was born in a river town and never left the town."}),
+    ];
+    events.extend((0..6).map(|i| {
+        json!({"id": format!("filler{i}"),
+            "text": format!("Greta Lindqvist sold {i} boats at the harbour in Tromvik.")})
+    }));
+    ingest(&app, &key, events).await;
+    let question = "Which river flows through the town where Marie Durand was born?";
+
+    let q = json!({"query": question, "limit": 10, "hops": 2});
+    let found = app
+        .json(Method::POST, "/hybrid/search", &key, Some(q))
+        .await;
+    let graph = |doc: &str| hit(&found, doc).map(|h| h["provenance"]["graph"].clone());
+    let bridge = graph("bridge").unwrap_or_else(|| panic!("bridge missing: {found}"));
+    assert_eq!(
+        bridge["path"],
+        json!(["Marie Durand", "Quillbury"]),
+        "{found}"
+    );
+    assert_eq!(graph("seed").unwrap()["rank"], 1, "{found}");
+    assert_eq!(bridge["rank"], 2, "{found}");
+    assert!(
+        graph("unrelated").is_none_or(|g| g.is_null()),
+        "the unrelated paragraph shares no entity: {found}"
+    );
+
+    // One hop reaches only the paragraphs that name a seed.
+    let q = json!({"query": question, "limit": 10, "hops": 1});
+    let found = app
+        .json(Method::POST, "/hybrid/search", &key, Some(q))
+        .await;
+    assert!(
+        hit(&found, "bridge").is_none_or(|h| h["provenance"]["graph"].is_null()),
+        "{found}"
+    );
+}
+
+#[tokio::test]
 async fn mention_counts_follow_re_ingest_and_delete() {
     let app = spawn_app_with(|_| {}).await;
     let key = app.key("acme", &["write"]).await;

@@ -1,10 +1,13 @@
 //! The graph half of hybrid retrieval: seed entities (named in the query, or mentioned
-//! by the top vector hits), walk `RELATED_TO` for `hops − 1` steps, and score the chunks
-//! that mention any entity reached.
+//! by the top vector hits), then rank chunks around them, by personalised PageRank over
+//! the entity–chunk graph ([`super::ppr`], the default) or by walking `RELATED_TO` for
+//! `hops − 1` steps and scoring the chunks that mention any entity reached.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::ppr::{FRONTIER, Subgraph};
 use super::{GraphResult, HybridService, Plan, SeedSource, UsedEntity};
+use crate::config::GraphRanker;
 use crate::domain::ingest::entity_node_id;
 use crate::domain::principal::{Principal, Tenant};
 use crate::domain::vector::PointId;
@@ -19,23 +22,91 @@ struct Reached {
     path: Vec<String>,
     source: SeedSource,
     depth: u8,
+    /// Chunks that mention it, as kept at ingest.
+    mentions: u64,
 }
 
 type ReachedMap = BTreeMap<String, Reached>;
 
 impl HybridService {
-    /// Seeds, then up to `hops − 1` RELATED_TO hops, then the chunks mentioning any
-    /// reached entity, each scored by its best path: seed weight × decay per hop ×
-    /// normalised edge weight.
+    /// Graph-ranked chunks around the seeds, by the configured ranker.
     pub(super) async fn expand(
         &self,
         who: &Principal,
         plan: &Plan,
         hits: &[PointId],
     ) -> Result<GraphResult> {
-        let tenant = &who.tenant;
-        let mut reached = self.seeds(tenant, plan, hits).await?;
-        self.walk(tenant, plan.hops, &mut reached).await?;
+        let seeds = self.seeds(&who.tenant, plan, hits).await?;
+        match self.settings.hybrid.graph_ranker {
+            GraphRanker::Ppr => self.page_rank(&who.tenant, plan.hops, seeds).await,
+            GraphRanker::Walk => self.walk_and_score(&who.tenant, plan.hops, seeds).await,
+        }
+    }
+
+    /// Personalised PageRank from the seeds over the entity–chunk subgraph pulled in
+    /// `hops` layers, at most `hybrid.max_graph_chunks` chunks in all (shared evenly
+    /// among the layers still to come, so the seeds' chunks cannot take the whole
+    /// budget from the hops after them).
+    async fn page_rank(&self, tenant: &Tenant, hops: u8, seeds: ReachedMap) -> Result<GraphResult> {
+        let settings = &self.settings.hybrid;
+        let mut graph = Subgraph::new(seeds.iter().map(|(id, r)| {
+            let name = r.path.last().cloned().unwrap_or_default();
+            (id.clone(), name, r.mentions, r.score)
+        }));
+        let max_degree = settings.max_graph_chunks;
+        let mut ids = graph.seeds(max_degree);
+        let mut mass = graph.rank(settings.ppr_damping);
+        for depth in 1..=hops {
+            let room = settings
+                .max_graph_chunks
+                .saturating_sub(graph.chunk_count());
+            let limit = room / usize::from(hops - depth + 1);
+            if ids.is_empty() || limit == 0 {
+                break;
+            }
+            let found = self.graph.entity_mentions(tenant, ids, limit).await?;
+            let new = graph.add_chunks(found);
+            if !new.is_empty() {
+                graph.add_entities(self.graph.chunk_mentions(tenant, new).await?);
+            }
+            mass = graph.rank(settings.ppr_damping);
+            ids = if depth < hops {
+                graph.frontier(&mass, FRONTIER, max_degree)
+            } else {
+                Vec::new()
+            };
+        }
+        let ranked = graph
+            .ranked_chunks(&mass)
+            .into_iter()
+            .filter_map(|(id, score, path)| {
+                Some((PointId::Uuid(id.parse().ok()?), (score, path.to_vec())))
+            })
+            .collect();
+        let entities = graph
+            .entities
+            .iter()
+            .filter(|e| e.expanded)
+            .map(|e| UsedEntity {
+                id: e.id.clone(),
+                name: e.path.last().cloned().unwrap_or_default(),
+                source: seeds.get(&e.id).map_or(SeedSource::Graph, |s| s.source),
+                depth: e.depth,
+            })
+            .collect();
+        Ok(GraphResult { ranked, entities })
+    }
+
+    /// Seeds, then up to `hops − 1` RELATED_TO hops, then the chunks mentioning any
+    /// reached entity, each scored by its best path: seed weight × decay per hop ×
+    /// normalised edge weight.
+    async fn walk_and_score(
+        &self,
+        tenant: &Tenant,
+        hops: u8,
+        mut reached: ReachedMap,
+    ) -> Result<GraphResult> {
+        self.walk(tenant, hops, &mut reached).await?;
         let ranked = self.score_chunks(tenant, &reached).await?;
         let entities = reached
             .into_iter()
@@ -62,6 +133,7 @@ impl HybridService {
                     path: vec![e.name],
                     source: SeedSource::Query,
                     depth: 0,
+                    mentions: e.mentions,
                 };
                 reached.insert(e.id, seed);
             }
@@ -94,6 +166,7 @@ impl HybridService {
                 path: vec![m.entity.name],
                 source: SeedSource::Vector,
                 depth: 0,
+                mentions: m.entity.mentions,
             });
             entry.score = entry.score.max(weight);
         }
@@ -103,7 +176,7 @@ impl HybridService {
     /// Breadth-first over `RELATED_TO`, keeping each entity's best-scoring path.
     async fn walk(&self, tenant: &Tenant, hops: u8, reached: &mut ReachedMap) -> Result<()> {
         let settings = &self.settings.hybrid;
-        let mut frontier = best(reached.iter(), WALK_FRONTIER);
+        let mut frontier = best(reached.iter(), FRONTIER);
         for depth in 1..hops {
             if frontier.is_empty() {
                 break;
@@ -135,13 +208,14 @@ impl HybridService {
                     path,
                     source: SeedSource::Graph,
                     depth,
+                    mentions: r.entity.mentions,
                 };
                 reached.insert(r.entity.id, hop);
             }
             let next: HashSet<String> = next.into_iter().collect();
             frontier = best(
                 reached.iter().filter(|(id, _)| next.contains(*id)),
-                WALK_FRONTIER,
+                FRONTIER,
             );
         }
         Ok(())
@@ -165,7 +239,7 @@ impl HybridService {
         // chunk id → (summed score, best single score, path of the best entity)
         let mut chunks: BTreeMap<String, (f32, f32, Vec<String>)> = BTreeMap::new();
         for m in mentions {
-            let Some(r) = reached.get(&m.entity.id) else {
+            let Some(r) = reached.get(&m.entity) else {
                 continue;
             };
             let entry = chunks.entry(m.chunk).or_insert((0.0, 0.0, Vec::new()));
@@ -186,10 +260,6 @@ impl HybridService {
         Ok(ranked)
     }
 }
-
-/// Entities a `RELATED_TO` step starts from: the best-scoring ones. A hub's neighbourhood
-/// is large and its score small, so it is the first left out.
-const WALK_FRONTIER: usize = 8;
 
 /// The ids of the `n` best-scoring entities of `reached`, best first (ties by id, so
 /// the order is deterministic).

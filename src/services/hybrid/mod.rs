@@ -18,6 +18,7 @@ use crate::store::GraphStore;
 
 mod fusion;
 mod graph;
+mod ppr;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,8 +31,9 @@ pub struct HybridRequest {
     #[serde(default = "default_limit")]
     pub limit: usize,
     pub filter: Option<Filter>,
-    /// Graph hops from a seed entity to a chunk: 0 = vector only, 1 = chunks that
-    /// mention a seed, 2 and 3 = also through `RELATED_TO` entities.
+    /// Graph hops from a seed entity to a chunk: 0 = text rankings only, 1 = chunks
+    /// that mention a seed, 2 and 3 = also the chunks of entities those chunks mention
+    /// (`hybrid.graph_ranker = "ppr"`) or of entities `RELATED_TO` a seed ("walk").
     #[serde(default = "default_hops")]
     pub hops: u8,
     #[serde(default)]
@@ -132,7 +134,8 @@ pub enum SeedSource {
     Query,
     /// Mentioned by a top vector hit.
     Vector,
-    /// Reached over `RELATED_TO`.
+    /// Reached through the graph: a chunk shared with a seed's chunk (PageRank) or a
+    /// `RELATED_TO` step (walk).
     Graph,
 }
 

@@ -29,7 +29,7 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher;
@@ -413,9 +413,9 @@ impl GraphStore for EmbeddedGraphStore {
         tenant: &Tenant,
         entities: Vec<String>,
         limit: usize,
-    ) -> StoreResult<Vec<Mention>> {
+    ) -> StoreResult<Vec<ChunkLink>> {
         self.read(tenant, move |inner, tenant| {
-            inner.read_mentions(tenant, &cypher::documents::entity_mentions(limit), entities)
+            inner.read_links(tenant, &cypher::documents::entity_mentions(limit), entities)
         })
         .await
     }

@@ -13,7 +13,7 @@ use super::graph_values::{to_grafeo, to_json};
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::cypher::documents as q;
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, list};
@@ -118,6 +118,19 @@ impl Inner {
             self.tx(tenant)?
                 .run_now(statement, &q::MENTION_COLUMNS, vec![("ids", list(ids))])?;
         shared::mentions(&rows)
+    }
+
+    /// Reads without a transaction.
+    pub(super) fn read_links(
+        &self,
+        tenant: &Tenant,
+        statement: &str,
+        ids: Vec<String>,
+    ) -> StoreResult<Vec<ChunkLink>> {
+        let rows =
+            self.tx(tenant)?
+                .run_now(statement, &q::LINK_COLUMNS, vec![("ids", list(ids))])?;
+        shared::links(&rows)
     }
 
     pub(super) fn read_entities(

@@ -29,7 +29,7 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
@@ -335,17 +335,17 @@ impl GraphStore for Neo4jGraphStore {
         tenant: &Tenant,
         entities: Vec<String>,
         limit: usize,
-    ) -> StoreResult<Vec<Mention>> {
+    ) -> StoreResult<Vec<ChunkLink>> {
         let rows = self
             .read(
                 "entity_mentions",
                 tenant,
                 &q::entity_mentions(limit),
-                &q::MENTION_COLUMNS,
+                &q::LINK_COLUMNS,
                 vec![("ids", list(entities))],
             )
             .await?;
-        shared::mentions(&rows)
+        shared::links(&rows)
     }
 
     async fn related_entities(

@@ -339,6 +339,45 @@ async fn documents(store: &dyn GraphStore) {
             .len(),
         1
     );
+
+    // Weights add up across documents and follow each document's changes; an edge
+    // that falls to 0 goes while both its entities stay.
+    let weights = async |store: &dyn GraphStore| -> Vec<(String, f64)> {
+        let related = store
+            .related_entities(&t, vec!["entity:Paris".into()], 10)
+            .await
+            .unwrap();
+        related
+            .into_iter()
+            .map(|r| (r.entity.name, r.weight))
+            .collect()
+    };
+    store
+        .replace_documents(
+            &t,
+            vec![
+                doc("d3", &[&["Paris", "France"], &["France"]]),
+                doc("d4", &[&["France", "Paris"]]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(weights(store).await, [("France".to_owned(), 2.0)]);
+    store
+        .replace_documents(&t, vec![doc("d3", &[&["Paris"], &["France"]])])
+        .await
+        .unwrap();
+    assert_eq!(weights(store).await, [("France".to_owned(), 1.0)]);
+    store
+        .replace_documents(&t, vec![doc("d4", &[&["France"]])])
+        .await
+        .unwrap();
+    assert_eq!(weights(store).await, []);
+    let both = store
+        .entities(&t, vec!["entity:France".into(), "entity:Paris".into()])
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2, "{both:?}");
     store.ping().await.unwrap();
 }
 
