@@ -87,6 +87,35 @@ async fn lexical_search_ranks_a_rare_exact_term_first() {
     );
 }
 
+/// A code that only one paragraph carries, asked about in the words of twenty others:
+/// the dense ranking follows the shared words and puts the paragraph near the bottom;
+/// BM25 weighs the rare code above all of them.
+#[tokio::test]
+async fn lexical_search_finds_a_rare_code_that_dense_search_misses() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    let mut events = vec![json!({"id": "rare", "text":
+        "A parcel marked ZQX4471 weighed four kilograms at the harbour depot on a rainy \
+         morning, and the depot manager stored it beside the crates of apples."})];
+    events.extend((0..20).map(|i| {
+        json!({"id": format!("queue{i}"), "text": format!(
+            "Which support queue ticket is open? The support queue held {i} open tickets \
+             this week, and every ticket in the support queue was answered.")})
+    }));
+    ingest(&app, &key, events).await;
+    let question = "Which support queue ticket is ZQX4471?";
+
+    let dense = search(&app, &key, json!({"text": question, "limit": 5})).await;
+    assert!(!dense.contains(&"rare".to_owned()), "{dense:?}");
+    let found = search(
+        &app,
+        &key,
+        json!({"text": question, "mode": "lexical", "limit": 5}),
+    )
+    .await;
+    assert_eq!(found[0], "rare", "{found:?}");
+}
+
 #[tokio::test]
 async fn lexical_terms_follow_re_ingest_delete_and_tenants() {
     let app = spawn_app().await;
