@@ -16,7 +16,7 @@ use crate::services::ingest::entities;
 
 /// An entity reached by the expansion, by its best path.
 #[derive(Debug, Clone)]
-struct Reached {
+pub(super) struct Reached {
     score: f32,
     /// Entity names from the seed to this entity.
     path: Vec<String>,
@@ -26,17 +26,20 @@ struct Reached {
     mentions: u64,
 }
 
-type ReachedMap = BTreeMap<String, Reached>;
+/// Entities by node id.
+pub(super) type ReachedMap = BTreeMap<String, Reached>;
 
 impl HybridService {
-    /// Graph-ranked chunks around the seeds, by the configured ranker.
+    /// Graph-ranked chunks around the seeds: `named` (from [`Self::named_seeds`]) and
+    /// the entities the top `hits` mention, by the configured ranker.
     pub(super) async fn expand(
         &self,
         who: &Principal,
         plan: &Plan,
+        named: ReachedMap,
         hits: &[PointId],
     ) -> Result<GraphResult> {
-        let seeds = self.seeds(&who.tenant, plan, hits).await?;
+        let seeds = self.hit_seeds(&who.tenant, named, hits).await?;
         match self.settings.hybrid.graph_ranker {
             GraphRanker::Ppr => self.page_rank(&who.tenant, plan.hops, seeds).await,
             GraphRanker::Walk => self.walk_and_score(&who.tenant, plan.hops, seeds).await,
@@ -120,11 +123,14 @@ impl HybridService {
         Ok(GraphResult { ranked, entities })
     }
 
-    /// Entities the query names (weight 1) and those the top hits (`hits`, ids best
-    /// first) mention (0.5 / (1 + rank)), at most `hybrid.max_seed_entities`.
-    async fn seeds(&self, tenant: &Tenant, plan: &Plan, hits: &[PointId]) -> Result<ReachedMap> {
+    /// Entities the query names, weighted by specificity. It needs no text hits, so it
+    /// runs beside the text searches.
+    pub(super) async fn named_seeds(&self, tenant: &Tenant, plan: &Plan) -> Result<ReachedMap> {
         let settings = &self.settings.hybrid;
         let mut reached = ReachedMap::new();
+        if plan.hops == 0 {
+            return Ok(reached);
+        }
         if let Some(text) = &plan.query_text {
             let keys = query_entity_ids(text, settings.max_seed_entities);
             for e in self.graph.entities(tenant, keys).await? {
@@ -138,6 +144,18 @@ impl HybridService {
                 reached.insert(e.id, seed);
             }
         }
+        Ok(reached)
+    }
+
+    /// `reached` and the entities the top hits (`hits`, ids best first) mention
+    /// (0.5 / (1 + rank) × specificity), at most `hybrid.max_seed_entities` in all.
+    async fn hit_seeds(
+        &self,
+        tenant: &Tenant,
+        mut reached: ReachedMap,
+        hits: &[PointId],
+    ) -> Result<ReachedMap> {
+        let settings = &self.settings.hybrid;
         let top: Vec<String> = hits
             .iter()
             .take(settings.seed_chunks)

@@ -231,10 +231,12 @@ impl HybridService {
         let candidates = settings.vector_candidates.max(plan.limit);
         let want_vectors = plan.mmr.is_some();
         let query = search_query(&plan, candidates, None, want_vectors);
-        // The two text rankings are independent: run them side by side.
-        let (vector_hits, lexical_hits) = tokio::try_join!(
+        // The two text rankings and the entities the question names are independent:
+        // look them up side by side.
+        let (vector_hits, lexical_hits, named) = tokio::try_join!(
             self.vectors.search_or_empty(who, &plan.collection, query),
             self.lexical(who, &plan, candidates, want_vectors),
+            self.named_seeds(&who.tenant, &plan),
         )?;
         let graph = if plan.hops == 0 {
             GraphResult::default()
@@ -246,7 +248,7 @@ impl HybridService {
                     .into_iter()
                     .map(|(hit, _)| hit.id)
                     .collect();
-            self.expand(who, &plan, &seeds).await?
+            self.expand(who, &plan, named, &seeds).await?
         };
         // Graph-found chunks outside the text lists get their vector score (and the
         // filter) from a search restricted to their ids.
