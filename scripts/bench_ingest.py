@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_retrieval import Server, ROOT  # noqa: E402
+from eval_retrieval import ROOT, Server, ingest  # noqa: E402
 
 
 def paragraphs(corpus, total):
@@ -34,18 +34,6 @@ def paragraphs(corpus, total):
             if total == 0:
                 return
         copy += 1
-
-
-def ingest_block(server, block):
-    started = time.time()
-    for i in range(0, len(block), 100):
-        events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
-                   "metadata": {"title": p["title"]}} for p in block[i:i + 100]]
-        server.call("POST", "/ingest/batch", {"events": events})
-    last = block[-1]["id"]
-    while server.call("GET", f"/ingest/{last}")["status"] not in ("processed", "failed"):
-        time.sleep(0.05)
-    return len(block) / (time.time() - started)
 
 
 def latency(server, questions, hops):
@@ -81,7 +69,7 @@ def main():
     try:
         print(f"{'paragraphs':>12} {'chunks':>8} {'block rate /s':>14}")
         for i in range(0, len(todo), args.block):
-            rate = ingest_block(server, todo[i:i + args.block])
+            rate = ingest(server, todo[i:i + args.block], poll=0.05)
             chunks = server.call("GET", "/vectors/collections/documents")["points_count"]
             print(f"{i + args.block:>12} {chunks:>8} {rate:>14.0f}", flush=True)
         for hops in (1, 2):

@@ -93,7 +93,9 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def ingest(server, corpus):
+def ingest(server, corpus, poll=0.2):
+    """Posts `corpus` in batches of 100 and waits until the last one is done; returns
+    paragraphs per second."""
     started = time.time()
     for i in range(0, len(corpus), 100):
         events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
@@ -101,7 +103,7 @@ def ingest(server, corpus):
         server.call("POST", "/ingest/batch", {"events": events})
     last = corpus[-1]["id"]
     while server.call("GET", f"/ingest/{last}")["status"] not in ("processed", "failed"):
-        time.sleep(0.2)
+        time.sleep(poll)
     # The worker processes in order; the last one done means all are.
     return len(corpus) / (time.time() - started)
 
