@@ -9,6 +9,16 @@ use crate::domain::quota::Class;
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sizes()?;
+        self.validate_limits_and_names()?;
+        self.validate_retrieval()?;
+        self.validate_auth()?;
+        self.validate_backends()?;
+        self.validate_server()
+    }
+
+    /// Every count, size and time that must not be 0.
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
         let positive = [
             ("server.request_timeout_ms", self.server.request_timeout_ms),
             (
@@ -118,6 +128,12 @@ impl Settings {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be greater than 0")));
         }
+        Ok(())
+    }
+
+    /// Limits that relate to each other, rate-limit quotas, graph index names and
+    /// the names of the default collection and tenants.
+    fn validate_limits_and_names(&self) -> Result<(), ConfigError> {
         if self.limits.max_concurrent_queries_per_tenant > self.limits.max_concurrent_queries {
             return Err(ConfigError(
                 "limits.max_concurrent_queries_per_tenant must not exceed \
@@ -171,6 +187,11 @@ impl Settings {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Chunking, fusion and ranking parameters, and the embedder and LLM endpoints.
+    fn validate_retrieval(&self) -> Result<(), ConfigError> {
         if self.ingest.chunk_overlap_chars >= self.ingest.chunk_size_chars {
             return Err(ConfigError(
                 "ingest.chunk_overlap_chars must be smaller than ingest.chunk_size_chars".into(),
@@ -205,6 +226,11 @@ impl Settings {
                 "llm.base_url is set, so llm.model must be too".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Token signing: the key an algorithm needs and the secret's length.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
         if self.auth.jwt_algorithm != JwtAlgorithm::Hs256
             && self.auth.jwt_public_key_file.as_os_str().is_empty()
         {
@@ -218,7 +244,11 @@ impl Settings {
                 "auth.jwt_secret must be at least 32 bytes (or empty to generate one)".into(),
             ));
         }
-        self.validate_backends()?;
+        Ok(())
+    }
+
+    /// TLS files, the admin port and the log filter.
+    fn validate_server(&self) -> Result<(), ConfigError> {
         let tls = &self.server.tls;
         if tls.cert_file.is_empty() != tls.key_file.is_empty() {
             return Err(ConfigError(
