@@ -48,73 +48,20 @@ fn ranks(hits: &[ScoredPoint]) -> HashMap<PointId, VectorRank> {
         .collect()
 }
 
-pub(super) fn fuse(plan: &Plan, lists: Lists, rrf: Rrf) -> HybridResponse {
-    let Lists {
-        vector,
-        lexical,
-        graph_only,
-        graph,
-    } = lists;
-    let graph_rank: HashMap<PointId, (usize, f32, Vec<String>)> = graph
-        .ranked
-        .into_iter()
-        .enumerate()
-        .map(|(i, (id, (score, path)))| (id, (i + 1, score, path)))
-        .collect();
-    let vector_rank = ranks(&vector);
-    let lexical_rank = ranks(&lexical);
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    // Graph-only hits passed the filter in their own search; unknown ids did not.
-    for hit in vector.into_iter().chain(lexical).chain(graph_only) {
-        if !seen.insert(hit.id) {
-            continue;
-        }
-        candidates.push(Candidate {
-            vector: vector_rank.get(&hit.id).cloned(),
-            lexical: lexical_rank.get(&hit.id).cloned(),
-            graph: graph_rank.get(&hit.id).map(graph_entry),
-            hit,
-            fused: 0.0,
-        });
-    }
+pub(super) fn fuse(plan: &Plan, mut lists: Lists, rrf: Rrf) -> HybridResponse {
+    let had_lexical = !lists.lexical.is_empty();
+    let entities = std::mem::take(&mut lists.graph.entities);
+    let mut candidates = candidates(lists);
     let name = match plan.fusion {
         Fusion::Rrf { k } => {
-            let k = k.unwrap_or(rrf.k) as f32;
-            let term =
-                |rank: Option<usize>, weight: f32| rank.map_or(0.0, |r| weight / (k + r as f32));
-            for c in &mut candidates {
-                c.fused = term(c.vector.as_ref().map(|v| v.rank), 1.0)
-                    + term(c.lexical.as_ref().map(|v| v.rank), rrf.lexical_weight)
-                    + term(c.graph.as_ref().map(|g| g.rank), rrf.graph_weight);
-            }
+            score_rrf(&mut candidates, k.unwrap_or(rrf.k) as f32, rrf);
             FusionKind::Rrf
         }
         Fusion::Weighted { alpha } => {
-            let v = min_max(
-                candidates
-                    .iter()
-                    .filter_map(|c| Some(c.vector.as_ref()?.score)),
-            );
-            let l = min_max(
-                candidates
-                    .iter()
-                    .filter_map(|c| Some(c.lexical.as_ref()?.score)),
-            );
-            let g = min_max(
-                candidates
-                    .iter()
-                    .filter_map(|c| Some(c.graph.as_ref()?.score)),
-            );
             // The text side is the mean of the rankings that ran (dense, and lexical
             // when the query was text).
-            let text_lists = if lexical_rank.is_empty() { 1.0 } else { 2.0 };
-            for c in &mut candidates {
-                let vs = c.vector.as_ref().map_or(0.0, |r| scale(r.score, v));
-                let ls = c.lexical.as_ref().map_or(0.0, |r| scale(r.score, l));
-                let gs = c.graph.as_ref().map_or(0.0, |r| scale(r.score, g));
-                c.fused = alpha * (vs + ls) / text_lists + (1.0 - alpha) * gs;
-            }
+            let text_lists = if had_lexical { 2.0 } else { 1.0 };
+            score_weighted(&mut candidates, alpha, text_lists);
             FusionKind::Weighted
         }
     };
@@ -138,8 +85,78 @@ pub(super) fn fuse(plan: &Plan, lists: Lists, rrf: Rrf) -> HybridResponse {
         .collect();
     HybridResponse {
         hits,
-        entities: graph.entities,
+        entities,
         fusion: name,
+    }
+}
+
+/// Every hit once, with its rank in each list that holds it. Graph-only hits passed
+/// the filter in their own search; graph ids that found no hit did not.
+fn candidates(lists: Lists) -> Vec<Candidate> {
+    let Lists {
+        vector,
+        lexical,
+        graph_only,
+        graph,
+    } = lists;
+    let graph_rank: HashMap<PointId, (usize, f32, Vec<String>)> = graph
+        .ranked
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, (score, path)))| (id, (i + 1, score, path)))
+        .collect();
+    let vector_rank = ranks(&vector);
+    let lexical_rank = ranks(&lexical);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for hit in vector.into_iter().chain(lexical).chain(graph_only) {
+        if !seen.insert(hit.id) {
+            continue;
+        }
+        candidates.push(Candidate {
+            vector: vector_rank.get(&hit.id).cloned(),
+            lexical: lexical_rank.get(&hit.id).cloned(),
+            graph: graph_rank.get(&hit.id).map(graph_entry),
+            hit,
+            fused: 0.0,
+        });
+    }
+    candidates
+}
+
+/// Σ weight / (k + rank) over the lists that hold each candidate.
+fn score_rrf(candidates: &mut [Candidate], k: f32, rrf: Rrf) {
+    let term = |rank: Option<usize>, weight: f32| rank.map_or(0.0, |r| weight / (k + r as f32));
+    for c in candidates {
+        c.fused = term(c.vector.as_ref().map(|v| v.rank), 1.0)
+            + term(c.lexical.as_ref().map(|v| v.rank), rrf.lexical_weight)
+            + term(c.graph.as_ref().map(|g| g.rank), rrf.graph_weight);
+    }
+}
+
+/// `alpha` × the mean of the text lists' min-max normalised scores + (1 − `alpha`) ×
+/// the graph's.
+fn score_weighted(candidates: &mut [Candidate], alpha: f32, text_lists: f32) {
+    let v = min_max(
+        candidates
+            .iter()
+            .filter_map(|c| Some(c.vector.as_ref()?.score)),
+    );
+    let l = min_max(
+        candidates
+            .iter()
+            .filter_map(|c| Some(c.lexical.as_ref()?.score)),
+    );
+    let g = min_max(
+        candidates
+            .iter()
+            .filter_map(|c| Some(c.graph.as_ref()?.score)),
+    );
+    for c in candidates {
+        let vs = c.vector.as_ref().map_or(0.0, |r| scale(r.score, v));
+        let ls = c.lexical.as_ref().map_or(0.0, |r| scale(r.score, l));
+        let gs = c.graph.as_ref().map_or(0.0, |r| scale(r.score, g));
+        c.fused = alpha * (vs + ls) / text_lists + (1.0 - alpha) * gs;
     }
 }
 
