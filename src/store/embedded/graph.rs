@@ -32,7 +32,8 @@ use crate::domain::graph::{
 use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
-use crate::store::cypher;
+use crate::store::cypher::{self, documents as q};
+use crate::store::graph_exec as shared;
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
 
 pub(super) struct Inner {
@@ -392,7 +393,13 @@ impl GraphStore for EmbeddedGraphStore {
 
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
         self.read(tenant, move |inner, tenant| {
-            inner.read_entities(tenant, ids)
+            inner.read_by_ids(
+                tenant,
+                q::ENTITIES,
+                &q::ENTITY_COLUMNS,
+                ids,
+                shared::entities,
+            )
         })
         .await
     }
@@ -403,7 +410,13 @@ impl GraphStore for EmbeddedGraphStore {
         chunks: Vec<String>,
     ) -> StoreResult<Vec<Mention>> {
         self.read(tenant, move |inner, tenant| {
-            inner.read_mentions(tenant, cypher::documents::CHUNK_MENTIONS, chunks)
+            inner.read_by_ids(
+                tenant,
+                q::CHUNK_MENTIONS,
+                &q::MENTION_COLUMNS,
+                chunks,
+                shared::mentions,
+            )
         })
         .await
     }
@@ -415,7 +428,13 @@ impl GraphStore for EmbeddedGraphStore {
         limit: usize,
     ) -> StoreResult<Vec<ChunkLink>> {
         self.read(tenant, move |inner, tenant| {
-            inner.read_links(tenant, &cypher::documents::entity_mentions(limit), entities)
+            inner.read_by_ids(
+                tenant,
+                &q::entity_mentions(limit),
+                &q::LINK_COLUMNS,
+                entities,
+                shared::links,
+            )
         })
         .await
     }
@@ -427,7 +446,13 @@ impl GraphStore for EmbeddedGraphStore {
         limit: usize,
     ) -> StoreResult<Vec<Related>> {
         self.read(tenant, move |inner, tenant| {
-            inner.read_related(tenant, entities, limit)
+            inner.read_by_ids(
+                tenant,
+                &q::related(limit),
+                &q::RELATED_COLUMNS,
+                entities,
+                shared::related,
+            )
         })
         .await
     }

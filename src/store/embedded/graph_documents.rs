@@ -13,9 +13,8 @@ use super::graph_values::{to_grafeo, to_json};
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::DocumentGraph;
 use crate::domain::principal::Tenant;
-use crate::store::cypher::documents as q;
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, list};
 use crate::store::{StoreError, StoreResult};
 
@@ -107,55 +106,20 @@ impl Inner {
         now(shared::expand(&mut self.tx(tenant)?, query))
     }
 
-    /// Reads without a transaction.
-    pub(super) fn read_mentions(
+    /// Runs the read-only document `statement` over `$ids` without a transaction and
+    /// parses its rows (`columns`, in `RETURN` order) with `parse`.
+    pub(super) fn read_by_ids<T>(
         &self,
         tenant: &Tenant,
         statement: &str,
+        columns: &[&str],
         ids: Vec<String>,
-    ) -> StoreResult<Vec<Mention>> {
-        let rows =
-            self.tx(tenant)?
-                .run_now(statement, &q::MENTION_COLUMNS, vec![("ids", list(ids))])?;
-        shared::mentions(&rows)
-    }
-
-    /// Reads without a transaction.
-    pub(super) fn read_links(
-        &self,
-        tenant: &Tenant,
-        statement: &str,
-        ids: Vec<String>,
-    ) -> StoreResult<Vec<ChunkLink>> {
-        let rows =
-            self.tx(tenant)?
-                .run_now(statement, &q::LINK_COLUMNS, vec![("ids", list(ids))])?;
-        shared::links(&rows)
-    }
-
-    pub(super) fn read_entities(
-        &self,
-        tenant: &Tenant,
-        ids: Vec<String>,
-    ) -> StoreResult<Vec<EntityRef>> {
-        let rows =
-            self.tx(tenant)?
-                .run_now(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])?;
-        shared::entities(&rows)
-    }
-
-    pub(super) fn read_related(
-        &self,
-        tenant: &Tenant,
-        ids: Vec<String>,
-        limit: usize,
-    ) -> StoreResult<Vec<Related>> {
-        let rows = self.tx(tenant)?.run_now(
-            &q::related(limit),
-            &q::RELATED_COLUMNS,
-            vec![("ids", list(ids))],
-        )?;
-        shared::related(&rows)
+        parse: fn(&Rows) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let rows = self
+            .tx(tenant)?
+            .run_now(statement, columns, vec![("ids", list(ids))])?;
+        parse(&rows)
     }
 
     /// Replaces every document in `docs`, each in its own transaction, so a write from
