@@ -58,7 +58,8 @@ impl HybridService {
         }));
         let max_degree = settings.max_graph_chunks;
         let mut ids = graph.seeds(max_degree);
-        let mut mass = graph.rank(settings.ppr_damping);
+        // Set by every layer; with no layer there are no chunks to rank.
+        let mut mass = Vec::new();
         for depth in 1..=hops {
             let room = settings
                 .max_graph_chunks

@@ -103,39 +103,34 @@ impl Subgraph {
     /// Ids of the `n` unexpanded entities of at most `max_degree` chunks that would pass
     /// on the most mass per chunk, best first (ties by id); marks them expanded.
     pub fn frontier(&mut self, mass: &[f32], n: usize, max_degree: usize) -> Vec<String> {
-        let mut ranked: Vec<(usize, f32)> = (0..self.entities.len())
+        let scored = (0..self.entities.len())
             .filter(|&i| !self.entities[i].expanded && self.entities[i].degree <= max_degree)
             .map(|i| (i, mass[i] / self.entities[i].degree as f32))
-            .filter(|&(_, m)| m > 0.0)
             .collect();
-        ranked.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| self.entities[a.0].id.cmp(&self.entities[b.0].id))
-        });
-        ranked.truncate(n);
-        ranked
-            .into_iter()
-            .map(|(i, _)| {
-                self.entities[i].expanded = true;
-                self.entities[i].id.clone()
-            })
-            .collect()
+        self.expand_best(scored, n)
     }
 
     /// Ids of the seeds of at most `max_degree` chunks, best first, marked expanded.
     pub fn seeds(&mut self, max_degree: usize) -> Vec<String> {
-        let weights: Vec<f32> = self.entities.iter().map(|e| e.seed).collect();
-        let mut ranked: Vec<usize> = (0..self.entities.len())
-            .filter(|&i| weights[i] > 0.0 && self.entities[i].degree <= max_degree)
+        let scored = (0..self.entities.len())
+            .filter(|&i| self.entities[i].degree <= max_degree)
+            .map(|i| (i, self.entities[i].seed))
             .collect();
-        ranked.sort_by(|&a, &b| {
-            weights[b]
-                .total_cmp(&weights[a])
-                .then_with(|| self.entities[a].id.cmp(&self.entities[b].id))
+        self.expand_best(scored, usize::MAX)
+    }
+
+    /// The ids of the `n` best of `scored` (entity, score) with a score above 0, best
+    /// first (ties by id, so the order is deterministic), marked expanded.
+    fn expand_best(&mut self, mut scored: Vec<(usize, f32)>, n: usize) -> Vec<String> {
+        scored.retain(|&(_, s)| s > 0.0);
+        scored.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.entities[a.0].id.cmp(&self.entities[b.0].id))
         });
-        ranked
+        scored.truncate(n);
+        scored
             .into_iter()
-            .map(|i| {
+            .map(|(i, _)| {
                 self.entities[i].expanded = true;
                 self.entities[i].id.clone()
             })
