@@ -33,6 +33,27 @@ pub trait CypherTx: Send {
         columns: &[&str],
         params: Vec<(&'static str, Value)>,
     ) -> StoreResult<Rows>;
+
+    /// Adds each pair's `delta` to the weight of its `RELATED_TO` edge from `a` to `b`
+    /// (creating it), and removes an edge whose weight falls to 0 or below; a pair whose
+    /// entities do not both exist is skipped. [`q::ADD_WEIGHTS`] is the definition; an
+    /// executor may do the same natively.
+    async fn add_weights(&mut self, pairs: Vec<WeightDelta>) -> StoreResult<()> {
+        let pairs = pairs
+            .into_iter()
+            .map(|p| serde_json::json!({"a": p.a, "b": p.b, "delta": p.delta}));
+        self.run(q::ADD_WEIGHTS, &[], vec![("pairs", list(pairs))])
+            .await
+            .map(drop)
+    }
+}
+
+/// A change to the `RELATED_TO` weight of entity pair `a < b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightDelta {
+    pub a: String,
+    pub b: String,
+    pub delta: i64,
 }
 
 pub fn list<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
@@ -420,20 +441,21 @@ async fn update_weights(
     new: &BTreeMap<(String, String), i64>,
 ) -> StoreResult<()> {
     let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
-    let deltas: Vec<Value> = pairs
+    let deltas: Vec<WeightDelta> = pairs
         .into_iter()
         .filter_map(|pair| {
             let delta = new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
-            let (a, b) = pair;
-            (delta != 0).then(|| serde_json::json!({"a": a, "b": b, "delta": delta}))
+            if delta == 0 {
+                return None;
+            }
+            let (a, b) = pair.clone();
+            Some(WeightDelta { a, b, delta })
         })
         .collect();
     if deltas.is_empty() {
         return Ok(());
     }
-    tx.run(q::ADD_WEIGHTS, &[], vec![("pairs", Value::Array(deltas))])
-        .await
-        .map(drop)
+    tx.add_weights(deltas).await
 }
 
 async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> StoreResult<()> {

@@ -3,19 +3,22 @@
 //! transaction, neighbour expansion) runs here too, and the entity/chunk lookups hybrid
 //! retrieval walks.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use grafeo::Session;
+use grafeo::{EdgeId, NodeId, Session};
 use serde_json::Value;
 
 use super::graph::{Inner, engine, params};
 use super::graph_values::{to_grafeo, to_json};
 use crate::domain::graph::{
-    Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
+    ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
+    Written,
 };
 use crate::domain::ingest::DocumentGraph;
 use crate::domain::principal::Tenant;
-use crate::store::graph_exec::{self as shared, CypherTx, Rows, list};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
 use crate::store::{StoreError, StoreResult};
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
@@ -44,7 +47,112 @@ impl Tx<'_> {
             .collect();
         Rows::new(columns, values)
     }
+
+    /// [`CypherTx::add_weights`] through grafeo's direct API, in the open transaction:
+    /// the statement's effect without parsing, planning or a row per pair. Each entity
+    /// is looked up once (not twice per pair), and an existing edge is searched for
+    /// among the out-edges of `a` or the in-edges of `b`, whichever list is shorter,
+    /// so a hub on either end costs no more than its partner's degree.
+    fn add_weights_now(&self, pairs: &[WeightDelta]) -> StoreResult<()> {
+        let mut entities: HashMap<&str, Option<Entity>> = HashMap::new();
+        for p in pairs {
+            let a = *entities.entry(&p.a).or_insert_with(|| self.entity(&p.a));
+            let b = *entities.entry(&p.b).or_insert_with(|| self.entity(&p.b));
+            let (Some(a), Some(b)) = (a, b) else {
+                continue;
+            };
+            let edges = self.related(a, b);
+            if edges.is_empty() && p.delta > 0 {
+                let weight = [(WEIGHT, grafeo::Value::Int64(p.delta))];
+                self.session
+                    .create_edge_with_props(a.node, b.node, RELATED_TO, weight)
+                    .map_err(engine)?;
+            }
+            for (edge, weight) in edges {
+                let written = match plus(weight, p.delta) {
+                    Ok(Some(weight)) => self.session.set_edge_property(edge, WEIGHT, weight),
+                    Ok(None) => self.session.delete_edge(edge).map(drop),
+                    Err(other) => {
+                        return Err(StoreError::invalid(format!(
+                            "RELATED_TO weight {other:?} between {:?} and {:?} is not a number",
+                            p.a, p.b
+                        )));
+                    }
+                };
+                written.map_err(engine)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `Entity` node with `id` in this tenant's graph, as the statement's
+    /// `MATCH (:Entity {id, tenant})` finds it (through the `id` index).
+    fn entity(&self, id: &str) -> Option<Entity> {
+        let tenant = grafeo::Value::from(self.tenant.as_str());
+        let node = self
+            .session
+            .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
+            .into_iter()
+            .find(|&n| {
+                self.session.get_node(n).is_some_and(|node| {
+                    node.has_label(ENTITY) && node.get_property(TENANT_PROPERTY) == Some(&tenant)
+                })
+            })?;
+        let (out, into) = self.session.get_degree(node);
+        Some(Entity { node, out, into })
+    }
+
+    /// The `RELATED_TO` edges from `a` to `b` visible to this transaction, with their
+    /// weights.
+    fn related(&self, a: Entity, b: Entity) -> Vec<(EdgeId, Option<grafeo::Value>)> {
+        let (candidates, far) = if a.out <= b.into {
+            (self.session.get_neighbors_outgoing(a.node), b.node)
+        } else {
+            (self.session.get_neighbors_incoming(b.node), a.node)
+        };
+        candidates
+            .into_iter()
+            .filter(|&(node, _)| node == far)
+            .filter_map(|(_, edge)| self.session.get_edge(edge))
+            .filter(|edge| {
+                edge.src == a.node && edge.dst == b.node && edge.edge_type.as_str() == RELATED_TO
+            })
+            .map(|edge| (edge.id, edge.get_property(WEIGHT).cloned()))
+            .collect()
+    }
 }
+
+/// An entity node and its degrees when first looked up (they only pick which side's
+/// edge list to scan, so they need not follow the writes that come after).
+#[derive(Clone, Copy)]
+struct Entity {
+    node: NodeId,
+    out: usize,
+    into: usize,
+}
+
+/// `coalesce(weight, 0) + delta`, or `None` when that is 0 or less; `Err(weight)` when
+/// the stored weight is not a number.
+fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Value>, grafeo::Value> {
+    use grafeo::Value::{Float64, Int64, Null};
+    let (sum, positive) = match weight {
+        None | Some(Null) => (Int64(delta), delta > 0),
+        Some(Int64(w)) => {
+            let sum = w.saturating_add(delta);
+            (Int64(sum), sum > 0)
+        }
+        Some(Float64(w)) => {
+            let sum = w + delta as f64;
+            (Float64(sum), sum > 0.0)
+        }
+        Some(other) => return Err(other),
+    };
+    Ok(positive.then_some(sum))
+}
+
+const ENTITY: &str = "Entity";
+const RELATED_TO: &str = "RELATED_TO";
+const WEIGHT: &str = "weight";
 
 #[async_trait]
 impl CypherTx for Tx<'_> {
@@ -55,6 +163,10 @@ impl CypherTx for Tx<'_> {
         params: Vec<(&'static str, Value)>,
     ) -> StoreResult<Rows> {
         self.run_now(statement, columns, params)
+    }
+
+    async fn add_weights(&mut self, pairs: Vec<WeightDelta>) -> StoreResult<()> {
+        self.add_weights_now(&pairs)
     }
 }
 
@@ -167,5 +279,25 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use grafeo::Value::{Float64, Int64, Null};
+
+    use super::plus;
+
+    #[test]
+    fn weights_add_like_coalesce_and_fall_away_at_zero() {
+        assert_eq!(plus(None, 2), Ok(Some(Int64(2))));
+        assert_eq!(plus(Some(Null), 1), Ok(Some(Int64(1))));
+        assert_eq!(plus(None, -1), Ok(None));
+        assert_eq!(plus(Some(Int64(3)), -1), Ok(Some(Int64(2))));
+        assert_eq!(plus(Some(Int64(1)), -1), Ok(None));
+        assert_eq!(plus(Some(Float64(1.5)), 1), Ok(Some(Float64(2.5))));
+        assert_eq!(plus(Some(Float64(0.5)), -1), Ok(None));
+        let text = grafeo::Value::from("heavy");
+        assert_eq!(plus(Some(text.clone()), 1), Err(text));
     }
 }

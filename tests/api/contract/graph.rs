@@ -378,6 +378,49 @@ async fn documents(store: &dyn GraphStore) {
         .await
         .unwrap();
     assert_eq!(both.len(), 2, "{both:?}");
+
+    // The same with a hub on one end: "Alpha" relates to eight entities before it meets
+    // "Zed", so an executor may look for the pair's edge from either side.
+    let hub = ["Alpha", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"];
+    store
+        .replace_documents(&t, vec![doc("h1", &[&hub])])
+        .await
+        .unwrap();
+    let partners = async |store: &dyn GraphStore, of: &str| -> Vec<(String, f64)> {
+        let related = store
+            .related_entities(&t, vec![format!("entity:{of}")], 20)
+            .await
+            .unwrap();
+        let mut out: Vec<_> = related
+            .into_iter()
+            .map(|r| (r.entity.name, r.weight))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    for (n, d) in ["h2", "h3"].into_iter().enumerate() {
+        store
+            .replace_documents(&t, vec![doc(d, &[&["Alpha", "Zed"]])])
+            .await
+            .unwrap();
+        assert_eq!(
+            partners(store, "Zed").await,
+            [("Alpha".to_owned(), n as f64 + 1.0)]
+        );
+    }
+    assert_eq!(partners(store, "Alpha").await.len(), 9);
+    for (n, d) in ["h2", "h3"].into_iter().enumerate() {
+        store
+            .replace_documents(&t, vec![doc(d, &[&["Zed"]])])
+            .await
+            .unwrap();
+        let left: Vec<_> = (n == 0)
+            .then(|| ("Alpha".to_owned(), 1.0))
+            .into_iter()
+            .collect();
+        assert_eq!(partners(store, "Zed").await, left);
+    }
+    assert_eq!(partners(store, "Alpha").await.len(), 8);
     store.ping().await.unwrap();
 }
 
