@@ -56,156 +56,32 @@ fn failed(store: &'static str) -> impl Fn(StoreError) -> OpenError {
 }
 
 pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores, OpenError> {
-    let data_dir = &settings.server.data_dir;
-    let policy = Policy::from(&settings.resilience);
-    let timeout = policy.timeout;
-    let mut breakers = Vec::new();
-    let mut guard = |backend: &'static str| {
-        let g = Resilience::new(backend, policy, metrics);
-        breakers.push(g.clone());
-        g
+    let mut opener = Opener {
+        settings,
+        metrics,
+        policy: Policy::from(&settings.resilience),
+        breakers: Vec::new(),
+        redis: None,
     };
-    let redis = if settings.uses_redis() {
+    if settings.uses_redis() {
         let r = &settings.redis;
-        Some(
-            Redis::connect(&r.url, &r.key_prefix, guard("redis"), timeout)
+        let guard = opener.guard("redis");
+        opener.redis = Some(
+            Redis::connect(&r.url, &r.key_prefix, guard, opener.policy.timeout)
                 .map_err(failed("redis"))?,
-        )
-    } else {
-        None
-    };
-    let redis = || {
-        redis.clone().ok_or_else(|| OpenError {
-            store: "redis",
-            error: StoreError::invalid("redis.url is not set"),
-        })
-    };
-
-    let vectors: Arc<dyn VectorStore> = match settings.vectors.backend {
-        VectorBackend::Embedded => {
-            let options = EmbeddedVectorOptions {
-                default_name: settings.vectors.default_collection.clone(),
-                default_spec: CollectionSpec {
-                    dim: settings.vectors.default_dim,
-                    distance: settings.vectors.default_distance,
-                },
-                tuning: Tuning {
-                    indexing_threads: match settings.vectors.indexing_threads {
-                        0 => {
-                            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-                        }
-                        n => n,
-                    },
-                    engine_wal_limit_bytes: settings.vectors.engine_wal_limit_bytes,
-                    indexing_threshold_kb: match settings.vectors.indexing_threshold_kb {
-                        0 => None,
-                        n => Some(n),
-                    },
-                    quantization: settings.vectors.quantization,
-                },
-                maintenance_every: Duration::from_millis(settings.vectors.maintenance_ms),
-                checkpoint_every: Duration::from_millis(settings.vectors.checkpoint_interval_ms),
-                checkpoint_bytes: settings.vectors.checkpoint_log_bytes,
-            };
-            Arc::new(
-                EmbeddedVectorStore::open(data_dir, options)
-                    .await
-                    .map_err(failed("vector"))?,
-            )
-        }
-        VectorBackend::Qdrant => Arc::new(
-            QdrantVectorStore::connect(&settings.vectors, guard("qdrant"), timeout)
-                .map_err(failed("vector"))?,
-        ),
-    };
-    let graph: Arc<dyn GraphStore> = match settings.graph.backend {
-        GraphBackend::Embedded => {
-            let options = EmbeddedGraphOptions {
-                query_timeout: Duration::from_millis(settings.limits.query_timeout_ms),
-                max_concurrent_queries: settings.limits.max_concurrent_queries,
-                max_concurrent_queries_per_tenant: settings
-                    .limits
-                    .max_concurrent_queries_per_tenant,
-                query_memory_bytes: settings.limits.query_memory_bytes,
-                wal_limit_bytes: settings.graph.wal_limit_bytes,
-                indexed_properties: settings.graph.indexed_properties.clone(),
-            };
-            Arc::new(
-                EmbeddedGraphStore::open(data_dir, options)
-                    .await
-                    .map_err(failed("graph"))?,
-            )
-        }
-        GraphBackend::Neo4j => Arc::new(
-            Neo4jGraphStore::connect(
-                &settings.graph,
-                guard("neo4j"),
-                timeout,
-                Duration::from_millis(settings.limits.query_timeout_ms),
-                QuerySlots::new(
-                    settings.limits.max_concurrent_queries,
-                    settings.limits.max_concurrent_queries_per_tenant,
-                ),
-            )
-            .await
-            .map_err(failed("graph"))?,
-        ),
-    };
-    let events: Arc<dyn EventLog> = match settings.events.backend {
-        EventBackend::Embedded => Arc::new(
-            EmbeddedEventLog::open(data_dir)
-                .await
-                .map_err(failed("event log"))?,
-        ),
-        EventBackend::Kafka => Arc::new(
-            KafkaEventLog::connect(
-                &settings.events,
-                RedisIngestState::new(redis()?),
-                guard("kafka"),
-                timeout,
-            )
-            .await
-            .map_err(failed("event log"))?,
-        ),
-    };
-    let auth: Arc<dyn AuthStore> = match settings.auth.backend {
-        AuthBackend::Embedded => Arc::new(
-            EmbeddedAuthStore::open(data_dir)
-                .await
-                .map_err(failed("auth"))?,
-        ),
-        AuthBackend::Redis => Arc::new(RedisAuthStore::new(redis()?)),
-    };
-    let ttl = Duration::from_secs(settings.cache.search_ttl_secs);
-    let search_cache: Option<Arc<dyn SearchCache>> = match settings.cache.backend {
-        _ if ttl.is_zero() => None,
-        CacheBackend::Memory => Some(Arc::new(MemorySearchCache::new(
-            settings.cache.search_entries,
-            ttl,
-        ))),
-        CacheBackend::Redis => Some(Arc::new(RedisSearchCache::new(redis()?, ttl))),
-    };
+        );
+    }
+    let vectors = opener.vectors().await?;
+    let graph = opener.graph().await?;
+    let events = opener.events().await?;
+    let auth = opener.auth().await?;
+    let search_cache = opener.search_cache()?;
     let vectors = match &search_cache {
         Some(cache) => Arc::new(CachedVectors::new(vectors, cache.clone(), metrics.clone())),
         None => vectors,
     };
-    let rate_limits: Option<Arc<dyn RateLimitStore>> =
-        match (settings.rate_limit.enabled, settings.rate_limit.backend) {
-            (true, RateLimitBackend::Redis) => Some(Arc::new(RedisRateLimits::new(redis()?))),
-            _ => None,
-        };
-    let audit: Option<Arc<dyn AuditLog>> = match (settings.audit.enabled, settings.audit.backend) {
-        (false, _) => None,
-        (true, AuditBackend::Embedded) => Some(Arc::new(
-            EmbeddedAuditLog::open(data_dir)
-                .await
-                .map_err(failed("audit"))?,
-        )),
-        (true, AuditBackend::Redis) => Some(Arc::new(RedisAuditLog::new(
-            redis()?,
-            settings.audit.max_records,
-        ))),
-    };
+    let rate_limits = opener.rate_limits()?;
+    let audit = opener.audit().await?;
     Ok(Stores {
         vectors,
         audit,
@@ -214,6 +90,186 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
         auth,
         search_cache,
         rate_limits,
-        breakers,
+        breakers: opener.breakers,
     })
+}
+
+/// What opening the stores shares: the settings, one resilience guard per production
+/// backend (kept for the health checks) and the Redis connection the Redis-backed
+/// stores share.
+struct Opener<'a> {
+    settings: &'a Settings,
+    metrics: &'a Arc<Metrics>,
+    policy: Policy,
+    breakers: Vec<Arc<Resilience>>,
+    redis: Option<Redis>,
+}
+
+impl Opener<'_> {
+    fn guard(&mut self, backend: &'static str) -> Arc<Resilience> {
+        let g = Resilience::new(backend, self.policy, self.metrics);
+        self.breakers.push(g.clone());
+        g
+    }
+
+    fn redis(&self) -> Result<Redis, OpenError> {
+        self.redis.clone().ok_or_else(|| OpenError {
+            store: "redis",
+            error: StoreError::invalid("redis.url is not set"),
+        })
+    }
+
+    async fn vectors(&mut self) -> Result<Arc<dyn VectorStore>, OpenError> {
+        let settings = self.settings;
+        Ok(match settings.vectors.backend {
+            VectorBackend::Embedded => Arc::new(
+                EmbeddedVectorStore::open(&settings.server.data_dir, vector_options(settings))
+                    .await
+                    .map_err(failed("vector"))?,
+            ),
+            VectorBackend::Qdrant => {
+                let guard = self.guard("qdrant");
+                Arc::new(
+                    QdrantVectorStore::connect(&settings.vectors, guard, self.policy.timeout)
+                        .map_err(failed("vector"))?,
+                )
+            }
+        })
+    }
+
+    async fn graph(&mut self) -> Result<Arc<dyn GraphStore>, OpenError> {
+        let settings = self.settings;
+        let limits = &settings.limits;
+        Ok(match settings.graph.backend {
+            GraphBackend::Embedded => Arc::new(
+                EmbeddedGraphStore::open(&settings.server.data_dir, graph_options(settings))
+                    .await
+                    .map_err(failed("graph"))?,
+            ),
+            GraphBackend::Neo4j => {
+                let guard = self.guard("neo4j");
+                let slots = QuerySlots::new(
+                    limits.max_concurrent_queries,
+                    limits.max_concurrent_queries_per_tenant,
+                );
+                let query_timeout = Duration::from_millis(limits.query_timeout_ms);
+                Arc::new(
+                    Neo4jGraphStore::connect(
+                        &settings.graph,
+                        guard,
+                        self.policy.timeout,
+                        query_timeout,
+                        slots,
+                    )
+                    .await
+                    .map_err(failed("graph"))?,
+                )
+            }
+        })
+    }
+
+    async fn events(&mut self) -> Result<Arc<dyn EventLog>, OpenError> {
+        let settings = self.settings;
+        Ok(match settings.events.backend {
+            EventBackend::Embedded => Arc::new(
+                EmbeddedEventLog::open(&settings.server.data_dir)
+                    .await
+                    .map_err(failed("event log"))?,
+            ),
+            EventBackend::Kafka => {
+                let state = RedisIngestState::new(self.redis()?);
+                let guard = self.guard("kafka");
+                Arc::new(
+                    KafkaEventLog::connect(&settings.events, state, guard, self.policy.timeout)
+                        .await
+                        .map_err(failed("event log"))?,
+                )
+            }
+        })
+    }
+
+    async fn auth(&self) -> Result<Arc<dyn AuthStore>, OpenError> {
+        Ok(match self.settings.auth.backend {
+            AuthBackend::Embedded => Arc::new(
+                EmbeddedAuthStore::open(&self.settings.server.data_dir)
+                    .await
+                    .map_err(failed("auth"))?,
+            ),
+            AuthBackend::Redis => Arc::new(RedisAuthStore::new(self.redis()?)),
+        })
+    }
+
+    /// `None` when cache entries would live 0 seconds.
+    fn search_cache(&self) -> Result<Option<Arc<dyn SearchCache>>, OpenError> {
+        let cache = &self.settings.cache;
+        let ttl = Duration::from_secs(cache.search_ttl_secs);
+        Ok(match cache.backend {
+            _ if ttl.is_zero() => None,
+            CacheBackend::Memory => {
+                Some(Arc::new(MemorySearchCache::new(cache.search_entries, ttl)))
+            }
+            CacheBackend::Redis => Some(Arc::new(RedisSearchCache::new(self.redis()?, ttl))),
+        })
+    }
+
+    fn rate_limits(&self) -> Result<Option<Arc<dyn RateLimitStore>>, OpenError> {
+        let limits = &self.settings.rate_limit;
+        Ok(match (limits.enabled, limits.backend) {
+            (true, RateLimitBackend::Redis) => Some(Arc::new(RedisRateLimits::new(self.redis()?))),
+            _ => None,
+        })
+    }
+
+    async fn audit(&self) -> Result<Option<Arc<dyn AuditLog>>, OpenError> {
+        let audit = &self.settings.audit;
+        Ok(match (audit.enabled, audit.backend) {
+            (false, _) => None,
+            (true, AuditBackend::Embedded) => Some(Arc::new(
+                EmbeddedAuditLog::open(&self.settings.server.data_dir)
+                    .await
+                    .map_err(failed("audit"))?,
+            )),
+            (true, AuditBackend::Redis) => Some(Arc::new(RedisAuditLog::new(
+                self.redis()?,
+                audit.max_records,
+            ))),
+        })
+    }
+}
+
+fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
+    let v = &settings.vectors;
+    let indexing_threads = match v.indexing_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        n => n,
+    };
+    EmbeddedVectorOptions {
+        default_name: v.default_collection.clone(),
+        default_spec: CollectionSpec {
+            dim: v.default_dim,
+            distance: v.default_distance,
+        },
+        tuning: Tuning {
+            indexing_threads,
+            engine_wal_limit_bytes: v.engine_wal_limit_bytes,
+            indexing_threshold_kb: (v.indexing_threshold_kb != 0)
+                .then_some(v.indexing_threshold_kb),
+            quantization: v.quantization,
+        },
+        maintenance_every: Duration::from_millis(v.maintenance_ms),
+        checkpoint_every: Duration::from_millis(v.checkpoint_interval_ms),
+        checkpoint_bytes: v.checkpoint_log_bytes,
+    }
+}
+
+fn graph_options(settings: &Settings) -> EmbeddedGraphOptions {
+    let limits = &settings.limits;
+    EmbeddedGraphOptions {
+        query_timeout: Duration::from_millis(limits.query_timeout_ms),
+        max_concurrent_queries: limits.max_concurrent_queries,
+        max_concurrent_queries_per_tenant: limits.max_concurrent_queries_per_tenant,
+        query_memory_bytes: limits.query_memory_bytes,
+        wal_limit_bytes: settings.graph.wal_limit_bytes,
+        indexed_properties: settings.graph.indexed_properties.clone(),
+    }
 }
