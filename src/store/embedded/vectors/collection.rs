@@ -416,17 +416,18 @@ impl Collection {
         Ok(())
     }
 
-    /// Points matching `filter`. Without one this is the segments' live-point counts,
-    /// with no scan: a shard holds one tenant's points only (its directory is the
-    /// tenant's), and the ingest worker asks for it on every batch.
+    /// Points matching `filter`, counted exactly (segment statistics over-count while
+    /// an optimization or a crash leaves copies behind). Without a filter no condition
+    /// is checked per point: a shard holds one tenant's points only (its directory is
+    /// the tenant's), and the ingest worker asks for the count on every batch.
     pub(super) fn count(&self, tenant: &Tenant, filter: Option<&Filter>) -> StoreResult<usize> {
-        if filter.is_none() {
-            return Ok(self.shard()?.info().points_count);
-        }
-        let filter = map::tenant_filter(tenant, filter).map_err(StoreError::invalid)?;
+        let filter = match filter {
+            None => None,
+            Some(f) => Some(map::tenant_filter(tenant, Some(f)).map_err(StoreError::invalid)?),
+        };
         self.shard()?
             .count(CountRequest {
-                filter: Some(filter),
+                filter,
                 exact: true,
             })
             .map_err(engine)

@@ -181,16 +181,15 @@ impl VectorStore for EmbeddedVectorStore {
         name: &CollectionName,
     ) -> StoreResult<CollectionInfo> {
         let c = self.require(tenant, name)?;
-        let name = name.to_string();
+        let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
-            // A shard holds one tenant's points only: its live-point count, no scan.
             let info = c.shard()?.info();
             let schema = info
                 .payload_schema
                 .iter()
                 .map(|(path, i)| (path.to_string(), i.data_type));
             Ok(CollectionInfo {
-                points_count: info.points_count,
+                points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
                 payload_indexes: map::payload_indexes(schema),
                 name,
