@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::embed::Embedder;
 use crate::http::state::AppState;
 use crate::llm::ChatClient;
 use crate::services::audit::AuditService;
@@ -22,6 +25,7 @@ use crate::services::ingest::IngestService;
 use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
 use crate::services::vectors::VectorService;
+use crate::store::open::Stores;
 use crate::store::{GraphStore, VectorStore};
 
 /// Why the server could not start.
@@ -78,13 +82,11 @@ struct Closing {
 /// `worker`.
 async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<String>), StartError> {
     let data_dir = settings.server.data_dir.clone();
-    let dir_err = |source| StartError::DataDir {
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.display().to_string(),
         source,
-    };
-    std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
+    })?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-
     let stores = crate::store::open::open(&settings, &metrics)
         .await
         .map_err(|e| StartError::Store {
@@ -96,30 +98,58 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
     let llm = ChatClient::from_settings(&settings.llm)
         .map_err(store_err("llm"))?
         .map(Arc::new);
+    let auth_failed = |message| StartError::Store {
+        store: "auth",
+        message,
+    };
     let auth = AuthService::new(
         stores.auth.clone(),
         settings.auth.clone(),
         &data_dir,
         metrics.clone(),
     )
-    .map_err(|message| StartError::Store {
-        store: "auth",
-        message,
-    })?;
+    .map_err(auth_failed)?;
     let bootstrap_key = auth
         .bootstrap(&data_dir)
         .await
-        .map_err(|e| StartError::Store {
-            store: "auth",
-            message: e.to_string(),
-        })?;
+        .map_err(|e| auth_failed(e.to_string()))?;
+    let closing = Closing {
+        audit: AuditService::start(
+            &settings.audit,
+            stores.audit.clone(),
+            metrics.clone(),
+            settings.auth.bootstrap_tenant.clone(),
+        ),
+        vectors: stores.vectors.clone(),
+        graph: stores.graph.clone(),
+    };
+    let audit = closing.audit.clone();
+    let state = services(
+        Arc::new(settings),
+        stores,
+        metrics,
+        (embedder, llm),
+        auth,
+        audit,
+    );
+    Ok((state, closing, bootstrap_key))
+}
+
+/// Builds each service once from the open stores and clients.
+fn services(
+    settings: Arc<Settings>,
+    stores: Stores,
+    metrics: Arc<crate::metrics::Metrics>,
+    (embedder, llm): (Arc<dyn Embedder>, Option<Arc<ChatClient>>),
+    auth: AuthService,
+    audit: AuditService,
+) -> AppState {
     let rate_limits = RateLimits::new(
         &settings.rate_limit,
         stores.rate_limits.clone(),
         metrics.clone(),
     )
     .map(Arc::new);
-    let settings = Arc::new(settings);
     let vectors = VectorService::new(settings.clone(), stores.vectors.clone(), embedder.clone());
     let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());
     let ingest = IngestService::new(
@@ -131,18 +161,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
         metrics.clone(),
         vectors.clone(),
     );
-    let audit = AuditService::start(
-        &settings.audit,
-        stores.audit.clone(),
-        metrics.clone(),
-        settings.auth.bootstrap_tenant.clone(),
-    );
-    let closing = Closing {
-        audit: audit.clone(),
-        vectors: stores.vectors.clone(),
-        graph: stores.graph.clone(),
-    };
-    let state = AppState {
+    AppState {
         auth: Arc::new(auth),
         audit,
         graphs: GraphService::new(settings.clone(), stores.graph.clone()),
@@ -159,8 +178,7 @@ async fn open_state(settings: Settings) -> Result<(AppState, Closing, Option<Str
         health: HealthService { stores },
         metrics,
         rate_limits,
-    };
-    Ok((state, closing, bootstrap_key))
+    }
 }
 
 impl Closing {
@@ -179,7 +197,7 @@ impl Closing {
 /// `ragbrain worker`: the ingest worker alone, until SIGINT/SIGTERM.
 pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
     let (state, closing, _) = open_state(settings).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(crate::services::ingest::worker::run(state.ingest, stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -265,7 +283,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
-        let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_worker, stop_rx) = watch::channel(false);
         let worker = state.settings.ingest.worker.then(|| {
             tokio::spawn(crate::services::ingest::worker::run(
                 state.ingest.clone(),
@@ -282,22 +300,11 @@ impl Application {
         let router = crate::http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let graph = self.closing.graph.clone();
-        let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
         if let Some(tls) = &self.tls {
             tls.clone()
                 .watch(Duration::from_millis(server.tls.reload_ms));
         }
-        let admin = self.admin.map(|listener| {
-            tokio::spawn(crate::http::serve::serve(
-                listener,
-                admin_router,
-                limits,
-                None,
-                async move {
-                    let _ = admin_stopped.wait_for(|s| *s).await;
-                },
-            ))
-        });
+        let (admin, admin_stop) = spawn_admin(self.admin, admin_router, limits);
         let serve =
             crate::http::serve::serve(self.listener, router, limits, self.tls, async move {
                 shutdown.await;
@@ -324,16 +331,35 @@ impl Application {
         // The worker finishes the batch in hand (it is idempotent, so being cut off
         // by the grace period only means the batch is replayed on the next start).
         let _ = stop_worker.send(true);
-        if let Some(worker) = worker {
-            let _ = tokio::time::timeout(grace, worker).await;
-        }
-        if let Some(admin) = admin {
-            let _ = tokio::time::timeout(grace, admin).await;
+        for task in [worker, admin].into_iter().flatten() {
+            let _ = tokio::time::timeout(grace, task).await;
         }
         self.closing.close().await;
         tracing::info!("stopped");
         result
     }
+}
+
+/// Serves the plain probes-and-metrics listener, when there is one, until the returned
+/// sender says stop.
+fn spawn_admin(
+    listener: Option<TcpListener>,
+    router: axum::Router,
+    limits: crate::http::serve::ConnectionLimits,
+) -> (Option<JoinHandle<()>>, watch::Sender<bool>) {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = listener.map(|listener| {
+        tokio::spawn(crate::http::serve::serve(
+            listener,
+            router,
+            limits,
+            None,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
+    (task, stop)
 }
 
 async fn shutdown_signal() {

@@ -67,6 +67,42 @@ pub struct KafkaEventLog {
     timeout: Duration,
 }
 
+/// Creates the event and dead-letter topics; ones that exist already are left as
+/// they are.
+async fn create_topics(
+    base: &ClientConfig,
+    settings: &EventSettings,
+    timeout: Duration,
+) -> StoreResult<()> {
+    let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
+    let topics: Vec<NewTopic<'_>> = [&settings.topic, &settings.dead_letter_topic]
+        .into_iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let created = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(kafka_err)?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(StoreError::unavailable(format!(
+                    "kafka: creating topic {topic}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn kafka_err(e: KafkaError) -> StoreError {
     let kind = match e.rdkafka_error_code() {
         Some(
@@ -122,32 +158,7 @@ impl KafkaEventLog {
             // (tests/api/chaos.rs). Reconnect attempts to one broker stay cheap.
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "1000");
-        let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
-        let topics: Vec<NewTopic<'_>> = [&settings.topic, &settings.dead_letter_topic]
-            .into_iter()
-            .map(|t| {
-                NewTopic::new(
-                    t,
-                    settings.partitions,
-                    TopicReplication::Fixed(settings.replication),
-                )
-            })
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
-        let created = admin
-            .create_topics(&topics, &options)
-            .await
-            .map_err(kafka_err)?;
-        for result in created {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(StoreError::unavailable(format!(
-                        "kafka: creating topic {topic}: {code}"
-                    )));
-                }
-            }
-        }
+        create_topics(&base, settings, timeout).await?;
         let mut producer_config = base.clone();
         producer_config
             .set("enable.idempotence", "true")

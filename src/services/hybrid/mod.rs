@@ -250,31 +250,15 @@ impl HybridService {
                     .collect();
             self.expand(who, &plan, named, &seeds).await?
         };
-        // Graph-found chunks outside the text lists get their vector score (and the
-        // filter) from a search restricted to their ids.
-        let known: HashSet<PointId> = vector_hits
-            .iter()
-            .chain(&lexical_hits)
-            .map(|h| h.id)
-            .collect();
-        let extra_ids: Vec<PointId> = graph
-            .ranked
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| !known.contains(id))
-            .collect();
-        let mut graph_hits = Vec::new();
-        if !extra_ids.is_empty() {
-            let n = extra_ids.len();
-            graph_hits = self
-                .vectors
-                .search_or_empty(
-                    who,
-                    &plan.collection,
-                    search_query(&plan, n, Some(extra_ids), want_vectors),
-                )
-                .await?;
-        }
+        let graph_hits = self
+            .graph_only_hits(
+                who,
+                &plan,
+                [&vector_hits, &lexical_hits],
+                &graph,
+                want_vectors,
+            )
+            .await?;
         Ok(fusion::fuse(
             &plan,
             fusion::Lists {
@@ -289,6 +273,33 @@ impl HybridService {
                 lexical_weight: self.settings.hybrid.lexical_weight,
             },
         ))
+    }
+
+    /// Graph-found chunks outside the text lists, with their vector score (and the
+    /// filter) from a search restricted to their ids.
+    async fn graph_only_hits(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+        text_lists: [&[ScoredPoint]; 2],
+        graph: &GraphResult,
+        want_vectors: bool,
+    ) -> Result<Vec<ScoredPoint>> {
+        let known: HashSet<PointId> = text_lists.into_iter().flatten().map(|h| h.id).collect();
+        let extra_ids: Vec<PointId> = graph
+            .ranked
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !known.contains(id))
+            .collect();
+        if extra_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = extra_ids.len();
+        let query = search_query(plan, n, Some(extra_ids), want_vectors);
+        self.vectors
+            .search_or_empty(who, &plan.collection, query)
+            .await
     }
 
     /// The BM25 list for a text query; empty for a vector query, with the signal

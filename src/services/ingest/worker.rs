@@ -203,6 +203,26 @@ impl Batch<'_> {
         });
     }
 
+    /// The entries a document can come from, with their tenant; every other event ends
+    /// failed here (with the reason), never dropped.
+    fn readable(&mut self, entries: Vec<LogEntry>) -> Vec<(Tenant, LogEntry)> {
+        let mut readable = Vec::with_capacity(entries.len());
+        for e in entries {
+            let reason = match &e.event.operation {
+                Operation::Unreadable { reason } => reason.clone(),
+                _ => match Tenant::parse(&e.event.tenant) {
+                    Some(tenant) => {
+                        readable.push((tenant, e));
+                        continue;
+                    }
+                    None => format!("{:?} is not a valid tenant name", e.event.tenant),
+                },
+            };
+            self.fail_event(e.seq, &e.event, reason);
+        }
+        readable
+    }
+
     /// Chunks, extracts entities and embeds every upsert in the batch.
     async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
         let settings = self.service.settings.ingest.clone();
@@ -211,23 +231,7 @@ impl Batch<'_> {
             overlap: settings.chunk_overlap_chars,
         };
         let max_entities = settings.max_entities_per_chunk;
-        // An event no document can come from ends failed here, never dropped.
-        let mut readable = Vec::with_capacity(entries.len());
-        for e in entries {
-            match &e.event.operation {
-                Operation::Unreadable { reason } => {
-                    let reason = reason.clone();
-                    self.fail_event(e.seq, &e.event, reason);
-                }
-                _ => match Tenant::parse(&e.event.tenant) {
-                    Some(tenant) => readable.push((tenant, e)),
-                    None => {
-                        let reason = format!("{:?} is not a valid tenant name", e.event.tenant);
-                        self.fail_event(e.seq, &e.event, reason);
-                    }
-                },
-            }
-        }
+        let readable = self.readable(entries);
         let docs: Vec<Doc> = crate::store::blocking(move || {
             Ok(readable
                 .into_iter()

@@ -86,9 +86,9 @@ pub struct SearchResponse {
 }
 
 impl VectorService {
-    pub async fn search(&self, who: &Principal, req: SearchRequest) -> Result<SearchResponse> {
+    pub async fn search(&self, who: &Principal, mut req: SearchRequest) -> Result<SearchResponse> {
         let limits = &self.settings.limits;
-        let collection = self.collection_name(req.collection)?;
+        let collection = self.collection_name(req.collection.take())?;
         bounded("limit", req.limit, 1, limits.max_search_limit)?;
         bounded("offset", req.offset, 0, limits.max_search_offset)?;
         if req.score_threshold.is_some_and(|t| !t.is_finite()) {
@@ -99,32 +99,7 @@ impl VectorService {
         if let Some(filter) = &req.filter {
             check_filter(filter, limits)?;
         }
-        // The ranking asked for, and for mode `both` the second one to fuse with it.
-        let (first, second) = match req.mode {
-            SearchMode::Dense => (
-                Query::Dense(self.query_vector(req.vector, req.text).await?),
-                None,
-            ),
-            SearchMode::Lexical if req.vector.is_some() => {
-                return Err(ServiceError::Invalid(
-                    "mode lexical searches by `text` only; drop `vector`".into(),
-                ));
-            }
-            SearchMode::Lexical => (Query::Lexical(self.query_text(req.text)?), None),
-            SearchMode::Both if req.score_threshold.is_some() => {
-                return Err(ServiceError::Invalid(
-                    "score_threshold applies to one ranking; not with mode both".into(),
-                ));
-            }
-            SearchMode::Both => {
-                let text = self.query_text(req.text)?;
-                let vector = match req.vector {
-                    Some(v) => self.query_vector(Some(v), None).await?,
-                    None => self.embed(&text).await?,
-                };
-                (Query::Dense(vector), Some(Query::Lexical(text)))
-            }
-        };
+        let (first, second) = self.rankings(&mut req).await?;
         let query = |by: Query, limit, offset| SearchQuery {
             query: by,
             limit,
@@ -159,6 +134,39 @@ impl VectorService {
             }
         };
         Ok(SearchResponse { hits })
+    }
+
+    /// The ranking asked for, and for mode `both` the second one to fuse with it; takes
+    /// the request's vector and text.
+    async fn rankings(&self, req: &mut SearchRequest) -> Result<(Query, Option<Query>)> {
+        Ok(match req.mode {
+            SearchMode::Dense => (
+                Query::Dense(
+                    self.query_vector(req.vector.take(), req.text.take())
+                        .await?,
+                ),
+                None,
+            ),
+            SearchMode::Lexical if req.vector.is_some() => {
+                return Err(ServiceError::Invalid(
+                    "mode lexical searches by `text` only; drop `vector`".into(),
+                ));
+            }
+            SearchMode::Lexical => (Query::Lexical(self.query_text(req.text.take())?), None),
+            SearchMode::Both if req.score_threshold.is_some() => {
+                return Err(ServiceError::Invalid(
+                    "score_threshold applies to one ranking; not with mode both".into(),
+                ));
+            }
+            SearchMode::Both => {
+                let text = self.query_text(req.text.take())?;
+                let vector = match req.vector.take() {
+                    Some(v) => self.query_vector(Some(v), None).await?,
+                    None => self.embed(&text).await?,
+                };
+                (Query::Dense(vector), Some(Query::Lexical(text)))
+            }
+        })
     }
 
     /// Embeds validated query text with the server's embedder.
