@@ -46,6 +46,28 @@ pub trait CypherTx: Send {
             .await
             .map(drop)
     }
+
+    /// Links each chunk to the entity it mentions (`MENTIONS`); a link whose chunk or
+    /// entity does not exist is skipped. [`q::CREATE_MENTIONS`] is the definition.
+    async fn create_mentions(&mut self, links: Vec<ChunkLink>) -> StoreResult<()> {
+        let links = links
+            .into_iter()
+            .map(|l| serde_json::json!({"chunk": l.chunk, "entity": l.entity}));
+        self.run(q::CREATE_MENTIONS, &[], vec![("mentions", list(links))])
+            .await
+            .map(drop)
+    }
+
+    /// Adds each `(entity id, delta)` to that entity's `mentions` count.
+    /// [`q::ADD_MENTION_COUNTS`] is the definition.
+    async fn add_mention_counts(&mut self, counts: Vec<(String, i64)>) -> StoreResult<()> {
+        let counts = counts
+            .into_iter()
+            .map(|(id, delta)| serde_json::json!({"id": id, "delta": delta}));
+        self.run(q::ADD_MENTION_COUNTS, &[], vec![("counts", list(counts))])
+            .await
+            .map(drop)
+    }
 }
 
 /// A change to the `RELATED_TO` weight of entity pair `a < b`.
@@ -325,21 +347,15 @@ async fn update_mention_counts(
     {
         *delta.entry(e.id.as_str()).or_default() += 1;
     }
-    let counts: Vec<Value> = delta
+    let counts: Vec<(String, i64)> = delta
         .into_iter()
         .filter(|(_, d)| *d != 0)
-        .map(|(id, d)| serde_json::json!({"id": id, "delta": d}))
+        .map(|(id, d)| (id.to_owned(), d))
         .collect();
     if counts.is_empty() {
         return Ok(());
     }
-    tx.run(
-        q::ADD_MENTION_COUNTS,
-        &[],
-        vec![("counts", Value::Array(counts))],
-    )
-    .await
-    .map(drop)
+    tx.add_mention_counts(counts).await
 }
 
 /// The `column` (a `count(…)`) of a counting statement.
@@ -423,14 +439,13 @@ async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult
         .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
     tx.run(q::CREATE_ENTITIES, &[], vec![("entities", list(missing))])
         .await?;
-    let mentions = doc.chunks.iter().flat_map(|c| {
-        c.entities
-            .iter()
-            .map(|e| serde_json::json!({"chunk": c.id, "entity": e.id}))
+    let links = doc.chunks.iter().flat_map(|c| {
+        c.entities.iter().map(|e| ChunkLink {
+            chunk: c.id.clone(),
+            entity: e.id.clone(),
+        })
     });
-    tx.run(q::CREATE_MENTIONS, &[], vec![("mentions", list(mentions))])
-        .await?;
-    Ok(())
+    tx.create_mentions(links.collect()).await
 }
 
 /// Adds to each pair's stored weight what the new chunks add less what the old ones

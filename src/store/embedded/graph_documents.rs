@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
+use grafeo::database::BatchEdge;
 use grafeo::{EdgeId, NodeId, Session};
 use serde_json::Value;
 
@@ -16,7 +17,7 @@ use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
     Written,
 };
-use crate::domain::ingest::DocumentGraph;
+use crate::domain::ingest::{ChunkLink, DocumentGraph};
 use crate::domain::principal::Tenant;
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
 use crate::store::{StoreError, StoreResult};
@@ -85,21 +86,73 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The `Entity` node with `id` in this tenant's graph, as the statement's
-    /// `MATCH (:Entity {id, tenant})` finds it (through the `id` index).
-    fn entity(&self, id: &str) -> Option<Entity> {
+    /// The node labelled `label` with `id` in this tenant's graph, as the statements'
+    /// `MATCH (:Label {id, tenant})` finds it (through the `id` index), in this
+    /// transaction's view.
+    fn find(&self, label: &str, id: &str) -> Option<NodeId> {
         let tenant = grafeo::Value::from(self.tenant.as_str());
-        let node = self
-            .session
+        self.session
             .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
             .into_iter()
             .find(|&n| {
                 self.session.get_node(n).is_some_and(|node| {
-                    node.has_label(ENTITY) && node.get_property(TENANT_PROPERTY) == Some(&tenant)
+                    node.has_label(label) && node.get_property(TENANT_PROPERTY) == Some(&tenant)
                 })
-            })?;
+            })
+    }
+
+    /// Entity `id` with its degrees, for [`Tx::related`].
+    fn entity(&self, id: &str) -> Option<Entity> {
+        let node = self.find(ENTITY, id)?;
         let (out, into) = self.session.get_degree(node);
         Some(Entity { node, out, into })
+    }
+
+    /// [`CypherTx::create_mentions`] through the direct API: each chunk and entity
+    /// looked up once, the links created in one batch.
+    fn create_mentions_now(&self, links: &[ChunkLink]) -> StoreResult<()> {
+        let mut nodes: HashMap<(&str, &str), Option<NodeId>> = HashMap::new();
+        let mut edges = Vec::with_capacity(links.len());
+        for l in links {
+            let chunk = *nodes
+                .entry((CHUNK, &l.chunk))
+                .or_insert_with(|| self.find(CHUNK, &l.chunk));
+            let entity = *nodes
+                .entry((ENTITY, &l.entity))
+                .or_insert_with(|| self.find(ENTITY, &l.entity));
+            if let (Some(src), Some(dst)) = (chunk, entity) {
+                edges.push(BatchEdge {
+                    src,
+                    dst,
+                    edge_type: MENTIONS.to_owned(),
+                    properties: HashMap::new(),
+                });
+            }
+        }
+        if !edges.is_empty() {
+            self.session.batch_create_edges(edges).map_err(engine)?;
+        }
+        Ok(())
+    }
+
+    /// [`CypherTx::add_mention_counts`] through the direct API.
+    fn add_mention_counts_now(&self, counts: &[(String, i64)]) -> StoreResult<()> {
+        for (id, delta) in counts {
+            let Some(node) = self.find(ENTITY, id) else {
+                continue;
+            };
+            let stored = self
+                .session
+                .get_node(node)
+                .and_then(|n| n.get_property(MENTIONS_PROPERTY).cloned());
+            let count = plus_any(stored, *delta).map_err(|other| {
+                StoreError::invalid(format!("entity {id:?}: mentions {other:?} is not a number"))
+            })?;
+            self.session
+                .set_node_property(node, MENTIONS_PROPERTY, count)
+                .map_err(engine)?;
+        }
+        Ok(())
     }
 
     /// The `RELATED_TO` edges from `a` to `b` visible to this transaction, with their
@@ -131,26 +184,33 @@ struct Entity {
     into: usize,
 }
 
-/// `coalesce(weight, 0) + delta`, or `None` when that is 0 or less; `Err(weight)` when
-/// the stored weight is not a number.
-fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Value>, grafeo::Value> {
+/// `coalesce(value, 0) + delta`; `Err(value)` when the stored value is not a number.
+fn plus_any(value: Option<grafeo::Value>, delta: i64) -> Result<grafeo::Value, grafeo::Value> {
     use grafeo::Value::{Float64, Int64, Null};
-    let (sum, positive) = match weight {
-        None | Some(Null) => (Int64(delta), delta > 0),
-        Some(Int64(w)) => {
-            let sum = w.saturating_add(delta);
-            (Int64(sum), sum > 0)
-        }
-        Some(Float64(w)) => {
-            let sum = w + delta as f64;
-            (Float64(sum), sum > 0.0)
-        }
+    Ok(match value {
+        None | Some(Null) => Int64(delta),
+        Some(Int64(w)) => Int64(w.saturating_add(delta)),
+        Some(Float64(w)) => Float64(w + delta as f64),
         Some(other) => return Err(other),
+    })
+}
+
+/// A weight plus `delta` as [`plus_any`], or `None` when the sum is 0 or less (the
+/// edge goes).
+fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Value>, grafeo::Value> {
+    let sum = plus_any(weight, delta)?;
+    let positive = match sum {
+        grafeo::Value::Int64(w) => w > 0,
+        grafeo::Value::Float64(w) => w > 0.0,
+        _ => false,
     };
     Ok(positive.then_some(sum))
 }
 
 const ENTITY: &str = "Entity";
+const CHUNK: &str = "Chunk";
+const MENTIONS: &str = "MENTIONS";
+const MENTIONS_PROPERTY: &str = "mentions";
 const RELATED_TO: &str = "RELATED_TO";
 const WEIGHT: &str = "weight";
 
@@ -167,6 +227,14 @@ impl CypherTx for Tx<'_> {
 
     async fn add_weights(&mut self, pairs: Vec<WeightDelta>) -> StoreResult<()> {
         self.add_weights_now(&pairs)
+    }
+
+    async fn create_mentions(&mut self, links: Vec<ChunkLink>) -> StoreResult<()> {
+        self.create_mentions_now(&links)
+    }
+
+    async fn add_mention_counts(&mut self, counts: Vec<(String, i64)>) -> StoreResult<()> {
+        self.add_mention_counts_now(&counts)
     }
 }
 
@@ -286,7 +354,7 @@ impl Inner {
 mod tests {
     use grafeo::Value::{Float64, Int64, Null};
 
-    use super::plus;
+    use super::{plus, plus_any};
 
     #[test]
     fn weights_add_like_coalesce_and_fall_away_at_zero() {
@@ -297,6 +365,7 @@ mod tests {
         assert_eq!(plus(Some(Int64(1)), -1), Ok(None));
         assert_eq!(plus(Some(Float64(1.5)), 1), Ok(Some(Float64(2.5))));
         assert_eq!(plus(Some(Float64(0.5)), -1), Ok(None));
+        assert_eq!(plus_any(Some(Int64(1)), -2), Ok(Int64(-1)));
         let text = grafeo::Value::from("heavy");
         assert_eq!(plus(Some(text.clone()), 1), Err(text));
     }

@@ -409,6 +409,14 @@ async fn documents(store: &dyn GraphStore) {
         );
     }
     assert_eq!(partners(store, "Alpha").await.len(), 9);
+    let mentions = async |store: &dyn GraphStore, of: &str| -> u64 {
+        let found = store
+            .entities(&t, vec![format!("entity:{of}")])
+            .await
+            .unwrap();
+        found[0].mentions
+    };
+    assert_eq!(mentions(store, "Alpha").await, 3);
     for (n, d) in ["h2", "h3"].into_iter().enumerate() {
         store
             .replace_documents(&t, vec![doc(d, &[&["Zed"]])])
@@ -421,6 +429,8 @@ async fn documents(store: &dyn GraphStore) {
         assert_eq!(partners(store, "Zed").await, left);
     }
     assert_eq!(partners(store, "Alpha").await.len(), 8);
+    assert_eq!(mentions(store, "Alpha").await, 1);
+    assert_eq!(mentions(store, "Zed").await, 2);
     store.ping().await.unwrap();
 }
 
