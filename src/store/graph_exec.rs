@@ -284,7 +284,6 @@ pub async fn apply(
 ) -> StoreResult<bool> {
     let doc_node = Value::from(document_node_id(doc_id));
     let node = || vec![("doc_node", doc_node.clone())];
-    let old = mentions(&tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?)?;
     let existed = count(
         &tx.run(
             cypher::COUNT_NODE,
@@ -294,7 +293,15 @@ pub async fn apply(
         .await?,
         "count(n)",
     )? > 0;
-    tx.run(q::DELETE_CHUNKS, &[], node()).await?;
+    // Chunks hang off the document node: a new document has none to read or delete,
+    // which spares most ingested documents two statements (two round trips on Bolt).
+    let old = if existed {
+        let old = mentions(&tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?)?;
+        tx.run(q::DELETE_CHUNKS, &[], node()).await?;
+        old
+    } else {
+        Vec::new()
+    };
 
     let old_pairs = co_occurrence(by_chunk(
         old.iter().map(|m| (m.chunk.as_str(), m.entity.id.as_str())),
