@@ -1,11 +1,9 @@
 //! The graph work written once for every executor (embedded grafeo or a Bolt server),
 //! which only runs statements inside its transaction: node and relationship writes,
-//! ingest's document subgraph
-//! (replacing a document's chunks, mentions and `RELATED_TO` weights, and removing
-//! entities no chunk mentions any more) and the breadth-first neighbour expansion. The
-//! Cypher is in [`crate::store::cypher`].
+//! ingest's document subgraph (`documents.rs`) and the breadth-first neighbour
+//! expansion. The Cypher is in [`crate::store::cypher`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -13,13 +11,14 @@ use serde_json::Value;
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{
-    ChunkLink, DocumentGraph, EntityRef, Mention, Related, co_occurrence, document_node_id,
-};
+use crate::domain::ingest::{ChunkLink, EntityRef, Mention, Related};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
 pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, text};
 use crate::store::{StoreError, StoreResult};
+
+mod documents;
+pub use documents::apply;
 
 /// Runs statements inside one open transaction on one tenant's graph; the executor
 /// binds `$tenant` itself.
@@ -275,232 +274,10 @@ fn weight(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// Makes document `doc_id`'s subgraph exactly `doc` (`None`: removes it); returns
-/// whether the document node existed before.
-pub async fn apply(
-    tx: &mut dyn CypherTx,
-    doc_id: &str,
-    doc: Option<&DocumentGraph>,
-) -> StoreResult<bool> {
-    let doc_node = Value::from(document_node_id(doc_id));
-    let node = || vec![("doc_node", doc_node.clone())];
-    let existed = count(
-        &tx.run(
-            cypher::COUNT_NODE,
-            &["count(n)"],
-            vec![("id", doc_node.clone())],
-        )
-        .await?,
-        "count(n)",
-    )? > 0;
-    // Chunks hang off the document node: a new document has none to read or delete,
-    // which spares most ingested documents two statements (two round trips on Bolt).
-    let old = if existed {
-        let old = mentions(&tx.run(q::MENTIONS, &q::MENTION_COLUMNS, node()).await?)?;
-        tx.run(q::DELETE_CHUNKS, &[], node()).await?;
-        old
-    } else {
-        Vec::new()
-    };
-
-    let old_pairs = co_occurrence(by_chunk(
-        old.iter().map(|m| (m.chunk.as_str(), m.entity.id.as_str())),
-    ));
-    let mut new_pairs = BTreeMap::new();
-    let mut touched: BTreeSet<String> = old.iter().map(|m| m.entity.id.clone()).collect();
-    let mut kept = BTreeSet::new();
-    match doc {
-        Some(doc) => {
-            write_document_node(tx, doc, existed).await?;
-            write_chunks(tx, doc).await?;
-            new_pairs = co_occurrence(
-                doc.chunks
-                    .iter()
-                    .map(|c| c.entities.iter().map(|e| e.id.as_str()).collect()),
-            );
-            for e in doc.chunks.iter().flat_map(|c| &c.entities) {
-                touched.insert(e.id.clone());
-                kept.insert(e.id.clone());
-            }
-        }
-        None if existed => {
-            tx.run(cypher::DELETE_NODE, &[], vec![("id", doc_node.clone())])
-                .await?;
-        }
-        None => {}
-    }
-    update_weights(tx, &old_pairs, &new_pairs).await?;
-    update_mention_counts(tx, &old, doc).await?;
-    let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
-    remove_orphans(tx, candidates).await?;
-    Ok(existed)
-}
-
-/// Adds to each entity's mention count what this document changed: its chunks that
-/// mention the entity now, less those that did before.
-async fn update_mention_counts(
-    tx: &mut dyn CypherTx,
-    old: &[Mention],
-    doc: Option<&DocumentGraph>,
-) -> StoreResult<()> {
-    let mut delta: BTreeMap<&str, i64> = BTreeMap::new();
-    for m in old {
-        *delta.entry(m.entity.id.as_str()).or_default() -= 1;
-    }
-    for e in doc
-        .into_iter()
-        .flat_map(|d| &d.chunks)
-        .flat_map(|c| &c.entities)
-    {
-        *delta.entry(e.id.as_str()).or_default() += 1;
-    }
-    let counts: Vec<(String, i64)> = delta
-        .into_iter()
-        .filter(|(_, d)| *d != 0)
-        .map(|(id, d)| (id.to_owned(), d))
-        .collect();
-    if counts.is_empty() {
-        return Ok(());
-    }
-    tx.add_mention_counts(counts).await
-}
-
 /// The `column` (a `count(…)`) of a counting statement.
-fn count(rows: &Rows, column: &str) -> StoreResult<i64> {
+pub(super) fn count(rows: &Rows, column: &str) -> StoreResult<i64> {
     Ok(match rows.first() {
         Some(row) => row.get(column)?.as_i64().unwrap_or(0),
         None => 0,
     })
-}
-
-fn by_chunk<'a>(links: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Vec<&'a str>> {
-    let mut chunks: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (chunk, entity) in links {
-        chunks.entry(chunk).or_default().push(entity);
-    }
-    chunks.into_values().collect()
-}
-
-async fn write_document_node(
-    tx: &mut dyn CypherTx,
-    doc: &DocumentGraph,
-    existed: bool,
-) -> StoreResult<()> {
-    let labels = ["Document".to_owned()];
-    let statement = if existed {
-        cypher::update_node(&labels)
-    } else {
-        cypher::create_node(&labels)
-    };
-    let mut props = doc.properties.clone();
-    props.insert("doc_id".into(), doc.doc_id.clone().into());
-    props.insert("collection".into(), doc.collection.clone().into());
-    props.insert("chunks".into(), doc.chunks.len().into());
-    tx.run(
-        &statement,
-        &[],
-        vec![
-            ("id", Value::from(document_node_id(&doc.doc_id))),
-            ("props", Value::Object(props)),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult<()> {
-    let chunks = doc
-        .chunks
-        .iter()
-        .map(|c| serde_json::json!({"id": c.id, "index": c.index}));
-    tx.run(
-        q::CREATE_CHUNKS,
-        &[],
-        vec![
-            ("doc_node", Value::from(document_node_id(&doc.doc_id))),
-            ("doc", Value::from(doc.doc_id.as_str())),
-            ("collection", Value::from(doc.collection.as_str())),
-            ("chunks", list(chunks)),
-        ],
-    )
-    .await?;
-    let wanted: BTreeMap<&str, &str> = doc
-        .chunks
-        .iter()
-        .flat_map(|c| &c.entities)
-        .map(|e| (e.id.as_str(), e.name.as_str()))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = wanted.keys().copied().collect();
-    let existing: BTreeSet<String> = tx
-        .run(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])
-        .await?
-        .iter()
-        .map(|r| r.text("e.id"))
-        .collect::<StoreResult<_>>()?;
-    let missing = wanted
-        .iter()
-        .filter(|(id, _)| !existing.contains(**id))
-        .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
-    tx.run(q::CREATE_ENTITIES, &[], vec![("entities", list(missing))])
-        .await?;
-    let links = doc.chunks.iter().flat_map(|c| {
-        c.entities.iter().map(|e| ChunkLink {
-            chunk: c.id.clone(),
-            entity: e.id.clone(),
-        })
-    });
-    tx.create_mentions(links.collect()).await
-}
-
-/// Adds to each pair's stored weight what the new chunks add less what the old ones
-/// contributed; an edge whose weight reaches 0 goes.
-async fn update_weights(
-    tx: &mut dyn CypherTx,
-    old: &BTreeMap<(String, String), i64>,
-    new: &BTreeMap<(String, String), i64>,
-) -> StoreResult<()> {
-    let pairs: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
-    let deltas: Vec<WeightDelta> = pairs
-        .into_iter()
-        .filter_map(|pair| {
-            let delta = new.get(pair).copied().unwrap_or(0) - old.get(pair).copied().unwrap_or(0);
-            if delta == 0 {
-                return None;
-            }
-            let (a, b) = pair.clone();
-            Some(WeightDelta { a, b, delta })
-        })
-        .collect();
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    tx.add_weights(deltas).await
-}
-
-async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> StoreResult<()> {
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let still: BTreeSet<String> = tx
-        .run(
-            q::STILL_MENTIONED,
-            &["e.id"],
-            vec![("ids", list(candidates.clone()))],
-        )
-        .await?
-        .iter()
-        .map(|r| r.text("e.id"))
-        .collect::<StoreResult<_>>()?;
-    let orphans: Vec<String> = candidates
-        .into_iter()
-        .filter(|id| !still.contains(id))
-        .collect();
-    if !orphans.is_empty() {
-        tx.run(q::DELETE_ENTITIES, &[], vec![("ids", list(orphans))])
-            .await?;
-    }
-    Ok(())
 }
