@@ -152,6 +152,14 @@ impl VectorStore for CachedVectors {
         self.inner.collection_info(tenant, name).await
     }
 
+    async fn collection_spec(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionSpec> {
+        self.inner.collection_spec(tenant, name).await
+    }
+
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let dropped = self.inner.drop_collection(tenant, name).await;
         self.bumped(tenant, name, dropped).await

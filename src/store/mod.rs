@@ -131,6 +131,20 @@ pub trait VectorStore: Send + Sync {
         tenant: &Tenant,
         name: &CollectionName,
     ) -> StoreResult<CollectionInfo>;
+    /// The collection's dimensions and distance, without counting its points: for
+    /// checks made on every write (`collection_info` counts exactly, which costs a scan
+    /// on the embedded store).
+    async fn collection_spec(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionSpec> {
+        let info = self.collection_info(tenant, name).await?;
+        Ok(CollectionSpec {
+            dim: info.dim,
+            distance: info.distance,
+        })
+    }
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()>;
     /// Durable when it returns: a restart keeps every upserted point.
     async fn upsert(

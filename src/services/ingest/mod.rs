@@ -176,10 +176,10 @@ impl IngestService {
         who: &Principal,
         collection: &CollectionName,
     ) -> Result<()> {
-        match self.vectors.collection_info(&who.tenant, collection).await {
-            Ok(info) if info.dim != self.embedder.dim() => Err(ServiceError::Invalid(format!(
+        match self.vectors.collection_spec(&who.tenant, collection).await {
+            Ok(spec) if spec.dim != self.embedder.dim() => Err(ServiceError::Invalid(format!(
                 "collection {collection:?} has {} dimensions; the embedder makes {}",
-                info.dim,
+                spec.dim,
                 self.embedder.dim()
             ))),
             Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),

@@ -330,13 +330,13 @@ impl Batch<'_> {
         match self
             .service
             .vectors
-            .collection_info(tenant, collection)
+            .collection_spec(tenant, collection)
             .await
         {
-            Ok(info) if info.dim == dim => Ok(()),
-            Ok(info) => Err(StoreError::invalid(format!(
+            Ok(spec) if spec.dim == dim => Ok(()),
+            Ok(spec) => Err(StoreError::invalid(format!(
                 "collection {collection:?} has {} dimensions; the embedder makes {dim}",
-                info.dim
+                spec.dim
             ))),
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let spec = CollectionSpec {

@@ -89,6 +89,8 @@ async fn contract(store: Arc<dyn VectorStore>) {
         (info.dim, info.distance, info.points_count),
         (3, Distance::Cosine, 3)
     );
+    let spec = store.collection_spec(&a, docs).await.unwrap();
+    assert_eq!((spec.dim, spec.distance), (3, Distance::Cosine));
 
     let hits = store
         .search(&a, docs, query([1.0, 0.0, 0.0], 2, None))
@@ -183,6 +185,8 @@ async fn contract(store: Arc<dyn VectorStore>) {
 
     store.drop_collection(&a, docs).await.unwrap();
     let e = store.collection_info(&a, docs).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let e = store.collection_spec(&a, docs).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     let e = store
         .search(&a, docs, query([1.0, 0.0, 0.0], 1, None))

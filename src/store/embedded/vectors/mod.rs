@@ -200,6 +200,14 @@ impl VectorStore for EmbeddedVectorStore {
         .await
     }
 
+    async fn collection_spec(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<CollectionSpec> {
+        Ok(self.require(tenant, name)?.spec)
+    }
+
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let inner = self.inner.clone();
         let (tenant, name) = (tenant.clone(), name.to_string());
