@@ -3,7 +3,8 @@
 //! transaction, neighbour expansion) runs here too, and the entity/chunk lookups hybrid
 //! retrieval walks.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -17,7 +18,7 @@ use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
     Written,
 };
-use crate::domain::ingest::{ChunkLink, DocumentGraph};
+use crate::domain::ingest::{DocumentGraph, document_node_id};
 use crate::domain::principal::Tenant;
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
 use crate::store::{StoreError, StoreResult};
@@ -26,6 +27,10 @@ use crate::store::{StoreError, StoreResult};
 struct Tx<'a> {
     session: Session,
     tenant: &'a Tenant,
+    /// Entity nodes looked up or created through the direct API, so a document's
+    /// weights and mention counts do not look its entities up again. Any statement
+    /// may delete nodes, so running one empties it.
+    entities: RefCell<HashMap<String, Option<NodeId>>>,
 }
 
 impl Tx<'_> {
@@ -36,6 +41,7 @@ impl Tx<'_> {
         columns: &[&str],
         pairs: Vec<(&'static str, Value)>,
     ) -> StoreResult<Rows> {
+        self.entities.borrow_mut().clear();
         let pairs = pairs.into_iter().map(|(k, v)| (k, to_grafeo(&v)));
         let result = self
             .session
@@ -51,37 +57,71 @@ impl Tx<'_> {
 
     /// [`CypherTx::add_weights`] through grafeo's direct API, in the open transaction:
     /// the statement's effect without parsing, planning or a row per pair. Each entity
-    /// is looked up once (not twice per pair), and an existing edge is searched for
-    /// among the out-edges of `a` or the in-edges of `b`, whichever list is shorter,
-    /// so a hub on either end costs no more than its partner's degree.
+    /// is looked up once, and the out-edges of each pair's first entity are scanned once
+    /// for all its partners (an adjacency walk of ids; only a partner's edge is read).
     fn add_weights_now(&self, pairs: &[WeightDelta]) -> StoreResult<()> {
-        let mut entities: HashMap<&str, Option<Entity>> = HashMap::new();
+        let node = |id| self.entity(id);
+        let mut by_first: BTreeMap<&str, Vec<&WeightDelta>> = BTreeMap::new();
         for p in pairs {
-            let a = *entities.entry(&p.a).or_insert_with(|| self.entity(&p.a));
-            let b = *entities.entry(&p.b).or_insert_with(|| self.entity(&p.b));
-            let (Some(a), Some(b)) = (a, b) else {
+            by_first.entry(p.a.as_str()).or_default().push(p);
+        }
+        for (a, group) in by_first {
+            let Some(a) = node(a) else {
                 continue;
             };
-            let edges = self.related(a, b);
-            if edges.is_empty() && p.delta > 0 {
-                let weight = [(WEIGHT, grafeo::Value::Int64(p.delta))];
-                self.session
-                    .create_edge_with_props(a.node, b.node, RELATED_TO, weight)
-                    .map_err(engine)?;
+            let partners: Vec<(NodeId, &WeightDelta)> = group
+                .into_iter()
+                .filter_map(|p| Some((node(p.b.as_str())?, p)))
+                .collect();
+            let wanted: HashSet<NodeId> = partners.iter().map(|&(b, _)| b).collect();
+            let mut found: HashMap<NodeId, Vec<(EdgeId, Option<grafeo::Value>)>> = HashMap::new();
+            for (far, edge) in self.session.get_neighbors_outgoing(a) {
+                if !wanted.contains(&far) {
+                    continue;
+                }
+                if let Some(edge) = self.session.get_edge(edge)
+                    && edge.src == a
+                    && edge.dst == far
+                    && edge.edge_type.as_str() == RELATED_TO
+                {
+                    let weight = edge.get_property(WEIGHT).cloned();
+                    found.entry(far).or_default().push((edge.id, weight));
+                }
             }
-            for (edge, weight) in edges {
-                let written = match plus(weight, p.delta) {
-                    Ok(Some(weight)) => self.session.set_edge_property(edge, WEIGHT, weight),
-                    Ok(None) => self.session.delete_edge(edge).map(drop),
-                    Err(other) => {
-                        return Err(StoreError::invalid(format!(
-                            "RELATED_TO weight {other:?} between {:?} and {:?} is not a number",
-                            p.a, p.b
-                        )));
-                    }
-                };
-                written.map_err(engine)?;
+            for (b, p) in partners {
+                self.add_weight(a, b, p, found.remove(&b).unwrap_or_default())?;
             }
+        }
+        Ok(())
+    }
+
+    /// Adds `p.delta` to the `RELATED_TO` edges `edges` from `a` to `b` (creating one
+    /// when there is none and the delta is positive); an edge falling to 0 goes.
+    fn add_weight(
+        &self,
+        a: NodeId,
+        b: NodeId,
+        p: &WeightDelta,
+        edges: Vec<(EdgeId, Option<grafeo::Value>)>,
+    ) -> StoreResult<()> {
+        if edges.is_empty() && p.delta > 0 {
+            let weight = [(WEIGHT, grafeo::Value::Int64(p.delta))];
+            self.session
+                .create_edge_with_props(a, b, RELATED_TO, weight)
+                .map_err(engine)?;
+        }
+        for (edge, weight) in edges {
+            let written = match plus(weight, p.delta) {
+                Ok(Some(weight)) => self.session.set_edge_property(edge, WEIGHT, weight),
+                Ok(None) => self.session.delete_edge(edge).map(drop),
+                Err(other) => {
+                    return Err(StoreError::invalid(format!(
+                        "RELATED_TO weight {other:?} between {:?} and {:?} is not a number",
+                        p.a, p.b
+                    )));
+                }
+            };
+            written.map_err(engine)?;
         }
         Ok(())
     }
@@ -101,32 +141,128 @@ impl Tx<'_> {
             })
     }
 
-    /// Entity `id` with its degrees, for [`Tx::related`].
-    fn entity(&self, id: &str) -> Option<Entity> {
-        let node = self.find(ENTITY, id)?;
-        let (out, into) = self.session.get_degree(node);
-        Some(Entity { node, out, into })
+    /// Entity `id`'s node, looked up once per transaction.
+    fn entity(&self, id: &str) -> Option<NodeId> {
+        if let Some(&node) = self.entities.borrow().get(id) {
+            return node;
+        }
+        let node = self.find(ENTITY, id);
+        self.entities.borrow_mut().insert(id.to_owned(), node);
+        node
     }
 
-    /// [`CypherTx::create_mentions`] through the direct API: each chunk and entity
-    /// looked up once, the links created in one batch.
-    fn create_mentions_now(&self, links: &[ChunkLink]) -> StoreResult<()> {
-        let mut nodes: HashMap<(&str, &str), Option<NodeId>> = HashMap::new();
-        let mut edges = Vec::with_capacity(links.len());
-        for l in links {
-            let chunk = *nodes
-                .entry((CHUNK, &l.chunk))
-                .or_insert_with(|| self.find(CHUNK, &l.chunk));
-            let entity = *nodes
-                .entry((ENTITY, &l.entity))
-                .or_insert_with(|| self.find(ENTITY, &l.entity));
-            if let (Some(src), Some(dst)) = (chunk, entity) {
-                edges.push(BatchEdge {
-                    src,
-                    dst,
-                    edge_type: MENTIONS.to_owned(),
-                    properties: HashMap::new(),
-                });
+    /// Any node with `id` in this tenant's graph, whatever its labels (as
+    /// [`crate::store::cypher::COUNT_NODE`] matches it).
+    fn find_any(&self, id: &str) -> Option<NodeId> {
+        let tenant = grafeo::Value::from(self.tenant.as_str());
+        self.session
+            .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
+            .into_iter()
+            .find(|&n| self.session.get_node_property(n, TENANT_PROPERTY) == Some(tenant.clone()))
+    }
+
+    /// A new node's identity properties and `props` (a null is no property, as in
+    /// `SET n += $props`).
+    fn create(
+        &self,
+        label: &str,
+        id: &str,
+        props: impl IntoIterator<Item = (String, grafeo::Value)>,
+    ) -> StoreResult<NodeId> {
+        let identity = [
+            (ID_PROPERTY.to_owned(), grafeo::Value::from(id)),
+            (
+                TENANT_PROPERTY.to_owned(),
+                grafeo::Value::from(self.tenant.as_str()),
+            ),
+        ];
+        let props = props
+            .into_iter()
+            .filter(|(_, v)| !matches!(v, grafeo::Value::Null));
+        self.session
+            .create_node_with_props(&[label], identity.into_iter().chain(props))
+            .map_err(engine)
+    }
+
+    /// [`CypherTx::write_document`] through the direct API: each entity looked up once,
+    /// the chunks and entities created without statements, and every `PART_OF` and
+    /// `MENTIONS` link in one batch.
+    fn write_document_now(&self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {
+        let doc_node_id = document_node_id(&doc.doc_id);
+        let mut props: Vec<(String, grafeo::Value)> = doc
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), to_grafeo(v)))
+            .collect();
+        props.push(("doc_id".into(), grafeo::Value::from(doc.doc_id.as_str())));
+        props.push((
+            "collection".into(),
+            grafeo::Value::from(doc.collection.as_str()),
+        ));
+        props.push((
+            "chunks".into(),
+            grafeo::Value::Int64(doc.chunks.len() as i64),
+        ));
+        let doc_node = if existed {
+            let node = self.find_any(&doc_node_id).ok_or_else(|| {
+                StoreError::internal(format!("document node {doc_node_id:?} went missing"))
+            })?;
+            self.session
+                .add_node_label(node, DOCUMENT)
+                .map_err(engine)?;
+            for (key, value) in props {
+                match value {
+                    grafeo::Value::Null => self.session.remove_node_property(node, &key).map(drop),
+                    value => self.session.set_node_property(node, &key, value),
+                }
+                .map_err(engine)?;
+            }
+            node
+        } else {
+            self.create(DOCUMENT, &doc_node_id, props)?
+        };
+        // An entity's name as the statements would write it: the last one given.
+        let names: HashMap<&str, &str> = doc
+            .chunks
+            .iter()
+            .flat_map(|c| &c.entities)
+            .map(|e| (e.id.as_str(), e.name.as_str()))
+            .collect();
+        let mut edges = Vec::new();
+        let link = |src, dst, edge_type: &str| BatchEdge {
+            src,
+            dst,
+            edge_type: edge_type.to_owned(),
+            properties: HashMap::new(),
+        };
+        for c in &doc.chunks {
+            let chunk = self.create(
+                CHUNK,
+                &c.id,
+                [
+                    (
+                        "doc_id".to_owned(),
+                        grafeo::Value::from(doc.doc_id.as_str()),
+                    ),
+                    ("index".to_owned(), grafeo::Value::Int64(c.index as i64)),
+                    (
+                        "collection".to_owned(),
+                        grafeo::Value::from(doc.collection.as_str()),
+                    ),
+                ],
+            )?;
+            edges.push(link(chunk, doc_node, PART_OF));
+            for e in &c.entities {
+                let entity = match self.entity(&e.id) {
+                    Some(node) => node,
+                    None => {
+                        let name = grafeo::Value::from(names[e.id.as_str()]);
+                        let node = self.create(ENTITY, &e.id, [("name".to_owned(), name)])?;
+                        self.entities.borrow_mut().insert(e.id.clone(), Some(node));
+                        node
+                    }
+                };
+                edges.push(link(chunk, entity, MENTIONS));
             }
         }
         if !edges.is_empty() {
@@ -138,7 +274,7 @@ impl Tx<'_> {
     /// [`CypherTx::add_mention_counts`] through the direct API.
     fn add_mention_counts_now(&self, counts: &[(String, i64)]) -> StoreResult<()> {
         for (id, delta) in counts {
-            let Some(node) = self.find(ENTITY, id) else {
+            let Some(node) = self.entity(id) else {
                 continue;
             };
             let stored = self
@@ -154,34 +290,6 @@ impl Tx<'_> {
         }
         Ok(())
     }
-
-    /// The `RELATED_TO` edges from `a` to `b` visible to this transaction, with their
-    /// weights.
-    fn related(&self, a: Entity, b: Entity) -> Vec<(EdgeId, Option<grafeo::Value>)> {
-        let (candidates, far) = if a.out <= b.into {
-            (self.session.get_neighbors_outgoing(a.node), b.node)
-        } else {
-            (self.session.get_neighbors_incoming(b.node), a.node)
-        };
-        candidates
-            .into_iter()
-            .filter(|&(node, _)| node == far)
-            .filter_map(|(_, edge)| self.session.get_edge(edge))
-            .filter(|edge| {
-                edge.src == a.node && edge.dst == b.node && edge.edge_type.as_str() == RELATED_TO
-            })
-            .map(|edge| (edge.id, edge.get_property(WEIGHT).cloned()))
-            .collect()
-    }
-}
-
-/// An entity node and its degrees when first looked up (they only pick which side's
-/// edge list to scan, so they need not follow the writes that come after).
-#[derive(Clone, Copy)]
-struct Entity {
-    node: NodeId,
-    out: usize,
-    into: usize,
 }
 
 /// `coalesce(value, 0) + delta`; `Err(value)` when the stored value is not a number.
@@ -207,9 +315,11 @@ fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Valu
     Ok(positive.then_some(sum))
 }
 
+const DOCUMENT: &str = "Document";
 const ENTITY: &str = "Entity";
 const CHUNK: &str = "Chunk";
 const MENTIONS: &str = "MENTIONS";
+const PART_OF: &str = "PART_OF";
 const MENTIONS_PROPERTY: &str = "mentions";
 const RELATED_TO: &str = "RELATED_TO";
 const WEIGHT: &str = "weight";
@@ -229,8 +339,12 @@ impl CypherTx for Tx<'_> {
         self.add_weights_now(&pairs)
     }
 
-    async fn create_mentions(&mut self, links: Vec<ChunkLink>) -> StoreResult<()> {
-        self.create_mentions_now(&links)
+    async fn node_exists(&mut self, id: &str) -> StoreResult<bool> {
+        Ok(self.find_any(id).is_some())
+    }
+
+    async fn write_document(&mut self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {
+        self.write_document_now(doc, existed)
     }
 
     async fn add_mention_counts(&mut self, counts: Vec<(String, i64)>) -> StoreResult<()> {
@@ -253,6 +367,7 @@ impl Inner {
         Ok(Tx {
             session: self.session(tenant)?,
             tenant,
+            entities: RefCell::default(),
         })
     }
 

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{CypherTx, WeightDelta, count, list, mentions};
-use crate::domain::ingest::{ChunkLink, DocumentGraph, Mention, co_occurrence, document_node_id};
+use super::{CypherTx, WeightDelta, list, mentions};
+use crate::domain::ingest::{DocumentGraph, Mention, co_occurrence, document_node_id};
 use crate::store::StoreResult;
 use crate::store::cypher::{self, documents as q};
 
@@ -20,15 +20,7 @@ pub async fn apply(
 ) -> StoreResult<bool> {
     let doc_node = Value::from(document_node_id(doc_id));
     let node = || vec![("doc_node", doc_node.clone())];
-    let existed = count(
-        &tx.run(
-            cypher::COUNT_NODE,
-            &["count(n)"],
-            vec![("id", doc_node.clone())],
-        )
-        .await?,
-        "count(n)",
-    )? > 0;
+    let existed = tx.node_exists(&document_node_id(doc_id)).await?;
     // Chunks hang off the document node: a new document has none to read or delete,
     // which spares most ingested documents two statements (two round trips on Bolt).
     let old = if existed {
@@ -47,8 +39,7 @@ pub async fn apply(
     let mut kept = BTreeSet::new();
     match doc {
         Some(doc) => {
-            write_document_node(tx, doc, existed).await?;
-            write_chunks(tx, doc).await?;
+            tx.write_document(doc, existed).await?;
             new_pairs = co_occurrence(
                 doc.chunks
                     .iter()
@@ -109,8 +100,19 @@ fn by_chunk<'a>(links: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Vec<&'a 
     chunks.into_values().collect()
 }
 
-async fn write_document_node(
-    tx: &mut dyn CypherTx,
+/// [`CypherTx::write_document`] in statements: the document node, its chunks, the
+/// missing entities, the `MENTIONS` links.
+pub(super) async fn write_document<T: CypherTx + ?Sized>(
+    tx: &mut T,
+    doc: &DocumentGraph,
+    existed: bool,
+) -> StoreResult<()> {
+    write_document_node(tx, doc, existed).await?;
+    write_chunks(tx, doc).await
+}
+
+async fn write_document_node<T: CypherTx + ?Sized>(
+    tx: &mut T,
     doc: &DocumentGraph,
     existed: bool,
 ) -> StoreResult<()> {
@@ -136,7 +138,7 @@ async fn write_document_node(
     Ok(())
 }
 
-async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult<()> {
+async fn write_chunks<T: CypherTx + ?Sized>(tx: &mut T, doc: &DocumentGraph) -> StoreResult<()> {
     let chunks = doc
         .chunks
         .iter()
@@ -168,19 +170,23 @@ async fn write_chunks(tx: &mut dyn CypherTx, doc: &DocumentGraph) -> StoreResult
         .iter()
         .map(|r| r.text("e.id"))
         .collect::<StoreResult<_>>()?;
-    let missing = wanted
+    let missing: Vec<Value> = wanted
         .iter()
         .filter(|(id, _)| !existing.contains(**id))
-        .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
-    tx.run(q::CREATE_ENTITIES, &[], vec![("entities", list(missing))])
-        .await?;
+        .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+        .collect();
+    if !missing.is_empty() {
+        tx.run(q::CREATE_ENTITIES, &[], vec![("entities", list(missing))])
+            .await?;
+    }
     let links = doc.chunks.iter().flat_map(|c| {
-        c.entities.iter().map(|e| ChunkLink {
-            chunk: c.id.clone(),
-            entity: e.id.clone(),
-        })
+        c.entities
+            .iter()
+            .map(|e| serde_json::json!({"chunk": c.id, "entity": e.id}))
     });
-    tx.create_mentions(links.collect()).await
+    tx.run(q::CREATE_MENTIONS, &[], vec![("mentions", list(links))])
+        .await
+        .map(drop)
 }
 
 /// Adds to each pair's stored weight what the new chunks add less what the old ones

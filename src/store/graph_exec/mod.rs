@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{ChunkLink, EntityRef, Mention, Related};
+use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
 pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, text};
@@ -46,15 +46,22 @@ pub trait CypherTx: Send {
             .map(drop)
     }
 
-    /// Links each chunk to the entity it mentions (`MENTIONS`); a link whose chunk or
-    /// entity does not exist is skipped. [`q::CREATE_MENTIONS`] is the definition.
-    async fn create_mentions(&mut self, links: Vec<ChunkLink>) -> StoreResult<()> {
-        let links = links
-            .into_iter()
-            .map(|l| serde_json::json!({"chunk": l.chunk, "entity": l.entity}));
-        self.run(q::CREATE_MENTIONS, &[], vec![("mentions", list(links))])
-            .await
-            .map(drop)
+    /// Whether node `id` exists in the tenant's graph, whatever its labels.
+    /// [`cypher::COUNT_NODE`] is the definition.
+    async fn node_exists(&mut self, id: &str) -> StoreResult<bool> {
+        let rows = self
+            .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
+            .await?;
+        Ok(count(&rows, "count(n)")? > 0)
+    }
+
+    /// Writes document `doc`'s node (created, or merged into the existing one when
+    /// `existed`), its chunks (`PART_OF` the document node), the entities they mention
+    /// that do not exist yet, and one `MENTIONS` link per chunk and entity. The old
+    /// chunks are gone already. [`documents::write_document`]'s statements are the
+    /// definition; an executor may do the same natively.
+    async fn write_document(&mut self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {
+        documents::write_document(self, doc, existed).await
     }
 
     /// Adds each `(entity id, delta)` to that entity's `mentions` count.
@@ -81,14 +88,6 @@ pub fn list<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
     Value::Array(items.into_iter().map(Into::into).collect())
 }
 
-/// Whether node `id` exists in the tenant's graph.
-pub async fn exists(tx: &mut dyn CypherTx, id: &str) -> StoreResult<bool> {
-    let rows = tx
-        .run(cypher::COUNT_NODE, &["count(n)"], vec![("id", id.into())])
-        .await?;
-    Ok(count(&rows, "count(n)")? > 0)
-}
-
 pub fn missing(id: &str) -> StoreError {
     StoreError::not_found(format!("node {id:?} does not exist"))
 }
@@ -96,7 +95,7 @@ pub fn missing(id: &str) -> StoreError {
 /// Creates the node or merges labels and properties into it (labels are only ever
 /// added, in the CREATE pattern for a new node; see [`cypher::create_node`]).
 pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResult<(Node, Written)> {
-    let written = if exists(tx, &node.id).await? {
+    let written = if tx.node_exists(&node.id).await? {
         Written::Updated
     } else {
         Written::Created
@@ -123,7 +122,7 @@ pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResul
 
 /// Detach-deletes the node; `NotFound` when there is none.
 pub async fn delete_node(tx: &mut dyn CypherTx, id: &str) -> StoreResult<()> {
-    if !exists(tx, id).await? {
+    if !tx.node_exists(id).await? {
         return Err(missing(id));
     }
     tx.run(cypher::DELETE_NODE, &[], vec![("id", id.into())])
@@ -137,7 +136,7 @@ pub async fn upsert_relationship(
     rel: &RelationshipUpsert,
 ) -> StoreResult<Written> {
     for id in [&rel.from, &rel.to] {
-        if !exists(tx, id).await? {
+        if !tx.node_exists(id).await? {
             return Err(missing(id));
         }
     }

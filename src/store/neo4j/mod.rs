@@ -33,7 +33,7 @@ use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Relate
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
-use crate::store::graph_exec::{self as shared, Rows, list, node_from};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
 
@@ -201,7 +201,7 @@ impl GraphStore for Neo4jGraphStore {
             .run("neighbors", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
                 let result = async {
-                    if !shared::exists(&mut tx, &query.id).await? {
+                    if !tx.node_exists(&query.id).await? {
                         return Err(shared::missing(&query.id));
                     }
                     shared::expand(&mut tx, &query).await
