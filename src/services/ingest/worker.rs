@@ -3,9 +3,11 @@
 //! offset in one step. Runs inside `serve` or alone as `ragbrain worker`.
 //!
 //! Per batch: newer events for a document supersede older ones in the same batch;
-//! texts are chunked and embedded together; points are written with one durable upsert
-//! per collection; then each document's stale points and graph are replaced. Every step
-//! is idempotent, so a crash before the commit just replays the batch.
+//! texts are chunked and embedded together; the points older versions left beyond the
+//! new chunk count are deleted; then the points (one durable upsert per collection) and
+//! the graphs (one call per tenant) are written side by side, since they touch
+//! different stores. Every step is idempotent, so a crash before the commit just
+//! replays the batch.
 //!
 //! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
 //! batch and is retried with backoff, never marking anything failed; other errors are
@@ -110,8 +112,11 @@ async fn process(
         outcomes: Vec::new(),
     };
     let docs = batch.prepare(latest).await?;
-    let docs = batch.write_points(docs).await?;
-    batch.finish(docs).await?;
+    let docs = batch.clear_stale(docs).await?;
+    // Points and graph touch different stores and, after `clear_stale`, disjoint
+    // points: written side by side, the graph's core is not idle while points go in.
+    let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
+    batch.settle(docs, points, graphs)?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded);
     service.events.complete(batch.outcomes, upto).await?;
@@ -280,9 +285,9 @@ impl Batch<'_> {
             .collect())
     }
 
-    /// Writes the points of every upsert, one durable call per (tenant, collection).
-    /// Documents whose group fails for good are recorded failed and dropped.
-    async fn write_points(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
+    /// Writes the points of every upsert, one durable call per (tenant, collection);
+    /// answers each document's error, if any.
+    async fn write_points(&self, docs: &[Doc]) -> Vec<Option<StoreError>> {
         let mut groups: BTreeMap<(Tenant, String), Vec<usize>> = BTreeMap::new();
         for (i, d) in docs.iter().enumerate() {
             if !d.chunks.is_empty() {
@@ -292,7 +297,7 @@ impl Batch<'_> {
                     .push(i);
             }
         }
-        let mut failed = vec![false; docs.len()];
+        let mut errors = vec![None; docs.len()];
         for ((tenant, collection), members) in groups {
             let points: Vec<Point> = members.iter().flat_map(|&i| points(&docs[i])).collect();
             let written = match stored_collection(&collection) {
@@ -309,16 +314,11 @@ impl Batch<'_> {
             };
             if let Err(e) = written {
                 for &i in &members {
-                    self.judge(&docs[i], e.clone())?;
-                    failed[i] = true;
+                    errors[i] = Some(e.clone());
                 }
             }
         }
-        Ok(docs
-            .into_iter()
-            .zip(failed)
-            .filter_map(|(d, f)| (!f).then_some(d))
-            .collect())
+        errors
     }
 
     async fn ensure_collection(
@@ -353,53 +353,88 @@ impl Batch<'_> {
         }
     }
 
-    /// Removes what an older version left behind and writes the graph.
-    /// Deletes each document in turn, then writes the graph of every upsert with one
-    /// transaction per tenant. If that transaction fails for good, each document is
-    /// retried alone so only the ones at fault are marked failed; if it times out, each
-    /// document is written alone too, so a batch too big for the timeout still lands.
-    async fn finish(&mut self, docs: Vec<Doc>) -> Result<(), StoreError> {
-        let mut upserts: BTreeMap<Tenant, Vec<Doc>> = BTreeMap::new();
+    /// Deletes the points older versions of the upserts left behind (before their
+    /// graph changes: the document node says how many chunks there were). Documents
+    /// that fail for good here are recorded failed and dropped.
+    async fn clear_stale(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
+        let mut kept = Vec::with_capacity(docs.len());
         for doc in docs {
             if matches!(doc.event.operation, Operation::Delete) {
-                let removed = self.remove(&doc).await;
-                self.record(&doc, removed)?;
-            } else {
-                match self.clear_stale(&doc).await {
-                    Ok(()) => upserts.entry(doc.tenant.clone()).or_default().push(doc),
-                    Err(e) => self.judge(&doc, e)?,
-                }
+                kept.push(doc);
+                continue;
+            }
+            match self.clear_stale_of(&doc).await {
+                Ok(()) => kept.push(doc),
+                Err(e) => self.judge(&doc, e)?,
             }
         }
-        for (tenant, docs) in upserts {
-            let graphs: Vec<DocumentGraph> = docs.iter().map(document_graph).collect();
-            let written = self.service.graph.replace_documents(&tenant, graphs).await;
+        Ok(kept)
+    }
+
+    /// Removes each deleted document and writes the graph of every upsert with one
+    /// call per tenant; answers each document's outcome. If a tenant's call fails for
+    /// good, each document is retried alone so only the ones at fault fail; if it times
+    /// out, each is written alone too, so a batch too big for the timeout still lands.
+    async fn write_graphs(&self, docs: &[Doc]) -> Vec<Result<Outcome, StoreError>> {
+        let mut results: Vec<Option<Result<Outcome, StoreError>>> = vec![None; docs.len()];
+        let mut upserts: BTreeMap<&Tenant, Vec<usize>> = BTreeMap::new();
+        for (i, doc) in docs.iter().enumerate() {
+            if matches!(doc.event.operation, Operation::Delete) {
+                results[i] = Some(self.remove(doc).await);
+            } else {
+                upserts.entry(&doc.tenant).or_default().push(i);
+            }
+        }
+        for (tenant, members) in upserts {
+            let graphs: Vec<DocumentGraph> =
+                members.iter().map(|&i| document_graph(&docs[i])).collect();
+            let written = self.service.graph.replace_documents(tenant, graphs).await;
             match written.map_err(refused_statement) {
                 Ok(()) => {
-                    for doc in &docs {
-                        self.outcomes.push(processed(doc));
+                    for &i in &members {
+                        results[i] = Some(Ok(processed(&docs[i])));
                     }
                 }
                 // A batch that failed for good, or took longer than the backend's
                 // timeout (retried whole, it would time out for ever): each document
                 // alone, each within the timeout.
-                Err(e) if docs.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
-                    for doc in &docs {
-                        let alone = vec![document_graph(doc)];
+                Err(e) if members.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
+                    for &i in &members {
+                        let alone = vec![document_graph(&docs[i])];
                         let written = self
                             .service
                             .graph
-                            .replace_documents(&tenant, alone)
+                            .replace_documents(tenant, alone)
                             .await
                             .map_err(refused_statement);
-                        self.record(doc, written.map(|()| processed(doc)))?;
+                        results[i] = Some(written.map(|()| processed(&docs[i])));
                     }
                 }
                 Err(e) => {
-                    for doc in &docs {
-                        self.judge(doc, e.clone())?;
+                    for &i in &members {
+                        results[i] = Some(Err(e.clone()));
                     }
                 }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("document not written"))))
+            .collect()
+    }
+
+    /// Records each document's outcome: failed where its points or its graph failed
+    /// for good; an `Err` (a transient failure) retries the whole batch.
+    fn settle(
+        &mut self,
+        docs: Vec<Doc>,
+        points: Vec<Option<StoreError>>,
+        graphs: Vec<Result<Outcome, StoreError>>,
+    ) -> Result<(), StoreError> {
+        for ((doc, points), graph) in docs.iter().zip(points).zip(graphs) {
+            match points {
+                Some(e) => self.judge(doc, e)?,
+                None => self.record(doc, graph)?,
             }
         }
         Ok(())
@@ -416,7 +451,7 @@ impl Batch<'_> {
     }
 
     /// Deletes the points an older version of the document left behind.
-    async fn clear_stale(&self, doc: &Doc) -> Result<(), StoreError> {
+    async fn clear_stale_of(&self, doc: &Doc) -> Result<(), StoreError> {
         let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
         if let Some((old_collection, old_chunks)) = service.previous(tenant, id).await? {
             let stale = if old_collection != doc.event.collection {
