@@ -199,6 +199,15 @@ pub struct Mention {
     pub entity: EntityRef,
 }
 
+/// The stored version of a document, as its `Document` node records it: the collection
+/// its points are in and how many chunks it has (their ids are `0..chunks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentExtent {
+    pub doc_id: String,
+    pub collection: String,
+    pub chunks: usize,
+}
+
 /// A chunk that mentions an entity, by node ids.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkLink {

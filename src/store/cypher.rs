@@ -119,6 +119,11 @@ pub mod documents {
     pub const MENTION_COLUMNS: [&str; 4] = ["chunk", "entity", "name", "mentions"];
     pub const LINK_COLUMNS: [&str; 2] = ["chunk", "entity"];
     pub const ENTITY_COLUMNS: [&str; 3] = ["e.id", "e.name", "e.mentions"];
+    pub const EXTENT_COLUMNS: [&str; 3] = ["d.doc_id", "d.collection", "d.chunks"];
+
+    /// The extents of the `Document` nodes in `$ids` that exist.
+    pub const EXTENTS: &str = "UNWIND $ids AS id MATCH (d:Document {id: id, tenant: $tenant}) \
+         RETURN d.doc_id, d.collection, d.chunks";
     pub const RELATED_COLUMNS: [&str; 5] = ["a.id", "b.id", "b.name", "b.mentions", "r.weight"];
 
     /// [`MENTION_COLUMNS`] for every mention by the document's chunks.

@@ -26,7 +26,8 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention, Outcome, Related,
+    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention,
+    Outcome, Related,
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
@@ -226,6 +227,12 @@ pub trait GraphStore: Send + Sync {
     /// Removes the document, its chunks and the entities only it mentioned; returns
     /// whether it existed.
     async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool>;
+    /// The stored extents of the documents among `doc_ids` that have one.
+    async fn document_extents(
+        &self,
+        tenant: &Tenant,
+        doc_ids: Vec<String>,
+    ) -> StoreResult<Vec<DocumentExtent>>;
     /// Entities with these node ids that exist.
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>>;
     /// What the given chunks mention.

@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 use super::entities::Entity;
 use super::{ENTITIES_KEY, IngestService};
 use crate::domain::ingest::{
-    ChunkNode, DocumentGraph, EntityRef, Event, IngestState, IngestStatus, Operation, Outcome,
-    chunk_id, document_node_id, entity_node_id,
+    ChunkNode, DocumentExtent, DocumentGraph, EntityRef, Event, IngestState, IngestStatus,
+    Operation, Outcome, chunk_id, entity_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
@@ -164,18 +164,12 @@ impl IngestService {
         &self,
         tenant: &Tenant,
         id: &str,
-    ) -> Result<Option<(String, usize)>, StoreError> {
-        match self.graph.get_node(tenant, &document_node_id(id)).await {
-            Ok(node) => {
-                let collection = node.properties.get("collection").and_then(Value::as_str);
-                let chunks = node.properties.get("chunks").and_then(Value::as_u64);
-                Ok(collection
-                    .zip(chunks)
-                    .map(|(c, n)| (c.to_owned(), n as usize)))
-            }
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    ) -> Result<Option<DocumentExtent>, StoreError> {
+        let mut found = self
+            .graph
+            .document_extents(tenant, vec![id.to_owned()])
+            .await?;
+        Ok(found.pop())
     }
 
     /// Deletes chunk points `range` of the document; a missing collection holds none.

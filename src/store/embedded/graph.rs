@@ -29,7 +29,9 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{
+    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, documents as q};
@@ -389,6 +391,18 @@ impl GraphStore for EmbeddedGraphStore {
     async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
         let (inner, tenant, doc_id) = (self.inner.clone(), tenant.clone(), doc_id.to_owned());
         blocking(move || inner.remove_document(&tenant, &doc_id)).await
+    }
+
+    async fn document_extents(
+        &self,
+        tenant: &Tenant,
+        doc_ids: Vec<String>,
+    ) -> StoreResult<Vec<DocumentExtent>> {
+        let ids = doc_ids.iter().map(|d| document_node_id(d)).collect();
+        self.read(tenant, move |inner, tenant| {
+            inner.read_by_ids(tenant, q::EXTENTS, &q::EXTENT_COLUMNS, ids, shared::extents)
+        })
+        .await
     }
 
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {

@@ -188,39 +188,7 @@ impl Tx<'_> {
     /// the chunks and entities created without statements, and every `PART_OF` and
     /// `MENTIONS` link in one batch.
     fn write_document_now(&self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {
-        let doc_node_id = document_node_id(&doc.doc_id);
-        let mut props: Vec<(String, grafeo::Value)> = doc
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), to_grafeo(v)))
-            .collect();
-        props.push(("doc_id".into(), grafeo::Value::from(doc.doc_id.as_str())));
-        props.push((
-            "collection".into(),
-            grafeo::Value::from(doc.collection.as_str()),
-        ));
-        props.push((
-            "chunks".into(),
-            grafeo::Value::Int64(doc.chunks.len() as i64),
-        ));
-        let doc_node = if existed {
-            let node = self.find_any(&doc_node_id).ok_or_else(|| {
-                StoreError::internal(format!("document node {doc_node_id:?} went missing"))
-            })?;
-            self.session
-                .add_node_label(node, DOCUMENT)
-                .map_err(engine)?;
-            for (key, value) in props {
-                match value {
-                    grafeo::Value::Null => self.session.remove_node_property(node, &key).map(drop),
-                    value => self.session.set_node_property(node, &key, value),
-                }
-                .map_err(engine)?;
-            }
-            node
-        } else {
-            self.create(DOCUMENT, &doc_node_id, props)?
-        };
+        let doc_node = self.write_document_node(doc, existed)?;
         // An entity's name as the statements would write it: the last one given.
         let names: HashMap<&str, &str> = doc
             .chunks
@@ -235,29 +203,21 @@ impl Tx<'_> {
             edge_type: edge_type.to_owned(),
             properties: HashMap::new(),
         };
+        let text = |s: &str| grafeo::Value::from(s);
         for c in &doc.chunks {
-            let chunk = self.create(
-                CHUNK,
-                &c.id,
-                [
-                    (
-                        "doc_id".to_owned(),
-                        grafeo::Value::from(doc.doc_id.as_str()),
-                    ),
-                    ("index".to_owned(), grafeo::Value::Int64(c.index as i64)),
-                    (
-                        "collection".to_owned(),
-                        grafeo::Value::from(doc.collection.as_str()),
-                    ),
-                ],
-            )?;
+            let props = [
+                ("doc_id".to_owned(), text(&doc.doc_id)),
+                ("index".to_owned(), grafeo::Value::Int64(c.index as i64)),
+                ("collection".to_owned(), text(&doc.collection)),
+            ];
+            let chunk = self.create(CHUNK, &c.id, props)?;
             edges.push(link(chunk, doc_node, PART_OF));
             for e in &c.entities {
                 let entity = match self.entity(&e.id) {
                     Some(node) => node,
                     None => {
-                        let name = grafeo::Value::from(names[e.id.as_str()]);
-                        let node = self.create(ENTITY, &e.id, [("name".to_owned(), name)])?;
+                        let name = ("name".to_owned(), text(names[e.id.as_str()]));
+                        let node = self.create(ENTITY, &e.id, [name])?;
                         self.entities.borrow_mut().insert(e.id.clone(), Some(node));
                         node
                     }
@@ -269,6 +229,45 @@ impl Tx<'_> {
             self.session.batch_create_edges(edges).map_err(engine)?;
         }
         Ok(())
+    }
+
+    /// The document node with `doc`'s properties: created, or (`existed`) labelled
+    /// `Document` and its properties merged in as `SET n += $props` would.
+    fn write_document_node(&self, doc: &DocumentGraph, existed: bool) -> StoreResult<NodeId> {
+        let doc_node_id = document_node_id(&doc.doc_id);
+        let mut props: Vec<(String, grafeo::Value)> = doc
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), to_grafeo(v)))
+            .collect();
+        props.extend([
+            ("doc_id".into(), grafeo::Value::from(doc.doc_id.as_str())),
+            (
+                "collection".into(),
+                grafeo::Value::from(doc.collection.as_str()),
+            ),
+            (
+                "chunks".into(),
+                grafeo::Value::Int64(doc.chunks.len() as i64),
+            ),
+        ]);
+        if !existed {
+            return self.create(DOCUMENT, &doc_node_id, props);
+        }
+        let node = self.find_any(&doc_node_id).ok_or_else(|| {
+            StoreError::internal(format!("document node {doc_node_id:?} went missing"))
+        })?;
+        self.session
+            .add_node_label(node, DOCUMENT)
+            .map_err(engine)?;
+        for (key, value) in props {
+            match value {
+                grafeo::Value::Null => self.session.remove_node_property(node, &key).map(drop),
+                value => self.session.set_node_property(node, &key, value),
+            }
+            .map_err(engine)?;
+        }
+        Ok(node)
     }
 
     /// [`CypherTx::add_mention_counts`] through the direct API.

@@ -11,7 +11,9 @@ use serde_json::Value;
 use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{
+    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related,
+};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
 pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, text};
@@ -250,6 +252,27 @@ pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
             })
         })
         .collect()
+}
+
+/// Rows of [`q::EXTENT_COLUMNS`]; a node without a collection or chunk count (not
+/// written by ingest) has no extent.
+pub fn extents(rows: &Rows) -> StoreResult<Vec<DocumentExtent>> {
+    let mut out = Vec::new();
+    for r in rows.iter() {
+        let (doc_id, collection, chunks) = (
+            r.get("d.doc_id")?.as_str(),
+            r.get("d.collection")?.as_str(),
+            r.get("d.chunks")?.as_u64(),
+        );
+        if let (Some(doc_id), Some(collection), Some(chunks)) = (doc_id, collection, chunks) {
+            out.push(DocumentExtent {
+                doc_id: doc_id.to_owned(),
+                collection: collection.to_owned(),
+                chunks: chunks as usize,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Rows of [`q::RELATED_COLUMNS`].

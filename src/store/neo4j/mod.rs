@@ -29,7 +29,9 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
 };
-use crate::domain::ingest::{ChunkLink, DocumentGraph, EntityRef, Mention, Related};
+use crate::domain::ingest::{
+    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+};
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
@@ -298,6 +300,24 @@ impl GraphStore for Neo4jGraphStore {
                 tx.finish(result).await
             })
             .await
+    }
+
+    async fn document_extents(
+        &self,
+        tenant: &Tenant,
+        doc_ids: Vec<String>,
+    ) -> StoreResult<Vec<DocumentExtent>> {
+        let ids = doc_ids.iter().map(|d| document_node_id(d));
+        let rows = self
+            .read(
+                "document_extents",
+                tenant,
+                q::EXTENTS,
+                &q::EXTENT_COLUMNS,
+                vec![("ids", list(ids))],
+            )
+            .await?;
+        shared::extents(&rows)
     }
 
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {

@@ -8,7 +8,7 @@ use ragbrain::config::Settings;
 use ragbrain::domain::graph::{
     CypherQuery, Direction, FindNodes, NeighborQuery, NodeUpsert, RelationshipUpsert, Written,
 };
-use ragbrain::domain::ingest::{ChunkNode, DocumentGraph, EntityRef};
+use ragbrain::domain::ingest::{ChunkNode, DocumentExtent, DocumentGraph, EntityRef};
 use ragbrain::store::client_cypher::QuerySlots;
 use ragbrain::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
 use ragbrain::store::neo4j::Neo4jGraphStore;
@@ -321,9 +321,23 @@ async fn documents(store: &dyn GraphStore) {
         .replace_documents(&t, vec![doc("d2", &[&["Paris"]])])
         .await
         .unwrap();
+    // What each stored version covers, for the worker's stale-point deletes.
+    let mut extents = store
+        .document_extents(&t, vec!["d1".into(), "d2".into(), "d9".into()])
+        .await
+        .unwrap();
+    extents.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
+    let extent = |doc_id: &str, chunks| DocumentExtent {
+        doc_id: doc_id.into(),
+        collection: "documents".into(),
+        chunks,
+    };
+    assert_eq!(extents, [extent("d1", 2), extent("d2", 1)]);
 
     assert!(store.remove_document(&t, "d1").await.unwrap());
     assert!(!store.remove_document(&t, "d1").await.unwrap());
+    let left = store.document_extents(&t, vec!["d1".into()]).await.unwrap();
+    assert!(left.is_empty(), "a removed document has no extent");
     assert!(
         store
             .entities(&t, vec!["entity:France".into()])

@@ -1,173 +1,27 @@
-//! The ingest worker: reads the event log in order and makes each document's chunks,
-//! vectors and graph match its newest event, then records the outcome and moves the
-//! offset in one step. Runs inside `serve` or alone as `ragbrain worker`.
-//!
-//! Per batch: newer events for a document supersede older ones in the same batch;
-//! texts are chunked and embedded together; the points older versions left beyond the
-//! new chunk count are deleted; then the points (one durable upsert per collection) and
-//! the graphs (one call per tenant) are written side by side, since they touch
-//! different stores. Every step is idempotent, so a crash before the commit just
-//! replays the batch.
-//!
-//! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
-//! batch and is retried with backoff, never marking anything failed; other errors are
-//! retried up to `ingest.max_attempts` times, then only the events they concern are
-//! marked `failed` (with the reason) and the log moves on.
+//! One batch of the ingest worker, step by step: prepare (chunk, extract, embed),
+//! clear the stale points of older versions, write points and graphs, settle each
+//! document's outcome.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
-use tokio::sync::watch;
-
-use super::IngestService;
-use super::chunk::{ChunkSpec, chunk};
-use super::document::{
+use crate::domain::ingest::{
+    DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
+};
+use crate::domain::principal::Tenant;
+use crate::domain::vector::{CollectionName, CollectionSpec, Distance, Point};
+use crate::services::ingest::IngestService;
+use crate::services::ingest::chunk::{ChunkSpec, chunk};
+use crate::services::ingest::document::{
     Doc, document_graph, embedding_text, metadata_entities, points, processed, status,
     stored_collection, title,
 };
-use super::entities::extract;
-use crate::domain::ingest::{DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome};
-use crate::domain::principal::Tenant;
-use crate::domain::vector::{CollectionName, CollectionSpec, Distance, Point};
+use crate::services::ingest::entities::extract;
 use crate::store::{ErrorKind, StoreError};
 
-/// Runs until `stop` turns true; finishes the batch in hand first.
-pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
-    let settings = service.settings.ingest.clone();
-    let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
-    let mut attempt: u32 = 0;
-    tracing::info!("ingest worker started");
-    while !*stop.borrow() {
-        let result = match service.events.read(settings.worker_batch).await {
-            Ok(entries) if entries.is_empty() => {
-                tokio::select! {
-                    () = service.events.wait(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            Ok(entries) => process(&service, entries, attempt).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => attempt = 0,
-            Err(e) => {
-                attempt = attempt.saturating_add(1);
-                let cap = (100u64 << attempt.min(10)).min(max_backoff.as_millis() as u64);
-                let delay = Duration::from_millis(rand::random_range(cap / 2..=cap.max(1)));
-                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64,
-                    "ingest batch will be retried");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => {}
-                }
-            }
-        }
-    }
-    tracing::info!("ingest worker stopped");
-}
-
-/// Processes everything in the log now, in batches as the worker would, and returns how
-/// many entries it handled: for tests and tools that run no background worker. A batch
-/// that fails is retried at once (no backoff), so an event that keeps failing is marked
-/// failed after `ingest.max_attempts` as with the worker; a store that stays down is an
-/// error after as many tries.
-pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
-    let settings = &service.settings.ingest;
-    let mut done = 0;
-    loop {
-        let entries = service.events.read(settings.worker_batch).await?;
-        if entries.is_empty() {
-            return Ok(done);
-        }
-        done += entries.len();
-        let mut attempt = 0;
-        while let Err(e) = process(service, entries.clone(), attempt).await {
-            attempt += 1;
-            if attempt >= settings.max_attempts.max(1) {
-                return Err(e);
-            }
-        }
-    }
-}
-
-/// Processes one batch and commits it; an `Err` means "retry the batch later".
-async fn process(
-    service: &IngestService,
-    entries: Vec<LogEntry>,
-    attempt: u32,
-) -> Result<(), StoreError> {
-    let upto = entries.last().map_or(0, |e| e.seq);
-    let received = entries.len();
-    // The requests that produced this batch, so its log line joins theirs.
-    let correlation_ids: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.event.correlation_id.clone())
-        .collect();
-    let latest = newest_per_document(entries);
-    let superseded = received - latest.len();
-    let mut batch = Batch {
-        service,
-        attempt,
-        outcomes: Vec::new(),
-    };
-    let docs = batch.prepare(latest).await?;
-    let docs = batch.clear_stale(docs).await?;
-    // Points and graph touch different stores and, after `clear_stale`, disjoint
-    // points: written side by side, the graph's core is not idle while points go in.
-    let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
-    batch.settle(docs, points, graphs)?;
-    let events = batch.outcomes.len();
-    let counts = outcome_counts(&batch.outcomes, superseded);
-    service.events.complete(batch.outcomes, upto).await?;
-    for (outcome, n) in counts {
-        service
-            .metrics
-            .ingest_events_total
-            .with_label_values(&[outcome])
-            .inc_by(n);
-    }
-    tracing::info!(events, upto, correlation_ids = %correlation_ids.join(","),
-        "ingest batch committed");
-    Ok(())
-}
-
-/// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
-/// `superseded` events were replaced by a newer event for the same document.
-fn outcome_counts(outcomes: &[Outcome], superseded: usize) -> [(&'static str, u64); 4] {
-    let mut counts = [
-        ("processed", 0),
-        ("failed", 0),
-        ("deleted", 0),
-        ("superseded", superseded as u64),
-    ];
-    for o in outcomes {
-        let i = match o {
-            Outcome::Done { status, .. } if status.status == IngestState::Failed => 1,
-            Outcome::Done { .. } => 0,
-            Outcome::Deleted { .. } => 2,
-        };
-        counts[i].1 += 1;
-    }
-    counts
-}
-
-/// The last event of each document, in log order.
-fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
-    let mut last: HashMap<(String, String), u64> = HashMap::new();
-    for e in &entries {
-        last.insert((e.event.tenant.clone(), e.event.id.clone()), e.seq);
-    }
-    entries
-        .into_iter()
-        .filter(|e| last[&(e.event.tenant.clone(), e.event.id.clone())] == e.seq)
-        .collect()
-}
-
-struct Batch<'a> {
-    service: &'a IngestService,
-    attempt: u32,
-    outcomes: Vec<Outcome>,
+pub(super) struct Batch<'a> {
+    pub(super) service: &'a IngestService,
+    pub(super) attempt: u32,
+    pub(super) outcomes: Vec<Outcome>,
 }
 
 impl Batch<'_> {
@@ -229,7 +83,7 @@ impl Batch<'_> {
     }
 
     /// Chunks, extracts entities and embeds every upsert in the batch.
-    async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
+    pub(super) async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
         let settings = self.service.settings.ingest.clone();
         let spec = ChunkSpec {
             size: settings.chunk_size_chars,
@@ -287,7 +141,7 @@ impl Batch<'_> {
 
     /// Writes the points of every upsert, one durable call per (tenant, collection);
     /// answers each document's error, if any.
-    async fn write_points(&self, docs: &[Doc]) -> Vec<Option<StoreError>> {
+    pub(super) async fn write_points(&self, docs: &[Doc]) -> Vec<Option<StoreError>> {
         let mut groups: BTreeMap<(Tenant, String), Vec<usize>> = BTreeMap::new();
         for (i, d) in docs.iter().enumerate() {
             if !d.chunks.is_empty() {
@@ -354,16 +208,30 @@ impl Batch<'_> {
     }
 
     /// Deletes the points older versions of the upserts left behind (before their
-    /// graph changes: the document node says how many chunks there were). Documents
-    /// that fail for good here are recorded failed and dropped.
-    async fn clear_stale(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
+    /// graph changes: the document node says how many chunks there were; one read per
+    /// tenant). Documents that fail for good here are recorded failed and dropped.
+    pub(super) async fn clear_stale(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
+        let mut ids: BTreeMap<Tenant, Vec<String>> = BTreeMap::new();
+        for doc in docs.iter().filter(|d| !is_delete(d)) {
+            ids.entry(doc.tenant.clone())
+                .or_default()
+                .push(doc.event.id.clone());
+        }
+        let mut extents: BTreeMap<Tenant, Result<HashMap<String, DocumentExtent>, StoreError>> =
+            BTreeMap::new();
+        for (tenant, ids) in ids {
+            let found = self.service.graph.document_extents(&tenant, ids).await;
+            let found = found.map(|e| e.into_iter().map(|x| (x.doc_id.clone(), x)).collect());
+            extents.insert(tenant, found);
+        }
         let mut kept = Vec::with_capacity(docs.len());
         for doc in docs {
-            if matches!(doc.event.operation, Operation::Delete) {
-                kept.push(doc);
-                continue;
-            }
-            match self.clear_stale_of(&doc).await {
+            let cleared = match extents.get(&doc.tenant) {
+                None => Ok(()),
+                Some(Err(e)) => Err(e.clone()),
+                Some(Ok(found)) => self.clear_stale_of(&doc, found.get(&doc.event.id)).await,
+            };
+            match cleared {
                 Ok(()) => kept.push(doc),
                 Err(e) => self.judge(&doc, e)?,
             }
@@ -375,11 +243,11 @@ impl Batch<'_> {
     /// call per tenant; answers each document's outcome. If a tenant's call fails for
     /// good, each document is retried alone so only the ones at fault fail; if it times
     /// out, each is written alone too, so a batch too big for the timeout still lands.
-    async fn write_graphs(&self, docs: &[Doc]) -> Vec<Result<Outcome, StoreError>> {
+    pub(super) async fn write_graphs(&self, docs: &[Doc]) -> Vec<Result<Outcome, StoreError>> {
         let mut results: Vec<Option<Result<Outcome, StoreError>>> = vec![None; docs.len()];
         let mut upserts: BTreeMap<&Tenant, Vec<usize>> = BTreeMap::new();
         for (i, doc) in docs.iter().enumerate() {
-            if matches!(doc.event.operation, Operation::Delete) {
+            if is_delete(doc) {
                 results[i] = Some(self.remove(doc).await);
             } else {
                 upserts.entry(&doc.tenant).or_default().push(i);
@@ -425,7 +293,7 @@ impl Batch<'_> {
 
     /// Records each document's outcome: failed where its points or its graph failed
     /// for good; an `Err` (a transient failure) retries the whole batch.
-    fn settle(
+    pub(super) fn settle(
         &mut self,
         docs: Vec<Doc>,
         points: Vec<Option<StoreError>>,
@@ -450,30 +318,35 @@ impl Batch<'_> {
         }
     }
 
-    /// Deletes the points an older version of the document left behind.
-    async fn clear_stale_of(&self, doc: &Doc) -> Result<(), StoreError> {
-        let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
-        if let Some((old_collection, old_chunks)) = service.previous(tenant, id).await? {
-            let stale = if old_collection != doc.event.collection {
-                0..old_chunks
-            } else {
-                doc.chunks.len()..old_chunks
-            };
-            if !stale.is_empty() || old_collection != doc.event.collection {
-                service
-                    .delete_points(tenant, &old_collection, id, stale)
-                    .await?;
-            }
+    /// Deletes the points the stored version `old` of the document left behind.
+    async fn clear_stale_of(
+        &self,
+        doc: &Doc,
+        old: Option<&DocumentExtent>,
+    ) -> Result<(), StoreError> {
+        let Some(old) = old else {
+            return Ok(());
+        };
+        let moved = old.collection != doc.event.collection;
+        let stale = if moved {
+            0..old.chunks
+        } else {
+            doc.chunks.len()..old.chunks
+        };
+        if !stale.is_empty() || moved {
+            self.service
+                .delete_points(&doc.tenant, &old.collection, &doc.event.id, stale)
+                .await?;
         }
         Ok(())
     }
 
     async fn remove(&self, doc: &Doc) -> Result<Outcome, StoreError> {
         let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
-        let (collection, chunks) = service
-            .previous(tenant, id)
-            .await?
-            .unwrap_or((doc.event.collection.clone(), 0));
+        let (collection, chunks) = match service.previous(tenant, id).await? {
+            Some(old) => (old.collection, old.chunks),
+            None => (doc.event.collection.clone(), 0),
+        };
         service
             .delete_points(tenant, &collection, id, 0..chunks)
             .await?;
@@ -495,6 +368,10 @@ fn refused_statement(mut e: StoreError) -> StoreError {
         e.kind = ErrorKind::Upstream;
     }
     e
+}
+
+fn is_delete(doc: &Doc) -> bool {
+    matches!(doc.event.operation, Operation::Delete)
 }
 
 /// A backend that is down or slow: retry the batch, never fail the event.

@@ -1,0 +1,160 @@
+//! The ingest worker: reads the event log in order and makes each document's chunks,
+//! vectors and graph match its newest event, then records the outcome and moves the
+//! offset in one step. Runs inside `serve` or alone as `ragbrain worker`.
+//!
+//! Per batch: newer events for a document supersede older ones in the same batch;
+//! texts are chunked and embedded together; the points older versions left beyond the
+//! new chunk count are deleted; then the points (one durable upsert per collection) and
+//! the graphs (one call per tenant) are written side by side, since they touch
+//! different stores. Every step is idempotent, so a crash before the commit just
+//! replays the batch.
+//!
+//! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
+//! batch and is retried with backoff, never marking anything failed; other errors are
+//! retried up to `ingest.max_attempts` times, then only the events they concern are
+//! marked `failed` (with the reason) and the log moves on.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::IngestService;
+use crate::domain::ingest::{IngestState, LogEntry, Outcome};
+use crate::store::StoreError;
+
+mod batch;
+use batch::Batch;
+
+/// Runs until `stop` turns true; finishes the batch in hand first.
+pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
+    let settings = service.settings.ingest.clone();
+    let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
+    let mut attempt: u32 = 0;
+    tracing::info!("ingest worker started");
+    while !*stop.borrow() {
+        let result = match service.events.read(settings.worker_batch).await {
+            Ok(entries) if entries.is_empty() => {
+                tokio::select! {
+                    () = service.events.wait(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Ok(entries) => process(&service, entries, attempt).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let cap = (100u64 << attempt.min(10)).min(max_backoff.as_millis() as u64);
+                let delay = Duration::from_millis(rand::random_range(cap / 2..=cap.max(1)));
+                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64,
+                    "ingest batch will be retried");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::info!("ingest worker stopped");
+}
+
+/// Processes everything in the log now, in batches as the worker would, and returns how
+/// many entries it handled: for tests and tools that run no background worker. A batch
+/// that fails is retried at once (no backoff), so an event that keeps failing is marked
+/// failed after `ingest.max_attempts` as with the worker; a store that stays down is an
+/// error after as many tries.
+pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
+    let settings = &service.settings.ingest;
+    let mut done = 0;
+    loop {
+        let entries = service.events.read(settings.worker_batch).await?;
+        if entries.is_empty() {
+            return Ok(done);
+        }
+        done += entries.len();
+        let mut attempt = 0;
+        while let Err(e) = process(service, entries.clone(), attempt).await {
+            attempt += 1;
+            if attempt >= settings.max_attempts.max(1) {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Processes one batch and commits it; an `Err` means "retry the batch later".
+async fn process(
+    service: &IngestService,
+    entries: Vec<LogEntry>,
+    attempt: u32,
+) -> Result<(), StoreError> {
+    let upto = entries.last().map_or(0, |e| e.seq);
+    let received = entries.len();
+    // The requests that produced this batch, so its log line joins theirs.
+    let correlation_ids: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.event.correlation_id.clone())
+        .collect();
+    let latest = newest_per_document(entries);
+    let superseded = received - latest.len();
+    let mut batch = Batch {
+        service,
+        attempt,
+        outcomes: Vec::new(),
+    };
+    let docs = batch.prepare(latest).await?;
+    let docs = batch.clear_stale(docs).await?;
+    // Points and graph touch different stores and, after `clear_stale`, disjoint
+    // points: written side by side, the graph's core is not idle while points go in.
+    let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
+    batch.settle(docs, points, graphs)?;
+    let events = batch.outcomes.len();
+    let counts = outcome_counts(&batch.outcomes, superseded);
+    service.events.complete(batch.outcomes, upto).await?;
+    for (outcome, n) in counts {
+        service
+            .metrics
+            .ingest_events_total
+            .with_label_values(&[outcome])
+            .inc_by(n);
+    }
+    tracing::info!(events, upto, correlation_ids = %correlation_ids.join(","),
+        "ingest batch committed");
+    Ok(())
+}
+
+/// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
+/// `superseded` events were replaced by a newer event for the same document.
+fn outcome_counts(outcomes: &[Outcome], superseded: usize) -> [(&'static str, u64); 4] {
+    let mut counts = [
+        ("processed", 0),
+        ("failed", 0),
+        ("deleted", 0),
+        ("superseded", superseded as u64),
+    ];
+    for o in outcomes {
+        let i = match o {
+            Outcome::Done { status, .. } if status.status == IngestState::Failed => 1,
+            Outcome::Done { .. } => 0,
+            Outcome::Deleted { .. } => 2,
+        };
+        counts[i].1 += 1;
+    }
+    counts
+}
+
+/// The last event of each document, in log order.
+fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
+    let mut last: HashMap<(String, String), u64> = HashMap::new();
+    for e in &entries {
+        last.insert((e.event.tenant.clone(), e.event.id.clone()), e.seq);
+    }
+    entries
+        .into_iter()
+        .filter(|e| last[&(e.event.tenant.clone(), e.event.id.clone())] == e.seq)
+        .collect()
+}
