@@ -19,8 +19,8 @@
 //! - [`config`]: typed settings from compiled-in defaults, a file and the environment.
 //! - [`context`]: the request being served (correlation id, principal, quota decision),
 //!   readable by every layer.
-//! - [`domain`]: principals, tenants, quota classes, vector and graph types shared by
-//!   all layers.
+//! - [`domain`]: principals, tenants, quota classes, vector and graph types, ingest's
+//!   events and document graphs, and the chunk payload's keys, shared by all layers.
 
 pub mod app;
 pub mod config;

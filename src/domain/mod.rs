@@ -1,9 +1,11 @@
 //! Domain types shared by the HTTP layer, the services and the stores: principals and
-//! tenants, vector collections and points, graph nodes and relationships.
+//! tenants, vector collections and points, graph nodes and relationships, ingest's
+//! events and document graphs, and the payload ingest stores with each chunk.
 
 pub mod audit;
 pub mod graph;
 pub mod ingest;
+pub mod payload;
 pub mod principal;
 pub mod quota;
 pub mod vector;

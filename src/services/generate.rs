@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::Settings;
+use crate::domain::payload;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{Filter, PointId};
 use crate::llm::{ChatClient, DeltaStream, Message};
@@ -154,7 +154,7 @@ fn context(hits: &[hybrid::HybridHit], budget: usize) -> (String, Vec<Citation>)
     let mut used = 0;
     for hit in hits {
         let payload = hit.payload.as_ref();
-        let Some(passage) = payload.and_then(|p| p.get("text")).and_then(Value::as_str) else {
+        let Some(passage) = payload.and_then(payload::text) else {
             continue;
         };
         let size = passage.chars().count();
@@ -163,10 +163,7 @@ fn context(hits: &[hybrid::HybridHit], budget: usize) -> (String, Vec<Citation>)
         }
         used += size;
         let reference = citations.len() + 1;
-        let doc_id = payload
-            .and_then(|p| p.get("doc_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let doc_id = payload.and_then(payload::doc_id).map(str::to_owned);
         text.push_str(&format!("[{reference}] {passage}\n\n"));
         citations.push(Citation {
             reference,

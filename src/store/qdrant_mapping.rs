@@ -11,6 +11,7 @@ use qdrant_edge::{
 use serde_json::{Map, Value};
 
 use crate::config::VectorQuantization;
+use crate::domain::payload;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     ConditionKind, Distance, Filter, IndexKind, MatchValue, PayloadIndex, PointId, ScoredPoint,
@@ -43,12 +44,8 @@ fn bm25() -> &'static qdrant_edge::bm25_embed::EdgeBm25 {
 /// The text a point is found by lexically: payload `text`, after the document's title
 /// (`title` or `metadata.title`) when there is one.
 pub fn lexical_text(payload: &Map<String, Value>) -> Option<String> {
-    let text = payload.get("text")?.as_str()?;
-    let title = payload
-        .get("title")
-        .or_else(|| payload.get("metadata")?.get("title"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty() && !text.starts_with(*t));
+    let text = payload::text(payload)?;
+    let title = payload::title(payload).filter(|t| !t.trim().is_empty() && !text.starts_with(*t));
     Some(match title {
         Some(t) => format!("{t}\n{text}"),
         None => text.to_owned(),

@@ -1,7 +1,7 @@
 //! What one ingest event becomes: its chunk points, its document subgraph and its
 //! status, and the clean-up of what an older version of the document left behind.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::entities::Entity;
 use super::{ENTITIES_KEY, IngestService};
@@ -9,6 +9,7 @@ use crate::domain::ingest::{
     ChunkNode, DocumentExtent, DocumentGraph, EntityRef, Event, IngestState, IngestStatus,
     Operation, Outcome, chunk_id, entity_node_id,
 };
+use crate::domain::payload::{self, ChunkPayload};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     CollectionName, Condition, Filter, MatchSpec, MatchValue, Point, PointId,
@@ -62,11 +63,7 @@ pub(super) fn metadata_entities(metadata: &Map<String, Value>) -> Vec<String> {
 
 /// `metadata.title`, when it is a non-blank string.
 pub(super) fn title(metadata: &Map<String, Value>) -> Option<&str> {
-    metadata
-        .get("title")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    payload::metadata_title(metadata)
 }
 
 /// What is embedded for a chunk: the chunk, after the document's title unless the chunk
@@ -107,21 +104,17 @@ pub(super) fn points(doc: &Doc) -> Vec<Point> {
         .zip(&doc.vectors)
         .enumerate()
         .map(|(index, ((text, entities), vector))| {
-            let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
-            let payload = json!({
-                "text": text,
-                "doc_id": doc.event.id,
-                "chunk_index": index,
-                "entities": names,
-                "metadata": metadata,
-            });
+            let payload = ChunkPayload {
+                text: text.clone(),
+                doc_id: doc.event.id.clone(),
+                chunk_index: index,
+                entities: entities.iter().map(|e| e.name.clone()).collect(),
+                metadata: metadata.clone(),
+            };
             Point {
                 id: PointId::Uuid(chunk_id(doc.tenant.as_str(), &doc.event.id, index)),
                 vector: vector.clone(),
-                payload: match payload {
-                    Value::Object(map) => map,
-                    _ => Map::new(),
-                },
+                payload: payload.into_map(),
             }
         })
         .collect()
@@ -185,7 +178,7 @@ impl IngestService {
             // Unknown extent (no graph record): delete by the doc_id payload field.
             let filter = Filter {
                 must: vec![Condition {
-                    key: Some("doc_id".into()),
+                    key: Some(payload::DOC_ID.into()),
                     matches: Some(MatchSpec {
                         value: Some(MatchValue::Keyword(id.to_owned())),
                         any: None,
