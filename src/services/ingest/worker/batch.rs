@@ -227,6 +227,7 @@ impl Batch<'_> {
         let mut kept = Vec::with_capacity(docs.len());
         for doc in docs {
             let cleared = match extents.get(&doc.tenant) {
+                _ if is_delete(&doc) => Ok(()),
                 None => Ok(()),
                 Some(Err(e)) => Err(e.clone()),
                 Some(Ok(found)) => self.clear_stale_of(&doc, found.get(&doc.event.id)).await,
