@@ -164,7 +164,11 @@ async fn count(app: &TestApp, key: &str, cypher: &str) -> i64 {
 }
 
 async fn points_of(app: &TestApp, key: &str, doc: &str) -> usize {
-    let q = json!({"text": "anything", "limit": 100,
+    points_in(app, key, "documents", doc).await
+}
+
+async fn points_in(app: &TestApp, key: &str, collection: &str, doc: &str) -> usize {
+    let q = json!({"collection": collection, "text": "anything", "limit": 100,
                    "filter": {"must": [{"key": "doc_id", "match": {"value": doc}}]}});
     let found = app
         .json(Method::POST, "/vectors/search", key, Some(q))
@@ -220,6 +224,14 @@ async fn re_ingesting_a_document_replaces_its_chunks_and_entities() {
         count(&app, &key, "MATCH ()-[r:RELATED_TO]->() RETURN count(r)").await,
         1
     );
+
+    // Moved to another collection: its points leave the old one.
+    let event = json!({"id": "ada", "collection": "archive",
+                       "text": "Grace Hopper wrote the first compiler at Remington Rand."});
+    app.call(Method::POST, "/ingest", &key, Some(event)).await;
+    app.wait_ingested(&key, &["ada"]).await;
+    assert_eq!(points_of(&app, &key, "ada").await, 0);
+    assert_eq!(points_in(&app, &key, "archive", "ada").await, 1);
 }
 
 #[tokio::test]
