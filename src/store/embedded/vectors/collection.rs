@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use qdrant_edge::{
-    CountRequest, DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParams, FieldIndexOperations, Modifier, PayloadFieldSchema, PayloadSchemaType,
     PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, VectorPersisted,
     VectorStructPersisted, WithPayloadInterface, WithVector,
@@ -17,7 +17,9 @@ use qdrant_edge::{
 
 use super::super::fs_err;
 pub(super) use super::super::lock;
-use super::engine::{deduplicate, engine, engine_wal_files, flush, trim_engine_wal};
+use super::engine::{
+    deduplicate, distinct_points, engine, engine_wal_files, flush, trim_engine_wal,
+};
 use super::oplog::{LogOp, OpLog};
 use crate::config::VectorQuantization;
 use crate::domain::principal::Tenant;
@@ -416,21 +418,17 @@ impl Collection {
         Ok(())
     }
 
-    /// Points matching `filter`, counted exactly (segment statistics over-count while
-    /// an optimization or a crash leaves copies behind). Without a filter no condition
-    /// is checked per point: a shard holds one tenant's points only (its directory is
-    /// the tenant's), and the ingest worker asks for the count on every batch.
+    /// Points matching `filter`, each counted once: segment statistics and
+    /// qdrant-edge's exact count both count a point again for each copy that an
+    /// optimization in progress or a crash leaves in another segment
+    /// ([`distinct_points`]). Without a filter no condition is checked per point: a
+    /// shard holds one tenant's points only (its directory is the tenant's).
     pub(super) fn count(&self, tenant: &Tenant, filter: Option<&Filter>) -> StoreResult<usize> {
         let filter = match filter {
             None => None,
             Some(f) => Some(map::tenant_filter(tenant, Some(f)).map_err(StoreError::invalid)?),
         };
-        self.shard()?
-            .count(CountRequest {
-                filter,
-                exact: true,
-            })
-            .map_err(engine)
+        distinct_points(&*self.shard()?, filter)
     }
 }
 

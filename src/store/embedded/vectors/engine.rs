@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
-    CountRequest, EdgeShard, PointInsertOperations, PointOperations, PointStructPersisted,
-    ScrollRequest, UpdateOperation, VectorStructPersisted, WithPayloadInterface, WithVector,
+    CountRequest, EdgeShard, Filter, PointId, PointInsertOperations, PointOperations,
+    PointStructPersisted, Record, ScrollRequest, UpdateOperation, VectorStructPersisted,
+    WithPayloadInterface, WithVector,
 };
 
 use super::super::fs_err;
@@ -96,6 +97,41 @@ pub(super) fn engine_wal_files(wal: &Path) -> StoreResult<Vec<(u64, u64, PathBuf
     Ok(out)
 }
 
+/// One page of a scroll in id order; `with_data` brings payloads and vectors (smaller
+/// pages then).
+fn scroll(
+    shard: &EdgeShard,
+    offset: Option<PointId>,
+    filter: Option<Filter>,
+    with_data: bool,
+) -> StoreResult<(Vec<Record>, Option<PointId>)> {
+    shard
+        .scroll(ScrollRequest {
+            offset,
+            limit: Some(if with_data { 1_000 } else { 50_000 }),
+            filter,
+            with_payload: Some(WithPayloadInterface::Bool(with_data)),
+            with_vector: WithVector::Bool(with_data),
+            order_by: None,
+        })
+        .map_err(engine)
+}
+
+/// The number of distinct points matching `filter`. qdrant-edge's exact count adds up
+/// each segment's matches, so a point with copies in two segments (an optimization in
+/// progress, or a crash) counts twice; a scroll merges copies by id.
+pub(super) fn distinct_points(shard: &EdgeShard, filter: Option<Filter>) -> StoreResult<usize> {
+    let (mut distinct, mut offset) = (0, None);
+    loop {
+        let (records, next) = scroll(shard, offset, filter.clone(), false)?;
+        distinct += records.len();
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok(distinct),
+        }
+    }
+}
+
 /// Removes copies of a point left in more than one segment. A crash can leave them
 /// (copy-on-write moves a point between segments, and segments are flushed one by one);
 /// Qdrant's server removes them at load, qdrant-edge 0.7.2 does not, and `count` would
@@ -109,33 +145,13 @@ pub(super) fn deduplicate(shard: &EdgeShard) -> StoreResult<usize> {
             exact: true,
         })
         .map_err(engine)?;
-    let page = |offset, with_data: bool| {
-        shard
-            .scroll(ScrollRequest {
-                offset,
-                limit: Some(if with_data { 1_000 } else { 50_000 }),
-                filter: None,
-                with_payload: Some(WithPayloadInterface::Bool(with_data)),
-                with_vector: WithVector::Bool(with_data),
-                order_by: None,
-            })
-            .map_err(engine)
-    };
-    let (mut distinct, mut offset) = (0, None);
-    loop {
-        let (records, next) = page(offset, false)?;
-        distinct += records.len();
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
+    let distinct = distinct_points(shard, None)?;
     if total <= distinct {
         return Ok(0);
     }
     let mut offset = None;
     loop {
-        let (records, next) = page(offset, true)?;
+        let (records, next) = scroll(shard, offset, None, true)?;
         let points = records
             .into_iter()
             .filter_map(|r| {
