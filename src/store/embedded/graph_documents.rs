@@ -126,17 +126,18 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The node labelled `label` with `id` in this tenant's graph, as the statements'
-    /// `MATCH (:Label {id, tenant})` finds it (through the `id` index), in this
-    /// transaction's view.
-    fn find(&self, label: &str, id: &str) -> Option<NodeId> {
+    /// The node with `id` in this tenant's graph, labelled `label` if one is given, as
+    /// the statements' `MATCH (:Label {id, tenant})` (or `MATCH (n {id, tenant})`)
+    /// finds it through the `id` index, in this transaction's view.
+    fn find(&self, label: Option<&str>, id: &str) -> Option<NodeId> {
         let tenant = grafeo::Value::from(self.tenant.as_str());
         self.session
             .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
             .into_iter()
             .find(|&n| {
                 self.session.get_node(n).is_some_and(|node| {
-                    node.has_label(label) && node.get_property(TENANT_PROPERTY) == Some(&tenant)
+                    label.is_none_or(|l| node.has_label(l))
+                        && node.get_property(TENANT_PROPERTY) == Some(&tenant)
                 })
             })
     }
@@ -146,19 +147,9 @@ impl Tx<'_> {
         if let Some(&node) = self.entities.borrow().get(id) {
             return node;
         }
-        let node = self.find(ENTITY, id);
+        let node = self.find(Some(ENTITY), id);
         self.entities.borrow_mut().insert(id.to_owned(), node);
         node
-    }
-
-    /// Any node with `id` in this tenant's graph, whatever its labels (as
-    /// [`crate::store::cypher::COUNT_NODE`] matches it).
-    fn find_any(&self, id: &str) -> Option<NodeId> {
-        let tenant = grafeo::Value::from(self.tenant.as_str());
-        self.session
-            .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
-            .into_iter()
-            .find(|&n| self.session.get_node_property(n, TENANT_PROPERTY) == Some(tenant.clone()))
     }
 
     /// A new node's identity properties and `props` (a null is no property, as in
@@ -235,26 +226,14 @@ impl Tx<'_> {
     /// `Document` and its properties merged in as `SET n += $props` would.
     fn write_document_node(&self, doc: &DocumentGraph, existed: bool) -> StoreResult<NodeId> {
         let doc_node_id = document_node_id(&doc.doc_id);
-        let mut props: Vec<(String, grafeo::Value)> = doc
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), to_grafeo(v)))
+        let props: Vec<(String, grafeo::Value)> = shared::document_properties(doc)
+            .into_iter()
+            .map(|(k, v)| (k, to_grafeo(&v)))
             .collect();
-        props.extend([
-            ("doc_id".into(), grafeo::Value::from(doc.doc_id.as_str())),
-            (
-                "collection".into(),
-                grafeo::Value::from(doc.collection.as_str()),
-            ),
-            (
-                "chunks".into(),
-                grafeo::Value::Int64(doc.chunks.len() as i64),
-            ),
-        ]);
         if !existed {
             return self.create(DOCUMENT, &doc_node_id, props);
         }
-        let node = self.find_any(&doc_node_id).ok_or_else(|| {
+        let node = self.find(None, &doc_node_id).ok_or_else(|| {
             StoreError::internal(format!("document node {doc_node_id:?} went missing"))
         })?;
         self.session
@@ -339,7 +318,7 @@ impl CypherTx for Tx<'_> {
     }
 
     async fn node_exists(&mut self, id: &str) -> StoreResult<bool> {
-        Ok(self.find_any(id).is_some())
+        Ok(self.find(None, id).is_some())
     }
 
     async fn write_document(&mut self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{CypherTx, WeightDelta, list, mentions};
+use super::{CypherTx, Rows, WeightDelta, list, mentions};
 use crate::domain::ingest::{DocumentGraph, Mention, co_occurrence, document_node_id};
 use crate::store::StoreResult;
 use crate::store::cypher::{self, documents as q};
@@ -18,9 +18,10 @@ pub async fn apply(
     doc_id: &str,
     doc: Option<&DocumentGraph>,
 ) -> StoreResult<bool> {
-    let doc_node = Value::from(document_node_id(doc_id));
+    let doc_node_id = document_node_id(doc_id);
+    let existed = tx.node_exists(&doc_node_id).await?;
+    let doc_node = Value::from(doc_node_id);
     let node = || vec![("doc_node", doc_node.clone())];
-    let existed = tx.node_exists(&document_node_id(doc_id)).await?;
     // Chunks hang off the document node: a new document has none to read or delete,
     // which spares most ingested documents two statements (two round trips on Bolt).
     let old = if existed {
@@ -122,20 +123,27 @@ async fn write_document_node<T: CypherTx + ?Sized>(
     } else {
         cypher::create_node(&labels)
     };
-    let mut props = doc.properties.clone();
-    props.insert("doc_id".into(), doc.doc_id.clone().into());
-    props.insert("collection".into(), doc.collection.clone().into());
-    props.insert("chunks".into(), doc.chunks.len().into());
     tx.run(
         &statement,
         &[],
         vec![
             ("id", Value::from(document_node_id(&doc.doc_id))),
-            ("props", Value::Object(props)),
+            ("props", Value::Object(document_properties(doc))),
         ],
     )
     .await?;
     Ok(())
+}
+
+/// The document node's properties: the document's own, then where its chunks are
+/// (`doc_id`, `collection`, `chunks`: what [`crate::store::cypher::documents::EXTENTS`]
+/// reads back).
+pub fn document_properties(doc: &DocumentGraph) -> Map<String, Value> {
+    let mut props = doc.properties.clone();
+    props.insert("doc_id".into(), doc.doc_id.clone().into());
+    props.insert("collection".into(), doc.collection.clone().into());
+    props.insert("chunks".into(), doc.chunks.len().into());
+    props
 }
 
 async fn write_chunks<T: CypherTx + ?Sized>(tx: &mut T, doc: &DocumentGraph) -> StoreResult<()> {
@@ -164,12 +172,10 @@ async fn write_chunks<T: CypherTx + ?Sized>(tx: &mut T, doc: &DocumentGraph) -> 
         return Ok(());
     }
     let ids: Vec<&str> = wanted.keys().copied().collect();
-    let existing: BTreeSet<String> = tx
+    let rows = tx
         .run(q::ENTITIES, &q::ENTITY_COLUMNS, vec![("ids", list(ids))])
-        .await?
-        .iter()
-        .map(|r| r.text("e.id"))
-        .collect::<StoreResult<_>>()?;
+        .await?;
+    let existing = entity_ids(&rows)?;
     let missing: Vec<Value> = wanted
         .iter()
         .filter(|(id, _)| !existing.contains(**id))
@@ -218,16 +224,14 @@ async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> Store
     if candidates.is_empty() {
         return Ok(());
     }
-    let still: BTreeSet<String> = tx
+    let rows = tx
         .run(
             q::STILL_MENTIONED,
             &["e.id"],
             vec![("ids", list(candidates.clone()))],
         )
-        .await?
-        .iter()
-        .map(|r| r.text("e.id"))
-        .collect::<StoreResult<_>>()?;
+        .await?;
+    let still = entity_ids(&rows)?;
     let orphans: Vec<String> = candidates
         .into_iter()
         .filter(|id| !still.contains(id))
@@ -237,4 +241,9 @@ async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> Store
             .await?;
     }
     Ok(())
+}
+
+/// The `e.id` column of `rows`.
+fn entity_ids(rows: &Rows) -> StoreResult<BTreeSet<String>> {
+    rows.iter().map(|r| r.text("e.id")).collect()
 }

@@ -20,7 +20,7 @@ pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, 
 use crate::store::{StoreError, StoreResult};
 
 mod documents;
-pub use documents::apply;
+pub use documents::{apply, document_properties};
 
 /// Runs statements inside one open transaction on one tenant's graph; the executor
 /// binds `$tenant` itself.
@@ -219,11 +219,7 @@ pub fn mentions(rows: &Rows) -> StoreResult<Vec<Mention>> {
         .map(|r| {
             Ok(Mention {
                 chunk: r.text("chunk")?,
-                entity: EntityRef {
-                    id: r.text("entity")?,
-                    name: r.text("name")?,
-                    mentions: count_of(r.get("mentions")?),
-                },
+                entity: entity_ref(&r, ["entity", "name", "mentions"])?,
             })
         })
         .collect()
@@ -244,13 +240,7 @@ pub fn links(rows: &Rows) -> StoreResult<Vec<ChunkLink>> {
 /// Rows of [`q::ENTITY_COLUMNS`].
 pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
     rows.iter()
-        .map(|r| {
-            Ok(EntityRef {
-                id: r.text("e.id")?,
-                name: r.text("e.name")?,
-                mentions: count_of(r.get("e.mentions")?),
-            })
-        })
+        .map(|r| entity_ref(&r, q::ENTITY_COLUMNS))
         .collect()
 }
 
@@ -275,17 +265,22 @@ pub fn extents(rows: &Rows) -> StoreResult<Vec<DocumentExtent>> {
     Ok(out)
 }
 
+/// An entity from its id, name and mention-count columns.
+fn entity_ref(r: &Row<'_>, [id, name, mentions]: [&str; 3]) -> StoreResult<EntityRef> {
+    Ok(EntityRef {
+        id: r.text(id)?,
+        name: r.text(name)?,
+        mentions: count_of(r.get(mentions)?),
+    })
+}
+
 /// Rows of [`q::RELATED_COLUMNS`].
 pub fn related(rows: &Rows) -> StoreResult<Vec<Related>> {
     rows.iter()
         .map(|r| {
             Ok(Related {
                 from: r.text("a.id")?,
-                entity: EntityRef {
-                    id: r.text("b.id")?,
-                    name: r.text("b.name")?,
-                    mentions: count_of(r.get("b.mentions")?),
-                },
+                entity: entity_ref(&r, ["b.id", "b.name", "b.mentions"])?,
                 weight: weight(r.get("r.weight")?),
             })
         })
