@@ -54,16 +54,11 @@ pub(super) fn metadata_entities(metadata: &Map<String, Value>) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str);
-    title(metadata)
+    payload::metadata_title(metadata)
         .into_iter()
         .chain(names)
         .map(str::to_owned)
         .collect()
-}
-
-/// `metadata.title`, when it is a non-blank string.
-pub(super) fn title(metadata: &Map<String, Value>) -> Option<&str> {
-    payload::metadata_title(metadata)
 }
 
 /// What is embedded for a chunk: the chunk, after the document's title unless the chunk

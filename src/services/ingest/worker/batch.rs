@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use crate::domain::ingest::{
     DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
 };
+use crate::domain::payload;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionName, CollectionSpec, Distance, Point};
 use crate::services::ingest::IngestService;
 use crate::services::ingest::chunk::{ChunkSpec, chunk};
 use crate::services::ingest::document::{
     Doc, document_graph, embedding_text, metadata_entities, points, processed, status,
-    stored_collection, title,
+    stored_collection,
 };
 use crate::services::ingest::entities::extract;
 use crate::store::{ErrorKind, StoreError};
@@ -123,7 +124,7 @@ impl Batch<'_> {
             .iter()
             .flat_map(|d| {
                 let title = match &d.event.operation {
-                    Operation::Upsert { metadata, .. } => title(metadata),
+                    Operation::Upsert { metadata, .. } => payload::metadata_title(metadata),
                     Operation::Delete | Operation::Unreadable { .. } => None,
                 };
                 d.chunks.iter().map(move |(t, _)| embedding_text(title, t))
@@ -217,20 +218,29 @@ impl Batch<'_> {
                 .or_default()
                 .push(doc.event.id.clone());
         }
-        let mut extents: BTreeMap<Tenant, Result<HashMap<String, DocumentExtent>, StoreError>> =
-            BTreeMap::new();
+        let mut extents: HashMap<(Tenant, String), DocumentExtent> = HashMap::new();
+        let mut unread: BTreeMap<Tenant, StoreError> = BTreeMap::new();
         for (tenant, ids) in ids {
-            let found = self.service.graph.document_extents(&tenant, ids).await;
-            let found = found.map(|e| e.into_iter().map(|x| (x.doc_id.clone(), x)).collect());
-            extents.insert(tenant, found);
+            match self.service.graph.document_extents(&tenant, ids).await {
+                Ok(found) => extents.extend(
+                    found
+                        .into_iter()
+                        .map(|x| ((tenant.clone(), x.doc_id.clone()), x)),
+                ),
+                Err(e) => {
+                    unread.insert(tenant, e);
+                }
+            }
         }
         let mut kept = Vec::with_capacity(docs.len());
         for doc in docs {
-            let cleared = match extents.get(&doc.tenant) {
-                _ if is_delete(&doc) => Ok(()),
-                None => Ok(()),
-                Some(Err(e)) => Err(e.clone()),
-                Some(Ok(found)) => self.clear_stale_of(&doc, found.get(&doc.event.id)).await,
+            let cleared = if is_delete(&doc) {
+                Ok(())
+            } else if let Some(e) = unread.get(&doc.tenant) {
+                Err(e.clone())
+            } else {
+                let old = extents.get(&(doc.tenant.clone(), doc.event.id.clone()));
+                self.clear_stale_of(&doc, old).await
             };
             match cleared {
                 Ok(()) => kept.push(doc),
@@ -296,7 +306,7 @@ impl Batch<'_> {
     /// for good; an `Err` (a transient failure) retries the whole batch.
     pub(super) fn settle(
         &mut self,
-        docs: Vec<Doc>,
+        docs: &[Doc],
         points: Vec<Option<StoreError>>,
         graphs: Vec<Result<Outcome, StoreError>>,
     ) -> Result<(), StoreError> {

@@ -111,7 +111,7 @@ async fn process(
     // Points and graph touch different stores and, after `clear_stale`, disjoint
     // points: written side by side, the graph's core is not idle while points go in.
     let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
-    batch.settle(docs, points, graphs)?;
+    batch.settle(&docs, points, graphs)?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded);
     service.events.complete(batch.outcomes, upto).await?;
