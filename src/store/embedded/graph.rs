@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,21 +36,21 @@ use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, documents as q};
 use crate::store::graph_exec as shared;
-use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult, blocking};
+use crate::store::{GraphStore, StoreError, StoreResult, blocking};
 
 pub(super) struct Inner {
     /// The engine; replaced (under the gate, held exclusively) when its log is
     /// compacted, so it is read through [`Inner::db`] under the gate.
-    engine: RwLock<Arc<GrafeoDB>>,
-    wal: WalBound,
+    pub(super) engine: RwLock<Arc<GrafeoDB>>,
+    pub(super) wal: WalBound,
     /// Named graphs known to exist, to skip the catalog lookup on the hot path. Held
     /// while a graph is created, so a fork never sees a half-made one.
     pub(super) graphs: Mutex<HashSet<String>>,
     /// One writer per tenant graph at a time; see the module docs.
-    writers: Mutex<HashMap<Tenant, Arc<Mutex<()>>>>,
+    pub(super) writers: Mutex<HashMap<Tenant, Arc<Mutex<()>>>>,
     /// Commits made so far, and (under the lock) how many of them a WAL sync covers.
-    commits: AtomicU64,
-    synced: Mutex<u64>,
+    pub(super) commits: AtomicU64,
+    pub(super) synced: Mutex<u64>,
     /// Held shared by every engine call, read or write, exclusively by a fork of the
     /// Cypher sandbox, by a WAL compaction and by close. Lock order: a tenant's writer, `gate`, `graphs`.
     pub(super) gate: RwLock<()>,
@@ -59,7 +59,7 @@ pub(super) struct Inner {
     sandbox: SandboxLimits,
     pub(super) forker: Forker,
     /// Node properties every tenant graph indexes (see [`index_graph`]).
-    indexed: Vec<String>,
+    pub(super) indexed: Vec<String>,
 }
 
 /// Settings the embedded graph store needs from the configuration.
@@ -138,7 +138,7 @@ impl EmbeddedGraphStore {
 /// over 1,000 nodes).
 const INDEXED: [&str; 2] = ["id", "doc_id"];
 
-fn index_graph(db: &GrafeoDB, name: &str, indexed: &[String]) -> StoreResult<()> {
+pub(super) fn index_graph(db: &GrafeoDB, name: &str, indexed: &[String]) -> StoreResult<()> {
     db.set_current_graph(Some(name)).map_err(engine)?;
     for property in indexed {
         db.create_property_index(property);
@@ -153,75 +153,6 @@ impl Inner {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Runs `write` as `tenant`'s one writer, holding the read gate; returns its result
-    /// and the commit's ticket for [`Inner::sync_to`]. `write` must commit (autocommit
-    /// statements, or its own transaction) before it returns.
-    pub(super) fn locked<T>(
-        &self,
-        tenant: &Tenant,
-        write: impl FnOnce(&Inner) -> StoreResult<T>,
-    ) -> StoreResult<(T, u64)> {
-        let writer = lock(&self.writers)
-            .entry(tenant.clone())
-            .or_default()
-            .clone();
-        let _w = lock(&writer);
-        let _gate = read_gate(&self.gate);
-        let out = write(self)?;
-        Ok((out, self.commits.fetch_add(1, Ordering::AcqRel) + 1))
-    }
-
-    /// Returns once a WAL sync that began after commit `ticket` returned has finished.
-    /// The first waiter syncs for every commit made so far; the others wait on the lock
-    /// and find theirs covered. A failed sync is the caller's error: nothing is
-    /// acknowledged that may not be on disk.
-    pub(super) fn sync_to(&self, ticket: u64) -> StoreResult<()> {
-        let mut synced = lock(&self.synced);
-        if *synced >= ticket {
-            return Ok(());
-        }
-        let target = self.commits.load(Ordering::Acquire);
-        let gate = read_gate(&self.gate);
-        // In a WAL-directory database this is the WAL's flush + fsync.
-        self.db()
-            .wal_checkpoint()
-            .map_err(|e| StoreError::new(ErrorKind::Unavailable, format!("graph WAL sync: {e}")))?;
-        *synced = target;
-        drop(gate);
-        if self.wal.due(target) {
-            self.compact_wal(&mut synced)?;
-        }
-        Ok(())
-    }
-
-    /// Rewrites the WAL as a copy of the live graph ([`WalBound::compact`]), holding the
-    /// gate exclusively: every engine call waits meanwhile. The copy is synced, so every
-    /// commit made so far is then durable.
-    fn compact_wal(&self, synced: &mut u64) -> StoreResult<()> {
-        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        let graphs: Vec<String> = lock(&self.graphs).iter().cloned().collect();
-        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(db) = self.wal.compact(&engine)? {
-            for name in &graphs {
-                index_graph(&db, name, &self.indexed)?;
-            }
-            *engine = Arc::new(db);
-            *synced = self.commits.load(Ordering::Acquire);
-        }
-        Ok(())
-    }
-
-    /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.
-    fn write<T>(
-        &self,
-        tenant: &Tenant,
-        write: impl FnOnce(&Inner) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        let (out, ticket) = self.locked(tenant, write)?;
-        self.sync_to(ticket)?;
-        Ok(out)
     }
 
     fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {

@@ -6,6 +6,7 @@ pub mod auth;
 mod cypher_sandbox;
 pub mod events;
 pub mod graph;
+mod graph_commit;
 mod graph_documents;
 mod graph_values;
 mod graph_wal;

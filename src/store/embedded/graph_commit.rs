@@ -1,0 +1,83 @@
+//! The embedded graph's write path: one writer per tenant graph, and acknowledgement
+//! after a group-committed WAL sync that began after the write's commit returned (the
+//! first waiter syncs for every commit so far), with the WAL rewritten when it has
+//! grown ([`super::graph_wal`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::graph::{Inner, index_graph, lock, read_gate};
+use crate::domain::principal::Tenant;
+use crate::store::{ErrorKind, StoreError, StoreResult};
+
+impl Inner {
+    /// Runs `write` as `tenant`'s one writer, holding the read gate; returns its result
+    /// and the commit's ticket for [`Inner::sync_to`]. `write` must commit (autocommit
+    /// statements, or its own transaction) before it returns.
+    pub(super) fn locked<T>(
+        &self,
+        tenant: &Tenant,
+        write: impl FnOnce(&Inner) -> StoreResult<T>,
+    ) -> StoreResult<(T, u64)> {
+        let writer = lock(&self.writers)
+            .entry(tenant.clone())
+            .or_default()
+            .clone();
+        let _w = lock(&writer);
+        let _gate = read_gate(&self.gate);
+        let out = write(self)?;
+        Ok((out, self.commits.fetch_add(1, Ordering::AcqRel) + 1))
+    }
+
+    /// Returns once a WAL sync that began after commit `ticket` returned has finished.
+    /// The first waiter syncs for every commit made so far; the others wait on the lock
+    /// and find theirs covered. A failed sync is the caller's error: nothing is
+    /// acknowledged that may not be on disk.
+    pub(super) fn sync_to(&self, ticket: u64) -> StoreResult<()> {
+        let mut synced = lock(&self.synced);
+        if *synced >= ticket {
+            return Ok(());
+        }
+        let target = self.commits.load(Ordering::Acquire);
+        let gate = read_gate(&self.gate);
+        // In a WAL-directory database this is the WAL's flush + fsync.
+        self.db()
+            .wal_checkpoint()
+            .map_err(|e| StoreError::new(ErrorKind::Unavailable, format!("graph WAL sync: {e}")))?;
+        *synced = target;
+        drop(gate);
+        if self.wal.due(target) {
+            self.compact_wal(&mut synced)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the WAL as a copy of the live graph
+    /// ([`super::graph_wal::WalBound::compact`]), holding the gate exclusively: every
+    /// engine call waits meanwhile. The copy is synced, so every commit made so far is
+    /// then durable.
+    fn compact_wal(&self, synced: &mut u64) -> StoreResult<()> {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let graphs: Vec<String> = lock(&self.graphs).iter().cloned().collect();
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = self.wal.compact(&engine)? {
+            for name in &graphs {
+                index_graph(&db, name, &self.indexed)?;
+            }
+            *engine = Arc::new(db);
+            *synced = self.commits.load(Ordering::Acquire);
+        }
+        Ok(())
+    }
+
+    /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.
+    pub(super) fn write<T>(
+        &self,
+        tenant: &Tenant,
+        write: impl FnOnce(&Inner) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let (out, ticket) = self.locked(tenant, write)?;
+        self.sync_to(ticket)?;
+        Ok(out)
+    }
+}
