@@ -9,7 +9,8 @@
 # 10k ingested documents, runs each scenario and prints one table: requests/s,
 # p50/p95/p99/max per request kind, errors, and the server's RSS after the scenario.
 #
-# Scenarios: mix (default), read, write, soak (tests/load/k6/*.js) and locust
+# Scenarios: mix (default), read, write, soak, writers (tests/load/k6/*.js; writers is
+# 16 writers of one kind, KIND=upsert|node|ingest in the environment) and locust
 # (tests/load/locustfile.py, headless). Options:
 #   --binary PATH      server binary (default: cargo build --release)
 #   --production       production backends instead of the embedded stores
@@ -41,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --server-cpus) server_cpus=$2; shift 2 ;;
     --load-cpus) load_cpus=$2; shift 2 ;;
     --smoke) smoke=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) scenarios+=("$1"); shift ;;
   esac
