@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::embed::Embedder;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Services};
 use crate::llm::ChatClient;
 use crate::services::audit::AuditService;
 use crate::services::auth::AuthService;
@@ -161,7 +161,7 @@ fn services(
         metrics.clone(),
         vectors.clone(),
     );
-    AppState {
+    AppState::new(Services {
         auth: Arc::new(auth),
         audit,
         graphs: GraphService::new(settings.clone(), stores.graph.clone()),
@@ -178,7 +178,7 @@ fn services(
         health: HealthService { stores },
         metrics,
         rate_limits,
-    }
+    })
 }
 
 impl Closing {
@@ -198,7 +198,10 @@ impl Closing {
 pub async fn run_worker(settings: Settings) -> Result<(), StartError> {
     let (state, closing, _) = open_state(settings).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(crate::services::ingest::worker::run(state.ingest, stop_rx));
+    let worker = tokio::spawn(crate::services::ingest::worker::run(
+        state.ingest.clone(),
+        stop_rx,
+    ));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = worker.await;
