@@ -1,10 +1,11 @@
 //! Extractors: `AppJson` (JSON bodies whose rejections become problem responses) and the
 //! scope-checking principal extractors `Reader`, `Writer` and `Admin`.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,12 +23,48 @@ pub struct AppJson<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
+    /// A well-formed body is parsed once by plain `serde_json`; only a bad one goes
+    /// through `axum::Json`, whose parser tracks the path to every value for the error
+    /// message ("points[3].vector[7]: ..."). That tracking cost about a fifth of the
+    /// server's CPU for a 10 x 384 upsert.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(AppJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        match serde_json::from_slice(&body) {
+            Ok(value) => Ok(AppJson(value)),
+            Err(_) => match axum::Json::<T>::from_bytes(&body) {
+                Ok(axum::Json(value)) => Ok(AppJson(value)),
+                Err(rejection) => Err(json_rejection(rejection)),
+            },
         }
     }
+}
+
+/// `application/json`, or any `application/*+json`, parameters allowed: what
+/// `axum::Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5
+                && subtype
+                    .get(subtype.len() - 5..)
+                    .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -185,3 +222,40 @@ scoped_principal!(
     Admin,
     Scope::Admin
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            content_type.parse().unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn json_content_types_are_those_axum_accepts() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=utf-8",
+            "Application/JSON",
+            "application/cloudevents+json",
+        ] {
+            assert!(json_content_type(&with(ok)), "{ok}");
+        }
+        for bad in [
+            "text/json",
+            "application/jsonx",
+            "application/+json",
+            "json",
+            "",
+        ] {
+            assert!(!json_content_type(&with(bad)), "{bad}");
+        }
+        assert!(!json_content_type(&HeaderMap::new()));
+    }
+}

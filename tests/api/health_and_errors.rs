@@ -107,7 +107,12 @@ async fn generic_errors_are_problem_documents() {
             Some(json!({"vector": "x"})),
         )
         .await;
-    assert_problem(wrong_shape, 422).await;
+    let body = assert_problem(wrong_shape, 422).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("vector:"),
+        "the path to the bad value: {detail}"
+    );
     let huge = vec![0.5f32; 3_000_000];
     let too_big = app
         .call(
