@@ -20,7 +20,9 @@ use crate::domain::graph::{
 };
 use crate::domain::ingest::{DocumentGraph, document_node_id};
 use crate::domain::principal::Tenant;
-use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
+use crate::store::graph_exec::{
+    self as shared, CypherTx, INTERNAL_LABEL_PREFIX, Rows, WeightDelta, list,
+};
 use crate::store::{StoreError, StoreResult};
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
@@ -156,7 +158,7 @@ impl Tx<'_> {
     /// `SET n += $props`).
     fn create(
         &self,
-        label: &str,
+        labels: &[&str],
         id: &str,
         props: impl IntoIterator<Item = (String, grafeo::Value)>,
     ) -> StoreResult<NodeId> {
@@ -171,8 +173,38 @@ impl Tx<'_> {
             .into_iter()
             .filter(|(_, v)| !matches!(v, grafeo::Value::Null));
         self.session
-            .create_node_with_props(&[label], identity.into_iter().chain(props))
+            .create_node_with_props(labels, identity.into_iter().chain(props))
             .map_err(engine)
+    }
+
+    /// [`CypherTx::create_node`] through the direct API (no statement to parse and
+    /// plan), read back as the statement's `RETURN` would show it.
+    fn create_node_now(&self, node: &NodeUpsert) -> StoreResult<Node> {
+        let labels: Vec<&str> = node.labels.iter().map(String::as_str).collect();
+        let props = node
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), to_grafeo(v)));
+        let created = self.create(&labels, &node.id, props)?;
+        let stored = self
+            .session
+            .get_node(created)
+            .ok_or_else(|| StoreError::internal("node write returned no node"))?;
+        Ok(Node {
+            id: node.id.clone(),
+            labels: stored
+                .labels
+                .iter()
+                .filter(|l| !l.starts_with(INTERNAL_LABEL_PREFIX))
+                .map(|l| l.to_string())
+                .collect(),
+            properties: stored
+                .properties_as_btree()
+                .iter()
+                .filter(|(k, _)| k.as_str() != ID_PROPERTY && k.as_str() != TENANT_PROPERTY)
+                .map(|(k, v)| (k.as_str().to_owned(), to_json(v)))
+                .collect(),
+        })
     }
 
     /// [`CypherTx::write_document`] through the direct API: each entity looked up once,
@@ -201,14 +233,14 @@ impl Tx<'_> {
                 ("index".to_owned(), grafeo::Value::Int64(c.index as i64)),
                 ("collection".to_owned(), text(&doc.collection)),
             ];
-            let chunk = self.create(CHUNK, &c.id, props)?;
+            let chunk = self.create(&[CHUNK], &c.id, props)?;
             edges.push(link(chunk, doc_node, PART_OF));
             for e in &c.entities {
                 let entity = match self.entity(&e.id) {
                     Some(node) => node,
                     None => {
                         let name = ("name".to_owned(), text(names[e.id.as_str()]));
-                        let node = self.create(ENTITY, &e.id, [name])?;
+                        let node = self.create(&[ENTITY], &e.id, [name])?;
                         self.entities.borrow_mut().insert(e.id.clone(), Some(node));
                         node
                     }
@@ -231,7 +263,7 @@ impl Tx<'_> {
             .map(|(k, v)| (k, to_grafeo(&v)))
             .collect();
         if !existed {
-            return self.create(DOCUMENT, &doc_node_id, props);
+            return self.create(&[DOCUMENT], &doc_node_id, props);
         }
         let node = self.find(None, &doc_node_id).ok_or_else(|| {
             StoreError::internal(format!("document node {doc_node_id:?} went missing"))
@@ -319,6 +351,10 @@ impl CypherTx for Tx<'_> {
 
     async fn node_exists(&mut self, id: &str) -> StoreResult<bool> {
         Ok(self.find(None, id).is_some())
+    }
+
+    async fn create_node(&mut self, node: &NodeUpsert) -> StoreResult<Node> {
+        self.create_node_now(node)
     }
 
     async fn write_document(&mut self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {

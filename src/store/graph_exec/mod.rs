@@ -57,6 +57,17 @@ pub trait CypherTx: Send {
         Ok(count(&rows, "count(n)")? > 0)
     }
 
+    /// Creates `node`, which does not exist (the caller checked, holding the write
+    /// lock), and returns it as stored. [`cypher::create_node`] is the definition; an
+    /// executor may do the same natively.
+    async fn create_node(&mut self, node: &NodeUpsert) -> StoreResult<Node> {
+        let statement = cypher::create_node(&node.labels);
+        let rows = self
+            .run(&statement, &NODE_COLUMNS, node_params(node))
+            .await?;
+        written_node(&rows)
+    }
+
     /// Writes document `doc`'s node (created, or merged into the existing one when
     /// `existed`), its chunks (`PART_OF` the document node), the entities they mention
     /// that do not exist yet, and one `MENTIONS` link per chunk and entity. The old
@@ -97,29 +108,34 @@ pub fn missing(id: &str) -> StoreError {
 /// Creates the node or merges labels and properties into it (labels are only ever
 /// added, in the CREATE pattern for a new node; see [`cypher::create_node`]).
 pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResult<(Node, Written)> {
-    let written = if tx.node_exists(&node.id).await? {
-        Written::Updated
-    } else {
-        Written::Created
-    };
-    let statement = match written {
-        Written::Created => cypher::create_node(&node.labels),
-        Written::Updated => cypher::update_node(&node.labels),
-    };
-    let props = Value::Object(node.properties.clone());
+    if !tx.node_exists(&node.id).await? {
+        return Ok((tx.create_node(node).await?, Written::Created));
+    }
     let rows = tx
         .run(
-            &statement,
+            &cypher::update_node(&node.labels),
             &NODE_COLUMNS,
-            vec![("id", node.id.as_str().into()), ("props", props)],
+            node_params(node),
         )
         .await?;
-    let stored = match rows.first() {
+    Ok((written_node(&rows)?, Written::Updated))
+}
+
+/// `$id` and `$props` of [`cypher::create_node`] and [`cypher::update_node`].
+fn node_params(node: &NodeUpsert) -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", node.id.as_str().into()),
+        ("props", Value::Object(node.properties.clone())),
+    ]
+}
+
+/// The node a create or update statement returned.
+fn written_node(rows: &Rows) -> StoreResult<Node> {
+    match rows.first() {
         Some(row) => node_from(&row)?,
         None => None,
     }
-    .ok_or_else(|| StoreError::internal("node write returned no node"))?;
-    Ok((stored, written))
+    .ok_or_else(|| StoreError::internal("node write returned no node"))
 }
 
 /// Detach-deletes the node; `NotFound` when there is none.

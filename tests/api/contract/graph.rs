@@ -69,7 +69,11 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
     let (n, w) = store
         .upsert_node(
             &t,
-            node("alice", &["Person"], json!({"name": "Alice", "age": 30})),
+            node(
+                "alice",
+                &["Person"],
+                json!({"name": "Alice", "age": 30, "score": 2.5, "tags": ["a", "b"], "gone": null}),
+            ),
         )
         .await
         .unwrap();
@@ -77,6 +81,13 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
     assert_eq!(
         (n.id.as_str(), n.labels.as_slice()),
         ("alice", &["Person".to_owned()][..])
+    );
+    // As stored: a null is no property; id and tenant are not properties.
+    let stored = props(json!({"name": "Alice", "age": 30, "score": 2.5, "tags": ["a", "b"]}));
+    assert_eq!(n.properties, stored);
+    assert_eq!(
+        store.get_node(&t, "alice").await.unwrap().properties,
+        stored
     );
     let (n, w) = store
         .upsert_node(&t, node("alice", &["Employee"], json!({"age": 31})))
