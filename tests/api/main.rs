@@ -28,6 +28,7 @@ mod health_and_errors;
 mod helpers;
 mod ingest;
 mod ingest_crash;
+mod ingest_failures;
 mod layering;
 mod lexical;
 mod logs;

@@ -25,7 +25,6 @@ use std::time::Duration;
 use ragbrain::config::Settings;
 use reqwest::Method;
 use serde_json::json;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -33,64 +32,9 @@ use crate::backends;
 use crate::faults::{OwnRedis, wait_port};
 use crate::helpers::{TestApp, free_port, spawn_app_with};
 
-/// A TCP proxy that can be cut (connections dropped, new ones refused) and restored.
-struct Proxy {
-    port: u16,
-    up: watch::Sender<bool>,
-}
+mod proxy;
 
-impl Proxy {
-    fn start(target: SocketAddr) -> Proxy {
-        let port = free_port();
-        let (up, rx) = watch::channel(true);
-        tokio::spawn(relay(port, target, rx));
-        Proxy { port, up }
-    }
-
-    fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
-async fn relay(port: u16, target: SocketAddr, mut up: watch::Receiver<bool>) {
-    loop {
-        if up.wait_for(|u| *u).await.is_err() {
-            return;
-        }
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
-        let listener = socket.listen(128).unwrap();
-        let mut cut = up.clone();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((mut client, _)) = accepted else { continue };
-                    let mut down = up.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(target).await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = down.wait_for(|u| !*u) => {}
-                        }
-                    });
-                }
-                changed = cut.wait_for(|u| !*u) => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
+use proxy::Proxy;
 
 /// Where the server under test finds its backends.
 struct Endpoints {

@@ -33,11 +33,13 @@ use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorSto
 mod collection;
 mod engine;
 mod logop;
+mod maintenance;
 mod oplog;
 
 pub use collection::Tuning;
 use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock, retrieve_owned};
 use engine::engine;
+use maintenance::maintenance_loop;
 use oplog::LogOp;
 
 struct Inner {
@@ -487,49 +489,4 @@ fn no_lexical_index(collection: &CollectionName) -> StoreError {
          lexical index; create a new collection and upsert its points again to search it \
          lexically"
     ))
-}
-
-/// Optimises every collection that took writes (HNSW builds run beside updates) and
-/// checkpoints those whose log is due, one collection at a time, off the request path.
-async fn maintenance_loop(
-    inner: std::sync::Weak<Inner>,
-    every: Duration,
-    checkpoint_every: Duration,
-    checkpoint_bytes: u64,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let all: Vec<_> = inner
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        drop(inner);
-        for c in all {
-            // Optimizes run on their own threads (one per collection at a time) and may
-            // take minutes; checkpoints go on beside them.
-            let optimized = c.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = optimized.optimize() {
-                    tracing::warn!(error = %e, "vector optimisation failed");
-                }
-            });
-            let result = blocking(move || {
-                let mut m = lock(&c.maintenance);
-                if c.checkpoint_due(&m, checkpoint_every, checkpoint_bytes) {
-                    c.checkpoint(&mut m)?;
-                }
-                Ok(())
-            })
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "vector checkpoint failed");
-            }
-        }
-    }
 }
