@@ -273,21 +273,30 @@ impl Connection {
                     closing = true;
                 }
                 () = tokio::time::sleep_until(idle_deadline.into()), if !closing => {
-                    let quiet = activity.in_flight.load(Ordering::Relaxed) == 0
-                        && activity.last_active_ms.load(Ordering::Relaxed) == idle_since;
-                    if quiet {
+                    if self.quiet_since(&activity, idle_since) {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
-                    } else if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                        // Busy: look again one idle period from now.
-                        activity
-                            .last_active_ms
-                            .store(self.registry.now_ms(), Ordering::Relaxed);
                     }
                 }
             }
         }
         self.registry.open().remove(&id);
+    }
+
+    /// At the idle deadline: whether the connection has had nothing in flight and no
+    /// activity since `idle_since` (then it closes). A busy one is looked at again one
+    /// idle period from now.
+    fn quiet_since(&self, activity: &Activity, idle_since: u64) -> bool {
+        let in_flight = activity.in_flight.load(Ordering::Relaxed);
+        if in_flight == 0 && activity.last_active_ms.load(Ordering::Relaxed) == idle_since {
+            return true;
+        }
+        if in_flight > 0 {
+            activity
+                .last_active_ms
+                .store(self.registry.now_ms(), Ordering::Relaxed);
+        }
+        false
     }
 }
 

@@ -336,12 +336,39 @@ struct Confinement {
 /// The child: confine itself, run the query, write the outcome, exit without running
 /// any destructor of the parent's state.
 fn child_main(db: &GrafeoDB, target: &Target, query: &CypherQuery, c: Confinement) -> ! {
+    // SAFETY: system calls on this process only; `_exit` never returns.
+    unsafe {
+        let out = confine(c);
+        let bytes = answer(db, target, query);
+        let mut written = 0;
+        while written < bytes.len() {
+            let n = libc::write(out, bytes[written..].as_ptr().cast(), bytes.len() - written);
+            if n <= 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                libc::_exit(1);
+            }
+            written += n as usize;
+        }
+        libc::_exit(0)
+    }
+}
+
+/// The child's confinement: killed with its parent (and gone if the parent already
+/// is), address space and CPU time capped, its answer pipe on fd 3, stdio on
+/// `/dev/null`, every other descriptor closed. Returns the answer's descriptor.
+///
+/// # Safety
+/// Call only in the forked child: it changes this process's limits and descriptors.
+unsafe fn confine(c: Confinement) -> libc::c_int {
     let Confinement {
         limits,
         address_space,
         parent,
         pipe,
     } = c;
+    const OUT: libc::c_int = 3;
     // SAFETY: system calls on this process only; `_exit` never returns.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -359,7 +386,6 @@ fn child_main(db: &GrafeoDB, target: &Target, query: &CypherQuery, c: Confinemen
             rlim_max: seconds + 1,
         };
         libc::setrlimit(libc::RLIMIT_CPU, &cpu);
-        const OUT: libc::c_int = 3;
         if pipe != OUT && libc::dup2(pipe, OUT) != OUT {
             libc::_exit(1);
         }
@@ -377,36 +403,30 @@ fn child_main(db: &GrafeoDB, target: &Target, query: &CypherQuery, c: Confinemen
             libc::c_long::from(u32::MAX),
             0 as libc::c_long,
         );
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match run_read_only(db, &target.graph, &target.tenant, query) {
-                    Ok(rows) => Outcome::Rows(rows),
-                    Err(e) => match e.kind {
-                        ErrorKind::Invalid => Outcome::Invalid(e.message),
-                        ErrorKind::Timeout => Outcome::Timeout(e.message),
-                        _ => Outcome::Failed(e.message),
-                    },
-                }
-            }))
-            .unwrap_or_else(|_| Outcome::Failed("the graph engine panicked".into()));
-        let mut bytes = serde_json::to_vec(&outcome).unwrap_or_default();
-        if bytes.len() > query.max_result_bytes {
-            let refusal = client_cypher::result_too_large(query.max_result_bytes);
-            bytes = serde_json::to_vec(&Outcome::Invalid(refusal.message)).unwrap_or_default();
-        }
-        let mut written = 0;
-        while written < bytes.len() {
-            let n = libc::write(OUT, bytes[written..].as_ptr().cast(), bytes.len() - written);
-            if n <= 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                libc::_exit(1);
-            }
-            written += n as usize;
-        }
-        libc::_exit(0)
     }
+    OUT
+}
+
+/// Runs the query and encodes its outcome (a panic in the engine is a failure, an
+/// answer over the result limit a refusal).
+fn answer(db: &GrafeoDB, target: &Target, query: &CypherQuery) -> Vec<u8> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match run_read_only(db, &target.graph, &target.tenant, query) {
+            Ok(rows) => Outcome::Rows(rows),
+            Err(e) => match e.kind {
+                ErrorKind::Invalid => Outcome::Invalid(e.message),
+                ErrorKind::Timeout => Outcome::Timeout(e.message),
+                _ => Outcome::Failed(e.message),
+            },
+        }
+    }))
+    .unwrap_or_else(|_| Outcome::Failed("the graph engine panicked".into()));
+    let bytes = serde_json::to_vec(&outcome).unwrap_or_default();
+    if bytes.len() <= query.max_result_bytes {
+        return bytes;
+    }
+    let refusal = client_cypher::result_too_large(query.max_result_bytes);
+    serde_json::to_vec(&Outcome::Invalid(refusal.message)).unwrap_or_default()
 }
 
 /// Runs admitted client Cypher on `graph` in a read-only session; the sandboxed child
