@@ -295,8 +295,8 @@ impl Application {
         });
         let server = &state.settings.server;
         let limits = crate::http::serve::ConnectionLimits {
-            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+            header_read_timeout: server.header_read_timeout_ms.get(),
+            idle_timeout: server.idle_timeout_ms.get(),
             max_connections: server.max_connections,
         };
         let admin_router = crate::http::admin_router(self.state.clone());
@@ -304,8 +304,7 @@ impl Application {
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let graph = self.closing.graph.clone();
         if let Some(tls) = &self.tls {
-            tls.clone()
-                .watch(Duration::from_millis(server.tls.reload_ms));
+            tls.clone().watch(server.tls.reload_ms.get());
         }
         let (admin, admin_stop) = spawn_admin(self.admin, admin_router, limits);
         let serve =

@@ -3,7 +3,6 @@
 //! endpoint's server-sent events.
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use secrecy::SecretString;
@@ -77,7 +76,7 @@ impl ChatClient {
             return Ok(None);
         }
         Ok(Some(Self {
-            client: http_client(Duration::from_millis(settings.timeout_ms))?,
+            client: http_client(settings.timeout_ms.get())?,
             url: format!(
                 "{}/chat/completions",
                 settings.base_url.trim_end_matches('/')

@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{ConfigError, GraphBackend, JwtAlgorithm, Settings, VectorBackend};
+use super::{ConfigError, GraphBackend, JwtAlgorithm, Millis, Settings, VectorBackend};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -96,12 +96,12 @@ pub struct RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResilienceSettings {
-    pub timeout_ms: u64,
+    pub timeout_ms: Millis,
     pub max_attempts: u32,
-    pub backoff_base_ms: u64,
+    pub backoff_base_ms: Millis,
     pub backoff_max_ms: u64,
     pub failure_threshold: u32,
-    pub open_ms: u64,
+    pub open_ms: Millis,
 }
 
 impl Settings {

@@ -1,7 +1,9 @@
 //! Typed configuration: compiled-in `config/default.toml`, then an optional file, then
 //! `RAGBRAIN__SECTION__KEY` environment variables; validated once at start-up.
 
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -25,6 +27,36 @@ const DEFAULTS: &str = include_str!("../../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
+
+/// A time that must not be 0, written in whole milliseconds (`*_ms = 250`) as the
+/// config files always have; a 0 is refused when the settings load, naming its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct Millis(NonZeroU64);
+
+impl Millis {
+    /// For settings built in code (tests, tools). Panics on 0.
+    pub const fn new(ms: u64) -> Self {
+        match NonZeroU64::new(ms) {
+            Some(ms) => Millis(ms),
+            None => panic!("a Millis setting must be greater than 0"),
+        }
+    }
+
+    pub fn get(self) -> Duration {
+        Duration::from_millis(self.0.get())
+    }
+}
+
+impl TryFrom<u64> for Millis {
+    type Error = &'static str;
+
+    fn try_from(ms: u64) -> Result<Self, Self::Error> {
+        NonZeroU64::new(ms)
+            .map(Millis)
+            .ok_or("must be greater than 0")
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +85,7 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub data_dir: PathBuf,
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: Millis,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
     /// Browser origins allowed to call the API; empty: no CORS, `["*"]`: any.
@@ -65,9 +97,9 @@ pub struct ServerSettings {
     pub hsts_max_age_secs: u64,
     /// A client must send a request's whole header within this long, or the connection
     /// is closed (slow-header clients hold no connection for long).
-    pub header_read_timeout_ms: u64,
+    pub header_read_timeout_ms: Millis,
     /// A keep-alive connection with no request in flight is closed after this long.
-    pub idle_timeout_ms: u64,
+    pub idle_timeout_ms: Millis,
     /// Connections held open at once. At the bound, the connection idle longest is
     /// closed for each new one; the bound is lowered to fit the open-file limit.
     pub max_connections: usize,
@@ -90,7 +122,7 @@ pub struct TlsSettings {
     pub client_ca_file: String,
     /// How often the files are checked for changes (a changed file is reloaded without
     /// a restart; SIGHUP reloads at once).
-    pub reload_ms: u64,
+    pub reload_ms: Millis,
 }
 
 /// Requests per minute per caller for each route class, and the burst allowed at once.
@@ -158,7 +190,7 @@ pub struct Limits {
     pub max_find_offset: usize,
     pub max_query_rows: usize,
     pub max_query_bytes: usize,
-    pub query_timeout_ms: u64,
+    pub query_timeout_ms: Millis,
     pub max_concurrent_queries: usize,
     /// Client Cypher queries one tenant may run at once, so one tenant cannot take
     /// every slot.
@@ -206,9 +238,9 @@ pub struct VectorSettings {
     pub default_dim: usize,
     pub default_distance: Distance,
     /// How often the maintenance task optimises and checkpoints collections.
-    pub maintenance_ms: u64,
+    pub maintenance_ms: Millis,
     /// A collection's operation log is checkpointed when older than this…
-    pub checkpoint_interval_ms: u64,
+    pub checkpoint_interval_ms: Millis,
     /// …or larger than this.
     pub checkpoint_log_bytes: u64,
     /// The engine's own WAL (never replayed) is released above this size.
@@ -263,7 +295,7 @@ pub struct EmbedderSettings {
     pub api_key: SecretString,
     pub dim: usize,
     pub batch_size: usize,
-    pub timeout_ms: u64,
+    pub timeout_ms: Millis,
     pub max_retries: u32,
     pub max_tokens: usize,
     /// Vectors kept by the embedding cache; 0 disables it.
@@ -276,7 +308,7 @@ pub struct LlmSettings {
     pub base_url: String,
     pub model: String,
     pub api_key: SecretString,
-    pub timeout_ms: u64,
+    pub timeout_ms: Millis,
     pub max_tokens: u32,
     pub temperature: f32,
     pub max_context_chunks: usize,

@@ -17,10 +17,10 @@ impl Settings {
         self.validate_server()
     }
 
-    /// Every count, size and time that must not be 0.
+    /// Every count and size that must not be 0 (times are [`super::Millis`], which
+    /// cannot be).
     fn validate_sizes(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("server.request_timeout_ms", self.server.request_timeout_ms),
             (
                 "server.body_limit_bytes",
                 self.server.body_limit_bytes as u64,
@@ -46,7 +46,6 @@ impl Settings {
             ("limits.max_find_limit", self.limits.max_find_limit as u64),
             ("limits.max_query_rows", self.limits.max_query_rows as u64),
             ("limits.max_query_bytes", self.limits.max_query_bytes as u64),
-            ("limits.query_timeout_ms", self.limits.query_timeout_ms),
             (
                 "limits.max_concurrent_queries",
                 self.limits.max_concurrent_queries as u64,
@@ -62,19 +61,9 @@ impl Settings {
                 self.limits.max_query_result_bytes as u64,
             ),
             ("limits.max_id_len", self.limits.max_id_len as u64),
-            (
-                "server.header_read_timeout_ms",
-                self.server.header_read_timeout_ms,
-            ),
-            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
             ("server.max_connections", self.server.max_connections as u64),
             ("vectors.default_dim", self.vectors.default_dim as u64),
-            ("vectors.maintenance_ms", self.vectors.maintenance_ms),
             ("graph.wal_limit_bytes", self.graph.wal_limit_bytes),
-            (
-                "vectors.checkpoint_interval_ms",
-                self.vectors.checkpoint_interval_ms,
-            ),
             (
                 "auth.access_token_ttl_secs",
                 self.auth.access_token_ttl_secs,
@@ -84,9 +73,7 @@ impl Settings {
                 self.auth.refresh_token_ttl_secs,
             ),
             ("embedder.batch_size", self.embedder.batch_size as u64),
-            ("embedder.timeout_ms", self.embedder.timeout_ms),
             ("embedder.max_tokens", self.embedder.max_tokens as u64),
-            ("llm.timeout_ms", self.llm.timeout_ms),
             ("llm.max_context_chunks", self.llm.max_context_chunks as u64),
             ("llm.max_context_chars", self.llm.max_context_chars as u64),
             (
@@ -109,20 +96,14 @@ impl Settings {
                 self.hybrid.max_graph_chunks as u64,
             ),
             ("hybrid.default_rrf_k", u64::from(self.hybrid.default_rrf_k)),
-            ("resilience.timeout_ms", self.resilience.timeout_ms),
             (
                 "resilience.max_attempts",
                 u64::from(self.resilience.max_attempts),
             ),
             (
-                "resilience.backoff_base_ms",
-                self.resilience.backoff_base_ms,
-            ),
-            (
                 "resilience.failure_threshold",
                 u64::from(self.resilience.failure_threshold),
             ),
-            ("resilience.open_ms", self.resilience.open_ms),
             ("cache.search_entries", self.cache.search_entries),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
@@ -258,11 +239,6 @@ impl Settings {
         if tls.cert_file.is_empty() && !tls.client_ca_file.is_empty() {
             return Err(ConfigError(
                 "server.tls.client_ca_file needs server.tls.cert_file and key_file".into(),
-            ));
-        }
-        if !tls.cert_file.is_empty() && tls.reload_ms == 0 {
-            return Err(ConfigError(
-                "server.tls.reload_ms must be greater than 0".into(),
             ));
         }
         if self.server.admin_port != 0 && self.server.admin_port == self.server.port {

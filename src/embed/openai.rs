@@ -95,7 +95,7 @@ pub(crate) fn http_client(timeout: Duration) -> StoreResult<reqwest::Client> {
 impl OpenAiEmbedder {
     pub fn new(settings: &EmbedderSettings) -> StoreResult<Self> {
         Ok(Self {
-            client: http_client(Duration::from_millis(settings.timeout_ms))?,
+            client: http_client(settings.timeout_ms.get())?,
             url: format!("{}/embeddings", settings.base_url.trim_end_matches('/')),
             model: settings.model.clone(),
             api_key: settings.api_key.clone(),

@@ -24,8 +24,6 @@ pub mod state;
 pub mod tls;
 pub mod vectors;
 
-use std::time::Duration;
-
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -38,7 +36,7 @@ use crate::http::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
-    let timeout = Duration::from_millis(server.request_timeout_ms);
+    let timeout = server.request_timeout_ms.get();
     let body_limit = server.body_limit_bytes;
     let cors = security::cors(server);
     let compression = if server.compression {

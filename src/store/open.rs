@@ -152,7 +152,7 @@ impl Opener<'_> {
                     limits.max_concurrent_queries,
                     limits.max_concurrent_queries_per_tenant,
                 );
-                let query_timeout = Duration::from_millis(limits.query_timeout_ms);
+                let query_timeout = limits.query_timeout_ms.get();
                 Arc::new(
                     Neo4jGraphStore::connect(
                         &settings.graph,
@@ -256,8 +256,8 @@ fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
                 .then_some(v.indexing_threshold_kb),
             quantization: v.quantization,
         },
-        maintenance_every: Duration::from_millis(v.maintenance_ms),
-        checkpoint_every: Duration::from_millis(v.checkpoint_interval_ms),
+        maintenance_every: v.maintenance_ms.get(),
+        checkpoint_every: v.checkpoint_interval_ms.get(),
         checkpoint_bytes: v.checkpoint_log_bytes,
     }
 }
@@ -265,7 +265,7 @@ fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
 fn graph_options(settings: &Settings) -> EmbeddedGraphOptions {
     let limits = &settings.limits;
     EmbeddedGraphOptions {
-        query_timeout: Duration::from_millis(limits.query_timeout_ms),
+        query_timeout: limits.query_timeout_ms.get(),
         max_concurrent_queries: limits.max_concurrent_queries,
         max_concurrent_queries_per_tenant: limits.max_concurrent_queries_per_tenant,
         query_memory_bytes: limits.query_memory_bytes,

@@ -9,6 +9,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ragbrain::config::Millis;
 use ragbrain::config::{
     AuthBackend, CacheBackend, EventBackend, GraphBackend, Settings, VectorBackend,
 };
@@ -148,10 +149,10 @@ pub fn production(s: &mut Settings) {
         s.vectors.qdrant_url = url;
     }
     let r = &mut s.resilience;
-    r.timeout_ms = 5000;
+    r.timeout_ms = Millis::new(5000);
     r.failure_threshold = 3;
-    r.open_ms = 1000;
-    r.backoff_base_ms = 20;
+    r.open_ms = Millis::new(1000);
+    r.backoff_base_ms = Millis::new(20);
     r.backoff_max_ms = 200;
 }
 

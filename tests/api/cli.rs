@@ -33,10 +33,27 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
         "{stderr}"
     );
 
+    // Times are typed: a 0 is refused as the settings load, from a file or the
+    // environment, naming the key.
+    let out = ragbrain()
+        .env("RAGBRAIN__LIMITS__QUERY_TIMEOUT_MS", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("limits.query_timeout_ms: must be greater than 0"),
+        "{stderr}"
+    );
+
     for (file, wanted) in [
         (
             "[graph]\nindexed_properties = [\"name\", \"x-y\"]\n",
             "graph.indexed_properties: \"x-y\" is not a property name",
+        ),
+        (
+            "[resilience]\nopen_ms = 0\n",
+            "resilience.open_ms: must be greater than 0",
         ),
         (
             "[hybrid]\nppr_damping = 1.0\n",

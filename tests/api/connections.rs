@@ -2,6 +2,7 @@
 //! are closed on time, a crowd of idle connections larger than the open-file limit does
 //! not lock probes out, and a refusal before the body is read says `Connection: close`.
 
+use ragbrain::config::Millis;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ async fn round_trip(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let app = spawn_app_with(|s| s.server.idle_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.server.idle_timeout_ms = Millis::new(300)).await;
     let addr = app.address.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.unwrap();
 
@@ -54,7 +55,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_header_sent_too_slowly_is_cut_off() {
-    let app = spawn_app_with(|s| s.server.header_read_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.server.header_read_timeout_ms = Millis::new(300)).await;
     let addr = app.address.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.unwrap();
 

@@ -3,6 +3,7 @@
 //! other tenants' graphs; queries built to exhaust memory or a core; and the slots and
 //! shutdown that runaway queries used to hold.
 
+use ragbrain::config::Millis;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -178,7 +179,7 @@ const SPIN: &str =
 
 #[tokio::test]
 async fn a_runaway_query_is_stopped_at_its_deadline_and_frees_its_slot() {
-    let app = spawn_app_with(|s| s.limits.query_timeout_ms = 500).await;
+    let app = spawn_app_with(|s| s.limits.query_timeout_ms = Millis::new(500)).await;
     let key = app.key("acme", &["read"]).await;
 
     let started = Instant::now();
@@ -197,7 +198,7 @@ async fn a_runaway_query_is_stopped_at_its_deadline_and_frees_its_slot() {
 
 #[tokio::test]
 async fn one_tenants_runaway_queries_leave_other_tenants_served() {
-    let app = spawn_app_with(|s| s.limits.query_timeout_ms = 3000).await;
+    let app = spawn_app_with(|s| s.limits.query_timeout_ms = Millis::new(3000)).await;
     let greedy = app.key("greedy", &["read"]).await;
     let patient = app.key("patient", &["read"]).await;
 

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ragbrain::config::Millis;
 use ragbrain::config::{AuthBackend, CacheBackend, Settings};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -25,12 +26,12 @@ fn on_own_redis(s: &mut Settings) {
         .into();
     s.cache.backend = CacheBackend::Redis;
     let r = &mut s.resilience;
-    r.timeout_ms = 1000;
+    r.timeout_ms = Millis::new(1000);
     r.max_attempts = 2;
-    r.backoff_base_ms = 10;
+    r.backoff_base_ms = Millis::new(10);
     r.backoff_max_ms = 50;
     r.failure_threshold = 3;
-    r.open_ms = 1000;
+    r.open_ms = Millis::new(1000);
 }
 
 fn start_redis(binary: &str, port: u16, dir: &std::path::Path) -> Child {

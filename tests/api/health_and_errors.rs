@@ -1,5 +1,6 @@
 //! Probes, correlation ids, and the problem+json shape of every generic error.
 
+use ragbrain::config::Millis;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -135,7 +136,8 @@ async fn generic_errors_are_problem_documents() {
 
 #[tokio::test]
 async fn a_cypher_query_over_its_time_limit_gets_504() {
-    let app = crate::helpers::spawn_app_with(|s| s.limits.query_timeout_ms = 100).await;
+    let app =
+        crate::helpers::spawn_app_with(|s| s.limits.query_timeout_ms = Millis::new(100)).await;
     let slow =
         json!({"query": "UNWIND range(1, 10000) AS x UNWIND range(1, 10000) AS y RETURN count(y)"});
     let r = app
@@ -148,8 +150,8 @@ async fn a_cypher_query_over_its_time_limit_gets_504() {
 #[tokio::test]
 async fn a_request_over_the_server_deadline_gets_504() {
     let app = crate::helpers::spawn_app_with(|s| {
-        s.server.request_timeout_ms = 50;
-        s.limits.query_timeout_ms = 60_000;
+        s.server.request_timeout_ms = Millis::new(50);
+        s.limits.query_timeout_ms = Millis::new(60_000);
     })
     .await;
     let slow =

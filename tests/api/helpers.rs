@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ragbrain::app::Application;
+use ragbrain::config::Millis;
 use ragbrain::config::Settings;
 use ragbrain::services::ingest::{IngestService, worker};
 use reqwest::{Method, RequestBuilder, Response};
@@ -33,7 +34,7 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     let mut s = Settings::load(None).expect("default settings load");
     s.server.port = 0;
     s.server.data_dir = data_dir.to_path_buf();
-    s.vectors.maintenance_ms = 100;
+    s.vectors.maintenance_ms = Millis::new(100);
     // The test drives the ingest worker ([`TestApp::wait_ingested`] drains the log), so
     // nothing is processed behind its back and nothing is polled; a test that needs the
     // background worker turns it on.

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
+use ragbrain::config::Millis;
 use ragbrain::config::{Settings, VectorQuantization};
 
 const DIM: usize = 32;
@@ -35,7 +36,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// Segments over 64 KiB (about 500 points of 32 dimensions) are indexed, soon.
 fn small_segments(s: &mut Settings) {
     s.vectors.indexing_threshold_kb = 64;
-    s.vectors.maintenance_ms = 50;
+    s.vectors.maintenance_ms = Millis::new(50);
 }
 
 fn unquantized(s: &mut Settings) {

@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use ragbrain::config::Millis;
 use ragbrain::config::{RateLimitBackend, Settings};
 use reqwest::Method;
 use serde_json::json;
@@ -181,7 +182,7 @@ fn on_own_redis(s: &mut Settings) {
     tight(s);
     s.redis.url = OWN_REDIS.get().cloned().unwrap_or_default().into();
     s.rate_limit.backend = RateLimitBackend::Redis;
-    s.resilience.timeout_ms = 500;
+    s.resilience.timeout_ms = Millis::new(500);
     s.resilience.max_attempts = 1;
 }
 

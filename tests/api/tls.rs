@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ragbrain::config::Millis;
 use ragbrain::config::Settings;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls;
@@ -65,7 +66,7 @@ fn with_tls(s: &mut Settings) {
     if files.mtls {
         s.server.tls.client_ca_file = path("clients-ca.pem");
     }
-    s.server.tls.reload_ms = 100;
+    s.server.tls.reload_ms = Millis::new(100);
     s.server.admin_port = crate::helpers::free_port();
 }
 

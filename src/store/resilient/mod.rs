@@ -70,12 +70,12 @@ pub struct Policy {
 impl From<&ResilienceSettings> for Policy {
     fn from(s: &ResilienceSettings) -> Self {
         Self {
-            timeout: Duration::from_millis(s.timeout_ms),
+            timeout: s.timeout_ms.get(),
             max_attempts: s.max_attempts,
-            backoff_base: Duration::from_millis(s.backoff_base_ms),
+            backoff_base: s.backoff_base_ms.get(),
             backoff_max: Duration::from_millis(s.backoff_max_ms),
             failure_threshold: s.failure_threshold,
-            open_for: Duration::from_millis(s.open_ms),
+            open_for: s.open_ms.get(),
         }
     }
 }

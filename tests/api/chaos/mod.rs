@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use ragbrain::config::Millis;
 use ragbrain::config::Settings;
 use reqwest::Method;
 use serde_json::json;
@@ -56,16 +57,16 @@ fn through_the_proxies(s: &mut Settings) {
     if let Some(qdrant) = &e.qdrant {
         s.vectors.qdrant_url = qdrant.clone();
     }
-    s.server.request_timeout_ms = 5_000;
+    s.server.request_timeout_ms = Millis::new(5_000);
     // Batches whose graph fits the timeout on the shared Bolt server.
     s.ingest.worker_batch = 16;
     let r = &mut s.resilience;
     // A batch of ingested documents is one Bolt transaction, which the shared test
     // server (ArcadeDB) takes over a second to commit under this load.
-    r.timeout_ms = 3_000;
+    r.timeout_ms = Millis::new(3_000);
     r.max_attempts = 2;
     r.failure_threshold = 3;
-    r.open_ms = 1_000;
+    r.open_ms = Millis::new(1_000);
 }
 
 /// A child process killed when the test ends, passed or failed.
