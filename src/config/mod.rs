@@ -1,7 +1,8 @@
 //! Typed configuration: compiled-in `config/default.toml`, then an optional file, then
 //! `RAGBRAIN__SECTION__KEY` environment variables; validated once at start-up.
 
-use std::num::NonZeroU64;
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -126,8 +127,10 @@ pub struct TlsSettings {
 }
 
 /// Requests per minute per caller for each route class, and the burst allowed at once.
+/// No `deny_unknown_fields`: serde cannot combine it with `flatten`, but every key
+/// other than the three named here must be a class, so a stray key is still refused
+/// ("unknown variant").
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
     /// `memory`: each server counts alone (N replicas allow N times a quota); `redis`:
@@ -136,39 +139,75 @@ pub struct RateLimitSettings {
     /// Take the client IP from the first `X-Forwarded-For` address; only behind a proxy
     /// that sets it, or clients could pick their own key.
     pub trust_forwarded_for: bool,
-    pub ingest: QuotaSettings,
-    pub vector_write: QuotaSettings,
-    pub graph_write: QuotaSettings,
-    pub generate: QuotaSettings,
-    pub search: QuotaSettings,
-    pub graph_read: QuotaSettings,
-    pub read: QuotaSettings,
-    pub admin: QuotaSettings,
-    pub auth: QuotaSettings,
+    /// One quota per route class, keyed by [`Class::as_str`]
+    /// (`[rate_limit] ingest = { per_minute = 10, burst = 10 }`).
+    #[serde(flatten)]
+    pub quotas: Quotas,
 }
 
 impl RateLimitSettings {
-    /// `class`'s quota (its key in `[rate_limit]` is [`Class::as_str`]).
+    /// `class`'s quota.
     pub fn quota(&self, class: Class) -> QuotaSettings {
-        match class {
-            Class::Ingest => self.ingest,
-            Class::VectorWrite => self.vector_write,
-            Class::GraphWrite => self.graph_write,
-            Class::Generate => self.generate,
-            Class::Search => self.search,
-            Class::GraphRead => self.graph_read,
-            Class::Read => self.read,
-            Class::Admin => self.admin,
-            Class::Auth => self.auth,
-        }
+        self.quotas.0[class as usize]
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// A quota for every [`Class`], in [`Class::ALL`] order: read from a map keyed by class
+/// that must name each one, so a lookup cannot miss.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "BTreeMap<Class, QuotaEntry>")]
+pub struct Quotas([QuotaSettings; Class::ALL.len()]);
+
+impl Quotas {
+    /// The same quota for every class.
+    pub fn all(quota: QuotaSettings) -> Self {
+        Quotas([quota; Class::ALL.len()])
+    }
+
+    pub fn set(&mut self, class: Class, quota: QuotaSettings) {
+        self.0[class as usize] = quota;
+    }
+}
+
+/// One class's entry as written: checked whole by [`Quotas`], so the message names the
+/// class (a flattened map's errors carry no key path of their own).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct QuotaEntry {
+    per_minute: u32,
+    burst: u32,
+}
+
+impl TryFrom<BTreeMap<Class, QuotaEntry>> for Quotas {
+    type Error = String;
+
+    fn try_from(mut map: BTreeMap<Class, QuotaEntry>) -> Result<Self, String> {
+        let mut quotas = Quotas::all(QuotaSettings {
+            per_minute: NonZeroU32::MIN,
+            burst: NonZeroU32::MIN,
+        });
+        for class in Class::ALL {
+            let name = class.as_str();
+            let entry = map.remove(&class).ok_or(format!("{name} needs a quota"))?;
+            let (Some(per_minute), Some(burst)) = (
+                NonZeroU32::new(entry.per_minute),
+                NonZeroU32::new(entry.burst),
+            ) else {
+                return Err(format!(
+                    "{name}: per_minute and burst must be greater than 0"
+                ));
+            };
+            quotas.set(class, QuotaSettings { per_minute, burst });
+        }
+        Ok(quotas)
+    }
+}
+
+/// A quota: requests per minute and the burst allowed at once, neither 0.
+#[derive(Debug, Clone, Copy)]
 pub struct QuotaSettings {
-    pub per_minute: u32,
-    pub burst: u32,
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
 }
 
 /// Hard limits on every size a client controls.
@@ -445,4 +484,28 @@ fn one_line(error: &figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_gets_the_quota_its_key_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ragbrain.toml");
+        std::fs::write(
+            &file,
+            "[rate_limit]\nsearch = { per_minute = 7, burst = 3 }\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        let search = settings.rate_limit.quota(Class::Search);
+        assert_eq!((search.per_minute.get(), search.burst.get()), (7, 3));
+        // The others keep the defaults' values.
+        let auth = settings.rate_limit.quota(Class::Auth);
+        assert_eq!((auth.per_minute.get(), auth.burst.get()), (10, 10));
+        let ingest = settings.rate_limit.quota(Class::Ingest);
+        assert_eq!((ingest.per_minute.get(), ingest.burst.get()), (10, 10));
+    }
 }

@@ -4,7 +4,6 @@
 use secrecy::ExposeSecret;
 
 use super::{ConfigError, EmbedderBackend, JwtAlgorithm, Settings};
-use crate::domain::quota::Class;
 
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
@@ -121,16 +120,6 @@ impl Settings {
                  limits.max_concurrent_queries"
                     .into(),
             ));
-        }
-        // One route class ↔ one `[rate_limit]` key; the mapping lives with the classes.
-        if let Some(class) = Class::ALL.iter().find(|c| {
-            let q = self.rate_limit.quota(**c);
-            q.per_minute == 0 || q.burst == 0
-        }) {
-            return Err(ConfigError(format!(
-                "rate_limit.{}: per_minute and burst must be greater than 0",
-                class.as_str()
-            )));
         }
         if let Some(bad) = self
             .graph

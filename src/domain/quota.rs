@@ -2,8 +2,10 @@
 //! configuration (one `[rate_limit]` quota per class), decided by the limiter, reported
 //! by the HTTP edge in `RateLimit-*` headers.
 
-/// Route classes, each with its own quota (DESIGN §11 tiers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Route classes, each with its own quota (DESIGN §11 tiers). The configuration names
+/// a class by [`Class::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Class {
     /// Posting and deleting ingest events.
     Ingest,
@@ -64,4 +66,17 @@ pub struct Decision {
     pub reset_secs: u64,
     /// Set when refused: seconds until the next request would be allowed.
     pub retry_after_secs: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_each_class_at_its_discriminant() {
+        // `config::Quotas` indexes its array by `class as usize`.
+        for (i, class) in Class::ALL.iter().enumerate() {
+            assert_eq!(*class as usize, i, "{class:?}");
+        }
+    }
 }

@@ -6,7 +6,6 @@
 //! neither lifts the limits nor refuses every request. Decisions carry what the
 //! `RateLimit-*` headers report.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,8 +64,7 @@ impl RateLimits {
             .iter()
             .map(|&class| {
                 let q = settings.quota(class);
-                let per_minute = NonZeroU32::new(q.per_minute).unwrap_or(NonZeroU32::MIN);
-                let burst = NonZeroU32::new(q.burst).unwrap_or(NonZeroU32::MIN);
+                let (per_minute, burst) = (q.per_minute, q.burst);
                 let quota = Quota::per_minute(per_minute).allow_burst(burst);
                 Limiter {
                     class,
@@ -174,23 +172,20 @@ fn decision(class: Class, limit: u32, taken: Taken) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QuotaSettings;
+    use std::num::NonZeroU32;
+
+    use crate::config::{QuotaSettings, Quotas};
 
     fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
-        let q = QuotaSettings { per_minute, burst };
+        let nonzero = |n| NonZeroU32::new(n).expect("a test quota is not 0");
         RateLimitSettings {
             enabled: true,
             backend: crate::config::RateLimitBackend::Memory,
             trust_forwarded_for: false,
-            ingest: q,
-            vector_write: q,
-            graph_write: q,
-            generate: q,
-            search: q,
-            graph_read: q,
-            read: q,
-            admin: q,
-            auth: q,
+            quotas: Quotas::all(QuotaSettings {
+                per_minute: nonzero(per_minute),
+                burst: nonzero(burst),
+            }),
         }
     }
 

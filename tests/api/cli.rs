@@ -56,6 +56,14 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
             "resilience.open_ms: must be greater than 0",
         ),
         (
+            "[rate_limit]\nsearch = { per_minute = 7, burst = 0 }\n",
+            "rate_limit: search: per_minute and burst must be greater than 0",
+        ),
+        (
+            "[rate_limit]\nserach = { per_minute = 7, burst = 7 }\n",
+            "rate_limit: unknown variant: found `serach`",
+        ),
+        (
             "[hybrid]\nppr_damping = 1.0\n",
             "hybrid.ppr_damping must be between 0 and 1",
         ),

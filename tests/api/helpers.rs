@@ -41,24 +41,11 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     s.ingest.worker = false;
     // Limits stay on (every request goes through them) but never bind, except in the
     // tests that tighten them.
-    let generous = ragbrain::config::QuotaSettings {
-        per_minute: 1_000_000,
-        burst: 1_000_000,
-    };
-    let r = &mut s.rate_limit;
-    for q in [
-        &mut r.ingest,
-        &mut r.vector_write,
-        &mut r.graph_write,
-        &mut r.generate,
-        &mut r.search,
-        &mut r.graph_read,
-        &mut r.read,
-        &mut r.admin,
-        &mut r.auth,
-    ] {
-        *q = generous;
-    }
+    let generous = std::num::NonZeroU32::new(1_000_000).unwrap();
+    s.rate_limit.quotas = ragbrain::config::Quotas::all(ragbrain::config::QuotaSettings {
+        per_minute: generous,
+        burst: generous,
+    });
     configure(&mut s);
     s.validate().expect("test settings are valid");
     s

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use ragbrain::config::Millis;
 use ragbrain::config::{RateLimitBackend, Settings};
+use ragbrain::domain::quota::Class;
 use reqwest::Method;
 use serde_json::json;
 
@@ -14,12 +15,15 @@ use crate::faults::OwnRedis;
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
 fn tight(s: &mut ragbrain::config::Settings) {
-    let q = |n| ragbrain::config::QuotaSettings {
-        per_minute: n,
-        burst: n,
+    let q = |n| {
+        let n = std::num::NonZeroU32::new(n).unwrap();
+        ragbrain::config::QuotaSettings {
+            per_minute: n,
+            burst: n,
+        }
     };
-    s.rate_limit.search = q(3);
-    s.rate_limit.auth = q(2);
+    s.rate_limit.quotas.set(Class::Search, q(3));
+    s.rate_limit.quotas.set(Class::Auth, q(2));
 }
 
 fn header(r: &reqwest::Response, name: &str) -> u64 {
