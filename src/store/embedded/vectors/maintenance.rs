@@ -21,13 +21,7 @@ pub(super) async fn maintenance_loop(
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let all: Vec<_> = inner
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all = inner.open_collections();
         drop(inner);
         for c in all {
             // Optimizes run on their own threads (one per collection at a time) and may

@@ -52,6 +52,18 @@ struct Inner {
     tuning: Tuning,
 }
 
+impl Inner {
+    /// Every open collection, taken out of the map's lock.
+    fn open_collections(&self) -> Vec<Arc<Collection>> {
+        self.collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 /// Settings the embedded vector store needs from the configuration.
 pub struct EmbeddedVectorOptions {
     pub default_name: String,
@@ -465,14 +477,7 @@ impl VectorStore for EmbeddedVectorStore {
 
     async fn close(&self) -> StoreResult<()> {
         self.maintenance.abort();
-        let all: Vec<_> = self
-            .inner
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all = self.inner.open_collections();
         blocking(move || {
             for c in all {
                 c.checkpoint(&mut lock(&c.maintenance))?;
