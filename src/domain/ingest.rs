@@ -26,13 +26,23 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> OperationKind {
         match self {
-            Operation::Upsert { .. } => "upsert",
-            Operation::Delete => "delete",
-            Operation::Unreadable { .. } => "unreadable",
+            Operation::Upsert { .. } => OperationKind::Upsert,
+            Operation::Delete => OperationKind::Delete,
+            Operation::Unreadable { .. } => OperationKind::Unreadable,
         }
     }
+}
+
+/// Which operation an event asked for, as statuses and 202 answers report it
+/// (`"upsert"`, `"delete"`, or `"unreadable"` for a record this version cannot read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Upsert,
+    Delete,
+    Unreadable,
 }
 
 /// One accepted event, durable in the log before the client hears 202.
@@ -112,7 +122,7 @@ pub enum IngestState {
 pub struct IngestStatus {
     pub id: String,
     pub status: IngestState,
-    pub operation: String,
+    pub operation: OperationKind,
     pub collection: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunks: Option<usize>,

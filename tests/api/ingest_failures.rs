@@ -169,7 +169,7 @@ async fn a_poison_event_is_marked_failed_and_the_log_moves_on() {
 /// disk) might have: each with the pending status and sequence number a real append
 /// gives.
 fn write_raw_events(data_dir: &std::path::Path, records: &[(&str, &str, Vec<u8>)]) {
-    use ragbrain::domain::ingest::{IngestState, IngestStatus};
+    use ragbrain::domain::ingest::{IngestState, IngestStatus, OperationKind};
     use redb::{ReadableTable, TableDefinition};
     const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
     const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
@@ -186,7 +186,7 @@ fn write_raw_events(data_dir: &std::path::Path, records: &[(&str, &str, Vec<u8>)
             let pending = IngestStatus {
                 id: (*id).into(),
                 status: IngestState::Pending,
-                operation: "upsert".into(),
+                operation: OperationKind::Upsert,
                 collection: "documents".into(),
                 chunks: None,
                 entities: None,

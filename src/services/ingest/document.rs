@@ -80,7 +80,7 @@ pub(super) fn status(
     IngestStatus {
         id: event.id.clone(),
         status: state,
-        operation: event.operation.name().to_owned(),
+        operation: event.operation.kind(),
         collection: event.collection.clone(),
         chunks: counts.map(|c| c.0),
         entities: counts.map(|c| c.1),

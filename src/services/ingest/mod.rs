@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Limits, Settings};
-use crate::domain::ingest::{Event, IngestState, IngestStatus, Operation};
+use crate::domain::ingest::{Event, IngestState, IngestStatus, Operation, OperationKind};
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
 use crate::domain::vector::CollectionName;
@@ -53,7 +53,7 @@ pub struct BatchRequest {
 pub struct Accepted {
     pub id: String,
     pub status: IngestState,
-    pub operation: &'static str,
+    pub operation: OperationKind,
     pub collection: String,
 }
 
@@ -257,7 +257,7 @@ fn accepted(event: &Event) -> Accepted {
     Accepted {
         id: event.id.clone(),
         status: IngestState::Pending,
-        operation: event.operation.name(),
+        operation: event.operation.kind(),
         collection: event.collection.clone(),
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn pending_status(event: &Event, seq: u64) -> IngestStatus {
     IngestStatus {
         id: event.id.clone(),
         status: crate::domain::ingest::IngestState::Pending,
-        operation: event.operation.name().to_owned(),
+        operation: event.operation.kind(),
         collection: event.collection.clone(),
         chunks: None,
         entities: None,

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragbrain::config::Settings;
-use ragbrain::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Operation, Outcome};
+use ragbrain::domain::ingest::{
+    Event, IngestState, IngestStatus, LogEntry, Operation, OperationKind, Outcome,
+};
 use ragbrain::store::EventLog;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
 use ragbrain::store::kafka::KafkaEventLog;
@@ -37,7 +39,7 @@ fn done(entry: &LogEntry, state: IngestState) -> Outcome {
         status: IngestStatus {
             id: entry.event.id.clone(),
             status: state,
-            operation: "upsert".into(),
+            operation: OperationKind::Upsert,
             collection: entry.event.collection.clone(),
             chunks: Some(1),
             entities: Some(0),
