@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::domain::principal::Tenant;
+
 /// What an event asks for. A document id is the unit: a later event for the same id
 /// replaces (or deletes) everything an earlier one produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,13 +18,6 @@ pub enum Operation {
         metadata: Map<String, Value>,
     },
     Delete,
-    /// An event the log holds but this version cannot read (written by another version,
-    /// or damaged). Never written to a log; the worker records it `failed` with the
-    /// reason, so it neither stalls the log nor vanishes.
-    #[serde(skip)]
-    Unreadable {
-        reason: String,
-    },
 }
 
 impl Operation {
@@ -30,7 +25,6 @@ impl Operation {
         match self {
             Operation::Upsert { .. } => OperationKind::Upsert,
             Operation::Delete => OperationKind::Delete,
-            Operation::Unreadable { .. } => OperationKind::Unreadable,
         }
     }
 }
@@ -45,10 +39,11 @@ pub enum OperationKind {
     Unreadable,
 }
 
-/// One accepted event, durable in the log before the client hears 202.
+/// One accepted event, durable in the log before the client hears 202. Its tenant is a
+/// [`Tenant`]: a record whose tenant is not a valid name does not decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub tenant: String,
+    pub tenant: Tenant,
     pub id: String,
     pub collection: String,
     #[serde(flatten)]
@@ -61,51 +56,70 @@ pub struct Event {
 }
 
 impl Event {
-    /// Reads an event from a log record. A record this version cannot read still gives
-    /// an event: whatever of its tenant, id and collection can be read (empty
-    /// otherwise), with an [`Operation::Unreadable`] that says why.
-    pub fn decode(bytes: &[u8]) -> Event {
-        match serde_json::from_slice(bytes) {
-            Ok(event) => event,
-            Err(e) => {
-                let value = serde_json::from_slice::<Value>(bytes).ok();
-                Event::unreadable(value.as_ref(), format!("unreadable event: {e}"))
-            }
-        }
+    /// Reads an event from a log record; a record this version cannot read gives an
+    /// [`Unreadable`] with whatever of it can be read and why.
+    pub fn decode(bytes: &[u8]) -> Result<Event, Unreadable> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            let value = serde_json::from_slice::<Value>(bytes).ok();
+            Unreadable::from_json(value.as_ref(), format!("unreadable event: {e}"))
+        })
     }
+}
 
-    /// The event for a record that did not decode; `value` is the record as JSON, when
-    /// it is JSON at all.
-    pub fn unreadable(value: Option<&Value>, reason: String) -> Event {
-        let field = |name: &str| {
-            value
-                .and_then(|v| v.get(name))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Event {
-            tenant: field("tenant"),
-            id: field("id"),
-            collection: field("collection"),
-            operation: Operation::Unreadable { reason },
-            correlation_id: value
-                .and_then(|v| v.get("correlation_id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            received_at: value
-                .and_then(|v| v.get("received_at"))
-                .and_then(Value::as_u64)
-                .unwrap_or_default(),
+/// A record the log holds but this version cannot read (written by another version,
+/// or damaged). Never written to a log; the worker records it `failed` with the
+/// reason where its tenant and id are known, so it neither stalls the log nor
+/// vanishes (a Kafka log dead-letters it as well).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    /// The record's tenant, when it names a valid one; without it no status can be
+    /// recorded where a client could read it.
+    pub tenant: Option<Tenant>,
+    /// Empty when unknown.
+    pub id: String,
+    pub collection: String,
+    pub correlation_id: Option<String>,
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// What can be read of a record that did not decode; `value` is the record as
+    /// JSON, when it is JSON at all.
+    pub fn from_json(value: Option<&Value>, reason: String) -> Unreadable {
+        let field = |name: &str| value.and_then(|v| v.get(name)).and_then(Value::as_str);
+        Unreadable {
+            tenant: field("tenant").and_then(Tenant::parse),
+            id: field("id").unwrap_or_default().to_owned(),
+            collection: field("collection").unwrap_or_default().to_owned(),
+            correlation_id: field("correlation_id").map(str::to_owned),
+            reason,
         }
     }
 }
 
-/// An event with its position in the log.
+/// A log record with its position: an event, or what could be read of one that did
+/// not decode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     pub seq: u64,
-    pub event: Event,
+    pub event: Result<Event, Unreadable>,
+}
+
+impl LogEntry {
+    /// The record's tenant and document id, when it names a valid tenant.
+    pub fn document(&self) -> Option<(&Tenant, &str)> {
+        match &self.event {
+            Ok(e) => Some((&e.tenant, e.id.as_str())),
+            Err(u) => u.tenant.as_ref().map(|t| (t, u.id.as_str())),
+        }
+    }
+
+    pub fn correlation_id(&self) -> Option<&str> {
+        match &self.event {
+            Ok(e) => e.correlation_id.as_deref(),
+            Err(u) => u.correlation_id.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -140,12 +154,12 @@ pub struct IngestStatus {
 pub enum Outcome {
     /// The document is now as the event said (or the event failed): update its status.
     Done {
-        tenant: String,
+        tenant: Tenant,
         status: IngestStatus,
     },
     /// The document was deleted: drop its status (if it is still this event's).
     Deleted {
-        tenant: String,
+        tenant: Tenant,
         id: String,
         seq: u64,
     },

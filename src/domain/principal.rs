@@ -51,10 +51,31 @@ impl fmt::Display for Scope {
     }
 }
 
-/// A validated tenant name (see [`super::is_valid_name`]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-#[serde(transparent)]
+/// A validated tenant name (see [`super::is_valid_name`]); deserialising one validates
+/// it too.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Tenant(String);
+
+impl TryFrom<String> for Tenant {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        if super::is_valid_name(&name) {
+            Ok(Tenant(name))
+        } else {
+            Err(format!("{name:?} is not a valid tenant name"))
+        }
+    }
+}
+
+impl From<Tenant> for String {
+    fn from(tenant: Tenant) -> String {
+        tenant.0
+    }
+}
 
 impl Tenant {
     pub fn parse(name: &str) -> Option<Self> {

@@ -19,7 +19,6 @@ use crate::store::{ErrorKind, StoreError};
 /// One document on its way through the batch.
 pub(super) struct Doc {
     pub(super) seq: u64,
-    pub(super) tenant: Tenant,
     pub(super) event: Event,
     /// Chunk texts and their entities; empty for a delete.
     pub(super) chunks: Vec<(String, Vec<Entity>)>,
@@ -107,7 +106,7 @@ pub(super) fn points(doc: &Doc) -> Vec<Point> {
                 metadata: metadata.clone(),
             };
             Point {
-                id: PointId::Uuid(chunk_id(doc.tenant.as_str(), &doc.event.id, index)),
+                id: PointId::Uuid(chunk_id(doc.event.tenant.as_str(), &doc.event.id, index)),
                 vector: vector.clone(),
                 payload: payload.into_map(),
             }
@@ -131,7 +130,7 @@ pub(super) fn document_graph(doc: &Doc) -> DocumentGraph {
             .iter()
             .enumerate()
             .map(|(index, (_, entities))| ChunkNode {
-                id: chunk_id(doc.tenant.as_str(), &doc.event.id, index).to_string(),
+                id: chunk_id(doc.event.tenant.as_str(), &doc.event.id, index).to_string(),
                 index,
                 entities: entities
                     .iter()

@@ -157,7 +157,7 @@ impl IngestService {
         let collection = self.collections.collection_name(req.collection)?;
         self.check_collection_dim(who, &collection).await?;
         Ok(Event {
-            tenant: who.tenant.to_string(),
+            tenant: who.tenant.clone(),
             id,
             collection: collection.to_string(),
             operation: Operation::Upsert {
@@ -240,7 +240,7 @@ impl IngestService {
     pub async fn delete(&self, who: &Principal, id: &str) -> Result<Accepted> {
         let current = self.status(who, id).await?;
         let event = Event {
-            tenant: who.tenant.to_string(),
+            tenant: who.tenant.clone(),
             id: id.to_owned(),
             collection: current.collection,
             operation: Operation::Delete,

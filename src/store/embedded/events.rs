@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
-use crate::domain::ingest::{Event, IngestStatus, LogEntry, Operation, Outcome};
+use crate::domain::ingest::{Event, IngestStatus, LogEntry, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::{EventLog, StoreError, StoreResult, blocking};
@@ -34,7 +34,7 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::internal(format!("event log: {e}"))
 }
 
-fn status_key(tenant: &str, id: &str) -> String {
+fn status_key(tenant: &Tenant, id: &str) -> String {
     format!("{tenant}\u{0}{id}")
 }
 
@@ -104,11 +104,11 @@ fn owned_by(table: &redb::Table<'_, &str, &[u8]>, key: &str, seq: u64) -> StoreR
     })
 }
 
-/// Names the document of an unreadable event that cannot name it itself, from the
+/// Names the document of an unreadable record that cannot name it itself, from the
 /// status its append wrote (the one keyed to its sequence number), so the status can
-/// end `failed` instead of staying `pending`. Scans the statuses: unreadable events are
+/// end `failed` instead of staying `pending`. Scans the statuses: unreadable records are
 /// rare, and this runs only for them.
-fn name_from_status(tx: &redb::ReadTransaction, seq: u64, event: &mut Event) -> StoreResult<()> {
+fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) -> StoreResult<()> {
     let table = tx.open_table(STATUS).map_err(db_err)?;
     for row in table.iter().map_err(db_err)? {
         let (key, value) = row.map_err(db_err)?;
@@ -118,9 +118,9 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, event: &mut Event) -> 
         if status.seq == seq
             && let Some((tenant, id)) = key.value().split_once('\u{0}')
         {
-            event.tenant = tenant.to_owned();
-            event.id = id.to_owned();
-            event.collection = status.collection;
+            u.tenant = Tenant::parse(tenant);
+            u.id = id.to_owned();
+            u.collection = status.collection;
             return Ok(());
         }
     }
@@ -175,10 +175,10 @@ impl EventLog for EmbeddedEventLog {
             for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
                 let (seq, bytes) = entry.map_err(db_err)?;
                 let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
-                if let Operation::Unreadable { reason } = &event.operation {
-                    tracing::warn!(seq, reason = %reason, "unreadable ingest event");
-                    if event.id.is_empty() {
-                        name_from_status(&tx, seq, &mut event)?;
+                if let Err(u) = &mut event {
+                    tracing::warn!(seq, reason = %u.reason, "unreadable ingest event");
+                    if u.tenant.is_none() || u.id.is_empty() {
+                        name_from_status(&tx, seq, u)?;
                     }
                 }
                 out.push(LogEntry { seq, event });
@@ -234,7 +234,7 @@ impl EventLog for EmbeddedEventLog {
     }
 
     async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {
-        let (db, key) = (self.db.clone(), status_key(tenant.as_str(), id));
+        let (db, key) = (self.db.clone(), status_key(tenant, id));
         blocking(move || {
             let tx = db.begin_read().map_err(db_err)?;
             let table = tx.open_table(STATUS).map_err(db_err)?;

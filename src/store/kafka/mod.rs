@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::EventSettings;
-use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Operation, Outcome};
+use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
 use crate::store::embedded::events::pending_status;
 use crate::store::redis::RedisIngestState;
@@ -228,29 +228,32 @@ impl KafkaEventLog {
         }
     }
 
-    /// Decodes a message. One that does not decode still becomes an entry, with an
-    /// [`Operation::Unreadable`] operation, so the worker records it failed (and
-    /// `complete` dead-letters it) instead of dropping it in silence; its document is
-    /// named by the message key (`tenant/document`) when the value cannot say.
+    /// Decodes a message. One that does not decode still becomes an entry, an
+    /// [`Unreadable`], so the worker records it failed (and `complete` dead-letters it)
+    /// instead of dropping it in silence; its document is named by the message key
+    /// (`tenant/document`) when the value cannot say.
     fn decode(message: &OwnedMessage) -> Delivered {
         let payload = message.payload().unwrap_or_default().to_vec();
         let (partition, offset) = (message.partition(), message.offset());
         let entry = match serde_json::from_slice::<Envelope>(&payload) {
-            Ok(Envelope { seq, event }) => LogEntry { seq, event },
+            Ok(Envelope { seq, event }) => LogEntry {
+                seq,
+                event: Ok(event),
+            },
             Err(e) => {
                 tracing::warn!(partition, offset, error = %e, "unreadable ingest event");
                 let value = serde_json::from_slice::<serde_json::Value>(&payload).ok();
-                let mut event = Event::unreadable(
+                let mut unreadable = Unreadable::from_json(
                     value.as_ref().and_then(|v| v.get("event")),
                     format!("unreadable event: {e}"),
                 );
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
                 if let Some((tenant, id)) = key.split_once('/') {
-                    if event.tenant.is_empty() {
-                        event.tenant = tenant.to_owned();
+                    if unreadable.tenant.is_none() {
+                        unreadable.tenant = Tenant::parse(tenant);
                     }
-                    if event.id.is_empty() {
-                        event.id = id.to_owned();
+                    if unreadable.id.is_empty() {
+                        unreadable.id = id.to_owned();
                     }
                 }
                 // Its status is keyed by the sequence number, when that can be read.
@@ -259,7 +262,10 @@ impl KafkaEventLog {
                     .and_then(|v| v.get("seq"))
                     .and_then(serde_json::Value::as_u64)
                     .unwrap_or(0);
-                LogEntry { seq, event }
+                LogEntry {
+                    seq,
+                    event: Err(unreadable),
+                }
             }
         };
         Delivered {
@@ -407,13 +413,17 @@ impl EventLog for KafkaEventLog {
             })
             .collect();
         for d in &done {
-            let event = &d.entry.event;
-            let reason = match &event.operation {
-                Operation::Unreadable { reason } => Some(reason.as_str()),
-                _ => failed.get(&d.entry.seq).copied(),
+            let (key, reason) = match &d.entry.event {
+                Ok(event) => (
+                    format!("{}/{}", event.tenant, event.id),
+                    failed.get(&d.entry.seq).copied(),
+                ),
+                Err(u) => {
+                    let tenant = u.tenant.as_ref().map_or("", Tenant::as_str);
+                    (format!("{tenant}/{}", u.id), Some(u.reason.as_str()))
+                }
             };
             if let Some(reason) = reason {
-                let key = format!("{}/{}", event.tenant, event.id);
                 self.dead_letter(&key, &d.payload, reason).await?;
             }
         }

@@ -386,7 +386,7 @@ impl RedisIngestState {
         &self.redis
     }
 
-    fn status_key(&self, tenant: &str, id: &str) -> String {
+    fn status_key(&self, tenant: &Tenant, id: &str) -> String {
         self.redis.key("status", &format!("{tenant}:{id}"))
     }
 
@@ -474,7 +474,7 @@ impl RedisIngestState {
             .query(
                 "ingest_status",
                 Retry::Idempotent,
-                &Cmd::hget(self.status_key(tenant.as_str(), id), "body"),
+                &Cmd::hget(self.status_key(tenant, id), "body"),
             )
             .await?;
         raw.map(|s| decode("ingest status", &s)).transpose()

@@ -7,6 +7,7 @@ use ragbrain::config::Settings;
 use ragbrain::domain::ingest::{
     Event, IngestState, IngestStatus, LogEntry, Operation, OperationKind, Outcome,
 };
+use ragbrain::domain::principal::Tenant;
 use ragbrain::store::EventLog;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
 use ragbrain::store::kafka::KafkaEventLog;
@@ -15,9 +16,9 @@ use ragbrain::store::redis::RedisIngestState;
 use super::tenant;
 use crate::backends;
 
-fn event(tenant: &str, id: &str, operation: Operation) -> Event {
+fn event(tenant: &Tenant, id: &str, operation: Operation) -> Event {
     Event {
-        tenant: tenant.into(),
+        tenant: tenant.clone(),
         id: id.into(),
         collection: "documents".into(),
         operation,
@@ -33,14 +34,23 @@ fn upsert(text: &str) -> Operation {
     }
 }
 
+/// The entry's event; the contract only reads events it appended.
+fn read(entry: &LogEntry) -> &Event {
+    entry
+        .event
+        .as_ref()
+        .expect("an event this version wrote decodes")
+}
+
 fn done(entry: &LogEntry, state: IngestState) -> Outcome {
+    let event = read(entry);
     Outcome::Done {
-        tenant: entry.event.tenant.clone(),
+        tenant: event.tenant.clone(),
         status: IngestStatus {
-            id: entry.event.id.clone(),
+            id: event.id.clone(),
             status: state,
             operation: OperationKind::Upsert,
-            collection: entry.event.collection.clone(),
+            collection: event.collection.clone(),
             chunks: Some(1),
             entities: Some(0),
             error: None,
@@ -64,7 +74,7 @@ async fn read_n(log: &dyn EventLog, n: usize) -> Vec<LogEntry> {
 
 async fn contract(log: Arc<dyn EventLog>) {
     let t = tenant("ev");
-    let tn = t.as_str();
+    let tn = &t;
     let seqs = log
         .append(vec![
             event(tn, "a", upsert("first")),
@@ -80,8 +90,8 @@ async fn contract(log: Arc<dyn EventLog>) {
 
     let entries = read_n(log.as_ref(), 3).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-    assert_eq!(entries[1].event.id, "b");
-    assert_eq!(entries[0].event.correlation_id.as_deref(), Some("corr-a"));
+    assert_eq!(read(&entries[1]).id, "b");
+    assert_eq!(read(&entries[0]).correlation_id.as_deref(), Some("corr-a"));
     // Not completed: the same batch is handed out again.
     let again = log.read(100).await.unwrap();
     assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
@@ -110,7 +120,7 @@ async fn contract(log: Arc<dyn EventLog>) {
     let entries = read_n(log.as_ref(), 1).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), del);
     let deleted = Outcome::Deleted {
-        tenant: tn.into(),
+        tenant: t.clone(),
         id: "b".into(),
         seq: del[0],
     };
@@ -165,7 +175,7 @@ async fn kafka_redelivery_returns_every_uncommitted_event_in_order() {
         return;
     };
     let t = tenant("redeliver");
-    let tn = t.as_str();
+    let tn = &t;
     // The consumer joins its group on the first read.
     let first = log
         .append(vec![event(tn, "warm", upsert("x"))])

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::ingest::{
-    DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
+    DocumentExtent, DocumentGraph, Event, IngestState, IngestStatus, LogEntry, Operation,
+    OperationKind, Outcome,
 };
 use crate::domain::payload;
 use crate::domain::principal::Tenant;
@@ -23,6 +24,8 @@ pub(super) struct Batch<'a> {
     pub(super) service: &'a IngestService,
     pub(super) attempt: u32,
     pub(super) outcomes: Vec<Outcome>,
+    /// Records that failed naming no valid tenant: no status to record, still counted.
+    pub(super) unowned: u64,
 }
 
 impl Batch<'_> {
@@ -63,22 +66,37 @@ impl Batch<'_> {
         });
     }
 
-    /// The entries a document can come from, with their tenant; every other event ends
-    /// failed here (with the reason), never dropped.
-    fn readable(&mut self, entries: Vec<LogEntry>) -> Vec<(Tenant, LogEntry)> {
+    /// The events a document can come from; each record that did not decode ends
+    /// failed here with its reason, where its tenant and id say whose status it is (one
+    /// naming no valid tenant has no status a client could read, and is logged).
+    fn readable(&mut self, entries: Vec<LogEntry>) -> Vec<(u64, Event)> {
         let mut readable = Vec::with_capacity(entries.len());
         for e in entries {
-            let reason = match &e.event.operation {
-                Operation::Unreadable { reason } => reason.clone(),
-                _ => match Tenant::parse(&e.event.tenant) {
-                    Some(tenant) => {
-                        readable.push((tenant, e));
+            match e.event {
+                Ok(event) => readable.push((e.seq, event)),
+                Err(u) => {
+                    tracing::warn!(doc = %u.id, seq = e.seq, reason = %u.reason,
+                        "unreadable ingest event failed");
+                    let Some(tenant) = u.tenant else {
+                        self.unowned += 1;
                         continue;
-                    }
-                    None => format!("{:?} is not a valid tenant name", e.event.tenant),
-                },
-            };
-            self.fail_event(e.seq, &e.event, reason);
+                    };
+                    self.outcomes.push(Outcome::Done {
+                        tenant,
+                        status: IngestStatus {
+                            id: u.id,
+                            status: IngestState::Failed,
+                            operation: OperationKind::Unreadable,
+                            collection: u.collection,
+                            chunks: None,
+                            entities: None,
+                            error: Some(u.reason),
+                            updated_at: 0,
+                            seq: e.seq,
+                        },
+                    });
+                }
+            }
         }
         readable
     }
@@ -95,8 +113,8 @@ impl Batch<'_> {
         let docs: Vec<Doc> = crate::store::blocking(move || {
             Ok(readable
                 .into_iter()
-                .map(|(tenant, e)| {
-                    let chunks = match &e.event.operation {
+                .map(|(seq, event)| {
+                    let chunks = match &event.operation {
                         Operation::Upsert { text, metadata } => {
                             let extra = metadata_entities(metadata);
                             chunk(text, spec)
@@ -107,12 +125,11 @@ impl Batch<'_> {
                                 })
                                 .collect()
                         }
-                        Operation::Delete | Operation::Unreadable { .. } => Vec::new(),
+                        Operation::Delete => Vec::new(),
                     };
                     Doc {
-                        seq: e.seq,
-                        tenant,
-                        event: e.event,
+                        seq,
+                        event,
                         chunks,
                         vectors: Vec::new(),
                     }
@@ -125,7 +142,7 @@ impl Batch<'_> {
             .flat_map(|d| {
                 let title = match &d.event.operation {
                     Operation::Upsert { metadata, .. } => payload::metadata_title(metadata),
-                    Operation::Delete | Operation::Unreadable { .. } => None,
+                    Operation::Delete => None,
                 };
                 d.chunks.iter().map(move |(t, _)| embedding_text(title, t))
             })
@@ -147,7 +164,7 @@ impl Batch<'_> {
         for (i, d) in docs.iter().enumerate() {
             if !d.chunks.is_empty() {
                 groups
-                    .entry((d.tenant.clone(), d.event.collection.clone()))
+                    .entry((d.event.tenant.clone(), d.event.collection.clone()))
                     .or_default()
                     .push(i);
             }
@@ -214,7 +231,7 @@ impl Batch<'_> {
     pub(super) async fn clear_stale(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
         let mut ids: BTreeMap<Tenant, Vec<String>> = BTreeMap::new();
         for doc in docs.iter().filter(|d| !is_delete(d)) {
-            ids.entry(doc.tenant.clone())
+            ids.entry(doc.event.tenant.clone())
                 .or_default()
                 .push(doc.event.id.clone());
         }
@@ -236,10 +253,10 @@ impl Batch<'_> {
         for doc in docs {
             let cleared = if is_delete(&doc) {
                 Ok(())
-            } else if let Some(e) = unread.get(&doc.tenant) {
+            } else if let Some(e) = unread.get(&doc.event.tenant) {
                 Err(e.clone())
             } else {
-                let old = extents.get(&(doc.tenant.clone(), doc.event.id.clone()));
+                let old = extents.get(&(doc.event.tenant.clone(), doc.event.id.clone()));
                 self.clear_stale_of(&doc, old).await
             };
             match cleared {
@@ -261,7 +278,7 @@ impl Batch<'_> {
             if is_delete(doc) {
                 results[i] = Some(self.remove(doc).await);
             } else {
-                upserts.entry(&doc.tenant).or_default().push(i);
+                upserts.entry(&doc.event.tenant).or_default().push(i);
             }
         }
         for (tenant, members) in upserts {
@@ -346,14 +363,14 @@ impl Batch<'_> {
         };
         if !stale.is_empty() || moved {
             self.service
-                .delete_points(&doc.tenant, &old.collection, &doc.event.id, stale)
+                .delete_points(&doc.event.tenant, &old.collection, &doc.event.id, stale)
                 .await?;
         }
         Ok(())
     }
 
     async fn remove(&self, doc: &Doc) -> Result<Outcome, StoreError> {
-        let (service, tenant, id) = (self.service, &doc.tenant, &doc.event.id);
+        let (service, tenant, id) = (self.service, &doc.event.tenant, &doc.event.id);
         let (collection, chunks) = match service.previous(tenant, id).await? {
             Some(old) => (old.collection, old.chunks),
             None => (doc.event.collection.clone(), 0),

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::IngestService;
 use crate::domain::ingest::{IngestState, LogEntry, Outcome};
+use crate::domain::principal::Tenant;
 use crate::store::StoreError;
 
 mod batch;
@@ -97,7 +98,7 @@ async fn process(
     // The requests that produced this batch, so its log line joins theirs.
     let correlation_ids: Vec<String> = entries
         .iter()
-        .filter_map(|e| e.event.correlation_id.clone())
+        .filter_map(|e| e.correlation_id().map(str::to_owned))
         .collect();
     let latest = newest_per_document(entries);
     let superseded = received - latest.len();
@@ -105,6 +106,7 @@ async fn process(
         service,
         attempt,
         outcomes: Vec::new(),
+        unowned: 0,
     };
     let docs = batch.prepare(latest).await?;
     let docs = batch.clear_stale(docs).await?;
@@ -113,7 +115,7 @@ async fn process(
     let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
     batch.settle(&docs, points, graphs)?;
     let events = batch.outcomes.len();
-    let counts = outcome_counts(&batch.outcomes, superseded);
+    let counts = outcome_counts(&batch.outcomes, superseded, batch.unowned);
     service.events.complete(batch.outcomes, upto).await?;
     for (outcome, n) in counts {
         service
@@ -128,11 +130,16 @@ async fn process(
 }
 
 /// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
-/// `superseded` events were replaced by a newer event for the same document.
-fn outcome_counts(outcomes: &[Outcome], superseded: usize) -> [(&'static str, u64); 4] {
+/// `superseded` events were replaced by a newer event for the same document;
+/// `unowned` records failed with no tenant to keep their status under.
+fn outcome_counts(
+    outcomes: &[Outcome],
+    superseded: usize,
+    unowned: u64,
+) -> [(&'static str, u64); 4] {
     let mut counts = [
         ("processed", 0),
-        ("failed", 0),
+        ("failed", unowned),
         ("deleted", 0),
         ("superseded", superseded as u64),
     ];
@@ -148,13 +155,19 @@ fn outcome_counts(outcomes: &[Outcome], superseded: usize) -> [(&'static str, u6
 }
 
 /// The last event of each document, in log order.
+/// A record naming no valid tenant belongs to no document and is kept.
 fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
-    let mut last: HashMap<(String, String), u64> = HashMap::new();
+    let mut last: HashMap<(Tenant, String), u64> = HashMap::new();
     for e in &entries {
-        last.insert((e.event.tenant.clone(), e.event.id.clone()), e.seq);
+        if let Some((tenant, id)) = e.document() {
+            last.insert((tenant.clone(), id.to_owned()), e.seq);
+        }
     }
     entries
         .into_iter()
-        .filter(|e| last[&(e.event.tenant.clone(), e.event.id.clone())] == e.seq)
+        .filter(|e| {
+            e.document()
+                .is_none_or(|(t, id)| last[&(t.clone(), id.to_owned())] == e.seq)
+        })
         .collect()
 }
