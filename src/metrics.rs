@@ -33,75 +33,48 @@ pub struct Metrics {
     pub circuit_breaker_state: IntGaugeVec,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+/// Registers `metric` (built from constant, valid options) and returns it.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric");
     registry
-        .register(Box::new(c.clone()))
+        .register(Box::new(metric.clone()))
         .expect("unique metric");
-    c
+    metric
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("unique metric");
-    g
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(r, IntGauge::new(name, help))
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(r, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A latency histogram over [`LATENCY_BUCKETS`].
+fn latency(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    registered(r, HistogramVec::new(opts, labels))
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let http_request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time from request received to response headers, by matched route",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["method", "route"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(http_request_duration_seconds.clone()))
-            .expect("unique metric");
-        let vectors_points = IntGaugeVec::new(
-            Opts::new("vectors_points", "Points stored per collection"),
-            &["tenant", "collection"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(vectors_points.clone()))
-            .expect("unique metric");
-        let backend_request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "backend_request_duration_seconds",
-                "Time of each call to a production backend, retries included",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["backend", "op"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(backend_request_duration_seconds.clone()))
-            .expect("unique metric");
-        let circuit_breaker_state = IntGaugeVec::new(
-            Opts::new(
-                "circuit_breaker_state",
-                "Each backend's circuit breaker: 0 closed, 1 open, 2 half-open",
-            ),
-            &["backend"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(circuit_breaker_state.clone()))
-            .expect("unique metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new("build_info", "Always 1; labels say which build is running"),
+        gauges(
+            r,
+            "build_info",
+            "Always 1; labels say which build is running",
             &["version"],
         )
-        .expect("valid metric");
-        r.register(Box::new(build_info.clone()))
-            .expect("unique metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         Self {
             http_requests_total: counter(
                 r,
@@ -109,7 +82,12 @@ impl Metrics {
                 "HTTP requests answered, by method, matched route and status",
                 &["method", "route", "status"],
             ),
-            http_request_duration_seconds,
+            http_request_duration_seconds: latency(
+                r,
+                "http_request_duration_seconds",
+                "Time from request received to response headers, by matched route",
+                &["method", "route"],
+            ),
             http_requests_in_flight: gauge(
                 r,
                 "http_requests_in_flight",
@@ -127,16 +105,13 @@ impl Metrics {
                 "Rate-limit checks this server decided alone because the shared store failed, by route class",
                 &["class"],
             ),
-            audit_dropped_total: {
-                let c = IntCounter::new(
+            audit_dropped_total: registered(
+                r,
+                IntCounter::new(
                     "audit_dropped_total",
                     "Audit records dropped: the queue was full or the store failed",
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone()))
-                    .expect("metric registered once");
-                c
-            },
+                ),
+            ),
             auth_failures_total: counter(
                 r,
                 "auth_failures_total",
@@ -160,7 +135,12 @@ impl Metrics {
                 "Cache lookups, by cache and result (hit or miss)",
                 &["cache", "result"],
             ),
-            vectors_points,
+            vectors_points: gauges(
+                r,
+                "vectors_points",
+                "Points stored per collection",
+                &["tenant", "collection"],
+            ),
             backend_requests_total: counter(
                 r,
                 "backend_requests_total",
@@ -168,14 +148,24 @@ impl Metrics {
                  (ok, error, timeout, unavailable, rejected)",
                 &["backend", "op", "outcome"],
             ),
-            backend_request_duration_seconds,
+            backend_request_duration_seconds: latency(
+                r,
+                "backend_request_duration_seconds",
+                "Time of each call to a production backend, retries included",
+                &["backend", "op"],
+            ),
             backend_retries_total: counter(
                 r,
                 "backend_retries_total",
                 "Retries of idempotent backend calls after a transient failure",
                 &["backend", "op"],
             ),
-            circuit_breaker_state,
+            circuit_breaker_state: gauges(
+                r,
+                "circuit_breaker_state",
+                "Each backend's circuit breaker: 0 closed, 1 open, 2 half-open",
+                &["backend"],
+            ),
             registry,
         }
     }
