@@ -56,6 +56,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// This event's status in `state` as record `seq` (see [`IngestStatus::new`]).
+    pub fn status(&self, seq: u64, state: IngestState) -> IngestStatus {
+        IngestStatus::new(
+            seq,
+            self.id.clone(),
+            self.collection.clone(),
+            self.operation.kind(),
+            state,
+        )
+    }
+
     /// Reads an event from a log record; a record this version cannot read gives an
     /// [`Unreadable`] with whatever of it can be read and why.
     pub fn decode(bytes: &[u8]) -> Result<Event, Unreadable> {
@@ -83,6 +94,20 @@ pub struct Unreadable {
 }
 
 impl Unreadable {
+    /// Record `seq`'s final status: `failed`, operation `unreadable`, with the reason.
+    pub fn failed_status(self, seq: u64) -> IngestStatus {
+        IngestStatus {
+            error: Some(self.reason),
+            ..IngestStatus::new(
+                seq,
+                self.id,
+                self.collection,
+                OperationKind::Unreadable,
+                IngestState::Failed,
+            )
+        }
+    }
+
     /// What can be read of a record that did not decode; `value` is the record as
     /// JSON, when it is JSON at all.
     pub fn from_json(value: Option<&Value>, reason: String) -> Unreadable {
@@ -147,6 +172,30 @@ pub struct IngestStatus {
     /// Seconds since the Unix epoch.
     pub updated_at: u64,
     pub seq: u64,
+}
+
+impl IngestStatus {
+    /// Record `seq`'s status in `state`: no counts or error yet, and not stamped
+    /// (`updated_at` is set where it is stored).
+    pub fn new(
+        seq: u64,
+        id: String,
+        collection: String,
+        operation: OperationKind,
+        status: IngestState,
+    ) -> Self {
+        IngestStatus {
+            id,
+            status,
+            operation,
+            collection,
+            chunks: None,
+            entities: None,
+            error: None,
+            updated_at: 0,
+            seq,
+        }
+    }
 }
 
 /// How the worker finished one event; applied together with the offset commit.

@@ -77,15 +77,10 @@ pub(super) fn status(
     error: Option<String>,
 ) -> IngestStatus {
     IngestStatus {
-        id: event.id.clone(),
-        status: state,
-        operation: event.operation.kind(),
-        collection: event.collection.clone(),
         chunks: counts.map(|c| c.0),
         entities: counts.map(|c| c.1),
         error,
-        updated_at: 0,
-        seq,
+        ..event.status(seq, state)
     }
 }
 

@@ -80,15 +80,8 @@ impl EmbeddedEventLog {
 
 pub(crate) fn pending_status(event: &Event, seq: u64) -> IngestStatus {
     IngestStatus {
-        id: event.id.clone(),
-        status: crate::domain::ingest::IngestState::Pending,
-        operation: event.operation.kind(),
-        collection: event.collection.clone(),
-        chunks: None,
-        entities: None,
-        error: None,
         updated_at: unix_now(),
-        seq,
+        ..event.status(seq, crate::domain::ingest::IngestState::Pending)
     }
 }
 

@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::ingest::{
-    DocumentExtent, DocumentGraph, Event, IngestState, IngestStatus, LogEntry, Operation,
-    OperationKind, Outcome,
+    DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
 };
 use crate::domain::payload;
 use crate::domain::principal::Tenant;
@@ -55,14 +54,10 @@ impl Batch<'_> {
     }
 
     fn fail(&mut self, doc: &Doc, reason: String) {
-        self.fail_event(doc.seq, &doc.event, reason);
-    }
-
-    fn fail_event(&mut self, seq: u64, event: &Event, reason: String) {
-        tracing::warn!(doc = %event.id, seq, reason = %reason, "ingest event failed");
+        tracing::warn!(doc = %doc.event.id, seq = doc.seq, reason = %reason, "ingest event failed");
         self.outcomes.push(Outcome::Done {
-            tenant: event.tenant.clone(),
-            status: status(seq, event, IngestState::Failed, None, Some(reason)),
+            tenant: doc.event.tenant.clone(),
+            status: status(doc.seq, &doc.event, IngestState::Failed, None, Some(reason)),
         });
     }
 
@@ -77,23 +72,13 @@ impl Batch<'_> {
                 Err(u) => {
                     tracing::warn!(doc = %u.id, seq = e.seq, reason = %u.reason,
                         "unreadable ingest event failed");
-                    let Some(tenant) = u.tenant else {
+                    let Some(tenant) = u.tenant.clone() else {
                         self.unowned += 1;
                         continue;
                     };
                     self.outcomes.push(Outcome::Done {
                         tenant,
-                        status: IngestStatus {
-                            id: u.id,
-                            status: IngestState::Failed,
-                            operation: OperationKind::Unreadable,
-                            collection: u.collection,
-                            chunks: None,
-                            entities: None,
-                            error: Some(u.reason),
-                            updated_at: 0,
-                            seq: e.seq,
-                        },
+                        status: u.failed_status(e.seq),
                     });
                 }
             }
