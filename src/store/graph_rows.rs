@@ -95,7 +95,9 @@ pub fn node_from(row: &Row<'_>) -> StoreResult<Option<Node>> {
     Ok(node_from_values(id, labels, props))
 }
 
-fn node_from_values(id: &Value, labels: &Value, props: &Value) -> Option<Node> {
+/// A node from its id, `labels(n)` and `properties(n)` as JSON, shown as [`node_from`]
+/// shows one.
+pub fn node_from_values(id: &Value, labels: &Value, props: &Value) -> Option<Node> {
     let labels = labels
         .as_array()?
         .iter()

@@ -20,9 +20,7 @@ use crate::domain::graph::{
 };
 use crate::domain::ingest::{DocumentGraph, document_node_id};
 use crate::domain::principal::Tenant;
-use crate::store::graph_exec::{
-    self as shared, CypherTx, INTERNAL_LABEL_PREFIX, Rows, WeightDelta, list,
-};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
 use crate::store::{StoreError, StoreResult};
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
@@ -186,25 +184,22 @@ impl Tx<'_> {
             .iter()
             .map(|(k, v)| (k.clone(), to_grafeo(v)));
         let created = self.create(&labels, &node.id, props)?;
-        let stored = self
-            .session
-            .get_node(created)
-            .ok_or_else(|| StoreError::internal("node write returned no node"))?;
-        Ok(Node {
-            id: node.id.clone(),
-            labels: stored
-                .labels
-                .iter()
-                .filter(|l| !l.starts_with(INTERNAL_LABEL_PREFIX))
-                .map(|l| l.to_string())
-                .collect(),
-            properties: stored
+        let stored = self.session.get_node(created);
+        // As `RETURN n.id, labels(n), properties(n)` shows it.
+        let shown = stored.and_then(|n| {
+            let labels = n.labels.iter().map(|l| Value::from(l.as_str())).collect();
+            let props = n
                 .properties_as_btree()
                 .iter()
-                .filter(|(k, _)| k.as_str() != ID_PROPERTY && k.as_str() != TENANT_PROPERTY)
                 .map(|(k, v)| (k.as_str().to_owned(), to_json(v)))
-                .collect(),
-        })
+                .collect();
+            shared::node_from_values(
+                &Value::from(node.id.as_str()),
+                &Value::Array(labels),
+                &Value::Object(props),
+            )
+        });
+        shown.ok_or_else(|| StoreError::internal("node write returned no node"))
     }
 
     /// [`CypherTx::write_document`] through the direct API: each entity looked up once,

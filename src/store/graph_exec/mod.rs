@@ -16,7 +16,9 @@ use crate::domain::ingest::{
 };
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
-pub use crate::store::graph_rows::{INTERNAL_LABEL_PREFIX, Row, Rows, node_from, text};
+pub use crate::store::graph_rows::{
+    INTERNAL_LABEL_PREFIX, Row, Rows, node_from, node_from_values, text,
+};
 use crate::store::{StoreError, StoreResult};
 
 mod documents;
