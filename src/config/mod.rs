@@ -8,7 +8,6 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::domain::quota::Class;
 use crate::domain::vector::Distance;
 
 mod backends;
@@ -113,13 +112,6 @@ pub struct RateLimitSettings {
     /// (`[rate_limit] ingest = { per_minute = 10, burst = 10 }`).
     #[serde(flatten)]
     pub quotas: Quotas,
-}
-
-impl RateLimitSettings {
-    /// `class`'s quota.
-    pub fn quota(&self, class: Class) -> QuotaSettings {
-        self.quotas.get(class)
-    }
 }
 
 /// Hard limits on every size a client controls.
@@ -401,6 +393,7 @@ fn one_line(error: &figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::quota::Class;
 
     #[test]
     fn each_class_gets_the_quota_its_key_names() {
@@ -412,12 +405,12 @@ mod tests {
         )
         .unwrap();
         let settings = Settings::load(Some(&file)).unwrap();
-        let search = settings.rate_limit.quota(Class::Search);
+        let search = settings.rate_limit.quotas.get(Class::Search);
         assert_eq!((search.per_minute.get(), search.burst.get()), (7, 3));
         // The others keep the defaults' values.
-        let auth = settings.rate_limit.quota(Class::Auth);
+        let auth = settings.rate_limit.quotas.get(Class::Auth);
         assert_eq!((auth.per_minute.get(), auth.burst.get()), (10, 10));
-        let ingest = settings.rate_limit.quota(Class::Ingest);
+        let ingest = settings.rate_limit.quotas.get(Class::Ingest);
         assert_eq!((ingest.per_minute.get(), ingest.burst.get()), (10, 10));
     }
 }

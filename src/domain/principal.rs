@@ -79,7 +79,7 @@ impl From<Tenant> for String {
 
 impl Tenant {
     pub fn parse(name: &str) -> Option<Self> {
-        super::is_valid_name(name).then(|| Tenant(name.to_owned()))
+        Tenant::try_from(name.to_owned()).ok()
     }
 
     pub fn as_str(&self) -> &str {

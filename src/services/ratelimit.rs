@@ -63,13 +63,12 @@ impl RateLimits {
         let limiters = Class::ALL
             .iter()
             .map(|&class| {
-                let q = settings.quota(class);
-                let (per_minute, burst) = (q.per_minute, q.burst);
-                let quota = Quota::per_minute(per_minute).allow_burst(burst);
+                let q = settings.quotas.get(class);
+                let quota = Quota::per_minute(q.per_minute).allow_burst(q.burst);
                 Limiter {
                     class,
                     keyed: RateLimiter::dashmap(quota).with_middleware(),
-                    burst: burst.get(),
+                    burst: q.burst.get(),
                     interval: quota.replenish_interval(),
                 }
             })
