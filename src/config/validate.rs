@@ -137,6 +137,12 @@ impl Settings {
                 "limits.max_graph_hops must be 1, 2 or 3".into(),
             ));
         }
+        if self.limits.max_id_len > crate::domain::ingest::DocId::MAX_BYTES {
+            return Err(ConfigError(format!(
+                "limits.max_id_len must be at most {}",
+                crate::domain::ingest::DocId::MAX_BYTES
+            )));
+        }
         if self.vectors.default_dim > self.limits.max_vector_dim {
             return Err(ConfigError(
                 "vectors.default_dim must not exceed limits.max_vector_dim".into(),

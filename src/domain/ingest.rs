@@ -6,6 +6,69 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::principal::Tenant;
+use crate::domain::vector::CollectionName;
+
+/// A document id: 1 to [`DocId::MAX_BYTES`] bytes, displayable (see
+/// [`super::is_displayable_id`]). Deserialising one validates it too, so a log record
+/// or stored status holding another does not decode. The configured
+/// `limits.max_id_len` (at most `MAX_BYTES`) is the service's tighter bound.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocId(String);
+
+impl DocId {
+    /// The longest id any configuration accepts.
+    pub const MAX_BYTES: usize = 4096;
+
+    pub fn parse(id: &str) -> Option<Self> {
+        DocId::try_from(id.to_owned()).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DocId {
+    type Error = String;
+
+    fn try_from(id: String) -> Result<Self, String> {
+        if !(1..=DocId::MAX_BYTES).contains(&id.len()) {
+            return Err(format!(
+                "document id must be 1 to {} bytes long",
+                DocId::MAX_BYTES
+            ));
+        }
+        if !super::is_displayable_id(&id) {
+            return Err(
+                "document id must not contain control or bidirectional-text characters".into(),
+            );
+        }
+        Ok(DocId(id))
+    }
+}
+
+impl From<DocId> for String {
+    fn from(id: DocId) -> String {
+        id.0
+    }
+}
+
+impl std::ops::Deref for DocId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// What an event asks for. A document id is the unit: a later event for the same id
 /// replaces (or deletes) everything an earlier one produced.
@@ -44,8 +107,8 @@ pub enum OperationKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub tenant: Tenant,
-    pub id: String,
-    pub collection: String,
+    pub id: DocId,
+    pub collection: CollectionName,
     #[serde(flatten)]
     pub operation: Operation,
     /// The accepting request's correlation id, carried into the worker's logs.
@@ -61,7 +124,7 @@ impl Event {
         IngestStatus::new(
             seq,
             self.id.clone(),
-            self.collection.clone(),
+            self.collection.to_string(),
             self.operation.kind(),
             state,
         )
@@ -86,26 +149,31 @@ pub struct Unreadable {
     /// The record's tenant, when it names a valid one; without it no status can be
     /// recorded where a client could read it.
     pub tenant: Option<Tenant>,
+    /// The record's document id, when it holds a valid one.
+    pub id: Option<DocId>,
     /// Empty when unknown.
-    pub id: String,
     pub collection: String,
     pub correlation_id: Option<String>,
     pub reason: String,
 }
 
 impl Unreadable {
-    /// Record `seq`'s final status: `failed`, operation `unreadable`, with the reason.
-    pub fn failed_status(self, seq: u64) -> IngestStatus {
-        IngestStatus {
+    /// Record `seq`'s final status (`failed`, operation `unreadable`, with the reason)
+    /// and whose it is, when the record names a valid tenant and document id; without
+    /// them no client could read a status.
+    pub fn failed_status(self, seq: u64) -> Option<(Tenant, IngestStatus)> {
+        let (tenant, id) = (self.tenant?, self.id?);
+        let status = IngestStatus {
             error: Some(self.reason),
             ..IngestStatus::new(
                 seq,
-                self.id,
+                id,
                 self.collection,
                 OperationKind::Unreadable,
                 IngestState::Failed,
             )
-        }
+        };
+        Some((tenant, status))
     }
 
     /// What can be read of a record that did not decode; `value` is the record as
@@ -114,7 +182,7 @@ impl Unreadable {
         let field = |name: &str| value.and_then(|v| v.get(name)).and_then(Value::as_str);
         Unreadable {
             tenant: field("tenant").and_then(Tenant::parse),
-            id: field("id").unwrap_or_default().to_owned(),
+            id: field("id").and_then(DocId::parse),
             collection: field("collection").unwrap_or_default().to_owned(),
             correlation_id: field("correlation_id").map(str::to_owned),
             reason,
@@ -131,11 +199,11 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// The record's tenant and document id, when it names a valid tenant.
-    pub fn document(&self) -> Option<(&Tenant, &str)> {
+    /// The record's tenant and document id, when it names valid ones.
+    pub fn document(&self) -> Option<(&Tenant, &DocId)> {
         match &self.event {
-            Ok(e) => Some((&e.tenant, e.id.as_str())),
-            Err(u) => u.tenant.as_ref().map(|t| (t, u.id.as_str())),
+            Ok(e) => Some((&e.tenant, &e.id)),
+            Err(u) => u.tenant.as_ref().zip(u.id.as_ref()),
         }
     }
 
@@ -159,7 +227,7 @@ pub enum IngestState {
 /// document, so an older event finishing late cannot overwrite a newer one's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestStatus {
-    pub id: String,
+    pub id: DocId,
     pub status: IngestState,
     pub operation: OperationKind,
     pub collection: String,
@@ -179,7 +247,7 @@ impl IngestStatus {
     /// (`updated_at` is set where it is stored).
     pub fn new(
         seq: u64,
-        id: String,
+        id: DocId,
         collection: String,
         operation: OperationKind,
         status: IngestState,
@@ -207,11 +275,7 @@ pub enum Outcome {
         status: IngestStatus,
     },
     /// The document was deleted: drop its status (if it is still this event's).
-    Deleted {
-        tenant: Tenant,
-        id: String,
-        seq: u64,
-    },
+    Deleted { tenant: Tenant, id: DocId, seq: u64 },
 }
 
 /// Namespace of chunk point ids: `UUIDv5(CHUNK_NAMESPACE, "tenant/doc/index")`.
@@ -240,8 +304,8 @@ pub fn entity_node_id(key: &str) -> String {
 /// chunk (weight = number of chunks they share).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocumentGraph {
-    pub doc_id: String,
-    pub collection: String,
+    pub doc_id: DocId,
+    pub collection: CollectionName,
     /// Document properties (e.g. a title from the metadata).
     pub properties: Map<String, Value>,
     pub chunks: Vec<ChunkNode>,
@@ -276,8 +340,8 @@ pub struct Mention {
 /// its points are in and how many chunks it has (their ids are `0..chunks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentExtent {
-    pub doc_id: String,
-    pub collection: String,
+    pub doc_id: DocId,
+    pub collection: CollectionName,
     pub chunks: usize,
 }
 
@@ -316,6 +380,43 @@ pub fn co_occurrence<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn document_ids_are_checked_wherever_they_come_from() {
+        assert_eq!(DocId::parse("doc-1 é").unwrap().as_str(), "doc-1 é");
+        let too_long = "x".repeat(DocId::MAX_BYTES + 1);
+        for bad in ["", "a\nb", "admin\u{202E}txt", too_long.as_str()] {
+            assert!(DocId::parse(bad).is_none(), "{bad:?}");
+        }
+        // A log record whose id is not one does not decode, and names no document.
+        let record = serde_json::json!({
+            "tenant": "acme", "id": "a\u{0}b", "collection": "documents",
+            "op": "delete", "received_at": 0,
+        });
+        let bad = Event::decode(record.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            (bad.tenant.as_ref().map(Tenant::as_str), &bad.id),
+            (Some("acme"), &None)
+        );
+        assert!(
+            bad.failed_status(7).is_none(),
+            "no status without a document id"
+        );
+        let good = serde_json::json!({
+            "tenant": "acme", "id": "a", "collection": "documents",
+            "op": "delete", "received_at": 0,
+        });
+        let event = Event::decode(good.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (event.id.as_str(), event.collection.as_str()),
+            ("a", "documents")
+        );
+        let bad_collection = serde_json::json!({
+            "tenant": "acme", "id": "a", "collection": "../etc",
+            "op": "delete", "received_at": 0,
+        });
+        assert!(Event::decode(bad_collection.to_string().as_bytes()).is_err());
+    }
 
     #[test]
     fn chunk_ids_are_stable_and_unambiguous() {

@@ -23,14 +23,33 @@ pub struct CollectionSpec {
 }
 
 /// A validated collection name (see [`super::is_valid_name`]): it becomes a directory
-/// name and a Qdrant collection name, so a store accepts no other kind.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+/// name and a Qdrant collection name, so a store accepts no other kind. Deserialising
+/// one validates it too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct CollectionName(String);
+
+impl TryFrom<String> for CollectionName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        if super::is_valid_name(&name) {
+            Ok(CollectionName(name))
+        } else {
+            Err(format!("{name:?} is not a valid collection name"))
+        }
+    }
+}
+
+impl From<CollectionName> for String {
+    fn from(name: CollectionName) -> String {
+        name.0
+    }
+}
 
 impl CollectionName {
     pub fn parse(name: &str) -> Option<Self> {
-        super::is_valid_name(name).then(|| CollectionName(name.to_owned()))
+        CollectionName::try_from(name.to_owned()).ok()
     }
 
     pub fn as_str(&self) -> &str {

@@ -53,7 +53,7 @@ async fn status(
     Reader(who): Reader,
     Path(id): Path<String>,
 ) -> Result<AppJson<IngestStatus>> {
-    Ok(AppJson(state.ingest.status(&who, &id).await?))
+    Ok(AppJson(state.ingest.status(&who, id).await?))
 }
 
 #[utoipa::path(delete, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", params(("id" = String, Path, description = "Document id")),
@@ -65,6 +65,6 @@ async fn delete(
     Writer(who): Writer,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, AppJson<Accepted>)> {
-    let accepted = state.ingest.delete(&who, &id).await?;
+    let accepted = state.ingest.delete(&who, id).await?;
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }

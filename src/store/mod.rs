@@ -26,8 +26,8 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry, Mention,
-    Outcome, Related,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry,
+    Mention, Outcome, Related,
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
@@ -226,12 +226,12 @@ pub trait GraphStore: Send + Sync {
     -> StoreResult<()>;
     /// Removes the document, its chunks and the entities only it mentioned; returns
     /// whether it existed.
-    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool>;
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &DocId) -> StoreResult<bool>;
     /// The stored extents of the documents among `doc_ids` that have one.
     async fn document_extents(
         &self,
         tenant: &Tenant,
-        doc_ids: Vec<String>,
+        doc_ids: Vec<DocId>,
     ) -> StoreResult<Vec<DocumentExtent>>;
     /// Entities with these node ids that exist.
     async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>>;
@@ -281,7 +281,7 @@ pub trait EventLog: Send + Sync {
     /// Applies the outcomes (each only if the document's status still belongs to that
     /// event) and commits the offset up to `upto`, atomically.
     async fn complete(&self, outcomes: Vec<Outcome>, upto: u64) -> StoreResult<()>;
-    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>>;
+    async fn status(&self, tenant: &Tenant, id: &DocId) -> StoreResult<Option<IngestStatus>>;
     /// Entries appended but not yet committed.
     async fn pending(&self) -> StoreResult<u64>;
     async fn ping(&self) -> StoreResult<()>;

@@ -64,6 +64,10 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
             "rate_limit: unknown variant: found `serach`",
         ),
         (
+            "[limits]\nmax_id_len = 4097\n",
+            "limits.max_id_len must be at most 4096",
+        ),
+        (
             "[hybrid]\nppr_damping = 1.0\n",
             "hybrid.ppr_damping must be between 0 and 1",
         ),

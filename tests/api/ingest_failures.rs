@@ -184,7 +184,7 @@ fn write_raw_events(data_dir: &std::path::Path, records: &[(&str, &str, Vec<u8>)
         for (tenant, id, bytes) in records {
             events.insert(seq, bytes.as_slice()).unwrap();
             let pending = IngestStatus {
-                id: (*id).into(),
+                id: ragbrain::domain::ingest::DocId::parse(id).unwrap(),
                 status: IngestState::Pending,
                 operation: OperationKind::Upsert,
                 collection: "documents".into(),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::entities::Entity;
 use super::{ENTITIES_KEY, IngestService};
 use crate::domain::ingest::{
-    ChunkNode, DocumentExtent, DocumentGraph, EntityRef, Event, IngestState, IngestStatus,
+    ChunkNode, DocId, DocumentExtent, DocumentGraph, EntityRef, Event, IngestState, IngestStatus,
     Operation, Outcome, chunk_id, entity_node_id,
 };
 use crate::domain::payload::{self, ChunkPayload};
@@ -95,7 +95,7 @@ pub(super) fn points(doc: &Doc) -> Vec<Point> {
         .map(|(index, ((text, entities), vector))| {
             let payload = ChunkPayload {
                 text: text.clone(),
-                doc_id: doc.event.id.clone(),
+                doc_id: doc.event.id.to_string(),
                 chunk_index: index,
                 entities: entities.iter().map(|e| e.name.clone()).collect(),
                 metadata: metadata.clone(),
@@ -145,11 +145,11 @@ impl IngestService {
     pub(super) async fn previous(
         &self,
         tenant: &Tenant,
-        id: &str,
+        id: &DocId,
     ) -> Result<Option<DocumentExtent>, StoreError> {
         let mut found = self
             .graph
-            .document_extents(tenant, vec![id.to_owned()])
+            .document_extents(tenant, vec![id.clone()])
             .await?;
         Ok(found.pop())
     }
@@ -158,18 +158,17 @@ impl IngestService {
     pub(super) async fn delete_points(
         &self,
         tenant: &Tenant,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         range: std::ops::Range<usize>,
     ) -> Result<(), StoreError> {
-        let collection = &stored_collection(collection)?;
         let result = if range.is_empty() {
             // Unknown extent (no graph record): delete by the doc_id payload field.
             let filter = Filter {
                 must: vec![Condition {
                     key: Some(payload::DOC_ID.into()),
                     matches: Some(MatchSpec {
-                        value: Some(MatchValue::Keyword(id.to_owned())),
+                        value: Some(MatchValue::Keyword(id.to_string())),
                         any: None,
                     }),
                     ..Condition::default()
@@ -190,15 +189,4 @@ impl IngestService {
             _ => Ok(()),
         }
     }
-}
-
-/// A collection name read back from the log or the graph: validated when the event was
-/// accepted, so one that does not parse was written by something else, and the document
-/// fails rather than reaching the store.
-pub(super) fn stored_collection(name: &str) -> Result<CollectionName, StoreError> {
-    CollectionName::parse(name).ok_or_else(|| {
-        StoreError::invalid(format!(
-            "collection {name:?} is not a valid collection name"
-        ))
-    })
 }

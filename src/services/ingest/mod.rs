@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Limits, Settings};
-use crate::domain::ingest::{Event, IngestState, IngestStatus, Operation, OperationKind};
+use crate::domain::ingest::{DocId, Event, IngestState, IngestStatus, Operation, OperationKind};
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
 use crate::domain::vector::CollectionName;
@@ -51,7 +51,7 @@ pub struct BatchRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
-    pub id: String,
+    pub id: DocId,
     pub status: IngestState,
     pub operation: OperationKind,
     pub collection: String,
@@ -62,19 +62,15 @@ pub struct BatchAccepted {
     pub accepted: Vec<Accepted>,
 }
 
-fn check_doc_id(id: &str, limits: &Limits) -> Result<()> {
+/// A client's document id, within the configured length.
+fn doc_id(id: String, limits: &Limits) -> Result<DocId> {
     bounded(
         "document id length in bytes",
         id.len(),
         1,
         limits.max_id_len,
     )?;
-    if !crate::domain::is_displayable_id(id) {
-        return Err(ServiceError::Invalid(
-            "document id must not contain control or bidirectional-text characters".into(),
-        ));
-    }
-    Ok(())
+    DocId::try_from(id).map_err(ServiceError::Invalid)
 }
 
 /// Accepts documents into the event log and runs the worker that chunks, embeds and
@@ -123,7 +119,7 @@ impl IngestService {
     async fn validate(&self, who: &Principal, req: IngestRequest) -> Result<Event> {
         let settings = &self.settings.ingest;
         let id = req.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        check_doc_id(&id, &self.settings.limits)?;
+        let id = doc_id(id, &self.settings.limits)?;
         bounded(
             "text length in bytes",
             req.text.len(),
@@ -159,7 +155,7 @@ impl IngestService {
         Ok(Event {
             tenant: who.tenant.clone(),
             id,
-            collection: collection.to_string(),
+            collection,
             operation: Operation::Upsert {
                 text: req.text,
                 metadata: req.metadata,
@@ -227,22 +223,28 @@ impl IngestService {
         Ok(BatchAccepted { accepted })
     }
 
-    pub async fn status(&self, who: &Principal, id: &str) -> Result<IngestStatus> {
-        check_doc_id(id, &self.settings.limits)?;
+    pub async fn status(&self, who: &Principal, id: String) -> Result<IngestStatus> {
+        let id = doc_id(id, &self.settings.limits)?;
         self.events
-            .status(&who.tenant, id)
+            .status(&who.tenant, &id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no document {id:?}")))
     }
 
     /// Queues the document's removal behind any pending event for it, so an ingest
     /// accepted earlier cannot bring it back.
-    pub async fn delete(&self, who: &Principal, id: &str) -> Result<Accepted> {
+    pub async fn delete(&self, who: &Principal, id: String) -> Result<Accepted> {
         let current = self.status(who, id).await?;
+        // The worker removes the points wherever the graph says they are; a status
+        // from a record that could not be read may name no valid collection.
+        let collection = match CollectionName::parse(&current.collection) {
+            Some(c) => c,
+            None => self.collections.collection_name(None)?,
+        };
         let event = Event {
             tenant: who.tenant.clone(),
-            id: id.to_owned(),
-            collection: current.collection,
+            id: current.id,
+            collection,
             operation: Operation::Delete,
             correlation_id: crate::context::current(),
             received_at: unix_now(),
@@ -258,6 +260,6 @@ fn accepted(event: &Event) -> Accepted {
         id: event.id.clone(),
         status: IngestState::Pending,
         operation: event.operation.kind(),
-        collection: event.collection.clone(),
+        collection: event.collection.to_string(),
     }
 }

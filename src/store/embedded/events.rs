@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
-use crate::domain::ingest::{Event, IngestStatus, LogEntry, Outcome, Unreadable};
+use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::{EventLog, StoreError, StoreResult, blocking};
@@ -112,7 +112,7 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) ->
             && let Some((tenant, id)) = key.value().split_once('\u{0}')
         {
             u.tenant = Tenant::parse(tenant);
-            u.id = id.to_owned();
+            u.id = DocId::parse(id);
             u.collection = status.collection;
             return Ok(());
         }
@@ -170,7 +170,7 @@ impl EventLog for EmbeddedEventLog {
                 let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
                 if let Err(u) = &mut event {
                     tracing::warn!(seq, reason = %u.reason, "unreadable ingest event");
-                    if u.tenant.is_none() || u.id.is_empty() {
+                    if u.tenant.is_none() || u.id.is_none() {
                         name_from_status(&tx, seq, u)?;
                     }
                 }
@@ -226,7 +226,7 @@ impl EventLog for EmbeddedEventLog {
         .await
     }
 
-    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {
+    async fn status(&self, tenant: &Tenant, id: &DocId) -> StoreResult<Option<IngestStatus>> {
         let (db, key) = (self.db.clone(), status_key(tenant, id));
         blocking(move || {
             let tx = db.begin_read().map_err(db_err)?;

@@ -30,7 +30,7 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
@@ -319,15 +319,15 @@ impl GraphStore for EmbeddedGraphStore {
         blocking(move || inner.write_documents(&tenant, &docs)).await
     }
 
-    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
-        let (inner, tenant, doc_id) = (self.inner.clone(), tenant.clone(), doc_id.to_owned());
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &DocId) -> StoreResult<bool> {
+        let (inner, tenant, doc_id) = (self.inner.clone(), tenant.clone(), doc_id.clone());
         blocking(move || inner.remove_document(&tenant, &doc_id)).await
     }
 
     async fn document_extents(
         &self,
         tenant: &Tenant,
-        doc_ids: Vec<String>,
+        doc_ids: Vec<DocId>,
     ) -> StoreResult<Vec<DocumentExtent>> {
         let ids = doc_ids.iter().map(|d| document_node_id(d)).collect();
         self.read(tenant, move |inner, tenant| {

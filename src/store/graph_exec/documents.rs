@@ -140,8 +140,8 @@ async fn write_document_node<T: CypherTx + ?Sized>(
 /// reads back).
 pub fn document_properties(doc: &DocumentGraph) -> Map<String, Value> {
     let mut props = doc.properties.clone();
-    props.insert("doc_id".into(), doc.doc_id.clone().into());
-    props.insert("collection".into(), doc.collection.clone().into());
+    props.insert("doc_id".into(), doc.doc_id.as_str().into());
+    props.insert("collection".into(), doc.collection.as_str().into());
     props.insert("chunks".into(), doc.chunks.len().into());
     props
 }

@@ -12,8 +12,9 @@ use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related,
 };
+use crate::domain::vector::CollectionName;
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
 use crate::store::graph_rows::count_of;
 pub use crate::store::graph_rows::{
@@ -262,8 +263,8 @@ pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
         .collect()
 }
 
-/// Rows of [`q::EXTENT_COLUMNS`]; a node without a collection or chunk count (not
-/// written by ingest) has no extent.
+/// Rows of [`q::EXTENT_COLUMNS`]; a node without a valid document id, collection or
+/// chunk count (not written by ingest) has no extent.
 pub fn extents(rows: &Rows) -> StoreResult<Vec<DocumentExtent>> {
     let mut out = Vec::new();
     for r in rows.iter() {
@@ -272,10 +273,12 @@ pub fn extents(rows: &Rows) -> StoreResult<Vec<DocumentExtent>> {
             r.get("d.collection")?.as_str(),
             r.get("d.chunks")?.as_u64(),
         );
+        let doc_id = doc_id.and_then(DocId::parse);
+        let collection = collection.and_then(CollectionName::parse);
         if let (Some(doc_id), Some(collection), Some(chunks)) = (doc_id, collection, chunks) {
             out.push(DocumentExtent {
-                doc_id: doc_id.to_owned(),
-                collection: collection.to_owned(),
+                doc_id,
+                collection,
                 chunks: chunks as usize,
             });
         }

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::EventSettings;
-use crate::domain::ingest::{Event, IngestState, IngestStatus, LogEntry, Outcome, Unreadable};
+use crate::domain::ingest::{
+    DocId, Event, IngestState, IngestStatus, LogEntry, Outcome, Unreadable,
+};
 use crate::domain::principal::Tenant;
 use crate::store::embedded::events::pending_status;
 use crate::store::redis::RedisIngestState;
@@ -252,8 +254,8 @@ impl KafkaEventLog {
                     if unreadable.tenant.is_none() {
                         unreadable.tenant = Tenant::parse(tenant);
                     }
-                    if unreadable.id.is_empty() {
-                        unreadable.id = id.to_owned();
+                    if unreadable.id.is_none() {
+                        unreadable.id = DocId::parse(id);
                     }
                 }
                 // Its status is keyed by the sequence number, when that can be read.
@@ -420,7 +422,8 @@ impl EventLog for KafkaEventLog {
                 ),
                 Err(u) => {
                     let tenant = u.tenant.as_ref().map_or("", Tenant::as_str);
-                    (format!("{tenant}/{}", u.id), Some(u.reason.as_str()))
+                    let id = u.id.as_ref().map_or("", |id| id.as_str());
+                    (format!("{tenant}/{id}"), Some(u.reason.as_str()))
                 }
             };
             if let Some(reason) = reason {
@@ -438,7 +441,7 @@ impl EventLog for KafkaEventLog {
         Ok(())
     }
 
-    async fn status(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<IngestStatus>> {
+    async fn status(&self, tenant: &Tenant, id: &DocId) -> StoreResult<Option<IngestStatus>> {
         self.state.status(tenant, id).await
     }
 

@@ -30,7 +30,7 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
@@ -292,7 +292,7 @@ impl GraphStore for Neo4jGraphStore {
             .await
     }
 
-    async fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
+    async fn remove_document(&self, tenant: &Tenant, doc_id: &DocId) -> StoreResult<bool> {
         self.guard
             .run("remove_document", Retry::Idempotent, || async {
                 let mut tx = self.begin(tenant).await?;
@@ -305,7 +305,7 @@ impl GraphStore for Neo4jGraphStore {
     async fn document_extents(
         &self,
         tenant: &Tenant,
-        doc_ids: Vec<String>,
+        doc_ids: Vec<DocId>,
     ) -> StoreResult<Vec<DocumentExtent>> {
         let ids = doc_ids.iter().map(|d| document_node_id(d));
         let rows = self

@@ -8,19 +8,20 @@ use ragbrain::domain::ingest::{
     Event, IngestState, IngestStatus, LogEntry, Operation, OperationKind, Outcome,
 };
 use ragbrain::domain::principal::Tenant;
+use ragbrain::domain::vector::CollectionName;
 use ragbrain::store::EventLog;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
 use ragbrain::store::kafka::KafkaEventLog;
 use ragbrain::store::redis::RedisIngestState;
 
-use super::tenant;
+use super::{doc_id, tenant};
 use crate::backends;
 
 fn event(tenant: &Tenant, id: &str, operation: Operation) -> Event {
     Event {
         tenant: tenant.clone(),
-        id: id.into(),
-        collection: "documents".into(),
+        id: doc_id(id),
+        collection: CollectionName::parse("documents").unwrap(),
         operation,
         correlation_id: Some(format!("corr-{id}")),
         received_at: 0,
@@ -50,7 +51,7 @@ fn done(entry: &LogEntry, state: IngestState) -> Outcome {
             id: event.id.clone(),
             status: state,
             operation: OperationKind::Upsert,
-            collection: event.collection.clone(),
+            collection: event.collection.to_string(),
             chunks: Some(1),
             entities: Some(0),
             error: None,
@@ -84,13 +85,13 @@ async fn contract(log: Arc<dyn EventLog>) {
         .await
         .unwrap();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    let a = log.status(&t, "a").await.unwrap().unwrap();
+    let a = log.status(&t, &doc_id("a")).await.unwrap().unwrap();
     assert_eq!((a.status, a.seq), (IngestState::Pending, seqs[2]));
     assert_eq!(log.pending().await.unwrap(), 3);
 
     let entries = read_n(log.as_ref(), 3).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-    assert_eq!(read(&entries[1]).id, "b");
+    assert_eq!(read(&entries[1]).id.as_str(), "b");
     assert_eq!(read(&entries[0]).correlation_id.as_deref(), Some("corr-a"));
     // Not completed: the same batch is handed out again.
     let again = log.read(100).await.unwrap();
@@ -103,10 +104,10 @@ async fn contract(log: Arc<dyn EventLog>) {
         done(&entries[2], IngestState::Processed),
     ];
     log.complete(outcomes, seqs[2]).await.unwrap();
-    let a = log.status(&t, "a").await.unwrap().unwrap();
+    let a = log.status(&t, &doc_id("a")).await.unwrap().unwrap();
     assert_eq!((a.status, a.seq), (IngestState::Processed, seqs[2]));
     assert_eq!(
-        log.status(&t, "b").await.unwrap().unwrap().status,
+        log.status(&t, &doc_id("b")).await.unwrap().unwrap().status,
         IngestState::Processed
     );
     assert_eq!(log.pending().await.unwrap(), 0);
@@ -121,12 +122,17 @@ async fn contract(log: Arc<dyn EventLog>) {
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), del);
     let deleted = Outcome::Deleted {
         tenant: t.clone(),
-        id: "b".into(),
+        id: doc_id("b"),
         seq: del[0],
     };
     log.complete(vec![deleted], del[0]).await.unwrap();
-    assert!(log.status(&t, "b").await.unwrap().is_none());
-    assert!(log.status(&tenant("other"), "a").await.unwrap().is_none());
+    assert!(log.status(&t, &doc_id("b")).await.unwrap().is_none());
+    assert!(
+        log.status(&tenant("other"), &doc_id("a"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     log.ping().await.unwrap();
 }
 

@@ -12,6 +12,11 @@ mod vectors;
 use ragbrain::domain::principal::Tenant;
 
 /// A tenant no other test uses (the real servers are shared by the whole run).
+/// A document id the test knows is valid.
+pub fn doc_id(id: &str) -> ragbrain::domain::ingest::DocId {
+    ragbrain::domain::ingest::DocId::parse(id).expect("a valid document id")
+}
+
 pub fn tenant(label: &str) -> Tenant {
     let name = format!(
         "{label}{}",

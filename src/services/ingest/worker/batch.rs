@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::ingest::{
-    DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
+    DocId, DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
 };
 use crate::domain::payload;
 use crate::domain::principal::Tenant;
@@ -14,7 +14,6 @@ use crate::services::ingest::IngestService;
 use crate::services::ingest::chunk::{ChunkSpec, chunk};
 use crate::services::ingest::document::{
     Doc, document_graph, embedding_text, metadata_entities, points, processed, status,
-    stored_collection,
 };
 use crate::services::ingest::entities::extract;
 use crate::store::{ErrorKind, StoreError};
@@ -23,7 +22,8 @@ pub(super) struct Batch<'a> {
     pub(super) service: &'a IngestService,
     pub(super) attempt: u32,
     pub(super) outcomes: Vec<Outcome>,
-    /// Records that failed naming no valid tenant: no status to record, still counted.
+    /// Records that failed naming no valid tenant or document id: no status to record,
+    /// still counted.
     pub(super) unowned: u64,
 }
 
@@ -70,16 +70,14 @@ impl Batch<'_> {
             match e.event {
                 Ok(event) => readable.push((e.seq, event)),
                 Err(u) => {
-                    tracing::warn!(doc = %u.id, seq = e.seq, reason = %u.reason,
+                    tracing::warn!(doc = ?u.id, seq = e.seq, reason = %u.reason,
                         "unreadable ingest event failed");
-                    let Some(tenant) = u.tenant.clone() else {
-                        self.unowned += 1;
-                        continue;
-                    };
-                    self.outcomes.push(Outcome::Done {
-                        tenant,
-                        status: u.failed_status(e.seq),
-                    });
+                    match u.failed_status(e.seq) {
+                        Some((tenant, status)) => {
+                            self.outcomes.push(Outcome::Done { tenant, status })
+                        }
+                        None => self.unowned += 1,
+                    }
                 }
             }
         }
@@ -145,7 +143,7 @@ impl Batch<'_> {
     /// Writes the points of every upsert, one durable call per (tenant, collection);
     /// answers each document's error, if any.
     pub(super) async fn write_points(&self, docs: &[Doc]) -> Vec<Option<StoreError>> {
-        let mut groups: BTreeMap<(Tenant, String), Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Tenant, CollectionName), Vec<usize>> = BTreeMap::new();
         for (i, d) in docs.iter().enumerate() {
             if !d.chunks.is_empty() {
                 groups
@@ -157,16 +155,13 @@ impl Batch<'_> {
         let mut errors = vec![None; docs.len()];
         for ((tenant, collection), members) in groups {
             let points: Vec<Point> = members.iter().flat_map(|&i| points(&docs[i])).collect();
-            let written = match stored_collection(&collection) {
-                Ok(collection) => match self.ensure_collection(&tenant, &collection).await {
-                    Ok(()) => {
-                        self.service
-                            .vectors
-                            .upsert(&tenant, &collection, points)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                },
+            let written = match self.ensure_collection(&tenant, &collection).await {
+                Ok(()) => {
+                    self.service
+                        .vectors
+                        .upsert(&tenant, &collection, points)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = written {
@@ -214,13 +209,13 @@ impl Batch<'_> {
     /// graph changes: the document node says how many chunks there were; one read per
     /// tenant). Documents that fail for good here are recorded failed and dropped.
     pub(super) async fn clear_stale(&mut self, docs: Vec<Doc>) -> Result<Vec<Doc>, StoreError> {
-        let mut ids: BTreeMap<Tenant, Vec<String>> = BTreeMap::new();
+        let mut ids: BTreeMap<Tenant, Vec<DocId>> = BTreeMap::new();
         for doc in docs.iter().filter(|d| !is_delete(d)) {
             ids.entry(doc.event.tenant.clone())
                 .or_default()
                 .push(doc.event.id.clone());
         }
-        let mut extents: HashMap<(Tenant, String), DocumentExtent> = HashMap::new();
+        let mut extents: HashMap<(Tenant, DocId), DocumentExtent> = HashMap::new();
         let mut unread: BTreeMap<Tenant, StoreError> = BTreeMap::new();
         for (tenant, ids) in ids {
             match self.service.graph.document_extents(&tenant, ids).await {

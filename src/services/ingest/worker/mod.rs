@@ -14,13 +14,13 @@
 //! retried up to `ingest.max_attempts` times, then only the events they concern are
 //! marked `failed` (with the reason) and the log moves on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::IngestService;
-use crate::domain::ingest::{IngestState, LogEntry, Outcome};
+use crate::domain::ingest::{DocId, IngestState, LogEntry, Outcome};
 use crate::domain::principal::Tenant;
 use crate::store::StoreError;
 
@@ -131,7 +131,7 @@ async fn process(
 
 /// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
 /// `superseded` events were replaced by a newer event for the same document;
-/// `unowned` records failed with no tenant to keep their status under.
+/// `unowned` records failed with no tenant and document id to keep their status under.
 fn outcome_counts(
     outcomes: &[Outcome],
     superseded: usize,
@@ -157,17 +157,15 @@ fn outcome_counts(
 /// The last event of each document, in log order.
 /// A record naming no valid tenant belongs to no document and is kept.
 fn newest_per_document(entries: Vec<LogEntry>) -> Vec<LogEntry> {
-    let mut last: HashMap<(Tenant, String), u64> = HashMap::new();
+    let mut last: HashMap<(&Tenant, &DocId), u64> = HashMap::new();
     for e in &entries {
-        if let Some((tenant, id)) = e.document() {
-            last.insert((tenant.clone(), id.to_owned()), e.seq);
+        if let Some(document) = e.document() {
+            last.insert(document, e.seq);
         }
     }
+    let newest: HashSet<u64> = last.into_values().collect();
     entries
         .into_iter()
-        .filter(|e| {
-            e.document()
-                .is_none_or(|(t, id)| last[&(t.clone(), id.to_owned())] == e.seq)
-        })
+        .filter(|e| e.document().is_none() || newest.contains(&e.seq))
         .collect()
 }

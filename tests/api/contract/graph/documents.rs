@@ -2,10 +2,11 @@
 //! their extents, entity weights and mention counts, on both executors.
 
 use ragbrain::domain::ingest::{ChunkNode, DocumentExtent, DocumentGraph, EntityRef};
+use ragbrain::domain::vector::CollectionName;
 use ragbrain::store::GraphStore;
 use serde_json::json;
 
-use super::super::tenant;
+use super::super::{doc_id, tenant};
 use super::props;
 
 fn entity(id: &str) -> EntityRef {
@@ -18,8 +19,8 @@ fn entity(id: &str) -> EntityRef {
 
 fn doc(id: &str, chunks: &[&[&str]]) -> DocumentGraph {
     DocumentGraph {
-        doc_id: id.into(),
-        collection: "documents".into(),
+        doc_id: doc_id(id),
+        collection: CollectionName::parse("documents").unwrap(),
         properties: props(json!({"title": id})),
         chunks: chunks
             .iter()
@@ -102,20 +103,23 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .unwrap();
     // What each stored version covers, for the worker's stale-point deletes.
     let mut extents = store
-        .document_extents(&t, vec!["d1".into(), "d2".into(), "d9".into()])
+        .document_extents(&t, vec![doc_id("d1"), doc_id("d2"), doc_id("d9")])
         .await
         .unwrap();
     extents.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
-    let extent = |doc_id: &str, chunks| DocumentExtent {
-        doc_id: doc_id.into(),
-        collection: "documents".into(),
+    let extent = |id: &str, chunks| DocumentExtent {
+        doc_id: doc_id(id),
+        collection: CollectionName::parse("documents").unwrap(),
         chunks,
     };
     assert_eq!(extents, [extent("d1", 2), extent("d2", 1)]);
 
-    assert!(store.remove_document(&t, "d1").await.unwrap());
-    assert!(!store.remove_document(&t, "d1").await.unwrap());
-    let left = store.document_extents(&t, vec!["d1".into()]).await.unwrap();
+    assert!(store.remove_document(&t, &doc_id("d1")).await.unwrap());
+    assert!(!store.remove_document(&t, &doc_id("d1")).await.unwrap());
+    let left = store
+        .document_extents(&t, vec![doc_id("d1")])
+        .await
+        .unwrap();
     assert!(left.is_empty(), "a removed document has no extent");
     assert!(
         store
