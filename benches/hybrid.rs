@@ -84,7 +84,7 @@ fn request(i: usize) -> HybridRequest {
 /// Documents needed for `target` chunks, from the pipeline's own chunker.
 fn docs_for(target: usize, settings: &Settings) -> usize {
     let spec = ChunkSpec {
-        size: settings.ingest.chunk_size_chars,
+        size: settings.ingest.chunk_size_chars.get(),
         overlap: settings.ingest.chunk_overlap_chars,
     };
     target.div_ceil(chunk(&document(0), spec).len())

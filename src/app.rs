@@ -297,7 +297,7 @@ impl Application {
         let limits = crate::http::serve::ConnectionLimits {
             header_read_timeout: server.header_read_timeout_ms.get(),
             idle_timeout: server.idle_timeout_ms.get(),
-            max_connections: server.max_connections,
+            max_connections: server.max_connections.get(),
         };
         let admin_router = crate::http::admin_router(self.state.clone());
         let router = crate::http::router(self.state);

@@ -2,6 +2,8 @@
 //! sections (the event log, the search cache, Redis, the resilience layer), and the
 //! start-up check that the chosen backends have what they need and fit together.
 
+use std::num::{NonZeroU32, NonZeroU64};
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -80,7 +82,7 @@ pub struct CacheSettings {
     /// How long a search result is served from the cache; 0 turns the cache off.
     pub search_ttl_secs: u64,
     /// Entries kept by the in-memory search cache.
-    pub search_entries: u64,
+    pub search_entries: NonZeroU64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,10 +99,10 @@ pub struct RedisSettings {
 #[serde(deny_unknown_fields)]
 pub struct ResilienceSettings {
     pub timeout_ms: Millis,
-    pub max_attempts: u32,
+    pub max_attempts: NonZeroU32,
     pub backoff_base_ms: Millis,
     pub backoff_max_ms: u64,
-    pub failure_threshold: u32,
+    pub failure_threshold: NonZeroU32,
     pub open_ms: Millis,
 }
 

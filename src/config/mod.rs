@@ -1,6 +1,7 @@
 //! Typed configuration: compiled-in `config/default.toml`, then an optional file, then
 //! `RAGBRAIN__SECTION__KEY` environment variables; validated once at start-up.
 
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -56,7 +57,7 @@ pub struct ServerSettings {
     pub port: u16,
     pub data_dir: PathBuf,
     pub request_timeout_ms: Millis,
-    pub body_limit_bytes: usize,
+    pub body_limit_bytes: NonZeroUsize,
     pub shutdown_grace_ms: u64,
     /// Browser origins allowed to call the API; empty: no CORS, `["*"]`: any.
     pub cors_allowed_origins: Vec<String>,
@@ -72,7 +73,7 @@ pub struct ServerSettings {
     pub idle_timeout_ms: Millis,
     /// Connections held open at once. At the bound, the connection idle longest is
     /// closed for each new one; the bound is lowered to fit the open-file limit.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// A second listener, plain HTTP, serving only `/health/*` and `/metrics`, so probes
     /// and scrapers need no client certificate when the API requires one; 0: none.
     pub admin_port: u16,
@@ -118,34 +119,34 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    pub max_batch_points: usize,
-    pub max_vector_dim: usize,
-    pub max_search_limit: usize,
+    pub max_batch_points: NonZeroUsize,
+    pub max_vector_dim: NonZeroUsize,
+    pub max_search_limit: NonZeroUsize,
     pub max_search_offset: usize,
-    pub max_payload_bytes: usize,
+    pub max_payload_bytes: NonZeroUsize,
     pub max_filter_conditions: usize,
     pub max_filter_depth: usize,
-    pub max_labels: usize,
+    pub max_labels: NonZeroUsize,
     pub max_properties_bytes: usize,
     pub max_graph_hops: u8,
-    pub max_neighbors_limit: usize,
-    pub max_find_limit: usize,
+    pub max_neighbors_limit: NonZeroUsize,
+    pub max_find_limit: NonZeroUsize,
     pub max_find_offset: usize,
-    pub max_query_rows: usize,
-    pub max_query_bytes: usize,
+    pub max_query_rows: NonZeroUsize,
+    pub max_query_bytes: NonZeroUsize,
     pub query_timeout_ms: Millis,
-    pub max_concurrent_queries: usize,
+    pub max_concurrent_queries: NonZeroUsize,
     /// Client Cypher queries one tenant may run at once, so one tenant cannot take
     /// every slot.
-    pub max_concurrent_queries_per_tenant: usize,
+    pub max_concurrent_queries_per_tenant: NonZeroUsize,
     /// Memory one client Cypher query may allocate on the embedded engine; past it the
     /// query is stopped and answered 422.
-    pub query_memory_bytes: u64,
+    pub query_memory_bytes: NonZeroU64,
     /// Most elements a `range()` in client Cypher may build.
-    pub max_query_list: usize,
+    pub max_query_list: NonZeroUsize,
     /// Largest client Cypher result, in bytes of JSON.
-    pub max_query_result_bytes: usize,
-    pub max_id_len: usize,
+    pub max_query_result_bytes: NonZeroUsize,
+    pub max_id_len: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -178,7 +179,7 @@ pub enum GraphBackend {
 pub struct VectorSettings {
     pub backend: VectorBackend,
     pub default_collection: String,
-    pub default_dim: usize,
+    pub default_dim: NonZeroUsize,
     pub default_distance: Distance,
     /// How often the maintenance task optimises and checkpoints collections.
     pub maintenance_ms: Millis,
@@ -204,7 +205,7 @@ pub struct VectorSettings {
 pub struct GraphSettings {
     pub backend: GraphBackend,
     /// The embedded graph's WAL is rewritten as a copy of the live graph above this.
-    pub wal_limit_bytes: u64,
+    pub wal_limit_bytes: NonZeroU64,
     /// Node properties the embedded graph indexes for finds by value (`id` and `doc_id`
     /// always are).
     pub indexed_properties: Vec<String>,
@@ -237,10 +238,10 @@ pub struct EmbedderSettings {
     pub model: String,
     pub api_key: SecretString,
     pub dim: usize,
-    pub batch_size: usize,
+    pub batch_size: NonZeroUsize,
     pub timeout_ms: Millis,
     pub max_retries: u32,
-    pub max_tokens: usize,
+    pub max_tokens: NonZeroUsize,
     /// Vectors kept by the embedding cache; 0 disables it.
     pub cache_entries: u64,
 }
@@ -254,33 +255,33 @@ pub struct LlmSettings {
     pub timeout_ms: Millis,
     pub max_tokens: u32,
     pub temperature: f32,
-    pub max_context_chunks: usize,
-    pub max_context_chars: usize,
+    pub max_context_chunks: NonZeroUsize,
+    pub max_context_chars: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
     pub worker: bool,
-    pub chunk_size_chars: usize,
+    pub chunk_size_chars: NonZeroUsize,
     pub chunk_overlap_chars: usize,
-    pub max_text_bytes: usize,
+    pub max_text_bytes: NonZeroUsize,
     pub max_metadata_bytes: usize,
-    pub max_batch_events: usize,
+    pub max_batch_events: NonZeroUsize,
     pub max_entities_per_chunk: usize,
-    pub worker_batch: usize,
+    pub worker_batch: NonZeroUsize,
     pub retry_max_backoff_ms: u64,
-    pub max_attempts: u32,
+    pub max_attempts: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HybridSettings {
-    pub vector_candidates: usize,
-    pub max_graph_chunks: usize,
+    pub vector_candidates: NonZeroUsize,
+    pub max_graph_chunks: NonZeroUsize,
     pub seed_chunks: usize,
     pub max_seed_entities: usize,
-    pub default_rrf_k: u32,
+    pub default_rrf_k: NonZeroU32,
     /// The graph list's weight in reciprocal rank fusion, against the vector list's 1.
     pub graph_weight: f32,
     /// The lexical (BM25) list's weight in reciprocal rank fusion; 0 leaves it out.
@@ -314,10 +315,10 @@ pub struct AuthSettings {
     /// PEM private key for signing RS256/EdDSA tokens here; without it, tokens come only
     /// from the identity provider and `/auth/token` answers 501.
     pub jwt_private_key_file: PathBuf,
-    pub refresh_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: NonZeroU64,
     pub jwt_issuer: String,
     pub jwt_audience: String,
-    pub access_token_ttl_secs: u64,
+    pub access_token_ttl_secs: NonZeroU64,
     pub clock_skew_secs: u64,
     pub anonymous_read: bool,
     pub anonymous_tenant: String,
@@ -380,10 +381,19 @@ fn one_line(error: &figment::Error) -> String {
                 .as_ref()
                 .map(|m| format!(" (from {})", m.name))
                 .unwrap_or_default();
+            let problem = match &e.kind {
+                // serde's words for a 0 in a `NonZero*` setting.
+                figment::error::Kind::InvalidValue(_, expected)
+                    if expected.starts_with("a nonzero") =>
+                {
+                    "must be greater than 0".to_owned()
+                }
+                kind => kind.to_string(),
+            };
             if key.is_empty() {
-                format!("{}{source}", e.kind)
+                format!("{problem}{source}")
             } else {
-                format!("{key}: {}{source}", e.kind)
+                format!("{key}: {problem}{source}")
             }
         })
         .collect::<Vec<_>>()

@@ -8,107 +8,11 @@ use super::{ConfigError, EmbedderBackend, JwtAlgorithm, Settings};
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_sizes()?;
         self.validate_limits_and_names()?;
         self.validate_retrieval()?;
         self.validate_auth()?;
         self.validate_backends()?;
         self.validate_server()
-    }
-
-    /// Every count and size that must not be 0 (times are [`super::Millis`], which
-    /// cannot be).
-    fn validate_sizes(&self) -> Result<(), ConfigError> {
-        let positive = [
-            (
-                "server.body_limit_bytes",
-                self.server.body_limit_bytes as u64,
-            ),
-            (
-                "limits.max_batch_points",
-                self.limits.max_batch_points as u64,
-            ),
-            ("limits.max_vector_dim", self.limits.max_vector_dim as u64),
-            (
-                "limits.max_search_limit",
-                self.limits.max_search_limit as u64,
-            ),
-            (
-                "limits.max_payload_bytes",
-                self.limits.max_payload_bytes as u64,
-            ),
-            ("limits.max_labels", self.limits.max_labels as u64),
-            (
-                "limits.max_neighbors_limit",
-                self.limits.max_neighbors_limit as u64,
-            ),
-            ("limits.max_find_limit", self.limits.max_find_limit as u64),
-            ("limits.max_query_rows", self.limits.max_query_rows as u64),
-            ("limits.max_query_bytes", self.limits.max_query_bytes as u64),
-            (
-                "limits.max_concurrent_queries",
-                self.limits.max_concurrent_queries as u64,
-            ),
-            (
-                "limits.max_concurrent_queries_per_tenant",
-                self.limits.max_concurrent_queries_per_tenant as u64,
-            ),
-            ("limits.query_memory_bytes", self.limits.query_memory_bytes),
-            ("limits.max_query_list", self.limits.max_query_list as u64),
-            (
-                "limits.max_query_result_bytes",
-                self.limits.max_query_result_bytes as u64,
-            ),
-            ("limits.max_id_len", self.limits.max_id_len as u64),
-            ("server.max_connections", self.server.max_connections as u64),
-            ("vectors.default_dim", self.vectors.default_dim as u64),
-            ("graph.wal_limit_bytes", self.graph.wal_limit_bytes),
-            (
-                "auth.access_token_ttl_secs",
-                self.auth.access_token_ttl_secs,
-            ),
-            (
-                "auth.refresh_token_ttl_secs",
-                self.auth.refresh_token_ttl_secs,
-            ),
-            ("embedder.batch_size", self.embedder.batch_size as u64),
-            ("embedder.max_tokens", self.embedder.max_tokens as u64),
-            ("llm.max_context_chunks", self.llm.max_context_chunks as u64),
-            ("llm.max_context_chars", self.llm.max_context_chars as u64),
-            (
-                "ingest.chunk_size_chars",
-                self.ingest.chunk_size_chars as u64,
-            ),
-            ("ingest.max_text_bytes", self.ingest.max_text_bytes as u64),
-            (
-                "ingest.max_batch_events",
-                self.ingest.max_batch_events as u64,
-            ),
-            ("ingest.worker_batch", self.ingest.worker_batch as u64),
-            ("ingest.max_attempts", u64::from(self.ingest.max_attempts)),
-            (
-                "hybrid.vector_candidates",
-                self.hybrid.vector_candidates as u64,
-            ),
-            (
-                "hybrid.max_graph_chunks",
-                self.hybrid.max_graph_chunks as u64,
-            ),
-            ("hybrid.default_rrf_k", u64::from(self.hybrid.default_rrf_k)),
-            (
-                "resilience.max_attempts",
-                u64::from(self.resilience.max_attempts),
-            ),
-            (
-                "resilience.failure_threshold",
-                u64::from(self.resilience.failure_threshold),
-            ),
-            ("cache.search_entries", self.cache.search_entries),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError(format!("{key} must be greater than 0")));
-        }
-        Ok(())
     }
 
     /// Limits that relate to each other, rate-limit quotas, graph index names and
@@ -137,7 +41,7 @@ impl Settings {
                 "limits.max_graph_hops must be 1, 2 or 3".into(),
             ));
         }
-        if self.limits.max_id_len > crate::domain::ingest::DocId::MAX_BYTES {
+        if self.limits.max_id_len.get() > crate::domain::ingest::DocId::MAX_BYTES {
             return Err(ConfigError(format!(
                 "limits.max_id_len must be at most {}",
                 crate::domain::ingest::DocId::MAX_BYTES
@@ -168,7 +72,7 @@ impl Settings {
 
     /// Chunking, fusion and ranking parameters, and the embedder and LLM endpoints.
     fn validate_retrieval(&self) -> Result<(), ConfigError> {
-        if self.ingest.chunk_overlap_chars >= self.ingest.chunk_size_chars {
+        if self.ingest.chunk_overlap_chars >= self.ingest.chunk_size_chars.get() {
             return Err(ConfigError(
                 "ingest.chunk_overlap_chars must be smaller than ingest.chunk_size_chars".into(),
             ));

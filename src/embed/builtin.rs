@@ -42,7 +42,7 @@ impl BuiltinEmbedder {
         Ok(Self {
             model,
             name,
-            max_tokens: settings.max_tokens,
+            max_tokens: settings.max_tokens.get(),
         })
     }
 

@@ -100,7 +100,7 @@ impl OpenAiEmbedder {
             model: settings.model.clone(),
             api_key: settings.api_key.clone(),
             dim: settings.dim,
-            batch_size: settings.batch_size,
+            batch_size: settings.batch_size.get(),
             max_retries: settings.max_retries,
         })
     }

@@ -37,7 +37,7 @@ use crate::http::state::AppState;
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
     let timeout = server.request_timeout_ms.get();
-    let body_limit = server.body_limit_bytes;
+    let body_limit = server.body_limit_bytes.get();
     let cors = security::cors(server);
     let compression = if server.compression {
         CompressionLayer::new()

@@ -103,8 +103,8 @@ impl GenerateService {
     pub async fn generate(&self, who: &Principal, req: GenerateRequest) -> Result<Generated> {
         let llm = self.client()?;
         let settings = &self.settings.llm;
-        let limit = req.limit.unwrap_or(settings.max_context_chunks);
-        crate::services::bounded("limit", limit, 1, settings.max_context_chunks)?;
+        let limit = req.limit.unwrap_or(settings.max_context_chunks.get());
+        crate::services::bounded("limit", limit, 1, settings.max_context_chunks.get())?;
         let retrieved = self
             .hybrid
             .search(
@@ -122,7 +122,7 @@ impl GenerateService {
                 },
             )
             .await?;
-        let (context, citations) = context(&retrieved.hits, settings.max_context_chars);
+        let (context, citations) = context(&retrieved.hits, settings.max_context_chars.get());
         let messages = [
             Message {
                 role: "system",

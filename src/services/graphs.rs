@@ -98,7 +98,12 @@ pub struct QueryRequest {
 }
 
 fn check_id(id: &str, limits: &Limits) -> Result<()> {
-    bounded("node id length in bytes", id.len(), 1, limits.max_id_len)?;
+    bounded(
+        "node id length in bytes",
+        id.len(),
+        1,
+        limits.max_id_len.get(),
+    )?;
     if !crate::domain::is_displayable_id(id) {
         return Err(ServiceError::Invalid(
             "node id must not contain control or bidirectional-text characters".into(),
@@ -168,7 +173,12 @@ impl GraphService {
     pub async fn upsert_node(&self, who: &Principal, req: NodeRequest) -> Result<(Node, Written)> {
         let limits = &self.settings.limits;
         check_id(&req.id, limits)?;
-        bounded("number of labels", req.labels.len(), 0, limits.max_labels)?;
+        bounded(
+            "number of labels",
+            req.labels.len(),
+            0,
+            limits.max_labels.get(),
+        )?;
         for label in &req.labels {
             check_identifier("label", label)?;
         }
@@ -192,7 +202,7 @@ impl GraphService {
         check_page(
             req.limit,
             req.offset,
-            limits.max_find_limit,
+            limits.max_find_limit.get(),
             limits.max_find_offset,
         )?;
         check_properties(&req.properties, limits)?;
@@ -239,8 +249,13 @@ impl GraphService {
         let limits = &self.settings.limits;
         check_id(&req.id, limits)?;
         bounded("hops", req.hops.into(), 1, limits.max_graph_hops.into())?;
-        check_page(req.limit, 0, limits.max_neighbors_limit, 0)?;
-        bounded("number of types", req.types.len(), 0, limits.max_labels)?;
+        check_page(req.limit, 0, limits.max_neighbors_limit.get(), 0)?;
+        bounded(
+            "number of types",
+            req.types.len(),
+            0,
+            limits.max_labels.get(),
+        )?;
         for t in &req.types {
             check_identifier("relationship type", t)?;
         }
@@ -262,22 +277,27 @@ impl GraphService {
         } else {
             req.query.len()
         };
-        bounded("query length in bytes", text, 1, limits.max_query_bytes)?;
+        bounded(
+            "query length in bytes",
+            text,
+            1,
+            limits.max_query_bytes.get(),
+        )?;
         if req.params.contains_key(TENANT_PROPERTY) {
             return Err(ServiceError::Invalid(
                 "parameter $tenant is set by the server to the caller's tenant".into(),
             ));
         }
         bounded_json("params", &req.params, limits.max_properties_bytes)?;
-        let max_rows = req.limit.unwrap_or(limits.max_query_rows);
-        bounded("limit", max_rows, 1, limits.max_query_rows)?;
+        let max_rows = req.limit.unwrap_or(limits.max_query_rows.get());
+        bounded("limit", max_rows, 1, limits.max_query_rows.get())?;
         let query = CypherQuery {
             query: req.query,
             params: req.params,
             max_rows,
-            max_list: limits.max_query_list,
+            max_list: limits.max_query_list.get(),
             max_hops: limits.max_graph_hops.into(),
-            max_result_bytes: limits.max_query_result_bytes,
+            max_result_bytes: limits.max_query_result_bytes.get(),
         };
         Ok(self.graph.query(&who.tenant, query).await?)
     }

@@ -121,7 +121,7 @@ impl VectorService {
     ) -> Result<Created> {
         let name = &collection_name(name)?;
         let limits = &self.settings.limits;
-        bounded("dim", req.dim, 1, limits.max_vector_dim)?;
+        bounded("dim", req.dim, 1, limits.max_vector_dim.get())?;
         let spec = CollectionSpec {
             dim: req.dim,
             distance: req.distance,
@@ -174,7 +174,7 @@ impl VectorService {
             "number of points",
             req.points.len(),
             1,
-            limits.max_batch_points,
+            limits.max_batch_points.get(),
         )?;
         let mut points = Vec::with_capacity(req.points.len());
         for p in req.points {
@@ -191,7 +191,7 @@ impl VectorService {
             bounded_json(
                 format_args!("payload of point {:?}", p.id),
                 &p.payload,
-                limits.max_payload_bytes,
+                limits.max_payload_bytes.get(),
             )?;
             points.push(Point {
                 id: p.id,
@@ -214,7 +214,7 @@ impl VectorService {
         let collection = self.collection_name(req.collection)?;
         let deleted = match (req.ids, req.filter) {
             (Some(ids), None) => {
-                bounded("number of ids", ids.len(), 1, limits.max_batch_points)?;
+                bounded("number of ids", ids.len(), 1, limits.max_batch_points.get())?;
                 self.vectors
                     .delete_ids(&who.tenant, &collection, ids)
                     .await?
@@ -251,7 +251,7 @@ impl VectorService {
             "number of ids",
             ids.len(),
             1,
-            self.settings.limits.max_batch_points,
+            self.settings.limits.max_batch_points.get(),
         )?;
         let points = self.vectors.retrieve(&who.tenant, &collection, ids).await?;
         Ok(RetrieveResponse { points })
@@ -272,7 +272,7 @@ fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<(
         format_args!("dimensions of {what}"),
         vector.len(),
         1,
-        limits.max_vector_dim,
+        limits.max_vector_dim.get(),
     )?;
     if vector.iter().any(|v| !v.is_finite()) {
         return Err(ServiceError::Invalid(format!(

@@ -149,8 +149,8 @@ impl Opener<'_> {
             GraphBackend::Neo4j => {
                 let guard = self.guard("neo4j");
                 let slots = QuerySlots::new(
-                    limits.max_concurrent_queries,
-                    limits.max_concurrent_queries_per_tenant,
+                    limits.max_concurrent_queries.get(),
+                    limits.max_concurrent_queries_per_tenant.get(),
                 );
                 let query_timeout = limits.query_timeout_ms.get();
                 Arc::new(
@@ -205,9 +205,10 @@ impl Opener<'_> {
         let ttl = Duration::from_secs(cache.search_ttl_secs);
         Ok(match cache.backend {
             _ if ttl.is_zero() => None,
-            CacheBackend::Memory => {
-                Some(Arc::new(MemorySearchCache::new(cache.search_entries, ttl)))
-            }
+            CacheBackend::Memory => Some(Arc::new(MemorySearchCache::new(
+                cache.search_entries.get(),
+                ttl,
+            ))),
             CacheBackend::Redis => Some(Arc::new(RedisSearchCache::new(self.redis()?, ttl))),
         })
     }
@@ -246,7 +247,7 @@ fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
     EmbeddedVectorOptions {
         default_name: v.default_collection.clone(),
         default_spec: CollectionSpec {
-            dim: v.default_dim,
+            dim: v.default_dim.get(),
             distance: v.default_distance,
         },
         tuning: Tuning {
@@ -266,10 +267,10 @@ fn graph_options(settings: &Settings) -> EmbeddedGraphOptions {
     let limits = &settings.limits;
     EmbeddedGraphOptions {
         query_timeout: limits.query_timeout_ms.get(),
-        max_concurrent_queries: limits.max_concurrent_queries,
-        max_concurrent_queries_per_tenant: limits.max_concurrent_queries_per_tenant,
-        query_memory_bytes: limits.query_memory_bytes,
-        wal_limit_bytes: settings.graph.wal_limit_bytes,
+        max_concurrent_queries: limits.max_concurrent_queries.get(),
+        max_concurrent_queries_per_tenant: limits.max_concurrent_queries_per_tenant.get(),
+        query_memory_bytes: limits.query_memory_bytes.get(),
+        wal_limit_bytes: settings.graph.wal_limit_bytes.get(),
         indexed_properties: settings.graph.indexed_properties.clone(),
     }
 }

@@ -6,6 +6,7 @@
 //! set.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZero;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,7 +151,7 @@ pub fn production(s: &mut Settings) {
     }
     let r = &mut s.resilience;
     r.timeout_ms = Millis::new(5000);
-    r.failure_threshold = 3;
+    r.failure_threshold = NonZero::new(3).unwrap();
     r.open_ms = Millis::new(1000);
     r.backoff_base_ms = Millis::new(20);
     r.backoff_max_ms = 200;

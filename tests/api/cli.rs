@@ -29,7 +29,7 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("limits.max_search_limit must be greater than 0"),
+        stderr.contains("limits.max_search_limit: must be greater than 0"),
         "{stderr}"
     );
 
@@ -62,6 +62,10 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
         (
             "[rate_limit]\nserach = { per_minute = 7, burst = 7 }\n",
             "rate_limit: unknown variant: found `serach`",
+        ),
+        (
+            "[ingest]\nworker_batch = 0\n",
+            "ingest.worker_batch: must be greater than 0",
         ),
         (
             "[limits]\nmax_id_len = 4097\n",

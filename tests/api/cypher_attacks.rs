@@ -4,6 +4,7 @@
 //! shutdown that runaway queries used to hold.
 
 use ragbrain::config::Millis;
+use std::num::NonZero;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -154,7 +155,8 @@ async fn a_tenant_cannot_reach_another_tenants_graph() {
 
 #[tokio::test]
 async fn a_result_over_the_size_limit_is_refused_not_sent() {
-    let app = spawn_app_with(|s| s.limits.max_query_result_bytes = 1 << 20).await;
+    let app =
+        spawn_app_with(|s| s.limits.max_query_result_bytes = NonZero::new(1 << 20).unwrap()).await;
     let key = app.key("acme", &["read"]).await;
     let pad = "x".repeat(1000);
     let big = format!("UNWIND range(1, 5000) AS i RETURN i, '{pad}' AS pad");

@@ -3,6 +3,7 @@
 //! `Retry-After`, the breaker opens and readiness says so; once Redis is back (with its
 //! data, from its append-only file) the breaker closes and requests succeed again.
 
+use std::num::NonZero;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,10 +28,10 @@ fn on_own_redis(s: &mut Settings) {
     s.cache.backend = CacheBackend::Redis;
     let r = &mut s.resilience;
     r.timeout_ms = Millis::new(1000);
-    r.max_attempts = 2;
+    r.max_attempts = NonZero::new(2).unwrap();
     r.backoff_base_ms = Millis::new(10);
     r.backoff_max_ms = 50;
-    r.failure_threshold = 3;
+    r.failure_threshold = NonZero::new(3).unwrap();
     r.open_ms = Millis::new(1000);
 }
 

@@ -4,6 +4,7 @@
 use ragbrain::config::{EmbedderBackend, Settings};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::num::NonZero;
 
 use crate::fake_openai::base_url;
 use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
@@ -125,8 +126,8 @@ async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
         s.embedder.base_url = base_url().to_owned();
         s.embedder.model = "bag-of-words".into();
         s.embedder.dim = 8;
-        s.embedder.batch_size = 1;
-        s.vectors.default_dim = 8;
+        s.embedder.batch_size = NonZero::new(1).unwrap();
+        s.vectors.default_dim = NonZero::new(8).unwrap();
     })
     .await;
     let key = app.key("acme", &["write"]).await;

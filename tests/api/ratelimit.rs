@@ -2,6 +2,7 @@
 //! `Retry-After` and `RateLimit-*` headers on 429, credential checks limited per IP,
 //! health and metrics never limited.
 
+use std::num::NonZero;
 use std::sync::OnceLock;
 
 use ragbrain::config::Millis;
@@ -187,7 +188,7 @@ fn on_own_redis(s: &mut Settings) {
     s.redis.url = OWN_REDIS.get().cloned().unwrap_or_default().into();
     s.rate_limit.backend = RateLimitBackend::Redis;
     s.resilience.timeout_ms = Millis::new(500);
-    s.resilience.max_attempts = 1;
+    s.resilience.max_attempts = NonZero::new(1).unwrap();
 }
 
 /// When the shared store is down, each server limits alone (the quota still holds per

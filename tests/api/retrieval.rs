@@ -4,6 +4,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::num::NonZero;
 
 use crate::helpers::{TestApp, doc_ids, spawn_app_with};
 
@@ -44,7 +45,7 @@ fn hit<'a>(found: &'a Value, doc: &str) -> Option<&'a Value> {
 
 /// Few graph chunks allowed, so an order-dependent limit would show.
 fn few_graph_chunks(s: &mut ragbrain::config::Settings) {
-    s.hybrid.max_graph_chunks = 3;
+    s.hybrid.max_graph_chunks = NonZero::new(3).unwrap();
 }
 
 #[tokio::test]

@@ -159,7 +159,7 @@ impl AuthService {
             iss: s.jwt_issuer.clone(),
             aud: s.jwt_audience.clone(),
             iat: now,
-            exp: now + s.access_token_ttl_secs,
+            exp: now + s.access_token_ttl_secs.get(),
             jti: Some(uuid::Uuid::new_v4().to_string()),
             key: Some(principal.subject.clone()),
             fam: Some(family.to_owned()),
@@ -175,7 +175,7 @@ impl AuthService {
                 family: family.to_owned(),
                 key_id: principal.subject.clone(),
                 hash: sha256_hex(&refresh_token),
-                expires_at: now + s.refresh_token_ttl_secs,
+                expires_at: now + s.refresh_token_ttl_secs.get(),
                 used: false,
             })
             .await?;
@@ -183,9 +183,9 @@ impl AuthService {
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
-            expires_in: s.access_token_ttl_secs,
+            expires_in: s.access_token_ttl_secs.get(),
             refresh_token,
-            refresh_expires_in: s.refresh_token_ttl_secs,
+            refresh_expires_in: s.refresh_token_ttl_secs.get(),
             scope,
         })
     }
@@ -232,7 +232,10 @@ impl AuthService {
         }
         if !self.store.use_refresh(id).await? {
             self.store
-                .revoke(&family, unix_now() + self.settings.refresh_token_ttl_secs)
+                .revoke(
+                    &family,
+                    unix_now() + self.settings.refresh_token_ttl_secs.get(),
+                )
                 .await?;
             tracing::warn!(family = %record.family, key = %record.key_id,
                 "refresh token replayed; every token of its login is revoked");
@@ -262,7 +265,7 @@ impl AuthService {
             self.store.revoke(&jti_id(jti), until).await?;
         }
         if let Some(fam) = &claims.fam {
-            let until = unix_now() + self.settings.refresh_token_ttl_secs;
+            let until = unix_now() + self.settings.refresh_token_ttl_secs.get();
             self.store.revoke(&family_id(fam), until).await?;
         }
         Ok(())

@@ -56,13 +56,14 @@ impl HybridService {
             let name = r.path.last().cloned().unwrap_or_default();
             (id.clone(), name, r.mentions, r.score)
         }));
-        let max_degree = settings.max_graph_chunks;
+        let max_degree = settings.max_graph_chunks.get();
         let mut ids = graph.seeds(max_degree);
         // Set by every layer; with no layer there are no chunks to rank.
         let mut mass = Vec::new();
         for depth in 1..=hops {
             let room = settings
                 .max_graph_chunks
+                .get()
                 .saturating_sub(graph.chunk_count());
             let limit = room / usize::from(hops - depth + 1);
             if ids.is_empty() || limit == 0 {
@@ -202,7 +203,7 @@ impl HybridService {
             }
             let related = self
                 .graph
-                .related_entities(tenant, frontier, settings.max_graph_chunks)
+                .related_entities(tenant, frontier, settings.max_graph_chunks.get())
                 .await?;
             let max_w = related.iter().map(|r| r.weight).fold(1.0, f64::max);
             let mut next = Vec::new();
@@ -253,7 +254,7 @@ impl HybridService {
         // Best first: the store's limit then drops the least relevant entities' chunks,
         // never those of whichever entities sort last by name.
         let ids = best(reached.iter(), reached.len());
-        let limit = self.settings.hybrid.max_graph_chunks;
+        let limit = self.settings.hybrid.max_graph_chunks.get();
         let mentions = self.graph.entity_mentions(tenant, ids, limit).await?;
         // chunk id → (summed score, best single score, path of the best entity)
         let mut chunks: BTreeMap<String, (f32, f32, Vec<String>)> = BTreeMap::new();

@@ -179,7 +179,7 @@ impl HybridService {
     async fn plan(&self, req: HybridRequest) -> Result<Plan> {
         let limits = &self.settings.limits;
         let collection = self.vectors.collection_name(req.collection)?;
-        bounded("limit", req.limit, 1, limits.max_search_limit)?;
+        bounded("limit", req.limit, 1, limits.max_search_limit.get())?;
         bounded(
             "hops",
             usize::from(req.hops),
@@ -228,7 +228,7 @@ impl HybridService {
     pub async fn search(&self, who: &Principal, req: HybridRequest) -> Result<HybridResponse> {
         let plan = self.plan(req).await?;
         let settings = &self.settings.hybrid;
-        let candidates = settings.vector_candidates.max(plan.limit);
+        let candidates = settings.vector_candidates.get().max(plan.limit);
         let want_vectors = plan.mmr.is_some();
         let query = search_query(&plan, candidates, None, want_vectors);
         // The two text rankings and the entities the question names are independent:
@@ -242,7 +242,7 @@ impl HybridService {
             GraphResult::default()
         } else {
             // The entities of the best hits of the two text rankings seed the graph.
-            let k = self.settings.hybrid.default_rrf_k as f32;
+            let k = self.settings.hybrid.default_rrf_k.get() as f32;
             let seeds: Vec<PointId> =
                 crate::services::vectors::reciprocal_rank(&[&vector_hits, &lexical_hits], k)
                     .into_iter()
@@ -268,7 +268,7 @@ impl HybridService {
                 graph,
             },
             fusion::Rrf {
-                k: self.settings.hybrid.default_rrf_k,
+                k: self.settings.hybrid.default_rrf_k.get(),
                 graph_weight: self.settings.hybrid.graph_weight,
                 lexical_weight: self.settings.hybrid.lexical_weight,
             },

@@ -68,7 +68,7 @@ fn doc_id(id: String, limits: &Limits) -> Result<DocId> {
         "document id length in bytes",
         id.len(),
         1,
-        limits.max_id_len,
+        limits.max_id_len.get(),
     )?;
     DocId::try_from(id).map_err(ServiceError::Invalid)
 }
@@ -124,7 +124,7 @@ impl IngestService {
             "text length in bytes",
             req.text.len(),
             1,
-            settings.max_text_bytes,
+            settings.max_text_bytes.get(),
         )?;
         if req.text.trim().is_empty() {
             return Err(ServiceError::Invalid("text must not be blank".into()));
@@ -208,7 +208,7 @@ impl IngestService {
             "number of events",
             req.events.len(),
             1,
-            self.settings.ingest.max_batch_events,
+            self.settings.ingest.max_batch_events.get(),
         )?;
         let mut events = Vec::with_capacity(req.events.len());
         for (i, event) in req.events.into_iter().enumerate() {

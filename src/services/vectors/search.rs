@@ -89,7 +89,7 @@ impl VectorService {
     pub async fn search(&self, who: &Principal, mut req: SearchRequest) -> Result<SearchResponse> {
         let limits = &self.settings.limits;
         let collection = self.collection_name(req.collection.take())?;
-        bounded("limit", req.limit, 1, limits.max_search_limit)?;
+        bounded("limit", req.limit, 1, limits.max_search_limit.get())?;
         bounded("offset", req.offset, 0, limits.max_search_offset)?;
         if req.score_threshold.is_some_and(|t| !t.is_finite()) {
             return Err(ServiceError::Invalid(
@@ -183,7 +183,7 @@ impl VectorService {
             "query text length in bytes",
             text.len(),
             1,
-            self.settings.limits.max_query_bytes,
+            self.settings.limits.max_query_bytes.get(),
         )?;
         if text.trim().is_empty() {
             return Err(ServiceError::Invalid("text must not be blank".into()));

@@ -71,7 +71,7 @@ impl QdrantVectorStore {
             guard,
             default_name: settings.default_collection.clone(),
             default_spec: CollectionSpec {
-                dim: settings.default_dim,
+                dim: settings.default_dim.get(),
                 distance: settings.default_distance,
             },
             quantization: settings.quantization,

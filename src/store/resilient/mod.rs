@@ -71,10 +71,10 @@ impl From<&ResilienceSettings> for Policy {
     fn from(s: &ResilienceSettings) -> Self {
         Self {
             timeout: s.timeout_ms.get(),
-            max_attempts: s.max_attempts,
+            max_attempts: s.max_attempts.get(),
             backoff_base: s.backoff_base_ms.get(),
             backoff_max: Duration::from_millis(s.backoff_max_ms),
-            failure_threshold: s.failure_threshold,
+            failure_threshold: s.failure_threshold.get(),
             open_for: s.open_ms.get(),
         }
     }

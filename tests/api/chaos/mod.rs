@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZero;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -59,13 +60,13 @@ fn through_the_proxies(s: &mut Settings) {
     }
     s.server.request_timeout_ms = Millis::new(5_000);
     // Batches whose graph fits the timeout on the shared Bolt server.
-    s.ingest.worker_batch = 16;
+    s.ingest.worker_batch = NonZero::new(16).unwrap();
     let r = &mut s.resilience;
     // A batch of ingested documents is one Bolt transaction, which the shared test
     // server (ArcadeDB) takes over a second to commit under this load.
     r.timeout_ms = Millis::new(3_000);
-    r.max_attempts = 2;
-    r.failure_threshold = 3;
+    r.max_attempts = NonZero::new(2).unwrap();
+    r.failure_threshold = NonZero::new(3).unwrap();
     r.open_ms = Millis::new(1_000);
 }
 

@@ -32,7 +32,8 @@ impl Batch<'_> {
     fn judge(&mut self, doc: &Doc, e: StoreError) -> Result<(), StoreError> {
         let transient = transient(&e);
         let retryable = matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream);
-        if transient || (retryable && self.attempt + 1 < self.service.settings.ingest.max_attempts)
+        if transient
+            || (retryable && self.attempt + 1 < self.service.settings.ingest.max_attempts.get())
         {
             return Err(e);
         }
@@ -88,7 +89,7 @@ impl Batch<'_> {
     pub(super) async fn prepare(&mut self, entries: Vec<LogEntry>) -> Result<Vec<Doc>, StoreError> {
         let settings = self.service.settings.ingest.clone();
         let spec = ChunkSpec {
-            size: settings.chunk_size_chars,
+            size: settings.chunk_size_chars.get(),
             overlap: settings.chunk_overlap_chars,
         };
         let max_entities = settings.max_entities_per_chunk;

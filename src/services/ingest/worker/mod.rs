@@ -34,7 +34,7 @@ pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
     let mut attempt: u32 = 0;
     tracing::info!("ingest worker started");
     while !*stop.borrow() {
-        let result = match service.events.read(settings.worker_batch).await {
+        let result = match service.events.read(settings.worker_batch.get()).await {
             Ok(entries) if entries.is_empty() => {
                 tokio::select! {
                     () = service.events.wait(Duration::from_secs(1)) => {}
@@ -72,7 +72,7 @@ pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
     let settings = &service.settings.ingest;
     let mut done = 0;
     loop {
-        let entries = service.events.read(settings.worker_batch).await?;
+        let entries = service.events.read(settings.worker_batch.get()).await?;
         if entries.is_empty() {
             return Ok(done);
         }
@@ -80,7 +80,7 @@ pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
         let mut attempt = 0;
         while let Err(e) = process(service, entries.clone(), attempt).await {
             attempt += 1;
-            if attempt >= settings.max_attempts.max(1) {
+            if attempt >= settings.max_attempts.get() {
                 return Err(e);
             }
         }
