@@ -138,11 +138,6 @@ impl Settings {
                 self.redis.url.expose_secret().is_empty(),
             ),
             (
-                self.graph.backend == GraphBackend::Neo4j,
-                "graph.neo4j_max_connections must be greater than 0",
-                self.graph.neo4j_max_connections == 0,
-            ),
-            (
                 self.events.backend == EventBackend::Kafka,
                 "events.partitions and events.replication must be greater than 0",
                 self.events.partitions <= 0 || self.events.replication <= 0,

@@ -215,7 +215,7 @@ pub struct GraphSettings {
     pub neo4j_password: SecretString,
     /// Empty: the server's default database.
     pub neo4j_database: String,
-    pub neo4j_max_connections: usize,
+    pub neo4j_max_connections: NonZeroUsize,
     /// Whether `/graphs/query` runs client Cypher on the Bolt server. Off by default:
     /// one graph holds every tenant there, and read-only Cypher can read across tenants,
     /// so turn it on only when the server serves a single tenant.

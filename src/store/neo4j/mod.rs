@@ -64,7 +64,7 @@ impl Neo4jGraphStore {
             .uri(settings.neo4j_uri.as_str())
             .user(settings.neo4j_user.as_str())
             .password(settings.neo4j_password.expose_secret())
-            .max_connections(settings.neo4j_max_connections)
+            .max_connections(settings.neo4j_max_connections.get())
             .fetch_size(1000)
             .connection_timeout(timeout);
         if !settings.neo4j_database.is_empty() {
