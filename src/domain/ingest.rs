@@ -294,9 +294,52 @@ pub fn document_node_id(doc: &str) -> String {
     format!("doc:{doc}")
 }
 
-/// Graph node id of an entity from its normalised key (see `services::ingest::entities`).
-pub fn entity_node_id(key: &str) -> String {
-    format!("entity:{key}")
+/// The graph node id of an entity, `entity:<key>` with the key as ingest normalised it
+/// (see `services::ingest::entities`). Built from a key, or parsed from a node id read
+/// back from the graph, so it cannot be mixed up with a chunk's or a document's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EntityId(String);
+
+impl EntityId {
+    const PREFIX: &'static str = "entity:";
+
+    pub fn from_key(key: &str) -> Self {
+        EntityId(format!("{}{key}", Self::PREFIX))
+    }
+
+    /// A node id ingest wrote for an entity; `None` for any other (a client may create
+    /// an `Entity` node of its own through the node API).
+    pub fn parse(node_id: &str) -> Option<Self> {
+        node_id
+            .strip_prefix(Self::PREFIX)
+            .is_some_and(|key| !key.is_empty())
+            .then(|| EntityId(node_id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<EntityId> for String {
+    fn from(id: EntityId) -> String {
+        id.0
+    }
+}
+
+impl std::ops::Deref for EntityId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EntityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The graph one processed document becomes: `(:Document)<-[:PART_OF]-(:Chunk)
@@ -322,7 +365,7 @@ pub struct ChunkNode {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityRef {
     /// Graph node id (`entity:<key>`).
-    pub id: String,
+    pub id: EntityId,
     pub name: String,
     /// How many chunks mention it, as kept by ingest (0 where not read back): rare
     /// entities are specific, hubs are not.
@@ -349,13 +392,13 @@ pub struct DocumentExtent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkLink {
     pub chunk: String,
-    pub entity: String,
+    pub entity: EntityId,
 }
 
 /// An entity reached from another over `RELATED_TO`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Related {
-    pub from: String,
+    pub from: EntityId,
     pub entity: EntityRef,
     pub weight: f64,
 }
@@ -416,6 +459,22 @@ mod tests {
             "op": "delete", "received_at": 0,
         });
         assert!(Event::decode(bad_collection.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn entity_ids_are_the_node_ids_ingest_writes() {
+        let paris = EntityId::from_key("paris");
+        assert_eq!(paris.as_str(), "entity:paris");
+        assert_eq!(EntityId::parse("entity:paris"), Some(paris));
+        // A client's own `Entity` node, a chunk's or a document's id is not one.
+        for other in [
+            "paris",
+            "entity:",
+            "doc:paris",
+            "6f1d1c8e-4a0b-5d7e-9c43-2b6a8e51d0f4",
+        ] {
+            assert_eq!(EntityId::parse(other), None, "{other:?}");
+        }
     }
 
     #[test]

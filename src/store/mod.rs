@@ -26,8 +26,8 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Event, IngestStatus, LogEntry,
-    Mention, Outcome, Related,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityId, EntityRef, Event, IngestStatus,
+    LogEntry, Mention, Outcome, Related,
 };
 use crate::domain::principal::{Scope, Tenant};
 use crate::domain::vector::{
@@ -234,7 +234,7 @@ pub trait GraphStore: Send + Sync {
         doc_ids: Vec<DocId>,
     ) -> StoreResult<Vec<DocumentExtent>>;
     /// Entities with these node ids that exist.
-    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>>;
+    async fn entities(&self, tenant: &Tenant, ids: Vec<EntityId>) -> StoreResult<Vec<EntityRef>>;
     /// What the given chunks mention.
     async fn chunk_mentions(
         &self,
@@ -246,14 +246,14 @@ pub trait GraphStore: Send + Sync {
     async fn entity_mentions(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<ChunkLink>>;
     /// Entities one `RELATED_TO` hop from the given ones, at most `limit`.
     async fn related_entities(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<Related>>;
     async fn ping(&self) -> StoreResult<()>;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::ppr::{FRONTIER, Subgraph};
 use super::{GraphResult, HybridService, Plan, SeedSource, UsedEntity};
 use crate::config::GraphRanker;
-use crate::domain::ingest::entity_node_id;
+use crate::domain::ingest::EntityId;
 use crate::domain::principal::{Principal, Tenant};
 use crate::domain::vector::PointId;
 use crate::services::error::Result;
@@ -27,7 +27,7 @@ pub(super) struct Reached {
 }
 
 /// Entities by node id.
-pub(super) type ReachedMap = BTreeMap<String, Reached>;
+pub(super) type ReachedMap = BTreeMap<EntityId, Reached>;
 
 impl HybridService {
     /// Graph-ranked chunks around the seeds: `named` (from [`Self::named_seeds`]) and
@@ -93,7 +93,7 @@ impl HybridService {
             .iter()
             .filter(|e| e.expanded)
             .map(|e| UsedEntity {
-                id: e.id.clone(),
+                id: e.id.to_string(),
                 name: e.path.last().cloned().unwrap_or_default(),
                 source: seeds.get(&e.id).map_or(SeedSource::Graph, |s| s.source),
                 depth: e.depth,
@@ -117,7 +117,7 @@ impl HybridService {
             .into_iter()
             .map(|(id, r)| UsedEntity {
                 name: r.path.last().cloned().unwrap_or_default(),
-                id,
+                id: id.into(),
                 source: r.source,
                 depth: r.depth,
             })
@@ -232,7 +232,7 @@ impl HybridService {
                 };
                 reached.insert(r.entity.id, hop);
             }
-            let next: HashSet<String> = next.into_iter().collect();
+            let next: HashSet<EntityId> = next.into_iter().collect();
             frontier = best(
                 reached.iter().filter(|(id, _)| next.contains(*id)),
                 FRONTIER,
@@ -283,8 +283,8 @@ impl HybridService {
 
 /// The ids of the `n` best-scoring entities of `reached`, best first (ties by id, so
 /// the order is deterministic).
-fn best<'a>(reached: impl Iterator<Item = (&'a String, &'a Reached)>, n: usize) -> Vec<String> {
-    let mut ranked: Vec<(&String, f32)> = reached.map(|(id, r)| (id, r.score)).collect();
+fn best<'a>(reached: impl Iterator<Item = (&'a EntityId, &'a Reached)>, n: usize) -> Vec<EntityId> {
+    let mut ranked: Vec<(&EntityId, f32)> = reached.map(|(id, r)| (id, r.score)).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked
         .into_iter()
@@ -303,7 +303,7 @@ fn specificity(mentions: u64) -> f32 {
 
 /// Entity node ids the query might name: every 1–4 word window, normalised, plus the
 /// extractor's own spans.
-fn query_entity_ids(text: &str, max: usize) -> Vec<String> {
+fn query_entity_ids(text: &str, max: usize) -> Vec<EntityId> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut keys: Vec<String> = entities::extract(text, &[], max)
         .into_iter()
@@ -320,6 +320,6 @@ fn query_entity_ids(text: &str, max: usize) -> Vec<String> {
     keys.retain(|k| seen.insert(k.clone()));
     keys.into_iter()
         .take(max * 8)
-        .map(|k| entity_node_id(&k))
+        .map(|k| EntityId::from_key(&k))
         .collect()
 }

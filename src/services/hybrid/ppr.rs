@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::ingest::{ChunkLink, Mention};
+use crate::domain::ingest::{ChunkLink, EntityId, Mention};
 
 /// Entities one further hop expands from.
 pub(super) const FRONTIER: usize = 8;
@@ -27,7 +27,7 @@ const TOLERANCE: f32 = 1e-6;
 /// An entity of the pulled subgraph.
 #[derive(Debug, Clone)]
 pub(super) struct EntityNode {
-    pub id: String,
+    pub id: EntityId,
     /// Entity names from the seed it was reached from to this one.
     pub path: Vec<String>,
     /// Chunks that mention it in the whole graph (at least those pulled).
@@ -55,14 +55,14 @@ struct ChunkNode {
 #[derive(Debug, Default)]
 pub(super) struct Subgraph {
     pub entities: Vec<EntityNode>,
-    entity_index: HashMap<String, usize>,
+    entity_index: HashMap<EntityId, usize>,
     chunks: Vec<ChunkNode>,
     chunk_index: HashMap<String, usize>,
 }
 
 impl Subgraph {
     /// Starts from the seeds: (id, name, mentions, weight).
-    pub fn new(seeds: impl IntoIterator<Item = (String, String, u64, f32)>) -> Self {
+    pub fn new(seeds: impl IntoIterator<Item = (EntityId, String, u64, f32)>) -> Self {
         let mut graph = Self::default();
         for (id, name, mentions, weight) in seeds {
             let e = graph.entity(id, vec![name], mentions, 0);
@@ -71,7 +71,7 @@ impl Subgraph {
         graph
     }
 
-    fn entity(&mut self, id: String, path: Vec<String>, mentions: u64, depth: u8) -> usize {
+    fn entity(&mut self, id: EntityId, path: Vec<String>, mentions: u64, depth: u8) -> usize {
         if let Some(&i) = self.entity_index.get(&id) {
             let node = &mut self.entities[i];
             node.degree = node.degree.max(mentions as usize);
@@ -102,7 +102,7 @@ impl Subgraph {
 
     /// Ids of the `n` unexpanded entities of at most `max_degree` chunks that would pass
     /// on the most mass per chunk, best first (ties by id); marks them expanded.
-    pub fn frontier(&mut self, mass: &[f32], n: usize, max_degree: usize) -> Vec<String> {
+    pub fn frontier(&mut self, mass: &[f32], n: usize, max_degree: usize) -> Vec<EntityId> {
         let scored = (0..self.entities.len())
             .filter(|&i| !self.entities[i].expanded && self.entities[i].degree <= max_degree)
             .map(|i| (i, mass[i] / self.entities[i].degree as f32))
@@ -111,7 +111,7 @@ impl Subgraph {
     }
 
     /// Ids of the seeds of at most `max_degree` chunks, best first, marked expanded.
-    pub fn seeds(&mut self, max_degree: usize) -> Vec<String> {
+    pub fn seeds(&mut self, max_degree: usize) -> Vec<EntityId> {
         let scored = (0..self.entities.len())
             .filter(|&i| self.entities[i].degree <= max_degree)
             .map(|i| (i, self.entities[i].seed))
@@ -121,7 +121,7 @@ impl Subgraph {
 
     /// The ids of the `n` best of `scored` (entity, score) with a score above 0, best
     /// first (ties by id, so the order is deterministic), marked expanded.
-    fn expand_best(&mut self, mut scored: Vec<(usize, f32)>, n: usize) -> Vec<String> {
+    fn expand_best(&mut self, mut scored: Vec<(usize, f32)>, n: usize) -> Vec<EntityId> {
         scored.retain(|&(_, s)| s > 0.0);
         scored.sort_by(|a, b| {
             b.1.total_cmp(&a.1)
@@ -256,11 +256,19 @@ mod tests {
     use super::*;
     use crate::domain::ingest::EntityRef;
 
+    fn id(key: &str) -> EntityId {
+        EntityId::from_key(key)
+    }
+
+    fn ids(keys: &[&str]) -> Vec<EntityId> {
+        keys.iter().map(|k| id(k)).collect()
+    }
+
     fn mention(chunk: &str, entity: &str, mentions: u64) -> Mention {
         Mention {
             chunk: chunk.into(),
             entity: EntityRef {
-                id: entity.into(),
+                id: id(entity),
                 name: entity.into(),
                 mentions,
             },
@@ -270,14 +278,14 @@ mod tests {
     fn link(chunk: &str, entity: &str) -> ChunkLink {
         ChunkLink {
             chunk: chunk.into(),
-            entity: entity.into(),
+            entity: id(entity),
         }
     }
 
     /// seed A ─ c1 ─ B ─ c2 (bridge); hub H in c1, c3 and 1,000 chunks elsewhere.
     fn graph() -> Subgraph {
-        let mut g = Subgraph::new([("A".to_owned(), "A".to_owned(), 1, 1.0)]);
-        assert_eq!(g.seeds(10), ["A"]);
+        let mut g = Subgraph::new([(id("A"), "A".to_owned(), 1, 1.0)]);
+        assert_eq!(g.seeds(10), ids(&["A"]));
         let new = g.add_chunks(vec![link("c1", "A")]);
         assert_eq!(new, ["c1"]);
         g.add_entities(vec![
@@ -293,17 +301,17 @@ mod tests {
         let mut g = graph();
         let mass = g.rank(0.5);
         // B passes on more per chunk than the hub, so it is expanded first.
-        assert_eq!(g.frontier(&mass, 1, 10), ["B"]);
+        assert_eq!(g.frontier(&mass, 1, 10), ids(&["B"]));
         let new = g.add_chunks(vec![link("c2", "B")]);
         assert_eq!(new, ["c2"]);
         g.add_entities(vec![mention("c2", "B", 2), mention("c2", "X", 1)]);
         // A specific leaf passes on more per chunk than the hub.
         assert_eq!(
             g.frontier(&g.rank(0.5), 8, 10),
-            ["X"],
+            ids(&["X"]),
             "the hub is past the budget"
         );
-        assert_eq!(g.frontier(&g.rank(0.5), 8, 1000), ["H"]);
+        assert_eq!(g.frontier(&g.rank(0.5), 8, 1000), ids(&["H"]));
         g.add_chunks(vec![link("c3", "H")]);
         g.add_entities(vec![mention("c3", "H", 1000), mention("c3", "Y", 1)]);
         assert!(g.complete());
@@ -318,7 +326,7 @@ mod tests {
 
     #[test]
     fn no_seed_weight_means_no_mass() {
-        let g = Subgraph::new([("A".to_owned(), "A".to_owned(), 1, 0.0)]);
+        let g = Subgraph::new([(id("A"), "A".to_owned(), 1, 0.0)]);
         assert!(g.rank(0.5).iter().all(|m| *m == 0.0));
     }
 }

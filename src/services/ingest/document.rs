@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use super::entities::Entity;
 use super::{ENTITIES_KEY, IngestService};
 use crate::domain::ingest::{
-    ChunkNode, DocId, DocumentExtent, DocumentGraph, EntityRef, Event, IngestState, IngestStatus,
-    Operation, Outcome, chunk_id, entity_node_id,
+    ChunkNode, DocId, DocumentExtent, DocumentGraph, EntityId, EntityRef, Event, IngestState,
+    IngestStatus, Operation, Outcome, chunk_id,
 };
 use crate::domain::payload::{self, ChunkPayload};
 use crate::domain::principal::Tenant;
@@ -131,7 +131,7 @@ pub(super) fn document_graph(doc: &Doc) -> DocumentGraph {
                     .iter()
                     .map(|e| EntityRef {
                         mentions: 0,
-                        id: entity_node_id(&e.key),
+                        id: EntityId::from_key(&e.key),
                         name: e.name.clone(),
                     })
                     .collect(),

@@ -30,7 +30,8 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityId, EntityRef, Mention, Related,
+    document_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
@@ -336,7 +337,8 @@ impl GraphStore for EmbeddedGraphStore {
         .await
     }
 
-    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
+    async fn entities(&self, tenant: &Tenant, ids: Vec<EntityId>) -> StoreResult<Vec<EntityRef>> {
+        let ids = shared::node_ids(ids);
         self.read(tenant, move |inner, tenant| {
             inner.read_by_ids(
                 tenant,
@@ -369,9 +371,10 @@ impl GraphStore for EmbeddedGraphStore {
     async fn entity_mentions(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<ChunkLink>> {
+        let entities = shared::node_ids(entities);
         self.read(tenant, move |inner, tenant| {
             inner.read_by_ids(
                 tenant,
@@ -387,9 +390,10 @@ impl GraphStore for EmbeddedGraphStore {
     async fn related_entities(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<Related>> {
+        let entities = shared::node_ids(entities);
         self.read(tenant, move |inner, tenant| {
             inner.read_by_ids(
                 tenant,

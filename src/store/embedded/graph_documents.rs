@@ -236,7 +236,9 @@ impl Tx<'_> {
                     None => {
                         let name = ("name".to_owned(), text(names[e.id.as_str()]));
                         let node = self.create(&[ENTITY], &e.id, [name])?;
-                        self.entities.borrow_mut().insert(e.id.clone(), Some(node));
+                        self.entities
+                            .borrow_mut()
+                            .insert(e.id.to_string(), Some(node));
                         node
                     }
                 };

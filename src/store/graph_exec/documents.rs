@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::{CypherTx, Rows, WeightDelta, list, mentions};
-use crate::domain::ingest::{DocumentGraph, Mention, co_occurrence, document_node_id};
+use crate::domain::ingest::{DocumentGraph, EntityId, Mention, co_occurrence, document_node_id};
 use crate::store::StoreResult;
 use crate::store::cypher::{self, documents as q};
 
@@ -36,7 +36,7 @@ pub async fn apply(
         old.iter().map(|m| (m.chunk.as_str(), m.entity.id.as_str())),
     ));
     let mut new_pairs = BTreeMap::new();
-    let mut touched: BTreeSet<String> = old.iter().map(|m| m.entity.id.clone()).collect();
+    let mut touched: BTreeSet<EntityId> = old.iter().map(|m| m.entity.id.clone()).collect();
     let mut kept = BTreeSet::new();
     match doc {
         Some(doc) => {
@@ -59,7 +59,7 @@ pub async fn apply(
     }
     update_weights(tx, &old_pairs, &new_pairs).await?;
     update_mention_counts(tx, &old, doc).await?;
-    let candidates: Vec<String> = touched.difference(&kept).cloned().collect();
+    let candidates: Vec<String> = touched.difference(&kept).map(|e| e.to_string()).collect();
     remove_orphans(tx, candidates).await?;
     Ok(existed)
 }

@@ -12,7 +12,7 @@ use crate::domain::graph::{
     Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityId, EntityRef, Mention, Related,
 };
 use crate::domain::vector::CollectionName;
 use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
@@ -232,35 +232,43 @@ pub async fn expand(tx: &mut dyn CypherTx, query: &NeighborQuery) -> StoreResult
     Ok(out)
 }
 
-/// Rows of [`q::MENTION_COLUMNS`].
+/// Entity ids as the node ids a statement's `$ids` takes.
+pub fn node_ids(ids: Vec<EntityId>) -> Vec<String> {
+    ids.into_iter().map(String::from).collect()
+}
+
+/// Rows of [`q::MENTION_COLUMNS`]. Here and below, a row whose entity id ingest did
+/// not write (see [`EntityId::parse`]) is left out.
 pub fn mentions(rows: &Rows) -> StoreResult<Vec<Mention>> {
-    rows.iter()
-        .map(|r| {
-            Ok(Mention {
-                chunk: r.text("chunk")?,
-                entity: entity_ref(&r, ["entity", "name", "mentions"])?,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for r in rows.iter() {
+        if let Some(entity) = entity_ref(&r, ["entity", "name", "mentions"])? {
+            let chunk = r.text("chunk")?;
+            out.push(Mention { chunk, entity });
+        }
+    }
+    Ok(out)
 }
 
 /// Rows of [`q::LINK_COLUMNS`].
 pub fn links(rows: &Rows) -> StoreResult<Vec<ChunkLink>> {
-    rows.iter()
-        .map(|r| {
-            Ok(ChunkLink {
-                chunk: r.text("chunk")?,
-                entity: r.text("entity")?,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for r in rows.iter() {
+        if let Some(entity) = EntityId::parse(&r.text("entity")?) {
+            let chunk = r.text("chunk")?;
+            out.push(ChunkLink { chunk, entity });
+        }
+    }
+    Ok(out)
 }
 
 /// Rows of [`q::ENTITY_COLUMNS`].
 pub fn entities(rows: &Rows) -> StoreResult<Vec<EntityRef>> {
-    rows.iter()
-        .map(|r| entity_ref(&r, q::ENTITY_COLUMNS))
-        .collect()
+    let mut out = Vec::new();
+    for r in rows.iter() {
+        out.extend(entity_ref(&r, q::ENTITY_COLUMNS)?);
+    }
+    Ok(out)
 }
 
 /// Rows of [`q::EXTENT_COLUMNS`]; a node without a valid document id, collection or
@@ -286,26 +294,35 @@ pub fn extents(rows: &Rows) -> StoreResult<Vec<DocumentExtent>> {
     Ok(out)
 }
 
-/// An entity from its id, name and mention-count columns.
-fn entity_ref(r: &Row<'_>, [id, name, mentions]: [&str; 3]) -> StoreResult<EntityRef> {
-    Ok(EntityRef {
-        id: r.text(id)?,
+/// An entity from its id, name and mention-count columns; `None` when the id is not
+/// an entity id.
+fn entity_ref(r: &Row<'_>, [id, name, mentions]: [&str; 3]) -> StoreResult<Option<EntityRef>> {
+    let Some(id) = EntityId::parse(&r.text(id)?) else {
+        return Ok(None);
+    };
+    Ok(Some(EntityRef {
+        id,
         name: r.text(name)?,
         mentions: count_of(r.get(mentions)?),
-    })
+    }))
 }
 
 /// Rows of [`q::RELATED_COLUMNS`].
 pub fn related(rows: &Rows) -> StoreResult<Vec<Related>> {
-    rows.iter()
-        .map(|r| {
-            Ok(Related {
-                from: r.text("a.id")?,
-                entity: entity_ref(&r, ["b.id", "b.name", "b.mentions"])?,
-                weight: weight(r.get("r.weight")?),
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for r in rows.iter() {
+        let from = EntityId::parse(&r.text("a.id")?);
+        let entity = entity_ref(&r, ["b.id", "b.name", "b.mentions"])?;
+        if let (Some(from), Some(entity)) = (from, entity) {
+            let weight = weight(r.get("r.weight")?);
+            out.push(Related {
+                from,
+                entity,
+                weight,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn weight(v: &Value) -> f64 {

@@ -30,7 +30,8 @@ use crate::domain::graph::{
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
-    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityRef, Mention, Related, document_node_id,
+    ChunkLink, DocId, DocumentExtent, DocumentGraph, EntityId, EntityRef, Mention, Related,
+    document_node_id,
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
@@ -320,7 +321,8 @@ impl GraphStore for Neo4jGraphStore {
         shared::extents(&rows)
     }
 
-    async fn entities(&self, tenant: &Tenant, ids: Vec<String>) -> StoreResult<Vec<EntityRef>> {
+    async fn entities(&self, tenant: &Tenant, ids: Vec<EntityId>) -> StoreResult<Vec<EntityRef>> {
+        let ids = shared::node_ids(ids);
         let rows = self
             .read(
                 "entities",
@@ -353,9 +355,10 @@ impl GraphStore for Neo4jGraphStore {
     async fn entity_mentions(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<ChunkLink>> {
+        let entities = shared::node_ids(entities);
         let rows = self
             .read(
                 "entity_mentions",
@@ -371,9 +374,10 @@ impl GraphStore for Neo4jGraphStore {
     async fn related_entities(
         &self,
         tenant: &Tenant,
-        entities: Vec<String>,
+        entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<Related>> {
+        let entities = shared::node_ids(entities);
         let rows = self
             .read(
                 "related_entities",

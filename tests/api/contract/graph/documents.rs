@@ -1,7 +1,7 @@
 //! The document half of the GraphStore contract: replacing and removing documents,
 //! their extents, entity weights and mention counts, on both executors.
 
-use ragbrain::domain::ingest::{ChunkNode, DocumentExtent, DocumentGraph, EntityRef};
+use ragbrain::domain::ingest::{ChunkNode, DocumentExtent, DocumentGraph, EntityId, EntityRef};
 use ragbrain::domain::vector::CollectionName;
 use ragbrain::store::GraphStore;
 use serde_json::json;
@@ -9,10 +9,14 @@ use serde_json::json;
 use super::super::{doc_id, tenant};
 use super::props;
 
-fn entity(id: &str) -> EntityRef {
+fn id(key: &str) -> EntityId {
+    EntityId::from_key(key)
+}
+
+fn entity(key: &str) -> EntityRef {
     EntityRef {
-        id: format!("entity:{id}"),
-        name: id.into(),
+        id: id(key),
+        name: key.into(),
         mentions: 0,
     }
 }
@@ -47,7 +51,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .await
         .unwrap();
     let known = store
-        .entities(&t, vec!["entity:Paris".into(), "entity:Rome".into()])
+        .entities(&t, vec![id("Paris"), id("Rome")])
         .await
         .unwrap();
     // Three chunks mention Paris; the count is kept at ingest and read back.
@@ -57,7 +61,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
     };
     assert_eq!(known, [paris]);
     let mut related = store
-        .related_entities(&t, vec!["entity:Paris".into()], 10)
+        .related_entities(&t, vec![id("Paris")], 10)
         .await
         .unwrap();
     related.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
@@ -67,7 +71,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .collect();
     assert_eq!(weights, [("France", 1.0), ("Seine", 1.0)]);
     let mut mentions = store
-        .entity_mentions(&t, vec!["entity:Paris".into()], 10)
+        .entity_mentions(&t, vec![id("Paris")], 10)
         .await
         .unwrap();
     mentions.sort_by(|a, b| a.chunk.cmp(&b.chunk));
@@ -86,13 +90,13 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .unwrap();
     assert!(
         store
-            .entities(&t, vec!["entity:Seine".into()])
+            .entities(&t, vec![id("Seine")])
             .await
             .unwrap()
             .is_empty()
     );
     let related = store
-        .related_entities(&t, vec!["entity:Paris".into()], 10)
+        .related_entities(&t, vec![id("Paris")], 10)
         .await
         .unwrap();
     assert_eq!(related.len(), 1);
@@ -123,17 +127,13 @@ pub(super) async fn documents(store: &dyn GraphStore) {
     assert!(left.is_empty(), "a removed document has no extent");
     assert!(
         store
-            .entities(&t, vec!["entity:France".into()])
+            .entities(&t, vec![id("France")])
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store
-            .entities(&t, vec!["entity:Paris".into()])
-            .await
-            .unwrap()
-            .len(),
+        store.entities(&t, vec![id("Paris")]).await.unwrap().len(),
         1
     );
 
@@ -141,7 +141,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
     // that falls to 0 goes while both its entities stay.
     let weights = async |store: &dyn GraphStore| -> Vec<(String, f64)> {
         let related = store
-            .related_entities(&t, vec!["entity:Paris".into()], 10)
+            .related_entities(&t, vec![id("Paris")], 10)
             .await
             .unwrap();
         related
@@ -171,7 +171,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .unwrap();
     assert_eq!(weights(store).await, []);
     let both = store
-        .entities(&t, vec!["entity:France".into(), "entity:Paris".into()])
+        .entities(&t, vec![id("France"), id("Paris")])
         .await
         .unwrap();
     assert_eq!(both.len(), 2, "{both:?}");
@@ -184,10 +184,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
         .await
         .unwrap();
     let partners = async |store: &dyn GraphStore, of: &str| -> Vec<(String, f64)> {
-        let related = store
-            .related_entities(&t, vec![format!("entity:{of}")], 20)
-            .await
-            .unwrap();
+        let related = store.related_entities(&t, vec![id(of)], 20).await.unwrap();
         let mut out: Vec<_> = related
             .into_iter()
             .map(|r| (r.entity.name, r.weight))
@@ -207,10 +204,7 @@ pub(super) async fn documents(store: &dyn GraphStore) {
     }
     assert_eq!(partners(store, "Alpha").await.len(), 9);
     let mentions = async |store: &dyn GraphStore, of: &str| -> u64 {
-        let found = store
-            .entities(&t, vec![format!("entity:{of}")])
-            .await
-            .unwrap();
+        let found = store.entities(&t, vec![id(of)]).await.unwrap();
         found[0].mentions
     };
     assert_eq!(mentions(store, "Alpha").await, 3);
