@@ -25,11 +25,9 @@ impl DocId {
     pub fn parse(id: &str) -> Option<Self> {
         DocId::try_from(id.to_owned()).ok()
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+string_newtype!(DocId);
 
 impl TryFrom<String> for DocId {
     type Error = String;
@@ -47,26 +45,6 @@ impl TryFrom<String> for DocId {
             );
         }
         Ok(DocId(id))
-    }
-}
-
-impl From<DocId> for String {
-    fn from(id: DocId) -> String {
-        id.0
-    }
-}
-
-impl std::ops::Deref for DocId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for DocId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -316,31 +294,9 @@ impl EntityId {
             .is_some_and(|key| !key.is_empty())
             .then(|| EntityId(node_id.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl From<EntityId> for String {
-    fn from(id: EntityId) -> String {
-        id.0
-    }
-}
-
-impl std::ops::Deref for EntityId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for EntityId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(EntityId);
 
 /// The graph one processed document becomes: `(:Document)<-[:PART_OF]-(:Chunk)
 /// -[:MENTIONS]->(:Entity)`, plus `RELATED_TO {weight}` between entities that share a

@@ -2,6 +2,60 @@
 //! tenants, vector collections and points, graph nodes and relationships, ingest's
 //! events and document graphs, and the payload ingest stores with each chunk.
 
+/// What every validated string type shares: `as_str`, `Deref<Target = str>`, `Display`
+/// and `From<T> for String`. With `named "…"`, also `TryFrom<String>` and `parse` by
+/// [`is_valid_name`] (tenants, collections); other types check their own way.
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.0
+            }
+        }
+    };
+    ($t:ident, named $what:literal) => {
+        string_newtype!($t);
+
+        impl TryFrom<String> for $t {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<Self, String> {
+                if $crate::domain::is_valid_name(&name) {
+                    Ok($t(name))
+                } else {
+                    Err(format!("{name:?} is not a valid {}", $what))
+                }
+            }
+        }
+
+        impl $t {
+            pub fn parse(name: &str) -> Option<Self> {
+                Self::try_from(name.to_owned()).ok()
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod graph;
 pub mod ingest;

@@ -59,39 +59,7 @@ impl fmt::Display for Scope {
 #[serde(try_from = "String", into = "String")]
 pub struct Tenant(String);
 
-impl TryFrom<String> for Tenant {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        if super::is_valid_name(&name) {
-            Ok(Tenant(name))
-        } else {
-            Err(format!("{name:?} is not a valid tenant name"))
-        }
-    }
-}
-
-impl From<Tenant> for String {
-    fn from(tenant: Tenant) -> String {
-        tenant.0
-    }
-}
-
-impl Tenant {
-    pub fn parse(name: &str) -> Option<Self> {
-        Tenant::try_from(name.to_owned()).ok()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Tenant, named "tenant name");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

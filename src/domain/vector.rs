@@ -29,47 +29,7 @@ pub struct CollectionSpec {
 #[serde(try_from = "String", into = "String")]
 pub struct CollectionName(String);
 
-impl TryFrom<String> for CollectionName {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        if super::is_valid_name(&name) {
-            Ok(CollectionName(name))
-        } else {
-            Err(format!("{name:?} is not a valid collection name"))
-        }
-    }
-}
-
-impl From<CollectionName> for String {
-    fn from(name: CollectionName) -> String {
-        name.0
-    }
-}
-
-impl CollectionName {
-    pub fn parse(name: &str) -> Option<Self> {
-        CollectionName::try_from(name.to_owned()).ok()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for CollectionName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::ops::Deref for CollectionName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+string_newtype!(CollectionName, named "collection name");
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectionInfo {
