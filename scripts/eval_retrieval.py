@@ -54,9 +54,9 @@ class Server:
         # The search-result cache is off, so every mode's latency is that of a cold
         # search (hybrid modes would otherwise reuse the text searches of the one
         # before them).
-        full_env = dict(os.environ, RAGBRAIN__LOG__LEVEL="warn",
-                        RAGBRAIN__RATE_LIMIT__ENABLED="false",
-                        RAGBRAIN__CACHE__SEARCH_TTL_SECS="0", **env)
+        full_env = {**os.environ, "RAGBRAIN__LOG__LEVEL": "warn",
+                    "RAGBRAIN__RATE_LIMIT__ENABLED": "false",
+                    "RAGBRAIN__CACHE__SEARCH_TTL_SECS": "0", **env}
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
             [binary, "serve", "--port", str(self.port), "--data-dir", os.path.join(self.dir, "data")],
