@@ -15,7 +15,7 @@
 //! marked `failed` (with the reason) and the log moves on.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -95,11 +95,14 @@ async fn process(
 ) -> Result<(), StoreError> {
     let upto = entries.last().map_or(0, |e| e.seq);
     let received = entries.len();
-    // The requests that produced this batch, so its log line joins theirs.
-    let correlation_ids: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.correlation_id().map(str::to_owned))
-        .collect();
+    // The requests that produced this batch, so its log line joins theirs; a batch
+    // request's events share one id, named once.
+    let mut correlation_ids: Vec<String> = Vec::new();
+    for id in entries.iter().filter_map(LogEntry::correlation_id) {
+        if !correlation_ids.iter().any(|seen| seen == id) {
+            correlation_ids.push(id.to_owned());
+        }
+    }
     let latest = newest_per_document(entries);
     let superseded = received - latest.len();
     let mut batch = Batch {
@@ -108,15 +111,23 @@ async fn process(
         outcomes: Vec::new(),
         unowned: 0,
     };
+    let mut steps = Steps::start();
     let docs = batch.prepare(latest).await?;
+    steps.lap();
     let docs = batch.clear_stale(docs).await?;
+    steps.lap();
     // Points and graph touch different stores and, after `clear_stale`, disjoint
     // points: written side by side, the graph's core is not idle while points go in.
-    let (points, graphs) = tokio::join!(batch.write_points(&docs), batch.write_graphs(&docs));
+    let ((points, points_ms), (graphs, graph_ms)) = tokio::join!(
+        timed(batch.write_points(&docs)),
+        timed(batch.write_graphs(&docs))
+    );
+    steps.lap();
     batch.settle(&docs, points, graphs)?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded, batch.unowned);
     service.events.complete(batch.outcomes, upto).await?;
+    steps.lap();
     for (outcome, n) in counts {
         service
             .metrics
@@ -124,11 +135,53 @@ async fn process(
             .with_label_values(&[outcome])
             .inc_by(n);
     }
+    let [prepare_ms, stale_ms, write_ms, commit_ms] = steps.ms;
     tracing::info!(events, upto, correlation_ids = %correlation_ids.join(","),
+        prepare_ms, stale_ms, write_ms, points_ms, graph_ms, commit_ms,
         "ingest batch committed");
     Ok(())
 }
 
+/// The output of `work`, and how long it took in milliseconds (to a tenth).
+async fn timed<T>(work: impl Future<Output = T>) -> (T, f64) {
+    let started = Instant::now();
+    let out = work.await;
+    (out, tenths_ms(started.elapsed()))
+}
+
+fn tenths_ms(elapsed: Duration) -> f64 {
+    // Tenths of a millisecond are enough to read, and keep the line short.
+    (elapsed.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// How long each step of a batch took, in milliseconds, for its log line, in order:
+/// chunk, extract and embed; read the stored extents and delete stale points; write
+/// points and graphs; commit the outcomes and the offset.
+struct Steps {
+    last: Instant,
+    ms: [f64; 4],
+    done: usize,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            ms: [0.0; 4],
+            done: 0,
+        }
+    }
+
+    /// Ends the current step.
+    fn lap(&mut self) {
+        let now = Instant::now();
+        if let Some(ms) = self.ms.get_mut(self.done) {
+            *ms = tenths_ms(now - self.last);
+        }
+        self.done += 1;
+        self.last = now;
+    }
+}
 /// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
 /// `superseded` events were replaced by a newer event for the same document;
 /// `unowned` records failed with no tenant and document id to keep their status under.
