@@ -270,6 +270,7 @@ pub struct IngestSettings {
     pub max_batch_events: NonZeroUsize,
     pub max_entities_per_chunk: usize,
     pub worker_batch: NonZeroUsize,
+    pub worker_batch_bytes: NonZeroUsize,
     pub retry_max_backoff_ms: u64,
     pub max_attempts: NonZeroU32,
 }

@@ -274,8 +274,10 @@ pub trait GraphStore: Send + Sync {
 pub trait EventLog: Send + Sync {
     /// Durable when it returns; gives each event its sequence number.
     async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>>;
-    /// Up to `max` entries after the committed offset, oldest first.
-    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>>;
+    /// Up to `max` entries after the committed offset, oldest first; no entry is taken
+    /// once those taken hold `max_bytes` of encoded events (the first always is), so a
+    /// batch of large documents stays small.
+    async fn read(&self, max: usize, max_bytes: usize) -> StoreResult<Vec<LogEntry>>;
     /// Waits until something may have been appended, or `timeout` passes.
     async fn wait(&self, timeout: std::time::Duration);
     /// Applies the outcomes (each only if the document's status still belongs to that

@@ -153,7 +153,7 @@ impl EventLog for EmbeddedEventLog {
         Ok(seqs)
     }
 
-    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>> {
+    async fn read(&self, max: usize, max_bytes: usize) -> StoreResult<Vec<LogEntry>> {
         let db = self.db.clone();
         blocking(move || {
             let tx = db.begin_read().map_err(db_err)?;
@@ -165,8 +165,13 @@ impl EventLog for EmbeddedEventLog {
                 .map_or(0, |v| v.value());
             let log = tx.open_table(EVENTS).map_err(db_err)?;
             let mut out = Vec::new();
+            let mut held = 0;
             for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
+                if held >= max_bytes {
+                    break;
+                }
                 let (seq, bytes) = entry.map_err(db_err)?;
+                held += bytes.value().len();
                 let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
                 if let Err(u) = &mut event {
                     tracing::warn!(seq, reason = %u.reason, "unreadable ingest event");

@@ -349,13 +349,21 @@ impl EventLog for KafkaEventLog {
         Ok(statuses.iter().map(|(_, s)| s.seq).collect())
     }
 
-    async fn read(&self, max: usize) -> StoreResult<Vec<LogEntry>> {
+    async fn read(&self, max: usize, max_bytes: usize) -> StoreResult<Vec<LogEntry>> {
         // A batch handed out and not completed is handed out again (a retry), with
         // whatever arrived since: events of one batch may reach the consumer from
         // different partitions at different times, and a retry must not be stuck with
         // the part that came first.
         let consumer = self.consumer().await?.clone();
-        while self.inflight().len() < max {
+        loop {
+            let full = {
+                let inflight = self.inflight();
+                let held: usize = inflight.iter().map(|d| d.payload.len()).sum();
+                inflight.len() >= max || held >= max_bytes
+            };
+            if full {
+                break;
+            }
             match self.next_message(&consumer).await? {
                 // Held at once, so an error later in this call loses nothing.
                 Some(message) => self.inflight().push(Self::decode(&message)),

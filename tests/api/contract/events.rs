@@ -63,9 +63,14 @@ fn done(entry: &LogEntry, state: IngestState) -> Outcome {
 
 /// Reads until `n` entries arrive (a Kafka consumer first joins its group).
 async fn read_n(log: &dyn EventLog, n: usize) -> Vec<LogEntry> {
+    read_bounded(log, n, usize::MAX).await
+}
+
+/// [`read_n`], taking no more entries once they hold `max_bytes`.
+async fn read_bounded(log: &dyn EventLog, n: usize, max_bytes: usize) -> Vec<LogEntry> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let entries = log.read(100).await.unwrap();
+        let entries = log.read(100, max_bytes).await.unwrap();
         if entries.len() >= n || tokio::time::Instant::now() > deadline {
             return entries;
         }
@@ -94,7 +99,7 @@ async fn contract(log: Arc<dyn EventLog>) {
     assert_eq!(read(&entries[1]).id.as_str(), "b");
     assert_eq!(read(&entries[0]).correlation_id.as_deref(), Some("corr-a"));
     // Not completed: the same batch is handed out again.
-    let again = log.read(100).await.unwrap();
+    let again = log.read(100, usize::MAX).await.unwrap();
     assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
 
     // The stale outcome for the first "a" must not overwrite the newer event's status.
@@ -112,7 +117,7 @@ async fn contract(log: Arc<dyn EventLog>) {
     );
     assert_eq!(log.pending().await.unwrap(), 0);
     log.wait(Duration::from_millis(300)).await;
-    assert!(log.read(100).await.unwrap().is_empty());
+    assert!(log.read(100, usize::MAX).await.unwrap().is_empty());
 
     let del = log
         .append(vec![event(tn, "b", Operation::Delete)])
@@ -133,7 +138,37 @@ async fn contract(log: Arc<dyn EventLog>) {
             .unwrap()
             .is_none()
     );
+    byte_bound(log.as_ref()).await;
     log.ping().await.unwrap();
+}
+
+/// A read takes no more entries once those it holds reach `max_bytes`, and always
+/// takes one: with a bound of one byte, each of three large events comes alone.
+async fn byte_bound(log: &dyn EventLog) {
+    let t = tenant("ev");
+    let large = upsert(&"x".repeat(4096));
+    let seqs = log
+        .append(
+            (0..3)
+                .map(|i| event(&t, &format!("large-{i}"), large.clone()))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let one = read_bounded(log, 1, 1).await;
+        assert_eq!(one.len(), 1, "{one:?}");
+        log.complete(vec![done(&one[0], IngestState::Processed)], one[0].seq)
+            .await
+            .unwrap();
+        seen.push(one[0].seq);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, seqs);
+    // Unbounded but for the count, the next read finds nothing left.
+    log.wait(Duration::from_millis(300)).await;
+    assert!(log.read(100, usize::MAX).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -214,7 +249,13 @@ async fn kafka_redelivery_returns_every_uncommitted_event_in_order() {
         let got: Vec<u64> = all.iter().map(|e| e.seq).collect();
         assert_eq!(got, seqs, "round {round}: first read had {partial:?}");
         for again in 0..3 {
-            let replay: Vec<u64> = log.read(100).await.unwrap().iter().map(|e| e.seq).collect();
+            let replay: Vec<u64> = log
+                .read(100, usize::MAX)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
             assert_eq!(replay, seqs, "round {round}, re-read {again}");
         }
         log.complete(Vec::new(), *seqs.last().unwrap())
@@ -222,5 +263,5 @@ async fn kafka_redelivery_returns_every_uncommitted_event_in_order() {
             .unwrap();
     }
     log.wait(Duration::from_millis(300)).await;
-    assert!(log.read(100).await.unwrap().is_empty());
+    assert!(log.read(100, usize::MAX).await.unwrap().is_empty());
 }

@@ -34,7 +34,7 @@ pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
     let mut attempt: u32 = 0;
     tracing::info!("ingest worker started");
     while !*stop.borrow() {
-        let result = match service.events.read(settings.worker_batch.get()).await {
+        let result = match read_batch(&service).await {
             Ok(entries) if entries.is_empty() => {
                 tokio::select! {
                     () = service.events.wait(Duration::from_secs(1)) => {}
@@ -72,7 +72,7 @@ pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
     let settings = &service.settings.ingest;
     let mut done = 0;
     loop {
-        let entries = service.events.read(settings.worker_batch.get()).await?;
+        let entries = read_batch(service).await?;
         if entries.is_empty() {
             return Ok(done);
         }
@@ -85,6 +85,18 @@ pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
             }
         }
     }
+}
+
+/// The next batch: up to `ingest.worker_batch` events, fewer when they are large.
+async fn read_batch(service: &IngestService) -> Result<Vec<LogEntry>, StoreError> {
+    let settings = &service.settings.ingest;
+    service
+        .events
+        .read(
+            settings.worker_batch.get(),
+            settings.worker_batch_bytes.get(),
+        )
+        .await
 }
 
 /// Processes one batch and commits it; an `Err` means "retry the batch later".
