@@ -355,18 +355,15 @@ impl EventLog for KafkaEventLog {
         // different partitions at different times, and a retry must not be stuck with
         // the part that came first.
         let consumer = self.consumer().await?.clone();
-        loop {
-            let full = {
-                let inflight = self.inflight();
-                let held: usize = inflight.iter().map(|d| d.payload.len()).sum();
-                inflight.len() >= max || held >= max_bytes
-            };
-            if full {
-                break;
-            }
+        let mut held: usize = self.inflight().iter().map(|d| d.payload.len()).sum();
+        while self.inflight().len() < max && held < max_bytes {
             match self.next_message(&consumer).await? {
                 // Held at once, so an error later in this call loses nothing.
-                Some(message) => self.inflight().push(Self::decode(&message)),
+                Some(message) => {
+                    let delivered = Self::decode(&message);
+                    held += delivered.payload.len();
+                    self.inflight().push(delivered);
+                }
                 None => break,
             }
         }

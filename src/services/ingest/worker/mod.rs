@@ -123,23 +123,25 @@ async fn process(
         outcomes: Vec::new(),
         unowned: 0,
     };
-    let mut steps = Steps::start();
-    let docs = batch.prepare(latest).await?;
-    steps.lap();
-    let docs = batch.clear_stale(docs).await?;
-    steps.lap();
+    // Each step's time goes on the batch's log line, for an operator to see where a
+    // slow batch spent it.
+    let (docs, prepare_ms) = timed(batch.prepare(latest)).await;
+    let (docs, stale_ms) = timed(batch.clear_stale(docs?)).await;
+    let docs = docs?;
     // Points and graph touch different stores and, after `clear_stale`, disjoint
     // points: written side by side, the graph's core is not idle while points go in.
-    let ((points, points_ms), (graphs, graph_ms)) = tokio::join!(
-        timed(batch.write_points(&docs)),
-        timed(batch.write_graphs(&docs))
-    );
-    steps.lap();
+    let (((points, points_ms), (graphs, graph_ms)), write_ms) = timed(async {
+        tokio::join!(
+            timed(batch.write_points(&docs)),
+            timed(batch.write_graphs(&docs))
+        )
+    })
+    .await;
     batch.settle(&docs, points, graphs)?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded, batch.unowned);
-    service.events.complete(batch.outcomes, upto).await?;
-    steps.lap();
+    let (committed, commit_ms) = timed(service.events.complete(batch.outcomes, upto)).await;
+    committed?;
     for (outcome, n) in counts {
         service
             .metrics
@@ -147,7 +149,6 @@ async fn process(
             .with_label_values(&[outcome])
             .inc_by(n);
     }
-    let [prepare_ms, stale_ms, write_ms, commit_ms] = steps.ms;
     tracing::info!(events, upto, correlation_ids = %correlation_ids.join(","),
         prepare_ms, stale_ms, write_ms, points_ms, graph_ms, commit_ms,
         "ingest batch committed");
@@ -166,34 +167,6 @@ fn tenths_ms(elapsed: Duration) -> f64 {
     (elapsed.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-/// How long each step of a batch took, in milliseconds, for its log line, in order:
-/// chunk, extract and embed; read the stored extents and delete stale points; write
-/// points and graphs; commit the outcomes and the offset.
-struct Steps {
-    last: Instant,
-    ms: [f64; 4],
-    done: usize,
-}
-
-impl Steps {
-    fn start() -> Self {
-        Self {
-            last: Instant::now(),
-            ms: [0.0; 4],
-            done: 0,
-        }
-    }
-
-    /// Ends the current step.
-    fn lap(&mut self) {
-        let now = Instant::now();
-        if let Some(ms) = self.ms.get_mut(self.done) {
-            *ms = tenths_ms(now - self.last);
-        }
-        self.done += 1;
-        self.last = now;
-    }
-}
 /// How many events of a batch ended each way, for `ingest_events_total{outcome}`.
 /// `superseded` events were replaced by a newer event for the same document;
 /// `unowned` records failed with no tenant and document id to keep their status under.
