@@ -8,8 +8,8 @@ use ragbrain::app::Application;
 use ragbrain::config::Settings;
 
 /// jemalloc, as Qdrant uses: with glibc's allocator the server spent about a fifth of
-/// its CPU in `malloc`/`free` while ingesting, and its RSS under load was a fifth to a
-/// third higher (docs/PERFORMANCE.md, "The allocator").
+/// its CPU in `malloc`/`free` while ingesting, and its RSS after the load tests was
+/// 12–69% higher (docs/PERFORMANCE.md, "The allocator" and "The soak again").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
