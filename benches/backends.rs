@@ -14,10 +14,14 @@
 //!   vs one produce with acks=all;
 //! - qdrant: `POST /vectors/search` vs the same search via qdrant-client.
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::{Duration, Instant};
 
 use ragbrain::app::Application;
-use ragbrain::config::{EventBackend, GraphBackend, Settings, VectorBackend};
+use ragbrain::config::{
+    EventBackend, GraphBackend, KafkaSettings, Neo4jSettings, QdrantSettings, Required, Settings,
+    VectorBackend,
+};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -93,19 +97,24 @@ async fn main() {
     s.cache.search_ttl_secs = 0; // measure the backend, not the cache
     s.redis.url = redis_url.clone().into();
     s.redis.key_prefix = format!("bench{run}:");
-    s.events.backend = EventBackend::Kafka;
-    s.events.kafka_brokers = brokers.clone();
-    s.events.topic = format!("bench{run}.ingest");
-    s.events.dead_letter_topic = format!("bench{run}.dead");
-    s.events.group_id = format!("bench{run}");
-    s.events.partitions = 1;
-    s.graph.backend = GraphBackend::Neo4j;
-    s.graph.neo4j_uri = bolt_uri.clone();
-    s.graph.neo4j_user = bolt_user.clone();
-    s.graph.neo4j_password = bolt_password.clone().into();
+    s.events.backend = EventBackend::Kafka(KafkaSettings {
+        brokers: Required::new(brokers.as_str()),
+        topic: Required::new(format!("bench{run}.ingest")),
+        dead_letter_topic: Required::new(format!("bench{run}.dead")),
+        group_id: Required::new(format!("bench{run}")),
+        partitions: NonZeroU32::MIN,
+        replication: NonZeroU32::MIN,
+    });
+    s.graph.backend = GraphBackend::Neo4j(Neo4jSettings {
+        uri: Required::new(bolt_uri.as_str()),
+        user: bolt_user.clone(),
+        password: bolt_password.clone().into(),
+        database: String::new(),
+        max_connections: NonZeroUsize::new(16).unwrap(),
+        client_cypher: false,
+    });
     if let Some(url) = &qdrant {
-        s.vectors.backend = VectorBackend::Qdrant;
-        s.vectors.qdrant_url = url.clone();
+        s.vectors.backend = VectorBackend::Qdrant(QdrantSettings::new(url.as_str()));
     }
     let app = Application::build(s).await.expect("server starts");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -1,19 +1,114 @@
-//! Settings of the production backends beyond the vector and graph stores' own
-//! sections (the event log, the search cache, Redis, the resilience layer), and the
-//! start-up check that the chosen backends have what they need and fit together.
+//! Where each store lives. A section that can use a production engine names it with
+//! `backend = "…"`, and the chosen backend's own keys are read into its variant
+//! (`VectorBackend::Qdrant` carries the Qdrant URL; see [`super::written`] for how), so
+//! code that reaches a backend cannot miss what it needs, and code for another backend
+//! cannot read it. Also the settings of Redis and the resilience layer, and the start-up
+//! check of the choices that span sections.
 
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{ConfigError, GraphBackend, JwtAlgorithm, Millis, Settings, VectorBackend};
+use super::{ConfigError, JwtAlgorithm, Millis, Required, Settings};
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EventBackend {
+/// Where vectors live (`[vectors] backend`).
+#[derive(Debug, Clone)]
+pub enum VectorBackend {
+    /// qdrant-edge in the data directory.
     Embedded,
-    Kafka,
+    Qdrant(QdrantSettings),
+}
+
+/// `[vectors] backend = "qdrant"`.
+#[derive(Debug, Clone)]
+pub struct QdrantSettings {
+    /// The server's gRPC endpoint (port 6334).
+    pub url: Required,
+    /// Empty: none.
+    pub api_key: SecretString,
+}
+
+impl QdrantSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: Required::new(url),
+            api_key: empty_secret(),
+        }
+    }
+}
+
+/// Where the graph lives (`[graph] backend`).
+#[derive(Debug, Clone)]
+pub enum GraphBackend {
+    /// grafeo in the data directory.
+    Embedded,
+    /// Any Bolt server speaking Neo4j 5 Cypher.
+    Neo4j(Neo4jSettings),
+}
+
+/// `[graph] backend = "neo4j"`.
+#[derive(Debug, Clone)]
+pub struct Neo4jSettings {
+    /// `host:port` or `bolt://host:port`.
+    pub uri: Required,
+    pub user: String,
+    pub password: SecretString,
+    /// Empty: the server's default database.
+    pub database: String,
+    pub max_connections: NonZeroUsize,
+    /// Whether `/graphs/query` runs client Cypher on the server. Off by default: one
+    /// graph holds every tenant there, and read-only Cypher can read across tenants,
+    /// so turn it on only when the server serves a single tenant.
+    pub client_cypher: bool,
+}
+
+/// Where the ingest log lives (`[events] backend`).
+#[derive(Debug, Clone)]
+pub enum EventBackend {
+    /// redb in the data directory.
+    Embedded,
+    /// Kafka; ingest statuses then live in Redis.
+    Kafka(KafkaSettings),
+}
+
+/// `[events] backend = "kafka"`.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port` list.
+    pub brokers: Required,
+    pub topic: Required,
+    pub dead_letter_topic: Required,
+    pub group_id: Required,
+    /// Used when the server creates the topics at start-up.
+    pub partitions: NonZeroU32,
+    pub replication: NonZeroU32,
+}
+
+/// What turns text into vectors (`[embedder] backend`).
+#[derive(Debug, Clone)]
+pub enum EmbedderBackend {
+    /// A static model2vec model in the process (`[embedder] model_dir`).
+    Builtin,
+    OpenAi(OpenAiEmbedderSettings),
+}
+
+/// `[embedder] backend = "openai"`: any OpenAI-compatible `/embeddings` endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiEmbedderSettings {
+    /// The client POSTs `<base_url>/embeddings`.
+    pub base_url: Required,
+    pub model: Required,
+    pub api_key: SecretString,
+    /// The dimension the model returns, checked on every response.
+    pub dim: NonZeroUsize,
+    pub batch_size: NonZeroUsize,
+    pub timeout_ms: Millis,
+    pub max_retries: u32,
+}
+
+fn empty_secret() -> SecretString {
+    String::new().into()
 }
 
 /// Where API keys, refresh tokens and revocations live.
@@ -39,18 +134,11 @@ pub enum RateLimitBackend {
     Redis,
 }
 
+/// `[events]`: the ingest log.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "super::written::EventSection")]
 pub struct EventSettings {
     pub backend: EventBackend,
-    /// `host:port` list, for `backend = "kafka"`.
-    pub kafka_brokers: String,
-    pub topic: String,
-    pub dead_letter_topic: String,
-    pub group_id: String,
-    /// Used when the server creates the topics at start-up.
-    pub partitions: i32,
-    pub replication: i32,
 }
 
 /// Where the audit trail is kept.
@@ -107,61 +195,34 @@ pub struct ResilienceSettings {
 }
 
 impl Settings {
-    /// Each production backend chosen has the addresses it needs, and the choices fit
-    /// together (state shared by replicas must not live in one replica's memory).
+    /// The choices fit together: state shared by replicas must not live in one
+    /// replica's memory, and Redis is reachable when a store uses it. (What each
+    /// backend needs on its own is checked as its section is read.)
     pub(super) fn validate_backends(&self) -> Result<(), ConfigError> {
-        let required = [
+        let rules = [
             (
-                self.vectors.backend == VectorBackend::Qdrant,
-                "vectors.backend = \"qdrant\" needs vectors.qdrant_url",
-                self.vectors.qdrant_url.is_empty(),
-            ),
-            (
-                self.graph.backend == GraphBackend::Neo4j,
-                "graph.backend = \"neo4j\" needs graph.neo4j_uri",
-                self.graph.neo4j_uri.is_empty(),
-            ),
-            (
-                self.events.backend == EventBackend::Kafka,
-                "events.backend = \"kafka\" needs events.kafka_brokers, events.topic, \
-                 events.dead_letter_topic and events.group_id",
-                self.events.kafka_brokers.is_empty()
-                    || self.events.topic.is_empty()
-                    || self.events.dead_letter_topic.is_empty()
-                    || self.events.group_id.is_empty(),
-            ),
-            (
-                self.uses_redis(),
+                self.uses_redis() && self.redis.url.expose_secret().is_empty(),
                 "auth.backend = \"redis\", cache.backend = \"redis\", rate_limit.backend = \
                  \"redis\", audit.backend = \"redis\" and events.backend = \"kafka\" (ingest \
                  status) need redis.url",
-                self.redis.url.expose_secret().is_empty(),
             ),
             (
-                self.events.backend == EventBackend::Kafka,
-                "events.partitions and events.replication must be greater than 0",
-                self.events.partitions <= 0 || self.events.replication <= 0,
-            ),
-            (
-                self.vectors.backend != VectorBackend::Embedded
-                    && self.cache.backend == CacheBackend::Memory,
+                !matches!(self.vectors.backend, VectorBackend::Embedded)
+                    && self.cache.backend == CacheBackend::Memory
+                    && self.cache.search_ttl_secs > 0,
                 "a shared vector store needs a shared search cache: set cache.backend = \
                  \"redis\" or cache.search_ttl_secs = 0",
-                self.cache.search_ttl_secs > 0,
             ),
             (
                 self.auth.backend == AuthBackend::Redis
-                    && self.auth.jwt_algorithm == JwtAlgorithm::Hs256,
+                    && self.auth.jwt_algorithm == JwtAlgorithm::Hs256
+                    && self.auth.jwt_secret.expose_secret().is_empty(),
                 "auth.backend = \"redis\" serves several replicas, so auth.jwt_secret must be \
                  set (every replica signs with it)",
-                self.auth.jwt_secret.expose_secret().is_empty(),
             ),
         ];
-        match required
-            .iter()
-            .find(|(chosen, _, missing)| *chosen && *missing)
-        {
-            Some((_, message, _)) => Err(ConfigError((*message).into())),
+        match rules.iter().find(|(broken, _)| *broken) {
+            Some((_, message)) => Err(ConfigError((*message).into())),
             None => Ok(()),
         }
     }
@@ -170,7 +231,7 @@ impl Settings {
     pub fn uses_redis(&self) -> bool {
         self.auth.backend == AuthBackend::Redis
             || self.cache.backend == CacheBackend::Redis
-            || self.events.backend == EventBackend::Kafka
+            || matches!(self.events.backend, EventBackend::Kafka(_))
             || (self.rate_limit.enabled && self.rate_limit.backend == RateLimitBackend::Redis)
             || (self.audit.enabled && self.audit.backend == AuditBackend::Redis)
     }

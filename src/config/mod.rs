@@ -14,13 +14,16 @@ use crate::domain::vector::Distance;
 mod backends;
 mod validate;
 mod values;
+mod written;
 
 pub use backends::{
-    AuditBackend, AuditSettings, AuthBackend, CacheBackend, CacheSettings, EventBackend,
-    EventSettings, RateLimitBackend, RedisSettings, ResilienceSettings,
+    AuditBackend, AuditSettings, AuthBackend, CacheBackend, CacheSettings, EmbedderBackend,
+    EventBackend, EventSettings, GraphBackend, KafkaSettings, Neo4jSettings,
+    OpenAiEmbedderSettings, QdrantSettings, RateLimitBackend, RedisSettings, ResilienceSettings,
+    VectorBackend,
 };
 
-pub use values::{Millis, QuotaSettings, Quotas};
+pub use values::{Millis, QuotaSettings, Quotas, Required};
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
@@ -149,13 +152,6 @@ pub struct Limits {
     pub max_id_len: NonZeroUsize,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum VectorBackend {
-    Embedded,
-    Qdrant,
-}
-
 /// How HNSW-indexed segments keep a compressed copy of their vectors for the search walk.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -167,15 +163,9 @@ pub enum VectorQuantization {
     Int8,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum GraphBackend {
-    Embedded,
-    Neo4j,
-}
-
+/// `[vectors]`, read through [`written::VectorSection`] like the other backend sections.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "written::VectorSection")]
 pub struct VectorSettings {
     pub backend: VectorBackend,
     pub default_collection: String,
@@ -195,13 +185,10 @@ pub struct VectorSettings {
     pub indexing_threshold_kb: usize,
     /// Compressed vectors for the HNSW walk of collections created from now on.
     pub quantization: VectorQuantization,
-    /// Qdrant's gRPC endpoint (port 6334), for `backend = "qdrant"`.
-    pub qdrant_url: String,
-    pub qdrant_api_key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "written::GraphSection")]
 pub struct GraphSettings {
     pub backend: GraphBackend,
     /// The embedded graph's WAL is rewritten as a copy of the live graph above this.
@@ -209,38 +196,15 @@ pub struct GraphSettings {
     /// Node properties the embedded graph indexes for finds by value (`id` and `doc_id`
     /// always are).
     pub indexed_properties: Vec<String>,
-    /// Bolt address (`host:port` or `bolt://host:port`), for `backend = "neo4j"`.
-    pub neo4j_uri: String,
-    pub neo4j_user: String,
-    pub neo4j_password: SecretString,
-    /// Empty: the server's default database.
-    pub neo4j_database: String,
-    pub neo4j_max_connections: NonZeroUsize,
-    /// Whether `/graphs/query` runs client Cypher on the Bolt server. Off by default:
-    /// one graph holds every tenant there, and read-only Cypher can read across tenants,
-    /// so turn it on only when the server serves a single tenant.
-    pub neo4j_client_cypher: bool,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbedderBackend {
-    Builtin,
-    OpenAi,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "written::EmbedderSection")]
 pub struct EmbedderSettings {
     pub backend: EmbedderBackend,
+    /// Builtin: a directory holding another model2vec model; empty: the shipped one.
     pub model_dir: String,
-    pub base_url: String,
-    pub model: String,
-    pub api_key: SecretString,
-    pub dim: usize,
-    pub batch_size: NonZeroUsize,
-    pub timeout_ms: Millis,
-    pub max_retries: u32,
+    /// Builtin: inputs longer than this many tokens are truncated.
     pub max_tokens: NonZeroUsize,
     /// Vectors kept by the embedding cache; 0 disables it.
     pub cache_entries: u64,
@@ -423,5 +387,115 @@ mod tests {
         assert_eq!((auth.per_minute.get(), auth.burst.get()), (10, 10));
         let ingest = settings.rate_limit.quotas.get(Class::Ingest);
         assert_eq!((ingest.per_minute.get(), ingest.burst.get()), (10, 10));
+    }
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ragbrain.toml");
+        std::fs::write(&file, text).unwrap();
+        Settings::load(Some(&file))
+    }
+
+    #[test]
+    fn the_defaults_choose_the_embedded_stores() {
+        let s = Settings::load(None).unwrap();
+        assert!(matches!(s.vectors.backend, VectorBackend::Embedded));
+        assert!(matches!(s.graph.backend, GraphBackend::Embedded));
+        assert!(matches!(s.events.backend, EventBackend::Embedded));
+        assert!(matches!(s.embedder.backend, EmbedderBackend::Builtin));
+    }
+
+    #[test]
+    fn a_production_backend_carries_its_keys_with_the_defaults_for_the_rest() {
+        let s = load_text(
+            "[vectors]\nbackend = \"qdrant\"\nqdrant_url = \"http://q:6334\"\n\
+             [graph]\nbackend = \"neo4j\"\nneo4j_uri = \"bolt://n:7687\"\n\
+             [cache]\nsearch_ttl_secs = 0\n",
+        )
+        .unwrap();
+        let VectorBackend::Qdrant(qdrant) = &s.vectors.backend else {
+            panic!("{:?}", s.vectors.backend)
+        };
+        assert_eq!(qdrant.url.as_str(), "http://q:6334");
+        let GraphBackend::Neo4j(neo4j) = &s.graph.backend else {
+            panic!("{:?}", s.graph.backend)
+        };
+        assert_eq!(neo4j.uri.as_str(), "bolt://n:7687");
+        assert_eq!(neo4j.user, "neo4j");
+        assert_eq!(neo4j.max_connections.get(), 16);
+        assert!(!neo4j.client_cypher);
+        // The section's other keys stay where they were.
+        assert_eq!(s.vectors.default_collection, "documents");
+    }
+
+    #[test]
+    fn a_production_backend_without_its_address_is_refused() {
+        for (text, key) in [
+            (
+                "[vectors]\nbackend = \"qdrant\"\n",
+                "vectors: qdrant_url: must be set",
+            ),
+            (
+                "[graph]\nbackend = \"neo4j\"\n",
+                "graph: neo4j_uri: must be set",
+            ),
+            (
+                "[events]\nbackend = \"kafka\"\n",
+                "events: kafka_brokers: must be set",
+            ),
+            (
+                "[embedder]\nbackend = \"openai\"\n",
+                "embedder: base_url: must be set",
+            ),
+        ] {
+            let error = load_text(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+        let error =
+            load_text("[embedder]\nbackend = \"openai\"\nbase_url = \"http://e\"\nmodel = \"m\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("embedder: dim: must be greater than 0"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_backend_section_is_refused_whichever_backend() {
+        for text in [
+            "[vectors]\nqdrant_ulr = \"http://q:6334\"\n",
+            "[vectors]\nbackend = \"qdrant\"\nqdrant_url = \"http://q\"\nqdrant_ulr = \"x\"\n",
+            "[graph]\nneo4j_pasword = \"x\"\n",
+            "[events]\ntopics = \"x\"\n",
+            "[embedder]\nmodel_directory = \"x\"\n",
+            "[vectors]\nbackend = \"milvus\"\n",
+        ] {
+            let error = load_text(text).unwrap_err().to_string();
+            let section = &text[1..text.find(']').unwrap()];
+            assert!(
+                error.contains(&format!("{section}.")) && error.contains("unknown"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn production_toml_loads_and_one_key_switches_a_section_back() {
+        let production = include_str!("../../config/production.toml").replace(
+            "jwt_secret = \"\"",
+            "jwt_secret = \"0123456789abcdef0123456789abcdef\"",
+        );
+        let s = load_text(&production).unwrap();
+        assert!(matches!(s.vectors.backend, VectorBackend::Qdrant(_)));
+        assert!(matches!(s.graph.backend, GraphBackend::Neo4j(_)));
+        let EventBackend::Kafka(kafka) = &s.events.backend else {
+            panic!("{:?}", s.events.backend)
+        };
+        assert_eq!((kafka.partitions.get(), kafka.replication.get()), (12, 3));
+        // The Qdrant keys stay in the file, unused, once the section is embedded again.
+        let back = production.replace("backend = \"qdrant\"", "backend = \"embedded\"");
+        let s = load_text(&back).unwrap();
+        assert!(matches!(s.vectors.backend, VectorBackend::Embedded));
     }
 }

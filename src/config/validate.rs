@@ -3,7 +3,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::{ConfigError, EmbedderBackend, JwtAlgorithm, Settings};
+use super::{ConfigError, JwtAlgorithm, Settings};
 
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
@@ -70,7 +70,7 @@ impl Settings {
         Ok(())
     }
 
-    /// Chunking, fusion and ranking parameters, and the embedder and LLM endpoints.
+    /// Chunking, fusion and ranking parameters, and the LLM endpoint.
     fn validate_retrieval(&self) -> Result<(), ConfigError> {
         if self.ingest.chunk_overlap_chars >= self.ingest.chunk_size_chars.get() {
             return Err(ConfigError(
@@ -90,15 +90,6 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.hybrid.hop_decay) {
             return Err(ConfigError(
                 "hybrid.hop_decay must be between 0 and 1".into(),
-            ));
-        }
-        if self.embedder.backend == EmbedderBackend::OpenAi
-            && (self.embedder.base_url.is_empty()
-                || self.embedder.model.is_empty()
-                || self.embedder.dim == 0)
-        {
-            return Err(ConfigError(
-                "embedder.backend = \"openai\" needs embedder.base_url, embedder.model and embedder.dim".into(),
             ));
         }
         if !self.llm.base_url.is_empty() && self.llm.model.is_empty() {

@@ -1,5 +1,5 @@
-//! Setting values that carry their own invariants: times that are never 0, and one
-//! rate-limit quota per route class.
+//! Setting values that carry their own invariants: times that are never 0, values that
+//! are never empty, and one rate-limit quota per route class.
 
 use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -36,6 +36,42 @@ impl TryFrom<u64> for Millis {
         NonZeroU64::new(ms)
             .map(Millis)
             .ok_or("must be greater than 0")
+    }
+}
+
+/// A setting that must not be empty: an address, a topic or a model name that the
+/// chosen backend cannot work without. Built only from a value that is not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required(String);
+
+impl Required {
+    /// For settings built in code (tests, tools). Panics on an empty value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Required::try_from(value.into()).expect("a Required setting must not be empty")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Required {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Required {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.trim().is_empty() {
+            Err("must not be empty")
+        } else {
+            Ok(Required(value))
+        }
     }
 }
 

@@ -31,9 +31,9 @@ pub fn from_settings(
     settings: &EmbedderSettings,
     metrics: Arc<Metrics>,
 ) -> StoreResult<Arc<dyn Embedder>> {
-    let embedder: Arc<dyn Embedder> = match settings.backend {
+    let embedder: Arc<dyn Embedder> = match &settings.backend {
         EmbedderBackend::Builtin => Arc::new(builtin::BuiltinEmbedder::load(settings)?),
-        EmbedderBackend::OpenAi => Arc::new(openai::OpenAiEmbedder::new(settings)?),
+        EmbedderBackend::OpenAi(openai) => Arc::new(openai::OpenAiEmbedder::new(openai)?),
     };
     Ok(if settings.cache_entries == 0 {
         embedder

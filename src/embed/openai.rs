@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::Embedder;
-use crate::config::EmbedderSettings;
+use crate::config::OpenAiEmbedderSettings;
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 pub struct OpenAiEmbedder {
@@ -93,13 +93,13 @@ pub(crate) fn http_client(timeout: Duration) -> StoreResult<reqwest::Client> {
 }
 
 impl OpenAiEmbedder {
-    pub fn new(settings: &EmbedderSettings) -> StoreResult<Self> {
+    pub fn new(settings: &OpenAiEmbedderSettings) -> StoreResult<Self> {
         Ok(Self {
             client: http_client(settings.timeout_ms.get())?,
             url: format!("{}/embeddings", settings.base_url.trim_end_matches('/')),
-            model: settings.model.clone(),
+            model: settings.model.to_string(),
             api_key: settings.api_key.clone(),
-            dim: settings.dim,
+            dim: settings.dim.get(),
             batch_size: settings.batch_size.get(),
             max_retries: settings.max_retries,
         })

@@ -121,16 +121,17 @@ impl Opener<'_> {
 
     async fn vectors(&mut self) -> Result<Arc<dyn VectorStore>, OpenError> {
         let settings = self.settings;
-        Ok(match settings.vectors.backend {
+        Ok(match &settings.vectors.backend {
             VectorBackend::Embedded => Arc::new(
                 EmbeddedVectorStore::open(&settings.server.data_dir, vector_options(settings))
                     .await
                     .map_err(failed("vector"))?,
             ),
-            VectorBackend::Qdrant => {
+            VectorBackend::Qdrant(qdrant) => {
                 let guard = self.guard("qdrant");
+                let timeout = self.policy.timeout;
                 Arc::new(
-                    QdrantVectorStore::connect(&settings.vectors, guard, self.policy.timeout)
+                    QdrantVectorStore::connect(&settings.vectors, qdrant, guard, timeout)
                         .map_err(failed("vector"))?,
                 )
             }
@@ -140,13 +141,13 @@ impl Opener<'_> {
     async fn graph(&mut self) -> Result<Arc<dyn GraphStore>, OpenError> {
         let settings = self.settings;
         let limits = &settings.limits;
-        Ok(match settings.graph.backend {
+        Ok(match &settings.graph.backend {
             GraphBackend::Embedded => Arc::new(
                 EmbeddedGraphStore::open(&settings.server.data_dir, graph_options(settings))
                     .await
                     .map_err(failed("graph"))?,
             ),
-            GraphBackend::Neo4j => {
+            GraphBackend::Neo4j(neo4j) => {
                 let guard = self.guard("neo4j");
                 let slots = QuerySlots::new(
                     limits.max_concurrent_queries.get(),
@@ -155,7 +156,7 @@ impl Opener<'_> {
                 let query_timeout = limits.query_timeout_ms.get();
                 Arc::new(
                     Neo4jGraphStore::connect(
-                        &settings.graph,
+                        neo4j,
                         guard,
                         self.policy.timeout,
                         query_timeout,
@@ -170,17 +171,17 @@ impl Opener<'_> {
 
     async fn events(&mut self) -> Result<Arc<dyn EventLog>, OpenError> {
         let settings = self.settings;
-        Ok(match settings.events.backend {
+        Ok(match &settings.events.backend {
             EventBackend::Embedded => Arc::new(
                 EmbeddedEventLog::open(&settings.server.data_dir)
                     .await
                     .map_err(failed("event log"))?,
             ),
-            EventBackend::Kafka => {
+            EventBackend::Kafka(kafka) => {
                 let state = RedisIngestState::new(self.redis()?);
                 let guard = self.guard("kafka");
                 Arc::new(
-                    KafkaEventLog::connect(&settings.events, state, guard, self.policy.timeout)
+                    KafkaEventLog::connect(kafka, state, guard, self.policy.timeout)
                         .await
                         .map_err(failed("event log"))?,
                 )

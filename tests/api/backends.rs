@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ragbrain::config::Millis;
 use ragbrain::config::{
-    AuthBackend, CacheBackend, EventBackend, GraphBackend, Settings, VectorBackend,
+    AuthBackend, CacheBackend, EventBackend, GraphBackend, KafkaSettings, Neo4jSettings,
+    QdrantSettings, Required, Settings, VectorBackend,
 };
 use ragbrain::metrics::Metrics;
 use ragbrain::store::resilient::{Policy, Resilience};
@@ -130,24 +131,16 @@ pub fn production(s: &mut Settings) {
         .to_owned()
         .into();
     s.cache.backend = CacheBackend::Redis;
-    s.events.backend = EventBackend::Kafka;
-    s.events.kafka_brokers = kafka_brokers().unwrap_or_default();
-    s.events.topic = format!("{id}.ingest");
-    s.events.dead_letter_topic = format!("{id}.ingest.dead-letter");
-    s.events.group_id = format!("{id}-workers");
-    s.events.partitions = 3;
+    let brokers = kafka_brokers().unwrap_or_else(|| "unset:9092".into());
+    s.events.backend = EventBackend::Kafka(kafka(brokers, &id));
     // A Kafka consumer joins its group in the background, so the log can read empty
     // while events wait: the background worker runs here, not the tests' drain.
     s.ingest.worker = true;
     if let Some(bolt) = bolt() {
-        s.graph.backend = GraphBackend::Neo4j;
-        s.graph.neo4j_uri = bolt.uri;
-        s.graph.neo4j_user = bolt.user;
-        s.graph.neo4j_password = bolt.password.into();
+        s.graph.backend = GraphBackend::Neo4j(neo4j(bolt));
     }
     if let Some(url) = qdrant_url() {
-        s.vectors.backend = VectorBackend::Qdrant;
-        s.vectors.qdrant_url = url;
+        s.vectors.backend = VectorBackend::Qdrant(QdrantSettings::new(url));
     }
     let r = &mut s.resilience;
     r.timeout_ms = Millis::new(5000);
@@ -155,6 +148,30 @@ pub fn production(s: &mut Settings) {
     r.open_ms = Millis::new(1000);
     r.backoff_base_ms = Millis::new(20);
     r.backoff_max_ms = 200;
+}
+
+/// The test Bolt server, with client Cypher off as in the defaults.
+pub fn neo4j(bolt: Bolt) -> Neo4jSettings {
+    Neo4jSettings {
+        uri: Required::new(bolt.uri),
+        user: bolt.user,
+        password: bolt.password.into(),
+        database: String::new(),
+        max_connections: NonZero::new(16).unwrap(),
+        client_cypher: false,
+    }
+}
+
+/// Kafka topics (3 partitions) and a consumer group of their own, named after `id`.
+pub fn kafka(brokers: String, id: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: Required::new(brokers),
+        topic: Required::new(format!("{id}.ingest")),
+        dead_letter_topic: Required::new(format!("{id}.ingest.dead-letter")),
+        group_id: Required::new(format!("{id}-workers")),
+        partitions: NonZero::new(3).unwrap(),
+        replication: NonZero::new(1).unwrap(),
+    }
 }
 
 /// Whether the servers `production` needs (Redis, Kafka, Bolt) are all there.

@@ -68,6 +68,14 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_the_key() {
             "ingest.worker_batch: must be greater than 0",
         ),
         (
+            "[events]\nbackend = \"kafka\"\nkafka_brokers = \"k:9092\"\ngroup_id = \"\"\n",
+            "events: group_id: must be set when backend = \"kafka\"",
+        ),
+        (
+            "[graph]\nbackend = \"neo4j\"\nneo4j_uri = \"bolt://n:7687\"\nneo4j_max_connections = 0\n",
+            "graph.neo4j_max_connections: must be greater than 0",
+        ),
+        (
             "[limits]\nmax_id_len = 4097\n",
             "limits.max_id_len must be at most 4096",
         ),

@@ -1,7 +1,7 @@
 //! Generation over retrieved context against an OpenAI-compatible server, streamed and
 //! not; 501 without one; 502 when it fails. Also the OpenAI-compatible embedder.
 
-use ragbrain::config::{EmbedderBackend, Settings};
+use ragbrain::config::{EmbedderBackend, Millis, OpenAiEmbedderSettings, Required, Settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::num::NonZero;
@@ -122,11 +122,15 @@ async fn a_failing_llm_is_a_502_that_does_not_leak_its_answer() {
 #[tokio::test]
 async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
     let app = spawn_app_with(|s| {
-        s.embedder.backend = EmbedderBackend::OpenAi;
-        s.embedder.base_url = base_url().to_owned();
-        s.embedder.model = "bag-of-words".into();
-        s.embedder.dim = 8;
-        s.embedder.batch_size = NonZero::new(1).unwrap();
+        s.embedder.backend = EmbedderBackend::OpenAi(OpenAiEmbedderSettings {
+            base_url: Required::new(base_url()),
+            model: Required::new("bag-of-words"),
+            api_key: String::new().into(),
+            dim: NonZero::new(8).unwrap(),
+            batch_size: NonZero::new(1).unwrap(),
+            timeout_ms: Millis::new(30_000),
+            max_retries: 2,
+        });
         s.vectors.default_dim = NonZero::new(8).unwrap();
     })
     .await;

@@ -8,24 +8,30 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::config::EventSettings;
+use crate::config::KafkaSettings;
 use crate::store::{ErrorKind, StoreError, StoreResult};
+
+/// A count as librdkafka takes it; one past its range is passed as the largest, which
+/// the cluster refuses with its own message.
+fn positive(count: std::num::NonZeroU32) -> i32 {
+    i32::try_from(count.get()).unwrap_or(i32::MAX)
+}
 
 /// Creates the event and dead-letter topics; ones that exist already are left as
 /// they are.
 pub(super) async fn create_topics(
     base: &ClientConfig,
-    settings: &EventSettings,
+    settings: &KafkaSettings,
     timeout: Duration,
 ) -> StoreResult<()> {
     let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
-    let topics: Vec<NewTopic<'_>> = [&settings.topic, &settings.dead_letter_topic]
+    let topics: Vec<NewTopic<'_>> = [settings.topic.as_str(), settings.dead_letter_topic.as_str()]
         .into_iter()
         .map(|t| {
             NewTopic::new(
                 t,
-                settings.partitions,
-                TopicReplication::Fixed(settings.replication),
+                positive(settings.partitions),
+                TopicReplication::Fixed(positive(settings.replication)),
             )
         })
         .collect();

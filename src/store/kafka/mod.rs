@@ -25,7 +25,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::config::EventSettings;
+use crate::config::KafkaSettings;
 use crate::domain::ingest::{
     DocId, Event, IngestState, IngestStatus, LogEntry, Outcome, Unreadable,
 };
@@ -75,13 +75,13 @@ impl KafkaEventLog {
     /// its group on the first `read` or `wait`, so a server that runs no worker never
     /// takes partitions.
     pub async fn connect(
-        settings: &EventSettings,
+        settings: &KafkaSettings,
         state: RedisIngestState,
         guard: Arc<Resilience>,
         timeout: Duration,
     ) -> StoreResult<Self> {
         let mut base = ClientConfig::new();
-        base.set("bootstrap.servers", &settings.kafka_brokers)
+        base.set("bootstrap.servers", settings.brokers.as_str())
             .set("client.id", "ragbrain")
             .set("socket.timeout.ms", timeout.as_millis().max(10).to_string())
             // librdkafka waits up to 10 s between reconnects by default: after a broker
@@ -106,7 +106,7 @@ impl KafkaEventLog {
         let producer: FutureProducer = producer_config.create().map_err(kafka_err)?;
         let mut consumer_config = base;
         consumer_config
-            .set("group.id", &settings.group_id)
+            .set("group.id", settings.group_id.as_str())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000");
@@ -119,8 +119,8 @@ impl KafkaEventLog {
             inflight: StdMutex::new(Vec::new()),
             state,
             guard,
-            topic: settings.topic.clone(),
-            dead_letter_topic: settings.dead_letter_topic.clone(),
+            topic: settings.topic.to_string(),
+            dead_letter_topic: settings.dead_letter_topic.to_string(),
             timeout,
         })
     }

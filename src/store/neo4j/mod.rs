@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 pub use self::bolt::{BASE_LABEL, dialect};
 use self::bolt::{BoltTx, bolt, bolt_err, hide_internal, query};
-use crate::config::GraphSettings;
+use crate::config::Neo4jSettings;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
     RelationshipUpsert, Written,
@@ -55,21 +55,21 @@ impl Neo4jGraphStore {
     /// Connects (the pool opens connections on demand) and creates the node key
     /// constraint when missing.
     pub async fn connect(
-        settings: &GraphSettings,
+        settings: &Neo4jSettings,
         guard: Arc<Resilience>,
         timeout: Duration,
         query_timeout: Duration,
         query_slots: QuerySlots,
     ) -> StoreResult<Self> {
         let mut config = ConfigBuilder::default()
-            .uri(settings.neo4j_uri.as_str())
-            .user(settings.neo4j_user.as_str())
-            .password(settings.neo4j_password.expose_secret())
-            .max_connections(settings.neo4j_max_connections.get())
+            .uri(settings.uri.as_str())
+            .user(settings.user.as_str())
+            .password(settings.password.expose_secret())
+            .max_connections(settings.max_connections.get())
             .fetch_size(1000)
             .connection_timeout(timeout);
-        if !settings.neo4j_database.is_empty() {
-            config = config.db(settings.neo4j_database.as_str());
+        if !settings.database.is_empty() {
+            config = config.db(settings.database.as_str());
         }
         let config = config
             .build()
@@ -80,7 +80,7 @@ impl Neo4jGraphStore {
             guard,
             query_timeout,
             query_slots,
-            client_cypher: settings.neo4j_client_cypher,
+            client_cypher: settings.client_cypher,
         };
         store
             .guard

@@ -13,7 +13,7 @@ use qdrant_client::qdrant::{
 use secrecy::ExposeSecret;
 
 use super::QdrantVectorStore;
-use crate::config::VectorSettings;
+use crate::config::{QdrantSettings, VectorSettings};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionSpec, Filter, PayloadIndex};
 use crate::store::qdrant_mapping::server as map;
@@ -54,14 +54,15 @@ pub(super) fn missing(name: &str) -> StoreError {
 impl QdrantVectorStore {
     pub fn connect(
         settings: &VectorSettings,
+        qdrant: &QdrantSettings,
         guard: Arc<Resilience>,
         timeout: std::time::Duration,
     ) -> StoreResult<Self> {
-        let mut builder = Qdrant::from_url(&settings.qdrant_url)
+        let mut builder = Qdrant::from_url(qdrant.url.as_str())
             .timeout(timeout)
             .connect_timeout(timeout)
             .skip_compatibility_check();
-        let key = settings.qdrant_api_key.expose_secret();
+        let key = qdrant.api_key.expose_secret();
         if !key.is_empty() {
             builder = builder.api_key(key.to_owned());
         }

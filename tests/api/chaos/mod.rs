@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ragbrain::config::Millis;
-use ragbrain::config::Settings;
+use ragbrain::config::{EventBackend, GraphBackend, Required, Settings, VectorBackend};
 use reqwest::Method;
 use serde_json::json;
 use tokio::sync::watch;
@@ -53,10 +53,14 @@ fn through_the_proxies(s: &mut Settings) {
     backends::production(s);
     let e = ENDPOINTS.get().expect("endpoints set");
     s.redis.url = e.redis_url.clone().into();
-    s.events.kafka_brokers = e.kafka.clone();
-    s.graph.neo4j_uri = e.bolt.clone();
-    if let Some(qdrant) = &e.qdrant {
-        s.vectors.qdrant_url = qdrant.clone();
+    if let EventBackend::Kafka(kafka) = &mut s.events.backend {
+        kafka.brokers = Required::new(e.kafka.as_str());
+    }
+    if let GraphBackend::Neo4j(neo4j) = &mut s.graph.backend {
+        neo4j.uri = Required::new(e.bolt.as_str());
+    }
+    if let (Some(qdrant), VectorBackend::Qdrant(settings)) = (&e.qdrant, &mut s.vectors.backend) {
+        settings.url = Required::new(qdrant.as_str());
     }
     s.server.request_timeout_ms = Millis::new(5_000);
     // Batches whose graph fits the timeout on the shared Bolt server.

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragbrain::config::Settings;
 use ragbrain::domain::ingest::{
     Event, IngestState, IngestStatus, LogEntry, Operation, OperationKind, Outcome,
 };
@@ -183,14 +182,9 @@ async fn kafka_log() -> Option<KafkaEventLog> {
         return None;
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let mut settings = Settings::load(None).unwrap();
-    settings.events.kafka_brokers = brokers;
-    settings.events.topic = format!("contract-{id}");
-    settings.events.dead_letter_topic = format!("contract-{id}-dead");
-    settings.events.group_id = format!("contract-{id}");
-    settings.events.partitions = 3;
+    let settings = backends::kafka(brokers, &format!("contract-{id}"));
     let log = KafkaEventLog::connect(
-        &settings.events,
+        &settings,
         RedisIngestState::new(redis),
         backends::guard("kafka"),
         Duration::from_secs(10),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ragbrain::config::Settings;
+use ragbrain::config::{QdrantSettings, Settings};
 use ragbrain::domain::principal::Tenant;
 use ragbrain::domain::vector::{
     CollectionName, CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point,
@@ -229,10 +229,10 @@ async fn qdrant_vector_store_meets_the_contract() {
     let Some(url) = backends::qdrant_url() else {
         return;
     };
-    let mut settings = Settings::load(None).unwrap();
-    settings.vectors.qdrant_url = url;
+    let settings = Settings::load(None).unwrap();
     let store = QdrantVectorStore::connect(
         &settings.vectors,
+        &QdrantSettings::new(url),
         backends::guard("qdrant"),
         std::time::Duration::from_secs(10),
     )

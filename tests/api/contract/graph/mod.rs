@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragbrain::config::Settings;
+use ragbrain::config::Neo4jSettings;
 use ragbrain::domain::graph::{
     CypherQuery, Direction, FindNodes, NeighborQuery, NodeUpsert, RelationshipUpsert, Written,
 };
@@ -265,13 +265,12 @@ async fn bolt_graph_store_meets_the_contract() {
     let Some(bolt) = backends::bolt() else {
         return;
     };
-    let mut settings = Settings::load(None).unwrap();
-    settings.graph.neo4j_uri = bolt.uri;
-    settings.graph.neo4j_user = bolt.user;
-    settings.graph.neo4j_password = bolt.password.into();
-    settings.graph.neo4j_client_cypher = true;
+    let settings = Neo4jSettings {
+        client_cypher: true,
+        ..backends::neo4j(bolt)
+    };
     let store = Neo4jGraphStore::connect(
-        &settings.graph,
+        &settings,
         backends::guard("neo4j"),
         Duration::from_secs(10),
         Duration::from_secs(5),
