@@ -24,6 +24,7 @@ use crate::services::hybrid::HybridService;
 use crate::services::ingest::IngestService;
 use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
+use crate::services::snapshots::SnapshotService;
 use crate::services::vectors::VectorService;
 use crate::store::open::Stores;
 use crate::store::{GraphStore, VectorStore};
@@ -161,6 +162,11 @@ fn services(
         metrics.clone(),
         vectors.clone(),
     );
+    let snapshots = Arc::new(SnapshotService::new(
+        stores.backups.clone(),
+        settings.server.data_dir.clone(),
+        settings.auth.bootstrap_tenant.clone(),
+    ));
     AppState::new(Services {
         auth: Arc::new(auth),
         audit,
@@ -175,6 +181,7 @@ fn services(
         vectors,
         hybrid,
         ingest,
+        snapshots,
         health: HealthService { stores },
         metrics,
         rate_limits,
@@ -192,6 +199,39 @@ impl Closing {
             tracing::error!(error = %e, "closing the graph store");
         }
     }
+}
+
+/// `ragbrain snapshot create`: a snapshot of the embedded stores under
+/// `settings.server.data_dir` into `out`, for a server that is not running (its stores
+/// hold file locks, so a running one is reported, not copied: take that one's through
+/// `POST /admin/snapshots`).
+pub async fn snapshot_stopped(
+    settings: Settings,
+    out: &std::path::Path,
+) -> Result<crate::services::snapshots::Snapshot, String> {
+    let data_dir = settings.server.data_dir.clone();
+    if !data_dir.is_dir() {
+        return Err(format!(
+            "data directory {} does not exist",
+            data_dir.display()
+        ));
+    }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let stores = crate::store::open::open(&settings, &metrics)
+        .await
+        .map_err(|e| format!("opening {} store: {}", e.store, e.error.message))?;
+    let service = SnapshotService::new(
+        stores.backups.clone(),
+        data_dir,
+        settings.auth.bootstrap_tenant.clone(),
+    );
+    let taken = service.create_at(out).await.map_err(|e| e.to_string());
+    for closed in [stores.vectors.close().await, stores.graph.close().await] {
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "closing a store after the snapshot");
+        }
+    }
+    taken
 }
 
 /// `ragbrain worker`: the ingest worker alone, until SIGINT/SIGTERM.

@@ -43,11 +43,35 @@ enum Command {
     Serve(ServeArgs),
     /// Run only the ingest worker: consume the event log into vectors and graph.
     Worker(ServeArgs),
+    /// Snapshots of the embedded stores (see docs/OPERATIONS.md, "Backups").
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Exit 0 when the server answers 200 at the URL (for container health checks, where
     /// the image has no curl).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/health/live")]
         url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Snapshot the data directory of a server that is not running into FILE (for a
+    /// running server, POST /admin/snapshots).
+    Create {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The snapshot file to write (`.tar.zst`).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore FILE into an empty (or new) data directory.
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+        /// The data directory to fill; it must be empty or missing.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -91,6 +115,7 @@ async fn main() -> ExitCode {
         Some(Command::Serve(args)) => (args, false),
         Some(Command::Worker(args)) => (args, true),
         Some(Command::Healthcheck { url }) => return healthcheck(&url).await,
+        Some(Command::Snapshot(command)) => return snapshot(command).await,
         None => (cli.serve, false),
     };
     let settings = match settings(args) {
@@ -144,6 +169,47 @@ async fn main() -> ExitCode {
     // than let the runtime wait for a background index build, which may run for
     // minutes; the next start carries on from the operation log.
     std::process::exit(code)
+}
+
+async fn snapshot(command: SnapshotCommand) -> ExitCode {
+    let done = match command {
+        SnapshotCommand::Create { args, out } => match settings(args) {
+            Ok(settings) => ragbrain::app::snapshot_stopped(settings, &out)
+                .await
+                .map(|s| {
+                    format!(
+                        "wrote {} ({} bytes; {})",
+                        out.display(),
+                        s.bytes,
+                        s.manifest.stores.join(", ")
+                    )
+                }),
+            Err(e) => {
+                eprintln!("ragbrain: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        SnapshotCommand::Restore { file, data_dir } => {
+            ragbrain::services::snapshots::restore(&file, &data_dir).map(|m| {
+                format!(
+                    "restored {} into {} ({})",
+                    file.display(),
+                    data_dir.display(),
+                    m.stores.join(", ")
+                )
+            })
+        }
+    };
+    match done {
+        Ok(line) => {
+            println!("ragbrain: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ragbrain: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

@@ -37,6 +37,8 @@ pub enum AuditAction {
     /// The audit trail itself was read.
     #[serde(rename = "audit.read")]
     AuditRead,
+    #[serde(rename = "snapshot.created")]
+    SnapshotCreated,
 }
 
 impl AuditAction {
@@ -56,6 +58,7 @@ impl AuditAction {
             AuditAction::NodeDeleted => "node.deleted",
             AuditAction::CypherRun => "cypher.run",
             AuditAction::AuditRead => "audit.read",
+            AuditAction::SnapshotCreated => "snapshot.created",
         }
     }
 }

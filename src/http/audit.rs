@@ -36,6 +36,7 @@ pub fn action(method: &Method, route: &str, status: StatusCode) -> Option<AuditA
         ("DELETE", "/graphs/node/{id}") => Some(A::NodeDeleted),
         ("POST", "/graphs/query") => Some(A::CypherRun),
         ("GET", "/audit") => Some(A::AuditRead),
+        ("POST", "/admin/snapshots") => Some(A::SnapshotCreated),
         _ => None,
     };
     // Refused credentials and scopes are recorded on every route.

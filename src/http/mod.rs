@@ -20,6 +20,7 @@ pub mod problems;
 pub mod ratelimit;
 pub mod security;
 pub mod serve;
+pub mod snapshots;
 pub mod state;
 pub mod tls;
 pub mod vectors;

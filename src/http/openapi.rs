@@ -73,6 +73,7 @@ pub fn api() -> OpenApiRouter<crate::http::state::AppState> {
         .merge(crate::http::hybrid::router())
         .merge(crate::http::auth::router())
         .merge(crate::http::audit::router())
+        .merge(crate::http::snapshots::router())
         .merge(crate::http::health::router())
         .merge(crate::http::metrics::router())
         .routes(routes!(docs_page))

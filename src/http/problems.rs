@@ -75,6 +75,10 @@ error_set!(
     ConflictErrors: 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504
 );
 error_set!(
+    /// Snapshots: one at a time (409), of embedded stores only (501).
+    SnapshotErrors: 400, 401, 403, 409, 429, 500, 501, 503, 504
+);
+error_set!(
     /// Generation, which also depends on a configured LLM.
     GenerateErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 501, 502, 503, 504
 );

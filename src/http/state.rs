@@ -15,6 +15,7 @@ use crate::services::hybrid::HybridService;
 use crate::services::ingest::IngestService;
 use crate::services::metrics::MetricsService;
 use crate::services::ratelimit::RateLimits;
+use crate::services::snapshots::SnapshotService;
 use crate::services::vectors::VectorService;
 
 /// One pointer to the [`Services`]: axum clones the state for every handler and every
@@ -46,6 +47,7 @@ pub struct Services {
     pub graphs: GraphService,
     pub ingest: IngestService,
     pub hybrid: HybridService,
+    pub snapshots: Arc<SnapshotService>,
     pub generate: GenerateService,
     pub health: HealthService,
     pub scrape: MetricsService,

@@ -11,6 +11,7 @@ pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
 pub mod ratelimit;
+pub mod snapshots;
 pub mod vectors;
 
 use std::fmt::Display;

@@ -2,6 +2,7 @@
 //! Each trait has an in-process default under [`embedded`]. Every method takes the
 //! caller's tenant: isolation is enforced here, never trusted from a request body.
 
+pub mod backup;
 pub mod cache;
 pub mod client_cypher;
 pub mod cypher;

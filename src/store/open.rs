@@ -11,6 +11,7 @@ use crate::config::{
 };
 use crate::domain::vector::CollectionSpec;
 use crate::metrics::Metrics;
+use crate::store::backup::Backup;
 use crate::store::cache::{CachedVectors, MemorySearchCache, SearchCache};
 use crate::store::client_cypher::QuerySlots;
 use crate::store::embedded::audit::EmbeddedAuditLog;
@@ -43,6 +44,9 @@ pub struct Stores {
     /// Rate-limit buckets shared by replicas; `None` when each server keeps its own.
     pub rate_limits: Option<Arc<dyn RateLimitStore>>,
     pub breakers: Vec<Arc<Resilience>>,
+    /// The embedded stores among them, for snapshots; the event log first (see
+    /// [`open`]).
+    pub backups: Vec<Arc<dyn Backup>>,
 }
 
 /// Which store failed to open, and why.
@@ -62,6 +66,7 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
         policy: Policy::from(&settings.resilience),
         breakers: Vec::new(),
         redis: None,
+        backups: Vec::new(),
     };
     if settings.uses_redis() {
         let r = &settings.redis;
@@ -82,6 +87,12 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
     };
     let rate_limits = opener.rate_limits()?;
     let audit = opener.audit().await?;
+    // A snapshot copies the event log before the stores ingest writes to: an event
+    // processed while the others are copied is then still pending in the copy, and a
+    // restored server processes it again (ingest is idempotent). The other order could
+    // keep an event marked done whose vectors the copy missed.
+    let mut backups = opener.backups;
+    backups.sort_by_key(|b| b.name() != "events");
     Ok(Stores {
         vectors,
         audit,
@@ -91,6 +102,7 @@ pub async fn open(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Stores,
         search_cache,
         rate_limits,
         breakers: opener.breakers,
+        backups,
     })
 }
 
@@ -103,6 +115,7 @@ struct Opener<'a> {
     policy: Policy,
     breakers: Vec<Arc<Resilience>>,
     redis: Option<Redis>,
+    backups: Vec<Arc<dyn Backup>>,
 }
 
 impl Opener<'_> {
@@ -110,6 +123,13 @@ impl Opener<'_> {
         let g = Resilience::new(backend, self.policy, self.metrics);
         self.breakers.push(g.clone());
         g
+    }
+
+    /// Keeps `store` for snapshots and returns it.
+    fn embedded<T: Backup + 'static>(&mut self, store: T) -> Arc<T> {
+        let store = Arc::new(store);
+        self.backups.push(store.clone());
+        store
     }
 
     fn redis(&self) -> Result<Redis, OpenError> {
@@ -122,7 +142,7 @@ impl Opener<'_> {
     async fn vectors(&mut self) -> Result<Arc<dyn VectorStore>, OpenError> {
         let settings = self.settings;
         Ok(match &settings.vectors.backend {
-            VectorBackend::Embedded => Arc::new(
+            VectorBackend::Embedded => self.embedded(
                 EmbeddedVectorStore::open(&settings.server.data_dir, vector_options(settings))
                     .await
                     .map_err(failed("vector"))?,
@@ -142,7 +162,7 @@ impl Opener<'_> {
         let settings = self.settings;
         let limits = &settings.limits;
         Ok(match &settings.graph.backend {
-            GraphBackend::Embedded => Arc::new(
+            GraphBackend::Embedded => self.embedded(
                 EmbeddedGraphStore::open(&settings.server.data_dir, graph_options(settings))
                     .await
                     .map_err(failed("graph"))?,
@@ -172,7 +192,7 @@ impl Opener<'_> {
     async fn events(&mut self) -> Result<Arc<dyn EventLog>, OpenError> {
         let settings = self.settings;
         Ok(match &settings.events.backend {
-            EventBackend::Embedded => Arc::new(
+            EventBackend::Embedded => self.embedded(
                 EmbeddedEventLog::open(&settings.server.data_dir)
                     .await
                     .map_err(failed("event log"))?,
@@ -189,9 +209,9 @@ impl Opener<'_> {
         })
     }
 
-    async fn auth(&self) -> Result<Arc<dyn AuthStore>, OpenError> {
+    async fn auth(&mut self) -> Result<Arc<dyn AuthStore>, OpenError> {
         Ok(match self.settings.auth.backend {
-            AuthBackend::Embedded => Arc::new(
+            AuthBackend::Embedded => self.embedded(
                 EmbeddedAuthStore::open(&self.settings.server.data_dir)
                     .await
                     .map_err(failed("auth"))?,
@@ -222,15 +242,17 @@ impl Opener<'_> {
         })
     }
 
-    async fn audit(&self) -> Result<Option<Arc<dyn AuditLog>>, OpenError> {
+    async fn audit(&mut self) -> Result<Option<Arc<dyn AuditLog>>, OpenError> {
         let audit = &self.settings.audit;
         Ok(match (audit.enabled, audit.backend) {
             (false, _) => None,
-            (true, AuditBackend::Embedded) => Some(Arc::new(
-                EmbeddedAuditLog::open(&self.settings.server.data_dir)
-                    .await
-                    .map_err(failed("audit"))?,
-            )),
+            (true, AuditBackend::Embedded) => Some(
+                self.embedded(
+                    EmbeddedAuditLog::open(&self.settings.server.data_dir)
+                        .await
+                        .map_err(failed("audit"))?,
+                ),
+            ),
             (true, AuditBackend::Redis) => Some(Arc::new(RedisAuditLog::new(
                 self.redis()?,
                 audit.max_records,

@@ -39,6 +39,7 @@ mod quantization;
 mod ratelimit;
 mod readme;
 mod retrieval;
+mod snapshots;
 mod tls;
 mod tokens;
 mod vectors;

@@ -26,7 +26,7 @@ const KEY_PREFIX: &str = "rbk";
 /// Subject of the principal used for requests without credentials.
 pub const ANONYMOUS: &str = "anonymous";
 const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
-const SECRET_FILE: &str = "jwt-secret";
+pub(crate) const SECRET_FILE: &str = "jwt-secret";
 
 pub struct AuthService {
     store: Arc<dyn AuthStore>,

@@ -16,6 +16,7 @@ const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 #[derive(Clone)]
 pub struct EmbeddedAuditLog {
     db: Arc<Database>,
+    path: std::path::PathBuf,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -29,6 +30,7 @@ const SCAN: usize = 4096;
 impl EmbeddedAuditLog {
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
         let path = data_dir.join("audit.redb");
+        let file = path.clone();
         let db = blocking(move || {
             let db = Database::create(&path).map_err(db_err)?;
             let tx = db.begin_write().map_err(db_err)?;
@@ -37,7 +39,22 @@ impl EmbeddedAuditLog {
             Ok(db)
         })
         .await?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            path: file,
+        })
+    }
+}
+
+#[async_trait]
+impl crate::store::backup::Backup for EmbeddedAuditLog {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    async fn backup(&self, into: &Path) -> StoreResult<()> {
+        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
+        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
     }
 }
 

@@ -21,6 +21,7 @@ const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 #[derive(Clone)]
 pub struct EmbeddedAuthStore {
     db: Arc<Database>,
+    path: std::path::PathBuf,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -36,6 +37,7 @@ type Table<V> = TableDefinition<'static, &'static str, V>;
 impl EmbeddedAuthStore {
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
         let path = data_dir.join("auth.redb");
+        let file = path.clone();
         let db = blocking(move || {
             let db = Database::create(&path).map_err(db_err)?;
             let tx = db.begin_write().map_err(db_err)?;
@@ -46,7 +48,10 @@ impl EmbeddedAuthStore {
             Ok(db)
         })
         .await?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            path: file,
+        })
     }
 
     async fn read<V, T, F>(&self, def: Table<V>, f: F) -> StoreResult<T>
@@ -81,6 +86,18 @@ impl EmbeddedAuthStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl crate::store::backup::Backup for EmbeddedAuthStore {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    async fn backup(&self, into: &Path) -> StoreResult<()> {
+        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
+        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
     }
 }
 

@@ -27,6 +27,7 @@ const COMMITTED: &str = "committed";
 #[derive(Clone)]
 pub struct EmbeddedEventLog {
     db: Arc<Database>,
+    path: std::path::PathBuf,
     appended: Arc<Notify>,
 }
 
@@ -46,6 +47,7 @@ fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
 impl EmbeddedEventLog {
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
         let path = data_dir.join("events.redb");
+        let file = path.clone();
         let db = blocking(move || {
             let db = Database::create(&path).map_err(db_err)?;
             let tx = db.begin_write().map_err(db_err)?;
@@ -58,6 +60,7 @@ impl EmbeddedEventLog {
         .await?;
         Ok(Self {
             db: Arc::new(db),
+            path: file,
             appended: Arc::new(Notify::new()),
         })
     }
@@ -118,6 +121,18 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) ->
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl crate::store::backup::Backup for EmbeddedEventLog {
+    fn name(&self) -> &'static str {
+        "events"
+    }
+
+    async fn backup(&self, into: &Path) -> StoreResult<()> {
+        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
+        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
+    }
 }
 
 #[async_trait]

@@ -400,6 +400,20 @@ impl Collection {
         Ok(())
     }
 
+    /// Copies the collection's directory to `dest` as of now. It waits for a running
+    /// optimize (which swaps segments on disk), checkpoints (the shard flushed, the log
+    /// emptied), then copies holding the writer lock, so no update lands in the copy
+    /// half-made: it opens as the directory would after a crash at that moment. Writes
+    /// to this collection wait for the copy.
+    pub(super) fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        let _optimizing = lock(&self.optimizing);
+        let mut m = lock(&self.maintenance);
+        self.checkpoint(&mut m)?;
+        let _w = lock(&self.writer);
+        crate::store::backup::copy_tree(&self.dir, dest)
+            .map_err(crate::store::backup::io_err("copying a vector collection"))
+    }
+
     /// Builds HNSW and merges segments if points were written since the last run.
     /// Updates and checkpoints proceed meanwhile; returns at once if an optimize of this
     /// collection is already running.

@@ -30,6 +30,7 @@ use crate::domain::vector::{
 use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
 
+mod backup;
 mod collection;
 mod engine;
 mod logop;
