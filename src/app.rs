@@ -166,6 +166,7 @@ fn services(
         stores.backups.clone(),
         settings.server.data_dir.clone(),
         settings.auth.bootstrap_tenant.clone(),
+        settings.snapshots.keep.get(),
     ));
     AppState::new(Services {
         auth: Arc::new(auth),
@@ -224,6 +225,7 @@ pub async fn snapshot_stopped(
         stores.backups.clone(),
         data_dir,
         settings.auth.bootstrap_tenant.clone(),
+        settings.snapshots.keep.get(),
     );
     let taken = service.create_at(out).await.map_err(|e| e.to_string());
     for closed in [stores.vectors.close().await, stores.graph.close().await] {

@@ -51,6 +51,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub resilience: ResilienceSettings,
     pub log: LogSettings,
+    pub snapshots: SnapshotSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +305,14 @@ pub enum JwtAlgorithm {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// Snapshots of the embedded stores taken through the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSettings {
+    /// Files kept under `<data_dir>/snapshots`; the oldest go once a new one is taken.
+    pub keep: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

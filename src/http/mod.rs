@@ -31,6 +31,7 @@ use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -40,10 +41,15 @@ pub fn router(state: AppState) -> Router {
     let timeout = server.request_timeout_ms.get();
     let body_limit = server.body_limit_bytes.get();
     let cors = security::cors(server);
+    // Snapshot downloads are zstd already: gzip would spend CPU for nothing.
+    let compressible =
+        DefaultPredicate::new().and(NotForContentType::const_new("application/zstd"));
     let compression = if server.compression {
-        CompressionLayer::new()
+        CompressionLayer::new().compress_when(compressible)
     } else {
-        CompressionLayer::new().no_gzip()
+        CompressionLayer::new()
+            .no_gzip()
+            .compress_when(compressible)
     };
     let security_headers = security::headers(server);
     let (routes, spec) = openapi::api().split_for_parts();

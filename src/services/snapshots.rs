@@ -6,7 +6,7 @@
 //! tools and are not in it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -58,17 +58,25 @@ pub struct SnapshotService {
     /// Admins of this tenant are the operators, who alone may take snapshots (one
     /// holds every tenant's data).
     bootstrap_tenant: String,
+    /// Files kept under [`SnapshotService::dir`].
+    keep: usize,
     /// One snapshot at a time.
     running: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotService {
     /// `backups`: the embedded stores, in the order they are to be copied.
-    pub fn new(backups: Vec<Arc<dyn Backup>>, data_dir: PathBuf, bootstrap_tenant: String) -> Self {
+    pub fn new(
+        backups: Vec<Arc<dyn Backup>>,
+        data_dir: PathBuf,
+        bootstrap_tenant: String,
+        keep: usize,
+    ) -> Self {
         Self {
             backups,
             data_dir,
             bootstrap_tenant,
+            keep,
             running: tokio::sync::Mutex::new(()),
         }
     }
@@ -107,12 +115,76 @@ impl SnapshotService {
         self.list()
     }
 
-    /// Takes a snapshot into `<data_dir>/snapshots`.
+    /// Takes a snapshot into `<data_dir>/snapshots`, then deletes the oldest files
+    /// beyond the number kept. Names sort by time (UUID v7).
     pub async fn create(&self) -> Result<Snapshot, ServiceError> {
         let name = format!("snapshot-{}.tar.zst", uuid::Uuid::now_v7());
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(io_err("creating the snapshot directory"))?;
-        self.create_at(&dir.join(&name)).await
+        let snapshot = self.create_at(&dir.join(&name)).await?;
+        let files = self.list()?;
+        for old in files.iter().take(files.len().saturating_sub(self.keep)) {
+            if let Err(e) = std::fs::remove_file(dir.join(&old.name)) {
+                tracing::warn!(snapshot = %old.name, error = %e, "could not delete an old snapshot");
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The path of the snapshot file `name` for `who`, if it is one of the files
+    /// [`SnapshotService::list`] shows (never a path the caller built).
+    pub fn file_for(&self, who: &Principal, name: &str) -> Result<(PathBuf, u64), ServiceError> {
+        self.check_operator(who)?;
+        self.list()?
+            .into_iter()
+            .find(|f| f.name == name)
+            .map(|f| (self.dir().join(&f.name), f.bytes))
+            .ok_or_else(|| ServiceError::NotFound(format!("no snapshot named {name:?}")))
+    }
+
+    /// The snapshot file `name` for `who`: its size and its bytes, read in chunks by a
+    /// blocking task as the stream is consumed (a dropped stream stops it). The file
+    /// is open before this returns, so deleting it meanwhile does not cut the copy.
+    pub fn read_for(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<
+        (
+            u64,
+            impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + use<>,
+        ),
+        ServiceError,
+    > {
+        let (path, bytes) = self.file_for(who, name)?;
+        let mut file = File::open(path).map_err(io_err("opening a snapshot"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let chunk = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => Ok(buf[..n].to_vec()),
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
+                if tx.blocking_send(chunk).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        Ok((bytes, stream))
+    }
+
+    /// Deletes the snapshot file `name` for `who`.
+    pub fn delete_for(&self, who: &Principal, name: &str) -> Result<(), ServiceError> {
+        let (path, _) = self.file_for(who, name)?;
+        std::fs::remove_file(path)
+            .map_err(io_err("deleting a snapshot"))
+            .map_err(Into::into)
     }
 
     /// Takes a snapshot into the file `out`, which appears only once complete.

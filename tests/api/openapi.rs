@@ -14,6 +14,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/audit"),
     ("get", "/admin/snapshots"),
     ("post", "/admin/snapshots"),
+    ("get", "/admin/snapshots/{name}"),
+    ("delete", "/admin/snapshots/{name}"),
     ("post", "/ingest"),
     ("post", "/ingest/batch"),
     ("get", "/ingest/{id}"),

@@ -11,7 +11,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::helpers::{assert_problem, free_port, get_json, spawn_app, spawn_binary, wait_for};
+use crate::helpers::{
+    assert_problem, free_port, get_json, spawn_app, spawn_app_with, spawn_binary, wait_for,
+};
 
 /// What the writers had acknowledged, and when.
 #[derive(Default)]
@@ -273,4 +275,71 @@ async fn only_operators_take_snapshots_and_a_stopped_servers_directory_snapshots
     assert_eq!(info["points_count"], 1, "{info}");
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn snapshots_are_kept_up_to_the_limit_and_can_be_downloaded_and_deleted() {
+    let app = spawn_app_with(|s| s.snapshots.keep = std::num::NonZeroUsize::new(2).unwrap()).await;
+    let admin = app.admin_key.clone();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let taken = app
+            .json(Method::POST, "/admin/snapshots", &admin, None)
+            .await;
+        names.push(taken["name"].as_str().unwrap().to_owned());
+    }
+    let listed = app
+        .json(Method::GET, "/admin/snapshots", &admin, None)
+        .await;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [names[1].as_str(), names[2].as_str()],
+        "the oldest goes"
+    );
+
+    let newest = &names[2];
+    let r = app
+        .request(Method::GET, &format!("/admin/snapshots/{newest}"))
+        .header("X-API-Key", &admin)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zstd");
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "zstd is not gzipped again"
+    );
+    let body = r.bytes().await.unwrap();
+    let file = std::fs::read(app.data_dir.path().join("snapshots").join(newest)).unwrap();
+    assert!(body.as_ref() == file.as_slice(), "the download is the file");
+
+    let tenant_admin = app.key("acme", &["read", "write", "admin"]).await;
+    let path = format!("/admin/snapshots/{newest}");
+    assert_problem(app.call(Method::GET, &path, &tenant_admin, None).await, 403).await;
+    for name in ["nope.tar.zst", "..%2Fauth.redb", "..%2F..%2Fetc%2Fpasswd"] {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/admin/snapshots/{name}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_problem(r, 404).await;
+    }
+    let r = app.call(Method::DELETE, &path, &admin, None).await;
+    assert_eq!(r.status(), 204);
+    let listed = app
+        .json(Method::GET, "/admin/snapshots", &admin, None)
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_problem(app.call(Method::DELETE, &path, &admin, None).await, 404).await;
 }
