@@ -2,7 +2,7 @@
 //! taken under write load, restored into a new directory, a server started there finds
 //! every write acknowledged before the snapshot began.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -63,6 +63,24 @@ async fn write_until(
 
 fn ragbrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ragbrain"))
+}
+
+/// Restores `file` into `target` with the binary, then starts a server there; returns
+/// it once ready, with its port.
+async fn restore_and_start(file: &std::path::Path, target: &std::path::Path) -> (Child, u16) {
+    let out = ragbrain()
+        .args(["snapshot", "restore"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(target)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let port = free_port();
+    let server = spawn_binary(port, target, Stdio::null());
+    assert!(wait_for(port, "/health/ready", "").await.is_some());
+    (server, port)
 }
 
 #[tokio::test]
@@ -143,20 +161,7 @@ async fn a_snapshot_under_write_load_restores_every_write_acknowledged_before_it
         .join(snapshot["name"].as_str().unwrap());
     let restored = tempfile::tempdir().unwrap();
     let target = restored.path().join("data");
-    let out = ragbrain()
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir"])
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let port = free_port();
-    let mut server = spawn_binary(port, &target, Stdio::null());
-    assert!(wait_for(port, "/health/ready", "").await.is_some());
+    let (mut server, port) = restore_and_start(&file, &target).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     for ids in points.chunks(500) {
@@ -257,19 +262,7 @@ async fn only_operators_take_snapshots_and_a_stopped_servers_directory_snapshots
         String::from_utf8_lossy(&out.stderr)
     );
     let target = out_dir.path().join("data");
-    let out = ragbrain()
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir"])
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let port = free_port();
-    let mut server = spawn_binary(port, &target, Stdio::null());
-    assert!(wait_for(port, "/health/ready", "").await.is_some());
+    let (mut server, port) = restore_and_start(&file, &target).await;
     let client = reqwest::Client::new();
     let info = get_json(&client, port, "/vectors/collections/snap", &admin).await;
     assert_eq!(info["points_count"], 1, "{info}");
