@@ -36,6 +36,16 @@ def paragraphs(corpus, total):
         copy += 1
 
 
+def documents(items, join):
+    """Every `join` consecutive paragraphs as one document (titled by the first), for
+    documents of a chosen size: the dev sets' paragraphs average about 510 bytes."""
+    for i in range(0, len(items), join):
+        group = items[i:i + join]
+        yield {"id": group[0]["id"] if join == 1 else f"{group[0]['id']}+{len(group) - 1}",
+               "title": group[0]["title"],
+               "text": "\n\n".join(g["text"] for g in group)}
+
+
 def latency(server, questions, hops):
     times = []
     for q in questions:
@@ -51,7 +61,9 @@ def main():
     p.add_argument("datasets", nargs="+")
     p.add_argument("--binary", help="a ragbrain binary (default: target/release/ragbrain)")
     p.add_argument("--paragraphs", type=int, default=10_000)
-    p.add_argument("--block", type=int, default=1_000)
+    p.add_argument("--block", type=int, default=1_000, help="documents per block")
+    p.add_argument("--join", type=int, default=1,
+                   help="paragraphs per document (2 gives documents of about 1 KB)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     p.add_argument("--keep", type=float, default=0,
                    help="seconds to keep the server up at the end (its port and key are printed)")
@@ -64,10 +76,12 @@ def main():
             data = json.load(f)
         corpus.extend(data["corpus"])
         questions.extend(data["questions"])
-    todo = list(paragraphs(corpus, args.paragraphs))
+    todo = list(documents(list(paragraphs(corpus, args.paragraphs)), args.join))
+    size = sum(len(d["text"].encode()) for d in todo) / len(todo)
+    print(f"{len(todo)} documents of {size:.0f} bytes on average", flush=True)
     server = Server(binary, dict(kv.split("=", 1) for kv in args.env))
     try:
-        print(f"{'paragraphs':>12} {'chunks':>8} {'block rate /s':>14}")
+        print(f"{'documents':>12} {'chunks':>8} {'block rate /s':>14}")
         for i in range(0, len(todo), args.block):
             rate = ingest(server, todo[i:i + args.block], poll=0.05)
             chunks = server.call("GET", "/vectors/collections/documents")["points_count"]
