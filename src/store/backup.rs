@@ -20,6 +20,26 @@ pub trait Backup: Send + Sync {
     async fn backup(&self, into: &Path) -> StoreResult<()>;
 }
 
+/// An embedded store that is one redb file; [`Backup`] copies it with [`copy_redb`].
+pub(crate) trait RedbFile: Send + Sync {
+    /// The store, as the snapshot's manifest names it.
+    const NAME: &'static str;
+    fn database(&self) -> (std::sync::Arc<redb::Database>, std::path::PathBuf);
+}
+
+#[async_trait]
+impl<T: RedbFile> Backup for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    async fn backup(&self, into: &Path) -> StoreResult<()> {
+        let (db, file) = self.database();
+        let into = into.to_owned();
+        crate::store::blocking(move || copy_redb(&db, &file, &into)).await
+    }
+}
+
 pub(crate) fn io_err(what: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::new(ErrorKind::Unavailable, format!("{what}: {e}"))
 }

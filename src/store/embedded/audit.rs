@@ -46,15 +46,11 @@ impl EmbeddedAuditLog {
     }
 }
 
-#[async_trait]
-impl crate::store::backup::Backup for EmbeddedAuditLog {
-    fn name(&self) -> &'static str {
-        "audit"
-    }
+impl crate::store::backup::RedbFile for EmbeddedAuditLog {
+    const NAME: &'static str = "audit";
 
-    async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
-        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
+    fn database(&self) -> (Arc<Database>, std::path::PathBuf) {
+        (self.db.clone(), self.path.clone())
     }
 }
 

@@ -89,15 +89,11 @@ impl EmbeddedAuthStore {
     }
 }
 
-#[async_trait]
-impl crate::store::backup::Backup for EmbeddedAuthStore {
-    fn name(&self) -> &'static str {
-        "auth"
-    }
+impl crate::store::backup::RedbFile for EmbeddedAuthStore {
+    const NAME: &'static str = "auth";
 
-    async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
-        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
+    fn database(&self) -> (Arc<Database>, std::path::PathBuf) {
+        (self.db.clone(), self.path.clone())
     }
 }
 

@@ -123,15 +123,11 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) ->
     Ok(())
 }
 
-#[async_trait]
-impl crate::store::backup::Backup for EmbeddedEventLog {
-    fn name(&self) -> &'static str {
-        "events"
-    }
+impl crate::store::backup::RedbFile for EmbeddedEventLog {
+    const NAME: &'static str = "events";
 
-    async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (db, file, into) = (self.db.clone(), self.path.clone(), into.to_owned());
-        blocking(move || crate::store::backup::copy_redb(&db, &file, &into)).await
+    fn database(&self) -> (Arc<Database>, std::path::PathBuf) {
+        (self.db.clone(), self.path.clone())
     }
 }
 
