@@ -36,6 +36,21 @@ def paragraphs(corpus, total):
         copy += 1
 
 
+def hub_corpus(total):
+    """`total` paragraphs that each name one hub ("Paris") beside two names of their
+    own, sorting after it: every document adds new partners to the hub, as a real
+    corpus does and the dev sets' repeated copies do not."""
+    syllables = ["ra", "ven", "tor", "sul", "mik", "dan", "vel", "zor", "qin", "wes"]
+
+    def name(n):
+        return "Z" + "".join(syllables[(n // 10 ** k) % 10] for k in range(5))
+
+    for i in range(total):
+        a, b = name(2 * i), name(2 * i + 1)
+        yield {"id": f"hub{i}", "title": f"{a} in Paris",
+               "text": f"Paris welcomed {a} and {b} last spring."}
+
+
 def documents(items, join):
     """Every `join` consecutive paragraphs as one document (titled by the first), for
     documents of a chosen size: the dev sets' paragraphs average about 510 bytes."""
@@ -62,6 +77,8 @@ def main():
     p.add_argument("--binary", help="a ragbrain binary (default: target/release/ragbrain)")
     p.add_argument("--paragraphs", type=int, default=10_000)
     p.add_argument("--block", type=int, default=1_000, help="documents per block")
+    p.add_argument("--hub", action="store_true",
+                   help="synthetic paragraphs that all name one hub entity, instead of the datasets")
     p.add_argument("--join", type=int, default=1,
                    help="paragraphs per document (2 gives documents of about 1 KB)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
@@ -76,7 +93,8 @@ def main():
             data = json.load(f)
         corpus.extend(data["corpus"])
         questions.extend(data["questions"])
-    todo = list(documents(list(paragraphs(corpus, args.paragraphs)), args.join))
+    source = hub_corpus(args.paragraphs) if args.hub else paragraphs(corpus, args.paragraphs)
+    todo = list(documents(list(source), args.join))
     size = sum(len(d["text"].encode()) for d in todo) / len(todo)
     print(f"{len(todo)} documents of {size:.0f} bytes on average", flush=True)
     server = Server(binary, dict(kv.split("=", 1) for kv in args.env))

@@ -219,6 +219,48 @@ async fn mention_counts_follow_re_ingest_and_delete() {
     );
 }
 
+/// Co-occurrence weights are found from either end of a pair (from the end with fewer
+/// mentions), and stay exact through re-ingest and delete either way: "Paris" is
+/// mentioned by every document, so its pairs with the one-off names are found from
+/// the names, and the pair of the two names from the first.
+#[tokio::test]
+async fn co_occurrence_weights_stay_exact_whichever_end_is_the_hub() {
+    let app = spawn_app_with(|_| {}).await;
+    let key = app.key("acme", &["write"]).await;
+    let doc = |id: &str, text: &str| json!({"id": id, "text": text});
+    ingest(
+        &app,
+        &key,
+        vec![
+            doc("a", "A festival in Paris welcomed Zoltan Varga and Yuki Sato."),
+            doc("b", "A fair in Paris welcomed Zoltan Varga again."),
+            doc("c", "A show in Paris hosted Xavier Ortiz."),
+        ],
+    )
+    .await;
+    let q = json!({"query": "MATCH (a:Entity)-[r:RELATED_TO]->(b:Entity) \
+        RETURN a.name, b.name, r.weight ORDER BY a.name, b.name"});
+    let rows = app
+        .json(Method::POST, "/graphs/query", &key, Some(q.clone()))
+        .await["rows"]
+        .clone();
+    assert_eq!(
+        rows,
+        json!([
+            ["Paris", "Xavier Ortiz", 1],
+            ["Paris", "Yuki Sato", 1],
+            ["Paris", "Zoltan Varga", 2],
+            ["Yuki Sato", "Zoltan Varga", 1]
+        ])
+    );
+    ingest(&app, &key, vec![doc("a", "A talk in Paris welcomed Xavier Ortiz.")]).await;
+    let r = app.call(Method::DELETE, "/ingest/b", &key, None).await;
+    assert_eq!(r.status(), 202);
+    app.wait_deleted(&key, "b").await;
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await["rows"].clone();
+    assert_eq!(rows, json!([["Paris", "Xavier Ortiz", 2]]));
+}
+
 /// The stored mention count of Nadia Petrova.
 async fn mentions(app: &TestApp, key: &str) -> Value {
     let q = json!({"query": "MATCH (e:Entity {id: 'entity:nadia petrova'}) RETURN e.mentions"});

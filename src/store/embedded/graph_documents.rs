@@ -4,16 +4,17 @@
 //! retrieval walks.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use grafeo::database::BatchEdge;
-use grafeo::{EdgeId, NodeId, Session};
+use grafeo::{NodeId, Session};
 use serde_json::Value;
 
 use super::graph::{Inner, engine, params};
 use super::graph_values::{to_grafeo, to_json};
+use super::graph_weights::plus_any;
 use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
     Written,
@@ -24,13 +25,13 @@ use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list
 use crate::store::{StoreError, StoreResult};
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
-struct Tx<'a> {
-    session: Session,
+pub(super) struct Tx<'a> {
+    pub(super) session: Session,
     tenant: &'a Tenant,
-    /// Entity nodes looked up or created through the direct API, so a document's
-    /// weights and mention counts do not look its entities up again. Any statement
-    /// may delete nodes, so running one empties it.
-    entities: RefCell<HashMap<String, Option<NodeId>>>,
+    /// Entity nodes looked up or created through the direct API, with their mention
+    /// counts as first read, so a document's weights and mention counts do not look
+    /// its entities up again. Any statement may delete nodes, so running one empties it.
+    entities: RefCell<HashMap<String, Option<(NodeId, i64)>>>,
 }
 
 impl Tx<'_> {
@@ -55,101 +56,55 @@ impl Tx<'_> {
         Rows::new(columns, values)
     }
 
-    /// [`CypherTx::add_weights`] through grafeo's direct API, in the open transaction:
-    /// the statement's effect without parsing, planning or a row per pair. Each entity
-    /// is looked up once, and the out-edges of each pair's first entity are scanned once
-    /// for all its partners (an adjacency walk of ids; only a partner's edge is read).
-    fn add_weights_now(&self, pairs: &[WeightDelta]) -> StoreResult<()> {
-        let node = |id| self.entity(id);
-        let mut by_first: BTreeMap<&str, Vec<&WeightDelta>> = BTreeMap::new();
-        for p in pairs {
-            by_first.entry(p.a.as_str()).or_default().push(p);
-        }
-        for (a, group) in by_first {
-            let Some(a) = node(a) else {
-                continue;
-            };
-            let partners: Vec<(NodeId, &WeightDelta)> = group
-                .into_iter()
-                .filter_map(|p| Some((node(p.b.as_str())?, p)))
-                .collect();
-            let wanted: HashSet<NodeId> = partners.iter().map(|&(b, _)| b).collect();
-            let mut found: HashMap<NodeId, Vec<(EdgeId, Option<grafeo::Value>)>> = HashMap::new();
-            for (far, edge) in self.session.get_neighbors_outgoing(a) {
-                if !wanted.contains(&far) {
-                    continue;
-                }
-                if let Some(edge) = self.session.get_edge(edge)
-                    && edge.src == a
-                    && edge.dst == far
-                    && edge.edge_type.as_str() == RELATED_TO
-                {
-                    let weight = edge.get_property(WEIGHT).cloned();
-                    found.entry(far).or_default().push((edge.id, weight));
-                }
-            }
-            for (b, p) in partners {
-                self.add_weight(a, b, p, found.remove(&b).unwrap_or_default())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds `p.delta` to the `RELATED_TO` edges `edges` from `a` to `b` (creating one
-    /// when there is none and the delta is positive); an edge falling to 0 goes.
-    fn add_weight(
-        &self,
-        a: NodeId,
-        b: NodeId,
-        p: &WeightDelta,
-        edges: Vec<(EdgeId, Option<grafeo::Value>)>,
-    ) -> StoreResult<()> {
-        if edges.is_empty() && p.delta > 0 {
-            let weight = [(WEIGHT, grafeo::Value::Int64(p.delta))];
-            self.session
-                .create_edge_with_props(a, b, RELATED_TO, weight)
-                .map_err(engine)?;
-        }
-        for (edge, weight) in edges {
-            let written = match plus(weight, p.delta) {
-                Ok(Some(weight)) => self.session.set_edge_property(edge, WEIGHT, weight),
-                Ok(None) => self.session.delete_edge(edge).map(drop),
-                Err(other) => {
-                    return Err(StoreError::invalid(format!(
-                        "RELATED_TO weight {other:?} between {:?} and {:?} is not a number",
-                        p.a, p.b
-                    )));
-                }
-            };
-            written.map_err(engine)?;
-        }
-        Ok(())
-    }
-
     /// The node with `id` in this tenant's graph, labelled `label` if one is given, as
     /// the statements' `MATCH (:Label {id, tenant})` (or `MATCH (n {id, tenant})`)
     /// finds it through the `id` index, in this transaction's view.
     fn find(&self, label: Option<&str>, id: &str) -> Option<NodeId> {
+        self.find_reading(label, id, ID_PROPERTY).map(|(n, _)| n)
+    }
+
+    /// [`Tx::find`], reading the node's `property` as well.
+    fn find_reading(
+        &self,
+        label: Option<&str>,
+        id: &str,
+        property: &str,
+    ) -> Option<(NodeId, Option<grafeo::Value>)> {
         let tenant = grafeo::Value::from(self.tenant.as_str());
         self.session
             .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
             .into_iter()
-            .find(|&n| {
-                self.session.get_node(n).is_some_and(|node| {
-                    label.is_none_or(|l| node.has_label(l))
-                        && node.get_property(TENANT_PROPERTY) == Some(&tenant)
-                })
+            .find_map(|n| {
+                let node = self.session.get_node(n)?;
+                (label.is_none_or(|l| node.has_label(l))
+                    && node.get_property(TENANT_PROPERTY) == Some(&tenant))
+                .then(|| (n, node.get_property(property).cloned()))
             })
     }
 
     /// Entity `id`'s node, looked up once per transaction.
-    fn entity(&self, id: &str) -> Option<NodeId> {
-        if let Some(&node) = self.entities.borrow().get(id) {
-            return node;
+    pub(super) fn entity(&self, id: &str) -> Option<NodeId> {
+        self.entity_mentions(id).map(|(node, _)| node)
+    }
+
+    /// Entity `id`'s node and its mention count when first looked up in this
+    /// transaction (a non-number counts as 0).
+    pub(super) fn entity_mentions(&self, id: &str) -> Option<(NodeId, i64)> {
+        if let Some(&found) = self.entities.borrow().get(id) {
+            return found;
         }
-        let node = self.find(Some(ENTITY), id);
-        self.entities.borrow_mut().insert(id.to_owned(), node);
-        node
+        let found = self
+            .find_reading(Some(ENTITY), id, MENTIONS_PROPERTY)
+            .map(|(n, mentions)| {
+                let mentions = match mentions {
+                    Some(grafeo::Value::Int64(m)) => m,
+                    Some(grafeo::Value::Float64(m)) => m as i64,
+                    _ => 0,
+                };
+                (n, mentions)
+            });
+        self.entities.borrow_mut().insert(id.to_owned(), found);
+        found
     }
 
     /// A new node's identity properties and `props` (a null is no property, as in
@@ -238,7 +193,7 @@ impl Tx<'_> {
                         let node = self.create(&[ENTITY], &e.id, [name])?;
                         self.entities
                             .borrow_mut()
-                            .insert(e.id.to_string(), Some(node));
+                            .insert(e.id.to_string(), Some((node, 0)));
                         node
                     }
                 };
@@ -299,37 +254,12 @@ impl Tx<'_> {
     }
 }
 
-/// `coalesce(value, 0) + delta`; `Err(value)` when the stored value is not a number.
-fn plus_any(value: Option<grafeo::Value>, delta: i64) -> Result<grafeo::Value, grafeo::Value> {
-    use grafeo::Value::{Float64, Int64, Null};
-    Ok(match value {
-        None | Some(Null) => Int64(delta),
-        Some(Int64(w)) => Int64(w.saturating_add(delta)),
-        Some(Float64(w)) => Float64(w + delta as f64),
-        Some(other) => return Err(other),
-    })
-}
-
-/// A weight plus `delta` as [`plus_any`], or `None` when the sum is 0 or less (the
-/// edge goes).
-fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Value>, grafeo::Value> {
-    let sum = plus_any(weight, delta)?;
-    let positive = match sum {
-        grafeo::Value::Int64(w) => w > 0,
-        grafeo::Value::Float64(w) => w > 0.0,
-        _ => false,
-    };
-    Ok(positive.then_some(sum))
-}
-
 const DOCUMENT: &str = "Document";
 const ENTITY: &str = "Entity";
 const CHUNK: &str = "Chunk";
 const MENTIONS: &str = "MENTIONS";
 const PART_OF: &str = "PART_OF";
 const MENTIONS_PROPERTY: &str = "mentions";
-const RELATED_TO: &str = "RELATED_TO";
-const WEIGHT: &str = "weight";
 
 #[async_trait]
 impl CypherTx for Tx<'_> {
@@ -473,26 +403,5 @@ impl Inner {
                 Err(e)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use grafeo::Value::{Float64, Int64, Null};
-
-    use super::{plus, plus_any};
-
-    #[test]
-    fn weights_add_like_coalesce_and_fall_away_at_zero() {
-        assert_eq!(plus(None, 2), Ok(Some(Int64(2))));
-        assert_eq!(plus(Some(Null), 1), Ok(Some(Int64(1))));
-        assert_eq!(plus(None, -1), Ok(None));
-        assert_eq!(plus(Some(Int64(3)), -1), Ok(Some(Int64(2))));
-        assert_eq!(plus(Some(Int64(1)), -1), Ok(None));
-        assert_eq!(plus(Some(Float64(1.5)), 1), Ok(Some(Float64(2.5))));
-        assert_eq!(plus(Some(Float64(0.5)), -1), Ok(None));
-        assert_eq!(plus_any(Some(Int64(1)), -2), Ok(Int64(-1)));
-        let text = grafeo::Value::from("heavy");
-        assert_eq!(plus(Some(text.clone()), 1), Err(text));
     }
 }

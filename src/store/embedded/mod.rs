@@ -10,6 +10,7 @@ mod graph_commit;
 mod graph_documents;
 mod graph_values;
 mod graph_wal;
+mod graph_weights;
 pub mod vectors;
 
 use crate::store::StoreError;
