@@ -232,7 +232,10 @@ async fn co_occurrence_weights_stay_exact_whichever_end_is_the_hub() {
         &app,
         &key,
         vec![
-            doc("a", "A festival in Paris welcomed Zoltan Varga and Yuki Sato."),
+            doc(
+                "a",
+                "A festival in Paris welcomed Zoltan Varga and Yuki Sato.",
+            ),
             doc("b", "A fair in Paris welcomed Zoltan Varga again."),
             doc("c", "A show in Paris hosted Xavier Ortiz."),
         ],
@@ -253,7 +256,12 @@ async fn co_occurrence_weights_stay_exact_whichever_end_is_the_hub() {
             ["Yuki Sato", "Zoltan Varga", 1]
         ])
     );
-    ingest(&app, &key, vec![doc("a", "A talk in Paris welcomed Xavier Ortiz.")]).await;
+    ingest(
+        &app,
+        &key,
+        vec![doc("a", "A talk in Paris welcomed Xavier Ortiz.")],
+    )
+    .await;
     let r = app.call(Method::DELETE, "/ingest/b", &key, None).await;
     assert_eq!(r.status(), 202);
     app.wait_deleted(&key, "b").await;
