@@ -115,6 +115,20 @@ pub(super) fn engine(e: grafeo::Error) -> StoreError {
     StoreError::new(kind, format!("graph engine: {text}"))
 }
 
+/// `coalesce(value, 0) + delta`; `Err(value)` when the stored value is not a number.
+pub(super) fn plus_any(
+    value: Option<grafeo::Value>,
+    delta: i64,
+) -> Result<grafeo::Value, grafeo::Value> {
+    use grafeo::Value::{Float64, Int64, Null};
+    Ok(match value {
+        None | Some(Null) => Int64(delta),
+        Some(Int64(w)) => Int64(w.saturating_add(delta)),
+        Some(Float64(w)) => Float64(w + delta as f64),
+        Some(other) => return Err(other),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

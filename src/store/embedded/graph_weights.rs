@@ -15,6 +15,7 @@ use grafeo::{EdgeId, NodeId};
 
 use super::graph::engine;
 use super::graph_documents::Tx;
+use super::graph_values::plus_any;
 use crate::store::graph_exec::WeightDelta;
 use crate::store::{StoreError, StoreResult};
 
@@ -112,20 +113,6 @@ impl Tx<'_> {
         }
         Ok(())
     }
-}
-
-/// `coalesce(value, 0) + delta`; `Err(value)` when the stored value is not a number.
-pub(super) fn plus_any(
-    value: Option<grafeo::Value>,
-    delta: i64,
-) -> Result<grafeo::Value, grafeo::Value> {
-    use grafeo::Value::{Float64, Int64, Null};
-    Ok(match value {
-        None | Some(Null) => Int64(delta),
-        Some(Int64(w)) => Int64(w.saturating_add(delta)),
-        Some(Float64(w)) => Float64(w + delta as f64),
-        Some(other) => return Err(other),
-    })
 }
 
 /// A weight plus `delta` as [`plus_any`], or `None` when the sum is 0 or less (the
