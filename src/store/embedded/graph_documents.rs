@@ -59,15 +59,15 @@ impl Tx<'_> {
     /// the statements' `MATCH (:Label {id, tenant})` (or `MATCH (n {id, tenant})`)
     /// finds it through the `id` index, in this transaction's view.
     fn find(&self, label: Option<&str>, id: &str) -> Option<NodeId> {
-        self.find_reading(label, id, ID_PROPERTY).map(|(n, _)| n)
+        self.find_reading(label, id, None).map(|(n, _)| n)
     }
 
-    /// [`Tx::find`], reading the node's `property` as well.
+    /// [`Tx::find`], reading the node's `property` as well when one is named.
     fn find_reading(
         &self,
         label: Option<&str>,
         id: &str,
-        property: &str,
+        property: Option<&str>,
     ) -> Option<(NodeId, Option<grafeo::Value>)> {
         let tenant = grafeo::Value::from(self.tenant.as_str());
         self.session
@@ -77,7 +77,7 @@ impl Tx<'_> {
                 let node = self.session.get_node(n)?;
                 (label.is_none_or(|l| node.has_label(l))
                     && node.get_property(TENANT_PROPERTY) == Some(&tenant))
-                .then(|| (n, node.get_property(property).cloned()))
+                .then(|| (n, property.and_then(|p| node.get_property(p).cloned())))
             })
     }
 
@@ -93,7 +93,7 @@ impl Tx<'_> {
             return found;
         }
         let found = self
-            .find_reading(Some(ENTITY), id, MENTIONS_PROPERTY)
+            .find_reading(Some(ENTITY), id, Some(MENTIONS_PROPERTY))
             .map(|(n, mentions)| {
                 let mentions = match mentions {
                     Some(grafeo::Value::Int64(m)) => m,
