@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::principal::{Principal, Scope};
 use crate::services::auth::SECRET_FILE;
 use crate::services::error::ServiceError;
-use crate::store::backup::{Backup, io_err};
+use crate::store::backup::{Backup, io_err, with_suffix};
 use crate::store::{StoreError, StoreResult, blocking};
 
 /// The manifest's name inside a snapshot, and the format it describes.
@@ -272,12 +272,6 @@ impl SnapshotService {
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Writes the tree under `staging` as a zstd-compressed tar to `out`, through a

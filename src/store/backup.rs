@@ -58,6 +58,14 @@ pub(crate) fn copy_redb(db: &redb::Database, file: &Path, into: &Path) -> StoreR
     copied.map_err(io_err("copying a database file"))
 }
 
+/// `path` with `suffix` added to its last component (`graph` → `graph.old`), for the
+/// temporary and staging names written beside a file or directory.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
+}
+
 /// Copies the tree under `from` to `to` (created), file by file.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;

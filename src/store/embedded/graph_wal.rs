@@ -23,6 +23,7 @@ use grafeo::{Config, DurabilityMode, GrafeoDB};
 use super::graph_values::engine;
 use super::{fs_err, sync_dir};
 use crate::store::StoreResult;
+use crate::store::backup::with_suffix;
 
 /// Commits between two looks at the log's size.
 const CHECK_EVERY: u64 = 256;
@@ -116,11 +117,7 @@ impl WalBound {
 
 /// The copy being written, the finished copy, and the replaced directory.
 fn names(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let with = |suffix: &str| {
-        let mut name = dir.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
+    let with = |suffix| with_suffix(dir, suffix);
     (with(".compact.tmp"), with(".compact"), with(".old"))
 }
 
