@@ -49,19 +49,9 @@ impl Required {
     pub fn new(value: impl Into<String>) -> Self {
         Required::try_from(value.into()).expect("a Required setting must not be empty")
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for Required {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+crate::domain::string_newtype!(Required);
 
 impl TryFrom<String> for Required {
     type Error = &'static str;

@@ -55,6 +55,7 @@ macro_rules! string_newtype {
         }
     };
 }
+pub(crate) use string_newtype;
 
 pub mod audit;
 pub mod graph;
