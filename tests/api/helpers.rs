@@ -407,6 +407,27 @@ pub async fn get_json(client: &reqwest::Client, port: u16, path: &str, key: &str
         .unwrap()
 }
 
+/// `POST path` with `body` on the server at `port` with API key `key`, its answer as
+/// JSON.
+pub async fn post_json(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> Value {
+    client
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls `GET /ingest/{id}` on a server started with [`spawn_binary`] until the document
 /// leaves `pending` or `polls` tries 100 ms apart pass; the last status body.
 pub async fn ingest_status_after(

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::helpers::{
-    assert_problem, free_port, get_json, spawn_app, spawn_app_with, spawn_binary, wait_for,
+    assert_problem, free_port, get_json, post_json, spawn_app, spawn_app_with, spawn_binary,
+    wait_for,
 };
 
 /// What the writers had acknowledged, and when.
@@ -165,16 +166,8 @@ async fn a_snapshot_under_write_load_restores_every_write_acknowledged_before_it
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     for ids in points.chunks(500) {
-        let got: Value = client
-            .post(format!("{base}/vectors/retrieve"))
-            .header("X-API-Key", &admin)
-            .json(&json!({"collection": "snap", "ids": ids}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({"collection": "snap", "ids": ids});
+        let got = post_json(&client, port, "/vectors/retrieve", &admin, body).await;
         assert_eq!(got["points"].as_array().unwrap().len(), ids.len(), "{got}");
     }
     let mut missing = Vec::new();
@@ -197,16 +190,8 @@ async fn a_snapshot_under_write_load_restores_every_write_acknowledged_before_it
     );
     let status = get_json(&client, port, "/ingest/ada", &admin).await;
     assert_eq!(status["status"], "processed", "{status}");
-    let found: Value = client
-        .post(format!("{base}/hybrid/search"))
-        .header("X-API-Key", &admin)
-        .json(&json!({"query": "Who wrote the first program?", "limit": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = json!({"query": "Who wrote the first program?", "limit": 3});
+    let found = post_json(&client, port, "/hybrid/search", &admin, query).await;
     assert_eq!(found["hits"][0]["payload"]["doc_id"], "ada", "{found}");
     server.kill().unwrap();
     server.wait().unwrap();
