@@ -269,6 +269,16 @@ impl VectorStore for CachedVectors {
         self.inner.point_counts().await
     }
 
+    async fn scroll(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        from: Option<PointId>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Record>, Option<PointId>)> {
+        self.inner.scroll(tenant, collection, from, limit).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }

@@ -203,3 +203,29 @@ pub mod documents {
         )
     }
 }
+
+/// Copying a tenant's graph to another store (`ragbrain migrate`): nodes page by id,
+/// relationships by the nodes they leave.
+pub mod export {
+    use super::NODE_RETURN;
+
+    pub const NODE_COUNT_COLUMNS: [&str; 1] = ["count(n)"];
+    pub const NODES_COUNT: &str = "MATCH (n {tenant: $tenant}) RETURN count(n)";
+    pub const RELATIONSHIP_COUNT_COLUMNS: [&str; 1] = ["count(r)"];
+    pub const RELATIONSHIPS_COUNT: &str =
+        "MATCH (a {tenant: $tenant})-[r]->(b {tenant: $tenant}) RETURN count(r)";
+
+    /// The tenant's nodes after `$after` in id order, [`super::NODE_COLUMNS`] each.
+    pub fn nodes(limit: usize) -> String {
+        format!(
+            "MATCH (n {{tenant: $tenant}}) WHERE n.id > $after RETURN {NODE_RETURN} \
+             ORDER BY n.id LIMIT {limit}"
+        )
+    }
+
+    pub const RELATIONSHIP_COLUMNS: [&str; 4] = ["a.id", "type(r)", "b.id", "properties(r)"];
+    /// Every relationship leaving a node in `$ids`.
+    pub const RELATIONSHIPS: &str = "UNWIND $ids AS id \
+         MATCH (a {id: id, tenant: $tenant})-[r]->(b {tenant: $tenant}) \
+         RETURN a.id, type(r), b.id, properties(r)";
+}

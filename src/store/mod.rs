@@ -23,7 +23,7 @@ use async_trait::async_trait;
 
 use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::domain::graph::{
-    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
@@ -108,6 +108,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum Created {
     New,
     Existing,
+}
+
+/// How many nodes and relationships one tenant's graph holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GraphSize {
+    pub nodes: u64,
+    pub relationships: u64,
+}
+
+/// A document's ingest status and the tenant it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantStatus {
+    pub tenant: Tenant,
+    pub status: IngestStatus,
 }
 
 /// How many points one collection holds.
@@ -198,6 +212,16 @@ pub trait VectorStore: Send + Sync {
     /// The number of points in every collection of every tenant (the `vectors_points`
     /// gauge).
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>>;
+    /// Up to `limit` of the collection's points with payloads and vectors, in id order
+    /// from `from` (the start when `None`), and the id the next page starts at (`None`
+    /// after the last): for copying a collection to another store.
+    async fn scroll(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        from: Option<PointId>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Record>, Option<PointId>)>;
     async fn ping(&self) -> StoreResult<()>;
     /// Makes everything durable and releases the engine; called once at shutdown.
     async fn close(&self) -> StoreResult<()>;
@@ -257,6 +281,25 @@ pub trait GraphStore: Send + Sync {
         entities: Vec<EntityId>,
         limit: usize,
     ) -> StoreResult<Vec<Related>>;
+    /// The tenants that have a graph here.
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// How many nodes and relationships the tenant's graph holds.
+    async fn size(&self, tenant: &Tenant) -> StoreResult<GraphSize>;
+    /// Up to `limit` of the tenant's nodes in id order, after node `after` (from the
+    /// first when `None`), with every label and property the store keeps for them: for
+    /// copying a graph to another store.
+    async fn export_nodes(
+        &self,
+        tenant: &Tenant,
+        after: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Node>>;
+    /// Every relationship leaving the given nodes.
+    async fn export_relationships(
+        &self,
+        tenant: &Tenant,
+        from: Vec<String>,
+    ) -> StoreResult<Vec<Relationship>>;
     async fn ping(&self) -> StoreResult<()>;
     /// Stops the client Cypher queries still running and refuses new ones (503): called
     /// when shutdown begins, so draining never waits for a runaway query.
@@ -287,6 +330,17 @@ pub trait EventLog: Send + Sync {
     async fn status(&self, tenant: &Tenant, id: &DocId) -> StoreResult<Option<IngestStatus>>;
     /// Entries appended but not yet committed.
     async fn pending(&self) -> StoreResult<u64>;
+    /// Up to about `limit` document statuses from `cursor` (the start when `None`), and
+    /// the next page's cursor (`None` after the last): for copying them to another
+    /// store. A cursor is only meaningful to the store that gave it.
+    async fn export_statuses(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TenantStatus>, Option<String>)>;
+    /// Stores statuses copied from another store as they are, replacing a document's
+    /// status; durable when it returns.
+    async fn import_statuses(&self, statuses: Vec<TenantStatus>) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
 }
 

@@ -3,6 +3,7 @@
 //! change committed with an fsync before the call returns. Committed entries are
 //! deleted with the offset move, so the file holds only the backlog.
 
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::sync::Notify;
 use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
-use crate::store::{EventLog, StoreError, StoreResult, blocking};
+use crate::store::{EventLog, StoreError, StoreResult, TenantStatus, blocking};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
@@ -265,6 +266,57 @@ impl EventLog for EmbeddedEventLog {
             };
             let next = get(NEXT)?.max(1);
             Ok(next.saturating_sub(get(COMMITTED)? + 1))
+        })
+        .await
+    }
+
+    /// The cursor is the last key read: statuses come in key order.
+    async fn export_statuses(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TenantStatus>, Option<String>)> {
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(STATUS).map_err(db_err)?;
+            let rows = match &cursor {
+                Some(after) => table.range::<&str>((Excluded(after.as_str()), Unbounded)),
+                None => table.range::<&str>(..),
+            };
+            let limit = limit.max(1);
+            let (mut out, mut last, mut read) = (Vec::new(), None, 0);
+            for row in rows.map_err(db_err)?.take(limit) {
+                let (key, value) = row.map_err(db_err)?;
+                let key = key.value();
+                read += 1;
+                last = Some(key.to_owned());
+                let tenant = key.split_once('\u{0}').and_then(|(t, _)| Tenant::parse(t));
+                let status = serde_json::from_slice::<IngestStatus>(value.value());
+                if let (Some(tenant), Ok(status)) = (tenant, status) {
+                    out.push(TenantStatus { tenant, status });
+                }
+            }
+            // A short page was the last one.
+            Ok((out, last.filter(|_| read == limit)))
+        })
+        .await
+    }
+
+    async fn import_statuses(&self, statuses: Vec<TenantStatus>) -> StoreResult<()> {
+        let mut rows = Vec::with_capacity(statuses.len());
+        for s in statuses {
+            let key = status_key(&s.tenant, &s.status.id);
+            rows.push((key, serde_json::to_vec(&s.status).map_err(db_err)?));
+        }
+        self.write(move |tx| {
+            let mut table = tx.open_table(STATUS).map_err(db_err)?;
+            for (key, value) in &rows {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(db_err)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -26,7 +26,7 @@ use super::graph_values::{node_from_row, to_grafeo};
 use super::graph_wal::WalBound;
 pub(super) use super::lock;
 use crate::domain::graph::{
-    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
@@ -37,7 +37,7 @@ use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
 use crate::store::cypher::{self, documents as q};
 use crate::store::graph_exec as shared;
-use crate::store::{GraphStore, StoreError, StoreResult, blocking};
+use crate::store::{GraphSize, GraphStore, StoreError, StoreResult, blocking};
 
 pub(super) struct Inner {
     /// The engine; replaced (under the gate, held exclusively) when its log is
@@ -139,6 +139,9 @@ impl EmbeddedGraphStore {
 /// over 1,000 nodes).
 const INDEXED: [&str; 2] = ["id", "doc_id"];
 
+/// Each tenant's named graph is `tenant_<name>`.
+pub(super) const GRAPH_PREFIX: &str = "tenant_";
+
 pub(super) fn index_graph(db: &GrafeoDB, name: &str, indexed: &[String]) -> StoreResult<()> {
     db.set_current_graph(Some(name)).map_err(engine)?;
     for property in indexed {
@@ -157,7 +160,7 @@ impl Inner {
     }
 
     fn graph_name(&self, tenant: &Tenant) -> StoreResult<String> {
-        let name = format!("tenant_{tenant}");
+        let name = format!("{GRAPH_PREFIX}{tenant}");
         let mut graphs = lock(&self.graphs);
         if !graphs.contains(&name) {
             let db = self.db();
@@ -402,6 +405,37 @@ impl GraphStore for EmbeddedGraphStore {
                 entities,
                 shared::related,
             )
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Ok(self.inner.tenants())
+    }
+
+    async fn size(&self, tenant: &Tenant) -> StoreResult<GraphSize> {
+        self.read(tenant, |inner, tenant| inner.size(tenant)).await
+    }
+
+    async fn export_nodes(
+        &self,
+        tenant: &Tenant,
+        after: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Node>> {
+        self.read(tenant, move |inner, tenant| {
+            inner.export_nodes(tenant, after, limit)
+        })
+        .await
+    }
+
+    async fn export_relationships(
+        &self,
+        tenant: &Tenant,
+        from: Vec<String>,
+    ) -> StoreResult<Vec<Relationship>> {
+        self.read(tenant, move |inner, tenant| {
+            inner.export_relationships(tenant, from)
         })
         .await
     }

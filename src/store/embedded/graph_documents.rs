@@ -351,10 +351,18 @@ impl Inner {
         ids: Vec<String>,
         parse: fn(&Rows) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let rows = self
-            .tx(tenant)?
-            .run_now(statement, columns, vec![("ids", list(ids))])?;
-        parse(&rows)
+        parse(&self.read_rows(tenant, statement, columns, vec![("ids", list(ids))])?)
+    }
+
+    /// One statement's rows, read by `columns`.
+    pub(super) fn read_rows(
+        &self,
+        tenant: &Tenant,
+        statement: &str,
+        columns: &[&str],
+        params: Vec<(&'static str, Value)>,
+    ) -> StoreResult<Rows> {
+        self.tx(tenant)?.run_now(statement, columns, params)
     }
 
     /// Replaces every document in `docs`, each in its own transaction, so a write from

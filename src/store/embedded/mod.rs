@@ -8,6 +8,7 @@ pub mod events;
 pub mod graph;
 mod graph_commit;
 mod graph_documents;
+mod graph_export;
 mod graph_values;
 mod graph_wal;
 mod graph_weights;

@@ -23,6 +23,7 @@ pub use crate::store::graph_rows::{
 use crate::store::{StoreError, StoreResult};
 
 mod documents;
+pub mod export;
 pub use documents::{apply, document_properties};
 
 /// Runs statements inside one open transaction on one tenant's graph; the executor

@@ -33,7 +33,7 @@ use crate::domain::principal::Tenant;
 use crate::store::embedded::events::pending_status;
 use crate::store::redis::RedisIngestState;
 use crate::store::resilient::{Resilience, Retry};
-use crate::store::{EventLog, StoreError, StoreResult, blocking};
+use crate::store::{EventLog, StoreError, StoreResult, TenantStatus, blocking};
 
 mod admin;
 use admin::{connection_event, create_topics, kafka_err};
@@ -452,6 +452,18 @@ impl EventLog for KafkaEventLog {
 
     async fn pending(&self) -> StoreResult<u64> {
         self.state.pending().await
+    }
+
+    async fn export_statuses(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TenantStatus>, Option<String>)> {
+        self.state.export(cursor, limit).await
+    }
+
+    async fn import_statuses(&self, statuses: Vec<TenantStatus>) -> StoreResult<()> {
+        self.state.import(statuses).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -26,7 +26,7 @@ pub use self::bolt::{BASE_LABEL, dialect};
 use self::bolt::{BoltTx, bolt, bolt_err, hide_internal, query};
 use crate::config::Neo4jSettings;
 use crate::domain::graph::{
-    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert,
+    CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,
     RelationshipUpsert, Written,
 };
 use crate::domain::ingest::{
@@ -35,10 +35,13 @@ use crate::domain::ingest::{
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
-use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
-use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from};
+use crate::store::cypher::{self, NODE_COLUMNS, documents as q, export as export_q};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, export, list, node_from};
 use crate::store::resilient::{Resilience, Retry};
-use crate::store::{ErrorKind, GraphStore, StoreError, StoreResult};
+use crate::store::{ErrorKind, GraphSize, GraphStore, StoreError, StoreResult};
+
+/// Every tenant with a node on the server (a label scan: `ragbrain migrate` only).
+const TENANTS: &str = "MATCH (n) RETURN DISTINCT n.tenant";
 
 const CONSTRAINT: &str = "CREATE CONSTRAINT ragbrain_node_key IF NOT EXISTS \
      FOR (n:`_rb_node`) REQUIRE (n.tenant, n.id) IS UNIQUE";
@@ -388,6 +391,83 @@ impl GraphStore for Neo4jGraphStore {
             )
             .await?;
         shared::related(&rows)
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let mut tenants = self
+            .guard
+            .run("tenants", Retry::Idempotent, || async {
+                let q = neo4rs::query(&dialect(TENANTS));
+                let mut stream = self.graph.execute_read(q).await.map_err(bolt_err)?;
+                let mut out = Vec::new();
+                while let Some(row) = stream.next().await.map_err(bolt_err)? {
+                    let name = row.get::<String>("n.tenant").ok();
+                    out.extend(name.as_deref().and_then(Tenant::parse));
+                }
+                Ok(out)
+            })
+            .await?;
+        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        tenants.dedup();
+        Ok(tenants)
+    }
+
+    async fn size(&self, tenant: &Tenant) -> StoreResult<GraphSize> {
+        let no_params: Vec<(&str, Value)> = Vec::new();
+        let nodes = self
+            .read(
+                "size",
+                tenant,
+                export_q::NODES_COUNT,
+                &export_q::NODE_COUNT_COLUMNS,
+                no_params.clone(),
+            )
+            .await?;
+        let relationships = self
+            .read(
+                "size",
+                tenant,
+                export_q::RELATIONSHIPS_COUNT,
+                &export_q::RELATIONSHIP_COUNT_COLUMNS,
+                no_params,
+            )
+            .await?;
+        export::size(&nodes, &relationships)
+    }
+
+    async fn export_nodes(
+        &self,
+        tenant: &Tenant,
+        after: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Node>> {
+        let rows = self
+            .read(
+                "export_nodes",
+                tenant,
+                &export_q::nodes(limit),
+                &NODE_COLUMNS,
+                vec![("after", export::after(after))],
+            )
+            .await?;
+        export::nodes(&rows)
+    }
+
+    async fn export_relationships(
+        &self,
+        tenant: &Tenant,
+        from: Vec<String>,
+    ) -> StoreResult<Vec<Relationship>> {
+        let rows = self
+            .read(
+                "export_relationships",
+                tenant,
+                export_q::RELATIONSHIPS,
+                &export_q::RELATIONSHIP_COLUMNS,
+                vec![("ids", list(from))],
+            )
+            .await?;
+        export::relationships(&rows)
     }
 
     async fn ping(&self) -> StoreResult<()> {

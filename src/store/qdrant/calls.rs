@@ -7,7 +7,7 @@ use std::sync::Arc;
 use qdrant_client::Qdrant;
 use qdrant_client::QdrantError;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
+    CountPointsBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, RetrievedPoint,
     points_selector::PointsSelectorOneOf, vectors_config::Config,
 };
 use secrecy::ExposeSecret;
@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use super::QdrantVectorStore;
 use crate::config::{QdrantSettings, VectorSettings};
 use crate::domain::principal::Tenant;
-use crate::domain::vector::{CollectionSpec, Filter, PayloadIndex};
+use crate::domain::vector::{CollectionSpec, Filter, PayloadIndex, Record};
 use crate::store::qdrant_mapping::server as map;
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, StoreError, StoreResult};
@@ -45,6 +45,15 @@ pub(super) fn physical(tenant: &Tenant, name: &str) -> String {
 
 pub(super) fn invalid_filter(message: String) -> StoreError {
     StoreError::invalid(message)
+}
+
+/// A point the server returned, when it is the tenant's.
+pub(super) fn record(p: RetrievedPoint, tenant: &Tenant) -> Option<Record> {
+    Some(Record {
+        payload: map::owned_payload(p.payload, tenant)?,
+        id: map::point_id_back(p.id)?,
+        vector: map::dense_vector(p.vectors),
+    })
 }
 
 pub(super) fn missing(name: &str) -> StoreError {

@@ -14,7 +14,7 @@ use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteFieldIndexCollectionBuilder,
     FieldType, GetPointsBuilder, KeywordIndexParamsBuilder, PointStruct, PointsIdsList,
-    QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    QueryPointsBuilder, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 
 use crate::config::VectorQuantization;
@@ -39,7 +39,7 @@ pub struct QdrantVectorStore {
 
 mod calls;
 
-use calls::{PREFIX, invalid_filter, missing, physical, qdrant_err};
+use calls::{PREFIX, invalid_filter, missing, physical, qdrant_err, record};
 
 #[async_trait]
 impl VectorStore for QdrantVectorStore {
@@ -233,13 +233,7 @@ impl VectorStore for QdrantVectorStore {
             .await?;
         Ok(points
             .into_iter()
-            .filter_map(|p| {
-                Some(Record {
-                    payload: map::owned_payload(p.payload, tenant)?,
-                    id: map::point_id_back(p.id)?,
-                    vector: map::dense_vector(p.vectors),
-                })
-            })
+            .filter_map(|p| record(p, tenant))
             .collect())
     }
 
@@ -359,6 +353,37 @@ impl VectorStore for QdrantVectorStore {
             });
         }
         Ok(out)
+    }
+
+    async fn scroll(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        from: Option<PointId>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Record>, Option<PointId>)> {
+        let physical = self.require(tenant, collection).await?;
+        let owned = map::search_filter(tenant, None, None).map_err(invalid_filter)?;
+        let page = self
+            .guard
+            .run("scroll", Retry::Idempotent, || async {
+                let mut request = ScrollPointsBuilder::new(&physical)
+                    .filter(owned.clone())
+                    .limit(u32::try_from(limit.max(1)).unwrap_or(u32::MAX))
+                    .with_payload(true)
+                    .with_vectors(true);
+                if let Some(from) = from {
+                    request = request.offset(map::point_id(from));
+                }
+                self.client.scroll(request).await.map_err(qdrant_err)
+            })
+            .await?;
+        let records = page
+            .result
+            .into_iter()
+            .filter_map(|p| record(p, tenant))
+            .collect();
+        Ok((records, map::point_id_back(page.next_page_offset)))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -26,6 +26,7 @@ use crate::store::{ApiKeyRecord, AuthStore, ErrorKind, RefreshRecord, StoreError
 
 mod audit;
 mod rate_limits;
+mod statuses;
 
 pub use audit::RedisAuditLog;
 pub use rate_limits::RedisRateLimits;
@@ -387,7 +388,11 @@ impl RedisIngestState {
     }
 
     fn status_key(&self, tenant: &Tenant, id: &str) -> String {
-        self.redis.key("status", &format!("{tenant}:{id}"))
+        format!("{}{tenant}:{id}", self.status_key_prefix())
+    }
+
+    fn status_key_prefix(&self) -> String {
+        self.redis.key("status", "")
     }
 
     fn pending_key(&self) -> String {

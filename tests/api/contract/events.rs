@@ -8,10 +8,10 @@ use ragbrain::domain::ingest::{
 };
 use ragbrain::domain::principal::Tenant;
 use ragbrain::domain::vector::CollectionName;
-use ragbrain::store::EventLog;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
 use ragbrain::store::kafka::KafkaEventLog;
 use ragbrain::store::redis::RedisIngestState;
+use ragbrain::store::{EventLog, TenantStatus};
 
 use super::{doc_id, tenant};
 use crate::backends;
@@ -137,8 +137,40 @@ async fn contract(log: Arc<dyn EventLog>) {
             .unwrap()
             .is_none()
     );
+    statuses(log.as_ref(), &t).await;
     byte_bound(log.as_ref()).await;
     log.ping().await.unwrap();
+}
+
+/// Statuses page out of one log (each once, whatever the page size) and into another
+/// tenant's keys as they are.
+async fn statuses(log: &dyn EventLog, t: &Tenant) {
+    let (mut mine, mut cursor) = (Vec::new(), None);
+    loop {
+        let (page, next) = log.export_statuses(cursor, 1).await.unwrap();
+        mine.extend(page.into_iter().filter(|s| &s.tenant == t));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    mine.dedup_by(|x, y| x.status.id == y.status.id);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let a = &mine[0];
+    assert_eq!(
+        (a.status.id.as_str(), a.status.status),
+        ("a", IngestState::Processed)
+    );
+    let copy = tenant("copy");
+    let imported = TenantStatus {
+        tenant: copy.clone(),
+        status: a.status.clone(),
+    };
+    log.import_statuses(vec![imported]).await.unwrap();
+    assert_eq!(
+        log.status(&copy, &doc_id("a")).await.unwrap(),
+        Some(a.status.clone())
+    );
 }
 
 /// A read takes no more entries once those it holds reach `max_bytes`, and always

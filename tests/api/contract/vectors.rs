@@ -183,6 +183,8 @@ async fn contract(store: Arc<dyn VectorStore>) {
             .any(|c| c.tenant == a.as_str() && c.collection == "docs")
     );
 
+    scrolls(&*store, &a, &b).await;
+
     store.drop_collection(&a, docs).await.unwrap();
     let e = store.collection_info(&a, docs).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
@@ -283,4 +285,41 @@ async fn lexical(store: &dyn VectorStore, a: &Tenant, b: &Tenant, docs: &Collect
     }
     let ids = texts.iter().map(|t| PointId::Num(t.0)).collect();
     store.delete_ids(a, docs, ids).await.unwrap();
+}
+
+/// A scroll pages through every point of the tenant's collection in id order, with
+/// payloads and vectors, and says where the next page starts.
+async fn scrolls(store: &dyn VectorStore, a: &Tenant, b: &Tenant) {
+    let name = &CollectionName::parse("copied").unwrap();
+    let spec = CollectionSpec {
+        dim: 3,
+        distance: Distance::Dot,
+    };
+    store.create_collection(a, name, spec).await.unwrap();
+    let points = (1..=5)
+        .rev()
+        .map(|i| point(i, [i as f32, 0.0, 1.0], json!({"n": i})))
+        .collect();
+    store.upsert(a, name, points).await.unwrap();
+    let (mut seen, mut from) = (Vec::new(), None);
+    loop {
+        let (page, next) = store.scroll(a, name, from, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        for r in page {
+            let PointId::Num(n) = r.id else {
+                panic!("{:?}", r.id)
+            };
+            assert_eq!(r.payload["n"], json!(n));
+            assert_eq!(r.vector.as_deref(), Some(&[n as f32, 0.0, 1.0][..]));
+            seen.push(n);
+        }
+        match next {
+            Some(n) => from = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    let e = store.scroll(b, name, None, 2).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    store.drop_collection(a, name).await.unwrap();
 }

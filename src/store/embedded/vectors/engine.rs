@@ -97,18 +97,35 @@ pub(super) fn engine_wal_files(wal: &Path) -> StoreResult<Vec<(u64, u64, PathBuf
     Ok(out)
 }
 
-/// One page of a scroll in id order; `with_data` brings payloads and vectors (smaller
-/// pages then).
+/// One page of a scroll in id order, and the id the next page starts at; `with_data`
+/// brings payloads and vectors (smaller pages then).
 fn scroll(
     shard: &EdgeShard,
     offset: Option<PointId>,
     filter: Option<Filter>,
     with_data: bool,
 ) -> StoreResult<(Vec<Record>, Option<PointId>)> {
+    page(
+        shard,
+        offset,
+        filter,
+        with_data,
+        if with_data { 1_000 } else { 50_000 },
+    )
+}
+
+/// [`scroll`] with a page size of the caller's.
+pub(super) fn page(
+    shard: &EdgeShard,
+    offset: Option<PointId>,
+    filter: Option<Filter>,
+    with_data: bool,
+    limit: usize,
+) -> StoreResult<(Vec<Record>, Option<PointId>)> {
     shard
         .scroll(ScrollRequest {
             offset,
-            limit: Some(if with_data { 1_000 } else { 50_000 }),
+            limit: Some(limit.max(1)),
             filter,
             with_payload: Some(WithPayloadInterface::Bool(with_data)),
             with_vector: WithVector::Bool(with_data),

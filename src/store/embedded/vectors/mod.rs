@@ -38,7 +38,9 @@ mod maintenance;
 mod oplog;
 
 pub use collection::Tuning;
-use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock, retrieve_owned};
+use collection::{
+    Collection, Key, collection_dir, create_on_disk, load_all, lock, retrieve_owned, scroll_owned,
+};
 use engine::engine;
 use maintenance::maintenance_loop;
 use oplog::LogOp;
@@ -469,6 +471,18 @@ impl VectorStore for EmbeddedVectorStore {
                 .collect()
         })
         .await
+    }
+
+    async fn scroll(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        from: Option<PointId>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Record>, Option<PointId>)> {
+        let c = self.require(tenant, collection)?;
+        let tenant = tenant.clone();
+        blocking(move || scroll_owned(&c, &tenant, from, limit)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -18,8 +18,10 @@ use super::tenant;
 use crate::backends;
 
 mod documents;
+mod export;
 
 use documents::documents;
+use export::exports;
 
 fn props(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap_or_default()
@@ -257,6 +259,7 @@ async fn embedded_graph_store_meets_the_contract() {
     let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
     nodes_and_relationships(store.as_ref()).await;
     documents(store.as_ref()).await;
+    exports(store.as_ref()).await;
     store.close().await.unwrap();
 }
 
@@ -280,6 +283,7 @@ async fn bolt_graph_store_meets_the_contract() {
     .unwrap();
     nodes_and_relationships(&store).await;
     documents(&store).await;
+    exports(&store).await;
 }
 
 fn cypher(

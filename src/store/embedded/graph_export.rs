@@ -1,0 +1,54 @@
+//! Reading the embedded graph out to copy it to another store (`ragbrain migrate`),
+//! through the statements every executor shares.
+
+use serde_json::Value;
+
+use super::graph::{GRAPH_PREFIX, Inner};
+use super::lock;
+use crate::domain::graph::{Node, Relationship};
+use crate::domain::principal::Tenant;
+use crate::store::cypher::{NODE_COLUMNS, export as q};
+use crate::store::graph_exec::{export, list};
+use crate::store::{GraphSize, StoreResult};
+
+impl Inner {
+    pub(super) fn tenants(&self) -> Vec<Tenant> {
+        let mut tenants: Vec<Tenant> = lock(&self.graphs)
+            .iter()
+            .filter_map(|g| g.strip_prefix(GRAPH_PREFIX).and_then(Tenant::parse))
+            .collect();
+        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        tenants
+    }
+
+    pub(super) fn size(&self, tenant: &Tenant) -> StoreResult<GraphSize> {
+        let nodes = self.read_rows(tenant, q::NODES_COUNT, &q::NODE_COUNT_COLUMNS, vec![])?;
+        let relationships = self.read_rows(
+            tenant,
+            q::RELATIONSHIPS_COUNT,
+            &q::RELATIONSHIP_COUNT_COLUMNS,
+            vec![],
+        )?;
+        export::size(&nodes, &relationships)
+    }
+
+    pub(super) fn export_nodes(
+        &self,
+        tenant: &Tenant,
+        after: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Vec<Node>> {
+        let params = vec![("after", export::after(after))];
+        export::nodes(&self.read_rows(tenant, &q::nodes(limit), &NODE_COLUMNS, params)?)
+    }
+
+    pub(super) fn export_relationships(
+        &self,
+        tenant: &Tenant,
+        from: Vec<String>,
+    ) -> StoreResult<Vec<Relationship>> {
+        let params: Vec<(&'static str, Value)> = vec![("ids", list(from))];
+        let rows = self.read_rows(tenant, q::RELATIONSHIPS, &q::RELATIONSHIP_COLUMNS, params)?;
+        export::relationships(&rows)
+    }
+}
