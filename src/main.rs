@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod progress;
 use ragbrain::app::Application;
 use ragbrain::config::Settings;
 
@@ -46,6 +48,10 @@ enum Command {
     /// Snapshots of the embedded stores (see docs/OPERATIONS.md, "Backups").
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Copy keys, collections, graphs and ingest statuses from the stores of one
+    /// configuration into those of another (see docs/OPERATIONS.md, "Moving to
+    /// production engines"); the source's server must be stopped.
+    Migrate(MigrateCli),
     /// Exit 0 when the server answers 200 at the URL (for container health checks, where
     /// the image has no curl).
     Healthcheck {
@@ -73,6 +79,22 @@ enum SnapshotCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct MigrateCli {
+    /// The configuration whose stores are copied.
+    #[arg(long)]
+    from_config: PathBuf,
+    /// The configuration whose stores receive the copy.
+    #[arg(long)]
+    to_config: PathBuf,
+    /// Copy only this tenant's data.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Where progress is kept, so an interrupted run resumes (removed when done).
+    #[arg(long, default_value = "ragbrain-migrate.state.json")]
+    state: PathBuf,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -116,6 +138,7 @@ async fn main() -> ExitCode {
         Some(Command::Worker(args)) => (args, true),
         Some(Command::Healthcheck { url }) => return healthcheck(&url).await,
         Some(Command::Snapshot(command)) => return snapshot(command).await,
+        Some(Command::Migrate(args)) => return migrate(args).await,
         None => (cli.serve, false),
     };
     let settings = match settings(args) {
@@ -207,6 +230,78 @@ async fn snapshot(command: SnapshotCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("ragbrain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(cli: MigrateCli) -> ExitCode {
+    let load =
+        |path: &PathBuf| Settings::load(Some(path)).map_err(|e| format!("{}: {e}", path.display()));
+    let tenant = match cli
+        .tenant
+        .as_deref()
+        .map(ragbrain::domain::principal::Tenant::parse)
+    {
+        Some(None) => {
+            eprintln!("ragbrain: --tenant: not a valid tenant name");
+            return ExitCode::from(2);
+        }
+        other => other.flatten(),
+    };
+    let (from, to) = match (load(&cli.from_config), load(&cli.to_config)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ragbrain: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ragbrain::telemetry::init(&from.log);
+    let name = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    let fingerprint = format!(
+        "{} -> {}{}",
+        name(&cli.from_config).display(),
+        name(&cli.to_config).display(),
+        tenant
+            .as_ref()
+            .map(|t| format!(" (tenant {t})"))
+            .unwrap_or_default()
+    );
+    let args = ragbrain::app::MigrateArgs {
+        from,
+        to,
+        tenant,
+        state_file: cli.state,
+        fingerprint,
+    };
+    let mut bar = progress::Bar::new();
+    let report = match ragbrain::app::migrate(args, &mut |p| bar.show(&p)).await {
+        Ok(report) => report,
+        Err(e) => {
+            bar.clear();
+            eprintln!("ragbrain: migration stopped: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if report.resumed {
+        println!("resumed an interrupted migration");
+    }
+    println!("{:<40} {:>12} {:>12}", "count check", "source", "target");
+    for c in &report.checks {
+        let mark = if c.source == c.target {
+            ""
+        } else {
+            "  MISMATCH"
+        };
+        println!("{:<40} {:>12} {:>12}{mark}", c.what, c.source, c.target);
+    }
+    match report.mismatches().count() {
+        0 => {
+            println!("ragbrain: migration complete; every count matches");
+            ExitCode::SUCCESS
+        }
+        n => {
+            eprintln!("ragbrain: {n} counts differ between source and target");
             ExitCode::FAILURE
         }
     }

@@ -235,4 +235,13 @@ impl Settings {
             || (self.rate_limit.enabled && self.rate_limit.backend == RateLimitBackend::Redis)
             || (self.audit.enabled && self.audit.backend == AuditBackend::Redis)
     }
+
+    /// Whether any store a migration copies (vectors, graph, events, keys) is the
+    /// embedded one, kept under `server.data_dir`.
+    pub fn uses_embedded_store(&self) -> bool {
+        matches!(self.vectors.backend, VectorBackend::Embedded)
+            || matches!(self.graph.backend, GraphBackend::Embedded)
+            || matches!(self.events.backend, EventBackend::Embedded)
+            || self.auth.backend == AuthBackend::Embedded
+    }
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
+pub mod migrate;
 pub mod ratelimit;
 pub mod snapshots;
 pub mod vectors;

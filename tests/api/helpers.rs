@@ -109,6 +109,27 @@ pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
     }
 }
 
+/// A server on a data directory filled elsewhere (by a restore or a migration),
+/// signing in with `admin_key`, an admin key its stores already hold.
+pub async fn spawn_app_in(
+    data_dir: TempDir,
+    configure: fn(&mut Settings),
+    admin_key: String,
+) -> TestApp {
+    let started = start(data_dir.path(), configure).await;
+    TestApp {
+        address: started.address,
+        admin_port: started.admin_port,
+        client: reqwest::Client::new(),
+        admin_key,
+        data_dir,
+        configure,
+        stop: Some(started.stop),
+        server: Some(started.server),
+        ingest: started.ingest,
+    }
+}
+
 impl TestApp {
     /// Stops the server gracefully (stores closed) and starts a new one on the same data.
     pub async fn restart(&mut self) {

@@ -33,6 +33,7 @@ mod layering;
 mod lexical;
 mod logs;
 mod metrics;
+mod migrate;
 mod openapi;
 mod persistence;
 mod quantization;
