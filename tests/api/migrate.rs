@@ -264,3 +264,73 @@ async fn migrate_refuses_a_source_with_events_waiting() {
         "{stderr}"
     );
 }
+
+/// Killed in the middle of a collection, the same command carries on from the page it
+/// saved and ends with every count matching.
+#[tokio::test]
+async fn an_interrupted_migration_resumes_at_its_last_saved_page() {
+    let configs = tempfile::tempdir().unwrap();
+    let mut source = spawn_app().await;
+    let key = source.key("acme", &["write"]).await;
+    source.create_collection(&key, "bulk", 4).await;
+    for batch in 0..20u64 {
+        let points: Vec<Value> = (0..1000u64)
+            .map(|i| {
+                let id = batch * 1000 + i + 1;
+                json!({"id": id, "vector": [1.0, id as f32, 0.0, 1.0], "payload": {"n": id}})
+            })
+            .collect();
+        let body = json!({"collection": "bulk", "points": points});
+        let r = source
+            .call(Method::POST, "/vectors/upsert", &key, Some(body))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    source.shutdown().await;
+    let a = embedded_toml(configs.path(), source.data_dir.path(), "a.toml");
+    let target = tempfile::tempdir().unwrap();
+    let b = embedded_toml(configs.path(), target.path(), "b.toml");
+
+    let state = a.with_extension("state.json");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ragbrain"))
+        .arg("migrate")
+        .arg("--from-config")
+        .arg(&a)
+        .arg("--to-config")
+        .arg(&b)
+        .arg("--state")
+        .arg(&state)
+        .env("RAGBRAIN__LOG__LEVEL", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has saved a page of the collection.
+    loop {
+        let saved = std::fs::read_to_string(&state).unwrap_or_default();
+        if saved.contains("\"points acme/bulk\"") {
+            first.kill().unwrap();
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the migration ended before it could be interrupted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let _ = first.wait();
+
+    let stdout = assert_migrated(&migrate(&a, &b, &[]));
+    assert!(
+        stdout.contains("resumed an interrupted migration"),
+        "{stdout}"
+    );
+    let bulk = stdout
+        .lines()
+        .find(|l| l.starts_with("points acme/bulk"))
+        .unwrap();
+    assert_eq!(
+        bulk.split_whitespace().skip(2).collect::<Vec<_>>(),
+        ["20000", "20000"],
+        "{stdout}"
+    );
+}
