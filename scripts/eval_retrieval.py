@@ -86,11 +86,13 @@ class Server:
             raise SystemExit(f"{method} {path}: {resp.status} {data[:300]!r}")
         return json.loads(data) if data else None
 
-    def stop(self):
+    def stop(self, remove=True):
+        """Stops the server; its data directory stays when `remove` is false."""
         self.proc.terminate()
         self.proc.wait(timeout=60)
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ingest(server, corpus, poll=0.2):
