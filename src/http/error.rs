@@ -139,6 +139,7 @@ impl From<StoreError> for ApiError {
                 e.retry_after
                     .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.as_secs().max(1)),
             ),
+            ErrorKind::Busy => ApiError::Unavailable(e.message, DEFAULT_RETRY_AFTER_SECS),
             ErrorKind::Timeout => ApiError::Timeout(e.message),
             ErrorKind::Upstream => ApiError::BadGateway(e.message),
             ErrorKind::Internal => ApiError::Internal(e.message),

@@ -50,6 +50,7 @@ fn class(kind: ErrorKind) -> &'static str {
         ErrorKind::Conflict => "conflict",
         ErrorKind::Invalid => "invalid",
         ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Busy => "busy",
         ErrorKind::Timeout => "timeout",
         ErrorKind::Upstream => "upstream",
         ErrorKind::Internal => "internal",

@@ -45,6 +45,9 @@ pub enum ErrorKind {
     Invalid,
     /// The backend cannot serve now; retrying later may work.
     Unavailable,
+    /// The backend is healthy but refused this call because of a concurrent change to
+    /// the same data (a deadlock or lock conflict); retrying soon may work.
+    Busy,
     Timeout,
     /// The backend answered with an error of its own.
     Upstream,
@@ -74,6 +77,10 @@ impl StoreError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Busy, message)
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -300,4 +301,55 @@ async fn production_toml_starts_the_server_against_the_real_servers() {
     assert_eq!(status["status"], "processed", "{status}");
     server.kill().unwrap();
     let _ = server.wait();
+}
+
+/// Sixteen clients linking 64 nodes to one hub at once on the Bolt server: the deadlocks
+/// the server reports between them are retried, every write succeeds, and the circuit
+/// breaker stays closed for everyone else.
+#[tokio::test]
+async fn concurrent_writes_to_one_hub_on_the_bolt_server_all_succeed() {
+    if !backends::available() {
+        return;
+    }
+    let mut app = spawn_app_with(backends::production).await;
+    let tenant = backends::unique(&app.data_dir.path().to_path_buf());
+    let key = app.key(&tenant, &["write"]).await;
+    let node = |id: String| json!({"id": id, "labels": ["Person"]});
+    app.json(Method::POST, "/graphs/node", &key, Some(node("hub".into())))
+        .await;
+    for i in 0..64 {
+        app.json(
+            Method::POST,
+            "/graphs/node",
+            &key,
+            Some(node(format!("n{i}"))),
+        )
+        .await;
+    }
+    let statuses: Vec<u16> = futures_util::stream::iter(0..64)
+        .map(|i| {
+            let body = json!({"from": format!("n{i}"), "to": "hub", "type": "KNOWS"});
+            let (app, key) = (&app, &key);
+            async move {
+                let r = app
+                    .call(Method::POST, "/graphs/relationship", key, Some(body))
+                    .await;
+                r.status().as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| (200..300).contains(s)),
+        "{statuses:?}"
+    );
+    let near = json!({"id": "hub", "hops": 1, "limit": 100});
+    let near = app
+        .json(Method::POST, "/graphs/neighbors", &key, Some(near))
+        .await;
+    assert_eq!(near["neighbors"].as_array().unwrap().len(), 64);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"circuit_breaker_state{backend="neo4j"} 0"#));
+    app.shutdown().await;
 }

@@ -31,6 +31,9 @@ pub(super) fn bolt_err(e: neo4rs::Error) -> StoreError {
             let code = n.code();
             if code.contains("ConstraintValidationFailed") {
                 ErrorKind::Conflict
+            } else if code.contains("TransientError.Transaction") {
+                // Deadlocks and lock conflicts between concurrent writers.
+                ErrorKind::Busy
             } else if code.contains("TransientError") {
                 ErrorKind::Unavailable
             } else if code.contains("ClientError") {

@@ -180,6 +180,7 @@ impl Resilience {
             Err(e) => match e.kind {
                 ErrorKind::Timeout => "timeout",
                 ErrorKind::Unavailable => "unavailable",
+                ErrorKind::Busy => "busy",
                 _ => "error",
             },
         };
@@ -325,14 +326,16 @@ fn full_jitter(policy: &Policy) -> impl backon::Backoff {
         .map(|d| d.mul_f64(rand::random::<f64>()))
 }
 
-/// Failures that say the backend is unhealthy (and not that the request was wrong).
+/// Failures that say the backend is unhealthy (and not that the request was wrong, or
+/// lost a race with another writer: a healthy server reports deadlocks under write
+/// contention, and counting them would open the breaker on every caller).
 fn is_failure(e: &StoreError) -> bool {
     matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable)
 }
 
 /// Transient failures worth another attempt; a breaker rejection is not one.
 fn retryable(e: &StoreError) -> bool {
-    is_failure(e) && e.retry_after.is_none()
+    (is_failure(e) || e.kind == ErrorKind::Busy) && e.retry_after.is_none()
 }
 
 #[cfg(test)]

@@ -265,3 +265,39 @@ async fn a_slow_backend_times_out_and_counts_as_a_failure() {
         .await;
     assert_eq!(r.state(), BreakerState::Open);
 }
+
+/// A deadlock between concurrent writers is retried like an outage, but a healthy
+/// server reporting one never opens the breaker for every other caller.
+#[tokio::test(start_paused = true)]
+async fn busy_is_retried_and_never_opens_the_breaker() {
+    let metrics = Metrics::new();
+    let r = Resilience::new("neo4j", policy(), &metrics);
+    let calls = AtomicU32::new(0);
+    for _ in 0..5 {
+        let e = r
+            .run("upsert_relationship", Retry::Idempotent, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<u32, _>(StoreError::busy("deadlock detected"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 15, "three attempts per call");
+    assert_eq!(r.state(), BreakerState::Closed);
+    // A busy attempt followed by a success is one call that succeeded.
+    let tries = AtomicU32::new(0);
+    let ok = r
+        .run("upsert_relationship", Retry::Idempotent, || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(StoreError::busy("deadlock detected")),
+                _ => Ok(3),
+            }
+        })
+        .await;
+    assert_eq!(ok.unwrap(), 3);
+    let text = metrics.render();
+    assert!(text.contains(
+        r#"backend_requests_total{backend="neo4j",op="upsert_relationship",outcome="busy"} 16"#
+    ));
+}
