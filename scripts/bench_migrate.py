@@ -40,7 +40,9 @@ def main():
         with open(path) as f:
             corpus.extend(json.load(f)["corpus"])
     docs = list(paragraphs(corpus, args.paragraphs))
-    server = Server(binary, {})
+    # A tenant of its own: a production target may be shared (its count check would
+    # see other runs' data).
+    server = Server(binary, {"RAGBRAIN__AUTH__BOOTSTRAP_TENANT": f"bench{int(time.time())}"})
     work = tempfile.mkdtemp(prefix="ragbrain-migrate-")
     try:
         for i in range(0, len(docs), 1000):
@@ -54,7 +56,7 @@ def main():
             target = os.path.join(work, "target.toml")
             with open(target, "w") as f:
                 f.write(f"[server]\ndata_dir = {json.dumps(os.path.join(work, 'data'))}\n")
-        env = {**os.environ, "RAGBRAIN__LOG__LEVEL": "warn"}
+        env = {"RAGBRAIN__LOG__LEVEL": "warn", **os.environ}
         started = time.perf_counter()
         done = subprocess.run(
             [binary, "migrate", "--from-config", source, "--to-config", target,

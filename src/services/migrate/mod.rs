@@ -10,6 +10,7 @@ mod state;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -18,7 +19,7 @@ use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionName, CollectionSpec, Point, PointId};
 use crate::services::error::ServiceError;
 use crate::store::open::Stores;
-use crate::store::{StoreError, TenantStatus};
+use crate::store::{ErrorKind, StoreError, StoreResult, TenantStatus};
 use state::State;
 
 /// Points per page read and written.
@@ -29,6 +30,10 @@ const NODE_PAGE: usize = 500;
 const STATUS_PAGE: usize = 500;
 /// Graph writes in flight at once: the target's commits (or round trips) overlap.
 const GRAPH_WRITES: usize = 16;
+/// Times a graph write that lost a race with another of the copy's writers is tried
+/// again (after the resilience layer's own attempts), and the first pause before it.
+const BUSY_RETRIES: u32 = 8;
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// One migration: from which stores to which, and where its progress is kept.
 pub struct Migration {
@@ -79,6 +84,28 @@ type Result<T> = std::result::Result<T, ServiceError>;
 /// A store error, naming the step it stopped.
 fn at(step: &str) -> impl Fn(StoreError) -> ServiceError + '_ {
     move |e| ServiceError::Store(StoreError::new(e.kind, format!("{step}: {}", e.message)))
+}
+
+/// Runs a graph write until it does not come back [`ErrorKind::Busy`] (at most
+/// [`BUSY_RETRIES`] more times), pausing a random time up to a doubling bound between
+/// tries: many relationships of a page end at the same hub node, and a Bolt server
+/// reports a deadlock when two transactions change it at once.
+async fn patiently<T, F, Fut>(mut write: F) -> StoreResult<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut bound = BUSY_PAUSE;
+    for _ in 0..BUSY_RETRIES {
+        match write().await {
+            Err(e) if e.kind == ErrorKind::Busy => {
+                tokio::time::sleep(bound.mul_f64(rand::random::<f64>())).await;
+                bound = (bound * 2).min(Duration::from_secs(2));
+            }
+            done => return done.map(drop),
+        }
+    }
+    write().await.map(drop)
 }
 
 impl Migration {
@@ -312,7 +339,7 @@ impl Migration {
                         labels: n.labels,
                         properties: n.properties,
                     };
-                    graph.upsert_node(tenant, node).await.map(drop)
+                    patiently(|| graph.upsert_node(tenant, node.clone())).await
                 })
                 .buffer_unordered(GRAPH_WRITES)
                 .try_collect::<()>()
@@ -370,7 +397,7 @@ impl Migration {
                         rel_type: r.rel_type,
                         properties: r.properties,
                     };
-                    graph.upsert_relationship(tenant, rel).await.map(drop)
+                    patiently(|| graph.upsert_relationship(tenant, rel.clone())).await
                 })
                 .buffer_unordered(GRAPH_WRITES)
                 .try_collect::<()>()
