@@ -207,7 +207,7 @@ pub mod documents {
 /// Copying a tenant's graph to another store (`ragbrain migrate`): nodes page by id,
 /// relationships by the nodes they leave.
 pub mod export {
-    use super::NODE_RETURN;
+    use super::{NODE_RETURN, label_list, quoted};
 
     pub const NODE_COUNT_COLUMNS: [&str; 1] = ["count(n)"];
     pub const NODES_COUNT: &str = "MATCH (n {tenant: $tenant}) RETURN count(n)";
@@ -228,4 +228,39 @@ pub mod export {
     pub const RELATIONSHIPS: &str = "UNWIND $ids AS id \
          MATCH (a {id: id, tenant: $tenant})-[r]->(b {tenant: $tenant}) \
          RETURN a.id, type(r), b.id, properties(r)";
+
+    /// `n.id` of the nodes in `$ids` that exist.
+    pub const EXISTING: &str = "UNWIND $ids AS id MATCH (n {id: id, tenant: $tenant}) RETURN n.id";
+    pub const EXISTING_COLUMNS: [&str; 1] = ["n.id"];
+
+    /// `$nodes`: list of `{id, props}`, none existing yet, each created with `labels`.
+    pub fn create_nodes(labels: &[String]) -> String {
+        format!(
+            "UNWIND $nodes AS n CREATE (x{} {{id: n.id, tenant: $tenant}}) SET x += n.props",
+            label_list(labels)
+        )
+    }
+
+    /// `$nodes`: list of `{id, props}`, all existing: `labels` added, properties set.
+    pub fn update_nodes(labels: &[String]) -> String {
+        let set_labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!(" SET x{}", label_list(labels))
+        };
+        format!(
+            "UNWIND $nodes AS n MATCH (x {{id: n.id, tenant: $tenant}}){set_labels} \
+             SET x += n.props"
+        )
+    }
+
+    /// `$rels`: list of `{from, to, props}`: one `rel_type` edge merged between the
+    /// ends, which must exist (a pair with a missing end matches nothing).
+    pub fn merge_relationships(rel_type: &str) -> String {
+        format!(
+            "UNWIND $rels AS r MATCH (a {{id: r.from, tenant: $tenant}}) \
+             MATCH (b {{id: r.to, tenant: $tenant}}) MERGE (a)-[x:{}]->(b) SET x += r.props",
+            quoted(rel_type)
+        )
+    }
 }

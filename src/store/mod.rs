@@ -301,6 +301,16 @@ pub trait GraphStore: Send + Sync {
         after: Option<String>,
         limit: usize,
     ) -> StoreResult<Vec<Node>>;
+    /// Writes nodes and relationships copied from another store, as they are, in one
+    /// transaction: nodes merged on id (labels added, properties set), then
+    /// relationships merged on their ends and type (properties set; one whose end does
+    /// not exist is skipped).
+    async fn import(
+        &self,
+        tenant: &Tenant,
+        nodes: Vec<NodeUpsert>,
+        relationships: Vec<RelationshipUpsert>,
+    ) -> StoreResult<()>;
     /// Every relationship leaving the given nodes.
     async fn export_relationships(
         &self,

@@ -12,8 +12,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
-
 use crate::domain::graph::{Node, NodeUpsert, RelationshipUpsert};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionName, CollectionSpec, Point, PointId};
@@ -28,10 +26,11 @@ const POINT_PAGE: usize = 256;
 const NODE_PAGE: usize = 500;
 /// Statuses per page.
 const STATUS_PAGE: usize = 500;
-/// Graph writes in flight at once: the target's commits (or round trips) overlap.
-const GRAPH_WRITES: usize = 16;
-/// Times a graph write that lost a race with another of the copy's writers is tried
-/// again (after the resilience layer's own attempts), and the first pause before it.
+/// Relationships per graph transaction: a page of nodes may lead to a hub's thousands.
+const RELATIONSHIP_BATCH: usize = 2_000;
+/// Times a graph write that lost a race with another writer (the target may be serving
+/// already) is tried again after the resilience layer's own attempts, and the first
+/// pause before it.
 const BUSY_RETRIES: u32 = 8;
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -88,8 +87,8 @@ fn at(step: &str) -> impl Fn(StoreError) -> ServiceError + '_ {
 
 /// Runs a graph write until it does not come back [`ErrorKind::Busy`] (at most
 /// [`BUSY_RETRIES`] more times), pausing a random time up to a doubling bound between
-/// tries: many relationships of a page end at the same hub node, and a Bolt server
-/// reports a deadlock when two transactions change it at once.
+/// tries: a Bolt server reports a deadlock when another transaction changes the same
+/// node (a hub) at once.
 async fn patiently<T, F, Fut>(mut write: F) -> StoreResult<()>
 where
     F: FnMut() -> Fut,
@@ -331,18 +330,15 @@ impl Migration {
                 break;
             };
             copied += page.len() as u64;
-            let graph = &self.to.graph;
-            stream::iter(page)
-                .map(|n| async move {
-                    let node = NodeUpsert {
-                        id: n.id,
-                        labels: n.labels,
-                        properties: n.properties,
-                    };
-                    patiently(|| graph.upsert_node(tenant, node.clone())).await
+            let nodes: Vec<NodeUpsert> = page
+                .into_iter()
+                .map(|n| NodeUpsert {
+                    id: n.id,
+                    labels: n.labels,
+                    properties: n.properties,
                 })
-                .buffer_unordered(GRAPH_WRITES)
-                .try_collect::<()>()
+                .collect();
+            patiently(|| self.to.graph.import(tenant, nodes.clone(), Vec::new()))
                 .await
                 .map_err(at(&step))?;
             state.advance(&step, last)?;
@@ -388,21 +384,20 @@ impl Migration {
                 .await
                 .map_err(at(&step))?;
             copied += rels.len() as u64;
-            let graph = &self.to.graph;
-            stream::iter(rels)
-                .map(|r| async move {
-                    let rel = RelationshipUpsert {
-                        from: r.from,
-                        to: r.to,
-                        rel_type: r.rel_type,
-                        properties: r.properties,
-                    };
-                    patiently(|| graph.upsert_relationship(tenant, rel.clone())).await
+            let rels: Vec<RelationshipUpsert> = rels
+                .into_iter()
+                .map(|r| RelationshipUpsert {
+                    from: r.from,
+                    to: r.to,
+                    rel_type: r.rel_type,
+                    properties: r.properties,
                 })
-                .buffer_unordered(GRAPH_WRITES)
-                .try_collect::<()>()
-                .await
-                .map_err(at(&step))?;
+                .collect();
+            for batch in rels.chunks(RELATIONSHIP_BATCH) {
+                patiently(|| self.to.graph.import(tenant, Vec::new(), batch.to_vec()))
+                    .await
+                    .map_err(at(&step))?;
+            }
             state.advance(&step, last)?;
             progress(Progress {
                 step: &step,

@@ -429,6 +429,21 @@ impl GraphStore for EmbeddedGraphStore {
         .await
     }
 
+    async fn import(
+        &self,
+        tenant: &Tenant,
+        nodes: Vec<NodeUpsert>,
+        relationships: Vec<RelationshipUpsert>,
+    ) -> StoreResult<()> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        blocking(move || {
+            inner.write(&tenant, |inner| {
+                inner.import(&tenant, &nodes, &relationships)
+            })
+        })
+        .await
+    }
+
     async fn export_relationships(
         &self,
         tenant: &Tenant,

@@ -391,6 +391,18 @@ impl Inner {
         Ok(existed)
     }
 
+    /// [`shared::export::import`] in one transaction; call as the tenant's writer.
+    pub(super) fn import(
+        &self,
+        tenant: &Tenant,
+        nodes: &[NodeUpsert],
+        relationships: &[RelationshipUpsert],
+    ) -> StoreResult<()> {
+        self.in_transaction(tenant, |tx| {
+            now(shared::export::import(tx, nodes, relationships))
+        })
+    }
+
     /// One transaction, rolled back on error. Call as the tenant's writer
     /// ([`Inner::locked`]).
     fn in_transaction<T>(

@@ -453,6 +453,21 @@ impl GraphStore for Neo4jGraphStore {
         export::nodes(&rows)
     }
 
+    async fn import(
+        &self,
+        tenant: &Tenant,
+        nodes: Vec<NodeUpsert>,
+        relationships: Vec<RelationshipUpsert>,
+    ) -> StoreResult<()> {
+        self.guard
+            .run("import", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = export::import(&mut tx, &nodes, &relationships).await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
     async fn export_relationships(
         &self,
         tenant: &Tenant,
