@@ -5,7 +5,7 @@ Starts the server like scripts/eval_retrieval.py (embedded stores, temporary dat
 directory), ingests --paragraphs paragraphs of the DATASETs (copies get ids "p~k", as in
 scripts/bench_ingest.py), stops it, and times `ragbrain migrate` from that directory into
 the stores of --to (a configuration file; by default embedded stores in a new temporary
-directory). Prints the command's count table and the time it took.
+directory). Prints each step's time, the command's count table and the total time.
 
     scripts/bench_migrate.py --binary target/release/ragbrain --paragraphs 10000 \\
         ../shared/eval-dev/musique_dev100.json ../shared/eval-dev/hotpotqa_dev100.json
@@ -63,6 +63,7 @@ def main():
              "--state", os.path.join(work, "state.json")],
             env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - started
+        print(done.stderr, end="")
         print(done.stdout, end="")
         if done.returncode != 0:
             raise SystemExit(f"migrate failed ({done.returncode}):\n{done.stderr}")

@@ -207,7 +207,7 @@ pub mod documents {
 /// Copying a tenant's graph to another store (`ragbrain migrate`): nodes page by id,
 /// relationships by the nodes they leave.
 pub mod export {
-    use super::{NODE_RETURN, label_list, quoted};
+    use super::{label_list, quoted};
 
     pub const NODE_COUNT_COLUMNS: [&str; 1] = ["count(n)"];
     pub const NODES_COUNT: &str = "MATCH (n {tenant: $tenant}) RETURN count(n)";
@@ -215,13 +215,19 @@ pub mod export {
     pub const RELATIONSHIPS_COUNT: &str =
         "MATCH (a {tenant: $tenant})-[r]->(b {tenant: $tenant}) RETURN count(r)";
 
-    /// The tenant's nodes after `$after` in id order, [`super::NODE_COLUMNS`] each.
-    pub fn nodes(limit: usize) -> String {
+    /// The ids of the tenant's nodes after `$after`, in order ([`EXISTING_COLUMNS`]).
+    /// Ids only: grafeo builds every returned expression of every candidate row before
+    /// it sorts, so returning whole nodes here cost a page a scan of every node's
+    /// properties.
+    pub fn node_ids(limit: usize) -> String {
         format!(
-            "MATCH (n {{tenant: $tenant}}) WHERE n.id > $after RETURN {NODE_RETURN} \
+            "MATCH (n {{tenant: $tenant}}) WHERE n.id > $after RETURN n.id \
              ORDER BY n.id LIMIT {limit}"
         )
     }
+
+    /// The nodes in `$ids`, [`super::NODE_COLUMNS`] each, through the id index.
+    pub const NODES: &str = "UNWIND $ids AS id MATCH (n {id: id, tenant: $tenant}) RETURN n.id, labels(n), properties(n)";
 
     pub const RELATIONSHIP_COLUMNS: [&str; 4] = ["a.id", "type(r)", "b.id", "properties(r)"];
     /// Every relationship leaving a node in `$ids`.

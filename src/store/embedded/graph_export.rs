@@ -39,7 +39,9 @@ impl Inner {
         limit: usize,
     ) -> StoreResult<Vec<Node>> {
         let params = vec![("after", export::after(after))];
-        export::nodes(&self.read_rows(tenant, &q::nodes(limit), &NODE_COLUMNS, params)?)
+        let rows = self.read_rows(tenant, &q::node_ids(limit), &q::EXISTING_COLUMNS, params)?;
+        let ids = list(export::ids(&rows)?);
+        export::nodes(&self.read_rows(tenant, q::NODES, &NODE_COLUMNS, vec![("ids", ids)])?)
     }
 
     pub(super) fn export_relationships(

@@ -16,12 +16,20 @@ pub fn after(after: Option<String>) -> Value {
     Value::from(after.unwrap_or_default())
 }
 
-/// Rows of [`crate::store::cypher::NODE_COLUMNS`].
+/// Rows of [`q::EXISTING_COLUMNS`]: node ids.
+pub fn ids(rows: &Rows) -> StoreResult<Vec<String>> {
+    rows.iter()
+        .map(|r| r.text(q::EXISTING_COLUMNS[0]))
+        .collect()
+}
+
+/// Rows of [`crate::store::cypher::NODE_COLUMNS`], in id order.
 pub fn nodes(rows: &Rows) -> StoreResult<Vec<Node>> {
     let mut out = Vec::new();
     for r in rows.iter() {
         out.extend(node_from(&r)?);
     }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
@@ -62,14 +70,11 @@ pub async fn import(
     relationships: &[RelationshipUpsert],
 ) -> StoreResult<()> {
     if !nodes.is_empty() {
-        let ids = list(nodes.iter().map(|n| n.id.as_str()));
+        let wanted = list(nodes.iter().map(|n| n.id.as_str()));
         let rows = tx
-            .run(q::EXISTING, &q::EXISTING_COLUMNS, vec![("ids", ids)])
+            .run(q::EXISTING, &q::EXISTING_COLUMNS, vec![("ids", wanted)])
             .await?;
-        let existing: HashSet<String> = rows
-            .iter()
-            .map(|r| r.text(q::EXISTING_COLUMNS[0]))
-            .collect::<StoreResult<_>>()?;
+        let existing: HashSet<String> = ids(&rows)?.into_iter().collect();
         let mut groups: BTreeMap<(bool, Vec<String>), Vec<Value>> = BTreeMap::new();
         for n in nodes {
             let mut labels = n.labels.clone();

@@ -445,9 +445,19 @@ impl GraphStore for Neo4jGraphStore {
             .read(
                 "export_nodes",
                 tenant,
-                &export_q::nodes(limit),
-                &NODE_COLUMNS,
+                &export_q::node_ids(limit),
+                &export_q::EXISTING_COLUMNS,
                 vec![("after", export::after(after))],
+            )
+            .await?;
+        let ids = list(export::ids(&rows)?);
+        let rows = self
+            .read(
+                "export_nodes",
+                tenant,
+                export_q::NODES,
+                &NODE_COLUMNS,
+                vec![("ids", ids)],
             )
             .await?;
         export::nodes(&rows)
