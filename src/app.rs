@@ -256,7 +256,7 @@ pub struct MigrateArgs {
 /// into the second ([`Migration`](crate::services::migrate::Migration)).
 pub async fn migrate(
     args: MigrateArgs,
-    progress: &mut (dyn FnMut(crate::services::migrate::Progress<'_>) + Send),
+    progress: &mut crate::services::migrate::ProgressFn<'_>,
 ) -> Result<crate::services::migrate::Report, String> {
     let source_dir = &args.from.server.data_dir;
     if args.from.uses_embedded_store() && !source_dir.is_dir() {

@@ -55,6 +55,29 @@ pub struct RelationshipUpsert {
     pub properties: Properties,
 }
 
+/// A stored node, written again as it is (copying a graph to another store).
+impl From<Node> for NodeUpsert {
+    fn from(n: Node) -> Self {
+        Self {
+            id: n.id,
+            labels: n.labels,
+            properties: n.properties,
+        }
+    }
+}
+
+/// A stored relationship, written again as it is.
+impl From<Relationship> for RelationshipUpsert {
+    fn from(r: Relationship) -> Self {
+        Self {
+            from: r.from,
+            to: r.to,
+            rel_type: r.rel_type,
+            properties: r.properties,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FindNodes {
     pub label: String,

@@ -91,22 +91,12 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with settings changed by `configure` (kept across restarts).
 pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let started = start(data_dir.path(), configure).await;
-    let admin_key = std::fs::read_to_string(data_dir.path().join("bootstrap-admin.key"))
+    let mut app = spawn_app_in(data_dir, configure, String::new()).await;
+    app.admin_key = std::fs::read_to_string(app.data_dir.path().join("bootstrap-admin.key"))
         .expect("bootstrap key file")
         .trim()
         .to_owned();
-    TestApp {
-        address: started.address,
-        admin_port: started.admin_port,
-        client: reqwest::Client::new(),
-        admin_key,
-        data_dir,
-        configure,
-        stop: Some(started.stop),
-        server: Some(started.server),
-        ingest: started.ingest,
-    }
+    app
 }
 
 /// A server on a data directory filled elsewhere (by a restore or a migration),

@@ -109,10 +109,53 @@ where
     write().await.map(drop)
 }
 
+/// Where progress goes: the CLI's progress bar.
+pub type ProgressFn<'p> = dyn FnMut(Progress<'_>) + Send + 'p;
+
+/// One step's count, reported after every page and once when the step is done.
+struct Tally<'a, 'p> {
+    step: &'a str,
+    total: Option<u64>,
+    copied: u64,
+    progress: &'a mut ProgressFn<'p>,
+}
+
+impl<'a, 'p> Tally<'a, 'p> {
+    fn new(step: &'a str, total: Option<u64>, progress: &'a mut ProgressFn<'p>) -> Self {
+        Self {
+            step,
+            total,
+            copied: 0,
+            progress,
+        }
+    }
+
+    fn page(&mut self, copied: usize) {
+        self.copied += copied as u64;
+        self.report(false);
+    }
+
+    /// Records the step as done in the state file, then reports it finished.
+    fn done(mut self, state: &mut State) -> Result<()> {
+        state.finish(self.step)?;
+        self.report(true);
+        Ok(())
+    }
+
+    fn report(&mut self, finished: bool) {
+        (self.progress)(Progress {
+            step: self.step,
+            copied: self.copied,
+            total: self.total,
+            finished,
+        });
+    }
+}
+
 impl Migration {
     /// Copies everything, then counts. The source must have no events waiting to be
     /// processed: their statuses would be copied as `pending` with no event behind them.
-    pub async fn run(&self, progress: &mut (dyn FnMut(Progress<'_>) + Send)) -> Result<Report> {
+    pub async fn run(&self, progress: &mut ProgressFn<'_>) -> Result<Report> {
         let waiting = self.from.events.pending().await.map_err(at("events"))?;
         if waiting > 0 {
             return Err(ServiceError::Conflict(format!(
@@ -124,9 +167,8 @@ impl Migration {
         let mut state = State::load(&self.state_file, &self.fingerprint)?;
         let resumed = state.resumed;
         self.keys(&mut state, progress).await?;
-        for (tenant, collection, total) in self.collections().await? {
-            self.points(&mut state, &tenant, &collection, total, progress)
-                .await?;
+        for collection in self.collections().await? {
+            self.points(&mut state, &collection, progress).await?;
         }
         for tenant in self.graph_tenants().await? {
             self.nodes(&mut state, &tenant, progress).await?;
@@ -144,19 +186,15 @@ impl Migration {
         self.tenant.as_ref().is_none_or(|t| t.as_str() == tenant)
     }
 
-    async fn keys(
-        &self,
-        state: &mut State,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
-    ) -> Result<()> {
+    async fn keys(&self, state: &mut State, progress: &mut ProgressFn<'_>) -> Result<()> {
         let step = "api keys";
         if state.is_done(step) {
             return Ok(());
         }
         let tenant = self.tenant.as_ref().map(Tenant::as_str);
         let keys = self.from.auth.list_keys(tenant).await.map_err(at(step))?;
-        let total = keys.len() as u64;
-        for (i, key) in keys.into_iter().enumerate() {
+        let mut tally = Tally::new(step, Some(keys.len() as u64), progress);
+        for key in keys {
             match self.to.auth.get_key(&key.id).await.map_err(at(step))? {
                 None => self.to.auth.insert_key(key).await.map_err(at(step))?,
                 Some(existing) if existing == key => {}
@@ -167,21 +205,9 @@ impl Migration {
                     )));
                 }
             }
-            progress(Progress {
-                step,
-                copied: i as u64 + 1,
-                total: Some(total),
-                finished: false,
-            });
+            tally.page(1);
         }
-        state.finish(step)?;
-        progress(Progress {
-            step,
-            copied: total,
-            total: Some(total),
-            finished: true,
-        });
-        Ok(())
+        tally.done(state)
     }
 
     /// The source's collections to copy, with their point counts, in name order.
@@ -206,10 +232,8 @@ impl Migration {
     async fn points(
         &self,
         state: &mut State,
-        tenant: &Tenant,
-        collection: &CollectionName,
-        total: u64,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+        (tenant, collection, total): &(Tenant, CollectionName, u64),
+        progress: &mut ProgressFn<'_>,
     ) -> Result<()> {
         let step = format!("points {tenant}/{collection}");
         if state.is_done(&step) {
@@ -225,15 +249,12 @@ impl Migration {
             dim: info.dim,
             distance: info.distance,
         };
-        self.to
-            .vectors
-            .create_collection(tenant, collection, spec)
+        let to = &self.to.vectors;
+        to.create_collection(tenant, collection, spec)
             .await
             .map_err(at(&step))?;
         for index in info.payload_indexes {
-            self.to
-                .vectors
-                .create_index(tenant, collection, index)
+            to.create_index(tenant, collection, index)
                 .await
                 .map_err(at(&step))?;
         }
@@ -244,7 +265,7 @@ impl Migration {
                 })?),
                 None => None,
             };
-        let mut copied = 0;
+        let mut tally = Tally::new(&step, Some(*total), progress);
         loop {
             let (records, next) = self
                 .from
@@ -265,34 +286,23 @@ impl Migration {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            copied += points.len() as u64;
-            if !points.is_empty() {
-                self.to
-                    .vectors
-                    .upsert(tenant, collection, points)
+            let n = points.len();
+            if n > 0 {
+                to.upsert(tenant, collection, points)
                     .await
                     .map_err(at(&step))?;
             }
-            let Some(next) = next else { break };
+            let Some(next) = next else {
+                tally.page(n);
+                break;
+            };
             let cursor = serde_json::to_string(&next)
                 .map_err(|e| ServiceError::Internal(format!("{step}: {e}")))?;
             state.advance(&step, cursor)?;
             from = Some(next);
-            progress(Progress {
-                step: &step,
-                copied,
-                total: Some(total),
-                finished: false,
-            });
+            tally.page(n);
         }
-        state.finish(&step)?;
-        progress(Progress {
-            step: &step,
-            copied,
-            total: Some(total),
-            finished: true,
-        });
-        Ok(())
+        tally.done(state)
     }
 
     async fn graph_tenants(&self) -> Result<Vec<Tenant>> {
@@ -301,15 +311,11 @@ impl Migration {
     }
 
     /// The next page of the source's nodes after the saved cursor of `step`.
-    async fn node_page(
-        &self,
-        step: &str,
-        tenant: &Tenant,
-        after: Option<&str>,
-    ) -> Result<Vec<Node>> {
+    async fn node_page(&self, state: &State, step: &str, tenant: &Tenant) -> Result<Vec<Node>> {
+        let after = state.cursor(step).map(str::to_owned);
         self.from
             .graph
-            .export_nodes(tenant, after.map(str::to_owned), NODE_PAGE)
+            .export_nodes(tenant, after, NODE_PAGE)
             .await
             .map_err(at(step))
     }
@@ -318,82 +324,56 @@ impl Migration {
         &self,
         state: &mut State,
         tenant: &Tenant,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+        progress: &mut ProgressFn<'_>,
     ) -> Result<()> {
         let step = format!("graph nodes {tenant}");
         if state.is_done(&step) {
             return Ok(());
         }
         let total = self.from.graph.size(tenant).await.map_err(at(&step))?.nodes;
-        let mut copied = 0;
+        let mut tally = Tally::new(&step, Some(total), progress);
         loop {
-            let page = self.node_page(&step, tenant, state.cursor(&step)).await?;
+            let page = self.node_page(state, &step, tenant).await?;
             let Some(last) = page.last().map(|n| n.id.clone()) else {
                 break;
             };
-            copied += page.len() as u64;
-            let nodes: Vec<NodeUpsert> = page
-                .into_iter()
-                .map(|n| NodeUpsert {
-                    id: n.id,
-                    labels: n.labels,
-                    properties: n.properties,
-                })
-                .collect();
+            let n = page.len();
+            let nodes: Vec<NodeUpsert> = page.into_iter().map(NodeUpsert::from).collect();
             patiently(|| self.to.graph.import(tenant, nodes.clone(), Vec::new()))
                 .await
                 .map_err(at(&step))?;
             state.advance(&step, last)?;
-            progress(Progress {
-                step: &step,
-                copied,
-                total: Some(total),
-                finished: false,
-            });
+            tally.page(n);
         }
-        state.finish(&step)?;
-        progress(Progress {
-            step: &step,
-            copied,
-            total: Some(total),
-            finished: true,
-        });
-        Ok(())
+        tally.done(state)
     }
 
     async fn relationships(
         &self,
         state: &mut State,
         tenant: &Tenant,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+        progress: &mut ProgressFn<'_>,
     ) -> Result<()> {
         let step = format!("graph relationships {tenant}");
         if state.is_done(&step) {
             return Ok(());
         }
         let total = self.from.graph.size(tenant).await.map_err(at(&step))?;
-        let mut copied = 0;
+        let mut tally = Tally::new(&step, Some(total.relationships), progress);
         loop {
-            let page = self.node_page(&step, tenant, state.cursor(&step)).await?;
+            let page = self.node_page(state, &step, tenant).await?;
             let Some(last) = page.last().map(|n| n.id.clone()) else {
                 break;
             };
             let ids = page.into_iter().map(|n| n.id).collect();
-            let rels = self
+            let rels: Vec<RelationshipUpsert> = self
                 .from
                 .graph
                 .export_relationships(tenant, ids)
                 .await
-                .map_err(at(&step))?;
-            copied += rels.len() as u64;
-            let rels: Vec<RelationshipUpsert> = rels
+                .map_err(at(&step))?
                 .into_iter()
-                .map(|r| RelationshipUpsert {
-                    from: r.from,
-                    to: r.to,
-                    rel_type: r.rel_type,
-                    properties: r.properties,
-                })
+                .map(RelationshipUpsert::from)
                 .collect();
             for batch in rels.chunks(RELATIONSHIP_BATCH) {
                 patiently(|| self.to.graph.import(tenant, Vec::new(), batch.to_vec()))
@@ -401,33 +381,17 @@ impl Migration {
                     .map_err(at(&step))?;
             }
             state.advance(&step, last)?;
-            progress(Progress {
-                step: &step,
-                copied,
-                total: Some(total.relationships),
-                finished: false,
-            });
+            tally.page(rels.len());
         }
-        state.finish(&step)?;
-        progress(Progress {
-            step: &step,
-            copied,
-            total: Some(total.relationships),
-            finished: true,
-        });
-        Ok(())
+        tally.done(state)
     }
 
-    async fn statuses(
-        &self,
-        state: &mut State,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
-    ) -> Result<()> {
+    async fn statuses(&self, state: &mut State, progress: &mut ProgressFn<'_>) -> Result<()> {
         let step = "ingest statuses";
         if state.is_done(step) {
             return Ok(());
         }
-        let mut copied = 0;
+        let mut tally = Tally::new(step, None, progress);
         loop {
             let cursor = state.cursor(step).map(str::to_owned);
             let (page, next) = self
@@ -440,29 +404,20 @@ impl Migration {
                 .into_iter()
                 .filter(|s| self.wanted(&s.tenant))
                 .collect();
-            copied += page.len() as u64;
+            let n = page.len();
             self.to
                 .events
                 .import_statuses(page)
                 .await
                 .map_err(at(step))?;
-            let Some(next) = next else { break };
+            let Some(next) = next else {
+                tally.page(n);
+                break;
+            };
             state.advance(step, next)?;
-            progress(Progress {
-                step,
-                copied,
-                total: None,
-                finished: false,
-            });
+            tally.page(n);
         }
-        state.finish(step)?;
-        progress(Progress {
-            step,
-            copied,
-            total: None,
-            finished: true,
-        });
-        Ok(())
+        tally.done(state)
     }
 
     /// Counts in both sets of stores: keys, points per collection, nodes and

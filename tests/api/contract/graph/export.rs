@@ -85,21 +85,13 @@ pub async fn exports(store: &dyn GraphStore) {
         .await
         .unwrap()
         .into_iter()
-        .map(|n| NodeUpsert {
-            id: n.id,
-            labels: n.labels,
-            properties: n.properties,
-        })
+        .map(NodeUpsert::from)
         .collect();
     let exported = store.export_relationships(&t, ids.clone()).await.unwrap();
     let rels: Vec<RelationshipUpsert> = exported
         .iter()
-        .map(|r| RelationshipUpsert {
-            from: r.from.clone(),
-            to: r.to.clone(),
-            rel_type: r.rel_type.clone(),
-            properties: r.properties.clone(),
-        })
+        .cloned()
+        .map(RelationshipUpsert::from)
         .collect();
     for _ in 0..2 {
         store
