@@ -148,7 +148,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ragbrain::telemetry::init(&settings.log);
+    let mut traces = ragbrain::telemetry::init(&settings.log, &settings.telemetry);
     let data_dir = settings.server.data_dir.clone();
     let json_logs = settings.log.format == ragbrain::config::LogFormat::Json;
     if worker_only {
@@ -190,7 +190,9 @@ async fn main() -> ExitCode {
     };
     // The stores are closed and everything acknowledged is on disk. Exit now rather
     // than let the runtime wait for a background index build, which may run for
-    // minutes; the next start carries on from the operation log.
+    // minutes; the next start carries on from the operation log. Spans still buffered
+    // are exported first (exit runs no destructors).
+    traces.shutdown();
     std::process::exit(code)
 }
 
@@ -256,7 +258,7 @@ async fn migrate(cli: MigrateCli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ragbrain::telemetry::init(&from.log);
+    let _traces = ragbrain::telemetry::init(&from.log, &from.telemetry);
     let name = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
     let fingerprint = format!(
         "{} -> {}{}",

@@ -52,6 +52,7 @@ pub struct Settings {
     pub resilience: ResilienceSettings,
     pub log: LogSettings,
     pub snapshots: SnapshotSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +306,29 @@ pub enum JwtAlgorithm {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// OpenTelemetry traces: off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Where spans are exported over OTLP; empty: no traces.
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    /// The share of traces started here that are kept; a caller's sampled
+    /// `traceparent` is always followed.
+    pub sampling_ratio: f64,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP over HTTP with protobuf bodies (port 4318, `/v1/traces`).
+    Http,
+    /// OTLP over gRPC (port 4317).
+    Grpc,
 }
 
 /// Snapshots of the embedded stores taken through the API.

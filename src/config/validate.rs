@@ -136,6 +136,12 @@ impl Settings {
                 "server.admin_port must differ from server.port".into(),
             ));
         }
+        let ratio = self.telemetry.sampling_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(ConfigError(format!(
+                "telemetry.sampling_ratio must be between 0 and 1, not {ratio}"
+            )));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError(format!(
                 "log.level {:?} is not a valid filter directive",

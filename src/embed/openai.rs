@@ -67,7 +67,9 @@ pub(crate) async fn post_json(
     body: &serde_json::Value,
     what: &str,
 ) -> StoreResult<reqwest::Response> {
-    let mut request = client.post(url).json(body);
+    let mut headers = reqwest::header::HeaderMap::new();
+    crate::telemetry::inject_headers(&mut headers);
+    let mut request = client.post(url).headers(headers).json(body);
     let key = api_key.expose_secret();
     if !key.is_empty() {
         request = request.bearer_auth(key);

@@ -87,7 +87,18 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         correlation_id: correlation_id.clone(),
         ..Default::default()
     });
-    let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation_id);
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %route,
+        correlation_id = %correlation_id,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
+    if let Some(trace_id) = crate::telemetry::continue_trace(&span, req.headers()) {
+        span.record("trace_id", trace_id);
+    }
 
     let mut response =
         context::scope(context.clone(), next.run(req).instrument(span.clone())).await;
@@ -99,6 +110,10 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         .extensions_mut()
         .remove::<ErrorCause>()
         .map(|c| c.0);
+    span.record("status", status.as_u16());
+    if !tenant.is_empty() {
+        span.record("tenant", tenant.as_str());
+    }
     span.in_scope(|| {
         access_log(&AccessLine {
             method: method.as_str(),

@@ -3,6 +3,7 @@
 //! citing passages as `[n]`. Without a configured model this is a 501.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 
@@ -134,10 +135,16 @@ impl GenerateService {
             },
         ];
         if req.stream {
-            let deltas = llm.stream(&messages).await?;
+            let deltas = llm
+                .stream(&messages)
+                .instrument(tracing::info_span!("llm", stream = true))
+                .await?;
             return Ok(Generated::Stream { citations, deltas });
         }
-        let answer = llm.complete(&messages).await?;
+        let answer = llm
+            .complete(&messages)
+            .instrument(tracing::info_span!("llm", stream = false))
+            .await?;
         Ok(Generated::Whole(GenerateResponse {
             answer: answer.text,
             model: answer.model,

@@ -43,5 +43,6 @@ mod retrieval;
 mod snapshots;
 mod tls;
 mod tokens;
+mod traces;
 mod vectors;
 mod write_path;

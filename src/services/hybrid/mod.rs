@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -236,7 +237,8 @@ impl HybridService {
         let (vector_hits, lexical_hits, named) = tokio::try_join!(
             self.vectors.search_or_empty(who, &plan.collection, query),
             self.lexical(who, &plan, candidates, want_vectors),
-            self.named_seeds(&who.tenant, &plan),
+            self.named_seeds(&who.tenant, &plan)
+                .instrument(tracing::info_span!("entity_lookup")),
         )?;
         let graph = if plan.hops == 0 {
             GraphResult::default()
@@ -248,7 +250,9 @@ impl HybridService {
                     .into_iter()
                     .map(|(hit, _)| hit.id)
                     .collect();
-            self.expand(who, &plan, named, &seeds).await?
+            self.expand(who, &plan, named, &seeds)
+                .instrument(tracing::info_span!("graph_expansion", hops = plan.hops))
+                .await?
         };
         let graph_hits = self
             .graph_only_hits(
@@ -258,7 +262,9 @@ impl HybridService {
                 &graph,
                 want_vectors,
             )
+            .instrument(tracing::info_span!("graph_hits"))
             .await?;
+        let _fusion = tracing::info_span!("fusion").entered();
         Ok(fusion::fuse(
             &plan,
             fusion::Lists {

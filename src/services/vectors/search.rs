@@ -2,6 +2,7 @@
 //! (dense, lexical, or both fused by reciprocal rank) and the search itself.
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{VectorService, check_filter, check_vector};
 use crate::domain::principal::Principal;
@@ -171,7 +172,10 @@ impl VectorService {
 
     /// Embeds validated query text with the server's embedder.
     async fn embed(&self, text: &str) -> Result<Vec<f32>> {
-        Ok(crate::embed::embed_one(self.embedder.as_ref(), text).await?)
+        let embedded = crate::embed::embed_one(self.embedder.as_ref(), text)
+            .instrument(tracing::info_span!("embed"))
+            .await;
+        Ok(embedded?)
     }
 
     /// Query text: present, not blank, within the query size limit.
@@ -199,7 +203,17 @@ impl VectorService {
         collection: &CollectionName,
         query: SearchQuery,
     ) -> Result<Vec<ScoredPoint>> {
-        match self.vectors.search(&who.tenant, collection, query).await {
+        let by = match query.query {
+            Query::Dense(_) => "dense",
+            Query::Lexical(_) => "lexical",
+        };
+        let span = tracing::info_span!("vector_search", collection = %collection, by);
+        match self
+            .vectors
+            .search(&who.tenant, collection, query)
+            .instrument(span)
+            .await
+        {
             Err(e)
                 if e.kind == crate::store::ErrorKind::NotFound
                     && collection.as_str() == self.settings.vectors.default_collection =>

@@ -318,6 +318,9 @@ impl EventLog for KafkaEventLog {
         self.state.mark_pending(&statuses).await?;
         // Enqueued in order (so one document's events keep their order) and awaited
         // together: one round of broker acknowledgements for the whole batch.
+        // The request's trace context (`traceparent`), for consumers that trace.
+        let trace = crate::telemetry::inject();
+        let trace = &trace;
         let sends = statuses.iter().map(|(event, status)| async move {
             let envelope = Envelope {
                 seq: status.seq,
@@ -333,6 +336,12 @@ impl EventLog for KafkaEventLog {
                 headers = headers.insert(Header {
                     key: "correlation-id",
                     value: Some(id.as_str()),
+                });
+            }
+            for (key, value) in trace {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: Some(value.as_str()),
                 });
             }
             let key = format!("{}/{}", event.tenant, event.id);

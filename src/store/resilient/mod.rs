@@ -9,12 +9,14 @@
 //! is healthy. Time is `tokio::time`, so the state machine is tested with paused time.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::ResilienceSettings;
 use crate::metrics::Metrics;
@@ -127,10 +129,20 @@ impl Resilience {
         Fut: Future<Output = StoreResult<T>>,
     {
         let started = Instant::now();
+        // One span per call (a trace shows where a request's time went), with the
+        // outcome and the retries it took.
+        let span = tracing::info_span!(
+            "backend",
+            backend = self.backend,
+            op,
+            outcome = tracing::field::Empty,
+            retries = tracing::field::Empty,
+        );
+        let retries = AtomicU32::new(0);
         let result = match retry {
             Retry::Once => {
                 let mut call = call;
-                self.attempt(op, call()).await
+                self.attempt(op, call()).instrument(span.clone()).await
             }
             Retry::Idempotent => {
                 let mut call = call;
@@ -139,10 +151,16 @@ impl Resilience {
                     .retry(backoff)
                     .sleep(tokio::time::sleep)
                     .when(retryable)
-                    .notify(|_, _| self.retries.with_label_values(&[self.backend, op]).inc())
+                    .notify(|_, _| {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        self.retries.with_label_values(&[self.backend, op]).inc()
+                    })
+                    .instrument(span.clone())
                     .await
             }
         };
+        span.record("outcome", outcome(&result));
+        span.record("retries", retries.load(Ordering::Relaxed));
         self.duration
             .with_label_values(&[self.backend, op])
             .observe(started.elapsed().as_secs_f64());
@@ -175,16 +193,7 @@ impl Resilience {
                 self.policy.timeout.as_millis()
             ))),
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => match e.kind {
-                ErrorKind::Timeout => "timeout",
-                ErrorKind::Unavailable => "unavailable",
-                ErrorKind::Busy => "busy",
-                _ => "error",
-            },
-        };
-        self.count(op, outcome);
+        self.count(op, outcome(&result));
         admission.settle(result.as_ref().err().is_some_and(is_failure));
         result
     }
@@ -324,6 +333,20 @@ fn full_jitter(policy: &Policy) -> impl backon::Backoff {
         .with_max_times(policy.max_attempts.saturating_sub(1) as usize)
         .build()
         .map(|d| d.mul_f64(rand::random::<f64>()))
+}
+
+/// A call's `outcome` label: `ok`, or what kind of failure.
+fn outcome<T>(result: &StoreResult<T>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.retry_after.is_some() => "rejected",
+        Err(e) => match e.kind {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Busy => "busy",
+            _ => "error",
+        },
+    }
 }
 
 /// Failures that say the backend is unhealthy (and not that the request was wrong, or

@@ -1,0 +1,185 @@
+//! OpenTelemetry traces: a server with `telemetry.otlp_endpoint` set exports a span per
+//! request, per service step and per backend call to an OTLP/HTTP receiver this test
+//! runs, continuing the caller's `traceparent`; and every JSON log line of the request
+//! carries its trace id.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use serde_json::json;
+
+use crate::backends;
+use crate::helpers::{binary_command, free_port, ingest_status_after, post_json, wait_for};
+
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+/// An OTLP/HTTP receiver on a free port: every exported span, as it arrives.
+async fn receiver() -> (u16, Arc<Mutex<Vec<Span>>>) {
+    let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+    let store = spans.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let store = store.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut all = store.lock().unwrap();
+                for r in request.resource_spans {
+                    for s in r.scope_spans {
+                        all.extend(s.spans);
+                    }
+                }
+                Bytes::new()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    let value = span.attributes.iter().find(|a| a.key == key)?;
+    Some(match value.value.as_ref()?.value.as_ref()? {
+        Any::StringValue(s) => s.clone(),
+        Any::IntValue(i) => i.to_string(),
+        Any::BoolValue(b) => b.to_string(),
+        Any::DoubleValue(d) => d.to_string(),
+        _ => return None,
+    })
+}
+
+/// The spans of the caller's trace once every name in `names` has arrived.
+async fn spans_of_trace(spans: &Mutex<Vec<Span>>, names: &[&str]) -> Vec<Span> {
+    for _ in 0..150 {
+        let ours: Vec<Span> = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| hex(&s.trace_id) == TRACE_ID)
+            .cloned()
+            .collect();
+        if names.iter().all(|n| ours.iter().any(|s| s.name == *n)) {
+            return ours;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got: Vec<String> = spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    panic!("spans {names:?} of trace {TRACE_ID} did not all arrive; got {got:?}");
+}
+
+#[tokio::test]
+async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_is_logged() {
+    let (otlp, spans) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let port = free_port();
+    let mut command = binary_command(port, &dir.path().join("data"));
+    command
+        .env(
+            "RAGBRAIN__TELEMETRY__OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{otlp}/v1/traces"),
+        )
+        .env("RAGBRAIN__LOG__LEVEL", "info")
+        // Export every 100 ms instead of every 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    // With Redis for keys, the request's key lookup is a backend call with a span.
+    let redis = backends::redis_url();
+    if let Some(url) = &redis {
+        command
+            .env("RAGBRAIN__AUTH__BACKEND", "redis")
+            .env("RAGBRAIN__REDIS__URL", url)
+            .env(
+                "RAGBRAIN__REDIS__KEY_PREFIX",
+                format!("{}:", backends::unique(&dir.path().to_path_buf())),
+            )
+            .env(
+                "RAGBRAIN__AUTH__JWT_SECRET",
+                "a-trace-test-secret-of-32-bytes-or-more",
+            );
+    }
+    let mut server = command.spawn().expect("ragbrain starts");
+    assert!(wait_for(port, "/health/live", "").await.is_some());
+    let key = std::fs::read_to_string(dir.path().join("data/bootstrap-admin.key")).unwrap();
+    let key = key.trim();
+    let client = reqwest::Client::new();
+    let doc = json!({"id": "curie", "text": "Marie Curie discovered polonium in Paris."});
+    post_json(&client, port, "/ingest", key, doc).await;
+    let status = ingest_status_after(&client, port, key, "curie", 300).await;
+    assert_eq!(status["status"], "processed", "{status}");
+
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/hybrid/search"))
+        .header("X-API-Key", key)
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"query": "Who discovered polonium?", "limit": 3, "hops": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut names = vec![
+        "request",
+        "embed",
+        "vector_search",
+        "graph_expansion",
+        "fusion",
+    ];
+    if redis.is_some() {
+        names.push("backend");
+    }
+    let ours = spans_of_trace(&spans, &names).await;
+    let by_name: HashMap<&str, &Span> = ours.iter().map(|s| (s.name.as_str(), s)).collect();
+    let request = by_name["request"];
+    assert_eq!(hex(&request.parent_span_id), CALLER_SPAN);
+    assert_eq!(
+        attribute(request, "route").as_deref(),
+        Some("/hybrid/search")
+    );
+    assert_eq!(attribute(request, "status").as_deref(), Some("200"));
+    assert_eq!(attribute(request, "tenant").as_deref(), Some("default"));
+    for step in ["embed", "vector_search", "graph_expansion", "fusion"] {
+        assert_eq!(
+            by_name[step].parent_span_id, request.span_id,
+            "{step} is a child of the request"
+        );
+    }
+    if redis.is_some() {
+        let backend = by_name["backend"];
+        assert_eq!(backend.parent_span_id, request.span_id);
+        assert_eq!(attribute(backend, "backend").as_deref(), Some("redis"));
+        assert_eq!(attribute(backend, "outcome").as_deref(), Some("ok"));
+        assert_eq!(attribute(backend, "retries").as_deref(), Some("0"));
+    }
+
+    server.kill().unwrap();
+    let _ = server.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("request served") && l.contains("/hybrid/search"))
+        .expect("the access-log line of the search");
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["span"]["trace_id"], TRACE_ID, "{line}");
+}
