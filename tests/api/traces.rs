@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -23,17 +24,41 @@ use crate::helpers::{binary_command, free_port, ingest_status_after, post_json, 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
-/// An OTLP/HTTP receiver on a free port: every exported span, as it arrives.
-async fn receiver() -> (u16, Arc<Mutex<Vec<Span>>>) {
-    let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-    let store = spans.clone();
-    let app = Router::new().route(
+/// What the receiver got: every exported span, and the `traceparent` of each chat
+/// completion request.
+#[derive(Default)]
+struct Received {
+    spans: Mutex<Vec<Span>>,
+    chat_traceparents: Mutex<Vec<String>>,
+}
+
+/// An OTLP/HTTP receiver on a free port, which also answers as an OpenAI-compatible
+/// chat model (`/v1/chat/completions`).
+async fn receiver() -> (u16, Arc<Received>) {
+    let received: Arc<Received> = Arc::default();
+    let store = received.clone();
+    let chats = received.clone();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |headers: HeaderMap| {
+                let chats = chats.clone();
+                async move {
+                    let parent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+                    let parent = parent.unwrap_or_default().to_owned();
+                    chats.chat_traceparents.lock().unwrap().push(parent);
+                    axum::Json(json!({"model": "fake-llm", "choices": [{"message":
+                        {"role": "assistant", "content": "Marie Curie [1]"}, "finish_reason": "stop"}]}))
+                }
+            }),
+        )
+        .route(
         "/v1/traces",
         post(move |body: Bytes| {
             let store = store.clone();
             async move {
                 let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut all = store.lock().unwrap();
+                let mut all = store.spans.lock().unwrap();
                 for r in request.resource_spans {
                     for s in r.scope_spans {
                         all.extend(s.spans);
@@ -46,7 +71,7 @@ async fn receiver() -> (u16, Arc<Mutex<Vec<Span>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (port, spans)
+    (port, received)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -90,7 +115,8 @@ async fn spans_of_trace(spans: &Mutex<Vec<Span>>, names: &[&str]) -> Vec<Span> {
 
 #[tokio::test]
 async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_is_logged() {
-    let (otlp, spans) = receiver().await;
+    let (otlp, received) = receiver().await;
+    let spans = &received.spans;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let port = free_port();
@@ -101,6 +127,11 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
             format!("http://127.0.0.1:{otlp}/v1/traces"),
         )
         .env("RAGBRAIN__LOG__LEVEL", "info")
+        .env(
+            "RAGBRAIN__LLM__BASE_URL",
+            format!("http://127.0.0.1:{otlp}/v1"),
+        )
+        .env("RAGBRAIN__LLM__MODEL", "fake-llm")
         // Export every 100 ms instead of every 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
@@ -149,7 +180,7 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
     if redis.is_some() {
         names.push("backend");
     }
-    let ours = spans_of_trace(&spans, &names).await;
+    let ours = spans_of_trace(spans, &names).await;
     let by_name: HashMap<&str, &Span> = ours.iter().map(|s| (s.name.as_str(), s)).collect();
     let request = by_name["request"];
     assert_eq!(hex(&request.parent_span_id), CALLER_SPAN);
@@ -172,6 +203,26 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
         assert_eq!(attribute(backend, "outcome").as_deref(), Some("ok"));
         assert_eq!(attribute(backend, "retries").as_deref(), Some("0"));
     }
+
+    // The trace goes on to the LLM: its request carries the caller's trace id.
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/hybrid/generate"))
+        .header("X-API-Key", key)
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"query": "Who discovered polonium?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let parents = received.chat_traceparents.lock().unwrap().clone();
+    assert_eq!(parents.len(), 1);
+    assert!(
+        parents[0].starts_with(&format!("00-{TRACE_ID}-")),
+        "{parents:?}"
+    );
+    let llm = spans_of_trace(spans, &["llm"]).await;
+    let llm = llm.iter().find(|s| s.name == "llm").unwrap();
+    assert_eq!(hex(&llm.span_id), parents[0].split('-').nth(2).unwrap());
 
     server.kill().unwrap();
     let _ = server.wait();
