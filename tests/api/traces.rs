@@ -1,7 +1,8 @@
 //! OpenTelemetry traces: a server with `telemetry.otlp_endpoint` set exports a span per
 //! request, per service step and per backend call to an OTLP/HTTP receiver this test
-//! runs, continuing the caller's `traceparent`; and every JSON log line of the request
-//! carries its trace id.
+//! runs, continuing the caller's `traceparent`; every JSON log line of the request
+//! carries its trace id; and the trace goes on to the LLM and, with the test command's
+//! Kafka, in the headers of ingest events.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -19,10 +20,12 @@ use prost::Message;
 use serde_json::json;
 
 use crate::backends;
-use crate::helpers::{binary_command, free_port, ingest_status_after, post_json, wait_for};
+use crate::helpers::{binary_command, free_port, ingest_status_after, wait_for};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
+/// The trace of the ingest request, whose context goes on in the Kafka event.
+const INGEST_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// What the receiver got: every exported span, and the `traceparent` of each chat
 /// completion request.
@@ -89,6 +92,17 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
     })
 }
 
+/// The server, killed when the test ends, even by a failed assertion (a server left
+/// running would hold the test runner's output open).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The spans of the caller's trace once every name in `names` has arrived.
 async fn spans_of_trace(spans: &Mutex<Vec<Span>>, names: &[&str]) -> Vec<Span> {
     for _ in 0..150 {
@@ -150,13 +164,36 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
                 "a-trace-test-secret-of-32-bytes-or-more",
             );
     }
-    let mut server = command.spawn().expect("ragbrain starts");
+    // With Kafka for events, the appended event carries the request's trace context.
+    let kafka = backends::kafka_brokers().filter(|_| redis.is_some());
+    let id = backends::unique(&dir.path().to_path_buf());
+    if let Some(brokers) = &kafka {
+        command
+            .env("RAGBRAIN__EVENTS__BACKEND", "kafka")
+            .env("RAGBRAIN__EVENTS__KAFKA_BROKERS", brokers)
+            .env("RAGBRAIN__EVENTS__TOPIC", format!("{id}.ingest"))
+            .env("RAGBRAIN__EVENTS__DEAD_LETTER_TOPIC", format!("{id}.dead"))
+            .env("RAGBRAIN__EVENTS__GROUP_ID", format!("{id}-workers"))
+            .env("RAGBRAIN__EVENTS__REPLICATION", "1");
+    }
+    let server = Running(command.spawn().expect("ragbrain starts"));
     assert!(wait_for(port, "/health/live", "").await.is_some());
     let key = std::fs::read_to_string(dir.path().join("data/bootstrap-admin.key")).unwrap();
     let key = key.trim();
     let client = reqwest::Client::new();
     let doc = json!({"id": "curie", "text": "Marie Curie discovered polonium in Paris."});
-    post_json(&client, port, "/ingest", key, doc).await;
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/ingest"))
+        .header("X-API-Key", key)
+        .header(
+            "traceparent",
+            format!("00-{INGEST_TRACE_ID}-{CALLER_SPAN}-01"),
+        )
+        .json(&doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
     let status = ingest_status_after(&client, port, key, "curie", 300).await;
     assert_eq!(status["status"], "processed", "{status}");
 
@@ -224,8 +261,15 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
     let llm = llm.iter().find(|s| s.name == "llm").unwrap();
     assert_eq!(hex(&llm.span_id), parents[0].split('-').nth(2).unwrap());
 
-    server.kill().unwrap();
-    let _ = server.wait();
+    if let Some(brokers) = &kafka {
+        let parent = kafka_traceparent(brokers, &format!("{id}.ingest")).await;
+        assert!(
+            parent.starts_with(&format!("00-{INGEST_TRACE_ID}-")),
+            "{parent}"
+        );
+    }
+
+    drop(server);
     let logged = std::fs::read_to_string(&log).unwrap();
     let line = logged
         .lines()
@@ -233,4 +277,31 @@ async fn spans_reach_the_otlp_receiver_with_the_callers_parent_and_the_trace_id_
         .expect("the access-log line of the search");
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["span"]["trace_id"], TRACE_ID, "{line}");
+}
+
+/// The `traceparent` header of the first event on `topic`.
+async fn kafka_traceparent(brokers: &str, topic: &str) -> String {
+    use rdkafka::ClientConfig;
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-inspect"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("an event on the topic")
+        .unwrap();
+    let headers = m.headers().expect("headers");
+    headers
+        .iter()
+        .find(|h| h.key == "traceparent")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("a traceparent header")
 }
