@@ -79,7 +79,7 @@ pub struct EmbeddedGraphOptions {
 
 #[derive(Clone)]
 pub struct EmbeddedGraphStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 type Params = HashMap<String, Value>;
@@ -480,26 +480,6 @@ impl GraphStore for EmbeddedGraphStore {
             let db = inner.db();
             db.wal_checkpoint().map_err(engine)?;
             db.close().map_err(engine)
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl crate::store::backup::Backup for EmbeddedGraphStore {
-    fn name(&self) -> &'static str {
-        "graph"
-    }
-
-    /// Saves the live graph (every named graph, its nodes, edges and properties) as a
-    /// fresh log under `into/graph`, as a WAL compaction does, holding the gate
-    /// exclusively: engine calls wait meanwhile (about a second per 100k elements).
-    async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (inner, dest) = (self.inner.clone(), into.join("graph"));
-        blocking(move || {
-            let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
-            let _graphs = lock(&inner.graphs);
-            inner.db().save(&dest).map_err(engine)
         })
         .await
     }

@@ -13,6 +13,7 @@
 //! name order (the embedded engine keeps `RETURN` order).
 
 mod bolt;
+mod copy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,13 +36,10 @@ use crate::domain::ingest::{
 };
 use crate::domain::principal::Tenant;
 use crate::store::client_cypher::{self, QuerySlots};
-use crate::store::cypher::{self, NODE_COLUMNS, documents as q, export as export_q};
-use crate::store::graph_exec::{self as shared, CypherTx, Rows, export, list, node_from};
+use crate::store::cypher::{self, NODE_COLUMNS, documents as q};
+use crate::store::graph_exec::{self as shared, CypherTx, Rows, list, node_from};
 use crate::store::resilient::{Resilience, Retry};
 use crate::store::{ErrorKind, GraphSize, GraphStore, StoreError, StoreResult};
-
-/// Every tenant with a node on the server (a label scan: `ragbrain migrate` only).
-const TENANTS: &str = "MATCH (n) RETURN DISTINCT n.tenant";
 
 const CONSTRAINT: &str = "CREATE CONSTRAINT ragbrain_node_key IF NOT EXISTS \
      FOR (n:`_rb_node`) REQUIRE (n.tenant, n.id) IS UNIQUE";
@@ -394,45 +392,11 @@ impl GraphStore for Neo4jGraphStore {
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let mut tenants = self
-            .guard
-            .run("tenants", Retry::Idempotent, || async {
-                let q = neo4rs::query(&dialect(TENANTS));
-                let mut stream = self.graph.execute_read(q).await.map_err(bolt_err)?;
-                let mut out = Vec::new();
-                while let Some(row) = stream.next().await.map_err(bolt_err)? {
-                    let name = row.get::<String>("n.tenant").ok();
-                    out.extend(name.as_deref().and_then(Tenant::parse));
-                }
-                Ok(out)
-            })
-            .await?;
-        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        tenants.dedup();
-        Ok(tenants)
+        self.tenants_on_server().await
     }
 
     async fn size(&self, tenant: &Tenant) -> StoreResult<GraphSize> {
-        let no_params: Vec<(&str, Value)> = Vec::new();
-        let nodes = self
-            .read(
-                "size",
-                tenant,
-                export_q::NODES_COUNT,
-                &export_q::NODE_COUNT_COLUMNS,
-                no_params.clone(),
-            )
-            .await?;
-        let relationships = self
-            .read(
-                "size",
-                tenant,
-                export_q::RELATIONSHIPS_COUNT,
-                &export_q::RELATIONSHIP_COUNT_COLUMNS,
-                no_params,
-            )
-            .await?;
-        export::size(&nodes, &relationships)
+        self.graph_size(tenant).await
     }
 
     async fn export_nodes(
@@ -441,26 +405,7 @@ impl GraphStore for Neo4jGraphStore {
         after: Option<String>,
         limit: usize,
     ) -> StoreResult<Vec<Node>> {
-        let rows = self
-            .read(
-                "export_nodes",
-                tenant,
-                &export_q::node_ids(limit),
-                &export_q::EXISTING_COLUMNS,
-                vec![("after", export::after(after))],
-            )
-            .await?;
-        let ids = list(export::ids(&rows)?);
-        let rows = self
-            .read(
-                "export_nodes",
-                tenant,
-                export_q::NODES,
-                &NODE_COLUMNS,
-                vec![("ids", ids)],
-            )
-            .await?;
-        export::nodes(&rows)
+        self.node_page(tenant, after, limit).await
     }
 
     async fn import(
@@ -469,13 +414,7 @@ impl GraphStore for Neo4jGraphStore {
         nodes: Vec<NodeUpsert>,
         relationships: Vec<RelationshipUpsert>,
     ) -> StoreResult<()> {
-        self.guard
-            .run("import", Retry::Idempotent, || async {
-                let mut tx = self.begin(tenant).await?;
-                let result = export::import(&mut tx, &nodes, &relationships).await;
-                tx.finish(result).await
-            })
-            .await
+        self.import_page(tenant, nodes, relationships).await
     }
 
     async fn export_relationships(
@@ -483,16 +422,7 @@ impl GraphStore for Neo4jGraphStore {
         tenant: &Tenant,
         from: Vec<String>,
     ) -> StoreResult<Vec<Relationship>> {
-        let rows = self
-            .read(
-                "export_relationships",
-                tenant,
-                export_q::RELATIONSHIPS,
-                &export_q::RELATIONSHIP_COLUMNS,
-                vec![("ids", list(from))],
-            )
-            .await?;
-        export::relationships(&rows)
+        self.relationships_from(tenant, from).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
