@@ -131,3 +131,16 @@ fn production_toml_loads_and_one_key_switches_a_section_back() {
     let s = load_text(&back).unwrap();
     assert!(matches!(s.vectors.backend, VectorBackend::Embedded));
 }
+
+#[test]
+fn search_slots_past_any_machine_are_refused_with_the_key_named() {
+    assert_eq!(
+        load_text("[vectors]\nsearch_slots = 8\n")
+            .unwrap()
+            .vectors
+            .search_slots,
+        8
+    );
+    let e = load_text("[vectors]\nsearch_slots = 1000000\n").unwrap_err();
+    assert!(e.to_string().contains("vectors.search_slots"), "{e}");
+}

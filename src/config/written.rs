@@ -46,8 +46,11 @@ pub(super) struct VectorSection {
     engine_wal_limit_bytes: u64,
     indexing_threads: usize,
     indexing_threshold_kb: usize,
+    search_slots: usize,
     quantization: VectorQuantization,
 }
+
+const MAX_SEARCH_SLOTS: usize = 4096;
 
 impl TryFrom<VectorSection> for VectorSettings {
     type Error = String;
@@ -60,6 +63,14 @@ impl TryFrom<VectorSection> for VectorSettings {
                 api_key: s.qdrant_api_key,
             }),
         };
+        // A semaphore holds at most `usize::MAX >> 3` permits; far more than any machine's
+        // cores is a mistake anyway.
+        if s.search_slots > MAX_SEARCH_SLOTS {
+            return Err(format!(
+                "vectors.search_slots is {}; at most {MAX_SEARCH_SLOTS} (0: one per core)",
+                s.search_slots
+            ));
+        }
         Ok(VectorSettings {
             backend,
             default_collection: s.default_collection,
@@ -71,6 +82,7 @@ impl TryFrom<VectorSection> for VectorSettings {
             engine_wal_limit_bytes: s.engine_wal_limit_bytes,
             indexing_threads: s.indexing_threads,
             indexing_threshold_kb: s.indexing_threshold_kb,
+            search_slots: s.search_slots,
             quantization: s.quantization,
         })
     }

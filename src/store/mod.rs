@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod cache;
 pub mod client_cypher;
+pub(crate) mod cpu;
 pub mod cypher;
 pub mod embedded;
 pub mod graph_exec;

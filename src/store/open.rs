@@ -283,6 +283,7 @@ fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
         maintenance_every: v.maintenance_ms.get(),
         checkpoint_every: v.checkpoint_interval_ms.get(),
         checkpoint_bytes: v.checkpoint_log_bytes,
+        search_slots: v.search_slots,
     }
 }
 

@@ -216,6 +216,7 @@ async fn embedded_vector_store_meets_the_contract() {
         maintenance_every: std::time::Duration::from_secs(60),
         checkpoint_every: std::time::Duration::from_secs(60),
         checkpoint_bytes: 1 << 30,
+        search_slots: 0,
     };
     let store = Arc::new(
         EmbeddedVectorStore::open(dir.path(), options)

@@ -12,18 +12,18 @@ use qdrant_edge::{
     DEFAULT_VECTOR_NAME, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParams, FieldIndexOperations, Modifier, PayloadFieldSchema, PayloadSchemaType,
     PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, VectorPersisted,
-    VectorStructPersisted, WithPayloadInterface, WithVector,
+    VectorStructPersisted,
 };
 
 use super::super::fs_err;
 pub(super) use super::super::lock;
 use super::engine::{
-    deduplicate, distinct_points, engine, engine_wal_files, flush, page, trim_engine_wal,
+    deduplicate, distinct_points, engine, engine_wal_files, flush, trim_engine_wal,
 };
 use super::oplog::{LogOp, OpLog};
 use crate::config::VectorQuantization;
 use crate::domain::principal::Tenant;
-use crate::domain::vector::{CollectionSpec, Filter, PointId, Record};
+use crate::domain::vector::{CollectionSpec, Filter};
 use crate::store::qdrant_mapping as map;
 use crate::store::{StoreError, StoreResult};
 
@@ -444,54 +444,4 @@ impl Collection {
         };
         distinct_points(&*self.shard()?, filter)
     }
-}
-
-/// Up to `limit` of the tenant's points with payloads and vectors, in id order from
-/// `from`, and the id the next page starts at.
-pub(super) fn scroll_owned(
-    c: &Collection,
-    tenant: &Tenant,
-    from: Option<PointId>,
-    limit: usize,
-) -> StoreResult<(Vec<Record>, Option<PointId>)> {
-    let (records, next) = page(&*c.shard()?, from.map(map::point_id), None, true, limit)?;
-    let records = records
-        .into_iter()
-        .filter_map(|r| {
-            Some(Record {
-                id: map::point_id_back(r.id),
-                payload: map::owned_payload(r.payload, tenant)?,
-                vector: map::dense_vector(r.vector),
-            })
-        })
-        .collect();
-    Ok((records, next.map(map::point_id_back)))
-}
-
-pub(super) fn retrieve_owned(
-    c: &Collection,
-    tenant: &Tenant,
-    ids: &[PointId],
-    with_vector: bool,
-) -> StoreResult<Vec<Record>> {
-    let ids: Vec<_> = ids.iter().map(|id| map::point_id(*id)).collect();
-    let records = c
-        .shard()?
-        .retrieve(
-            &ids,
-            Some(WithPayloadInterface::Bool(true)),
-            Some(WithVector::Bool(with_vector)),
-        )
-        .map_err(engine)?;
-    Ok(records
-        .into_iter()
-        .filter_map(|r| {
-            let payload = map::owned_payload(r.payload, tenant)?;
-            Some(Record {
-                id: map::point_id_back(r.id),
-                payload,
-                vector: map::dense_vector(r.vector),
-            })
-        })
-        .collect())
 }

@@ -16,10 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use qdrant_edge::{
-    FieldIndexOperations, NamedQuery, PayloadFieldSchema, QueryEnum, SearchRequest, VectorInternal,
-    WithPayloadInterface, WithVector,
-};
+use qdrant_edge::{FieldIndexOperations, PayloadFieldSchema, VectorInternal};
 
 use super::fs_err;
 use crate::domain::principal::Tenant;
@@ -27,6 +24,7 @@ use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Query,
     Record, ScoredPoint, SearchQuery,
 };
+use crate::store::cpu::CpuSlots;
 use crate::store::qdrant_mapping as map;
 use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorStore, blocking};
 
@@ -36,14 +34,13 @@ mod engine;
 mod logop;
 mod maintenance;
 mod oplog;
+mod reads;
 
 pub use collection::Tuning;
-use collection::{
-    Collection, Key, collection_dir, create_on_disk, load_all, lock, retrieve_owned, scroll_owned,
-};
-use engine::engine;
+use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock};
 use maintenance::maintenance_loop;
 use oplog::LogOp;
+use reads::{retrieve_owned, scroll_owned, search_owned};
 
 struct Inner {
     root: PathBuf,
@@ -53,6 +50,8 @@ struct Inner {
     default_name: String,
     default_spec: CollectionSpec,
     tuning: Tuning,
+    /// Searches wait here for a core (see [`CpuSlots`]).
+    searches: CpuSlots,
 }
 
 impl Inner {
@@ -78,6 +77,8 @@ pub struct EmbeddedVectorOptions {
     pub checkpoint_every: Duration,
     /// …or larger than this many bytes.
     pub checkpoint_bytes: u64,
+    /// Searches in flight at most; 0: one per core.
+    pub search_slots: usize,
 }
 
 #[derive(Clone)]
@@ -102,6 +103,7 @@ impl EmbeddedVectorStore {
             default_name: options.default_name,
             default_spec: options.default_spec,
             tuning,
+            searches: CpuSlots::new(options.search_slots),
         });
         let maintenance = tokio::spawn(maintenance_loop(
             Arc::downgrade(&inner),
@@ -309,41 +311,10 @@ impl VectorStore for EmbeddedVectorStore {
             ),
         };
         let tenant = tenant.clone();
-        blocking(move || {
-            // A shard holds one tenant's points only (its directory is the tenant's), so
-            // a plain search needs no tenant condition: checking it on every point the
-            // HNSW walk visits cost ~10% of a search's CPU. Filtered searches keep it, and
-            // every hit's payload is still checked below.
-            let filter = match (&query.filter, &query.ids) {
-                (None, None) => None,
-                (filter, ids) => Some(
-                    map::search_filter(&tenant, filter.as_ref(), ids.as_deref())
-                        .map_err(StoreError::invalid)?,
-                ),
-            };
-            let found = c
-                .shard()?
-                .search(SearchRequest {
-                    query: QueryEnum::Nearest(NamedQuery {
-                        query: vector,
-                        using,
-                    }),
-                    filter,
-                    params: Some(map::search_params()),
-                    limit: query.limit,
-                    offset: query.offset,
-                    // The tenant check needs the payload even when the caller does not.
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: Some(WithVector::Bool(query.with_vector)),
-                    score_threshold: query.score_threshold,
-                })
-                .map_err(engine)?;
-            Ok(found
-                .into_iter()
-                .filter_map(|p| map::scored_point(p, &tenant, query.with_payload))
-                .collect())
-        })
-        .await
+        self.inner
+            .searches
+            .run(move || search_owned(&c, &tenant, query, vector, using))
+            .await
     }
 
     async fn retrieve(
