@@ -185,7 +185,7 @@ pub struct VectorSettings {
     pub indexing_threads: usize,
     /// Segments over this many KiB of vectors get an HNSW index; 0: the engine's default.
     pub indexing_threshold_kb: usize,
-    /// Embedded searches run at most this many at a time; 0: one per core.
+    /// Embedded searches run at most this many at a time; 0: no bound.
     pub search_slots: usize,
     /// Compressed vectors for the HNSW walk of collections created from now on.
     pub quantization: VectorQuantization,

@@ -67,7 +67,7 @@ impl TryFrom<VectorSection> for VectorSettings {
         // cores is a mistake anyway.
         if s.search_slots > MAX_SEARCH_SLOTS {
             return Err(format!(
-                "vectors.search_slots is {}; at most {MAX_SEARCH_SLOTS} (0: one per core)",
+                "vectors.search_slots is {}; at most {MAX_SEARCH_SLOTS} (0: no bound)",
                 s.search_slots
             ));
         }

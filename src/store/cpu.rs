@@ -1,13 +1,15 @@
-//! A bound on the CPU-bound store calls in flight (embedded searches): they wait their
-//! turn here, at most one per core, instead of all running at once on blocking threads.
+//! An optional bound on the CPU-bound store calls in flight (embedded searches,
+//! `vectors.search_slots`): when set, they wait their turn here instead of all running
+//! at once on blocking threads.
 //!
 //! Why: with 64 clients, dozens of searches ran side by side on two cores, each at a
 //! fraction of a core, and a write that took a collection's writer lock was descheduled
 //! among them while it held it, so every write behind it waited too (in-process upsert
-//! p50 0.4 s under the load mix). Queued in turn, searches finish sooner on average
-//! (first come, first served beats sharing the cores among all of them), writes find
-//! the cores free enough to finish their short critical sections, and a search whose
-//! caller gave up while it waited (its future dropped) never runs.
+//! p50 0.4 s under the load mix). Queued in turn, writes and graph reads find the cores
+//! free enough to finish their short steps, and a search whose caller gave up while it
+//! waited (its future dropped) never runs. The price is search throughput (a search
+//! that blocks on a lock leaves its slot idle), which is why it is off by default:
+//! docs/PERFORMANCE.md, "Search slots and the capacity bench".
 
 use std::sync::Arc;
 
@@ -16,16 +18,12 @@ use tokio::sync::Semaphore;
 use super::{StoreError, StoreResult, blocking};
 
 #[derive(Clone)]
-pub(crate) struct CpuSlots(Arc<Semaphore>);
+pub(crate) struct CpuSlots(Option<Arc<Semaphore>>);
 
 impl CpuSlots {
-    /// `slots` slots; 0: as many as the cores this process may use.
+    /// `slots` slots; 0: no bound.
     pub(crate) fn new(slots: usize) -> Self {
-        let slots = match slots {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        Self(Arc::new(Semaphore::new(slots)))
+        Self((slots != 0).then(|| Arc::new(Semaphore::new(slots))))
     }
 
     /// Runs `f` on a blocking thread once a slot is free.
@@ -34,11 +32,15 @@ impl CpuSlots {
         F: FnOnce() -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = self
-            .0
-            .acquire()
-            .await
-            .map_err(|_| StoreError::internal("the store's CPU slots are closed"))?;
+        let _slot = match &self.0 {
+            Some(slots) => Some(
+                slots
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::internal("the store's CPU slots are closed"))?,
+            ),
+            None => None,
+        };
         blocking(f).await
     }
 }
@@ -74,6 +76,12 @@ mod tests {
             r.await.unwrap().unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn without_slots_calls_just_run() {
+        let ran = CpuSlots::new(0).run(|| Ok(7)).await.unwrap();
+        assert_eq!(ran, 7);
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ struct Inner {
     default_name: String,
     default_spec: CollectionSpec,
     tuning: Tuning,
-    /// Searches wait here for a core (see [`CpuSlots`]).
+    /// Searches wait here for a slot, when there is a bound (see [`CpuSlots`]).
     searches: CpuSlots,
 }
 
@@ -77,7 +77,7 @@ pub struct EmbeddedVectorOptions {
     pub checkpoint_every: Duration,
     /// …or larger than this many bytes.
     pub checkpoint_bytes: u64,
-    /// Searches in flight at most; 0: one per core.
+    /// Searches in flight at most; 0: no bound.
     pub search_slots: usize,
 }
 
