@@ -21,14 +21,11 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::KafkaSettings;
-use crate::domain::ingest::{
-    DocId, Event, IngestState, IngestStatus, LogEntry, Outcome, Unreadable,
-};
+use crate::domain::ingest::{DocId, Event, IngestState, IngestStatus, LogEntry, Outcome};
 use crate::domain::principal::Tenant;
 use crate::store::embedded::events::pending_status;
 use crate::store::redis::RedisIngestState;
@@ -36,23 +33,9 @@ use crate::store::resilient::{Resilience, Retry};
 use crate::store::{EventLog, StoreError, StoreResult, TenantStatus, blocking};
 
 mod admin;
+mod message;
 use admin::{connection_event, create_topics, kafka_err};
-
-/// The message value: the event and the sequence number its status is keyed by.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    seq: u64,
-    event: Event,
-}
-
-/// A message handed to the worker and not yet committed.
-#[derive(Clone)]
-struct Delivered {
-    partition: i32,
-    offset: i64,
-    entry: LogEntry,
-    payload: Vec<u8>,
-}
+use message::Delivered;
 
 pub struct KafkaEventLog {
     /// Replaced when it reports a fatal error (see [`KafkaEventLog::send`]).
@@ -230,54 +213,6 @@ impl KafkaEventLog {
         }
     }
 
-    /// Decodes a message. One that does not decode still becomes an entry, an
-    /// [`Unreadable`], so the worker records it failed (and `complete` dead-letters it)
-    /// instead of dropping it in silence; its document is named by the message key
-    /// (`tenant/document`) when the value cannot say.
-    fn decode(message: &OwnedMessage) -> Delivered {
-        let payload = message.payload().unwrap_or_default().to_vec();
-        let (partition, offset) = (message.partition(), message.offset());
-        let entry = match serde_json::from_slice::<Envelope>(&payload) {
-            Ok(Envelope { seq, event }) => LogEntry {
-                seq,
-                event: Ok(event),
-            },
-            Err(e) => {
-                tracing::warn!(partition, offset, error = %e, "unreadable ingest event");
-                let value = serde_json::from_slice::<serde_json::Value>(&payload).ok();
-                let mut unreadable = Unreadable::from_json(
-                    value.as_ref().and_then(|v| v.get("event")),
-                    format!("unreadable event: {e}"),
-                );
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                if let Some((tenant, id)) = key.split_once('/') {
-                    if unreadable.tenant.is_none() {
-                        unreadable.tenant = Tenant::parse(tenant);
-                    }
-                    if unreadable.id.is_none() {
-                        unreadable.id = DocId::parse(id);
-                    }
-                }
-                // Its status is keyed by the sequence number, when that can be read.
-                let seq = value
-                    .as_ref()
-                    .and_then(|v| v.get("seq"))
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0);
-                LogEntry {
-                    seq,
-                    event: Err(unreadable),
-                }
-            }
-        };
-        Delivered {
-            partition,
-            offset,
-            entry,
-            payload,
-        }
-    }
-
     /// Commits, per partition, the offset after the last of `done`.
     async fn commit(&self, done: &[Delivered]) -> StoreResult<()> {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
@@ -322,29 +257,7 @@ impl EventLog for KafkaEventLog {
         let trace = crate::telemetry::inject();
         let trace = &trace;
         let sends = statuses.iter().map(|(event, status)| async move {
-            let envelope = Envelope {
-                seq: status.seq,
-                event: (*event).clone(),
-            };
-            let payload = serde_json::to_vec(&envelope)
-                .map_err(|e| StoreError::internal(format!("encoding event: {e}")))?;
-            let mut headers = OwnedHeaders::new().insert(Header {
-                key: "tenant",
-                value: Some(event.tenant.as_str()),
-            });
-            if let Some(id) = &event.correlation_id {
-                headers = headers.insert(Header {
-                    key: "correlation-id",
-                    value: Some(id.as_str()),
-                });
-            }
-            for (key, value) in trace {
-                headers = headers.insert(Header {
-                    key: key.as_str(),
-                    value: Some(value.as_str()),
-                });
-            }
-            let key = format!("{}/{}", event.tenant, event.id);
+            let (key, payload, headers) = message::encode(event, status.seq, trace)?;
             self.send("append", &self.topic, &key, &payload, headers)
                 .await
         });
@@ -369,7 +282,7 @@ impl EventLog for KafkaEventLog {
             match self.next_message(&consumer).await? {
                 // Held at once, so an error later in this call loses nothing.
                 Some(message) => {
-                    let delivered = Self::decode(&message);
+                    let delivered = message::decode(&message);
                     held += delivered.payload.len();
                     self.inflight().push(delivered);
                 }
