@@ -110,6 +110,15 @@ def ingest(server, corpus, poll=0.2):
     return len(corpus) / (time.time() - started)
 
 
+def wait_indexed(server, collection="documents", poll=0.2):
+    """Waits until every point of `collection` is in an HNSW index."""
+    while True:
+        info = server.call("GET", f"/vectors/collections/{collection}")
+        if info["indexed_vectors_count"] >= info["points_count"]:
+            return
+        time.sleep(poll)
+
+
 def doc_ids(hits):
     seen, out = set(), []
     for h in hits:
@@ -150,6 +159,9 @@ def main():
     p.add_argument("--limit", type=int, default=20, help="hits asked for per question")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     p.add_argument("--hybrid", default="{}", help="JSON fields added to every hybrid request")
+    p.add_argument("--indexed", action="store_true",
+                   help="index every segment (threshold 1 KiB) and wait for the HNSW build "
+                        "before asking, so the questions walk the graph, not an exact scan")
     args = p.parse_args()
     binary = args.binary
     if binary is None:
@@ -157,6 +169,8 @@ def main():
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
         binary = os.path.join(target, "release", "ragbrain")
     env = dict(kv.split("=", 1) for kv in args.env)
+    if args.indexed:
+        env.setdefault("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1")
     modes = args.modes.split(",")
     print(f"{'dataset':<18} {'mode':<8} {'R@2':>6} {'R@5':>6} {'R@10':>6} {'p50 ms':>8} {'p99 ms':>8}")
     for path in args.datasets:
@@ -167,6 +181,8 @@ def main():
             rate = ingest(server, data["corpus"])
             print(f"# {data['name']}: {len(data['corpus'])} paragraphs ingested at {rate:.0f}/s",
                   file=sys.stderr)
+            if args.indexed:
+                wait_indexed(server)
             for mode in modes:
                 recall, p50, p99 = evaluate(server, data["questions"], mode, args.limit,
                                             json.loads(args.hybrid))

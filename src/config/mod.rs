@@ -154,15 +154,19 @@ pub struct Limits {
     pub max_id_len: NonZeroUsize,
 }
 
-/// How HNSW-indexed segments keep a compressed copy of their vectors for the search walk.
+/// The compressed copy of its vectors a collection keeps in RAM for the search walk.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum VectorQuantization {
     /// The walk reads the full 32-bit vectors.
     None,
-    /// One byte per dimension, kept in RAM; the best candidates are scored again on the
-    /// full vectors, so results keep their exact scores.
+    /// One byte per dimension, in HNSW-indexed segments only; the best candidates are
+    /// scored again on the full vectors, so results keep their exact scores.
     Int8,
+    /// Four bits per dimension after a random rotation (TurboQuant), in every segment:
+    /// segments not yet indexed are scanned on it too, reading an eighth of the bytes.
+    /// The best candidates are scored again on the full vectors.
+    Turbo,
 }
 
 /// `[vectors]`, read through [`written::VectorSection`] like the other backend sections.

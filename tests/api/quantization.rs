@@ -1,6 +1,7 @@
-//! Quantized vector search through HTTP: an HNSW-indexed collection walks its graph on
-//! int8 copies of the vectors (`vectors.quantization`, on by default) and rescores the
-//! best candidates on the full vectors, so answers keep exact scores.
+//! Quantized vector search through HTTP: a collection walks its HNSW graph, or scans a
+//! segment not yet indexed, on compressed copies of the vectors (`vectors.quantization`:
+//! TurboQuant by default, int8 for indexed segments only) and rescores the best
+//! candidates on the full vectors, so answers keep exact scores.
 
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,17 @@ fn unquantized(s: &mut Settings) {
     s.vectors.quantization = VectorQuantization::None;
 }
 
-/// Loads the points and waits until every one is in an HNSW index.
-async fn indexed(app: &TestApp, key: &str) {
+fn int8(s: &mut Settings) {
+    small_segments(s);
+    s.vectors.quantization = VectorQuantization::Int8;
+}
+
+/// No segment reaches the indexing threshold: every search scans.
+fn never_indexed(s: &mut Settings) {
+    s.vectors.indexing_threshold_kb = 1 << 30;
+}
+
+async fn load(app: &TestApp, key: &str) {
     app.create_collection(key, "q", DIM).await;
     for first in (0..POINTS).step_by(1_000) {
         let points: Vec<Value> = (first..first + 1_000)
@@ -57,6 +67,11 @@ async fn indexed(app: &TestApp, key: &str) {
             .await;
         assert_eq!(r.status(), 200);
     }
+}
+
+/// Loads the points and waits until every one is in an HNSW index.
+async fn indexed(app: &TestApp, key: &str) {
+    load(app, key).await;
     let started = Instant::now();
     loop {
         let info: Value = app
@@ -73,15 +88,23 @@ async fn indexed(app: &TestApp, key: &str) {
     }
 }
 
-/// Whether any segment of the collection keeps a quantized copy on disk.
-fn has_quantized_copy(app: &TestApp) -> bool {
+/// How many of the collection's segments there are, and how many keep a quantized copy.
+fn quantized_segments(app: &TestApp) -> (usize, usize) {
     let segments = app.data_dir.path().join("vectors/acme/q/segments");
-    std::fs::read_dir(segments).unwrap().any(|s| {
-        s.unwrap()
-            .path()
-            .join("vector_storage/quantized.data")
-            .exists()
-    })
+    let dirs: Vec<_> = std::fs::read_dir(segments)
+        .unwrap()
+        .map(|s| s.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let quantized = dirs
+        .iter()
+        .filter(|p| p.join("vector_storage/quantized.config.json").exists())
+        .count();
+    (dirs.len(), quantized)
+}
+
+fn has_quantized_copy(app: &TestApp) -> bool {
+    quantized_segments(app).1 > 0
 }
 
 async fn assert_exact_answers(app: &TestApp, key: &str) {
@@ -99,7 +122,7 @@ async fn assert_exact_answers(app: &TestApp, key: &str) {
             let id = hit["id"].as_u64().unwrap() as usize;
             let score = hit["score"].as_f64().unwrap() as f32;
             let exact = cosine(&query, &vector(id));
-            // Int8 scores are off by ~1e-2; rescored ones by float rounding only.
+            // Quantized scores are off by ~1e-2; rescored ones by float rounding only.
             assert!(
                 (score - exact).abs() < 1e-4,
                 "point {id}: {score} vs {exact}"
@@ -115,7 +138,40 @@ async fn quantized_collections_answer_with_exact_scores() {
     let app = spawn_app_with(small_segments).await;
     let key = app.key("acme", &["write"]).await;
     indexed(&app, &key).await;
-    assert!(has_quantized_copy(&app), "int8 is the default");
+    assert!(has_quantized_copy(&app), "TurboQuant is the default");
+    assert_exact_answers(&app, &key).await;
+}
+
+#[tokio::test]
+async fn segments_not_yet_indexed_are_scanned_on_their_turboquant_copy() {
+    let app = spawn_app_with(never_indexed).await;
+    let key = app.key("acme", &["write"]).await;
+    load(&app, &key).await;
+    let info: Value = app
+        .json(Method::GET, "/vectors/collections/q", &key, None)
+        .await;
+    assert_eq!(info["indexed_vectors_count"], 0, "{info}");
+    let (segments, quantized) = quantized_segments(&app);
+    assert_eq!(quantized, segments, "every appendable segment keeps a copy");
+    assert_exact_answers(&app, &key).await;
+}
+
+#[tokio::test]
+async fn int8_collections_quantize_indexed_segments_only() {
+    let app = spawn_app_with(|s| {
+        int8(s);
+        never_indexed(s);
+    })
+    .await;
+    let key = app.key("acme", &["write"]).await;
+    load(&app, &key).await;
+    assert!(!has_quantized_copy(&app), "nothing is indexed yet");
+    assert_exact_answers(&app, &key).await;
+
+    let app = spawn_app_with(int8).await;
+    let key = app.key("acme", &["write"]).await;
+    indexed(&app, &key).await;
+    assert!(has_quantized_copy(&app));
     assert_exact_answers(&app, &key).await;
 }
 

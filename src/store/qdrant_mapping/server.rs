@@ -15,14 +15,23 @@ use crate::domain::vector::{
 };
 
 /// The same compressed copy as the embedded engine's (see the parent module).
-pub fn quantization(q: VectorQuantization) -> Option<q::ScalarQuantizationBuilder> {
+pub fn quantization(q: VectorQuantization) -> Option<q::quantization_config::Quantization> {
     match q {
         VectorQuantization::None => None,
         VectorQuantization::Int8 => Some(
             q::ScalarQuantizationBuilder::default()
                 .r#type(q::QuantizationType::Int8.into())
                 .quantile(QUANTILE)
-                .always_ram(true),
+                .always_ram(true)
+                .build()
+                .into(),
+        ),
+        VectorQuantization::Turbo => Some(
+            q::TurboQuantizationBuilder::new()
+                .bits(q::TurboQuantBitSize::Bits4)
+                .always_ram(true)
+                .build()
+                .into(),
         ),
     }
 }

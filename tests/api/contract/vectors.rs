@@ -211,7 +211,7 @@ async fn embedded_vector_store_meets_the_contract() {
             indexing_threads: 1,
             engine_wal_limit_bytes: 1 << 30,
             indexing_threshold_kb: None,
-            quantization: ragbrain::config::VectorQuantization::Int8,
+            quantization: ragbrain::config::VectorQuantization::Turbo,
         },
         maintenance_every: std::time::Duration::from_secs(60),
         checkpoint_every: std::time::Duration::from_secs(60),
