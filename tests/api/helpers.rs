@@ -378,10 +378,12 @@ pub fn rss_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// Waits until the server on `port` answers `GET path` (up to ten seconds).
+/// Waits until the server on `port` answers `GET path`, for up to a minute: a debug
+/// build starting beside the rest of the suite on two cores has taken over ten seconds.
 pub async fn wait_for(port: u16, path: &str, key: &str) -> Option<reqwest::StatusCode> {
     let client = reqwest::Client::new();
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let sent = client
             .get(format!("http://127.0.0.1:{port}{path}"))
             .header("X-API-Key", key)
