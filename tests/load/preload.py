@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import http.client
 import json
+import os
 import random
 import time
 import urllib.parse
@@ -92,9 +93,11 @@ def main():
             time.sleep(0.2)
     t_total = time.perf_counter() - started
     # Measure on an indexed collection: wait for the background HNSW build. The engine
-    # indexes segments over 10 MB of vectors and searches smaller ones exactly, so a
-    # remainder under that may never be indexed: stop once what is left is that small.
-    threshold = 10_000 * 1024
+    # indexes segments over its indexing threshold (10 MB of vectors unless the server's
+    # environment sets another) and searches smaller ones exactly, so a remainder under
+    # that may never be indexed: stop once what is left is that small.
+    threshold = int(os.environ.get("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB") or 0) or 10_000
+    threshold *= 1024
     deadline = time.time() + 1800
     while time.time() < deadline:
         info = c.call("GET", "/vectors/collections/load")
