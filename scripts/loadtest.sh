@@ -75,7 +75,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-env_args=(RAGBRAIN__LOG__LEVEL=warn RAGBRAIN__RATE_LIMIT__ENABLED=false)
+# The log level may come from the environment, to trace the server under load.
+env_args=("RAGBRAIN__LOG__LEVEL=${RAGBRAIN__LOG__LEVEL:-warn}" RAGBRAIN__RATE_LIMIT__ENABLED=false)
 config_args=()
 if [[ $production == 1 ]]; then
   # shellcheck source=scripts/backends/start.sh
