@@ -129,15 +129,18 @@ impl Server {
         started.elapsed()
     }
 
-    async fn points_count(&self) -> u64 {
-        let info = get_json(
+    async fn info(&self) -> serde_json::Value {
+        get_json(
             &self.client,
             self.port,
             "/vectors/collections/crash",
             &self.key,
         )
-        .await;
-        info["points_count"].as_u64().unwrap()
+        .await
+    }
+
+    async fn points_count(&self) -> u64 {
+        self.info().await["points_count"].as_u64().unwrap()
     }
 
     /// Whether the log shows `step` ("optimize" or "checkpoint") started and not finished.
@@ -325,13 +328,20 @@ async fn upserts_complete_while_an_index_builds() {
     }
     let mut during = Vec::new();
     let mut id = 1_000_000;
+    let mut reported = Vec::new();
     while server.in_progress("optimize") && during.len() < 200 {
         let took = server.upsert(id..id + 10, BIG).await;
+        let optimizing = server.info().await["optimizing"].clone();
         if server.in_progress("optimize") {
             during.push(took);
+            reported.push(optimizing);
         }
         id += 10;
     }
+    assert!(
+        reported.iter().all(|o| o == true),
+        "collection info during the build: optimizing {reported:?}"
+    );
     let slowest = during.iter().max().copied().unwrap_or_default();
     assert!(
         during.len() >= 5,
@@ -344,6 +354,15 @@ async fn upserts_complete_while_an_index_builds() {
         during.len()
     );
     assert_eq!(server.points_count().await, 30_000 + (id - 1_000_000));
+    // Once the writes stop, the optimiser indexes the rest and reports done.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.info().await["optimizing"] != false {
+        assert!(
+            Instant::now() < deadline,
+            "still optimizing after two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     server.kill();
 }
 

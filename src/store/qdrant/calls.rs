@@ -7,8 +7,8 @@ use std::sync::Arc;
 use qdrant_client::Qdrant;
 use qdrant_client::QdrantError;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, RetrievedPoint,
-    points_selector::PointsSelectorOneOf, vectors_config::Config,
+    CollectionStatus, CountPointsBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
+    RetrievedPoint, points_selector::PointsSelectorOneOf, vectors_config::Config,
 };
 use secrecy::ExposeSecret;
 
@@ -60,6 +60,15 @@ pub(super) fn missing(name: &str) -> StoreError {
     StoreError::not_found(format!("collection {name:?} does not exist"))
 }
 
+/// What the server says of a collection, as far as the store needs it.
+pub(super) struct Described {
+    pub spec: CollectionSpec,
+    pub indexed: u64,
+    /// An optimisation is running or pending (status yellow or grey).
+    pub optimizing: bool,
+    pub payload_indexes: Vec<PayloadIndex>,
+}
+
 impl QdrantVectorStore {
     pub fn connect(
         settings: &VectorSettings,
@@ -105,11 +114,7 @@ impl QdrantVectorStore {
             .await
     }
 
-    pub(super) async fn spec(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-    ) -> StoreResult<Option<(CollectionSpec, u64, u64, Vec<PayloadIndex>)>> {
+    pub(super) async fn spec(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<Described>> {
         let physical = physical(tenant, name);
         let info = self
             .guard
@@ -143,12 +148,16 @@ impl QdrantVectorStore {
             dim: params.size as usize,
             distance,
         };
-        Ok(Some((
+        Ok(Some(Described {
             spec,
-            info.points_count.unwrap_or(0),
-            info.indexed_vectors_count.unwrap_or(0),
-            map::payload_indexes(&info.payload_schema),
-        )))
+            indexed: info.indexed_vectors_count.unwrap_or(0),
+            // Yellow: an optimisation is running; grey: one is pending.
+            optimizing: matches!(
+                CollectionStatus::try_from(info.status),
+                Ok(CollectionStatus::Yellow | CollectionStatus::Grey)
+            ),
+            payload_indexes: map::payload_indexes(&info.payload_schema),
+        }))
     }
 
     pub(super) async fn count(

@@ -39,7 +39,7 @@ pub struct QdrantVectorStore {
 
 mod calls;
 
-use calls::{PREFIX, invalid_filter, missing, physical, qdrant_err, record};
+use calls::{Described, PREFIX, invalid_filter, missing, physical, qdrant_err, record};
 
 #[async_trait]
 impl VectorStore for QdrantVectorStore {
@@ -49,7 +49,7 @@ impl VectorStore for QdrantVectorStore {
         name: &CollectionName,
         spec: CollectionSpec,
     ) -> StoreResult<Created> {
-        if let Some((existing, ..)) = self.spec(tenant, name).await? {
+        if let Some(Described { spec: existing, .. }) = self.spec(tenant, name).await? {
             return if existing == spec {
                 Ok(Created::Existing)
             } else {
@@ -96,18 +96,19 @@ impl VectorStore for QdrantVectorStore {
         tenant: &Tenant,
         name: &CollectionName,
     ) -> StoreResult<CollectionInfo> {
-        let (spec, _, indexed, payload_indexes) = self
+        let described = self
             .spec(tenant, name)
             .await?
             .ok_or_else(|| missing(name))?;
         let points = self.count(&physical(tenant, name), tenant, None).await?;
         Ok(CollectionInfo {
             name: name.to_string(),
-            dim: spec.dim,
-            distance: spec.distance,
+            dim: described.spec.dim,
+            distance: described.spec.distance,
             points_count: points as usize,
-            indexed_vectors_count: indexed as usize,
-            payload_indexes,
+            indexed_vectors_count: described.indexed as usize,
+            optimizing: described.optimizing,
+            payload_indexes: described.payload_indexes,
         })
     }
 
@@ -296,10 +297,11 @@ impl VectorStore for QdrantVectorStore {
         collection: &CollectionName,
         field: &str,
     ) -> StoreResult<bool> {
-        let (.., indexes) = self
+        let indexes = self
             .spec(tenant, collection)
             .await?
-            .ok_or_else(|| missing(collection))?;
+            .ok_or_else(|| missing(collection))?
+            .payload_indexes;
         if !indexes.iter().any(|i| i.field == field) {
             return Ok(false);
         }

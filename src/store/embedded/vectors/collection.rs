@@ -432,6 +432,12 @@ impl Collection {
         Ok(())
     }
 
+    /// Whether an optimize runs now, or points were written since the last one (it runs
+    /// at the next maintenance pass, and may find nothing to do).
+    pub(super) fn optimizing(&self) -> bool {
+        self.dirty.load(Ordering::Acquire) || self.optimizing.try_lock().is_err()
+    }
+
     /// Points matching `filter`, each counted once: segment statistics and
     /// qdrant-edge's exact count both count a point again for each copy that an
     /// optimization in progress or a crash leaves in another segment

@@ -210,6 +210,7 @@ impl VectorStore for EmbeddedVectorStore {
             Ok(CollectionInfo {
                 points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
+                optimizing: c.optimizing(),
                 payload_indexes: map::payload_indexes(schema),
                 name,
                 dim: c.spec.dim,
