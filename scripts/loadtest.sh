@@ -123,28 +123,34 @@ echo "==> preloading $points points, $entities entities, $docs documents"
 rss() { awk '/^VmRSS:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$server_pid/status"; }
 
 failed=0
+# Results go under "<n>-<scenario>", so a scenario may run twice (`read write read`:
+# reads before and after a burst of writes).
+n=0
 for scenario in "${scenarios[@]}"; do
+  n=$((n + 1))
+  run="$work/$n-$scenario"
   echo "==> $scenario"
   if [[ $scenario == locust ]]; then
     RAGBRAIN_API_KEY=$key pin "$load_cpus" "$venv/bin/locust" -f tests/load/locustfile.py \
       --headless --host "$base" --users "$users" --spawn-rate "$users" --run-time "$duration" \
-      --csv "$work/locust" --only-summary --loglevel WARNING >"$work/locust.out" 2>&1 || failed=1
+      --csv "$run" --only-summary --loglevel WARNING >"$run.out" 2>&1 || failed=1
   else
     BASE_URL=$base API_KEY=$key VUS=$vus DURATION=$duration pin "$load_cpus" "$venv/bin/k6" run \
-      --quiet --no-color --summary-export "$work/$scenario.json" "tests/load/k6/$scenario.js" \
-      >"$work/$scenario.out" 2>&1 || failed=1
+      --quiet --no-color --summary-export "$run.json" "tests/load/k6/$scenario.js" \
+      >"$run.out" 2>&1 || failed=1
   fi
-  echo "rss $(rss)" >"$work/$scenario.rss"
+  echo "rss $(rss)" >"$run.rss"
 done
 
 "$venv/bin/python" - "$work" "${scenarios[@]}" <<'EOF'
 import csv, json, os, sys
 work, scenarios = sys.argv[1], sys.argv[2:]
 print(f"{'scenario':<8} {'kind':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}  rss")
-for s in scenarios:
-    rss = open(os.path.join(work, s + ".rss")).read().split(" ", 1)[1].strip()
+for n, s in enumerate(scenarios, 1):
+    run = os.path.join(work, f"{n}-{s}")
+    rss = open(run + ".rss").read().split(" ", 1)[1].strip()
     if s == "locust":
-        path = os.path.join(work, "locust_stats.csv")
+        path = run + "_stats.csv"
         if not os.path.exists(path):
             print(f"{s:<8} (no result; see its output)"); continue
         for row in csv.DictReader(open(path)):
@@ -152,7 +158,7 @@ for s in scenarios:
             print(f"{s:<8} {name[:10]:<10} {float(row['Requests/s']):>8.1f} {row['50%']:>8} {row['95%']:>8} "
                   f"{row['99%']:>8} {float(row['Max Response Time']):>8.0f} {row['Failure Count']:>7}  {rss}")
         continue
-    path = os.path.join(work, s + ".json")
+    path = run + ".json"
     if not os.path.exists(path):
         print(f"{s:<8} (no result; see its output)"); continue
     m = json.load(open(path))["metrics"]
