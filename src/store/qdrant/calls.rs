@@ -64,7 +64,7 @@ pub(super) fn missing(name: &str) -> StoreError {
 pub(super) struct Described {
     pub spec: CollectionSpec,
     pub indexed: u64,
-    /// An optimisation is running or pending (status yellow or grey).
+    /// An optimisation is running (status yellow).
     pub optimizing: bool,
     pub payload_indexes: Vec<PayloadIndex>,
 }
@@ -151,11 +151,9 @@ impl QdrantVectorStore {
         Ok(Some(Described {
             spec,
             indexed: info.indexed_vectors_count.unwrap_or(0),
-            // Yellow: an optimisation is running; grey: one is pending.
-            optimizing: matches!(
-                CollectionStatus::try_from(info.status),
-                Ok(CollectionStatus::Yellow | CollectionStatus::Grey)
-            ),
+            // Yellow: an optimisation is running. Not grey ("pending"), which after a
+            // server restart lasts until the next write triggers the optimisers.
+            optimizing: info.status == CollectionStatus::Yellow as i32,
             payload_indexes: map::payload_indexes(&info.payload_schema),
         }))
     }
