@@ -111,10 +111,11 @@ def ingest(server, corpus, poll=0.2):
 
 
 def wait_indexed(server, collection="documents", poll=0.2):
-    """Waits until every point of `collection` is in an HNSW index."""
+    """Waits until every point of `collection` is in an HNSW index and the merges that
+    follow are done, so latency is measured without an optimisation beside it."""
     while True:
         info = server.call("GET", f"/vectors/collections/{collection}")
-        if info["indexed_vectors_count"] >= info["points_count"]:
+        if info["indexed_vectors_count"] >= info["points_count"] and not info["optimizing"]:
             return
         time.sleep(poll)
 
