@@ -115,7 +115,7 @@ def wait_indexed(server, collection="documents", poll=0.2):
     follow are done, so latency is measured without an optimisation beside it."""
     while True:
         info = server.call("GET", f"/vectors/collections/{collection}")
-        if info["indexed_vectors_count"] >= info["points_count"] and not info["optimizing"]:
+        if info["indexed_vectors_count"] >= info["points_count"] and not info.get("optimizing"):
             return
         time.sleep(poll)
 

@@ -107,8 +107,9 @@ def main():
         time.sleep(1)
     t_index = time.perf_counter() - started
     # Then for the merges that follow (a minute or more of one core at 100k points):
-    # a scenario started meanwhile would measure the bulk load's aftermath.
-    while time.time() < deadline and c.call("GET", "/vectors/collections/load")["optimizing"]:
+    # a scenario started meanwhile would measure the bulk load's aftermath. (A build from
+    # before 2026-11-30 has no `optimizing`; --binary may name one, so it is not waited on.)
+    while time.time() < deadline and c.call("GET", "/vectors/collections/load").get("optimizing"):
         time.sleep(1)
     t_settled = time.perf_counter() - started
     print(f"preloaded {a.points} points in {t_points:.1f}s, {a.entities} entities in {t_entities:.1f}s, "
