@@ -38,9 +38,11 @@ pub struct CollectionInfo {
     pub distance: Distance,
     pub points_count: usize,
     pub indexed_vectors_count: usize,
-    /// Whether the engine is optimising the collection now (building an index over new
-    /// points, or merging segments). Searches are answered meanwhile; the points not
-    /// yet indexed are scanned, so a load measurement should wait for `false`.
+    /// Whether the engine is optimising the collection (building an index over new
+    /// points, or merging segments), or, on the embedded store, will look at it at its
+    /// next maintenance pass because points were written since the last one. Searches
+    /// are answered meanwhile and scan the points not yet indexed, so a load
+    /// measurement should wait for `false`.
     pub optimizing: bool,
     /// Payload fields with an index, by field name.
     pub payload_indexes: Vec<PayloadIndex>,
