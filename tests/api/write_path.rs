@@ -326,6 +326,12 @@ async fn upserts_complete_while_an_index_builds() {
         assert!(Instant::now() < deadline, "no index build started");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // No write since the restart and the build has taken the pending flag: only the
+    // running build can make the collection report `optimizing` here.
+    let before_writes = server.info().await["optimizing"].clone();
+    if server.in_progress("optimize") {
+        assert_eq!(before_writes, true, "collection info while the build runs");
+    }
     let mut during = Vec::new();
     let mut id = 1_000_000;
     let mut reported = Vec::new();

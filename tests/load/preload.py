@@ -106,7 +106,7 @@ def main():
             break
         time.sleep(1)
     t_index = time.perf_counter() - started
-    # Then for the merges that follow (a minute or more of one core at 100k points):
+    # Then for the merges that follow (20-40 s of one core at 100k points on 2 cores):
     # a scenario started meanwhile would measure the bulk load's aftermath. (A build from
     # before 2026-11-30 has no `optimizing`; --binary may name one, so it is not waited on.)
     while time.time() < deadline and c.call("GET", "/vectors/collections/load").get("optimizing"):
