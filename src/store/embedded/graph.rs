@@ -24,6 +24,7 @@ use super::cypher_sandbox::{self, Forkable, Forker, SandboxLimits};
 pub(super) use super::graph_values::engine;
 use super::graph_values::{node_from_row, to_grafeo};
 use super::graph_wal::WalBound;
+use super::graph_weights::PairHints;
 pub(super) use super::lock;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,
@@ -61,6 +62,8 @@ pub(super) struct Inner {
     pub(super) forker: Forker,
     /// Node properties every tenant graph indexes (see [`index_graph`]).
     pub(super) indexed: Vec<String>,
+    /// Where co-occurrence edges are, so a document's weights skip most adjacency walks.
+    pub(super) pair_hints: Mutex<PairHints>,
 }
 
 /// Settings the embedded graph store needs from the configuration.
@@ -127,6 +130,7 @@ impl EmbeddedGraphStore {
                 },
                 forker: Forker::start()?,
                 indexed,
+                pair_hints: Mutex::default(),
             }),
         })
     }

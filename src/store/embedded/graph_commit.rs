@@ -65,6 +65,7 @@ impl Inner {
                 index_graph(&db, name, &self.indexed)?;
             }
             *engine = Arc::new(db);
+            lock(&self.pair_hints).clear();
             *synced = self.commits.load(Ordering::Acquire);
         }
         Ok(())

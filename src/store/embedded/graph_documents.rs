@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use super::graph::{Inner, engine, params};
 use super::graph_values::{plus_any, to_grafeo, to_json};
+use super::graph_weights::PairHints;
 use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
     Written,
@@ -26,11 +28,13 @@ use crate::store::{StoreError, StoreResult};
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
 pub(super) struct Tx<'a> {
     pub(super) session: Session,
-    tenant: &'a Tenant,
+    pub(super) tenant: &'a Tenant,
     /// Entity nodes looked up or created through the direct API, with their mention
     /// counts as first read, so a document's weights and mention counts do not look
     /// its entities up again. Any statement may delete nodes, so running one empties it.
     entities: RefCell<HashMap<String, Option<(NodeId, i64)>>>,
+    /// Where entity pairs' `RELATED_TO` edges are ([`Inner::pair_hints`]).
+    pub(super) hints: &'a Mutex<PairHints>,
 }
 
 impl Tx<'_> {
@@ -303,11 +307,12 @@ fn now<T>(work: impl std::future::Future<Output = StoreResult<T>>) -> StoreResul
 }
 
 impl Inner {
-    fn tx<'a>(&self, tenant: &'a Tenant) -> StoreResult<Tx<'a>> {
+    fn tx<'a>(&'a self, tenant: &'a Tenant) -> StoreResult<Tx<'a>> {
         Ok(Tx {
             session: self.session(tenant)?,
             tenant,
             entities: RefCell::default(),
+            hints: &self.pair_hints,
         })
     }
 
