@@ -21,10 +21,10 @@ use async_trait::async_trait;
 use grafeo::{GrafeoDB, QueryResult, Session, Value};
 
 use super::cypher_sandbox::{self, Forkable, Forker, SandboxLimits};
+use super::graph_pairs::PairHints;
 pub(super) use super::graph_values::engine;
 use super::graph_values::{node_from_row, to_grafeo};
 use super::graph_wal::WalBound;
-use super::graph_weights::PairHints;
 pub(super) use super::lock;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,

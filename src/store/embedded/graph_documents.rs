@@ -14,8 +14,8 @@ use grafeo::{NodeId, Session};
 use serde_json::Value;
 
 use super::graph::{Inner, engine, params};
+use super::graph_pairs::PairHints;
 use super::graph_values::{plus_any, to_grafeo, to_json};
-use super::graph_weights::PairHints;
 use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
     Written,

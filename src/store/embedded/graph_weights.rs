@@ -2,23 +2,23 @@
 //! a chunk), updated through grafeo's direct API inside a document's transaction.
 //!
 //! grafeo has no lookup of the edge between two nodes. A pair's edge is first looked
-//! for in [`PairHints`], where the writes before left it; failing that, by walking one
-//! end's adjacency: the out-edges of `a` or the in-edges of `b`. An entity's edges grow
-//! with its mentions (a `MENTIONS` edge in per chunk, a `RELATED_TO` per entity it
-//! shares a chunk with), so the walk starts from the end with fewer mentions. A
-//! document that names a hub next to a specific entity then walks the specific one's
-//! few edges, not the hub's thousands; only two hubs together cost a walk of a hub.
-//! The walk still grows with the corpus (every copy of a document adds a `MENTIONS` to
-//! each of its entities), which is what the hints take off a pair seen before.
+//! for in the [hints](super::graph_pairs::PairHints) the writes before left; failing
+//! that, by walking one end's adjacency: the out-edges of `a` or the in-edges of `b`.
+//! An entity's edges grow with its mentions (a `MENTIONS` edge in per chunk, a
+//! `RELATED_TO` per entity it shares a chunk with), so the walk starts from the end
+//! with fewer mentions. A document that names a hub next to a specific entity then
+//! walks the specific one's few edges, not the hub's thousands; only two hubs together
+//! cost a walk of a hub. The walk still grows with the corpus (every copy of a document
+//! adds a `MENTIONS` to each of its entities), which the hints spare a pair seen before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher;
 
 use grafeo::{EdgeId, NodeId};
 
-use super::graph::{engine, lock};
+use super::graph::engine;
 use super::graph_documents::Tx;
 use super::graph_values::plus_any;
+use super::lock;
 use crate::store::graph_exec::WeightDelta;
 use crate::store::{StoreError, StoreResult};
 
@@ -132,62 +132,6 @@ impl Tx<'_> {
     }
 }
 
-/// Where each entity pair's `RELATED_TO` edge was last written, for every tenant
-/// graph: (graph, a, b) → edge. Only a hint: each use reads the edge back in the
-/// transaction's view and checks its ends and type, so an entry left stale by a rollback,
-/// a delete or a WAL rewrite costs the walk it saves, never a wrong write. (The walk
-/// would add the delta to every `RELATED_TO` from `a` to `b`; a hit adds it to the one
-/// edge. Writes `MERGE` relationships, so there is never more than one.)
-///
-/// Bounded: two generations of at most [`PairHints::GENERATION`] entries each; when the
-/// newer one fills it becomes the older and the older goes, so a pair used since is
-/// kept (it moves up on a hit) and one not used for a generation is dropped.
-#[derive(Default)]
-pub(super) struct PairHints {
-    newer: HashMap<(u64, NodeId, NodeId), EdgeId>,
-    older: HashMap<(u64, NodeId, NodeId), EdgeId>,
-}
-
-impl PairHints {
-    /// Entries per generation: 7/8 of 2^19, the most a table of 2^19 slots of 33 bytes
-    /// holds, so a generation takes at most 17 MiB and the hints 35 MiB, however many
-    /// pairs and tenants there are.
-    const GENERATION: usize = (1 << 19) / 8 * 7;
-
-    /// The key part that keeps tenants' graphs apart (their node ids overlap).
-    pub(super) fn graph_key(&self, graph: &str) -> u64 {
-        self.newer.hasher().hash_one(graph)
-    }
-
-    fn get(&mut self, graph: u64, a: NodeId, b: NodeId) -> Option<EdgeId> {
-        let key = (graph, a, b);
-        if let Some(&edge) = self.newer.get(&key) {
-            return Some(edge);
-        }
-        let edge = self.older.remove(&key)?;
-        self.put(graph, a, b, edge);
-        Some(edge)
-    }
-
-    fn put(&mut self, graph: u64, a: NodeId, b: NodeId, edge: EdgeId) {
-        if self.newer.len() >= Self::GENERATION {
-            self.older = std::mem::take(&mut self.newer);
-        }
-        self.newer.insert((graph, a, b), edge);
-    }
-
-    fn forget(&mut self, graph: u64, a: NodeId, b: NodeId) {
-        self.newer.remove(&(graph, a, b));
-        self.older.remove(&(graph, a, b));
-    }
-
-    /// Drops every hint (after a WAL rewrite renumbers the graph).
-    pub(super) fn clear(&mut self) {
-        self.newer.clear();
-        self.older.clear();
-    }
-}
-
 /// A weight plus `delta` as [`plus_any`], or `None` when the sum is 0 or less (the
 /// edge goes).
 fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Value>, grafeo::Value> {
@@ -202,10 +146,10 @@ fn plus(weight: Option<grafeo::Value>, delta: i64) -> Result<Option<grafeo::Valu
 
 #[cfg(test)]
 mod tests {
+    use grafeo::GrafeoDB;
     use grafeo::Value::{Float64, Int64, Null};
-    use grafeo::{EdgeId, GrafeoDB, NodeId};
 
-    use super::{PairHints, RELATED_TO, WEIGHT, plus, plus_any};
+    use super::{RELATED_TO, WEIGHT, plus, plus_any};
 
     #[test]
     fn weights_add_like_coalesce_and_fall_away_at_zero() {
@@ -219,32 +163,6 @@ mod tests {
         assert_eq!(plus_any(Some(Int64(1)), -2), Ok(Int64(-1)));
         let text = grafeo::Value::from("heavy");
         assert_eq!(plus(Some(text.clone()), 1), Err(text));
-    }
-
-    #[test]
-    fn hints_keep_two_generations_and_move_a_used_pair_up() {
-        let mut hints = PairHints::default();
-        let (g, other) = (hints.graph_key("tenant_a"), hints.graph_key("tenant_b"));
-        let pair = |i: usize| (NodeId(i as u64), NodeId(i as u64 + 1));
-        let fill = |hints: &mut PairHints, from: usize| {
-            for i in from..from + PairHints::GENERATION {
-                let (a, b) = pair(i);
-                hints.put(g, a, b, EdgeId(i as u64));
-            }
-        };
-        fill(&mut hints, 0);
-        fill(&mut hints, PairHints::GENERATION);
-        // Pair 0 is in the older generation now; using it keeps it.
-        let (a, b) = pair(0);
-        assert_eq!(hints.get(g, a, b), Some(EdgeId(0)));
-        assert_eq!(hints.get(other, a, b), None, "graphs are kept apart");
-        fill(&mut hints, 2 * PairHints::GENERATION);
-        assert_eq!(hints.get(g, a, b), Some(EdgeId(0)));
-        let (c, d) = pair(1);
-        assert_eq!(hints.get(g, c, d), None, "an unused pair goes");
-        assert!(hints.newer.len() + hints.older.len() <= 2 * PairHints::GENERATION);
-        hints.forget(g, a, b);
-        assert_eq!(hints.get(g, a, b), None);
     }
 
     /// What the hints rely on: an edge made, or a weight set, in a transaction that
