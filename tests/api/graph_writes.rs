@@ -1,6 +1,6 @@
 //! The embedded graph's write path under crashes and long histories: acknowledged node
-//! and relationship writes survive `kill -9` (even during a WAL rewrite), and the WAL
-//! stays bounded by the live graph.
+//! and relationship writes survive `kill -9` (even during a WAL rewrite), the WAL stays
+//! bounded by the live graph, and reads go on while it is rewritten.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::get_json;
-use crate::write_path::{Scratch, dir_bytes};
+use crate::write_path::Scratch;
 
 const WRITERS: u64 = 16;
 
@@ -27,7 +27,6 @@ const SMALL_GRAPH_WAL: [(&str, &str); 2] = [
 async fn the_graph_wal_stays_bounded_and_restart_keeps_the_latest_values() {
     let scratch = Scratch::new();
     let mut server = scratch.start(&SMALL_GRAPH_WAL).await;
-    let graph = scratch.data.path().join("graph");
     let filler = "x".repeat(2048);
     let mut graph_max = 0;
     // 2,000 writes of 2 KiB to the same 20 nodes: about 4 MiB of history, 40 KiB live.
@@ -43,7 +42,7 @@ async fn the_graph_wal_stays_bounded_and_restart_keeps_the_latest_values() {
                     .is_success()
             );
         }
-        graph_max = graph_max.max(dir_bytes(&graph));
+        graph_max = graph_max.max(graph_bytes(scratch.data.path()));
     }
     assert!(
         graph_max <= 1 << 20,
@@ -148,5 +147,122 @@ async fn kill_nine_under_sixteen_graph_writers_loses_no_acknowledged_node_or_rel
         }
     }
     let mut server = server;
+    server.kill();
+}
+
+/// Bytes under every entry of `data` named like the graph's (`graph`, its generations
+/// `graph.N`, a copy being written), counted through subdirectories.
+fn graph_bytes(data: &std::path::Path) -> u64 {
+    fn tree(path: &std::path::Path) -> u64 {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(path)
+                .map(|entries| entries.flatten().map(|e| tree(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    std::fs::read_dir(data)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("graph"))
+        .map(|e| tree(&e.path()))
+        .sum()
+}
+
+/// A WAL rewrite copies the live graph and replays the copy; reads are served by the
+/// engine being copied meanwhile, and wait only for the swap. Before, they waited for
+/// the whole rewrite, as writes still do. 158 MB of live graph makes the copy last long
+/// enough to tell the two apart (about half a second on 2 cores); a restart then opens
+/// the generation the rewrite made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_go_on_while_the_graph_wal_is_rewritten() {
+    // Nodes of 63 KB (properties are capped at 64 KiB a node): the log's size is looked
+    // at every 256 commits, and passes the limit only at the look after the 2,500th.
+    const BIG: usize = 2_500;
+    let scratch = Scratch::new();
+    let env = [
+        ("RAGBRAIN__GRAPH__WAL_LIMIT_BYTES", "150000000"),
+        (
+            "RAGBRAIN__LOG__LEVEL",
+            "warn,ragbrain::store::embedded::graph_wal=info",
+        ),
+    ];
+    let mut server = scratch.start(&env).await;
+    let filler = "x".repeat(63_000);
+    for n in 0..BIG {
+        let node = json!({"id": format!("big{n}"), "labels": ["Big"],
+            "properties": {"filler": filler}});
+        let r = server.post("/graphs/node", node).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let probe = json!({"id": "probe", "labels": ["Probe"], "properties": {"n": 1}});
+    assert_eq!(server.post("/graphs/node", probe).await.status(), 201);
+
+    // One reader, back to back, while small writes reach the commit count at which
+    // the log's size is looked at (256) and the rewrite starts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, client) = (stop.clone(), server.client.clone());
+        let url = format!("http://127.0.0.1:{}/graphs/node/probe", server.port);
+        let key = server.key.clone();
+        tokio::spawn(async move {
+            let (mut reads, mut slowest) = (0u32, Duration::ZERO);
+            while !stop.load(Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                let r = client.get(&url).header("X-API-Key", &key).send().await;
+                assert_eq!(r.unwrap().status(), 200);
+                slowest = slowest.max(started.elapsed());
+                reads += 1;
+            }
+            (reads, slowest)
+        })
+    };
+    let mut n = 0;
+    while !std::fs::read_to_string(scratch.log())
+        .unwrap()
+        .contains("compacted the graph WAL")
+    {
+        assert!(n < 2_000, "no rewrite after {n} writes");
+        let node = json!({"id": format!("small{n}"), "labels": ["Small"]});
+        assert_eq!(server.post("/graphs/node", node).await.status(), 201);
+        n += 1;
+    }
+    stop.store(true, Ordering::Release);
+    let (reads, slowest) = reader.await.unwrap();
+    let log = std::fs::read_to_string(scratch.log()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("compacted the graph WAL"))
+        .unwrap();
+    let line: Value = serde_json::from_str(line).unwrap();
+    let ms = |field: &str| {
+        line[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field}: {line}"))
+    };
+    let (copy_and_open, swap) = (ms("copy_ms") + ms("open_ms"), ms("swap_ms"));
+    eprintln!("{reads} reads, the slowest {slowest:?}; {line}");
+    assert!(
+        copy_and_open >= 200,
+        "the rewrite took too little time to tell anything: {line}"
+    );
+    assert!(reads > 10, "{reads} reads");
+    assert!(
+        slowest.as_millis() < u128::from(copy_and_open / 2),
+        "a read waited {slowest:?}, against {copy_and_open} ms of copy and {swap} ms of swap"
+    );
+
+    server.kill();
+    let mut server = scratch.start(&env).await;
+    for id in ["big0", "probe", "small0"] {
+        let path = format!("/graphs/node/{id}");
+        let node = get_json(&server.client, server.port, &path, &server.key).await;
+        assert_eq!(node["id"], id, "{node}");
+    }
+    assert!(
+        scratch.data.path().join("graph.current").exists(),
+        "the rewrite named the generation it made"
+    );
     server.kill();
 }

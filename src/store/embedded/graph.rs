@@ -53,8 +53,16 @@ pub(super) struct Inner {
     /// Commits made so far, and (under the lock) how many of them a WAL sync covers.
     pub(super) commits: AtomicU64,
     pub(super) synced: Mutex<u64>,
-    /// Held shared by every engine call, read or write, exclusively by a fork of the
-    /// Cypher sandbox, by a WAL compaction and by close. Lock order: a tenant's writer, `gate`, `graphs`.
+    /// Held shared by every write, exclusively by a WAL compaction, a backup and close:
+    /// what the engine holds does not change while they run.
+    pub(super) writes: RwLock<()>,
+    /// Held by a fork of the Cypher sandbox, and by a WAL compaction or a backup while
+    /// it runs engine calls without the gate.
+    pub(super) forks: Mutex<()>,
+    /// Held shared by every engine call, read or write (but for a compaction's copy and a
+    /// backup, which hold `writes` and `forks` instead), exclusively by a fork of the
+    /// Cypher sandbox, by the swap of a WAL compaction and by close. Lock order: a
+    /// tenant's writer, `writes`, `forks`, `gate`, `graphs`.
     pub(super) gate: RwLock<()>,
     /// Slots for client Cypher, overall and per tenant.
     query_slots: QuerySlots,
@@ -119,6 +127,8 @@ impl EmbeddedGraphStore {
                 writers: Mutex::new(HashMap::new()),
                 commits: AtomicU64::new(0),
                 synced: Mutex::new(0),
+                writes: RwLock::new(()),
+                forks: Mutex::new(()),
                 gate: RwLock::new(()),
                 query_slots: QuerySlots::new(
                     options.max_concurrent_queries,
@@ -155,7 +165,8 @@ pub(super) fn index_graph(db: &GrafeoDB, name: &str, indexed: &[String]) -> Stor
 }
 
 impl Inner {
-    /// The engine. Call it holding the gate: a compaction replaces it under the gate.
+    /// The engine. Call it holding the gate (or `writes`, exclusively): a compaction
+    /// replaces it under both.
     pub(super) fn db(&self) -> Arc<GrafeoDB> {
         self.engine
             .read()
@@ -480,6 +491,8 @@ impl GraphStore for EmbeddedGraphStore {
     async fn close(&self) -> StoreResult<()> {
         let inner = self.inner.clone();
         blocking(move || {
+            let _writes = inner.writes.write().unwrap_or_else(|p| p.into_inner());
+            let _forks = lock(&inner.forks);
             let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
             let db = inner.db();
             db.wal_checkpoint().map_err(engine)?;
@@ -495,6 +508,7 @@ impl Forkable for Inner {
     }
 
     fn while_quiet(&self, fork: &mut dyn FnMut(&GrafeoDB)) {
+        let _forks = lock(&self.forks);
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let _graphs = lock(&self.graphs);
         fork(&self.db());

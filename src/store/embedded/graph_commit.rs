@@ -3,10 +3,12 @@
 //! first waiter syncs for every commit so far), with the WAL rewritten when it has
 //! grown ([`super::graph_wal`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use super::graph::{Inner, index_graph, lock, read_gate};
+use super::graph::{Inner, engine, index_graph, lock, read_gate};
 use crate::domain::principal::Tenant;
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
@@ -24,6 +26,7 @@ impl Inner {
             .or_default()
             .clone();
         let _w = lock(&writer);
+        let _writes = self.writes.read().unwrap_or_else(|p| p.into_inner());
         let _gate = read_gate(&self.gate);
         let out = write(self)?;
         Ok((out, self.commits.fetch_add(1, Ordering::AcqRel) + 1))
@@ -52,23 +55,52 @@ impl Inner {
         Ok(())
     }
 
-    /// Rewrites the WAL as a copy of the live graph
-    /// ([`super::graph_wal::WalBound::compact`]), holding the gate exclusively: every
-    /// engine call waits meanwhile. The copy is synced, so every commit made so far is
-    /// then durable.
+    /// Rewrites the WAL as a copy of the live graph ([`super::graph_wal`]). Writes and
+    /// forks of the Cypher sandbox wait from the start of the copy to the swap; reads
+    /// go on against the engine being copied and wait only for the swap, under the
+    /// exclusive gate. The copy is synced, so every commit made so far is then durable.
     fn compact_wal(&self, synced: &mut u64) -> StoreResult<()> {
-        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        let graphs: Vec<String> = lock(&self.graphs).iter().cloned().collect();
-        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(db) = self.wal.compact(&engine)? {
-            for name in &graphs {
-                index_graph(&db, name, &self.indexed)?;
+        let _writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        let _forks = lock(&self.forks);
+        // Only a compaction replaces the engine, and only close closes it: both hold
+        // `writes`, so this one is safe to read without the gate.
+        let db = self.db();
+        let known: HashSet<String> = lock(&self.graphs).clone();
+        let Some(copy) = self.wal.copy(&db)? else {
+            return Ok(());
+        };
+        if let Err(e) = known
+            .iter()
+            .try_for_each(|name| index_graph(&copy.db, name, &self.indexed))
+        {
+            self.wal.abandon(copy);
+            return Err(e);
+        }
+        let replaced = {
+            let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let swapping = Instant::now();
+            // Graphs a read created meanwhile, in the old engine, that the copy missed
+            // (they are empty, as no write ran).
+            let graphs = lock(&self.graphs);
+            let copied = copy.db.list_graphs();
+            if let Err(e) = graphs.difference(&known).try_for_each(|name| {
+                if !copied.contains(name) {
+                    copy.db.create_graph(name).map_err(engine)?;
+                }
+                index_graph(&copy.db, name, &self.indexed)
+            }) {
+                self.wal.abandon(copy);
+                return Err(e);
             }
-            *engine = Arc::new(db);
+            let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+            let (fresh, replaced) = self.wal.make_live(copy, engine.clone(), swapping)?;
+            *engine = Arc::new(fresh);
             lock(&self.pair_hints).clear();
             *synced = self.commits.load(Ordering::Acquire);
-        }
-        Ok(())
+            replaced
+        };
+        drop(db);
+        self.wal.retire(replaced)
     }
 
     /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.

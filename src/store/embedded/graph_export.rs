@@ -66,13 +66,13 @@ impl crate::store::backup::Backup for EmbeddedGraphStore {
     }
 
     /// Saves the live graph (every named graph, its nodes, edges and properties) as a
-    /// fresh log under `into/graph`, as a WAL compaction does, holding the gate
-    /// exclusively: engine calls wait meanwhile (about a second per 100k elements).
+    /// fresh log under `into/graph`, as a WAL compaction does. Writes and forks of the
+    /// Cypher sandbox wait meanwhile (about a second per 100k elements); reads go on.
     async fn backup(&self, into: &Path) -> StoreResult<()> {
         let (inner, dest) = (self.inner.clone(), into.join("graph"));
         blocking(move || {
-            let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
-            let _graphs = lock(&inner.graphs);
+            let _writes = inner.writes.write().unwrap_or_else(|p| p.into_inner());
+            let _forks = lock(&inner.forks);
             inner.db().save(&dest).map_err(engine)
         })
         .await

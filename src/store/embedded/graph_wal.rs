@@ -4,33 +4,49 @@
 //! grafeo 0.5.44 keeps a WAL-directory database as its log alone: `wal_checkpoint()`
 //! only syncs it (truncating would delete the only copy), and every start replays it
 //! whole. So the log is compacted by rewriting it: once it passes
-//! `graph.wal_limit_bytes` and twice its size after the last compaction, the engine is
-//! saved into a fresh directory (one record per live node, edge and property, synced),
-//! the old engine is closed and the directories are swapped by rename. The caller holds
-//! the engine's gate exclusively meanwhile, so nothing is written that the copy misses.
+//! `graph.wal_limit_bytes` and twice its size after the last compaction, the live graph
+//! is saved into a fresh directory (one record per live node, edge and property,
+//! synced) that becomes the next generation: `graph` is the first, then `graph.1`,
+//! `graph.2`, and so on. The copy is opened as an engine of its own while the old engine
+//! still serves reads; then, with engine calls held off for that moment only, the file
+//! `graph.current` is made to name the new generation, the engines are swapped, and the
+//! old generation is closed and removed. Writes wait from the start of the copy to the
+//! swap, so nothing is written that the copy misses ([`super::graph_commit`]).
 //!
-//! Crash safety rests on the names: `graph.compact.tmp` is never trusted; a complete
-//! copy is renamed to `graph.compact` only once synced; the swap renames `graph` to
-//! `graph.old` and `graph.compact` to `graph`. [`recover`] finishes or undoes whatever
-//! step a crash interrupted, before the engine opens.
+//! Crash safety rests on the names: `graph.current` names the live generation (no such
+//! file: `graph`); it is replaced by writing `graph.current.tmp`, syncing it and renaming
+//! it. Anything else named like a generation or a copy is left over from an interrupted
+//! compaction, and [`recover`] removes it before the engine opens. A data directory
+//! last written by the earlier scheme (which swapped `graph.compact` and `graph` by
+//! rename) is finished or undone first.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use grafeo::{Config, DurabilityMode, GrafeoDB};
 
 use super::graph_values::engine;
-use super::{fs_err, sync_dir};
-use crate::store::StoreResult;
+use super::{fs_err, lock, sync_dir};
 use crate::store::backup::with_suffix;
+use crate::store::{ErrorKind, StoreError, StoreResult};
 
 /// Commits between two looks at the log's size.
 const CHECK_EVERY: u64 = 256;
 
+/// The first generation's directory, and the prefix of the others'.
+const FIRST: &str = "graph";
+/// The file that names the live generation.
+const CURRENT: &str = "graph.current";
+/// Where a copy is written before it is complete.
+const COPYING: &str = "graph.compact.tmp";
+
 /// Where the graph lives under the data directory, and when its log is rewritten.
 pub(super) struct WalBound {
-    dir: PathBuf,
+    root: PathBuf,
+    /// The live generation's directory.
+    live: Mutex<PathBuf>,
     query_timeout: Duration,
     limit: u64,
     /// The log's size right after the last compaction (or the open).
@@ -39,10 +55,37 @@ pub(super) struct WalBound {
     checked_at: AtomicU64,
 }
 
+/// A complete, synced copy of the live graph, open as an engine, that is not yet the
+/// live generation: [`WalBound::make_live`] makes it so, [`WalBound::abandon`] drops it.
+pub(super) struct Copy {
+    pub(super) db: GrafeoDB,
+    dir: PathBuf,
+    took: Took,
+}
+
+/// What a compaction took, for its log line.
+struct Took {
+    started: Instant,
+    before: u64,
+    copy_ms: u64,
+    open_ms: u64,
+}
+
+/// A generation replaced by a [`Copy`]: its engine still open until
+/// [`WalBound::retire`] closes it and removes its directory.
+pub(super) struct Replaced {
+    db: std::sync::Arc<GrafeoDB>,
+    dir: PathBuf,
+    live: PathBuf,
+    took: Took,
+    swap_ms: u64,
+}
+
 impl WalBound {
     pub(super) fn new(data_dir: &Path, query_timeout: Duration, limit: u64) -> Self {
         Self {
-            dir: data_dir.join("graph"),
+            root: data_dir.to_owned(),
+            live: Mutex::new(data_dir.join(FIRST)),
             query_timeout,
             limit,
             floor: AtomicU64::new(0),
@@ -50,21 +93,29 @@ impl WalBound {
         }
     }
 
-    /// Opens the engine after finishing an interrupted compaction, and compacts at once
-    /// if the log is already over its bound.
+    /// Opens the engine after clearing what an interrupted compaction left, and
+    /// compacts at once if the log is already over its bound.
     pub(super) fn open(&self) -> StoreResult<GrafeoDB> {
-        recover(&self.dir)?;
-        let db = self.open_engine()?;
-        let size = dir_bytes(&self.dir);
+        let live = recover(&self.root)?;
+        *lock(&self.live) = live.clone();
+        let db = self.open_engine(&live)?;
+        let size = dir_bytes(&live);
         self.floor.store(size, Ordering::Relaxed);
         if size <= self.limit {
             return Ok(db);
         }
-        Ok(self.compact(&db)?.unwrap_or(db))
+        let Some(copy) = self.copy(&db)? else {
+            return Ok(db);
+        };
+        let swapping = Instant::now();
+        let db = std::sync::Arc::new(db);
+        let (fresh, replaced) = self.make_live(copy, db, swapping)?;
+        self.retire(replaced)?;
+        Ok(fresh)
     }
 
-    fn open_engine(&self) -> StoreResult<GrafeoDB> {
-        let config = Config::persistent(&self.dir)
+    fn open_engine(&self, dir: &Path) -> StoreResult<GrafeoDB> {
+        let config = Config::persistent(dir)
             .with_wal_durability(DurabilityMode::NoSync)
             .with_query_timeout(self.query_timeout);
         GrafeoDB::with_config(config).map_err(engine)
@@ -82,75 +133,227 @@ impl WalBound {
         {
             return false;
         }
-        let size = dir_bytes(&self.dir);
+        let size = dir_bytes(&lock(&self.live));
         size > self.limit && size > 2 * self.floor.load(Ordering::Relaxed)
     }
 
-    /// Rewrites `db`'s log as a copy of the live graph, closes `db` and returns the
-    /// engine reopened on the copy. The caller holds the gate exclusively. If the copy
-    /// cannot be made, `db` stays open and in use (`None`; its log is intact); once it
-    /// is closed, a failure leaves the store unusable until a restart, which
-    /// [`recover`] completes.
-    pub(super) fn compact(&self, db: &GrafeoDB) -> StoreResult<Option<GrafeoDB>> {
+    /// Saves `db`'s live graph as the next generation and opens it. Nothing may write
+    /// to `db` meanwhile (reads may go on). `None` if the copy could not be made: `db`
+    /// stays the live engine, its log intact.
+    pub(super) fn copy(&self, db: &GrafeoDB) -> StoreResult<Option<Copy>> {
         let started = Instant::now();
-        let before = dir_bytes(&self.dir);
-        let (tmp, copy, old) = names(&self.dir);
-        if let Err(e) = write_copy(db, &tmp, &copy) {
+        let live = lock(&self.live).clone();
+        let before = dir_bytes(&live);
+        let dir = next_generation(&live);
+        let copying = self.root.join(COPYING);
+        if let Err(e) = write_copy(db, &copying, &dir) {
             tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(&copying);
+            let _ = std::fs::remove_dir_all(&dir);
             return Ok(None);
         }
-        let copied = started.elapsed();
+        let copy_ms = started.elapsed().as_millis() as u64;
+        let opening = Instant::now();
+        match self.open_engine(&dir) {
+            Ok(db) => Ok(Some(Copy {
+                db,
+                dir,
+                took: Took {
+                    started,
+                    before,
+                    copy_ms,
+                    open_ms: opening.elapsed().as_millis() as u64,
+                },
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
+                let _ = std::fs::remove_dir_all(&dir);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Drops a copy that is not to be made live.
+    pub(super) fn abandon(&self, copy: Copy) {
+        let _ = copy.db.close();
+        let _ = std::fs::remove_dir_all(&copy.dir);
+    }
+
+    /// Names `copy` the live generation in `graph.current` (synced), in place of the one
+    /// `old` runs on; returns the copy's engine and what it replaced. Call with every
+    /// engine call held off. On an error the copy is dropped and `old` stays live.
+    pub(super) fn make_live(
+        &self,
+        copy: Copy,
+        old: std::sync::Arc<GrafeoDB>,
+        swapping: Instant,
+    ) -> StoreResult<(GrafeoDB, Replaced)> {
+        let Copy { db, dir, took } = copy;
+        if let Err(e) = name_live(&self.root, &dir) {
+            let _ = db.close();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let replaced = std::mem::replace(&mut *lock(&self.live), dir.clone());
+        let replaced = Replaced {
+            db: old,
+            dir: replaced,
+            live: dir,
+            took,
+            swap_ms: swapping.elapsed().as_millis() as u64,
+        };
+        Ok((db, replaced))
+    }
+
+    /// Closes a replaced generation's engine and removes its directory; logs the
+    /// compaction. Engine calls may run meanwhile (on the new engine).
+    pub(super) fn retire(&self, replaced: Replaced) -> StoreResult<()> {
+        let Replaced {
+            db,
+            dir,
+            live,
+            took,
+            swap_ms,
+        } = replaced;
         db.close().map_err(engine)?;
-        swap(&self.dir, &copy, &old)?;
-        let reopening = Instant::now();
-        let db = self.open_engine()?;
-        let after = dir_bytes(&self.dir);
+        drop(db);
+        std::fs::remove_dir_all(&dir).map_err(fs_err)?;
+        let after = dir_bytes(&live);
         self.floor.store(after, Ordering::Relaxed);
-        // Where the time went, for an operator sizing `graph.wal_limit_bytes`: the
-        // copy, and the reopen (a replay of the copy, as a restart would do).
+        // Where the time went, for an operator sizing `graph.wal_limit_bytes`: writes
+        // waited for all of it, reads for `swap_ms` alone.
         tracing::info!(
-            before_bytes = before,
+            before_bytes = took.before,
             after_bytes = after,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            copy_ms = copied.as_millis() as u64,
-            reopen_ms = reopening.elapsed().as_millis() as u64,
+            elapsed_ms = took.started.elapsed().as_millis() as u64,
+            copy_ms = took.copy_ms,
+            open_ms = took.open_ms,
+            swap_ms,
             "compacted the graph WAL"
         );
-        Ok(Some(db))
+        Ok(())
     }
 }
 
-/// The copy being written, the finished copy, and the replaced directory.
-fn names(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let with = |suffix| with_suffix(dir, suffix);
-    (with(".compact.tmp"), with(".compact"), with(".old"))
+/// The directory after `live`'s: `graph` → `graph.1`, `graph.N` → `graph.N+1`.
+fn next_generation(live: &Path) -> PathBuf {
+    let n = live
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(generation)
+        .unwrap_or(0);
+    live.with_file_name(format!("{FIRST}.{}", n + 1))
 }
 
-/// Saves the live graph into `tmp`, syncs it and names it `copy`.
-fn write_copy(db: &GrafeoDB, tmp: &Path, copy: &Path) -> StoreResult<()> {
+/// `name`'s generation if it names one: `graph` is 0, `graph.N` is N.
+fn generation(name: &str) -> Option<u64> {
+    if name == FIRST {
+        return Some(0);
+    }
+    let n = name.strip_prefix(FIRST)?.strip_prefix('.')?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// Saves the live graph into `tmp`, syncs it and names it `dir`.
+fn write_copy(db: &GrafeoDB, tmp: &Path, dir: &Path) -> StoreResult<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(tmp).map_err(fs_err)?;
     }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(fs_err)?;
+    }
     db.save(tmp).map_err(engine)?;
     sync_tree(tmp)?;
-    std::fs::rename(tmp, copy).map_err(fs_err)?;
-    sync_dir(parent(copy))
+    std::fs::rename(tmp, dir).map_err(fs_err)?;
+    sync_dir(parent(dir))
 }
 
-/// Puts the finished copy in place of `dir`, then removes the old log.
-fn swap(dir: &Path, copy: &Path, old: &Path) -> StoreResult<()> {
-    std::fs::rename(dir, old).map_err(fs_err)?;
-    std::fs::rename(copy, dir).map_err(fs_err)?;
-    sync_dir(parent(dir))?;
-    std::fs::remove_dir_all(old).map_err(fs_err)
+/// Makes `graph.current` name `dir`, durably.
+fn name_live(root: &Path, dir: &Path) -> StoreResult<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or(FIRST);
+    let tmp = with_suffix(&root.join(CURRENT), ".tmp");
+    std::fs::write(&tmp, name)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(fs_err)?;
+    std::fs::rename(&tmp, root.join(CURRENT)).map_err(fs_err)?;
+    sync_dir(root)
 }
 
-/// Finishes or undoes a compaction a crash interrupted: an unfinished copy is dropped;
-/// a finished one replaces a missing `graph` (the crash fell inside the swap) and is
-/// dropped next to a present one (it fell before: both hold the same graph).
-fn recover(dir: &Path) -> StoreResult<()> {
-    let (tmp, copy, old) = names(dir);
+/// The live generation's directory, after removing whatever an interrupted compaction
+/// left beside it.
+fn recover(root: &Path) -> StoreResult<PathBuf> {
+    let live = match std::fs::read_to_string(root.join(CURRENT)) {
+        Ok(name) => {
+            let name = name.trim();
+            let dir = root.join(name);
+            if generation(name).is_none() || !dir.is_dir() {
+                return Err(StoreError::new(
+                    ErrorKind::Internal,
+                    format!("{CURRENT} names {name:?}, which is not a graph generation here"),
+                ));
+            }
+            dir
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let first = root.join(FIRST);
+            recover_earlier(&first)?;
+            // `graph` goes only once `graph.current` names a later generation.
+            if !first.exists() && has_generations(root)? {
+                return Err(StoreError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "{CURRENT} is missing but graph generations are there; \
+                         restore it, naming the newest complete one"
+                    ),
+                ));
+            }
+            first
+        }
+        Err(e) => return Err(fs_err(e)),
+    };
+    for entry in std::fs::read_dir(root).map_err(fs_err)? {
+        let entry = entry.map_err(fs_err)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let leftover = generation(name).is_some()
+            || [COPYING, "graph.compact", "graph.old", "graph.current.tmp"].contains(&name);
+        let path = entry.path();
+        if !leftover || path == live {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(fs_err)?;
+        } else {
+            std::fs::remove_file(&path).map_err(fs_err)?;
+        }
+    }
+    sync_dir(root)?;
+    Ok(live)
+}
+
+/// Whether `root` holds a generation directory after the first.
+fn has_generations(root: &Path) -> StoreResult<bool> {
+    for entry in std::fs::read_dir(root).map_err(fs_err)? {
+        let name = entry.map_err(fs_err)?.file_name();
+        if name.to_str().and_then(generation).is_some_and(|n| n > 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Finishes or undoes a compaction of the earlier scheme that a crash interrupted: an
+/// unfinished copy is dropped; a finished one replaces a missing `graph` (the crash
+/// fell inside the swap) and is dropped next to a present one (it fell before: both
+/// hold the same graph).
+fn recover_earlier(dir: &Path) -> StoreResult<()> {
+    let (tmp, copy, old) = (
+        with_suffix(dir, ".compact.tmp"),
+        with_suffix(dir, ".compact"),
+        with_suffix(dir, ".old"),
+    );
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(fs_err)?;
     }
@@ -216,35 +419,100 @@ mod tests {
     }
 
     #[test]
-    fn recovery_finishes_or_undoes_every_interrupted_step() {
+    fn recovery_finishes_or_undoes_every_step_of_the_earlier_scheme() {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("graph");
-        let (tmp, copy, old) = names(&dir);
+        let root = root.path();
+        let dir = root.join("graph");
+        let (tmp, copy, old) = (
+            root.join("graph.compact.tmp"),
+            root.join("graph.compact"),
+            root.join("graph.old"),
+        );
 
         // Crash while writing the copy: the copy is dropped, the log kept.
         make(&dir, "log");
         make(&tmp, "partial");
-        recover(&dir).unwrap();
+        assert_eq!(recover(root).unwrap(), dir);
         assert_eq!(marker(&dir), "log");
         assert!(!tmp.exists());
 
         // Crash after the copy was finished, before the swap: either holds the graph.
         make(&copy, "copy");
-        recover(&dir).unwrap();
+        recover(root).unwrap();
         assert_eq!(marker(&dir), "log");
         assert!(!copy.exists());
 
         // Crash between the two renames of the swap: the copy takes the place.
         std::fs::rename(&dir, &old).unwrap();
         make(&copy, "copy");
-        recover(&dir).unwrap();
+        recover(root).unwrap();
         assert_eq!(marker(&dir), "copy");
         assert!(!copy.exists() && !old.exists());
 
         // Crash before the old log was removed.
         make(&old, "log");
-        recover(&dir).unwrap();
+        recover(root).unwrap();
         assert_eq!(marker(&dir), "copy");
         assert!(!old.exists());
+    }
+
+    #[test]
+    fn recovery_keeps_the_generation_graph_current_names_and_nothing_else_of_the_graph() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        // A crash after the copy was made and opened, before it was named live.
+        make(&root.join("graph"), "live");
+        make(&root.join("graph.1"), "copy");
+        make(&root.join("vectors"), "other store");
+        assert_eq!(recover(root).unwrap(), root.join("graph"));
+        assert!(!root.join("graph.1").exists());
+        assert_eq!(marker(&root.join("vectors")), "other store");
+
+        // A crash after graph.2 was named live, before graph.1 was removed; and one
+        // while graph.3 was written, and one while the name was.
+        make(&root.join("graph.1"), "old");
+        make(&root.join("graph.2"), "live");
+        make(&root.join("graph.compact.tmp"), "partial");
+        std::fs::write(root.join("graph.current.tmp"), "graph.3").unwrap();
+        std::fs::write(root.join("graph.current"), "graph.2").unwrap();
+        assert_eq!(recover(root).unwrap(), root.join("graph.2"));
+        for gone in ["graph", "graph.1", "graph.compact.tmp", "graph.current.tmp"] {
+            assert!(!root.join(gone).exists(), "{gone} is left");
+        }
+        assert_eq!(marker(&root.join("graph.2")), "live");
+        assert_eq!(marker(&root.join("vectors")), "other store");
+
+        // Without the name file, generations are not guessed at either.
+        std::fs::remove_file(root.join("graph.current")).unwrap();
+        assert!(recover(root).is_err());
+        assert_eq!(marker(&root.join("graph.2")), "live");
+
+        // A name that is not a generation here is refused, not guessed at.
+        std::fs::write(root.join("graph.current"), "graph.7").unwrap();
+        assert!(recover(root).is_err());
+        std::fs::write(root.join("graph.current"), "../vectors").unwrap();
+        assert!(recover(root).is_err());
+    }
+
+    #[test]
+    fn generations_count_up_from_graph() {
+        assert_eq!(generation("graph"), Some(0));
+        assert_eq!(generation("graph.12"), Some(12));
+        for other in [
+            "graph.",
+            "graph.x",
+            "graph.1x",
+            "graph.compact",
+            "graphs",
+            "graph.current",
+        ] {
+            assert_eq!(generation(other), None, "{other}");
+        }
+        let root = Path::new("/data");
+        assert_eq!(next_generation(&root.join("graph")), root.join("graph.1"));
+        assert_eq!(
+            next_generation(&root.join("graph.9")),
+            root.join("graph.10")
+        );
     }
 }
