@@ -7,7 +7,8 @@
 # directory with embedded stores (--production: Redis, Kafka protocol and a Bolt server,
 # started as the test command does), preloads 100k x 384 points, 1,000 entities and
 # 10k ingested documents, runs each scenario and prints one table: requests/s,
-# p50/p95/p99/max per request kind, errors, and the server's RSS after the scenario.
+# p50/p95/p99/max per request kind, errors, and the server's RSS after the scenario
+# (and its anonymous part: the rest is page cache of the files the engines map).
 #
 # Scenarios: mix (default), read, write, soak, writers (tests/load/k6/*.js; writers is
 # 16 writers of one kind, KIND=upsert|node|ingest in the environment) and locust
@@ -120,7 +121,13 @@ echo "==> preloading $points points, $entities entities, $docs documents"
 "$venv/bin/python" tests/load/preload.py --url "$base" --key "$key" \
   --points "$points" --entities "$entities" --docs "$docs"
 
-rss() { awk '/^VmRSS:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$server_pid/status"; }
+# Resident memory, and the part of it that is the server's own (anonymous) memory: the
+# rest is the page cache of files the engines map (segments, logs), which the kernel
+# reclaims under pressure.
+rss() {
+  awk '/^VmRSS:/ { all = $2 } /^RssAnon:/ { anon = $2 }
+       END { printf "%.0f MiB (anon %.0f)", all / 1024, anon / 1024 }' "/proc/$server_pid/status"
+}
 
 failed=0
 # Results go under "<n>-<scenario>", so a scenario may run twice (`read write read`:
