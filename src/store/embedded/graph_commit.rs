@@ -50,7 +50,7 @@ impl Inner {
         *synced = target;
         drop(gate);
         if self.wal.due(target) {
-            self.compact_wal(&mut synced)?;
+            self.compact_wal(&mut synced);
         }
         Ok(())
     }
@@ -59,48 +59,55 @@ impl Inner {
     /// forks of the Cypher sandbox wait from the start of the copy to the swap; reads
     /// go on against the engine being copied and wait only for the swap, under the
     /// exclusive gate. The copy is synced, so every commit made so far is then durable.
-    fn compact_wal(&self, synced: &mut u64) -> StoreResult<()> {
+    /// A rewrite that fails is logged and the old generation stays live: the caller's
+    /// commits are already synced.
+    fn compact_wal(&self, synced: &mut u64) {
         let _writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
         let _forks = lock(&self.forks);
         // Only a compaction replaces the engine, and only close closes it: both hold
         // `writes`, so this one is safe to read without the gate.
         let db = self.db();
         let known: HashSet<String> = lock(&self.graphs).clone();
-        let Some(copy) = self.wal.copy(&db)? else {
-            return Ok(());
+        let Some(copy) = self.wal.copy(&db) else {
+            return;
         };
-        if let Err(e) = known
+        drop(db);
+        let indexed = known
             .iter()
-            .try_for_each(|name| index_graph(&copy.db, name, &self.indexed))
-        {
-            self.wal.abandon(copy);
-            return Err(e);
+            .try_for_each(|name| index_graph(&copy.db, name, &self.indexed));
+        if let Err(e) = indexed {
+            self.wal.abandon(copy, &e);
+            return;
         }
-        let replaced = {
+        let (old, replaced) = {
             let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let swapping = Instant::now();
             // Graphs a read created meanwhile, in the old engine, that the copy missed
             // (they are empty, as no write ran).
             let graphs = lock(&self.graphs);
             let copied = copy.db.list_graphs();
-            if let Err(e) = graphs.difference(&known).try_for_each(|name| {
+            let created = graphs.difference(&known).try_for_each(|name| {
                 if !copied.contains(name) {
                     copy.db.create_graph(name).map_err(engine)?;
                 }
                 index_graph(&copy.db, name, &self.indexed)
-            }) {
-                self.wal.abandon(copy);
-                return Err(e);
+            });
+            if let Err(e) = created {
+                self.wal.abandon(copy, &e);
+                return;
             }
-            let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
-            let (fresh, replaced) = self.wal.make_live(copy, engine.clone(), swapping)?;
-            *engine = Arc::new(fresh);
+            let Some((fresh, replaced)) = self.wal.make_live(copy, swapping) else {
+                return;
+            };
+            let old = std::mem::replace(
+                &mut *self.engine.write().unwrap_or_else(|p| p.into_inner()),
+                Arc::new(fresh),
+            );
             lock(&self.pair_hints).clear();
             *synced = self.commits.load(Ordering::Acquire);
-            replaced
+            (old, replaced)
         };
-        drop(db);
-        self.wal.retire(replaced)
+        self.wal.retire(old, replaced);
     }
 
     /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.

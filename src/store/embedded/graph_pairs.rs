@@ -55,7 +55,7 @@ impl PairHints {
         self.older.remove(&(graph, a, b));
     }
 
-    /// Drops every hint (after a WAL rewrite renumbers the graph).
+    /// Drops every hint, when a WAL rewrite hands the graph to a new engine.
     pub(super) fn clear(&mut self) {
         self.newer.clear();
         self.older.clear();

@@ -71,10 +71,8 @@ struct Took {
     open_ms: u64,
 }
 
-/// A generation replaced by a [`Copy`]: its engine still open until
-/// [`WalBound::retire`] closes it and removes its directory.
+/// A generation a [`Copy`] replaced, to be closed and removed by [`WalBound::retire`].
 pub(super) struct Replaced {
-    db: std::sync::Arc<GrafeoDB>,
     dir: PathBuf,
     live: PathBuf,
     took: Took,
@@ -104,14 +102,16 @@ impl WalBound {
         if size <= self.limit {
             return Ok(db);
         }
-        let Some(copy) = self.copy(&db)? else {
+        let Some(copy) = self.copy(&db) else {
             return Ok(db);
         };
-        let swapping = Instant::now();
-        let db = std::sync::Arc::new(db);
-        let (fresh, replaced) = self.make_live(copy, db, swapping)?;
-        self.retire(replaced)?;
-        Ok(fresh)
+        match self.make_live(copy, Instant::now()) {
+            Some((fresh, replaced)) => {
+                self.retire(std::sync::Arc::new(db), replaced);
+                Ok(fresh)
+            }
+            None => Ok(db),
+        }
     }
 
     fn open_engine(&self, dir: &Path) -> StoreResult<GrafeoDB> {
@@ -140,7 +140,7 @@ impl WalBound {
     /// Saves `db`'s live graph as the next generation and opens it. Nothing may write
     /// to `db` meanwhile (reads may go on). `None` if the copy could not be made: `db`
     /// stays the live engine, its log intact.
-    pub(super) fn copy(&self, db: &GrafeoDB) -> StoreResult<Option<Copy>> {
+    pub(super) fn copy(&self, db: &GrafeoDB) -> Option<Copy> {
         let started = Instant::now();
         let live = lock(&self.live).clone();
         let before = dir_bytes(&live);
@@ -150,12 +150,12 @@ impl WalBound {
             tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
             let _ = std::fs::remove_dir_all(&copying);
             let _ = std::fs::remove_dir_all(&dir);
-            return Ok(None);
+            return None;
         }
         let copy_ms = started.elapsed().as_millis() as u64;
         let opening = Instant::now();
         match self.open_engine(&dir) {
-            Ok(db) => Ok(Some(Copy {
+            Ok(db) => Some(Copy {
                 db,
                 dir,
                 took: Took {
@@ -164,60 +164,61 @@ impl WalBound {
                     copy_ms,
                     open_ms: opening.elapsed().as_millis() as u64,
                 },
-            })),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
                 let _ = std::fs::remove_dir_all(&dir);
-                Ok(None)
+                None
             }
         }
     }
 
-    /// Drops a copy that is not to be made live.
-    pub(super) fn abandon(&self, copy: Copy) {
+    /// Drops a copy that is not to be made live, for `error`.
+    pub(super) fn abandon(&self, copy: Copy, error: &StoreError) {
+        tracing::warn!(error = %error.message, "graph WAL compaction failed; keeping the log");
         let _ = copy.db.close();
         let _ = std::fs::remove_dir_all(&copy.dir);
     }
 
-    /// Names `copy` the live generation in `graph.current` (synced), in place of the one
-    /// `old` runs on; returns the copy's engine and what it replaced. Call with every
-    /// engine call held off. On an error the copy is dropped and `old` stays live.
-    pub(super) fn make_live(
-        &self,
-        copy: Copy,
-        old: std::sync::Arc<GrafeoDB>,
-        swapping: Instant,
-    ) -> StoreResult<(GrafeoDB, Replaced)> {
+    /// Names `copy` the live generation in `graph.current`; returns the copy's engine
+    /// and what it replaced, whose engine the caller swaps out and hands to
+    /// [`WalBound::retire`]. Call with every engine call held off. `None` if the name
+    /// could not be written: the copy is dropped and the old generation stays live.
+    pub(super) fn make_live(&self, copy: Copy, swapping: Instant) -> Option<(GrafeoDB, Replaced)> {
         let Copy { db, dir, took } = copy;
         if let Err(e) = name_live(&self.root, &dir) {
+            tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
             let _ = db.close();
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+            return None;
         }
         let replaced = std::mem::replace(&mut *lock(&self.live), dir.clone());
         let replaced = Replaced {
-            db: old,
             dir: replaced,
             live: dir,
             took,
             swap_ms: swapping.elapsed().as_millis() as u64,
         };
-        Ok((db, replaced))
+        Some((db, replaced))
     }
 
-    /// Closes a replaced generation's engine and removes its directory; logs the
-    /// compaction. Engine calls may run meanwhile (on the new engine).
-    pub(super) fn retire(&self, replaced: Replaced) -> StoreResult<()> {
+    /// Closes a replaced generation's engine `old` (its last handle) and removes its
+    /// directory; logs the compaction. Engine calls may run meanwhile, on the new
+    /// engine. A failure here is only logged: the new generation is live, and the
+    /// next start removes what is left of the old one.
+    pub(super) fn retire(&self, old: std::sync::Arc<GrafeoDB>, replaced: Replaced) {
         let Replaced {
-            db,
             dir,
             live,
             took,
             swap_ms,
         } = replaced;
-        db.close().map_err(engine)?;
-        drop(db);
-        std::fs::remove_dir_all(&dir).map_err(fs_err)?;
+        let closed = old.close().map_err(engine);
+        drop(old);
+        if let Err(e) = closed.and_then(|()| std::fs::remove_dir_all(&dir).map_err(fs_err)) {
+            tracing::warn!(error = %e.message, dir = %dir.display(),
+                "could not remove the graph generation a compaction replaced; the next start will");
+        }
         let after = dir_bytes(&live);
         self.floor.store(after, Ordering::Relaxed);
         // Where the time went, for an operator sizing `graph.wal_limit_bytes`: writes
@@ -231,7 +232,6 @@ impl WalBound {
             swap_ms,
             "compacted the graph WAL"
         );
-        Ok(())
     }
 }
 
@@ -270,15 +270,20 @@ fn write_copy(db: &GrafeoDB, tmp: &Path, dir: &Path) -> StoreResult<()> {
     sync_dir(parent(dir))
 }
 
-/// Makes `graph.current` name `dir`, durably.
+/// Makes `graph.current` name `dir`. An error means it still names the old one; once
+/// the rename is done the new name stands (a failed sync of the directory after it is
+/// only logged: a crash then leaves either name, and both generations are complete).
 fn name_live(root: &Path, dir: &Path) -> StoreResult<()> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or(FIRST);
     let tmp = with_suffix(&root.join(CURRENT), ".tmp");
     std::fs::write(&tmp, name)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, root.join(CURRENT)))
         .map_err(fs_err)?;
-    std::fs::rename(&tmp, root.join(CURRENT)).map_err(fs_err)?;
-    sync_dir(root)
+    if let Err(e) = sync_dir(root) {
+        tracing::warn!(error = %e.message, "could not sync the data directory after naming a graph generation");
+    }
+    Ok(())
 }
 
 /// The live generation's directory, after removing whatever an interrupted compaction
