@@ -74,7 +74,6 @@ struct Took {
 /// A generation a [`Copy`] replaced, to be closed and removed by [`WalBound::retire`].
 pub(super) struct Replaced {
     dir: PathBuf,
-    live: PathBuf,
     took: Took,
     swap_ms: u64,
 }
@@ -185,17 +184,13 @@ impl WalBound {
     /// [`WalBound::retire`]. Call with every engine call held off. `None` if the name
     /// could not be written: the copy is dropped and the old generation stays live.
     pub(super) fn make_live(&self, copy: Copy, swapping: Instant) -> Option<(GrafeoDB, Replaced)> {
-        let Copy { db, dir, took } = copy;
-        if let Err(e) = name_live(&self.root, &dir) {
-            tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
-            let _ = db.close();
-            let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = name_live(&self.root, &copy.dir) {
+            self.abandon(copy, &e);
             return None;
         }
-        let replaced = std::mem::replace(&mut *lock(&self.live), dir.clone());
+        let Copy { db, dir, took } = copy;
         let replaced = Replaced {
-            dir: replaced,
-            live: dir,
+            dir: std::mem::replace(&mut *lock(&self.live), dir),
             took,
             swap_ms: swapping.elapsed().as_millis() as u64,
         };
@@ -207,19 +202,14 @@ impl WalBound {
     /// engine. A failure here is only logged: the new generation is live, and the
     /// next start removes what is left of the old one.
     pub(super) fn retire(&self, old: std::sync::Arc<GrafeoDB>, replaced: Replaced) {
-        let Replaced {
-            dir,
-            live,
-            took,
-            swap_ms,
-        } = replaced;
+        let Replaced { dir, took, swap_ms } = replaced;
         let closed = old.close().map_err(engine);
         drop(old);
         if let Err(e) = closed.and_then(|()| std::fs::remove_dir_all(&dir).map_err(fs_err)) {
             tracing::warn!(error = %e.message, dir = %dir.display(),
                 "could not remove the graph generation a compaction replaced; the next start will");
         }
-        let after = dir_bytes(&live);
+        let after = dir_bytes(&lock(&self.live));
         self.floor.store(after, Ordering::Relaxed);
         // Where the time went, for an operator sizing `graph.wal_limit_bytes`: writes
         // waited for all of it, reads for `swap_ms` alone.
