@@ -9,6 +9,7 @@ pub mod graph;
 mod graph_commit;
 mod graph_documents;
 mod graph_export;
+mod graph_generations;
 mod graph_pairs;
 mod graph_values;
 mod graph_wal;
