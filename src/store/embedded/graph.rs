@@ -13,8 +13,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,14 +53,15 @@ pub(super) struct Inner {
     /// Commits made so far, and (under the lock) how many of them a WAL sync covers.
     pub(super) commits: AtomicU64,
     pub(super) synced: Mutex<u64>,
-    /// Held shared by every write, exclusively by a WAL compaction, a backup and close:
-    /// what the engine holds does not change while they run.
+    /// Held shared by every write, exclusively by a backup, close, and a WAL rewrite
+    /// while it cuts the log or makes its copy live: what the engine holds does not
+    /// change while they run.
     pub(super) writes: RwLock<()>,
     /// Held by a fork of the Cypher sandbox, and by a WAL compaction or a backup while
     /// it runs engine calls without the gate.
     pub(super) forks: Mutex<()>,
-    /// Held shared by every engine call, read or write (but for a compaction's copy and a
-    /// backup, which hold `writes` and `forks` instead), exclusively by a fork of the
+    /// Held shared by every engine call, read or write (but for a backup and a WAL
+    /// rewrite's cuts, which hold `writes` and `forks` instead), exclusively by a fork of the
     /// Cypher sandbox, by the swap of a WAL compaction and by close. Lock order: a
     /// tenant's writer, `writes`, `forks`, `gate`, `graphs`.
     pub(super) gate: RwLock<()>,
@@ -72,6 +73,10 @@ pub(super) struct Inner {
     pub(super) indexed: Vec<String>,
     /// Where co-occurrence edges are, so a document's weights skip most adjacency walks.
     pub(super) pair_hints: Mutex<PairHints>,
+    /// Set by close (holding `writes`); a WAL rewrite then stops at its next step.
+    pub(super) closed: AtomicBool,
+    /// This store, for the thread a WAL rewrite runs on.
+    pub(super) me: Weak<Inner>,
 }
 
 /// Settings the embedded graph store needs from the configuration.
@@ -119,8 +124,9 @@ impl EmbeddedGraphStore {
         for name in &graphs {
             index_graph(&db, name, &indexed)?;
         }
+        let forker = Forker::start()?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 engine: RwLock::new(Arc::new(db)),
                 wal,
                 graphs: Mutex::new(graphs),
@@ -138,9 +144,11 @@ impl EmbeddedGraphStore {
                     timeout: query_timeout,
                     memory_bytes: options.query_memory_bytes,
                 },
-                forker: Forker::start()?,
+                forker,
                 indexed,
                 pair_hints: Mutex::default(),
+                closed: AtomicBool::new(false),
+                me: me.clone(),
             }),
         })
     }
@@ -494,6 +502,7 @@ impl GraphStore for EmbeddedGraphStore {
             let _writes = inner.writes.write().unwrap_or_else(|p| p.into_inner());
             let _forks = lock(&inner.forks);
             let _gate = inner.gate.write().unwrap_or_else(|p| p.into_inner());
+            inner.closed.store(true, Ordering::Release);
             let db = inner.db();
             db.wal_checkpoint().map_err(engine)?;
             db.close().map_err(engine)

@@ -8,9 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use grafeo::GrafeoDB;
+
 use super::graph::{Inner, engine, index_graph, lock, read_gate};
+use super::graph_tail::{boundary, catch_up, rebuild, write_base};
+use super::graph_wal::{Copy, Replaced};
 use crate::domain::principal::Tenant;
 use crate::store::{ErrorKind, StoreError, StoreResult};
+
+/// At most this many catch-ups run while writes go on. Each carries what arrived while
+/// the one before ran, so the tail shrinks from round to round.
+const CATCH_UP_ROUNDS: usize = 3;
+/// A catch-up this short ends the rounds: the last one, with writes held off, is then
+/// about as short.
+const SHORT_TAIL: usize = 4096;
 
 impl Inner {
     /// Runs `write` as `tenant`'s one writer, holding the read gate; returns its result
@@ -50,64 +61,167 @@ impl Inner {
         *synced = target;
         drop(gate);
         if self.wal.due(target) {
-            self.compact_wal(&mut synced);
+            self.start_compaction();
         }
         Ok(())
     }
 
-    /// Rewrites the WAL as a copy of the live graph ([`super::graph_wal`]). Writes and
-    /// forks of the Cypher sandbox wait from the start of the copy to the swap; reads
-    /// go on against the engine being copied and wait only for the swap, under the
-    /// exclusive gate. The copy is synced, so every commit made so far is then durable.
-    /// A rewrite that fails is logged and the old generation stays live: the caller's
-    /// commits are already synced.
-    fn compact_wal(&self, synced: &mut u64) {
-        let _writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
-        let _forks = lock(&self.forks);
-        // Only a compaction replaces the engine, and only close closes it: both hold
-        // `writes`, so this one is safe to read without the gate.
-        let db = self.db();
-        let known: HashSet<String> = lock(&self.graphs).clone();
-        let Some(copy) = self.wal.copy(&db) else {
+    /// Starts a rewrite of the WAL ([`super::graph_wal`]) on a thread of its own,
+    /// unless one is under way.
+    fn start_compaction(&self) {
+        let Some(me) = self.me.upgrade() else {
             return;
         };
-        drop(db);
-        let indexed = known
-            .iter()
-            .try_for_each(|name| index_graph(&copy.db, name, &self.indexed));
-        if let Err(e) = indexed {
-            self.wal.abandon(copy, &e);
+        if !self.wal.claim() {
             return;
         }
-        let (old, replaced) = {
-            let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-            let swapping = Instant::now();
-            // Graphs a read created meanwhile, in the old engine, that the copy missed
-            // (they are empty, as no write ran).
-            let graphs = lock(&self.graphs);
-            let copied = copy.db.list_graphs();
-            let created = graphs.difference(&known).try_for_each(|name| {
-                if !copied.contains(name) {
-                    copy.db.create_graph(name).map_err(engine)?;
-                }
-                index_graph(&copy.db, name, &self.indexed)
+        let spawned = std::thread::Builder::new()
+            .name("graph-wal-rewrite".into())
+            .spawn(move || {
+                me.compact_wal();
+                me.wal.release();
             });
-            if let Err(e) = created {
-                self.wal.abandon(copy, &e);
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the graph WAL rewrite");
+            self.wal.release();
+        }
+    }
+
+    /// Rewrites the WAL as a copy of the live graph ([`super::graph_tail`]). Writes
+    /// (and forks of the Cypher sandbox) wait only while the live log is cut between
+    /// transactions and for the last catch-up: the copy is rebuilt from the log before
+    /// the first cut, its base written, and the writes after it carried in, while
+    /// they go on. Reads go on throughout but for the swap, under the exclusive gate.
+    /// A rewrite that fails is logged and the old generation stays live; every commit
+    /// was synced to it.
+    fn compact_wal(&self) {
+        let cutting = Instant::now();
+        let cut = self.while_held(|live| Ok((boundary(live)?, lock(&self.graphs).clone())));
+        let held = cutting.elapsed();
+        let (live, (mut from, known)) = match cut {
+            Ok(Some(cut)) => cut,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
                 return;
             }
-            let Some((fresh, replaced)) = self.wal.make_live(copy, swapping) else {
-                return;
-            };
-            let old = std::mem::replace(
-                &mut *self.engine.write().unwrap_or_else(|p| p.into_inner()),
-                Arc::new(fresh),
-            );
-            lock(&self.pair_hints).clear();
-            *synced = self.commits.load(Ordering::Acquire);
-            (old, replaced)
         };
+        let mut copy = match self.wal.fresh() {
+            Ok(copy) => copy,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
+                return;
+            }
+        };
+        copy.held(held);
+        let built = rebuild(&copy.db, &live, from, &self.wal.scratch())
+            .and_then(|()| write_base(&copy.db))
+            .and_then(|()| {
+                known
+                    .iter()
+                    .try_for_each(|name| index_graph(&copy.db, name, &self.indexed))
+            });
+        if let Err(e) = built {
+            return self.wal.abandon(copy, &e);
+        }
+        copy.built();
+        // Catch up while writes go on, until what is left is short.
+        for _ in 0..CATCH_UP_ROUNDS {
+            let cutting = Instant::now();
+            let cut = self.while_held(boundary);
+            copy.held(cutting.elapsed());
+            let to = match cut {
+                Ok(Some((_, to))) => to,
+                Ok(None) => return self.wal.abandon(copy, &closing()),
+                Err(e) => return self.wal.abandon(copy, &e),
+            };
+            let records = match catch_up(&copy.db, &live, (from, to), &self.wal.scratch()) {
+                Ok(records) => records,
+                Err(e) => return self.wal.abandon(copy, &e),
+            };
+            copy.caught_up(records);
+            from = to;
+            if records < SHORT_TAIL {
+                break;
+            }
+        }
+        // The last catch-up and the swap, with writes held off.
+        let Some((old, replaced)) = self.finish(copy, &live, from, &known) else {
+            return;
+        };
+        drop(live);
         self.wal.retire(old, replaced);
+    }
+
+    /// Carries the last writes into `copy` with writes held off, then makes it live
+    /// under the exclusive gate; returns the engine it replaced, for
+    /// [`super::graph_wal::WalBound::retire`] once writes go on again.
+    fn finish(
+        &self,
+        mut copy: Copy,
+        live: &GrafeoDB,
+        from: u64,
+        known: &HashSet<String>,
+    ) -> Option<(Arc<GrafeoDB>, Replaced)> {
+        let _writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        let _forks = lock(&self.forks);
+        let held = Instant::now();
+        if self.closed.load(Ordering::Acquire) {
+            self.wal.abandon(copy, &closing());
+            return None;
+        }
+        let caught = boundary(live)
+            .and_then(|to| catch_up(&copy.db, live, (from, to), &self.wal.scratch()))
+            .and_then(|records| {
+                copy.caught_up(records);
+                copy.seal()
+            });
+        if let Err(e) = caught {
+            self.wal.abandon(copy, &e);
+            return None;
+        }
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let swapping = Instant::now();
+        // Graphs created since the snapshot, which the catch-up created unindexed, and
+        // any a read created after the last cut (empty: nothing wrote to them).
+        let graphs = lock(&self.graphs);
+        let copied = copy.db.list_graphs();
+        let created = graphs.difference(known).try_for_each(|name| {
+            if !copied.contains(name) {
+                copy.db.create_graph(name).map_err(engine)?;
+            }
+            index_graph(&copy.db, name, &self.indexed)
+        });
+        if let Err(e) = created {
+            self.wal.abandon(copy, &e);
+            return None;
+        }
+        copy.held(held.elapsed());
+        let (fresh, replaced) = self.wal.make_live(copy, swapping)?;
+        let old = std::mem::replace(
+            &mut *self.engine.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(fresh),
+        );
+        lock(&self.pair_hints).clear();
+        Some((old, replaced))
+    }
+
+    /// Runs `step` on the live engine with writes and forks held off; `None` once the
+    /// store is closing. Returns the engine with the step's result, for the steps after.
+    fn while_held<T>(
+        &self,
+        step: impl FnOnce(&GrafeoDB) -> StoreResult<T>,
+    ) -> StoreResult<Option<(Arc<GrafeoDB>, T)>> {
+        let _writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        let _forks = lock(&self.forks);
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        // Only a compaction replaces the engine, and only close closes it: both hold
+        // `writes`, so it is safe to read without the gate.
+        let live = self.db();
+        let out = step(&live)?;
+        Ok(Some((live, out)))
     }
 
     /// [`Inner::locked`], then [`Inner::sync_to`]: one durable write.
@@ -120,4 +234,8 @@ impl Inner {
         self.sync_to(ticket)?;
         Ok(out)
     }
+}
+
+fn closing() -> StoreError {
+    StoreError::new(ErrorKind::Unavailable, "the graph store is closing")
 }

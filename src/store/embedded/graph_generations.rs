@@ -22,6 +22,8 @@ pub(super) const FIRST: &str = "graph";
 const CURRENT: &str = "graph.current";
 /// Where a copy is written before it is complete.
 pub(super) const COPYING: &str = "graph.compact.tmp";
+/// Where a rewrite reads the live log's newest records from ([`super::graph_tail`]).
+pub(super) const TAIL: &str = "graph.tail";
 
 /// The directory after `live`'s: `graph` → `graph.1`, `graph.N` → `graph.N+1`.
 pub(super) fn next_generation(live: &Path) -> PathBuf {
@@ -97,7 +99,14 @@ pub(super) fn recover(root: &Path) -> StoreResult<PathBuf> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let leftover = generation(name).is_some()
-            || [COPYING, "graph.compact", "graph.old", "graph.current.tmp"].contains(&name);
+            || [
+                COPYING,
+                TAIL,
+                "graph.compact",
+                "graph.old",
+                "graph.current.tmp",
+            ]
+            .contains(&name);
         let path = entry.path();
         if !leftover || path == live {
             continue;
@@ -209,12 +218,15 @@ mod tests {
     fn recovery_keeps_the_generation_graph_current_names_and_nothing_else_of_the_graph() {
         let root = tempfile::tempdir().unwrap();
         let root = root.path();
-        // A crash after the copy was made and opened, before it was named live.
+        // A crash after the copy was made and opened, while it caught up with the
+        // live log, before it was named live.
         make(&root.join("graph"), "live");
         make(&root.join("graph.1"), "copy");
+        make(&root.join("graph.tail"), "links to the live log");
         make(&root.join("vectors"), "other store");
         assert_eq!(recover(root).unwrap(), root.join("graph"));
         assert!(!root.join("graph.1").exists());
+        assert!(!root.join("graph.tail").exists());
         assert_eq!(marker(&root.join("vectors")), "other store");
 
         // A crash after graph.2 was named live, before graph.1 was removed; and one

@@ -5,24 +5,26 @@
 //! only syncs it (truncating would delete the only copy), and every start replays it
 //! whole. So the log is compacted by rewriting it: once it passes
 //! `graph.wal_limit_bytes` and twice its size after the last compaction, the live graph
-//! is saved into a fresh directory (one record per live node, edge and property,
-//! synced) that becomes the next generation: `graph` is the first, then `graph.1`,
-//! `graph.2`, and so on. The copy is opened as an engine of its own while the old engine
-//! still serves reads; then, with engine calls held off for that moment only, the file
-//! `graph.current` is made to name the new generation, the engines are swapped, and the
-//! old generation is closed and removed. Writes wait from the start of the copy to the
-//! swap, so nothing is written that the copy misses ([`super::graph_commit`]).
+//! is copied into an engine of its own in a fresh directory, whose log holds one record
+//! per live node, edge and property: the next generation (`graph` is the first, then
+//! `graph.1`, `graph.2`, and so on). The copy is built from the live log and brought up
+//! to date with the writes made meanwhile ([`super::graph_tail`]); then, with engine
+//! calls held off for that moment only, the file `graph.current` is made to name the
+//! new generation, the engines are swapped, and the old generation is closed and
+//! removed. Writes wait only for cuts of the log and the last catch-up
+//! ([`super::graph_commit`]). At open, before anything is served, the copy is made with
+//! `GrafeoDB::save` and reopened instead.
 //!
 //! Crash safety rests on the names, kept in [`super::graph_generations`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use grafeo::{Config, DurabilityMode, GrafeoDB};
 
-use super::graph_generations::{COPYING, FIRST, name_live, next_generation, parent, recover};
+use super::graph_generations::{COPYING, FIRST, TAIL, name_live, next_generation, parent, recover};
 use super::graph_values::engine;
 use super::{fs_err, lock, sync_dir};
 use crate::store::{StoreError, StoreResult};
@@ -41,6 +43,8 @@ pub(super) struct WalBound {
     floor: AtomicU64,
     /// The commit count at the last size check.
     checked_at: AtomicU64,
+    /// Whether a rewrite is under way ([`WalBound::claim`]).
+    running: AtomicBool,
 }
 
 /// A complete, synced copy of the live graph, open as an engine, that is not yet the
@@ -57,6 +61,33 @@ struct Took {
     before: u64,
     copy_ms: u64,
     open_ms: u64,
+    /// How long writes waited for it, all its steps together.
+    held_ms: u64,
+    /// Records the live engine logged during the copy, carried into it.
+    caught_up: usize,
+}
+
+impl Copy {
+    /// Marks the copy as built, for the log line.
+    pub(super) fn built(&mut self) {
+        self.took.copy_ms = self.took.started.elapsed().as_millis() as u64;
+    }
+
+    /// Syncs every file of the copy, and its directory's name.
+    pub(super) fn seal(&self) -> StoreResult<()> {
+        sync_tree(&self.dir)?;
+        sync_dir(parent(&self.dir))
+    }
+
+    /// Counts `held` as time writes waited for this copy.
+    pub(super) fn held(&mut self, held: Duration) {
+        self.took.held_ms += held.as_millis() as u64;
+    }
+
+    /// Counts `records` carried into this copy from the live engine.
+    pub(super) fn caught_up(&mut self, records: usize) {
+        self.took.caught_up += records;
+    }
 }
 
 /// A generation a [`Copy`] replaced, to be closed and removed by [`WalBound::retire`].
@@ -75,7 +106,25 @@ impl WalBound {
             limit,
             floor: AtomicU64::new(0),
             checked_at: AtomicU64::new(0),
+            running: AtomicBool::new(false),
         }
+    }
+
+    /// Marks a rewrite as under way; `false` if one already is. [`WalBound::release`]
+    /// ends it.
+    pub(super) fn claim(&self) -> bool {
+        self.running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(super) fn release(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// A directory a rewrite may use for scratch files; recovery removes it.
+    pub(super) fn scratch(&self) -> PathBuf {
+        self.root.join(TAIL)
     }
 
     /// Opens the engine after clearing what an interrupted compaction left, and
@@ -124,8 +173,35 @@ impl WalBound {
         size > self.limit && size > 2 * self.floor.load(Ordering::Relaxed)
     }
 
+    /// An empty engine in the next generation's directory, for a copy built in place
+    /// ([`super::graph_tail`]): the caller fills it, then calls [`Copy::built`]. A
+    /// crash meanwhile leaves a generation `graph.current` does not name, which the
+    /// next start removes.
+    pub(super) fn fresh(&self) -> StoreResult<Copy> {
+        let started = Instant::now();
+        let live = lock(&self.live).clone();
+        let before = dir_bytes(&live);
+        let dir = next_generation(&live);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(fs_err)?;
+        }
+        let db = self.open_engine(&dir)?;
+        Ok(Copy {
+            db,
+            dir,
+            took: Took {
+                started,
+                before,
+                copy_ms: 0,
+                open_ms: 0,
+                held_ms: 0,
+                caught_up: 0,
+            },
+        })
+    }
+
     /// Saves `db`'s live graph as the next generation and opens it. Nothing may write
-    /// to `db` meanwhile (reads may go on). `None` if the copy could not be made: `db`
+    /// to `db` meanwhile (reads may go on): `db` is a snapshot, or not yet shared. `None` if the copy could not be made: `db`
     /// stays the live engine, its log intact.
     pub(super) fn copy(&self, db: &GrafeoDB) -> Option<Copy> {
         let started = Instant::now();
@@ -150,6 +226,8 @@ impl WalBound {
                     before,
                     copy_ms,
                     open_ms: opening.elapsed().as_millis() as u64,
+                    held_ms: 0,
+                    caught_up: 0,
                 },
             }),
             Err(e) => {
@@ -200,13 +278,15 @@ impl WalBound {
         let after = dir_bytes(&lock(&self.live));
         self.floor.store(after, Ordering::Relaxed);
         // Where the time went, for an operator sizing `graph.wal_limit_bytes`: writes
-        // waited for all of it, reads for `swap_ms` alone.
+        // waited `held_ms`, reads `swap_ms`.
         tracing::info!(
             before_bytes = took.before,
             after_bytes = after,
             elapsed_ms = took.started.elapsed().as_millis() as u64,
             copy_ms = took.copy_ms,
             open_ms = took.open_ms,
+            held_ms = took.held_ms,
+            caught_up = took.caught_up,
             swap_ms,
             "compacted the graph WAL"
         );

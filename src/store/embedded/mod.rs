@@ -11,6 +11,7 @@ mod graph_documents;
 mod graph_export;
 mod graph_generations;
 mod graph_pairs;
+mod graph_tail;
 mod graph_values;
 mod graph_wal;
 mod graph_weights;

@@ -1,0 +1,412 @@
+//! Builds the copy a WAL rewrite ([`super::graph_wal`]) makes of the embedded graph
+//! from the live engine's log, while writes go on, and brings it up to date with the
+//! writes made meanwhile; writes wait only for a cut of the log and the last catch-up.
+//!
+//! grafeo writes each transaction's records (with its named-graph switches and its
+//! commit marker) as one group within one file, and every record so that replaying it
+//! twice is harmless: its own recovery relies on both. So the log is cut between
+//! transactions by rotating it to a fresh file while writes are held off
+//! ([`boundary`]); the files before a cut are a consistent snapshot that no write
+//! changes again. [`rebuild`] replays them into a fresh engine's store, as recovery
+//! would, and [`write_base`] logs that store in its shortest form (one record per live
+//! node, edge and property, as `GrafeoDB::save` writes). Ids are kept, so the records
+//! logged after the cut can then be applied as they are: [`catch_up`] applies those
+//! between two cuts and logs them to the copy's own WAL, where the next open replays
+//! them after the base.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use grafeo::GrafeoDB;
+use grafeo_common::types::TransactionId;
+use grafeo_core::graph::lpg::LpgStore;
+use grafeo_storage::wal::{LpgWal, WalRecord, WalRecovery};
+
+use super::fs_err;
+use super::graph_values::engine;
+use crate::store::{ErrorKind, StoreError, StoreResult};
+
+/// Rotates `db`'s WAL to a fresh file and returns that file's sequence: every record
+/// logged so far is in the files before it, synced. Call with writes held off, so the
+/// cut falls between transactions.
+pub(super) fn boundary(db: &GrafeoDB) -> StoreResult<u64> {
+    let wal = db.wal().ok_or_else(no_wal)?;
+    wal.rotate().map_err(engine)?;
+    Ok(wal.current_sequence())
+}
+
+/// Replays into `copy`'s store (not its log) the committed records of `live`'s WAL
+/// files before sequence `to`. `scratch` is a directory it may create and removes.
+pub(super) fn rebuild(
+    copy: &GrafeoDB,
+    live: &GrafeoDB,
+    to: u64,
+    scratch: &Path,
+) -> StoreResult<()> {
+    let live_dir = live.wal().ok_or_else(no_wal)?.dir().to_owned();
+    let records = read_between(&live_dir, 0, to, scratch);
+    let _ = std::fs::remove_dir_all(scratch);
+    apply(copy, &records?)
+}
+
+/// Logs `db`'s store to its WAL as one committed group of one record per node, edge,
+/// property and named graph: what `GrafeoDB::save` writes, for an engine that stays
+/// open. The WAL is not synced here.
+pub(super) fn write_base(db: &GrafeoDB) -> StoreResult<()> {
+    let mut out = Batch {
+        wal: db.wal().ok_or_else(no_wal)?,
+        records: Vec::with_capacity(BATCH),
+    };
+    let store = db.store();
+    write_graph(&mut out, store)?;
+    let names = store.graph_names();
+    for name in &names {
+        if let Some(graph) = store.graph(name) {
+            out.push(WalRecord::CreateNamedGraph { name: name.clone() })?;
+            out.push(WalRecord::SwitchGraph {
+                name: Some(name.clone()),
+            })?;
+            write_graph(&mut out, &graph)?;
+        }
+    }
+    if !names.is_empty() {
+        out.push(WalRecord::SwitchGraph { name: None })?;
+    }
+    out.push(WalRecord::TransactionCommit {
+        transaction_id: TransactionId::SYSTEM,
+    })?;
+    out.flush()
+}
+
+/// Records in one `log_batch` call of [`write_base`].
+const BATCH: usize = 4096;
+
+struct Batch<'a> {
+    wal: &'a LpgWal,
+    records: Vec<WalRecord>,
+}
+
+impl Batch<'_> {
+    fn push(&mut self, record: WalRecord) -> StoreResult<()> {
+        self.records.push(record);
+        if self.records.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StoreResult<()> {
+        self.wal.log_batch(&self.records).map_err(engine)?;
+        self.records.clear();
+        Ok(())
+    }
+}
+
+/// One graph's nodes and edges, with their properties, into `out`.
+fn write_graph(out: &mut Batch<'_>, store: &LpgStore) -> StoreResult<()> {
+    for node in store.all_nodes() {
+        out.push(WalRecord::CreateNode {
+            id: node.id,
+            labels: node.labels.iter().map(|l| l.to_string()).collect(),
+        })?;
+        for (key, value) in node.properties {
+            out.push(WalRecord::SetNodeProperty {
+                id: node.id,
+                key: key.to_string(),
+                value,
+            })?;
+        }
+    }
+    for edge in store.all_edges() {
+        out.push(WalRecord::CreateEdge {
+            id: edge.id,
+            src: edge.src,
+            dst: edge.dst,
+            edge_type: edge.edge_type.to_string(),
+        })?;
+        for (key, value) in edge.properties {
+            out.push(WalRecord::SetEdgeProperty {
+                id: edge.id,
+                key: key.to_string(),
+                value,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies to `copy` the committed records of `live`'s WAL files from sequence `from`
+/// up to (not including) `to`, and logs them to `copy`'s WAL; returns how many records
+/// it applied. `scratch` is a directory it may create and removes. The copy's WAL is
+/// not synced here.
+pub(super) fn catch_up(
+    copy: &GrafeoDB,
+    live: &GrafeoDB,
+    (from, to): (u64, u64),
+    scratch: &Path,
+) -> StoreResult<usize> {
+    if from >= to {
+        return Ok(0);
+    }
+    let live_dir = live.wal().ok_or_else(no_wal)?.dir().to_owned();
+    let records = read_between(&live_dir, from, to, scratch);
+    let _ = std::fs::remove_dir_all(scratch);
+    let records = records?;
+    apply(copy, &records)?;
+    let kept: Vec<WalRecord> = records
+        .into_iter()
+        .filter(|r| !matches!(r, WalRecord::Checkpoint { .. }))
+        .collect();
+    copy.wal()
+        .ok_or_else(no_wal)?
+        .log_batch(&kept)
+        .map_err(engine)?;
+    Ok(kept.len())
+}
+
+/// The committed records of the WAL files in `dir` with sequences in `from..to`, read
+/// through links in `scratch` (the live engine keeps writing to its newest file).
+fn read_between(dir: &Path, from: u64, to: u64, scratch: &Path) -> StoreResult<Vec<WalRecord>> {
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch).map_err(fs_err)?;
+    }
+    std::fs::create_dir_all(scratch).map_err(fs_err)?;
+    for (sequence, path) in log_files(dir)? {
+        if (from..to).contains(&sequence) {
+            let name = path.file_name().unwrap_or_default();
+            std::fs::hard_link(&path, scratch.join(name)).map_err(fs_err)?;
+        }
+    }
+    let recovered = WalRecovery::new(scratch)
+        .recover_all_with_tail()
+        .map_err(engine)?;
+    if recovered.torn_tail {
+        // A boundary fell inside a transaction: applying its half would corrupt the copy.
+        return Err(StoreError::new(
+            ErrorKind::Internal,
+            format!("graph WAL files {from}..{to} end inside a transaction"),
+        ));
+    }
+    Ok(recovered.records)
+}
+
+/// `dir`'s WAL files (`wal_<sequence>.log`) with their sequences.
+fn log_files(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(fs_err)? {
+        let path = entry.map_err(fs_err)?.path();
+        let sequence = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("wal_"))
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(sequence) = sequence {
+            files.push((sequence, path));
+        }
+    }
+    Ok(files)
+}
+
+/// Applies `records` to `db`'s store as grafeo's recovery does: mutations go to the
+/// named graph the last `SwitchGraph` chose, creations of what exists are skipped, and
+/// every other record sets a value, so applying one twice changes nothing. A record
+/// this server never writes (schema, RDF) is refused rather than guessed at.
+fn apply(db: &GrafeoDB, records: &[WalRecord]) -> StoreResult<()> {
+    let root = Arc::clone(db.store());
+    let mut target = Arc::clone(&root);
+    for record in records {
+        match record {
+            WalRecord::CreateNamedGraph { name } => {
+                root.create_graph(name).map_err(alloc)?;
+            }
+            WalRecord::DropNamedGraph { name } => {
+                root.drop_graph(name);
+            }
+            WalRecord::SwitchGraph { name } => {
+                target = match name {
+                    None => Arc::clone(&root),
+                    Some(name) => root.graph_or_create(name).map_err(alloc)?,
+                };
+            }
+            WalRecord::CreateNode { id, labels } => {
+                if target.get_node(*id).is_none() {
+                    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                    target.create_node_with_id(*id, &labels).map_err(alloc)?;
+                }
+            }
+            WalRecord::DeleteNode { id } => {
+                target.delete_node(*id);
+            }
+            WalRecord::CreateEdge {
+                id,
+                src,
+                dst,
+                edge_type,
+            } => {
+                if target.get_edge(*id).is_none() {
+                    target
+                        .create_edge_with_id(*id, *src, *dst, edge_type)
+                        .map_err(alloc)?;
+                }
+            }
+            WalRecord::DeleteEdge { id } => {
+                target.delete_edge(*id);
+            }
+            WalRecord::SetNodeProperty { id, key, value } => {
+                target.set_node_property(*id, key, value.clone());
+            }
+            WalRecord::SetEdgeProperty { id, key, value } => {
+                target.set_edge_property(*id, key, value.clone());
+            }
+            WalRecord::RemoveNodeProperty { id, key } => {
+                target.remove_node_property(*id, key);
+            }
+            WalRecord::RemoveEdgeProperty { id, key } => {
+                target.remove_edge_property(*id, key);
+            }
+            WalRecord::AddNodeLabel { id, label } => {
+                target.add_label(*id, label);
+            }
+            WalRecord::RemoveNodeLabel { id, label } => {
+                target.remove_label(*id, label);
+            }
+            // Markers: recovery has already dropped what was not committed.
+            WalRecord::TransactionCommit { .. }
+            | WalRecord::TransactionAbort { .. }
+            | WalRecord::Checkpoint { .. }
+            | WalRecord::EpochAdvance { .. } => {}
+            // Indexes are rebuilt from the data, not from the log.
+            WalRecord::CreateIndex { .. } | WalRecord::DropIndex { .. } => {}
+            other => {
+                return Err(StoreError::new(
+                    ErrorKind::Internal,
+                    format!("graph WAL record not carried into a rewrite: {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn alloc(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(ErrorKind::Internal, format!("graph store: {e}"))
+}
+
+fn no_wal() -> StoreError {
+    StoreError::new(ErrorKind::Internal, "the graph engine has no WAL")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use grafeo::{Config, DurabilityMode, GrafeoDB};
+
+    use super::{boundary, catch_up, rebuild, write_base};
+
+    fn open(dir: &Path) -> GrafeoDB {
+        let config = Config::persistent(dir).with_wal_durability(DurabilityMode::NoSync);
+        GrafeoDB::with_config(config).unwrap()
+    }
+
+    fn run(db: &GrafeoDB, graph: &str, query: &str) {
+        let session = db.session();
+        session.use_graph(graph);
+        session.execute_cypher(query).unwrap();
+    }
+
+    /// Every node of `graph` with its properties and out-edges, as sorted text.
+    fn contents(db: &GrafeoDB, graph: &str) -> Vec<String> {
+        let session = db.session();
+        session.use_graph(graph);
+        let result = session
+            .execute_cypher(
+                "MATCH (n) OPTIONAL MATCH (n)-[r]->(m) \
+                 RETURN labels(n), n.id, n.v, n.extra, type(r), r.w, m.id",
+            )
+            .unwrap();
+        let mut rows: Vec<String> = result.rows().iter().map(|r| format!("{r:?}")).collect();
+        rows.sort();
+        rows
+    }
+
+    /// Writes of every kind this server makes, in named graphs, one of them created
+    /// after the first cut, and a transaction that rolled back: the copy rebuilt from
+    /// the live log and caught up from it holds what the live engine holds, and so does
+    /// the copy reopened from its own log.
+    #[test]
+    fn a_copy_caught_up_from_the_live_log_matches_the_live_graph() {
+        let root = tempfile::tempdir().unwrap();
+        let live = open(&root.path().join("live"));
+        live.create_graph("a").unwrap();
+        run(
+            &live,
+            "a",
+            "CREATE (:E {id: 'x', v: 1})-[:R {w: 1}]->(:E {id: 'y', v: 2}), (:E {id: 'z'})",
+        );
+
+        // The copy, as a rewrite builds it.
+        let from = boundary(&live).unwrap();
+        let copy_dir = root.path().join("copy");
+        let copy = open(&copy_dir);
+        let scratch = root.path().join("scratch");
+        rebuild(&copy, &live, from, &scratch).unwrap();
+        write_base(&copy).unwrap();
+        assert_eq!(contents(&copy, "a"), contents(&live, "a"));
+
+        // Writes the live engine takes meanwhile, cut in two like the rounds.
+        run(
+            &live,
+            "a",
+            "MATCH (n {id: 'x'}) SET n.v = 10, n.extra = 'e'",
+        );
+        run(&live, "a", "MATCH ({id: 'x'})-[r:R]->() SET r.w = 5");
+        let middle = boundary(&live).unwrap();
+        run(&live, "a", "MATCH (n {id: 'z'}) DETACH DELETE n");
+        run(&live, "a", "MATCH (n {id: 'x'}) REMOVE n.extra SET n:Hub");
+        run(
+            &live,
+            "a",
+            "MATCH (y {id: 'y'}) CREATE (y)-[:R {w: 2}]->(:E {id: 'w'})",
+        );
+        live.create_graph("b").unwrap();
+        run(&live, "b", "CREATE (:E {id: 'other', v: 3})");
+        let mut session = live.session();
+        session.use_graph("a");
+        session.begin_transaction().unwrap();
+        session
+            .execute_cypher("CREATE (:E {id: 'rolled back'})")
+            .unwrap();
+        session.rollback().unwrap();
+        let to = boundary(&live).unwrap();
+
+        assert!(catch_up(&copy, &live, (from, middle), &scratch).unwrap() > 0);
+        assert!(catch_up(&copy, &live, (middle, to), &scratch).unwrap() > 0);
+        assert!(!scratch.exists());
+        for graph in ["a", "b"] {
+            assert_eq!(
+                contents(&copy, graph),
+                contents(&live, graph),
+                "graph {graph}"
+            );
+        }
+        let a = contents(&live, "a");
+        assert_eq!(a.len(), 3, "x, y and w, with their edges: {a:?}");
+        assert!(
+            !a.iter()
+                .any(|r| r.contains("rolled back") || r.contains("\"z\""))
+        );
+
+        copy.close().unwrap();
+        drop(copy);
+        let reopened = open(&copy_dir);
+        for graph in ["a", "b"] {
+            assert_eq!(
+                contents(&reopened, graph),
+                contents(&live, graph),
+                "graph {graph}"
+            );
+        }
+    }
+}
