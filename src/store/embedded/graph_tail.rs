@@ -14,7 +14,7 @@
 //! between two cuts and logs them to the copy's own WAL, where the next open replays
 //! them after the base.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use grafeo::GrafeoDB;
@@ -22,8 +22,8 @@ use grafeo_common::types::TransactionId;
 use grafeo_core::graph::lpg::LpgStore;
 use grafeo_storage::wal::{LpgWal, WalRecord, WalRecovery};
 
-use super::fs_err;
 use super::graph_values::engine;
+use super::{fs_err, numbered_files};
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 /// Rotates `db`'s WAL to a fresh file and returns that file's sequence: every record
@@ -171,7 +171,7 @@ fn read_between(dir: &Path, from: u64, to: u64, scratch: &Path) -> StoreResult<V
         std::fs::remove_dir_all(scratch).map_err(fs_err)?;
     }
     std::fs::create_dir_all(scratch).map_err(fs_err)?;
-    for (sequence, path) in log_files(dir)? {
+    for (sequence, path) in numbered_files(dir, "wal_", ".log")? {
         if (from..to).contains(&sequence) {
             let name = path.file_name().unwrap_or_default();
             std::fs::hard_link(&path, scratch.join(name)).map_err(fs_err)?;
@@ -188,24 +188,6 @@ fn read_between(dir: &Path, from: u64, to: u64, scratch: &Path) -> StoreResult<V
         ));
     }
     Ok(recovered.records)
-}
-
-/// `dir`'s WAL files (`wal_<sequence>.log`) with their sequences.
-fn log_files(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(fs_err)? {
-        let path = entry.map_err(fs_err)?.path();
-        let sequence = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("wal_"))
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(sequence) = sequence {
-            files.push((sequence, path));
-        }
-    }
-    Ok(files)
 }
 
 /// Applies `records` to `db`'s store as grafeo's recovery does: mutations go to the

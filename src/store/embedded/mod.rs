@@ -33,6 +33,29 @@ fn fs_err(e: std::io::Error) -> StoreError {
     )
 }
 
+/// The files in `dir` named `<prefix><number><suffix>`, with their numbers, in order.
+fn numbered_files(
+    dir: &std::path::Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(u64, std::path::PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(fs_err)? {
+        let path = entry.map_err(fs_err)?.path();
+        let number = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            out.push((number, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Makes renames and new names in `dir` durable.
 fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
     std::fs::File::open(dir)

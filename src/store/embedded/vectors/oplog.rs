@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::super::{fs_err, lock, sync_dir};
+use super::super::{fs_err, lock, numbered_files, sync_dir};
 pub(super) use super::logop::LogOp;
 use super::logop::get_u64;
 use crate::store::{ErrorKind, StoreError, StoreResult};
@@ -234,22 +234,9 @@ fn read_checkpoint(dir: &Path) -> StoreResult<u64> {
     }
 }
 
-/// Log files sorted by first sequence.
+/// Log files (`<first sequence>.log`) sorted by first sequence.
 fn segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(fs_err)? {
-        let path = entry.map_err(fs_err)?.path();
-        let first = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(first) = first {
-            out.push((first, path));
-        }
-    }
-    out.sort();
-    Ok(out)
+    numbered_files(dir, "", ".log")
 }
 
 /// Bytes of zeros a new log file starts with. Overwriting allocated blocks lets
