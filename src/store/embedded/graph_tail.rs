@@ -44,14 +44,17 @@ pub(super) fn rebuild(
     scratch: &Path,
 ) -> StoreResult<()> {
     let live_dir = live.wal().ok_or_else(no_wal)?.dir().to_owned();
-    let records = read_between(&live_dir, 0, to, scratch);
-    let _ = std::fs::remove_dir_all(scratch);
-    apply(copy, &records?)
+    let mut replay = Replay::new(copy);
+    for_each_committed(&live_dir, (0, to), scratch, |records| {
+        replay.apply(&records)
+    })
 }
 
-/// Logs `db`'s store to its WAL as one committed group of one record per node, edge,
-/// property and named graph: what `GrafeoDB::save` writes, for an engine that stays
-/// open. The WAL is not synced here.
+/// Logs `db`'s store to its WAL as one record per node, edge, property and named
+/// graph: what `GrafeoDB::save` writes, for an engine that stays open. Each batch of
+/// records is committed on its own, so that a later replay of this log reads it a
+/// file at a time ([`for_each_committed`]); the copy is not live before all of it is
+/// synced, so no one sees part of it. The WAL is not synced here.
 pub(super) fn write_base(db: &GrafeoDB) -> StoreResult<()> {
     let mut out = Batch {
         wal: db.wal().ok_or_else(no_wal)?,
@@ -72,9 +75,6 @@ pub(super) fn write_base(db: &GrafeoDB) -> StoreResult<()> {
     if !names.is_empty() {
         out.push(WalRecord::SwitchGraph { name: None })?;
     }
-    out.push(WalRecord::TransactionCommit {
-        transaction_id: TransactionId::SYSTEM,
-    })?;
     out.flush()
 }
 
@@ -95,7 +95,11 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Logs the records gathered so far as a committed group.
     fn flush(&mut self) -> StoreResult<()> {
+        self.records.push(WalRecord::TransactionCommit {
+            transaction_id: TransactionId::SYSTEM,
+        });
         self.wal.log_batch(&self.records).map_err(engine)?;
         self.records.clear();
         Ok(())
@@ -149,126 +153,168 @@ pub(super) fn catch_up(
         return Ok(0);
     }
     let live_dir = live.wal().ok_or_else(no_wal)?.dir().to_owned();
-    let records = read_between(&live_dir, from, to, scratch);
-    let _ = std::fs::remove_dir_all(scratch);
-    let records = records?;
-    apply(copy, &records)?;
-    let kept: Vec<WalRecord> = records
+    let wal = copy.wal().ok_or_else(no_wal)?;
+    let mut replay = Replay::new(copy);
+    let mut applied = 0;
+    for_each_committed(&live_dir, (from, to), scratch, |records| {
+        replay.apply(&records)?;
+        let kept: Vec<WalRecord> = records
+            .into_iter()
+            .filter(|r| !matches!(r, WalRecord::Checkpoint { .. }))
+            .collect();
+        wal.log_batch(&kept).map_err(engine)?;
+        applied += kept.len();
+        Ok(())
+    })?;
+    Ok(applied)
+}
+
+/// Calls `each` with the committed records of the WAL files in `dir` with sequences
+/// in `from..to`, in order, a file at a time: a file that ends inside a transaction is
+/// read again together with the next ones until they end between transactions, so
+/// each call gets whole transactions, and only about one file's records are in memory
+/// at once. The files are read through links in `scratch` (the live engine keeps
+/// writing to its newest file), which is removed after.
+fn for_each_committed(
+    dir: &Path,
+    (from, to): (u64, u64),
+    scratch: &Path,
+    mut each: impl FnMut(Vec<WalRecord>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let files: Vec<_> = numbered_files(dir, "wal_", ".log")?
         .into_iter()
-        .filter(|r| !matches!(r, WalRecord::Checkpoint { .. }))
+        .filter(|(sequence, _)| (from..to).contains(sequence))
         .collect();
-    copy.wal()
-        .ok_or_else(no_wal)?
-        .log_batch(&kept)
-        .map_err(engine)?;
-    Ok(kept.len())
-}
-
-/// The committed records of the WAL files in `dir` with sequences in `from..to`, read
-/// through links in `scratch` (the live engine keeps writing to its newest file).
-fn read_between(dir: &Path, from: u64, to: u64, scratch: &Path) -> StoreResult<Vec<WalRecord>> {
-    if scratch.exists() {
-        std::fs::remove_dir_all(scratch).map_err(fs_err)?;
-    }
-    std::fs::create_dir_all(scratch).map_err(fs_err)?;
-    for (sequence, path) in numbered_files(dir, "wal_", ".log")? {
-        if (from..to).contains(&sequence) {
+    let mut read = || {
+        empty_dir(scratch)?;
+        for (n, (_, path)) in files.iter().enumerate() {
             let name = path.file_name().unwrap_or_default();
-            std::fs::hard_link(&path, scratch.join(name)).map_err(fs_err)?;
-        }
-    }
-    let recovered = WalRecovery::new(scratch)
-        .recover_all_with_tail()
-        .map_err(engine)?;
-    if recovered.torn_tail {
-        // A boundary fell inside a transaction: applying its half would corrupt the copy.
-        return Err(StoreError::new(
-            ErrorKind::Internal,
-            format!("graph WAL files {from}..{to} end inside a transaction"),
-        ));
-    }
-    Ok(recovered.records)
-}
-
-/// Applies `records` to `db`'s store as grafeo's recovery does: mutations go to the
-/// named graph the last `SwitchGraph` chose, creations of what exists are skipped, and
-/// every other record sets a value, so applying one twice changes nothing. A record
-/// this server never writes (schema, RDF) is refused rather than guessed at.
-fn apply(db: &GrafeoDB, records: &[WalRecord]) -> StoreResult<()> {
-    let root = Arc::clone(db.store());
-    let mut target = Arc::clone(&root);
-    for record in records {
-        match record {
-            WalRecord::CreateNamedGraph { name } => {
-                root.create_graph(name).map_err(alloc)?;
-            }
-            WalRecord::DropNamedGraph { name } => {
-                root.drop_graph(name);
-            }
-            WalRecord::SwitchGraph { name } => {
-                target = match name {
-                    None => Arc::clone(&root),
-                    Some(name) => root.graph_or_create(name).map_err(alloc)?,
-                };
-            }
-            WalRecord::CreateNode { id, labels } => {
-                if target.get_node(*id).is_none() {
-                    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-                    target.create_node_with_id(*id, &labels).map_err(alloc)?;
+            std::fs::hard_link(path, scratch.join(name)).map_err(fs_err)?;
+            let recovered = WalRecovery::new(scratch)
+                .recover_all_with_tail()
+                .map_err(engine)?;
+            if recovered.torn_tail {
+                if n + 1 < files.len() {
+                    continue;
                 }
-            }
-            WalRecord::DeleteNode { id } => {
-                target.delete_node(*id);
-            }
-            WalRecord::CreateEdge {
-                id,
-                src,
-                dst,
-                edge_type,
-            } => {
-                if target.get_edge(*id).is_none() {
-                    target
-                        .create_edge_with_id(*id, *src, *dst, edge_type)
-                        .map_err(alloc)?;
-                }
-            }
-            WalRecord::DeleteEdge { id } => {
-                target.delete_edge(*id);
-            }
-            WalRecord::SetNodeProperty { id, key, value } => {
-                target.set_node_property(*id, key, value.clone());
-            }
-            WalRecord::SetEdgeProperty { id, key, value } => {
-                target.set_edge_property(*id, key, value.clone());
-            }
-            WalRecord::RemoveNodeProperty { id, key } => {
-                target.remove_node_property(*id, key);
-            }
-            WalRecord::RemoveEdgeProperty { id, key } => {
-                target.remove_edge_property(*id, key);
-            }
-            WalRecord::AddNodeLabel { id, label } => {
-                target.add_label(*id, label);
-            }
-            WalRecord::RemoveNodeLabel { id, label } => {
-                target.remove_label(*id, label);
-            }
-            // Markers: recovery has already dropped what was not committed.
-            WalRecord::TransactionCommit { .. }
-            | WalRecord::TransactionAbort { .. }
-            | WalRecord::Checkpoint { .. }
-            | WalRecord::EpochAdvance { .. } => {}
-            // Indexes are rebuilt from the data, not from the log.
-            WalRecord::CreateIndex { .. } | WalRecord::DropIndex { .. } => {}
-            other => {
+                // A cut fell inside a transaction: applying its half would corrupt
+                // the copy.
                 return Err(StoreError::new(
                     ErrorKind::Internal,
-                    format!("graph WAL record not carried into a rewrite: {other:?}"),
+                    format!("graph WAL files {from}..{to} end inside a transaction"),
                 ));
             }
+            each(recovered.records)?;
+            empty_dir(scratch)?;
+        }
+        Ok(())
+    };
+    let result = read();
+    let _ = std::fs::remove_dir_all(scratch);
+    result
+}
+
+fn empty_dir(dir: &Path) -> StoreResult<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(fs_err)?;
+    }
+    std::fs::create_dir_all(dir).map_err(fs_err)
+}
+
+/// Applies records to an engine's store as grafeo's recovery does: mutations go to the
+/// named graph the last `SwitchGraph` chose (which carries over from one call of
+/// [`Replay::apply`] to the next), creations of what exists are skipped, and every
+/// other record sets a value, so applying one twice changes nothing. A record this
+/// server never writes (schema, RDF) is refused rather than guessed at.
+struct Replay {
+    root: Arc<LpgStore>,
+    target: Arc<LpgStore>,
+}
+
+impl Replay {
+    fn new(db: &GrafeoDB) -> Self {
+        let root = Arc::clone(db.store());
+        Self {
+            target: Arc::clone(&root),
+            root,
         }
     }
-    Ok(())
+
+    fn apply(&mut self, records: &[WalRecord]) -> StoreResult<()> {
+        let (root, target) = (&self.root, &mut self.target);
+        for record in records {
+            match record {
+                WalRecord::CreateNamedGraph { name } => {
+                    root.create_graph(name).map_err(alloc)?;
+                }
+                WalRecord::DropNamedGraph { name } => {
+                    root.drop_graph(name);
+                }
+                WalRecord::SwitchGraph { name } => {
+                    *target = match name {
+                        None => Arc::clone(root),
+                        Some(name) => root.graph_or_create(name).map_err(alloc)?,
+                    };
+                }
+                WalRecord::CreateNode { id, labels } => {
+                    if target.get_node(*id).is_none() {
+                        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                        target.create_node_with_id(*id, &labels).map_err(alloc)?;
+                    }
+                }
+                WalRecord::DeleteNode { id } => {
+                    target.delete_node(*id);
+                }
+                WalRecord::CreateEdge {
+                    id,
+                    src,
+                    dst,
+                    edge_type,
+                } => {
+                    if target.get_edge(*id).is_none() {
+                        target
+                            .create_edge_with_id(*id, *src, *dst, edge_type)
+                            .map_err(alloc)?;
+                    }
+                }
+                WalRecord::DeleteEdge { id } => {
+                    target.delete_edge(*id);
+                }
+                WalRecord::SetNodeProperty { id, key, value } => {
+                    target.set_node_property(*id, key, value.clone());
+                }
+                WalRecord::SetEdgeProperty { id, key, value } => {
+                    target.set_edge_property(*id, key, value.clone());
+                }
+                WalRecord::RemoveNodeProperty { id, key } => {
+                    target.remove_node_property(*id, key);
+                }
+                WalRecord::RemoveEdgeProperty { id, key } => {
+                    target.remove_edge_property(*id, key);
+                }
+                WalRecord::AddNodeLabel { id, label } => {
+                    target.add_label(*id, label);
+                }
+                WalRecord::RemoveNodeLabel { id, label } => {
+                    target.remove_label(*id, label);
+                }
+                // Markers: recovery has already dropped what was not committed.
+                WalRecord::TransactionCommit { .. }
+                | WalRecord::TransactionAbort { .. }
+                | WalRecord::Checkpoint { .. }
+                | WalRecord::EpochAdvance { .. } => {}
+                // Indexes are rebuilt from the data, not from the log.
+                WalRecord::CreateIndex { .. } | WalRecord::DropIndex { .. } => {}
+                other => {
+                    return Err(StoreError::new(
+                        ErrorKind::Internal,
+                        format!("graph WAL record not carried into a rewrite: {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn alloc(e: impl std::fmt::Display) -> StoreError {
@@ -283,9 +329,11 @@ fn no_wal() -> StoreError {
 mod tests {
     use std::path::Path;
 
-    use grafeo::{Config, DurabilityMode, GrafeoDB};
+    use grafeo::{Config, DurabilityMode, GrafeoDB, NodeId};
+    use grafeo_common::types::TransactionId;
+    use grafeo_storage::wal::{DurabilityMode as WalDurability, LpgWal, WalConfig, WalRecord};
 
-    use super::{boundary, catch_up, rebuild, write_base};
+    use super::{Replay, boundary, catch_up, for_each_committed, rebuild, write_base};
 
     fn open(dir: &Path) -> GrafeoDB {
         let config = Config::persistent(dir).with_wal_durability(DurabilityMode::NoSync);
@@ -390,5 +438,85 @@ mod tests {
                 "graph {graph}"
             );
         }
+    }
+
+    fn node(id: u64) -> WalRecord {
+        WalRecord::CreateNode {
+            id: NodeId(id),
+            labels: vec!["E".into()],
+        }
+    }
+
+    fn switch(name: Option<&str>) -> WalRecord {
+        WalRecord::SwitchGraph {
+            name: name.map(String::from),
+        }
+    }
+
+    fn commit() -> WalRecord {
+        WalRecord::TransactionCommit {
+            transaction_id: TransactionId::SYSTEM,
+        }
+    }
+
+    /// A transaction whose records span several log files reaches the callback whole,
+    /// in one call, while later files come a call at a time; the named graph its
+    /// records go to carries over from one call to the next; and a log that ends
+    /// inside a transaction is refused.
+    #[test]
+    fn the_log_is_read_a_file_at_a_time_in_whole_transactions() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("wal");
+        let config = WalConfig {
+            durability: WalDurability::NoSync,
+            max_log_size: 100,
+            compression: false,
+        };
+        let wal = LpgWal::with_config(&dir, config).unwrap();
+        // Logged a record at a time, so the files rotate inside the transaction.
+        let spanning = [
+            vec![switch(Some("g"))],
+            (1..=8).map(node).collect(),
+            vec![commit()],
+        ];
+        for record in spanning.concat() {
+            wal.log(&record).unwrap();
+        }
+        wal.rotate().unwrap();
+        wal.log_batch(&[switch(Some("g")), node(9), switch(None), commit()])
+            .unwrap();
+        wal.rotate().unwrap();
+        let to = wal.current_sequence();
+        wal.log(&node(10)).unwrap();
+        wal.sync().unwrap();
+
+        let files = crate::store::embedded::numbered_files(&dir, "wal_", ".log").unwrap();
+        assert!(files.len() >= 4, "the transaction spans files: {files:?}");
+        let scratch = root.path().join("scratch");
+        let mut calls = Vec::new();
+        for_each_committed(&dir, (0, to), &scratch, |records| {
+            calls.push(records.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            calls,
+            vec![10, 4],
+            "the spanning transaction, then the next file"
+        );
+        assert!(!scratch.exists());
+        let unfinished = for_each_committed(&dir, (0, to + 1), &scratch, |_| Ok(()));
+        assert!(
+            unfinished.is_err(),
+            "the last file ends inside a transaction"
+        );
+
+        let db = GrafeoDB::new_in_memory();
+        let mut replay = Replay::new(&db);
+        replay.apply(&[switch(Some("g")), node(1)]).unwrap();
+        replay.apply(&[node(2), switch(None), commit()]).unwrap();
+        let graph = db.store().graph("g").unwrap();
+        assert!(graph.get_node(NodeId(1)).is_some() && graph.get_node(NodeId(2)).is_some());
+        assert!(db.store().get_node(NodeId(2)).is_none());
     }
 }
