@@ -11,7 +11,8 @@ use std::time::Instant;
 use grafeo::GrafeoDB;
 
 use super::graph::{Inner, engine, index_graph, lock, read_gate};
-use super::graph_tail::{boundary, catch_up, rebuild, write_base};
+use super::graph_base::write_base;
+use super::graph_tail::{boundary, catch_up, rebuild};
 use super::graph_wal::{Copy, Replaced};
 use crate::domain::principal::Tenant;
 use crate::store::{ErrorKind, StoreError, StoreResult};
@@ -95,23 +96,45 @@ impl Inner {
     /// A rewrite that fails is logged and the old generation stays live; every commit
     /// was synced to it.
     fn compact_wal(&self) {
+        let Some((live, mut copy, mut from, known)) = self.build_copy() else {
+            return;
+        };
+        // Catch up while writes go on, until what is left is short.
+        for _ in 0..CATCH_UP_ROUNDS {
+            match self.catch_up_once(&mut copy, &live, from) {
+                Ok((to, records)) => {
+                    from = to;
+                    if records < SHORT_TAIL {
+                        break;
+                    }
+                }
+                Err(e) => return self.wal.abandon(copy, &e),
+            }
+        }
+        // The last catch-up and the swap, with writes held off.
+        let Some((old, replaced)) = self.finish(copy, &live, from, &known) else {
+            return;
+        };
+        drop(live);
+        self.wal.retire(old, replaced);
+    }
+
+    /// Cuts the live log, then builds the copy from the files before the cut, with
+    /// its base written and its graphs indexed; returns the live engine, the copy, the
+    /// cut's sequence and the graphs there were at the cut. `None` if the store is
+    /// closing or the copy could not be built (logged).
+    fn build_copy(&self) -> Option<(Arc<GrafeoDB>, Copy, u64, HashSet<String>)> {
         let cutting = Instant::now();
         let cut = self.while_held(|live| Ok((boundary(live)?, lock(&self.graphs).clone())));
         let held = cutting.elapsed();
-        let (live, (mut from, known)) = match cut {
+        let (live, (from, known)) = match cut {
             Ok(Some(cut)) => cut,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
-                return;
-            }
+            Ok(None) => return None,
+            Err(e) => return failed(&e),
         };
         let mut copy = match self.wal.fresh() {
             Ok(copy) => copy,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
-                return;
-            }
+            Err(e) => return failed(&e),
         };
         copy.held(held);
         let built = rebuild(&copy.db, &live, from, &self.wal.scratch())
@@ -122,35 +145,30 @@ impl Inner {
                     .try_for_each(|name| index_graph(&copy.db, name, &self.indexed))
             });
         if let Err(e) = built {
-            return self.wal.abandon(copy, &e);
+            self.wal.abandon(copy, &e);
+            return None;
         }
         copy.built();
-        // Catch up while writes go on, until what is left is short.
-        for _ in 0..CATCH_UP_ROUNDS {
-            let cutting = Instant::now();
-            let cut = self.while_held(boundary);
-            copy.held(cutting.elapsed());
-            let to = match cut {
-                Ok(Some((_, to))) => to,
-                Ok(None) => return self.wal.abandon(copy, &closing()),
-                Err(e) => return self.wal.abandon(copy, &e),
-            };
-            let records = match catch_up(&copy.db, &live, (from, to), &self.wal.scratch()) {
-                Ok(records) => records,
-                Err(e) => return self.wal.abandon(copy, &e),
-            };
-            copy.caught_up(records);
-            from = to;
-            if records < SHORT_TAIL {
-                break;
-            }
-        }
-        // The last catch-up and the swap, with writes held off.
-        let Some((old, replaced)) = self.finish(copy, &live, from, &known) else {
-            return;
+        Some((live, copy, from, known))
+    }
+
+    /// Cuts the live log again and carries into `copy` what was logged between the
+    /// cut at `from` and this one; returns this cut and how many records it carried.
+    fn catch_up_once(
+        &self,
+        copy: &mut Copy,
+        live: &GrafeoDB,
+        from: u64,
+    ) -> StoreResult<(u64, usize)> {
+        let cutting = Instant::now();
+        let cut = self.while_held(boundary);
+        copy.held(cutting.elapsed());
+        let Some((_, to)) = cut? else {
+            return Err(closing());
         };
-        drop(live);
-        self.wal.retire(old, replaced);
+        let records = catch_up(&copy.db, live, (from, to), &self.wal.scratch())?;
+        copy.caught_up(records);
+        Ok((to, records))
     }
 
     /// Carries the last writes into `copy` with writes held off, then makes it live
@@ -234,6 +252,12 @@ impl Inner {
         self.sync_to(ticket)?;
         Ok(out)
     }
+}
+
+/// Logs a rewrite that failed before it had a copy to drop.
+fn failed<T>(error: &StoreError) -> Option<T> {
+    tracing::warn!(error = %error.message, "graph WAL compaction failed; keeping the log");
+    None
 }
 
 fn closing() -> StoreError {
