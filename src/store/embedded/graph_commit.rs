@@ -13,7 +13,7 @@ use grafeo::GrafeoDB;
 use super::graph::{Inner, engine, index_graph, lock, read_gate};
 use super::graph_base::write_base;
 use super::graph_tail::{boundary, catch_up, rebuild};
-use super::graph_wal::{Copy, Replaced};
+use super::graph_wal::{Copy, Replaced, failed};
 use crate::domain::principal::Tenant;
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
@@ -130,11 +130,17 @@ impl Inner {
         let (live, (from, known)) = match cut {
             Ok(Some(cut)) => cut,
             Ok(None) => return None,
-            Err(e) => return failed(&e),
+            Err(e) => {
+                failed(&e);
+                return None;
+            }
         };
         let mut copy = match self.wal.fresh() {
             Ok(copy) => copy,
-            Err(e) => return failed(&e),
+            Err(e) => {
+                failed(&e);
+                return None;
+            }
         };
         copy.held(held);
         let built = rebuild(&copy.db, &live, from, &self.wal.scratch())
@@ -252,12 +258,6 @@ impl Inner {
         self.sync_to(ticket)?;
         Ok(out)
     }
-}
-
-/// Logs a rewrite that failed before it had a copy to drop.
-fn failed<T>(error: &StoreError) -> Option<T> {
-    tracing::warn!(error = %error.message, "graph WAL compaction failed; keeping the log");
-    None
 }
 
 fn closing() -> StoreError {

@@ -178,69 +178,58 @@ impl WalBound {
     /// crash meanwhile leaves a generation `graph.current` does not name, which the
     /// next start removes.
     pub(super) fn fresh(&self) -> StoreResult<Copy> {
-        let started = Instant::now();
-        let live = lock(&self.live).clone();
-        let before = dir_bytes(&live);
-        let dir = next_generation(&live);
+        let (dir, took) = self.begin();
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(fs_err)?;
         }
         let db = self.open_engine(&dir)?;
-        Ok(Copy {
-            db,
-            dir,
-            took: Took {
-                started,
-                before,
-                copy_ms: 0,
-                open_ms: 0,
-                held_ms: 0,
-                caught_up: 0,
-            },
-        })
+        Ok(Copy { db, dir, took })
     }
 
-    /// Saves `db`'s live graph as the next generation and opens it. Nothing may write
-    /// to `db` meanwhile (reads may go on): `db` is a snapshot, or not yet shared. `None` if the copy could not be made: `db`
+    /// Saves `db`'s live graph as the next generation and opens it, at open, before
+    /// anything else uses `db`. `None` if the copy could not be made (logged): `db`
     /// stays the live engine, its log intact.
     pub(super) fn copy(&self, db: &GrafeoDB) -> Option<Copy> {
-        let started = Instant::now();
-        let live = lock(&self.live).clone();
-        let before = dir_bytes(&live);
-        let dir = next_generation(&live);
+        let (dir, mut took) = self.begin();
         let copying = self.root.join(COPYING);
         if let Err(e) = write_copy(db, &copying, &dir) {
-            tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
+            failed(&e);
             let _ = std::fs::remove_dir_all(&copying);
             let _ = std::fs::remove_dir_all(&dir);
             return None;
         }
-        let copy_ms = started.elapsed().as_millis() as u64;
+        took.copy_ms = took.started.elapsed().as_millis() as u64;
         let opening = Instant::now();
         match self.open_engine(&dir) {
-            Ok(db) => Some(Copy {
-                db,
-                dir,
-                took: Took {
-                    started,
-                    before,
-                    copy_ms,
-                    open_ms: opening.elapsed().as_millis() as u64,
-                    held_ms: 0,
-                    caught_up: 0,
-                },
-            }),
+            Ok(db) => {
+                took.open_ms = opening.elapsed().as_millis() as u64;
+                Some(Copy { db, dir, took })
+            }
             Err(e) => {
-                tracing::warn!(error = %e.message, "graph WAL compaction failed; keeping the log");
+                failed(&e);
                 let _ = std::fs::remove_dir_all(&dir);
                 None
             }
         }
     }
 
+    /// The next generation's directory, and the record of a copy into it begun now.
+    fn begin(&self) -> (PathBuf, Took) {
+        let live = lock(&self.live).clone();
+        let took = Took {
+            started: Instant::now(),
+            before: dir_bytes(&live),
+            copy_ms: 0,
+            open_ms: 0,
+            held_ms: 0,
+            caught_up: 0,
+        };
+        (next_generation(&live), took)
+    }
+
     /// Drops a copy that is not to be made live, for `error`.
     pub(super) fn abandon(&self, copy: Copy, error: &StoreError) {
-        tracing::warn!(error = %error.message, "graph WAL compaction failed; keeping the log");
+        failed(error);
         let _ = copy.db.close();
         let _ = std::fs::remove_dir_all(&copy.dir);
     }
@@ -291,6 +280,11 @@ impl WalBound {
             "compacted the graph WAL"
         );
     }
+}
+
+/// Logs a rewrite that failed: the live generation stays as it is.
+pub(super) fn failed(error: &StoreError) {
+    tracing::warn!(error = %error.message, "graph WAL compaction failed; keeping the log");
 }
 
 /// Saves the live graph into `tmp`, syncs it and names it `dir`.
