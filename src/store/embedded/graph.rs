@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use grafeo::{GrafeoDB, QueryResult, Session, Value};
 
 use super::cypher_sandbox::{self, Forkable, Forker, SandboxLimits};
-use super::graph_pairs::PairHints;
+use super::graph_known::Known;
 pub(super) use super::graph_values::engine;
 use super::graph_values::{node_from_row, to_grafeo};
 use super::graph_wal::WalBound;
@@ -70,8 +70,9 @@ pub(super) struct Inner {
     pub(super) forker: Forker,
     /// Node properties every tenant graph indexes (see [`index_graph`]).
     pub(super) indexed: Vec<String>,
-    /// Where co-occurrence edges are, so a document's weights skip most adjacency walks.
-    pub(super) pair_hints: Mutex<PairHints>,
+    /// What document writes learned of entities and co-occurrence edges, so that the
+    /// next documents read neither back (nor walk adjacency lists to find an edge).
+    pub(super) known: Mutex<Known>,
     /// Set by close (holding `writes`); a WAL rewrite then stops at its next step.
     pub(super) closed: AtomicBool,
     /// This store, for the thread a WAL rewrite runs on.

@@ -226,7 +226,7 @@ impl Inner {
             &mut *self.engine.write().unwrap_or_else(|p| p.into_inner()),
             Arc::new(fresh),
         );
-        lock(&self.pair_hints).clear();
+        lock(&self.known).clear();
         Some((old, replaced))
     }
 

@@ -3,7 +3,7 @@
 //! transaction, neighbour expansion) runs here too, and the entity/chunk lookups hybrid
 //! retrieval walks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -14,7 +14,7 @@ use grafeo::{NodeId, Session};
 use serde_json::Value;
 
 use super::graph::{Inner, engine, params};
-use super::graph_pairs::PairHints;
+use super::graph_known::{Known, graph_key};
 use super::graph_values::{plus_any, to_grafeo, to_json};
 use crate::domain::graph::{
     ID_PROPERTY, Neighbor, NeighborQuery, Node, NodeUpsert, RelationshipUpsert, TENANT_PROPERTY,
@@ -25,16 +25,25 @@ use crate::domain::principal::Tenant;
 use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list};
 use crate::store::{StoreError, StoreResult};
 
+/// An entity's node and its mention count (`None`: not an integer).
+type Counted = (NodeId, Option<i64>);
+
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
 pub(super) struct Tx<'a> {
     pub(super) session: Session,
     pub(super) tenant: &'a Tenant,
     /// Entity nodes looked up or created through the direct API, with their mention
-    /// counts as first read, so a document's weights and mention counts do not look
-    /// its entities up again. Any statement may delete nodes, so running one empties it.
-    entities: RefCell<HashMap<String, Option<(NodeId, i64)>>>,
-    /// Where entity pairs' `RELATED_TO` edges are ([`Inner::pair_hints`]).
-    pub(super) hints: &'a Mutex<PairHints>,
+    /// counts (`None`: not an integer), so a document's weights and mention counts do
+    /// not look its entities up again. Any statement may delete nodes, so running one
+    /// empties it.
+    pub(super) entities: RefCell<HashMap<String, Option<Counted>>>,
+    /// What document writes learned of entities and pairs ([`Inner::known`]), this
+    /// tenant graph's key in it, and the stamp under which this transaction trusts and
+    /// learns: a document's transaction until it runs a statement. Without one, pairs
+    /// are only hints and nothing is learned of entities.
+    pub(super) known: &'a Mutex<Known>,
+    pub(super) key: u64,
+    pub(super) stamp: Cell<Option<u64>>,
 }
 
 impl Tx<'_> {
@@ -46,6 +55,9 @@ impl Tx<'_> {
         pairs: Vec<(&'static str, Value)>,
     ) -> StoreResult<Rows> {
         self.entities.borrow_mut().clear();
+        if self.stamp.take().is_some() {
+            self.known().restamp(self.tenant.as_str());
+        }
         let pairs = pairs.into_iter().map(|(k, v)| (k, to_grafeo(&v)));
         let result = self
             .session
@@ -90,22 +102,32 @@ impl Tx<'_> {
         self.entity_mentions(id).map(|(node, _)| node)
     }
 
-    /// Entity `id`'s node and its mention count when first looked up in this
-    /// transaction (a non-number counts as 0).
+    /// Entity `id`'s node and its mention count (a count that is not an integer
+    /// counts as 0).
     pub(super) fn entity_mentions(&self, id: &str) -> Option<(NodeId, i64)> {
+        self.entity_count(id)
+            .map(|(node, count)| (node, count.unwrap_or(0)))
+    }
+
+    /// Entity `id`'s node and its mention count in this transaction's view (`None`: not
+    /// an integer; no property counts as 0): from this transaction's lookups, from what
+    /// document writes learned, or looked up.
+    fn entity_count(&self, id: &str) -> Option<Counted> {
         if let Some(&found) = self.entities.borrow().get(id) {
             return found;
         }
-        let found = self
-            .find_reading(Some(ENTITY), id, Some(MENTIONS_PROPERTY))
-            .map(|(n, mentions)| {
-                let mentions = match mentions {
-                    Some(grafeo::Value::Int64(m)) => m,
-                    Some(grafeo::Value::Float64(m)) => m as i64,
-                    _ => 0,
-                };
-                (n, mentions)
-            });
+        let stamp = self.stamp.get();
+        let learned = stamp.and_then(|stamp| self.known().entity(self.key, stamp, id));
+        let found = learned.or_else(|| {
+            let (node, mentions) = self.find_reading(Some(ENTITY), id, Some(MENTIONS_PROPERTY))?;
+            let count = match mentions {
+                None | Some(grafeo::Value::Null) => Some(0),
+                Some(grafeo::Value::Int64(m)) => Some(m),
+                Some(_) => None,
+            };
+            self.learn_entity(id, node, count);
+            Some((node, count))
+        });
         self.entities.borrow_mut().insert(id.to_owned(), found);
         found
     }
@@ -194,9 +216,7 @@ impl Tx<'_> {
                     None => {
                         let name = ("name".to_owned(), text(names[e.id.as_str()]));
                         let node = self.create(&[ENTITY], &e.id, [name])?;
-                        self.entities
-                            .borrow_mut()
-                            .insert(e.id.to_string(), Some((node, 0)));
+                        self.learn_entity(&e.id, node, Some(0));
                         node
                     }
                 };
@@ -239,19 +259,27 @@ impl Tx<'_> {
     /// [`CypherTx::add_mention_counts`] through the direct API.
     fn add_mention_counts_now(&self, counts: &[(String, i64)]) -> StoreResult<()> {
         for (id, delta) in counts {
-            let Some(node) = self.entity(id) else {
+            let Some((node, count)) = self.entity_count(id) else {
                 continue;
             };
-            let stored = self
-                .session
-                .get_node(node)
-                .and_then(|n| n.get_property(MENTIONS_PROPERTY).cloned());
+            let stored = match count {
+                Some(count) => Some(grafeo::Value::Int64(count)),
+                None => self
+                    .session
+                    .get_node(node)
+                    .and_then(|n| n.get_property(MENTIONS_PROPERTY).cloned()),
+            };
             let count = plus_any(stored, *delta).map_err(|other| {
                 StoreError::invalid(format!("entity {id:?}: mentions {other:?} is not a number"))
             })?;
+            let learned = match count {
+                grafeo::Value::Int64(count) => Some(count),
+                _ => None,
+            };
             self.session
                 .set_node_property(node, MENTIONS_PROPERTY, count)
                 .map_err(engine)?;
+            self.learn_entity(id, node, learned);
         }
         Ok(())
     }
@@ -307,13 +335,24 @@ fn now<T>(work: impl std::future::Future<Output = StoreResult<T>>) -> StoreResul
 }
 
 impl Inner {
+    /// A transaction that neither trusts nor teaches [`Inner::known`].
     fn tx<'a>(&'a self, tenant: &'a Tenant) -> StoreResult<Tx<'a>> {
         Ok(Tx {
             session: self.session(tenant)?,
             tenant,
             entities: RefCell::default(),
-            hints: &self.pair_hints,
+            known: &self.known,
+            key: graph_key(tenant.as_str()),
+            stamp: Cell::new(None),
         })
+    }
+
+    /// A document's transaction: it trusts and keeps up to date what document writes
+    /// learned ([`Known`]). Call as the tenant's writer.
+    fn document_tx<'a>(&'a self, tenant: &'a Tenant) -> StoreResult<Tx<'a>> {
+        let tx = self.tx(tenant)?;
+        tx.stamp.set(Some(tx.known().stamp(tenant.as_str())));
+        Ok(tx)
     }
 
     /// The shared node and relationship writes; callers hold the writer lock.
@@ -322,11 +361,18 @@ impl Inner {
         tenant: &Tenant,
         node: &NodeUpsert,
     ) -> StoreResult<(Node, Written)> {
-        now(shared::upsert_node(&mut self.tx(tenant)?, node))
+        let created = |(_, written): &(Node, Written)| matches!(written, Written::Created);
+        self.unlearning(tenant, created, || {
+            now(shared::upsert_node(&mut self.tx(tenant)?, node))
+        })
     }
 
     pub(super) fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
-        now(shared::delete_node(&mut self.tx(tenant)?, id))
+        self.unlearning(
+            tenant,
+            |_| false,
+            || now(shared::delete_node(&mut self.tx(tenant)?, id)),
+        )
     }
 
     pub(super) fn upsert_relationship(
@@ -334,7 +380,11 @@ impl Inner {
         tenant: &Tenant,
         rel: &RelationshipUpsert,
     ) -> StoreResult<Written> {
-        now(shared::upsert_relationship(&mut self.tx(tenant)?, rel))
+        self.unlearning(
+            tenant,
+            |_| false,
+            || now(shared::upsert_relationship(&mut self.tx(tenant)?, rel)),
+        )
     }
 
     /// The shared breadth-first expansion on the tenant's graph.
@@ -380,7 +430,8 @@ impl Inner {
         let mut last = None;
         for doc in docs {
             let (_, ticket) = self.locked(tenant, |inner| {
-                inner.in_transaction(tenant, |tx| now(shared::apply(tx, &doc.doc_id, Some(doc))))
+                let tx = inner.document_tx(tenant)?;
+                inner.in_transaction(tx, |tx| now(shared::apply(tx, &doc.doc_id, Some(doc))))
             })?;
             last = Some(ticket);
         }
@@ -390,7 +441,8 @@ impl Inner {
     /// Removes document `doc_id`; returns whether its node existed.
     pub(super) fn remove_document(&self, tenant: &Tenant, doc_id: &str) -> StoreResult<bool> {
         let (existed, ticket) = self.locked(tenant, |inner| {
-            inner.in_transaction(tenant, |tx| now(shared::apply(tx, doc_id, None)))
+            let tx = inner.document_tx(tenant)?;
+            inner.in_transaction(tx, |tx| now(shared::apply(tx, doc_id, None)))
         })?;
         self.sync_to(ticket)?;
         Ok(existed)
@@ -403,29 +455,38 @@ impl Inner {
         nodes: &[NodeUpsert],
         relationships: &[RelationshipUpsert],
     ) -> StoreResult<()> {
-        self.in_transaction(tenant, |tx| {
+        // Not a document's transaction: the graph gets a new stamp.
+        self.in_transaction(self.tx(tenant)?, |tx| {
             now(shared::export::import(tx, nodes, relationships))
         })
     }
 
-    /// One transaction, rolled back on error. Call as the tenant's writer
-    /// ([`Inner::locked`]).
+    /// `tx` as one transaction, rolled back on error. Call as the tenant's writer
+    /// ([`Inner::locked`]). What a document's transaction taught [`Inner::known`] stays
+    /// trusted only if it commits.
     fn in_transaction<T>(
         &self,
-        tenant: &Tenant,
+        mut tx: Tx<'_>,
         work: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let mut tx = self.tx(tenant)?;
-        tx.session.begin_transaction().map_err(engine)?;
-        match work(&mut tx) {
-            Ok(out) => {
-                tx.session.commit().map_err(engine)?;
-                Ok(out)
-            }
-            Err(e) => {
-                let _ = tx.session.rollback();
-                Err(e)
-            }
-        }
+        let tenant = tx.tenant;
+        let learning = tx.stamp.get().is_some();
+        self.unlearning(
+            tenant,
+            |_| learning,
+            move || {
+                tx.session.begin_transaction().map_err(engine)?;
+                match work(&mut tx) {
+                    Ok(out) => {
+                        tx.session.commit().map_err(engine)?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        let _ = tx.session.rollback();
+                        Err(e)
+                    }
+                }
+            },
+        )
     }
 }

@@ -50,7 +50,7 @@ impl EmbeddedGraphStore {
                 },
                 forker,
                 indexed,
-                pair_hints: Mutex::default(),
+                known: Mutex::default(),
                 closed: AtomicBool::new(false),
                 me: me.clone(),
             }),

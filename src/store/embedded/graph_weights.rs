@@ -1,15 +1,17 @@
 //! The embedded graph's co-occurrence weights (`RELATED_TO` between entities that share
 //! a chunk), updated through grafeo's direct API inside a document's transaction.
 //!
-//! grafeo has no lookup of the edge between two nodes. A pair's edge is first looked
-//! for in the [hints](super::graph_pairs::PairHints) the writes before left; failing
-//! that, by walking one end's adjacency: the out-edges of `a` or the in-edges of `b`.
-//! An entity's edges grow with its mentions (a `MENTIONS` edge in per chunk, a
-//! `RELATED_TO` per entity it shares a chunk with), so the walk starts from the end
-//! with fewer mentions. A document that names a hub next to a specific entity then
-//! walks the specific one's few edges, not the hub's thousands; only two hubs together
-//! cost a walk of a hub. The walk still grows with the corpus (every copy of a document
-//! adds a `MENTIONS` to each of its entities), which the hints spare a pair seen before.
+//! grafeo has no lookup of the edge between two nodes. A pair's edge and weight are
+//! first taken from what the document writes before [learned](super::graph_known::Known):
+//! as they are while nothing else has written the graph since, else as a hint read back
+//! and checked. Failing that, the edge is found by walking one end's adjacency: the
+//! out-edges of `a` or the in-edges of `b`. An entity's edges grow with its mentions (a
+//! `MENTIONS` edge in per chunk, a `RELATED_TO` per entity it shares a chunk with), so
+//! the walk starts from the end with fewer mentions. A document that names a hub next to
+//! a specific entity then walks the specific one's few edges, not the hub's thousands;
+//! only two hubs together cost a walk of a hub. The walk still grows with the corpus
+//! (every copy of a document adds a `MENTIONS` to each of its entities), which what was
+//! learned spares a pair seen before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -17,8 +19,8 @@ use grafeo::{EdgeId, NodeId};
 
 use super::graph::engine;
 use super::graph_documents::Tx;
+use super::graph_known::Pair;
 use super::graph_values::plus_any;
-use super::lock;
 use crate::store::graph_exec::WeightDelta;
 use crate::store::{StoreError, StoreResult};
 
@@ -31,10 +33,10 @@ type Found = (EdgeId, Option<grafeo::Value>);
 impl Tx<'_> {
     /// [`crate::store::graph_exec::CypherTx::add_weights`] in the open transaction: the
     /// statement's effect without parsing, planning or a row per pair. Each entity is
-    /// looked up once; pairs whose first entity has no more mentions than the second
-    /// share one walk of its out-edges, the others each walk the second's in-edges.
+    /// looked up once; a pair whose edge is not known either shares one walk of its
+    /// first entity's out-edges with the other pairs of that entity, when the first
+    /// has no more mentions than the second, or walks the second's in-edges.
     pub(super) fn add_weights_now(&self, pairs: &[WeightDelta]) -> StoreResult<()> {
-        let graph = lock(self.hints).graph_key(self.tenant.as_str());
         let mut by_first: BTreeMap<&str, Vec<&WeightDelta>> = BTreeMap::new();
         for p in pairs {
             by_first.entry(p.a.as_str()).or_default().push(p);
@@ -48,9 +50,15 @@ impl Tx<'_> {
                 let Some((b, b_mentions)) = self.entity_mentions(p.b.as_str()) else {
                     continue;
                 };
-                let hinted = lock(self.hints).get(graph, a, b);
-                if let Some(found) = hinted.and_then(|edge| self.related(edge, a, b)) {
-                    self.add_weight(graph, a, b, p, vec![found])?;
+                let known = match self.known_pair(a, b) {
+                    Some(Pair::Trusted(edge, weight)) => {
+                        Some((edge, Some(grafeo::Value::Int64(weight))))
+                    }
+                    Some(Pair::Hint(edge)) => self.related(edge, a, b),
+                    None => None,
+                };
+                if let Some(found) = known {
+                    self.add_weight(a, b, p, vec![found])?;
                 } else if b_mentions < a_mentions {
                     let found = self
                         .session
@@ -59,7 +67,7 @@ impl Tx<'_> {
                         .filter(|&(near, _)| near == a)
                         .filter_map(|(_, edge)| self.related(edge, a, b))
                         .collect();
-                    self.add_weight(graph, a, b, p, found)?;
+                    self.add_weight(a, b, p, found)?;
                 } else {
                     from_a.push((b, p));
                 }
@@ -77,7 +85,7 @@ impl Tx<'_> {
                 }
             }
             for (b, p) in from_a {
-                self.add_weight(graph, a, b, p, found.remove(&b).unwrap_or_default())?;
+                self.add_weight(a, b, p, found.remove(&b).unwrap_or_default())?;
             }
         }
         Ok(())
@@ -91,33 +99,34 @@ impl Tx<'_> {
     }
 
     /// Adds `p.delta` to the `RELATED_TO` edges `edges` from `a` to `b` (creating one
-    /// when there is none and the delta is positive); an edge falling to 0 goes. The
-    /// hints learn where the pair's edge is, or forget it.
+    /// when there is none and the delta is positive); an edge falling to 0 goes. What
+    /// was learned of the pair follows.
     fn add_weight(
         &self,
-        graph: u64,
         a: NodeId,
         b: NodeId,
         p: &WeightDelta,
         edges: Vec<Found>,
     ) -> StoreResult<()> {
         if edges.is_empty() && p.delta > 0 {
-            let weight = [(WEIGHT, grafeo::Value::Int64(p.delta))];
+            let weight = grafeo::Value::Int64(p.delta);
             let edge = self
                 .session
-                .create_edge_with_props(a, b, RELATED_TO, weight)
+                .create_edge_with_props(a, b, RELATED_TO, [(WEIGHT, weight.clone())])
                 .map_err(engine)?;
-            lock(self.hints).put(graph, a, b, edge);
+            self.learn_pair(a, b, edge, &weight);
         }
         for (edge, weight) in edges {
-            let written = match plus(weight, p.delta) {
+            match plus(weight, p.delta) {
                 Ok(Some(weight)) => {
-                    lock(self.hints).put(graph, a, b, edge);
-                    self.session.set_edge_property(edge, WEIGHT, weight)
+                    self.session
+                        .set_edge_property(edge, WEIGHT, weight.clone())
+                        .map_err(engine)?;
+                    self.learn_pair(a, b, edge, &weight);
                 }
                 Ok(None) => {
-                    lock(self.hints).forget(graph, a, b);
-                    self.session.delete_edge(edge).map(drop)
+                    self.known().forget_pair(self.key, a, b);
+                    self.session.delete_edge(edge).map_err(engine)?;
                 }
                 Err(other) => {
                     return Err(StoreError::invalid(format!(
@@ -125,8 +134,7 @@ impl Tx<'_> {
                         p.a, p.b
                     )));
                 }
-            };
-            written.map_err(engine)?;
+            }
         }
         Ok(())
     }

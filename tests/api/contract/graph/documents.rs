@@ -1,6 +1,7 @@
 //! The document half of the GraphStore contract: replacing and removing documents,
 //! their extents, entity weights and mention counts, on both executors.
 
+use ragbrain::domain::graph::{NodeUpsert, RelationshipUpsert, Written};
 use ragbrain::domain::ingest::{ChunkNode, DocumentExtent, DocumentGraph, EntityId, EntityRef};
 use ragbrain::domain::vector::CollectionName;
 use ragbrain::store::GraphStore;
@@ -222,5 +223,102 @@ pub(super) async fn documents(store: &dyn GraphStore) {
     assert_eq!(partners(store, "Alpha").await.len(), 8);
     assert_eq!(mentions(store, "Alpha").await, 1);
     assert_eq!(mentions(store, "Zed").await, 2);
+    written_elsewhere(store).await;
     store.ping().await.unwrap();
+}
+
+/// `RELATED_TO` weight between two entities and an entity's mention count.
+async fn weight(
+    store: &dyn GraphStore,
+    t: &ragbrain::domain::principal::Tenant,
+    a: &str,
+    b: &str,
+) -> f64 {
+    let related = store.related_entities(t, vec![id(a)], 20).await.unwrap();
+    related
+        .iter()
+        .find(|r| r.entity.name == b)
+        .map_or(0.0, |r| r.weight)
+}
+
+async fn mentions_of(
+    store: &dyn GraphStore,
+    t: &ragbrain::domain::principal::Tenant,
+    of: &str,
+) -> u64 {
+    store.entities(t, vec![id(of)]).await.unwrap()[0].mentions
+}
+
+/// A node or relationship written through the API over an entity or its edge: the
+/// next document adds to what that write left, not to what the documents before it did.
+async fn written_elsewhere(store: &dyn GraphStore) {
+    let t = tenant("gw");
+    store
+        .replace_documents(&t, vec![doc("w1", &[&["Oslo", "Bergen"]])])
+        .await
+        .unwrap();
+    assert_eq!(weight(store, &t, "Oslo", "Bergen").await, 1.0);
+    // Weights run from the smaller entity id to the larger.
+    let (mut a, mut b) = (id("Oslo").to_string(), id("Bergen").to_string());
+    if a > b {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let heavier = RelationshipUpsert {
+        from: a,
+        to: b,
+        rel_type: "RELATED_TO".into(),
+        properties: props(json!({"weight": 10})),
+    };
+    assert_eq!(
+        store.upsert_relationship(&t, heavier).await.unwrap(),
+        Written::Updated
+    );
+    store
+        .replace_documents(&t, vec![doc("w2", &[&["Oslo", "Bergen"]])])
+        .await
+        .unwrap();
+    assert_eq!(weight(store, &t, "Oslo", "Bergen").await, 11.0);
+
+    let counted = NodeUpsert {
+        id: id("Oslo").to_string(),
+        labels: vec!["Entity".into()],
+        properties: props(json!({"mentions": 50})),
+    };
+    let (_, written) = store.upsert_node(&t, counted).await.unwrap();
+    assert_eq!(written, Written::Updated);
+    store
+        .replace_documents(&t, vec![doc("w3", &[&["Oslo"]])])
+        .await
+        .unwrap();
+    assert_eq!(mentions_of(store, &t, "Oslo").await, 51);
+}
+
+/// A document whose write fails (here an entity's mention count that is not a number,
+/// which the embedded executor refuses) leaves the graph as it was, and the next
+/// document adds to that. (A Bolt server's Cypher adds a number to a string.)
+pub(super) async fn a_failed_document_changes_nothing(store: &dyn GraphStore) {
+    let t = tenant("gf");
+    store
+        .replace_documents(&t, vec![doc("f1", &[&["Oslo", "Bergen"]])])
+        .await
+        .unwrap();
+    let odd = NodeUpsert {
+        id: id("Troll").to_string(),
+        labels: vec!["Entity".into()],
+        properties: props(json!({"name": "Troll", "mentions": "many"})),
+    };
+    let (_, written) = store.upsert_node(&t, odd).await.unwrap();
+    assert_eq!(written, Written::Created);
+    let failed = store
+        .replace_documents(&t, vec![doc("f2", &[&["Oslo", "Bergen", "Troll"]])])
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(weight(store, &t, "Oslo", "Bergen").await, 1.0);
+    store
+        .replace_documents(&t, vec![doc("f3", &[&["Oslo", "Bergen"]])])
+        .await
+        .unwrap();
+    assert_eq!(weight(store, &t, "Oslo", "Bergen").await, 2.0);
+    assert_eq!(mentions_of(store, &t, "Oslo").await, 2);
+    assert_eq!(mentions_of(store, &t, "Bergen").await, 2);
 }

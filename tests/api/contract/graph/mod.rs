@@ -20,7 +20,7 @@ use crate::backends;
 mod documents;
 mod export;
 
-use documents::documents;
+use documents::{a_failed_document_changes_nothing, documents};
 use export::exports;
 
 fn props(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
@@ -259,6 +259,7 @@ async fn embedded_graph_store_meets_the_contract() {
     let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
     nodes_and_relationships(store.as_ref()).await;
     documents(store.as_ref()).await;
+    a_failed_document_changes_nothing(store.as_ref()).await;
     exports(store.as_ref()).await;
     store.close().await.unwrap();
 }
