@@ -226,7 +226,8 @@ impl Inner {
             &mut *self.engine.write().unwrap_or_else(|p| p.into_inner()),
             Arc::new(fresh),
         );
-        lock(&self.known).clear();
+        // The copy keeps every node and edge id, so what document writes learned
+        // (`Inner::known`) still holds.
         Some((old, replaced))
     }
 

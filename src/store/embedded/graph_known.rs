@@ -145,12 +145,6 @@ impl Known {
     pub(super) fn forget_pair(&mut self, key: u64, a: NodeId, b: NodeId) {
         self.pairs.remove(&(key, a, b));
     }
-
-    /// Drops every entry, when a WAL rewrite hands the graph to a new engine.
-    pub(super) fn clear(&mut self) {
-        self.entities.clear();
-        self.pairs.clear();
-    }
 }
 
 /// The key part that keeps tenants' graphs apart in [`Known`] (their node ids
@@ -201,11 +195,6 @@ impl<K: Hash + Eq, V: Copy> Recent<K, V> {
     fn remove(&mut self, key: &K) {
         self.newer.remove(key);
         self.older.remove(key);
-    }
-
-    fn clear(&mut self) {
-        self.newer.clear();
-        self.older.clear();
     }
 
     #[cfg(test)]
@@ -277,9 +266,6 @@ mod tests {
         known.learn_pair(acme, now, (a, b), EdgeId(9), None);
         assert_eq!(known.pair(acme, now, a, b), Some(Pair::Hint(EdgeId(9))));
         known.forget_pair(acme, a, b);
-        assert_eq!(known.pair(acme, now, a, b), None);
-        known.learn_pair(acme, now, (a, b), EdgeId(9), Some(1));
-        known.clear();
         assert_eq!(known.pair(acme, now, a, b), None);
     }
 }

@@ -256,14 +256,16 @@ mod tests {
         session.execute_cypher(query).unwrap();
     }
 
-    /// Every node of `graph` with its properties and out-edges, as sorted text.
+    /// Every node of `graph` with its id, properties and out-edges (with theirs), as
+    /// sorted text: a copy keeps every node and edge id, which the store's
+    /// [`super::super::graph_known::Known`] relies on across a rewrite.
     fn contents(db: &GrafeoDB, graph: &str) -> Vec<String> {
         let session = db.session();
         session.use_graph(graph);
         let result = session
             .execute_cypher(
                 "MATCH (n) OPTIONAL MATCH (n)-[r]->(m) \
-                 RETURN labels(n), n.id, n.v, n.extra, type(r), r.w, m.id",
+                 RETURN id(n), labels(n), n.id, n.v, n.extra, id(r), type(r), r.w, m.id",
             )
             .unwrap();
         let mut rows: Vec<String> = result.rows().iter().map(|r| format!("{r:?}")).collect();
