@@ -4,7 +4,7 @@
 //! retrieval walks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -256,6 +256,33 @@ impl Tx<'_> {
         Ok(node)
     }
 
+    /// Whether a `Chunk` still `MENTIONS` entity `id` in this transaction's view, as
+    /// [`CypherTx::still_mentioned`]'s statement finds it. The statement reads every
+    /// chunk that mentions the entity, building each to test its label, so a replaced
+    /// document that dropped a hub walked the hub's thousands of mentions; this stops
+    /// at the first.
+    fn mentioned(&self, id: &str) -> bool {
+        let Some(entity) = self.entity(id) else {
+            return false;
+        };
+        // The adjacency lists every edge; the reads check it is there for this
+        // transaction (the document's old chunks went in it).
+        let linked = |edge| {
+            self.session
+                .get_edge(edge)
+                .is_some_and(|e| e.edge_type.as_str() == MENTIONS)
+        };
+        let chunk = |node| {
+            self.session
+                .get_node(node)
+                .is_some_and(|n| n.has_label(CHUNK))
+        };
+        self.session
+            .get_neighbors_incoming(entity)
+            .into_iter()
+            .any(|(near, edge)| linked(edge) && chunk(near))
+    }
+
     /// [`CypherTx::add_mention_counts`] through the direct API.
     fn add_mention_counts_now(&self, counts: &[(String, i64)]) -> StoreResult<()> {
         for (id, delta) in counts {
@@ -321,6 +348,10 @@ impl CypherTx for Tx<'_> {
 
     async fn add_mention_counts(&mut self, counts: Vec<(String, i64)>) -> StoreResult<()> {
         self.add_mention_counts_now(&counts)
+    }
+
+    async fn still_mentioned(&mut self, ids: Vec<String>) -> StoreResult<BTreeSet<String>> {
+        Ok(ids.into_iter().filter(|id| self.mentioned(id)).collect())
     }
 }
 

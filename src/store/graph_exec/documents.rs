@@ -224,14 +224,7 @@ async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> Store
     if candidates.is_empty() {
         return Ok(());
     }
-    let rows = tx
-        .run(
-            q::STILL_MENTIONED,
-            &["e.id"],
-            vec![("ids", list(candidates.clone()))],
-        )
-        .await?;
-    let still = entity_ids(&rows)?;
+    let still = tx.still_mentioned(candidates.clone()).await?;
     let orphans: Vec<String> = candidates
         .into_iter()
         .filter(|id| !still.contains(id))
@@ -241,6 +234,17 @@ async fn remove_orphans(tx: &mut dyn CypherTx, candidates: Vec<String>) -> Store
             .await?;
     }
     Ok(())
+}
+
+/// [`CypherTx::still_mentioned`] as its statement.
+pub(super) async fn still_mentioned<T: CypherTx + ?Sized>(
+    tx: &mut T,
+    ids: Vec<String>,
+) -> StoreResult<BTreeSet<String>> {
+    let rows = tx
+        .run(q::STILL_MENTIONED, &["e.id"], vec![("ids", list(ids))])
+        .await?;
+    entity_ids(&rows)
 }
 
 /// The `e.id` column of `rows`.

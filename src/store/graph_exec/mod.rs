@@ -3,7 +3,7 @@
 //! ingest's document subgraph (`documents.rs`) and the breadth-first neighbour
 //! expansion. The Cypher is in [`crate::store::cypher`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -79,6 +79,12 @@ pub trait CypherTx: Send {
     /// definition; an executor may do the same natively.
     async fn write_document(&mut self, doc: &DocumentGraph, existed: bool) -> StoreResult<()> {
         documents::write_document(self, doc, existed).await
+    }
+
+    /// Of the entities `ids`, those that some chunk still `MENTIONS`.
+    /// [`q::STILL_MENTIONED`] is the definition; an executor may do the same natively.
+    async fn still_mentioned(&mut self, ids: Vec<String>) -> StoreResult<BTreeSet<String>> {
+        documents::still_mentioned(self, ids).await
     }
 
     /// Adds each `(entity id, delta)` to that entity's `mentions` count.
