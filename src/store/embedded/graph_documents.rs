@@ -265,8 +265,9 @@ impl Tx<'_> {
         let Some(entity) = self.entity(id) else {
             return false;
         };
-        // The adjacency lists every edge; the reads check it is there for this
-        // transaction (the document's old chunks went in it).
+        // The adjacency lists every edge, deleted ones too: the reads check that it is
+        // there for this transaction (the document's old chunks went in it). Newest
+        // first: the oldest mentions are the likeliest to have gone with their chunks.
         let linked = |edge| {
             self.session
                 .get_edge(edge)
@@ -280,6 +281,7 @@ impl Tx<'_> {
         self.session
             .get_neighbors_incoming(entity)
             .into_iter()
+            .rev()
             .any(|(near, edge)| linked(edge) && chunk(near))
     }
 
