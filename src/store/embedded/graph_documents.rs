@@ -26,7 +26,7 @@ use crate::store::graph_exec::{self as shared, CypherTx, Rows, WeightDelta, list
 use crate::store::{StoreError, StoreResult};
 
 /// An entity's node and its mention count (`None`: not an integer).
-type Counted = (NodeId, Option<i64>);
+pub(super) type Counted = (NodeId, Option<i64>);
 
 /// Runs statements on the tenant's graph (in a transaction once one is begun).
 pub(super) struct Tx<'a> {
@@ -69,67 +69,6 @@ impl Tx<'_> {
             .map(|r| r.iter().map(to_json).collect())
             .collect();
         Rows::new(columns, values)
-    }
-
-    /// The node with `id` in this tenant's graph, labelled `label` if one is given, as
-    /// the statements' `MATCH (:Label {id, tenant})` (or `MATCH (n {id, tenant})`)
-    /// finds it through the `id` index, in this transaction's view.
-    fn find(&self, label: Option<&str>, id: &str) -> Option<NodeId> {
-        self.find_reading(label, id, None).map(|(n, _)| n)
-    }
-
-    /// [`Tx::find`], reading the node's `property` as well when one is named.
-    fn find_reading(
-        &self,
-        label: Option<&str>,
-        id: &str,
-        property: Option<&str>,
-    ) -> Option<(NodeId, Option<grafeo::Value>)> {
-        let tenant = grafeo::Value::from(self.tenant.as_str());
-        self.session
-            .find_nodes_by_property(ID_PROPERTY, &grafeo::Value::from(id))
-            .into_iter()
-            .find_map(|n| {
-                let node = self.session.get_node(n)?;
-                (label.is_none_or(|l| node.has_label(l))
-                    && node.get_property(TENANT_PROPERTY) == Some(&tenant))
-                .then(|| (n, property.and_then(|p| node.get_property(p).cloned())))
-            })
-    }
-
-    /// Entity `id`'s node, looked up once per transaction.
-    pub(super) fn entity(&self, id: &str) -> Option<NodeId> {
-        self.entity_mentions(id).map(|(node, _)| node)
-    }
-
-    /// Entity `id`'s node and its mention count (a count that is not an integer
-    /// counts as 0).
-    pub(super) fn entity_mentions(&self, id: &str) -> Option<(NodeId, i64)> {
-        self.entity_count(id)
-            .map(|(node, count)| (node, count.unwrap_or(0)))
-    }
-
-    /// Entity `id`'s node and its mention count in this transaction's view (`None`: not
-    /// an integer; no property counts as 0): from this transaction's lookups, from what
-    /// document writes learned, or looked up.
-    fn entity_count(&self, id: &str) -> Option<Counted> {
-        if let Some(&found) = self.entities.borrow().get(id) {
-            return found;
-        }
-        let stamp = self.stamp.get();
-        let learned = stamp.and_then(|stamp| self.known().entity(self.key, stamp, id));
-        let found = learned.or_else(|| {
-            let (node, mentions) = self.find_reading(Some(ENTITY), id, Some(MENTIONS_PROPERTY))?;
-            let count = match mentions {
-                None | Some(grafeo::Value::Null) => Some(0),
-                Some(grafeo::Value::Int64(m)) => Some(m),
-                Some(_) => None,
-            };
-            self.learn_entity(id, node, count);
-            Some((node, count))
-        });
-        self.entities.borrow_mut().insert(id.to_owned(), found);
-        found
     }
 
     /// A new node's identity properties and `props` (a null is no property, as in
@@ -256,35 +195,6 @@ impl Tx<'_> {
         Ok(node)
     }
 
-    /// Whether a `Chunk` still `MENTIONS` entity `id` in this transaction's view, as
-    /// [`CypherTx::still_mentioned`]'s statement finds it. The statement reads every
-    /// chunk that mentions the entity, building each to test its label, so a replaced
-    /// document that dropped a hub walked the hub's thousands of mentions; this stops
-    /// at the first.
-    fn mentioned(&self, id: &str) -> bool {
-        let Some(entity) = self.entity(id) else {
-            return false;
-        };
-        // The adjacency lists every edge, deleted ones too: the reads check that it is
-        // there for this transaction (the document's old chunks went in it). Newest
-        // first: the oldest mentions are the likeliest to have gone with their chunks.
-        let linked = |edge| {
-            self.session
-                .get_edge(edge)
-                .is_some_and(|e| e.edge_type.as_str() == MENTIONS)
-        };
-        let chunk = |node| {
-            self.session
-                .get_node(node)
-                .is_some_and(|n| n.has_label(CHUNK))
-        };
-        self.session
-            .get_neighbors_incoming(entity)
-            .into_iter()
-            .rev()
-            .any(|(near, edge)| linked(edge) && chunk(near))
-    }
-
     /// [`CypherTx::add_mention_counts`] through the direct API.
     fn add_mention_counts_now(&self, counts: &[(String, i64)]) -> StoreResult<()> {
         for (id, delta) in counts {
@@ -315,11 +225,11 @@ impl Tx<'_> {
 }
 
 const DOCUMENT: &str = "Document";
-const ENTITY: &str = "Entity";
-const CHUNK: &str = "Chunk";
-const MENTIONS: &str = "MENTIONS";
+pub(super) const ENTITY: &str = "Entity";
+pub(super) const CHUNK: &str = "Chunk";
+pub(super) const MENTIONS: &str = "MENTIONS";
 const PART_OF: &str = "PART_OF";
-const MENTIONS_PROPERTY: &str = "mentions";
+pub(super) const MENTIONS_PROPERTY: &str = "mentions";
 
 #[async_trait]
 impl CypherTx for Tx<'_> {

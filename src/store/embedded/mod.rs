@@ -9,6 +9,7 @@ pub mod graph;
 mod graph_base;
 mod graph_commit;
 mod graph_documents;
+mod graph_entities;
 mod graph_export;
 mod graph_generations;
 mod graph_known;
