@@ -70,10 +70,10 @@ impl Tx<'_> {
     }
 
     /// Whether a `Chunk` still `MENTIONS` entity `id` in this transaction's view, as
-    /// [`crate::store::graph_exec::CypherTx::still_mentioned`]'s statement finds it. The statement reads every
-    /// chunk that mentions the entity, building each to test its label, so a replaced
-    /// document that dropped a hub walked the hub's thousands of mentions; this stops
-    /// at the first.
+    /// the statement of [`crate::store::graph_exec::CypherTx::still_mentioned`] finds
+    /// it. The statement reads every chunk that mentions the entity, building each to
+    /// test its label, so a replaced document that dropped a hub walked the hub's
+    /// thousands of mentions; this stops at the first.
     pub(super) fn mentioned(&self, id: &str) -> bool {
         let Some(entity) = self.entity(id) else {
             return false;
