@@ -211,10 +211,7 @@ impl Tx<'_> {
             let count = plus_any(stored, *delta).map_err(|other| {
                 StoreError::invalid(format!("entity {id:?}: mentions {other:?} is not a number"))
             })?;
-            let learned = match count {
-                grafeo::Value::Int64(count) => Some(count),
-                _ => None,
-            };
+            let learned = count.as_int64();
             self.session
                 .set_node_property(node, MENTIONS_PROPERTY, count)
                 .map_err(engine)?;

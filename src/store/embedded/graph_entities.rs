@@ -59,8 +59,7 @@ impl Tx<'_> {
             let (node, mentions) = self.find_reading(Some(ENTITY), id, Some(MENTIONS_PROPERTY))?;
             let count = match mentions {
                 None | Some(grafeo::Value::Null) => Some(0),
-                Some(grafeo::Value::Int64(m)) => Some(m),
-                Some(_) => None,
+                Some(other) => other.as_int64(),
             };
             self.learn_entity(id, node, count);
             Some((node, count))

@@ -37,10 +37,7 @@ impl Tx<'_> {
 
     /// Records the pair's one edge and its weight, trusted in a document's transaction.
     pub(super) fn learn_pair(&self, a: NodeId, b: NodeId, edge: EdgeId, weight: &grafeo::Value) {
-        let weight = match weight {
-            grafeo::Value::Int64(w) => Some(*w),
-            _ => None,
-        };
+        let weight = weight.as_int64();
         let stamp = self.stamp.get().unwrap_or(0);
         self.known()
             .learn_pair(self.key, stamp, (a, b), edge, weight);
