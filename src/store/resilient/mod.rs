@@ -6,7 +6,8 @@
 //!
 //! Only infrastructure failures (timeouts, unreachable or unavailable backends) count
 //! against the breaker and are retried; a backend that answers "not found" or "invalid"
-//! is healthy. Time is `tokio::time`, so the state machine is tested with paused time.
+//! is healthy. A write that lost a race with another (a deadlock the server reports) is
+//! retried too, with a budget of its own: see [`LOST_RACE_ATTEMPTS`]. Time is `tokio::time`, so the state machine is tested with paused time.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,6 +22,15 @@ use tracing::Instrument;
 use crate::config::ResilienceSettings;
 use crate::metrics::Metrics;
 use crate::store::{ErrorKind, StoreError, StoreResult};
+
+/// Attempts an idempotent call gets while the backend keeps answering that it lost a race
+/// with another writer ([`ErrorKind::Busy`]: a deadlock, a lock conflict), whatever
+/// `max_attempts` says. A healthy server under write contention answers so often: with
+/// three attempts, one of sixteen writers linking nodes to one hub on the Bolt test
+/// server once lost three races in a row and failed a request that a later attempt
+/// would have written. Neo4j's own drivers retry these errors for up to 30 s; the request deadline
+/// bounds the wait here. Outages still get only `max_attempts`.
+pub const LOST_RACE_ATTEMPTS: u32 = 10;
 
 /// Whether an operation may run twice with the same effect as once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +157,18 @@ impl Resilience {
             Retry::Idempotent => {
                 let mut call = call;
                 let backoff = full_jitter(&self.policy);
+                let mut outages = 0;
                 (|| self.attempt(op, call()))
                     .retry(backoff)
                     .sleep(tokio::time::sleep)
                     .when(retryable)
+                    .adjust(|e, delay| {
+                        // Lost races spend the backoff's own (larger) budget.
+                        if e.kind != ErrorKind::Busy {
+                            outages += 1;
+                        }
+                        delay.filter(|_| outages < self.policy.max_attempts)
+                    })
                     .notify(|_, _| {
                         retries.fetch_add(1, Ordering::Relaxed);
                         self.retries.with_label_values(&[self.backend, op]).inc()
@@ -325,12 +343,14 @@ impl Drop for Admission<'_> {
 }
 
 /// Exponential delays capped at `backoff_max`, each drawn uniformly from zero to the
-/// delay ("full jitter"), at most `max_attempts - 1` of them.
+/// delay ("full jitter"), enough of them for [`LOST_RACE_ATTEMPTS`] or `max_attempts`
+/// attempts, whichever is more; [`Resilience::run`] stops outages at `max_attempts`.
 fn full_jitter(policy: &Policy) -> impl backon::Backoff {
+    let attempts = policy.max_attempts.max(LOST_RACE_ATTEMPTS);
     ExponentialBuilder::default()
         .with_min_delay(policy.backoff_base)
         .with_max_delay(policy.backoff_max)
-        .with_max_times(policy.max_attempts.saturating_sub(1) as usize)
+        .with_max_times(attempts.saturating_sub(1) as usize)
         .build()
         .map(|d| d.mul_f64(rand::random::<f64>()))
 }

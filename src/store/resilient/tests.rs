@@ -205,6 +205,19 @@ async fn idempotent_calls_retry_transient_failures_with_bounded_backoff() {
         })
         .await;
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Lost races do not spend the outages' budget: two, then three outages, then done.
+    let tries = AtomicU32::new(0);
+    let e = r
+        .run("search", Retry::Idempotent, || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err::<u32, _>(StoreError::busy("deadlock detected")),
+                _ => down(),
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable);
+    assert_eq!(tries.load(Ordering::SeqCst), 5);
     calls.store(0, Ordering::SeqCst);
     let _ = r
         .run("search", Retry::Idempotent, || async {
@@ -266,8 +279,8 @@ async fn a_slow_backend_times_out_and_counts_as_a_failure() {
     assert_eq!(r.state(), BreakerState::Open);
 }
 
-/// A deadlock between concurrent writers is retried like an outage, but a healthy
-/// server reporting one never opens the breaker for every other caller.
+/// A deadlock between concurrent writers is retried, more patiently than an outage, and
+/// a healthy server reporting one never opens the breaker for every other caller.
 #[tokio::test(start_paused = true)]
 async fn busy_is_retried_and_never_opens_the_breaker() {
     let metrics = Metrics::new();
@@ -283,7 +296,11 @@ async fn busy_is_retried_and_never_opens_the_breaker() {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Busy);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 15, "three attempts per call");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        5 * LOST_RACE_ATTEMPTS,
+        "lost races have a budget of their own, beyond max_attempts (3)"
+    );
     assert_eq!(r.state(), BreakerState::Closed);
     // A busy attempt followed by a success is one call that succeeded.
     let tries = AtomicU32::new(0);
@@ -298,6 +315,6 @@ async fn busy_is_retried_and_never_opens_the_breaker() {
     assert_eq!(ok.unwrap(), 3);
     let text = metrics.render();
     assert!(text.contains(
-        r#"backend_requests_total{backend="neo4j",op="upsert_relationship",outcome="busy"} 16"#
+        r#"backend_requests_total{backend="neo4j",op="upsert_relationship",outcome="busy"} 51"#
     ));
 }
