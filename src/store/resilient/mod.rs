@@ -7,7 +7,8 @@
 //! Only infrastructure failures (timeouts, unreachable or unavailable backends) count
 //! against the breaker and are retried; a backend that answers "not found" or "invalid"
 //! is healthy. A write that lost a race with another (a deadlock the server reports) is
-//! retried too, with a budget of its own: see [`LOST_RACE_ATTEMPTS`]. Time is `tokio::time`, so the state machine is tested with paused time.
+//! retried too, with a budget of its own: see [`LOST_RACE_ATTEMPTS`]. Time is
+//! `tokio::time`, so the state machine is tested with paused time.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,8 +29,9 @@ use crate::store::{ErrorKind, StoreError, StoreResult};
 /// `max_attempts` says. A healthy server under write contention answers so often: with
 /// three attempts, one of sixteen writers linking nodes to one hub on the Bolt test
 /// server once lost three races in a row and failed a request that a later attempt
-/// would have written. Neo4j's own drivers retry these errors for up to 30 s; the request deadline
-/// bounds the wait here. Outages still get only `max_attempts`.
+/// would have written. Neo4j's own drivers retry these errors for up to 30 s; here the
+/// ten attempts (about 3 s of backoff at the defaults) and the request deadline bound
+/// the wait. Outages still get only `max_attempts`.
 pub const LOST_RACE_ATTEMPTS: u32 = 10;
 
 /// Whether an operation may run twice with the same effect as once.
