@@ -90,7 +90,10 @@ fn at(step: &str) -> impl Fn(StoreError) -> ServiceError + '_ {
 /// Runs a graph write until it does not come back [`ErrorKind::Busy`] (at most
 /// [`BUSY_RETRIES`] more times), pausing a random time up to a doubling bound between
 /// tries: a Bolt server reports a deadlock when another transaction changes the same
-/// node (a hub) at once.
+/// node (a hub) at once. This is on top of the resilience layer's own attempts at each
+/// try ([`crate::store::resilient::LOST_RACE_ATTEMPTS`]): a page is one large
+/// transaction, which loses more races to live writers than a request does, and a
+/// migration that stops on one must be resumed by hand.
 async fn patiently<T, F, Fut>(mut write: F) -> StoreResult<()>
 where
     F: FnMut() -> Fut,
