@@ -461,6 +461,20 @@ pub async fn ingest_status_after(
     status
 }
 
+/// Deterministic vectors of `dim` coordinates, each in [-1, 1], scattered in direction
+/// (a xorshift stream seeded by `i`): searches find each one's own point first.
+pub fn scattered_vector(i: usize, dim: usize) -> Vec<f32> {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2_001) as f32 / 1_000.0 - 1.0
+        })
+        .collect()
+}
+
 /// The Python interpreter of the test tools' virtualenv (schemathesis, the deployment
 /// validator), or `None` with the reason printed when they are not installed; under
 /// `CI=true` that is a failure.

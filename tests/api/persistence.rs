@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use std::process::Stdio;
 
-use crate::helpers::{free_port, get_json, spawn_app, spawn_binary, wait_for};
+use crate::helpers::{free_port, get_json, scattered_vector, spawn_app, spawn_binary, wait_for};
 
 #[tokio::test]
 async fn a_restart_keeps_collections_points_nodes_relationships_and_keys() {
@@ -104,20 +104,11 @@ async fn a_restart_after_background_indexing_keeps_search_working() {
     let mut app = spawn_app().await;
     let key = app.key("acme", &["write"]).await;
     app.create_collection(&key, "big", 8).await;
-    // Scattered directions, one per point: components in [-1, 1] from splitmix64. (An
-    // earlier `(id * 31 + d * 17) % 97` gave only 97 distinct vectors, all close to
-    // one another, and the compressed index could rank 0.998 neighbours above every
-    // exact copy: the test failed about once in fifteen runs on a busy machine.)
-    let vector = |id: u64| -> Vec<f32> {
-        (0..8u64)
-            .map(|d| {
-                let mut z = (id * 8 + d).wrapping_add(0x9e37_79b9_7f4a_7c15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    };
+    // Scattered directions, one per point. (An earlier `(id * 31 + d * 17) % 97` gave
+    // only 97 distinct vectors, all close to one another, and the compressed index
+    // could rank 0.998 neighbours above every exact copy: the test failed about once in
+    // fifteen runs on a busy machine.)
+    let vector = |id: u64| scattered_vector(id as usize, 8);
     for batch in 0..4u64 {
         let points: Vec<Value> = (0..500u64)
             .map(|i| {

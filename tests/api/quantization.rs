@@ -8,24 +8,15 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, scattered_vector, spawn_app_with};
 use ragbrain::config::Millis;
 use ragbrain::config::{Settings, VectorQuantization};
 
 const DIM: usize = 32;
 const POINTS: usize = 3_000;
 
-/// Deterministic vectors with every coordinate in [-1, 1].
 fn vector(i: usize) -> Vec<f32> {
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..DIM)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 2_001) as f32 / 1_000.0 - 1.0
-        })
-        .collect()
+    scattered_vector(i, DIM)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
