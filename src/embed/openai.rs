@@ -145,7 +145,16 @@ impl OpenAiEmbedder {
                 ),
             ));
         }
-        Ok(vectors.into_iter().map(normalized).collect())
+        vectors
+            .into_iter()
+            .map(normalized)
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::Upstream,
+                    "embedding endpoint returned a vector with a non-finite number",
+                )
+            })
     }
 
     async fn request_with_retry(&self, batch: &[String]) -> StoreResult<Vec<Vec<f32>>> {
@@ -168,13 +177,22 @@ impl OpenAiEmbedder {
     }
 }
 
-/// Scales to unit length, so cosine and dot products agree whatever the endpoint does.
-fn normalized(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
+/// Scales to unit length, so cosine and dot products agree whatever the endpoint does;
+/// `None` for a vector with a component or length that is not a finite `f32`.
+fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if !norm.is_finite() {
+        return None;
     }
-    v
+    if norm > 0.0 {
+        v.iter_mut()
+            .for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    }
+    Some(v)
 }
 
 #[async_trait]
@@ -193,5 +211,23 @@ impl Embedder for OpenAiEmbedder {
             out.extend(self.request_with_retry(batch).await?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalized;
+
+    #[test]
+    fn vectors_are_scaled_to_unit_length_in_f64_and_non_finite_ones_refused() {
+        assert_eq!(normalized(vec![3.0, 4.0]), Some(vec![0.6, 0.8]));
+        assert_eq!(normalized(vec![0.0, 0.0]), Some(vec![0.0, 0.0]));
+        // Squared in f32 these would overflow to inf and scale to zeros.
+        assert_eq!(
+            normalized(vec![3e38, 3e38]),
+            Some(vec![0.70710677, 0.70710677])
+        );
+        assert_eq!(normalized(vec![f32::INFINITY, 1.0]), None);
+        assert_eq!(normalized(vec![f32::NAN, 1.0]), None);
     }
 }

@@ -47,6 +47,8 @@ pub struct UpsertRequest {
 #[serde(deny_unknown_fields)]
 pub struct PointInput {
     pub id: PointId,
+    /// The collection's dimension of finite numbers, of length at most about 9.2e18
+    /// (longer ones would overflow the scores).
     pub vector: Vec<f32>,
     #[serde(default)]
     pub payload: Map<String, Value>,
@@ -279,7 +281,28 @@ fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<(
             "{what} contains a non-finite number"
         )));
     }
+    let squared = squared_length(vector);
+    if squared > MAX_SQUARED_LENGTH {
+        return Err(ServiceError::Invalid(format!(
+            "{what} has length {:.3e}; at most {:.3e}, so that no score overflows",
+            squared.sqrt(),
+            MAX_SQUARED_LENGTH.sqrt()
+        )));
+    }
     Ok(())
+}
+
+/// The longest vector accepted, stored or searched with, squared: a quarter of
+/// `f32::MAX` (a length of about 9.2e18). No score of two such vectors overflows the
+/// engines' `f32` arithmetic: a dot product is at most the product of the lengths, a
+/// squared Euclidean distance at most the square of their sum, and a cosine divides by
+/// a length computed from the squared one. Longer vectors would score `inf` (sent as
+/// `null`) or, under cosine, be stored as zeros.
+const MAX_SQUARED_LENGTH: f64 = f32::MAX as f64 / 4.0;
+
+/// The squared length of `vector`, summed in `f64` so that it cannot overflow.
+fn squared_length(vector: &[f32]) -> f64 {
+    vector.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
 }
 
 /// Checks shape, size and the reserved tenant key, counting conditions against the limit.

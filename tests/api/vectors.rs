@@ -270,6 +270,14 @@ async fn invalid_vector_requests_are_rejected_with_problem_bodies() {
             json!({"collection": "docs", "points": [{"id": 1, "vector": [1, 2, 3, 4]}], "extra": 1}),
             422,
         ),
+        (
+            json!({"collection": "docs", "points": [{"id": 1, "vector": [1e39, 0, 0, 0]}]}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "points": [{"id": 1, "vector": [3e38, 3e38, 3e38, 3e38]}]}),
+            422,
+        ),
     ];
     for (body, status) in cases {
         let r = app
@@ -293,6 +301,10 @@ async fn invalid_vector_requests_are_rejected_with_problem_bodies() {
         ),
         (
             json!({"collection": "docs", "vector": [1, 0, 0, 0], "filter": {"must": [{"key": "a"}]}}),
+            422,
+        ),
+        (
+            json!({"collection": "docs", "vector": [1e19, 0, 0, 0]}),
             422,
         ),
     ];
@@ -320,6 +332,54 @@ async fn invalid_vector_requests_are_rejected_with_problem_bodies() {
         )
         .await;
     assert_problem(huge_dim, 422).await;
+}
+
+/// The longest vectors accepted score finitely under every distance: the length bound
+/// keeps the engines' `f32` arithmetic from overflowing to `inf`, which JSON sends as
+/// `null`.
+#[tokio::test]
+async fn the_longest_vectors_accepted_get_finite_scores_under_every_distance() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    let long = 4.6e18; // a length of 9.2e18 over 4 dimensions, just under the bound
+    for distance in ["cosine", "dot", "euclid"] {
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/vectors/collections/{distance}"),
+                &key,
+                Some(json!({"dim": 4, "distance": distance})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let points = json!([
+            {"id": 1, "vector": [long, long, long, long]},
+            {"id": 2, "vector": [-long, -long, -long, -long]},
+        ]);
+        let r = app
+            .call(
+                Method::POST,
+                "/vectors/upsert",
+                &key,
+                Some(json!({"collection": distance, "points": points})),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{distance}");
+        for query in [long, -long] {
+            let vector = json!([query, query, query, query]);
+            let hits = search(
+                &app,
+                &key,
+                json!({"collection": distance, "vector": vector, "limit": 2}),
+            )
+            .await;
+            assert_eq!(hits.len(), 2, "{distance}");
+            for hit in &hits {
+                let score = hit["score"].as_f64();
+                assert!(score.is_some_and(f64::is_finite), "{distance}: {hit}");
+            }
+        }
+    }
 }
 
 #[tokio::test]

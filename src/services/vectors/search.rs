@@ -16,7 +16,8 @@ pub struct SearchRequest {
     pub collection: Option<String>,
     /// The query as a vector, or as `text` for the server to embed: exactly one (mode
     /// `dense`). Mode `lexical` takes `text` only; `both` takes `text`, and `vector`
-    /// too if the dense side should not embed the text.
+    /// too if the dense side should not embed the text. Like a point's vector: finite,
+    /// of length at most about 9.2e18.
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
     /// `dense` (default): nearest vectors; `lexical`: BM25 over the points' text;
