@@ -2,7 +2,7 @@
 //! its route, method and status) into a record for the audit service, and
 //! `GET /audit` for admins.
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::domain::audit::{AuditAction, AuditPage, AuditQuery, AuditRecord, unix_now_ms};
 use crate::http::error::Result;
-use crate::http::extract::{Admin, AppJson};
+use crate::http::extract::{Admin, AppJson, AppQuery};
 use crate::http::problems::BodyErrors;
 use crate::http::state::AppState;
 use crate::services::audit::AuditRequest;
@@ -130,7 +130,7 @@ struct ReadQuery {
 async fn read(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Query(q): Query<ReadQuery>,
+    AppQuery(q): AppQuery<ReadQuery>,
 ) -> Result<AppJson<AuditPage>> {
     let request = AuditRequest {
         tenant: q.tenant,

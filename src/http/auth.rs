@@ -2,14 +2,14 @@
 //! key management for admins.
 
 use crate::http::problems::{BodyErrors, PathErrors, TokenErrors};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::Result;
-use crate::http::extract::{Admin, AppJson, BearerToken};
+use crate::http::extract::{Admin, AppJson, AppPath, AppQuery, BearerToken};
 use crate::http::ratelimit::CredentialCheck;
 use crate::http::state::AppState;
 use crate::services::auth::{
@@ -91,7 +91,7 @@ struct KeyList {
 async fn list_keys(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Query(q): Query<ListQuery>,
+    AppQuery(q): AppQuery<ListQuery>,
 ) -> Result<AppJson<KeyList>> {
     Ok(AppJson(KeyList {
         keys: state.auth.list_keys(&who, q.tenant).await?,
@@ -105,7 +105,7 @@ async fn list_keys(
 async fn delete_key(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
     state.auth.delete_key(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,6 @@
-//! Extractors: `AppJson` (JSON bodies whose rejections become problem responses) and the
-//! scope-checking principal extractors `Reader`, `Writer` and `Admin`.
+//! Extractors: `AppJson`, `AppPath` and `AppQuery` (bodies, path segments and query
+//! strings whose rejections become problem responses) and the scope-checking principal
+//! extractors `Reader`, `Writer` and `Admin`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -78,6 +79,39 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(text),
         _ => ApiError::BadRequest(text),
+    }
+}
+
+/// `Path` with problem+json rejections: a segment that is not valid UTF-8 after
+/// percent-decoding, or does not parse as `T`, is 400.
+pub struct AppPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(AppPath(value)),
+            Err(rejection) if rejection.status().is_server_error() => {
+                Err(ApiError::Internal(rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// `Query` with problem+json rejections: a query string that does not parse as `T`
+/// (a wrong type, an unknown or repeated parameter) is 400.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| AppQuery(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/graphs/*` handlers: nodes, relationships, neighbours and read-only Cypher.
 
 use crate::http::problems::{BodyErrors, PathErrors};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::domain::graph::{CypherResult, Node, Written};
 use crate::http::error::Result;
-use crate::http::extract::{AppJson, Reader, Writer};
+use crate::http::extract::{AppJson, AppPath, Reader, Writer};
 use crate::http::state::AppState;
 use crate::services::graphs::{
     FindRequest, FindResponse, NeighborsRequest, NeighborsResponse, NodeRequest, QueryRequest,
@@ -52,7 +52,7 @@ async fn upsert_node(
 async fn get_node(
     State(state): State<AppState>,
     Reader(who): Reader,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<Node>> {
     Ok(AppJson(state.graphs.get_node(&who, &id).await?))
 }
@@ -74,7 +74,7 @@ async fn find_nodes(
 async fn delete_node(
     State(state): State<AppState>,
     Writer(who): Writer,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
     state.graphs.delete_node(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)

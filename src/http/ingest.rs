@@ -1,14 +1,14 @@
 //! `/ingest*` handlers: accept events (202 once durable), report and delete documents.
 
 use crate::http::problems::{BodyErrors, PathErrors};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::ingest::IngestStatus;
 use crate::http::error::Result;
-use crate::http::extract::{AppJson, Reader, Writer};
+use crate::http::extract::{AppJson, AppPath, Reader, Writer};
 use crate::http::state::AppState;
 use crate::services::ingest::{Accepted, BatchAccepted, BatchRequest, IngestRequest};
 
@@ -51,7 +51,7 @@ async fn ingest_batch(
 async fn status(
     State(state): State<AppState>,
     Reader(who): Reader,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<IngestStatus>> {
     Ok(AppJson(state.ingest.status(&who, id).await?))
 }
@@ -63,7 +63,7 @@ async fn status(
 async fn delete(
     State(state): State<AppState>,
     Writer(who): Writer,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<(StatusCode, AppJson<Accepted>)> {
     let accepted = state.ingest.delete(&who, id).await?;
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))

@@ -5,7 +5,6 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::Path;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::OpenApi as Spec;
@@ -17,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::domain::quota::Class;
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::AppPath;
 use crate::http::ratelimit::{CLASS_EXTENSION, RouteClasses};
 
 #[derive(OpenApi)]
@@ -135,7 +135,7 @@ async fn docs_page() -> Response {
 #[utoipa::path(get, path = "/docs/{asset}", tag = "operations",
     params(("asset" = String, Path, description = "swagger-ui-bundle.js, swagger-ui.css or init.js")),
     responses((status = 200, description = "The asset"), (status = 404, description = "No such asset")))]
-async fn docs_asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn docs_asset(AppPath(name): AppPath<String>) -> Result<Response, ApiError> {
     match name.as_str() {
         "swagger-ui-bundle.js" => Ok(asset(
             include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),

@@ -3,14 +3,14 @@
 //! downloaded (the way off a container image without a shell) and deleted.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::Result;
-use crate::http::extract::{Admin, AppJson};
+use crate::http::extract::{Admin, AppJson, AppPath};
 use crate::http::problems::{PathErrors, SnapshotErrors};
 use crate::http::state::AppState;
 use crate::services::snapshots::{Snapshot, SnapshotFile};
@@ -54,7 +54,7 @@ async fn list(
 async fn download(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Response> {
     let (bytes, stream) = state.snapshots.read_for(&who, &name)?;
     // `name` is one of the server's own file names (checked against the listing).
@@ -77,7 +77,7 @@ async fn download(
 async fn delete(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode> {
     state.snapshots.delete_for(&who, &name)?;
     Ok(StatusCode::NO_CONTENT)

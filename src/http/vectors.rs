@@ -1,12 +1,12 @@
 //! `/vectors/*` handlers: collections, upsert, search, retrieve and delete.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::domain::vector::{CollectionInfo, PayloadIndex, PointId};
 use crate::http::error::Result;
-use crate::http::extract::{Admin, AppJson, Reader, Writer};
+use crate::http::extract::{Admin, AppJson, AppPath, Reader, Writer};
 use crate::http::problems::{BodyErrors, ConflictErrors, PathErrors};
 use crate::http::state::AppState;
 use crate::services::vectors::{
@@ -37,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn create_collection(
     State(state): State<AppState>,
     Writer(who): Writer,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
     AppJson(req): AppJson<CreateCollection>,
 ) -> Result<(StatusCode, AppJson<CollectionInfo>)> {
     let created = state.vectors.create_collection(&who, &name, req).await?;
@@ -56,7 +56,7 @@ async fn create_collection(
 async fn collection_info(
     State(state): State<AppState>,
     Reader(who): Reader,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<AppJson<CollectionInfo>> {
     Ok(AppJson(state.vectors.collection_info(&who, &name).await?))
 }
@@ -67,7 +67,7 @@ async fn collection_info(
 async fn drop_collection(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode> {
     state.vectors.drop_collection(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -82,7 +82,7 @@ async fn drop_collection(
 async fn create_index(
     State(state): State<AppState>,
     Writer(who): Writer,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
     AppJson(index): AppJson<PayloadIndex>,
 ) -> Result<AppJson<CollectionInfo>> {
     Ok(AppJson(
@@ -98,7 +98,7 @@ async fn create_index(
 async fn delete_index(
     State(state): State<AppState>,
     Writer(who): Writer,
-    Path((name, field)): Path<(String, String)>,
+    AppPath((name, field)): AppPath<(String, String)>,
 ) -> Result<StatusCode> {
     state.vectors.delete_index(&who, &name, &field).await?;
     Ok(StatusCode::NO_CONTENT)

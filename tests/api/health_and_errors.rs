@@ -132,6 +132,22 @@ async fn generic_errors_are_problem_documents() {
         .await
         .unwrap();
     assert_problem(both, 400).await;
+    // Path segments and query strings that do not parse are problems too.
+    for bad in [
+        "/graphs/node/%FF",
+        "/vectors/collections/%C3%28",
+        "/audit?limit=-1",
+        "/audit?since=yesterday",
+        "/auth/api-keys?tenant=a&tenant=b",
+    ] {
+        let r = app
+            .request(Method::GET, bad)
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 400).await;
+    }
 }
 
 #[tokio::test]
