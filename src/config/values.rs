@@ -41,7 +41,7 @@ impl TryFrom<u64> for Millis {
 
 /// A setting that must not be empty: an address, a topic or a model name that the
 /// chosen backend cannot work without. Built only from a value that is not blank.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Required(String);
 
 impl Required {

@@ -12,9 +12,7 @@ use crate::domain::vector::CollectionName;
 /// [`super::is_displayable_id`]). Deserialising one validates it too, so a log record
 /// or stored status holding another does not decode. The configured
 /// `limits.max_id_len` (at most `MAX_BYTES`) is the service's tighter bound.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct DocId(String);
 
@@ -275,7 +273,7 @@ pub fn document_node_id(doc: &str) -> String {
 /// The graph node id of an entity, `entity:<key>` with the key as ingest normalised it
 /// (see `services::ingest::entities`). Built from a key, or parsed from a node id read
 /// back from the graph, so it cannot be mixed up with a chunk's or a document's id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct EntityId(String);
 

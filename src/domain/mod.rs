@@ -27,6 +27,14 @@ macro_rules! string_newtype {
             }
         }
 
+        /// As the string, quoted and escaped: messages and logs say `"demo"`, not
+        /// `Tenant("demo")`.
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
         impl From<$t> for String {
             fn from(value: $t) -> String {
                 value.0

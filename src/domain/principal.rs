@@ -53,9 +53,7 @@ impl fmt::Display for Scope {
 
 /// A validated tenant name (see [`super::is_valid_name`]); deserialising one validates
 /// it too.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Tenant(String);
 

@@ -25,7 +25,7 @@ pub struct CollectionSpec {
 /// A validated collection name (see [`super::is_valid_name`]): it becomes a directory
 /// name and a Qdrant collection name, so a store accepts no other kind. Deserialising
 /// one validates it too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct CollectionName(String);
 
@@ -83,11 +83,22 @@ pub fn is_indexable_field(field: &str) -> bool {
 }
 
 /// A point id: an unsigned integer or a UUID (sent as a string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PointId {
     Num(u64),
     Uuid(Uuid),
+}
+
+/// As the id is sent: messages and logs say `point 7` or `point "5c56…"`, not
+/// `point Num(7)`.
+impl std::fmt::Debug for PointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointId::Num(n) => write!(f, "{n}"),
+            PointId::Uuid(u) => write!(f, "\"{u}\""),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

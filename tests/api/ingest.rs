@@ -148,7 +148,8 @@ async fn ingested_paragraphs_are_found_by_vector_graph_and_hybrid_search() {
         .await;
     assert!(theirs["hits"].as_array().unwrap().is_empty());
     let r = app.call(Method::GET, "/ingest/curie", &other, None).await;
-    assert_problem(r, 404).await;
+    let body = assert_problem(r, 404).await;
+    assert_eq!(body["detail"], "no document \"curie\"");
 }
 
 async fn count(app: &TestApp, key: &str, cypher: &str) -> i64 {

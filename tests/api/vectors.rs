@@ -285,6 +285,20 @@ async fn invalid_vector_requests_are_rejected_with_problem_bodies() {
             .await;
         assert_problem(r, status).await;
     }
+    // Ids and names appear in details as the client sent them.
+    let r = app
+        .call(
+            Method::POST,
+            "/vectors/upsert",
+            &key,
+            Some(json!({"collection": "docs", "points": [{"id": 7, "vector": [1.0]}]})),
+        )
+        .await;
+    let body = assert_problem(r, 422).await;
+    assert_eq!(
+        body["detail"], "point 7 has 1 dimensions; the collection has 4",
+        "{body}"
+    );
     let search_cases = [
         (json!({"collection": "docs", "vector": [1, 0, 0]}), 422),
         (
