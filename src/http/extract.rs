@@ -34,6 +34,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 Default::default(),
             )));
         }
+        if let Some(coding) = content_coding(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {coding:?} is not supported; send the body uncompressed"
+            )));
+        }
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
@@ -45,6 +50,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
             },
         }
     }
+}
+
+/// The body's `Content-Encoding`, unless absent or `identity`: bodies are read as
+/// they arrive, so a compressed one would only fail to parse as JSON.
+fn content_coding(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::CONTENT_ENCODING)?;
+    let coding = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    (!coding.eq_ignore_ascii_case("identity")).then_some(coding)
 }
 
 /// `application/json`, or any `application/*+json`, parameters allowed: what

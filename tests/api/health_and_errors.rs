@@ -100,6 +100,17 @@ async fn generic_errors_are_problem_documents() {
         .await
         .unwrap();
     assert_problem(no_type, 415).await;
+    let gzipped = app
+        .request(Method::POST, "/vectors/search")
+        .header("X-API-Key", &key)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(gzipped, 415).await;
+    assert!(body["detail"].as_str().unwrap().contains("gzip"), "{body}");
     let wrong_shape = app
         .call(
             Method::POST,
