@@ -240,6 +240,9 @@ pub struct IngestSettings {
     pub max_text_bytes: NonZeroUsize,
     pub max_metadata_bytes: usize,
     pub max_batch_events: NonZeroUsize,
+    /// Events accepted and not yet processed, at most; more are refused with 503. 0: no
+    /// bound.
+    pub max_pending: u64,
     pub max_entities_per_chunk: usize,
     pub worker_batch: NonZeroUsize,
     pub worker_batch_bytes: NonZeroUsize,

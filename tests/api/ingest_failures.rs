@@ -1,6 +1,6 @@
 //! Ingest events that cannot be processed: bad requests get problem bodies and queue
 //! nothing; poison and unreadable events in the log end `failed` with their reason,
-//! and the log moves on.
+//! and the log moves on. A full backlog refuses new events until the worker catches up.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -266,4 +266,45 @@ async fn an_unreadable_event_ends_failed_with_its_reason() {
             .join("\n")
     );
     assert!(metrics.contains(r#"ingest_events_total{outcome="processed"} 1"#));
+}
+
+/// Past `ingest.max_pending` unprocessed events, new ones are refused with 503 and
+/// `Retry-After`, all of a batch or none; once the worker catches up they are taken.
+#[tokio::test]
+async fn a_full_backlog_refuses_new_events_until_the_worker_catches_up() {
+    let app = spawn_app_with(|s| s.ingest.max_pending = 3).await;
+    let key = app.key("acme", &["write"]).await;
+    let ingest = |id: &str| json!({"id": id, "text": format!("Ada Lovelace wrote note {id}.")});
+    for id in ["a", "b"] {
+        let r = app
+            .call(Method::POST, "/ingest", &key, Some(ingest(id)))
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    let batch = json!({"events": [ingest("c"), ingest("d")]});
+    let r = app
+        .call(Method::POST, "/ingest/batch", &key, Some(batch.clone()))
+        .await;
+    let body = assert_problem(r, 503).await;
+    assert!(body["detail"].is_string());
+    let r = app
+        .call(Method::POST, "/ingest", &key, Some(ingest("c")))
+        .await;
+    assert_eq!(r.status(), 202);
+    let r = app
+        .call(Method::POST, "/ingest", &key, Some(ingest("d")))
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let r = app.call(Method::GET, "/ingest/d", &key, None).await;
+    assert_problem(r, 404).await;
+
+    let done = app.wait_ingested(&key, &["a", "b", "c"]).await;
+    assert!(done.iter().all(|s| s["status"] == "processed"), "{done:?}");
+    // The count is read from the log again a second after the last read.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = app
+        .call(Method::POST, "/ingest/batch", &key, Some(batch))
+        .await;
+    assert_eq!(r.status(), 202);
 }

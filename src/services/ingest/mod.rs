@@ -2,6 +2,7 @@
 //! document's status, and queue deletions. The [`worker`] turns events into chunks,
 //! vectors and graph; [`chunk`] and [`entities`] are its text rules.
 
+mod backlog;
 pub mod chunk;
 mod document;
 pub mod entities;
@@ -85,6 +86,7 @@ pub struct IngestService {
     metrics: Arc<Metrics>,
     /// Collection names and defaults, as the vector API resolves them.
     collections: VectorService,
+    backlog: backlog::Backlog,
 }
 
 impl IngestService {
@@ -105,6 +107,7 @@ impl IngestService {
             embedder,
             metrics,
             collections,
+            backlog: backlog::Backlog::default(),
         }
     }
 
@@ -190,9 +193,11 @@ impl IngestService {
         Ok(out)
     }
 
-    /// Appends durably and counts the events as accepted.
+    /// Appends durably, if the backlog has room, and counts the events as accepted.
     async fn append(&self, events: Vec<Event>) -> Result<()> {
         let n = events.len() as u64;
+        let max = self.settings.ingest.max_pending;
+        self.backlog.admit(self.events.as_ref(), n, max).await?;
         self.events.append(events).await?;
         self.metrics
             .ingest_events_total
