@@ -177,8 +177,9 @@ impl OpenAiEmbedder {
     }
 }
 
-/// Scales to unit length, so cosine and dot products agree whatever the endpoint does;
-/// `None` for a vector with a component or length that is not a finite `f32`.
+/// Scales to unit length, in `f64` so that no length overflows, so cosine and dot
+/// products agree whatever the endpoint does; `None` for a vector with a component that
+/// is not finite.
 fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
     let norm = v
         .iter()
