@@ -25,9 +25,31 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The method as a label: one of HTTP's own, or `OTHER`. A client may send any token
+/// as a method, and a label per token would let it grow the registry (and every
+/// scrape) without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", Method::as_str)
+}
+
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = crate::http::matched_route(req.extensions()).to_owned();
     let metrics = &state.metrics;
     metrics.http_requests_in_flight.inc();
@@ -35,11 +57,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let response = next.run(req).await;
     metrics
         .http_request_duration_seconds
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     metrics
         .http_requests_total
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
 }

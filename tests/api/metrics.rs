@@ -45,6 +45,14 @@ async fn request_metrics_count_known_traffic_by_route_pattern() {
     let r = app.get("/vectors/collections/docs").await;
     assert_eq!(r.status(), 401);
     app.get("/no/such/route").await;
+    // Methods outside HTTP's own share one label, however many a client invents.
+    for invented in ["BREW", "WHEN", "PROPFIND"] {
+        let method = Method::from_bytes(invented.as_bytes()).unwrap();
+        app.request(method, "/vectors/collections/docs")
+            .send()
+            .await
+            .unwrap();
+    }
 
     let text = scrape(&app).await;
 
@@ -71,6 +79,16 @@ async fn request_metrics_count_known_traffic_by_route_pattern() {
         1.0
     );
     assert!(!text.contains("/vectors/collections/a\""), "raw paths leak");
+    assert!(
+        !text.contains("BREW"),
+        "invented methods get no label of their own"
+    );
+    let others: f64 = text
+        .lines()
+        .filter(|l| l.starts_with(r#"http_requests_total{method="OTHER""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(others, 3.0);
     assert_eq!(
         sample(
             &text,
