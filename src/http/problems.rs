@@ -17,15 +17,19 @@ fn meaning(status: u16) -> &'static str {
         404 => "No such resource (or it belongs to another tenant)",
         409 => "Conflicts with existing state (e.g. a collection with another spec)",
         413 => "Request body larger than server.body_limit_bytes",
-        415 => "Body is not application/json",
+        415 => "Body is not application/json, or is compressed",
         422 => {
-            "Well-formed but invalid (wrong dimension, limit too large, unknown field, an id \
-             with control characters, Cypher that is not read-only or over its caps)"
+            "Well-formed but invalid (wrong dimension, a vector too long, limit too large, \
+             unknown field, an id with control characters, Cypher that is not read-only or \
+             over its caps)"
         }
         429 => "Rate limited; see Retry-After and RateLimit-* headers",
         501 => "Capability not configured on this server",
         502 => "A backend (LLM, embedder) returned an error",
-        503 => "A backend is unavailable; retry after Retry-After seconds",
+        503 => {
+            "A backend is unavailable, or the ingest backlog is full; retry after Retry-After \
+             seconds"
+        }
         504 => "The request exceeded its deadline",
         _ => "Internal error (details are in the server log under the correlation id)",
     }
