@@ -53,7 +53,7 @@ pub fn classify(method: &Method, route: &str) -> Class {
         .unwrap_or(Class::Read)
 }
 
-/// The caller's address: the socket peer, or the first `X-Forwarded-For` entry when the
+/// The caller's address: the socket peer, or the last `X-Forwarded-For` entry when the
 /// deployment says a trusted proxy sets it.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
     address_of(
@@ -67,6 +67,9 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
 }
 
 /// The caller's address from its `X-Forwarded-For` header (when trusted) and its peer.
+/// The last entry is the one the proxy in front of us wrote: a proxy that appends (as
+/// nginx and most load balancers do) keeps what the client sent to the left of it, so
+/// the first entry is the client's to choose.
 pub fn address_of(
     forwarded_for: Option<&axum::http::HeaderValue>,
     peer: Option<SocketAddr>,
@@ -75,7 +78,7 @@ pub fn address_of(
     let forwarded = trust_forwarded_for
         .then(|| forwarded_for?.to_str().ok())
         .flatten()
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty());
     match (forwarded, peer) {
@@ -144,5 +147,25 @@ impl FromRequestParts<AppState> for CredentialCheck {
         enforce_credential_check(parts, state)
             .await
             .map(|()| CredentialCheck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::address_of;
+
+    #[test]
+    fn the_proxy_written_forwarded_entry_is_the_address_and_only_when_trusted() {
+        let peer = Some("10.0.0.9:4000".parse().unwrap());
+        let spoofed = HeaderValue::from_static("6.6.6.6, 203.0.113.7");
+        assert_eq!(address_of(Some(&spoofed), peer, true), "203.0.113.7");
+        assert_eq!(address_of(Some(&spoofed), peer, false), "10.0.0.9");
+        let one = HeaderValue::from_static(" 203.0.113.7 ");
+        assert_eq!(address_of(Some(&one), peer, true), "203.0.113.7");
+        let trailing = HeaderValue::from_static("203.0.113.7, ");
+        assert_eq!(address_of(Some(&trailing), peer, true), "10.0.0.9");
+        assert_eq!(address_of(None, None, true), "unknown");
     }
 }
