@@ -118,6 +118,39 @@ async fn credential_guessing_is_limited_per_client_ip() {
     assert_eq!(r.status(), 200);
 }
 
+/// Behind a trusted proxy, the address is the last `X-Forwarded-For` entry, the one the
+/// proxy wrote: addresses a client puts before it do not buy it a new quota.
+#[tokio::test]
+async fn made_up_forwarded_addresses_do_not_escape_the_auth_quota() {
+    let app = spawn_app_with(|s| {
+        tight(s);
+        s.rate_limit.trust_forwarded_for = true;
+    })
+    .await;
+    let wrong = json!({"grant_type": "api_key", "api_key": "rbk_00_wrong"});
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let r = app
+            .request(Method::POST, "/auth/token")
+            .header("X-Forwarded-For", format!("198.51.100.{i}, 203.0.113.7"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+    // Another client behind the same proxy has a quota of its own.
+    let r = app
+        .request(Method::POST, "/auth/token")
+        .header("X-Forwarded-For", "203.0.113.8")
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 static SHARED_PREFIX: OnceLock<String> = OnceLock::new();
 static OWN_REDIS: OnceLock<String> = OnceLock::new();
 
