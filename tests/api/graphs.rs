@@ -237,6 +237,23 @@ async fn cypher_queries_run_read_only_with_params_and_row_limits() {
         .await
         .unwrap();
     assert_eq!(still["rows"], json!([[5]]));
+
+    // A list parameter projected bare would come back as "" from the embedded engine
+    // and match nothing; it is refused with the form that works, which does.
+    let ids = json!({"ids": ["ann", "bob"]});
+    let bare = "WITH $ids AS ids MATCH (p:Person) WHERE p.id IN ids RETURN p.id ORDER BY p.id";
+    let body = assert_problem(q(json!({"query": bare, "params": ids})).await, 422).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("coalesce($ids)"),
+        "{body}"
+    );
+    let wrapped = bare.replace("WITH $ids", "WITH coalesce($ids)");
+    let found: Value = q(json!({"query": wrapped, "params": ids}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["rows"], json!([["ann"], ["bob"]]));
 }
 
 #[tokio::test]

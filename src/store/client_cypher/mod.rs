@@ -85,6 +85,19 @@ const MAX_DEPTH: usize = 256;
 /// Accepts `query` if it only reads the tenant's graph within the static caps, or says
 /// why not.
 pub fn admit(query: &CypherQuery) -> Result<(), Refusal> {
+    admit_with(query, false)
+}
+
+/// [`admit`] for the embedded engine, which also refuses a list or map parameter
+/// projected bare (`RETURN $ids`, `WITH $m AS m`): grafeo 0.5.44 types such a constant
+/// column as a string and yields `""`, so `WITH $ids AS ids ... WHERE n.id IN ids`
+/// would silently match nothing. The same value through an expression is typed at run
+/// time and comes through whole, so the refusal names `coalesce($ids)`.
+pub fn admit_on_grafeo(query: &CypherQuery) -> Result<(), Refusal> {
+    admit_with(query, true)
+}
+
+fn admit_with(query: &CypherQuery, grafeo: bool) -> Result<(), Refusal> {
     ensure_no_forbidden_keyword(&query.query)?;
     let statement = ast::parse(&query.query)
         .map_err(|e| format!("the query does not parse as openCypher: {e}"))?;
@@ -92,6 +105,7 @@ pub fn admit(query: &CypherQuery) -> Result<(), Refusal> {
         params: &query.params,
         max_list: query.max_list,
         max_hops: query.max_hops,
+        grafeo,
     };
     walk.statement(&statement)
 }
@@ -100,6 +114,8 @@ struct Walk<'a> {
     params: &'a Properties,
     max_list: usize,
     max_hops: u32,
+    /// Refuse what grafeo gets wrong (see [`admit_on_grafeo`]).
+    grafeo: bool,
 }
 
 fn refuse<T>(what: &str) -> Result<T, Refusal> {
@@ -152,7 +168,7 @@ impl Walk<'_> {
             C::With(with) => {
                 with.items
                     .iter()
-                    .try_for_each(|i| self.expr(&i.expression, depth))?;
+                    .try_for_each(|i| self.projected(&i.expression, depth))?;
                 match &with.where_clause {
                     Some(w) => self.expr(&w.predicate, depth),
                     None => Ok(()),
@@ -162,7 +178,7 @@ impl Walk<'_> {
                 ast::ReturnItems::All => Ok(()),
                 ast::ReturnItems::Explicit(items) => items
                     .iter()
-                    .try_for_each(|i| self.expr(&i.expression, depth)),
+                    .try_for_each(|i| self.projected(&i.expression, depth)),
             },
             C::Unwind(unwind) => self.expr(&unwind.expression, depth),
             C::OrderBy(order) => order
@@ -224,6 +240,23 @@ impl Walk<'_> {
         depth: usize,
     ) -> Result<(), Refusal> {
         exprs.into_iter().try_for_each(|e| self.expr(e, depth))
+    }
+
+    /// An item of `WITH` or `RETURN`.
+    fn projected(&self, expr: &ast::Expression, depth: usize) -> Result<(), Refusal> {
+        if let ast::Expression::Parameter(name) = expr
+            && self.grafeo
+            && self
+                .params
+                .get(name)
+                .is_some_and(|v| v.is_array() || v.is_object())
+        {
+            return Err(format!(
+                "${name} is a list or map projected as it is, which the embedded engine \
+                 returns as \"\"; project coalesce(${name}) instead"
+            ));
+        }
+        self.expr(expr, depth)
     }
 
     fn expr(&self, expr: &ast::Expression, depth: usize) -> Result<(), Refusal> {
@@ -350,17 +383,48 @@ mod tests {
     }
 
     fn check_with(query: &str, params: Json) -> Result<(), Refusal> {
+        admit(&cypher(query, params))
+    }
+
+    fn cypher(query: &str, params: Json) -> CypherQuery {
         let Json::Object(params) = params else {
             unreachable!()
         };
-        admit(&CypherQuery {
+        CypherQuery {
             query: query.into(),
             params,
             max_rows: 100,
             max_list: 10_000,
             max_hops: 3,
             max_result_bytes: 1 << 20,
-        })
+        }
+    }
+
+    /// grafeo returns a bare list or map parameter column as `""`; only its executor
+    /// refuses the form, and the same values through expressions pass.
+    #[test]
+    fn a_bare_list_or_map_parameter_is_refused_as_a_projection_on_grafeo_only() {
+        let params = serde_json::json!({"ids": ["a", "b"], "m": {"k": 1}, "s": "x", "n": 2});
+        let with = "WITH $ids AS ids MATCH (n) WHERE n.id IN ids RETURN n.id";
+        let refused = admit_on_grafeo(&cypher(with, params.clone())).unwrap_err();
+        assert!(refused.contains("coalesce($ids)"), "{refused}");
+        assert_eq!(admit(&cypher(with, params.clone())), Ok(()));
+        for q in [
+            "RETURN $m",
+            "MATCH (n) RETURN n.id, $ids AS ids",
+            "RETURN $m AS m ORDER BY m",
+        ] {
+            assert!(admit_on_grafeo(&cypher(q, params.clone())).is_err(), "{q}");
+        }
+        for q in [
+            "WITH coalesce($ids) AS ids MATCH (n) WHERE n.id IN ids RETURN n.id",
+            "RETURN $s AS s, $n AS n, $missing AS missing",
+            "UNWIND $ids AS i RETURN i",
+            "MATCH (n) WHERE n.id IN $ids RETURN n.id",
+            "RETURN $m.k AS k, {a: $ids} AS wrapped, size($ids) AS n",
+        ] {
+            assert_eq!(admit_on_grafeo(&cypher(q, params.clone())), Ok(()), "{q}");
+        }
     }
 
     #[test]

@@ -269,10 +269,10 @@ impl GraphStore for EmbeddedGraphStore {
         .await
     }
 
-    /// Admitted by [`client_cypher::admit`], then run in a sandboxed child process (see
-    /// [`cypher_sandbox`]) under one of the tenant's query slots.
+    /// Admitted by [`client_cypher::admit_on_grafeo`], then run in a sandboxed child
+    /// process (see [`cypher_sandbox`]) under one of the tenant's query slots.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult> {
-        client_cypher::admit(&query).map_err(StoreError::invalid)?;
+        client_cypher::admit_on_grafeo(&query).map_err(StoreError::invalid)?;
         let _slot = self.inner.query_slots.try_acquire(tenant)?;
         let graph = self
             .read(tenant, |inner, tenant| inner.graph_name(tenant))
