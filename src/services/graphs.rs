@@ -23,6 +23,8 @@ pub struct NodeRequest {
     pub id: String,
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Strings, booleans, finite numbers (integers within signed 64 bits) and arrays of
+    /// them; `id` and `tenant` are reserved.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub properties: Properties,
@@ -122,10 +124,14 @@ fn check_identifier(kind: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A string, boolean, finite float or integer that fits the engines' signed 64 bits (a
+/// larger one would be stored as a float, its low digits lost).
 fn is_scalar(v: &Value) -> bool {
-    matches!(v, Value::Bool(_) | Value::String(_))
-        || v.as_i64().is_some()
-        || v.as_f64().is_some_and(f64::is_finite)
+    match v {
+        Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || (n.is_f64() && n.as_f64().is_some_and(f64::is_finite)),
+        _ => false,
+    }
 }
 
 /// Property values every graph engine can store: scalars and arrays of scalars. `id` and
@@ -143,7 +149,8 @@ fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
         };
         if !ok {
             return Err(ServiceError::Invalid(format!(
-                "property {key:?} must be a string, number, boolean or an array of them"
+                "property {key:?} must be a string, number (integers within signed 64 \
+                 bits), boolean or an array of them"
             )));
         }
     }

@@ -299,6 +299,18 @@ async fn invalid_graph_writes_are_rejected() {
         422,
     )
     .await;
+    // An integer past signed 64 bits would be stored as a float, its low digits lost.
+    let huge: Value = serde_json::from_str("18446744073709551615").unwrap();
+    for props in [json!({"n": huge}), json!({"n": [1, huge]})] {
+        assert_problem(node(&app, &key, "x", &["P"], props).await, 422).await;
+    }
+    let edge: Value = serde_json::from_str("9223372036854775807").unwrap();
+    assert_eq!(
+        node(&app, &key, "wide", &["P"], json!({"n": edge, "f": 0.5}))
+            .await
+            .status(),
+        201
+    );
     assert_problem(
         node(&app, &key, "x", &["P"], json!({"tenant": "evil"})).await,
         422,
