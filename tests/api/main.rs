@@ -44,5 +44,6 @@ mod snapshots;
 mod tls;
 mod tokens;
 mod traces;
+mod vector_limits;
 mod vectors;
 mod write_path;
