@@ -134,6 +134,17 @@ fn is_scalar(v: &Value) -> bool {
     }
 }
 
+/// Whether a value holds, at any depth, an integer too large for signed 64 bits (which
+/// would reach the engine as a float, its low digits lost).
+fn has_unsigned_integer(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => !n.is_i64() && !n.is_f64(),
+        Value::Array(items) => items.iter().any(has_unsigned_integer),
+        Value::Object(map) => map.values().any(has_unsigned_integer),
+        _ => false,
+    }
+}
+
 /// Property values every graph engine can store: scalars and arrays of scalars. `id` and
 /// `tenant` are reserved.
 fn check_properties(props: &Properties, limits: &Limits) -> Result<()> {
@@ -296,6 +307,12 @@ impl GraphService {
             ));
         }
         bounded_json("params", &req.params, limits.max_properties_bytes)?;
+        if let Some((name, _)) = req.params.iter().find(|(_, v)| has_unsigned_integer(v)) {
+            return Err(ServiceError::Invalid(format!(
+                "parameter ${name} holds an integer past signed 64 bits, which no graph \
+                 engine holds"
+            )));
+        }
         let max_rows = req.limit.unwrap_or(limits.max_query_rows.get());
         bounded("limit", max_rows, 1, limits.max_query_rows.get())?;
         let query = CypherQuery {

@@ -231,6 +231,24 @@ async fn cypher_queries_run_read_only_with_params_and_row_limits() {
         422,
     )
     .await;
+    // A parameter integer past signed 64 bits would reach the engine as a float.
+    for params in [
+        json!({"n": 18446744073709551615u64}),
+        json!({"m": {"deep": [1, 9223372036854775808u64]}}),
+    ] {
+        let body =
+            assert_problem(q(json!({"query": "RETURN 1", "params": params})).await, 422).await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("signed 64 bits"),
+            "{body}"
+        );
+    }
+    let big: Value = q(json!({"query": "RETURN $n AS n", "params": {"n": i64::MAX}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(big["rows"], json!([[i64::MAX]]));
     let still: Value = q(json!({"query": "MATCH (n) RETURN count(n)"}))
         .await
         .json()
