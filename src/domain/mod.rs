@@ -109,10 +109,13 @@ pub fn is_valid_identifier(name: &str) -> bool {
 /// characters and no bidirectional-text controls (U+061C, U+200E/F, U+202A–E,
 /// U+2066–9), which could disguise one id as another.
 pub fn is_displayable_id(id: &str) -> bool {
-    !id.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    })
+    !id.chars().any(is_hidden_char)
+}
+
+/// A control character or a bidirectional-text control: what `is_displayable_id` refuses.
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

@@ -284,3 +284,24 @@ async fn deleting_a_document_removes_its_chunks_and_only_its_own_entities() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn entity_names_never_keep_control_or_bidirectional_characters() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    let event = json!({"id": "twin", "text": "A story about nothing in particular.",
+                       "metadata": {"title": "\u{0}Evil\u{202E}Twin", "entities": ["Odd\u{2066}One"]}});
+    let r = app.call(Method::POST, "/ingest", &key, Some(event)).await;
+    assert_eq!(r.status(), 202);
+    let status = app.wait_ingested(&key, &["twin"]).await;
+    assert_eq!(status[0]["status"], "processed", "{}", status[0]);
+    let q = json!({"query": "MATCH (e:Entity) RETURN e.id, e.name ORDER BY e.id"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    assert_eq!(
+        rows["rows"],
+        json!([
+            ["entity:evil twin", "Evil Twin"],
+            ["entity:odd one", "Odd One"]
+        ])
+    );
+}

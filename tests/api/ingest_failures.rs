@@ -23,6 +23,10 @@ async fn bad_events_get_problem_bodies_and_nothing_is_queued() {
             json!({"text": "ok", "metadata": {"entities": ["..."]}}),
             422,
         ),
+        (
+            json!({"text": "ok", "metadata": {"entities": ["\u{0}\u{202E}"]}}),
+            422,
+        ),
         (json!({"text": "ok", "collection": "../etc"}), 422),
         (json!({"text": "ok", "id": ""}), 422),
         (json!({"text": "ok", "id": "a\nb"}), 422),

@@ -142,11 +142,17 @@ pub struct Entity {
     pub name: String,
 }
 
+/// The words of a name: split at whitespace, and at control and bidirectional-text
+/// characters, which a name never keeps (they could disguise one name as another).
+fn name_words(name: &str) -> impl Iterator<Item = &str> {
+    name.split(|c: char| c.is_whitespace() || crate::domain::is_hidden_char(c))
+        .filter(|w| !w.is_empty())
+}
+
 /// Lowercase, whitespace collapsed, surrounding punctuation trimmed; `None` if nothing
 /// is left or the name is too long.
 pub fn normalize(name: &str) -> Option<String> {
-    let words: Vec<String> = name
-        .split_whitespace()
+    let words: Vec<String> = name_words(name)
         .map(|w| {
             w.trim_matches(|c: char| !c.is_alphanumeric())
                 .to_lowercase()
@@ -164,7 +170,7 @@ pub fn extract(text: &str, extra: &[String], max: usize) -> Vec<Entity> {
     let mut order = 0;
     let mut add = |name: &str, weight: usize| {
         let Some(key) = normalize(name) else { return };
-        let display = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        let display = name_words(name).collect::<Vec<_>>().join(" ");
         let entry = counts.entry(key).or_insert_with(|| {
             order += 1;
             (0, order, display)
@@ -315,6 +321,13 @@ mod tests {
         assert_eq!(keys, ["radium", "rustlang", "tokio"]);
         assert_eq!(normalize("  Marie   CURIE, "), Some("marie curie".into()));
         assert_eq!(normalize("..."), None);
+        assert_eq!(normalize("\u{0}\u{202E}"), None);
+        let found = extract("Nothing here.", &["\u{0}Evil\u{202E}Twin\n".into()], 4);
+        assert_eq!(found[0].key, "evil twin");
+        assert_eq!(
+            found[0].name, "Evil Twin",
+            "no hidden characters kept for display"
+        );
         let capped = extract("Alpha Beta, Gamma Delta, Epsilon Zeta", &[], 2);
         assert_eq!(capped.len(), 2);
     }
