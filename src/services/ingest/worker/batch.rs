@@ -38,15 +38,13 @@ impl Batch<'_> {
             return Err(e);
         }
         let reason = if retryable {
-            tracing::error!(error = %e, doc = %doc.event.id, correlation_id = ?doc.event.correlation_id,
-                "ingest event failed");
-            format!(
-                "processing failed ({}); see the server log",
-                doc.event
-                    .correlation_id
-                    .as_deref()
-                    .unwrap_or("no correlation id")
-            )
+            let correlation_id = doc
+                .event
+                .correlation_id
+                .as_deref()
+                .unwrap_or("no correlation id");
+            tracing::error!(error = %e, doc = %doc.event.id, correlation_id, "ingest event failed");
+            format!("processing failed ({correlation_id}); see the server log")
         } else {
             e.message
         };
