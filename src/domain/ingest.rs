@@ -267,7 +267,21 @@ pub fn chunk_id(tenant: &str, doc: &str, index: usize) -> Uuid {
 
 /// Graph node id of a document.
 pub fn document_node_id(doc: &str) -> String {
-    format!("doc:{doc}")
+    format!("{DOCUMENT_NODE_PREFIX}{doc}")
+}
+
+const DOCUMENT_NODE_PREFIX: &str = "doc:";
+
+/// The labels of the nodes ingest writes, and the types of its relationships: the graph
+/// API neither writes nor deletes these, so a client cannot give an entity a second node
+/// under its id, or a count the pipeline cannot add to.
+pub const INGEST_LABELS: [&str; 3] = ["Document", "Chunk", "Entity"];
+pub const INGEST_RELATIONSHIPS: [&str; 3] = ["PART_OF", "MENTIONS", "RELATED_TO"];
+
+/// Whether `id` is in the id space of ingest's document and entity nodes (`doc:…`,
+/// `entity:…`). Chunk nodes carry their point's UUID.
+pub fn is_ingest_node_id(id: &str) -> bool {
+    id.starts_with(DOCUMENT_NODE_PREFIX) || id.starts_with(EntityId::PREFIX)
 }
 
 /// The graph node id of an entity, `entity:<key>` with the key as ingest normalised it
@@ -284,8 +298,8 @@ impl EntityId {
         EntityId(format!("{}{key}", Self::PREFIX))
     }
 
-    /// A node id ingest wrote for an entity; `None` for any other (a client may create
-    /// an `Entity` node of its own through the node API).
+    /// A node id ingest wrote for an entity; `None` for any other (graphs written before
+    /// the graph API kept to its own ids may hold an `Entity` node of a client's).
     pub fn parse(node_id: &str) -> Option<Self> {
         node_id
             .strip_prefix(Self::PREFIX)

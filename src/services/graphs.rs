@@ -11,6 +11,7 @@ use crate::domain::graph::{
     CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node,
     NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
 };
+use crate::domain::ingest::{INGEST_LABELS, INGEST_RELATIONSHIPS, is_ingest_node_id};
 use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
 use crate::services::error::{Result, ServiceError};
@@ -20,7 +21,9 @@ use crate::store::GraphStore;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
+    /// Not `doc:…` or `entity:…`: ingest's nodes change only through `/ingest`.
     pub id: String,
+    /// Not `Document`, `Chunk` or `Entity`, which are ingest's.
     #[serde(default)]
     pub labels: Vec<String>,
     /// Strings, booleans, finite numbers (integers within signed 64 bits) and arrays of
@@ -59,6 +62,7 @@ pub struct FindResponse {
 pub struct RelationshipRequest {
     pub from: String,
     pub to: String,
+    /// Not `PART_OF`, `MENTIONS` or `RELATED_TO`, which are ingest's.
     #[serde(rename = "type")]
     pub rel_type: String,
     #[serde(default)]
@@ -110,6 +114,19 @@ fn check_id(id: &str, limits: &Limits) -> Result<()> {
         return Err(ServiceError::Invalid(
             "node id must not contain control or bidirectional-text characters".into(),
         ));
+    }
+    Ok(())
+}
+
+/// A node id the graph API may write or delete: not one of ingest's document or entity
+/// nodes, which change only through `/ingest`.
+fn check_own_id(id: &str, limits: &Limits) -> Result<()> {
+    check_id(id, limits)?;
+    if is_ingest_node_id(id) {
+        return Err(ServiceError::Invalid(format!(
+            "node {id:?} is ingest's (ids starting `doc:` or `entity:`): it changes only \
+             through /ingest"
+        )));
     }
     Ok(())
 }
@@ -190,7 +207,7 @@ impl GraphService {
 impl GraphService {
     pub async fn upsert_node(&self, who: &Principal, req: NodeRequest) -> Result<(Node, Written)> {
         let limits = &self.settings.limits;
-        check_id(&req.id, limits)?;
+        check_own_id(&req.id, limits)?;
         bounded(
             "number of labels",
             req.labels.len(),
@@ -199,6 +216,11 @@ impl GraphService {
         )?;
         for label in &req.labels {
             check_identifier("label", label)?;
+            if INGEST_LABELS.contains(&label.as_str()) {
+                return Err(ServiceError::Invalid(format!(
+                    "label {label:?} belongs to ingest's nodes; use another"
+                )));
+            }
         }
         check_properties(&req.properties, limits)?;
         let node = NodeUpsert {
@@ -236,7 +258,7 @@ impl GraphService {
     }
 
     pub async fn delete_node(&self, who: &Principal, id: &str) -> Result<()> {
-        check_id(id, &self.settings.limits)?;
+        check_own_id(id, &self.settings.limits)?;
         Ok(self.graph.delete_node(&who.tenant, id).await?)
     }
 
@@ -249,6 +271,12 @@ impl GraphService {
         check_id(&req.from, limits)?;
         check_id(&req.to, limits)?;
         check_identifier("relationship type", &req.rel_type)?;
+        if INGEST_RELATIONSHIPS.contains(&req.rel_type.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "relationship type {:?} belongs to ingest's graph; use another",
+                req.rel_type
+            )));
+        }
         check_properties(&req.properties, limits)?;
         let rel = RelationshipUpsert {
             from: req.from,

@@ -340,9 +340,23 @@ async fn invalid_graph_writes_are_rejected() {
     )
     .await;
     assert_problem(node(&app, &key, "", &["P"], json!({})).await, 422).await;
+    // Ingest's nodes and relationships change only through /ingest.
+    for (id, label) in [
+        ("entity:paris", "P"),
+        ("doc:d1", "P"),
+        ("x", "Entity"),
+        ("x", "Chunk"),
+    ] {
+        assert_problem(node(&app, &key, id, &[label], json!({})).await, 422).await;
+    }
+    let r = app
+        .call(Method::DELETE, "/graphs/node/entity:paris", &key, None)
+        .await;
+    assert_problem(r, 422).await;
     assert_problem(rel(&app, &key, "x", "y", "KNOWS").await, 404).await;
     assert_eq!(node(&app, &key, "x", &["P"], json!({})).await.status(), 201);
     assert_problem(rel(&app, &key, "x", "x", "not-valid").await, 422).await;
+    assert_problem(rel(&app, &key, "x", "x", "RELATED_TO").await, 422).await;
     let again = rel(&app, &key, "x", "x", "SELF").await;
     assert_eq!(again.status(), 201);
     assert_eq!(rel(&app, &key, "x", "x", "SELF").await.status(), 200);

@@ -305,3 +305,52 @@ async fn entity_names_never_keep_control_or_bidirectional_characters() {
         ])
     );
 }
+
+/// The graph API cannot touch ingest's nodes, so a client's write can neither give an
+/// entity a second node under its id nor a count ingest cannot add to; a client's own
+/// nodes may still link to entities.
+#[tokio::test]
+async fn graph_writes_leave_ingest_nodes_to_ingest() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    let poison =
+        json!({"id": "entity:zorro", "labels": ["Person"], "properties": {"mentions": "lots"}});
+    let r = app
+        .call(Method::POST, "/graphs/node", &key, Some(poison))
+        .await;
+    let body = assert_problem(r, 422).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("/ingest"),
+        "{body}"
+    );
+    for (i, text) in ["They met Zorro in town.", "Later Zorro rode to Lyon."]
+        .iter()
+        .enumerate()
+    {
+        let event = json!({"id": format!("z{i}"), "text": text});
+        assert_eq!(
+            app.call(Method::POST, "/ingest", &key, Some(event))
+                .await
+                .status(),
+            202
+        );
+    }
+    for status in app.wait_ingested(&key, &["z0", "z1"]).await {
+        assert_eq!(status["status"], "processed", "{status}");
+    }
+    let fan = json!({"id": "fan", "labels": ["Person"]});
+    assert_eq!(
+        app.call(Method::POST, "/graphs/node", &key, Some(fan))
+            .await
+            .status(),
+        201
+    );
+    let likes = json!({"from": "fan", "to": "entity:zorro", "type": "LIKES"});
+    let r = app
+        .call(Method::POST, "/graphs/relationship", &key, Some(likes))
+        .await;
+    assert_eq!(r.status(), 201);
+    let q = json!({"query": "MATCH (n {id: 'entity:zorro'})<-[:LIKES]-(f) RETURN labels(n), n.mentions, f.id"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    assert_eq!(rows["rows"], json!([[["Entity"], 2, "fan"]]));
+}
