@@ -152,6 +152,8 @@ pub struct Limits {
     /// Largest client Cypher result, in bytes of JSON.
     pub max_query_result_bytes: NonZeroUsize,
     pub max_id_len: NonZeroUsize,
+    /// Vector collections one tenant may have.
+    pub max_collections: NonZeroUsize,
 }
 
 /// The compressed copy of its vectors a collection keeps in RAM for the search walk.

@@ -1,6 +1,6 @@
 //! `/ingest*` handlers: accept events (202 once durable), report and delete documents.
 
-use crate::http::problems::{BodyErrors, PathErrors};
+use crate::http::problems::{ConflictErrors, PathErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(post, path = "/ingest", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", request_body = IngestRequest,
-    responses((status = 202, description = "Durably queued", body = Accepted), BodyErrors),
+    responses((status = 202, description = "Durably queued", body = Accepted), ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn ingest(
     State(state): State<AppState>,
@@ -33,7 +33,7 @@ async fn ingest(
 
 #[utoipa::path(post, path = "/ingest/batch", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", request_body = BatchRequest,
     responses((status = 202, description = "All queued (or none, on any error)", body = BatchAccepted),
-        BodyErrors),
+        ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn ingest_batch(
     State(state): State<AppState>,

@@ -15,7 +15,9 @@ fn meaning(status: u16) -> &'static str {
         401 => "Missing, invalid, expired or revoked credentials",
         403 => "The credentials lack the scope this operation needs",
         404 => "No such resource (or it belongs to another tenant)",
-        409 => "Conflicts with existing state (e.g. a collection with another spec)",
+        409 => {
+            "Conflicts with existing state (e.g. a collection with another spec, or one past the tenant's `limits.max_collections`)"
+        }
         413 => "Request body larger than server.body_limit_bytes",
         415 => "Body is not application/json, or is compressed",
         422 => {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Limits, Settings};
 use crate::domain::principal::Principal;
+use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, PayloadIndex,
     Point, PointId, Record, TENANT_KEY, is_indexable_field,
@@ -17,9 +18,39 @@ use crate::domain::vector::{
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
 use crate::services::{bounded, bounded_json};
-use crate::store::{Created, VectorStore};
+use crate::store::{Created, ErrorKind, StoreError, StoreResult, VectorStore};
 
 mod search;
+
+/// Creates the collection unless it is new and `tenant` already has `max` (a
+/// `Conflict`); an existing one answers as `create_collection` does. Creates that race
+/// may pass `max` by the few in flight.
+pub(crate) async fn create_within(
+    store: &dyn VectorStore,
+    tenant: &Tenant,
+    name: &CollectionName,
+    spec: CollectionSpec,
+    max: usize,
+) -> StoreResult<Created> {
+    if let Err(e) = store.collection_spec(tenant, name).await {
+        if e.kind != ErrorKind::NotFound {
+            return Err(e);
+        }
+        let count = store.collection_count(tenant).await?;
+        if count >= max {
+            return Err(StoreError::new(ErrorKind::Conflict, full(count)));
+        }
+    }
+    store.create_collection(tenant, name, spec).await
+}
+
+/// The refusal of a new collection to a tenant that has `count`.
+pub(crate) fn full(count: usize) -> String {
+    format!(
+        "the tenant has {count} collections, the most limits.max_collections allows; \
+         drop one first"
+    )
+}
 
 pub(crate) use search::reciprocal_rank;
 pub use search::{SearchMode, SearchRequest, SearchResponse};
@@ -128,10 +159,8 @@ impl VectorService {
             dim: req.dim,
             distance: req.distance,
         };
-        Ok(self
-            .vectors
-            .create_collection(&who.tenant, name, spec)
-            .await?)
+        let max = limits.max_collections.get();
+        Ok(create_within(self.vectors.as_ref(), &who.tenant, name, spec, max).await?)
     }
 
     pub async fn collection_info(&self, who: &Principal, name: &str) -> Result<CollectionInfo> {

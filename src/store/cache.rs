@@ -265,6 +265,10 @@ impl VectorStore for CachedVectors {
         self.inner.delete_index(tenant, collection, field).await
     }
 
+    async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize> {
+        self.inner.collection_count(tenant).await
+    }
+
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
         self.inner.point_counts().await
     }

@@ -220,6 +220,8 @@ pub trait VectorStore: Send + Sync {
     /// The number of points in every collection of every tenant (the `vectors_points`
     /// gauge).
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>>;
+    /// How many collections `tenant` has.
+    async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize>;
     /// Up to `limit` of the collection's points with payloads and vectors, in id order
     /// from `from` (the start when `None`), and the id the next page starts at (`None`
     /// after the last): for copying a collection to another store.

@@ -1,11 +1,11 @@
 //! `/vectors/*` input that must be refused, through HTTP: wrong shapes and dimensions,
-//! non-finite or overlong vectors, oversized payloads; and the longest vectors accepted
-//! scoring finitely.
+//! non-finite or overlong vectors, oversized payloads, collections past the tenant's
+//! bound; and the longest vectors accepted scoring finitely.
 
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 use crate::vectors::{search, seeded};
 
 #[tokio::test]
@@ -190,4 +190,48 @@ async fn oversized_payloads_and_properties_are_rejected() {
         422,
     )
     .await;
+}
+
+/// A tenant has at most `limits.max_collections` collections, whether created directly
+/// or by ingest naming a new one; other tenants and existing collections are not held.
+#[tokio::test]
+async fn a_tenant_cannot_create_collections_past_its_bound() {
+    let app = spawn_app_with(|s| s.limits.max_collections = 2.try_into().unwrap()).await;
+    let key = app.key("acme", &["admin"]).await;
+    let other = app.key("globex", &["write"]).await;
+    let put = async |key: &str, name: &str| {
+        let path = format!("/vectors/collections/{name}");
+        let body = Some(json!({"dim": 4}));
+        app.call(Method::PUT, &path, key, body).await
+    };
+    assert_eq!(put(&key, "one").await.status(), 201);
+    assert_eq!(put(&key, "two").await.status(), 201);
+    let body = assert_problem(put(&key, "three").await, 409).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("max_collections"),
+        "{body}"
+    );
+    assert_eq!(
+        put(&key, "two").await.status(),
+        200,
+        "an existing one answers as before"
+    );
+    assert_eq!(
+        put(&other, "three").await.status(),
+        201,
+        "another tenant has its own"
+    );
+
+    let event = json!({"text": "Ada Lovelace met Charles Babbage.", "collection": "fresh"});
+    let r = app
+        .call(Method::POST, "/ingest", &key, Some(event.clone()))
+        .await;
+    assert_problem(r, 409).await;
+
+    let r = app
+        .call(Method::DELETE, "/vectors/collections/one", &key, None)
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app.call(Method::POST, "/ingest", &key, Some(event)).await;
+    assert_eq!(r.status(), 202);
 }

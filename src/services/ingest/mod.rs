@@ -169,7 +169,7 @@ impl IngestService {
     }
 
     /// An existing collection must take the embedder's vectors; a missing one is created
-    /// by the worker.
+    /// by the worker, if the tenant may have one more.
     async fn check_collection_dim(
         &self,
         who: &Principal,
@@ -182,7 +182,16 @@ impl IngestService {
                 self.embedder.dim()
             ))),
             Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            Err(_) => {
+                let count = self.vectors.collection_count(&who.tenant).await?;
+                if count >= self.settings.limits.max_collections.get() {
+                    return Err(ServiceError::Conflict(crate::services::vectors::full(
+                        count,
+                    )));
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
         }
     }
 

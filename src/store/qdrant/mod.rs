@@ -320,6 +320,26 @@ impl VectorStore for QdrantVectorStore {
         Ok(true)
     }
 
+    async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize> {
+        let own = physical(tenant, "");
+        let names = self
+            .guard
+            .run("list_collections", Retry::Idempotent, || async {
+                self.client
+                    .list_collections()
+                    .await
+                    .map(|r| {
+                        r.collections
+                            .into_iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                    })
+                    .map_err(qdrant_err)
+            })
+            .await?;
+        Ok(names.iter().filter(|n| n.starts_with(&own)).count())
+    }
+
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
         let names = self
             .guard

@@ -16,6 +16,7 @@ use crate::services::ingest::document::{
     Doc, document_graph, embedding_text, metadata_entities, points, processed, status,
 };
 use crate::services::ingest::entities::extract;
+use crate::services::vectors::create_within;
 use crate::store::{ErrorKind, StoreError};
 
 pub(super) struct Batch<'a> {
@@ -194,9 +195,9 @@ impl Batch<'_> {
                     dim,
                     distance: Distance::Cosine,
                 };
-                self.service
-                    .vectors
-                    .create_collection(tenant, collection, spec)
+                let max = self.service.settings.limits.max_collections.get();
+                let store = self.service.vectors.as_ref();
+                create_within(store, tenant, collection, spec, max)
                     .await
                     .map(drop)
             }

@@ -422,6 +422,15 @@ impl VectorStore for EmbeddedVectorStore {
         .await
     }
 
+    async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize> {
+        let collections = self
+            .inner
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(collections.keys().filter(|(t, _)| t == tenant).count())
+    }
+
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
         let all: Vec<(Key, Arc<Collection>)> = self
             .inner
