@@ -154,6 +154,8 @@ pub struct Limits {
     pub max_id_len: NonZeroUsize,
     /// Vector collections one tenant may have.
     pub max_collections: NonZeroUsize,
+    /// Payload indexes one collection may have.
+    pub max_payload_indexes: NonZeroUsize,
 }
 
 /// The compressed copy of its vectors a collection keeps in RAM for the search walk.

@@ -16,7 +16,9 @@ fn meaning(status: u16) -> &'static str {
         403 => "The credentials lack the scope this operation needs",
         404 => "No such resource (or it belongs to another tenant)",
         409 => {
-            "Conflicts with existing state (e.g. a collection with another spec, or one past the tenant's `limits.max_collections`)"
+            "Conflicts with existing state (e.g. a collection with another spec, or one more \
+             collection or payload index than limits.max_collections or \
+             limits.max_payload_indexes allow)"
         }
         413 => "Request body larger than server.body_limit_bytes",
         415 => "Body is not application/json, or is compressed",

@@ -77,7 +77,7 @@ async fn drop_collection(
     params(("name" = String, Path, description = "Collection name")),
     request_body = PayloadIndex,
     responses((status = 200, description = "Indexed (durable when answered); the collection with its indexes",
-        body = CollectionInfo), BodyErrors),
+        body = CollectionInfo), ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn create_index(
     State(state): State<AppState>,

@@ -177,6 +177,19 @@ impl VectorService {
     ) -> Result<CollectionInfo> {
         let name = &collection_name(name)?;
         indexable(&index.field)?;
+        let max = self.settings.limits.max_payload_indexes.get();
+        let indexes = self
+            .vectors
+            .collection_info(&who.tenant, name)
+            .await?
+            .payload_indexes;
+        if indexes.len() >= max && !indexes.iter().any(|i| i.field == index.field) {
+            return Err(ServiceError::Conflict(format!(
+                "the collection has {} payload indexes, the most \
+                 limits.max_payload_indexes allows; drop one first",
+                indexes.len()
+            )));
+        }
         self.vectors.create_index(&who.tenant, name, index).await?;
         Ok(self.vectors.collection_info(&who.tenant, name).await?)
     }

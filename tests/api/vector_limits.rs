@@ -1,6 +1,7 @@
 //! `/vectors/*` input that must be refused, through HTTP: wrong shapes and dimensions,
 //! non-finite or overlong vectors, oversized payloads, collections past the tenant's
-//! bound; and the longest vectors accepted scoring finitely.
+//! bound and payload indexes past a collection's; and the longest vectors accepted
+//! scoring finitely.
 
 use reqwest::Method;
 use serde_json::json;
@@ -194,9 +195,14 @@ async fn oversized_payloads_and_properties_are_rejected() {
 
 /// A tenant has at most `limits.max_collections` collections, whether created directly
 /// or by ingest naming a new one; other tenants and existing collections are not held.
+/// A collection has at most `limits.max_payload_indexes` payload indexes.
 #[tokio::test]
-async fn a_tenant_cannot_create_collections_past_its_bound() {
-    let app = spawn_app_with(|s| s.limits.max_collections = 2.try_into().unwrap()).await;
+async fn collections_and_payload_indexes_stop_at_their_bounds() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_collections = 2.try_into().unwrap();
+        s.limits.max_payload_indexes = 2.try_into().unwrap();
+    })
+    .await;
     let key = app.key("acme", &["admin"]).await;
     let other = app.key("globex", &["write"]).await;
     let put = async |key: &str, name: &str| {
@@ -234,4 +240,25 @@ async fn a_tenant_cannot_create_collections_past_its_bound() {
     assert_eq!(r.status(), 204);
     let r = app.call(Method::POST, "/ingest", &key, Some(event)).await;
     assert_eq!(r.status(), 202);
+
+    let index = async |field: &str, kind: &str| {
+        let body = Some(json!({"field": field, "type": kind}));
+        app.call(Method::PUT, "/vectors/collections/two/index", &key, body)
+            .await
+    };
+    assert_eq!(index("a", "keyword").await.status(), 200);
+    assert_eq!(index("b", "keyword").await.status(), 200);
+    let body = assert_problem(index("c", "keyword").await, 409).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_payload_indexes"),
+        "{body}"
+    );
+    assert_eq!(
+        index("b", "integer").await.status(),
+        200,
+        "a retype is no new index"
+    );
 }
