@@ -167,6 +167,11 @@ async fn a_poison_event_is_marked_failed_and_the_log_moves_on() {
         statuses[0]
     );
     assert_eq!(statuses[1]["status"], "processed");
+    // Its graph was written beside the points that failed; a failed document is not
+    // left half indexed.
+    let q = json!({"query": "MATCH (d {id: 'doc:poison'}) RETURN count(d)"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    assert_eq!(rows["rows"], json!([[0]]));
 }
 
 /// Writes events into a stopped server's embedded log as another version (or a damaged

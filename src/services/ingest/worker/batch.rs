@@ -26,6 +26,9 @@ pub(super) struct Batch<'a> {
     /// Records that failed naming no valid tenant or document id: no status to record,
     /// still counted.
     pub(super) unowned: u64,
+    /// Upserts that failed for good after their points or graph may have been written
+    /// (indexes into the batch's documents), for [`Batch::unindex_failed`].
+    pub(super) half_written: Vec<usize>,
 }
 
 impl Batch<'_> {
@@ -307,23 +310,47 @@ impl Batch<'_> {
         points: Vec<Option<StoreError>>,
         graphs: Vec<Result<Outcome, StoreError>>,
     ) -> Result<(), StoreError> {
-        for ((doc, points), graph) in docs.iter().zip(points).zip(graphs) {
-            match points {
-                Some(e) => self.judge(doc, e)?,
-                None => self.record(doc, graph)?,
+        for (i, ((doc, points), graph)) in docs.iter().zip(points).zip(graphs).enumerate() {
+            let failed = match (points, graph) {
+                (None, Ok(outcome)) => {
+                    self.outcomes.push(outcome);
+                    None
+                }
+                (Some(e), _) | (None, Err(e)) => Some(e),
+            };
+            if let Some(e) = failed {
+                self.judge(doc, e)?;
+                if !is_delete(doc) {
+                    self.half_written.push(i);
+                }
             }
         }
         Ok(())
     }
 
-    fn record(&mut self, doc: &Doc, result: Result<Outcome, StoreError>) -> Result<(), StoreError> {
-        match result {
-            Ok(outcome) => {
-                self.outcomes.push(outcome);
-                Ok(())
+    /// Removes what the upserts that failed for good left in either store (their points
+    /// may be in and their graph not, or the reverse), so a search never returns a
+    /// document whose status is `failed`. A store that is down retries the batch; any
+    /// other error is logged, and the document stays failed.
+    pub(super) async fn unindex_failed(&self, docs: &[Doc]) -> Result<(), StoreError> {
+        for &i in &self.half_written {
+            let (service, doc) = (self.service, &docs[i]);
+            let (tenant, id) = (&doc.event.tenant, &doc.event.id);
+            let points = service
+                .delete_points(tenant, &doc.event.collection, id, 0..0)
+                .await;
+            let graph = match points {
+                Ok(()) => service.graph.remove_document(tenant, id).await.map(drop),
+                Err(e) => Err(e),
+            };
+            match graph {
+                Err(e) if transient(&e) => return Err(e),
+                Err(e) => tracing::error!(error = %e, doc = %id,
+                    "a failed document's chunks could not be removed"),
+                Ok(()) => {}
             }
-            Err(e) => self.judge(doc, e),
         }
+        Ok(())
     }
 
     /// Deletes the points the stored version `old` of the document left behind.

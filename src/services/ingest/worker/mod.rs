@@ -122,6 +122,7 @@ async fn process(
         attempt,
         outcomes: Vec::new(),
         unowned: 0,
+        half_written: Vec::new(),
     };
     // Each step's time goes on the batch's log line, for an operator to see where a
     // slow batch spent it.
@@ -138,6 +139,7 @@ async fn process(
     })
     .await;
     batch.settle(&docs, points, graphs)?;
+    batch.unindex_failed(&docs).await?;
     let events = batch.outcomes.len();
     let counts = outcome_counts(&batch.outcomes, superseded, batch.unowned);
     let (committed, commit_ms) = timed(service.events.complete(batch.outcomes, upto)).await;
