@@ -271,6 +271,12 @@ impl AuthService {
                 "name must be 1 to 128 characters".into(),
             ));
         }
+        // Key names are shown in listings and the audit trail, as ids are.
+        if !crate::domain::is_displayable_id(&name) {
+            return Err(ServiceError::Invalid(
+                "name must not contain control or bidirectional-text characters".into(),
+            ));
+        }
         if req.scopes.is_empty() {
             return Err(ServiceError::Invalid("scopes must not be empty".into()));
         }
