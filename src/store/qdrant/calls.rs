@@ -158,6 +158,19 @@ impl QdrantVectorStore {
         }))
     }
 
+    /// The names of every collection on the server, ours and others'.
+    pub(super) async fn collection_names(&self) -> StoreResult<Vec<String>> {
+        self.guard
+            .run("list_collections", Retry::Idempotent, || async {
+                self.client
+                    .list_collections()
+                    .await
+                    .map(|r| r.collections.into_iter().map(|c| c.name).collect())
+                    .map_err(qdrant_err)
+            })
+            .await
+    }
+
     pub(super) async fn count(
         &self,
         physical: &str,

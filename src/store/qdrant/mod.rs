@@ -322,40 +322,12 @@ impl VectorStore for QdrantVectorStore {
 
     async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize> {
         let own = physical(tenant, "");
-        let names = self
-            .guard
-            .run("list_collections", Retry::Idempotent, || async {
-                self.client
-                    .list_collections()
-                    .await
-                    .map(|r| {
-                        r.collections
-                            .into_iter()
-                            .map(|c| c.name)
-                            .collect::<Vec<_>>()
-                    })
-                    .map_err(qdrant_err)
-            })
-            .await?;
+        let names = self.collection_names().await?;
         Ok(names.iter().filter(|n| n.starts_with(&own)).count())
     }
 
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
-        let names = self
-            .guard
-            .run("list_collections", Retry::Idempotent, || async {
-                self.client
-                    .list_collections()
-                    .await
-                    .map(|r| {
-                        r.collections
-                            .into_iter()
-                            .map(|c| c.name)
-                            .collect::<Vec<_>>()
-                    })
-                    .map_err(qdrant_err)
-            })
-            .await?;
+        let names = self.collection_names().await?;
         let mut out = Vec::new();
         for physical in names {
             let Some((tenant, collection)) = physical
