@@ -71,6 +71,10 @@ async fn contract(store: Arc<dyn VectorStore>) {
         store.create_collection(&b, docs, other).await.unwrap(),
         Created::New
     );
+    let unused = tenant("vc");
+    for (t, n) in [(&a, 1), (&b, 1), (&unused, 0)] {
+        assert_eq!(store.collection_count(t).await.unwrap(), n, "{t}");
+    }
 
     store
         .upsert(
