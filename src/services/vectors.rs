@@ -36,20 +36,28 @@ pub(crate) async fn create_within(
         if e.kind != ErrorKind::NotFound {
             return Err(e);
         }
-        let count = store.collection_count(tenant).await?;
-        if count >= max {
-            return Err(StoreError::new(ErrorKind::Conflict, full(count)));
-        }
+        room_for_one_more(store, tenant, max).await?;
     }
     store.create_collection(tenant, name, spec).await
 }
 
-/// The refusal of a new collection to a tenant that has `count`.
-pub(crate) fn full(count: usize) -> String {
-    format!(
-        "the tenant has {count} collections, the most limits.max_collections allows; \
-         drop one first"
-    )
+/// A `Conflict` when `tenant` has `max` collections already.
+pub(crate) async fn room_for_one_more(
+    store: &dyn VectorStore,
+    tenant: &Tenant,
+    max: usize,
+) -> StoreResult<()> {
+    let count = store.collection_count(tenant).await?;
+    if count >= max {
+        return Err(StoreError::new(
+            ErrorKind::Conflict,
+            format!(
+                "the tenant has {count} collections, the most limits.max_collections \
+                 allows; drop one first"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) use search::reciprocal_rank;

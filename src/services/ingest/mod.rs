@@ -21,7 +21,7 @@ use crate::domain::vector::CollectionName;
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
-use crate::services::vectors::VectorService;
+use crate::services::vectors::{VectorService, room_for_one_more};
 use crate::services::{bounded, bounded_json};
 use crate::store::ErrorKind;
 use crate::store::{EventLog, GraphStore, VectorStore};
@@ -183,13 +183,9 @@ impl IngestService {
             ))),
             Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
             Err(_) => {
-                let count = self.vectors.collection_count(&who.tenant).await?;
-                if count >= self.settings.limits.max_collections.get() {
-                    return Err(ServiceError::Conflict(crate::services::vectors::full(
-                        count,
-                    )));
-                }
-                Ok(())
+                let max = self.settings.limits.max_collections.get();
+                let store = self.vectors.as_ref();
+                Ok(room_for_one_more(store, &who.tenant, max).await?)
             }
             Ok(_) => Ok(()),
         }
