@@ -19,7 +19,7 @@ use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
 use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
-use crate::store::kafka::KafkaEventLog;
+use crate::store::kafka::{KafkaEventLog, largest_message};
 use crate::store::neo4j::Neo4jGraphStore;
 use crate::store::qdrant::QdrantVectorStore;
 use crate::store::redis::{
@@ -200,8 +200,12 @@ impl Opener<'_> {
             EventBackend::Kafka(kafka) => {
                 let state = RedisIngestState::new(self.redis()?);
                 let guard = self.guard("kafka");
+                let ingest = &settings.ingest;
+                let largest =
+                    largest_message(ingest.max_text_bytes.get(), ingest.max_metadata_bytes);
+                let timeout = self.policy.timeout;
                 Arc::new(
-                    KafkaEventLog::connect(kafka, state, guard, self.policy.timeout)
+                    KafkaEventLog::connect(kafka, state, guard, timeout, largest)
                         .await
                         .map_err(failed("event log"))?,
                 )

@@ -353,3 +353,31 @@ async fn concurrent_writes_to_one_hub_on_the_bolt_server_all_succeed() {
     assert!(metrics.contains(r#"circuit_breaker_state{backend="neo4j"} 0"#));
     app.shutdown().await;
 }
+
+/// The largest event the API takes fits a Kafka message: text of `ingest.max_text_bytes`
+/// that JSON escapes six-fold (control characters), and metadata of
+/// `ingest.max_metadata_bytes`. Before, librdkafka refused any message over 1,000,000
+/// bytes and the client got 502 for a valid request.
+#[tokio::test]
+async fn the_largest_events_fit_a_kafka_message() {
+    if !backends::available() {
+        return;
+    }
+    let app = spawn_app_with(|s| {
+        backends::production(s);
+        s.ingest.worker = false;
+    })
+    .await;
+    let key = app.key("bigevents", &["write"]).await;
+    let defaults = ragbrain::config::Settings::load(None).unwrap().ingest;
+    let text = format!("a{}", "\u{1}".repeat(defaults.max_text_bytes.get() - 1));
+    let metadata = json!({"note": "x".repeat(defaults.max_metadata_bytes - 64)});
+    let event = json!({"id": "big", "text": text, "metadata": metadata});
+    let r = app.call(Method::POST, "/ingest", &key, Some(event)).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let small = json!({"id": "small", "text": "Ada Lovelace wrote the first program."});
+    let r = app.call(Method::POST, "/ingest", &key, Some(small)).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let mut app = app;
+    app.shutdown().await;
+}

@@ -23,8 +23,10 @@ pub(super) async fn create_topics(
     base: &ClientConfig,
     settings: &KafkaSettings,
     timeout: Duration,
+    max_message_bytes: usize,
 ) -> StoreResult<()> {
     let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_err)?;
+    let max_message_bytes = max_message_bytes.to_string();
     let topics: Vec<NewTopic<'_>> = [settings.topic.as_str(), settings.dead_letter_topic.as_str()]
         .into_iter()
         .map(|t| {
@@ -33,6 +35,7 @@ pub(super) async fn create_topics(
                 positive(settings.partitions),
                 TopicReplication::Fixed(positive(settings.replication)),
             )
+            .set("max.message.bytes", &max_message_bytes)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(timeout));

@@ -19,6 +19,23 @@ struct Envelope {
     event: Event,
 }
 
+/// The largest message an event the API accepts encodes to, headers included: JSON
+/// writes a control character in six bytes, so the text (`ingest.max_text_bytes`)
+/// counts six-fold; the metadata is bounded as JSON already
+/// (`ingest.max_metadata_bytes`); ids, names, headers and the envelope fit in the
+/// margin. The producer and the topics the server creates allow this much.
+pub fn largest_message(max_text_bytes: usize, max_metadata_bytes: usize) -> usize {
+    const MARGIN: usize = 64 * 1024;
+    max_text_bytes
+        .saturating_mul(6)
+        .saturating_add(max_metadata_bytes)
+        .saturating_add(MARGIN)
+        .min(LIBRDKAFKA_MAX)
+}
+
+/// The most librdkafka's `message.max.bytes` takes.
+const LIBRDKAFKA_MAX: usize = 1_000_000_000;
+
 /// A message handed to the worker and not yet committed.
 #[derive(Clone)]
 pub(super) struct Delivered {

@@ -36,6 +36,7 @@ mod admin;
 mod message;
 use admin::{connection_event, create_topics, kafka_err};
 use message::Delivered;
+pub use message::largest_message;
 
 pub struct KafkaEventLog {
     /// Replaced when it reports a fatal error (see [`KafkaEventLog::send`]).
@@ -57,11 +58,14 @@ impl KafkaEventLog {
     /// Creates the topics when missing and connects the producer; the consumer joins
     /// its group on the first `read` or `wait`, so a server that runs no worker never
     /// takes partitions.
+    /// `max_message_bytes` is the largest message an event may need
+    /// ([`largest_message`]).
     pub async fn connect(
         settings: &KafkaSettings,
         state: RedisIngestState,
         guard: Arc<Resilience>,
         timeout: Duration,
+        max_message_bytes: usize,
     ) -> StoreResult<Self> {
         let mut base = ClientConfig::new();
         base.set("bootstrap.servers", settings.brokers.as_str())
@@ -72,11 +76,16 @@ impl KafkaEventLog {
             // (tests/api/chaos.rs). Reconnect attempts to one broker stay cheap.
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "1000");
-        create_topics(&base, settings, timeout).await?;
+        create_topics(&base, settings, timeout, max_message_bytes).await?;
         let mut producer_config = base.clone();
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // librdkafka refuses a message over 1,000,000 bytes by default: a 1 MiB
+            // document (or a smaller one that JSON escapes) got 502. Compression keeps
+            // what the broker stores and checks against its own limit small.
+            .set("message.max.bytes", max_message_bytes.to_string())
+            .set("compression.type", "lz4")
             // Each POST /ingest waits for its acknowledgement, and librdkafka's default
             // 5 ms linger would be added to every one (benches/backends.rs: POST /ingest
             // p50 6.7 ms with it, 0.5 ms without). Concurrent sends still batch while

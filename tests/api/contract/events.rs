@@ -220,6 +220,7 @@ async fn kafka_log() -> Option<KafkaEventLog> {
         RedisIngestState::new(redis),
         backends::guard("kafka"),
         Duration::from_secs(10),
+        ragbrain::store::kafka::largest_message(1 << 20, 16 << 10),
     )
     .await
     .unwrap();
