@@ -169,8 +169,8 @@ pub struct CacheSettings {
     pub backend: CacheBackend,
     /// How long a search result is served from the cache; 0 turns the cache off.
     pub search_ttl_secs: u64,
-    /// Entries kept by the in-memory search cache.
-    pub search_entries: NonZeroU64,
+    /// Bytes of results (JSON) the in-memory search cache holds at most.
+    pub search_max_bytes: NonZeroU64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -36,14 +36,24 @@ pub struct MemorySearchCache {
 }
 
 impl MemorySearchCache {
-    pub fn new(max_entries: u64, ttl: Duration) -> Self {
+    /// Holds at most `max_bytes` of keys and values.
+    pub fn new(max_bytes: u64, ttl: Duration) -> Self {
         Self {
             entries: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
+                .weigher(|key: &String, value: &Arc<Vec<u8>>| {
+                    u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+                })
+                .max_capacity(max_bytes)
                 .time_to_live(ttl)
                 .build(),
             generations: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Bytes of keys and values held now, once pending evictions are done.
+    pub fn held_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
     }
 
     fn generations(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
@@ -77,6 +87,11 @@ impl SearchCache for MemorySearchCache {
         Ok(())
     }
 }
+
+/// The largest search result cached (JSON bytes). Limit-1,000 searches over large
+/// payloads answer tens of MB each: held for the TTL, a few of them would fill the
+/// in-memory cache (or Redis) with results unlikely to be asked again.
+const MAX_CACHED_RESULT: usize = 1 << 20;
 
 /// A vector store whose searches are cached; every write bumps the collection's
 /// generation once the write is done.
@@ -208,7 +223,9 @@ impl VectorStore for CachedVectors {
         if let Some(key) = key {
             let bytes = serde_json::to_vec(&hits)
                 .map_err(|e| StoreError::internal(format!("encoding search hits: {e}")))?;
-            if let Err(e) = self.cache.put(&key, bytes).await {
+            if bytes.len() <= MAX_CACHED_RESULT
+                && let Err(e) = self.cache.put(&key, bytes).await
+            {
                 tracing::warn!(error = %e, "search result not cached");
             }
         }

@@ -231,7 +231,7 @@ impl Opener<'_> {
         Ok(match cache.backend {
             _ if ttl.is_zero() => None,
             CacheBackend::Memory => Some(Arc::new(MemorySearchCache::new(
-                cache.search_entries.get(),
+                cache.search_max_bytes.get(),
                 ttl,
             ))),
             CacheBackend::Redis => Some(Arc::new(RedisSearchCache::new(self.redis()?, ttl))),

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the Prometheus families move with known traffic, routes are labelled
-//! by their pattern, and store gauges mirror the stores.
+//! by their pattern, store gauges mirror the stores, and cache counters show what the
+//! search cache keeps.
 
 use reqwest::Method;
 use serde_json::json;
@@ -154,4 +155,35 @@ async fn ingest_and_vector_gauges_follow_the_stores() {
         ),
         2.0
     );
+}
+
+/// A search result of over 1 MiB is not cached (a few of them would fill the cache for
+/// the TTL); a small one is.
+#[tokio::test]
+async fn search_results_over_a_mebibyte_are_not_cached() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["write"]).await;
+    app.create_collection(&key, "wide", 2).await;
+    let blob = "x".repeat(60_000);
+    let points: Vec<_> = (0..20)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32], "payload": {"blob": blob}}))
+        .collect();
+    let body = json!({"collection": "wide", "points": points});
+    app.json(Method::POST, "/vectors/upsert", &key, Some(body))
+        .await;
+    for limit in [20, 20, 1, 1] {
+        let body = json!({"collection": "wide", "vector": [1.0, 0.0], "limit": limit});
+        let found = app
+            .json(Method::POST, "/vectors/search", &key, Some(body))
+            .await;
+        assert_eq!(found["hits"].as_array().unwrap().len(), limit);
+    }
+    let text = scrape(&app).await;
+    let search = |result: &str| {
+        sample(
+            &text,
+            &format!(r#"cache_requests_total{{cache="search",result="{result}"}}"#),
+        )
+    };
+    assert_eq!((search("hit"), search("miss")), (1.0, 3.0));
 }

@@ -34,10 +34,24 @@ async fn contract(cache: Arc<dyn SearchCache>) {
 #[tokio::test]
 async fn memory_search_cache_meets_the_contract() {
     contract(Arc::new(MemorySearchCache::new(
-        100,
+        1 << 20,
         Duration::from_secs(60),
     )))
     .await;
+}
+
+/// The in-memory cache holds at most its bytes: older entries go to make room.
+#[tokio::test]
+async fn memory_search_cache_holds_at_most_its_bytes() {
+    let cache = MemorySearchCache::new(100_000, Duration::from_secs(60));
+    for i in 0..50 {
+        cache
+            .put(&format!("k{i}"), vec![b'x'; 10_000])
+            .await
+            .unwrap();
+    }
+    let held = cache.held_bytes();
+    assert!((10_000..=100_000).contains(&held), "{held} bytes held");
 }
 
 #[tokio::test]
