@@ -16,7 +16,7 @@ use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
 use crate::services::error::{Result, ServiceError};
 use crate::services::{bounded, bounded_json};
-use crate::store::GraphStore;
+use crate::store::{ErrorKind, GraphStore};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -223,12 +223,36 @@ impl GraphService {
             }
         }
         check_properties(&req.properties, limits)?;
+        self.check_not_a_chunk(who, &req.id).await?;
         let node = NodeUpsert {
             id: req.id,
             labels: req.labels,
             properties: req.properties,
         };
         Ok(self.graph.upsert_node(&who.tenant, node).await?)
+    }
+
+    /// Ingest's chunk nodes carry their point's UUID as id, which the id-space check
+    /// cannot tell from a client's UUID: a node by a UUID is read first, and refused if
+    /// ingest wrote it (one read, for UUID ids only).
+    async fn check_not_a_chunk(&self, who: &Principal, id: &str) -> Result<()> {
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Ok(());
+        }
+        match self.graph.get_node(&who.tenant, id).await {
+            Ok(node)
+                if node
+                    .labels
+                    .iter()
+                    .any(|l| INGEST_LABELS.contains(&l.as_str())) =>
+            {
+                Err(ServiceError::Invalid(format!(
+                    "node {id:?} is one of ingest's chunks: it changes only through /ingest"
+                )))
+            }
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     pub async fn get_node(&self, who: &Principal, id: &str) -> Result<Node> {
@@ -259,6 +283,7 @@ impl GraphService {
 
     pub async fn delete_node(&self, who: &Principal, id: &str) -> Result<()> {
         check_own_id(id, &self.settings.limits)?;
+        self.check_not_a_chunk(who, id).await?;
         Ok(self.graph.delete_node(&who.tenant, id).await?)
     }
 

@@ -353,4 +353,21 @@ async fn graph_writes_leave_ingest_nodes_to_ingest() {
     let q = json!({"query": "MATCH (n {id: 'entity:zorro'})<-[:LIKES]-(f) RETURN labels(n), n.mentions, f.id"});
     let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
     assert_eq!(rows["rows"], json!([[["Entity"], 2, "fan"]]));
+
+    // A chunk node's id is its point's UUID: neither merged into nor deleted.
+    let q = json!({"query": "MATCH (c:Chunk) RETURN c.id LIMIT 1"});
+    let rows = app.json(Method::POST, "/graphs/query", &key, Some(q)).await;
+    let chunk = rows["rows"][0][0].as_str().unwrap().to_owned();
+    let merge = json!({"id": chunk, "labels": ["Person"]});
+    let r = app
+        .call(Method::POST, "/graphs/node", &key, Some(merge))
+        .await;
+    assert_problem(r, 422).await;
+    let path = format!("/graphs/node/{chunk}");
+    assert_problem(app.call(Method::DELETE, &path, &key, None).await, 422).await;
+    let own = json!({"id": uuid::Uuid::new_v4().to_string(), "labels": ["Person"]});
+    let r = app
+        .call(Method::POST, "/graphs/node", &key, Some(own))
+        .await;
+    assert_eq!(r.status(), 201, "a client's own UUID id is fine");
 }
