@@ -25,7 +25,7 @@ fn meaning(status: u16) -> &'static str {
         422 => {
             "Well-formed but invalid (wrong dimension, a vector too long, limit too large, \
              unknown field, an id with control characters, Cypher that is not read-only or \
-             over its caps)"
+             over its caps, a graph write to ingest's nodes, labels or relationship types)"
         }
         429 => "Rate limited; see Retry-After and RateLimit-* headers",
         501 => "Capability not configured on this server",
