@@ -239,17 +239,11 @@ impl GraphService {
         if uuid::Uuid::try_parse(id).is_err() {
             return Ok(());
         }
+        let ingests = |node: &Node| node.labels.iter().any(|l| INGEST_LABELS.contains(&&**l));
         match self.graph.get_node(&who.tenant, id).await {
-            Ok(node)
-                if node
-                    .labels
-                    .iter()
-                    .any(|l| INGEST_LABELS.contains(&l.as_str())) =>
-            {
-                Err(ServiceError::Invalid(format!(
-                    "node {id:?} is one of ingest's chunks: it changes only through /ingest"
-                )))
-            }
+            Ok(node) if ingests(&node) => Err(ServiceError::Invalid(format!(
+                "node {id:?} is one of ingest's chunks: it changes only through /ingest"
+            ))),
             Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
