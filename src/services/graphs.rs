@@ -239,7 +239,11 @@ impl GraphService {
         if uuid::Uuid::try_parse(id).is_err() {
             return Ok(());
         }
-        let ingests = |node: &Node| node.labels.iter().any(|l| INGEST_LABELS.contains(&&**l));
+        let ingests = |node: &Node| {
+            node.labels
+                .iter()
+                .any(|l| INGEST_LABELS.contains(&l.as_str()))
+        };
         match self.graph.get_node(&who.tenant, id).await {
             Ok(node) if ingests(&node) => Err(ServiceError::Invalid(format!(
                 "node {id:?} is one of ingest's chunks: it changes only through /ingest"
