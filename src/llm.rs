@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::LlmSettings;
-use crate::embed::openai::{http_client, post_json, transport_error};
+use crate::embed::openai::{http_client, post_json, read_capped, transport_error};
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 pub struct ChatClient {
@@ -68,6 +68,15 @@ pub enum Delta {
 pub type DeltaStream = Pin<Box<dyn Stream<Item = StoreResult<Delta>> + Send>>;
 
 const WHAT: &str = "LLM endpoint";
+impl ChatClient {
+    /// The most an answer may take, whole or streamed (bytes of the endpoint's JSON or
+    /// events): 1 KiB a token (a streamed token's event takes a few hundred bytes) plus
+    /// 1 MiB, so a bound on what a misbehaving endpoint can make the server hold, and
+    /// never on an answer within `max_tokens`.
+    fn max_answer_bytes(&self) -> usize {
+        (1 << 20) + self.max_tokens as usize * 1024
+    }
+}
 
 impl ChatClient {
     /// `None` when no endpoint is configured.
@@ -101,7 +110,8 @@ impl ChatClient {
 
     pub async fn complete(&self, messages: &[Message]) -> StoreResult<Answer> {
         let response = self.send(messages, false).await?;
-        let parsed: Completion = response.json().await.map_err(|e| unreadable(&e))?;
+        let body = read_capped(response, self.max_answer_bytes(), WHAT).await?;
+        let parsed: Completion = serde_json::from_slice(&body).map_err(|e| unreadable(&e))?;
         let choice = parsed.choices.into_iter().next();
         Ok(Answer {
             text: choice
@@ -118,10 +128,11 @@ impl ChatClient {
     pub async fn stream(&self, messages: &[Message]) -> StoreResult<DeltaStream> {
         let response = self.send(messages, true).await?;
         let bytes = response.bytes_stream();
-        let state = (bytes, String::new(), false);
+        let max = self.max_answer_bytes();
+        let state = (bytes, String::new(), false, 0usize);
         Ok(Box::pin(futures_util::stream::unfold(
             state,
-            |(mut bytes, mut buffer, done)| async move {
+            move |(mut bytes, mut buffer, done, mut read)| async move {
                 if done {
                     return None;
                 }
@@ -130,19 +141,31 @@ impl ChatClient {
                         let line: String = buffer.drain(..=pos).collect();
                         match parse_line(line.trim_end()) {
                             Some(Ok(Delta::Finished(reason))) => {
-                                return Some((Ok(Delta::Finished(reason)), (bytes, buffer, true)));
+                                let done = (bytes, buffer, true, read);
+                                return Some((Ok(Delta::Finished(reason)), done));
                             }
-                            Some(item) => return Some((item, (bytes, buffer, false))),
+                            Some(item) => return Some((item, (bytes, buffer, false, read))),
                             None => continue,
                         }
                     }
                     match bytes.next().await {
-                        Some(Ok(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Ok(chunk)) if read + chunk.len() > max => {
+                            let e = StoreError::new(
+                                ErrorKind::Upstream,
+                                format!("{WHAT} streamed more than {max} bytes"),
+                            );
+                            return Some((Err(e), (bytes, buffer, true, read)));
+                        }
+                        Some(Ok(chunk)) => {
+                            read += chunk.len();
+                            buffer.push_str(&String::from_utf8_lossy(&chunk));
+                        }
                         Some(Err(e)) => {
-                            return Some((Err(transport_error(WHAT, &e)), (bytes, buffer, true)));
+                            let e = transport_error(WHAT, &e);
+                            return Some((Err(e), (bytes, buffer, true, read)));
                         }
                         None => {
-                            return Some((Ok(Delta::Finished(None)), (bytes, buffer, true)));
+                            return Some((Ok(Delta::Finished(None)), (bytes, buffer, true, read)));
                         }
                     }
                 }
@@ -151,7 +174,7 @@ impl ChatClient {
     }
 }
 
-fn unreadable(e: &reqwest::Error) -> StoreError {
+fn unreadable(e: &serde_json::Error) -> StoreError {
     StoreError::new(
         ErrorKind::Upstream,
         format!("{WHAT} sent an unreadable body: {e}"),

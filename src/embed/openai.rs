@@ -80,10 +80,38 @@ pub(crate) async fn post_json(
         .map_err(|e| transport_error(what, &e))?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(status_error(what, status, &body));
+        // Only its start goes into the error: read no more than that.
+        let body = read_capped(response, 4096, what)
+            .await
+            .unwrap_or_else(|e| e.message.into_bytes());
+        return Err(status_error(what, status, &String::from_utf8_lossy(&body)));
     }
     Ok(response)
+}
+
+/// The response body, refused (an upstream error) once past `max` bytes: an endpoint
+/// that misbehaves (or a base URL that points at something else) must not make the
+/// server hold whatever it sends. A body cut short by `max` reads as the error.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> StoreResult<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(what, &e))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(StoreError::new(
+                ErrorKind::Upstream,
+                format!("{what} sent a body of more than {max} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 pub(crate) fn http_client(timeout: Duration) -> StoreResult<reqwest::Client> {
@@ -117,7 +145,10 @@ impl OpenAiEmbedder {
             "embedding endpoint",
         )
         .await?;
-        let mut parsed: EmbeddingResponse = response.json().await.map_err(|e| {
+        // A float takes at most 24 bytes of JSON, with its comma.
+        let max = batch.len() * self.dim * 24 + (64 << 10);
+        let body = read_capped(response, max, "embedding endpoint").await?;
+        let mut parsed: EmbeddingResponse = serde_json::from_slice(&body).map_err(|e| {
             StoreError::new(
                 ErrorKind::Upstream,
                 format!("embedding endpoint sent an unreadable body: {e}"),
@@ -217,7 +248,18 @@ impl Embedder for OpenAiEmbedder {
 
 #[cfg(test)]
 mod tests {
-    use super::normalized;
+    use super::{normalized, read_capped};
+
+    #[tokio::test]
+    async fn bodies_past_their_cap_are_refused() {
+        let response = |n: usize| reqwest::Response::from(axum::http::Response::new(vec![b'x'; n]));
+        assert_eq!(
+            read_capped(response(100), 100, "t").await.unwrap().len(),
+            100
+        );
+        let e = read_capped(response(101), 100, "t").await.unwrap_err();
+        assert!(e.message.contains("more than 100 bytes"), "{e}");
+    }
 
     #[test]
     fn vectors_are_scaled_to_unit_length_in_f64_and_non_finite_ones_refused() {

@@ -1,7 +1,8 @@
 //! A small server speaking the OpenAI wire format (`/v1/chat/completions`, JSON and
 //! SSE; `/v1/embeddings`), started once on its own thread for the whole test binary.
 //! The chat answer echoes what the prompt carried, so tests can check the context; the
-//! model name `broken` answers 500.
+//! model name `broken` answers 500, and `flood` (chat and embeddings) answers 200 with
+//! 16 MiB that never end a line or a JSON value.
 
 use std::sync::OnceLock;
 
@@ -50,9 +51,17 @@ fn answer_for(body: &Value) -> String {
     format!("passages={passages} first={first} [1]")
 }
 
+/// 16 MiB of one unfinished line, as a misbehaving endpoint might send.
+fn flood() -> Response {
+    Body::from(vec![b'['; 16 << 20]).into_response()
+}
+
 async fn chat(axum::Json(body): axum::Json<Value>) -> Response {
     if body["model"] == "broken" {
         return (StatusCode::INTERNAL_SERVER_ERROR, "model exploded").into_response();
+    }
+    if body["model"] == "flood" {
+        return flood();
     }
     let answer = answer_for(&body);
     if body["stream"] == true {
@@ -79,6 +88,9 @@ async fn chat(axum::Json(body): axum::Json<Value>) -> Response {
 /// Bag-of-words vectors in 8 dimensions: texts sharing words are close. Returned in
 /// reverse order, as the API allows, to check that clients sort by `index`.
 async fn embeddings(axum::Json(body): axum::Json<Value>) -> Response {
+    if body["model"] == "flood" {
+        return flood();
+    }
     let inputs = body["input"].as_array().cloned().unwrap_or_default();
     let mut data: Vec<Value> = inputs
         .iter()

@@ -119,6 +119,34 @@ async fn a_failing_llm_is_a_502_that_does_not_leak_its_answer() {
     assert!(!problem["detail"].as_str().unwrap().contains("exploded"));
 }
 
+/// An endpoint that sends more than any answer could take is cut off: 502, whole or
+/// streamed, and an error event for the stream.
+#[tokio::test]
+async fn an_endpoint_that_floods_is_cut_off() {
+    let app = spawn_app_with(|s| {
+        with_llm(s);
+        s.llm.model = "flood".into();
+    })
+    .await;
+    let key = app.key("acme", &["write"]).await;
+    let ask = |stream: bool| json!({"query": "why?", "stream": stream});
+    let r = app
+        .call(Method::POST, "/hybrid/generate", &key, Some(ask(false)))
+        .await;
+    let problem = assert_problem(r, 502).await;
+    assert!(!problem["detail"].as_str().unwrap().contains("[["));
+    let r = app
+        .call(Method::POST, "/hybrid/generate", &key, Some(ask(true)))
+        .await;
+    let events = r.text().await.unwrap();
+    assert!(
+        events.contains("event: error"),
+        "{}",
+        &events[..events.len().min(300)]
+    );
+    assert!(events.len() < 4096, "the flood is not passed on");
+}
+
 #[tokio::test]
 async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
     let app = spawn_app_with(|s| {
