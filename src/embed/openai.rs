@@ -148,24 +148,13 @@ impl OpenAiEmbedder {
         // A float takes at most 24 bytes of JSON, with its comma.
         let max = batch.len() * self.dim * 24 + (64 << 10);
         let body = read_capped(response, max, "embedding endpoint").await?;
-        let mut parsed: EmbeddingResponse = serde_json::from_slice(&body).map_err(|e| {
+        let parsed: EmbeddingResponse = serde_json::from_slice(&body).map_err(|e| {
             StoreError::new(
                 ErrorKind::Upstream,
                 format!("embedding endpoint sent an unreadable body: {e}"),
             )
         })?;
-        parsed.data.sort_by_key(|item| item.index);
-        let vectors: Vec<Vec<f32>> = parsed.data.into_iter().map(|i| i.embedding).collect();
-        if vectors.len() != batch.len() {
-            return Err(StoreError::new(
-                ErrorKind::Upstream,
-                format!(
-                    "embedding endpoint returned {} vectors for {} inputs",
-                    vectors.len(),
-                    batch.len()
-                ),
-            ));
-        }
+        let vectors = in_order(parsed.data, batch.len())?;
         if let Some(bad) = vectors.iter().find(|v| v.len() != self.dim) {
             return Err(StoreError::new(
                 ErrorKind::Upstream,
@@ -208,6 +197,26 @@ impl OpenAiEmbedder {
     }
 }
 
+/// The vectors in input order: the items sorted by `index`, which must be each of
+/// `0..inputs` once (an endpoint may answer out of order, but a duplicate or a gap
+/// would give some input another's vector).
+fn in_order(mut items: Vec<EmbeddingItem>, inputs: usize) -> StoreResult<Vec<Vec<f32>>> {
+    items.sort_by_key(|item| item.index);
+    let complete =
+        items.len() == inputs && items.iter().enumerate().all(|(i, item)| item.index == i);
+    if !complete {
+        let indexes: Vec<usize> = items.iter().map(|item| item.index).take(8).collect();
+        return Err(StoreError::new(
+            ErrorKind::Upstream,
+            format!(
+                "embedding endpoint returned {} vectors (indexes {indexes:?}…) for {inputs} inputs",
+                items.len()
+            ),
+        ));
+    }
+    Ok(items.into_iter().map(|item| item.embedding).collect())
+}
+
 /// Scales to unit length, in `f64` so that no length overflows, so cosine and dot
 /// products agree whatever the endpoint does; `None` for a vector with a component that
 /// is not finite.
@@ -248,7 +257,25 @@ impl Embedder for OpenAiEmbedder {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalized, read_capped};
+    use super::{EmbeddingItem, in_order, normalized, read_capped};
+
+    #[test]
+    fn vectors_come_in_input_order_each_index_once() {
+        let items = |indexes: &[usize]| -> Vec<EmbeddingItem> {
+            let item = |&index: &usize| EmbeddingItem {
+                index,
+                embedding: vec![index as f32],
+            };
+            indexes.iter().map(item).collect()
+        };
+        assert_eq!(
+            in_order(items(&[1, 0, 2]), 3).unwrap(),
+            [[0.0], [1.0], [2.0]]
+        );
+        for bad in [&[0, 0][..], &[0, 2], &[0], &[0, 1, 2]] {
+            assert!(in_order(items(bad), 2).is_err(), "{bad:?}");
+        }
+    }
 
     #[tokio::test]
     async fn bodies_past_their_cap_are_refused() {
