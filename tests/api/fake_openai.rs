@@ -1,8 +1,9 @@
 //! A small server speaking the OpenAI wire format (`/v1/chat/completions`, JSON and
 //! SSE; `/v1/embeddings`), started once on its own thread for the whole test binary.
 //! The chat answer echoes what the prompt carried, so tests can check the context; the
-//! model name `broken` answers 500, and `flood` (chat and embeddings) answers 200 with
-//! 16 MiB that never end a line or a JSON value.
+//! model name `broken` answers 500, `flood` (chat and embeddings) answers 200 with
+//! 16 MiB that never end a line or a JSON value, and the embedding model `twins` gives
+//! every item index 0.
 
 use std::sync::OnceLock;
 
@@ -108,5 +109,8 @@ async fn embeddings(axum::Json(body): axum::Json<Value>) -> Response {
         })
         .collect();
     data.reverse();
+    if body["model"] == "twins" {
+        data.iter_mut().for_each(|item| item["index"] = json!(0));
+    }
     axum::Json(json!({"object": "list", "data": data, "model": body["model"]})).into_response()
 }

@@ -147,21 +147,22 @@ async fn an_endpoint_that_floods_is_cut_off() {
     assert!(events.len() < 4096, "the flood is not passed on");
 }
 
+fn with_embedder(s: &mut Settings, model: &str, batch_size: usize) {
+    s.embedder.backend = EmbedderBackend::OpenAi(OpenAiEmbedderSettings {
+        base_url: Required::new(base_url()),
+        model: Required::new(model),
+        api_key: String::new().into(),
+        dim: NonZero::new(8).unwrap(),
+        batch_size: NonZero::new(batch_size).unwrap(),
+        timeout_ms: Millis::new(30_000),
+        max_retries: 2,
+    });
+    s.vectors.default_dim = NonZero::new(8).unwrap();
+}
+
 #[tokio::test]
 async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
-    let app = spawn_app_with(|s| {
-        s.embedder.backend = EmbedderBackend::OpenAi(OpenAiEmbedderSettings {
-            base_url: Required::new(base_url()),
-            model: Required::new("bag-of-words"),
-            api_key: String::new().into(),
-            dim: NonZero::new(8).unwrap(),
-            batch_size: NonZero::new(1).unwrap(),
-            timeout_ms: Millis::new(30_000),
-            max_retries: 2,
-        });
-        s.vectors.default_dim = NonZero::new(8).unwrap();
-    })
-    .await;
+    let app = spawn_app_with(|s| with_embedder(s, "bag-of-words", 1)).await;
     let key = app.key("acme", &["write"]).await;
     ingest(&app, &key).await;
     let info = app
@@ -173,4 +174,26 @@ async fn an_openai_compatible_embedder_can_replace_the_builtin_one() {
         .json(Method::POST, "/vectors/search", &key, Some(q))
         .await;
     assert_eq!(found["hits"][0]["payload"]["doc_id"], "rust");
+}
+
+/// An endpoint that answers one input's vector twice (and another's not at all) is an
+/// upstream failure, not vectors stored under the wrong chunks. On the last attempt each
+/// document is embedded alone: the one the endpoint keeps failing fails, and the log
+/// moves on (before, the batch was retried for ever).
+#[tokio::test]
+async fn an_embedding_endpoint_that_repeats_an_index_fails_only_its_documents() {
+    let app = spawn_app_with(|s| with_embedder(s, "twins", 4)).await;
+    let key = app.key("acme", &["write"]).await;
+    let long = "Marie Curie discovered polonium and radium in Paris. ".repeat(60);
+    let events = json!({"events": [
+        {"id": "long", "text": long},
+        {"id": "short", "text": "The Rust compiler checks borrows at compile time."},
+    ]});
+    let r = app
+        .call(Method::POST, "/ingest/batch", &key, Some(events))
+        .await;
+    assert_eq!(r.status(), 202);
+    let statuses = app.wait_ingested(&key, &["long", "short"]).await;
+    assert_eq!(statuses[0]["status"], "failed", "{}", statuses[0]);
+    assert_eq!(statuses[1]["status"], "processed", "{}", statuses[1]);
 }

@@ -123,24 +123,43 @@ impl Batch<'_> {
                 .collect())
         })
         .await?;
-        let texts: Vec<String> = docs
-            .iter()
-            .flat_map(|d| {
-                let title = match &d.event.operation {
-                    Operation::Upsert { metadata, .. } => payload::metadata_title(metadata),
-                    Operation::Delete => None,
-                };
-                d.chunks.iter().map(move |(t, _)| embedding_text(title, t))
-            })
-            .collect();
-        let mut vectors = self.service.embedder.embed(texts).await?.into_iter();
-        Ok(docs
-            .into_iter()
-            .map(|mut d| {
-                d.vectors = vectors.by_ref().take(d.chunks.len()).collect();
-                d
-            })
-            .collect())
+        let texts: Vec<String> = docs.iter().flat_map(texts_to_embed).collect();
+        let e = match self.service.embedder.embed(texts).await {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                return Ok(docs
+                    .into_iter()
+                    .map(|mut d| {
+                        d.vectors = vectors.by_ref().take(d.chunks.len()).collect();
+                        d
+                    })
+                    .collect());
+            }
+            Err(e) => e,
+        };
+        // Retried whole while attempts remain; on the last, each document alone, so
+        // the ones the embedder refuses fail and the rest go on (otherwise one text the
+        // endpoint will not take would hold the log for good).
+        let last = self.attempt + 1 >= self.service.settings.ingest.max_attempts.get();
+        if transient(&e) || !last {
+            return Err(e);
+        }
+        let mut kept = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            match self
+                .service
+                .embedder
+                .embed(texts_to_embed(&doc).collect())
+                .await
+            {
+                Ok(vectors) => {
+                    doc.vectors = vectors;
+                    kept.push(doc);
+                }
+                Err(e) => self.judge(&doc, e)?,
+            }
+        }
+        Ok(kept)
     }
 
     /// Writes the points of every upsert, one durable call per (tenant, collection);
@@ -403,6 +422,17 @@ fn refused_statement(mut e: StoreError) -> StoreError {
         e.kind = ErrorKind::Upstream;
     }
     e
+}
+
+/// What a document's chunks are embedded as (with its title, when it has one).
+fn texts_to_embed(doc: &Doc) -> impl Iterator<Item = String> + '_ {
+    let title = match &doc.event.operation {
+        Operation::Upsert { metadata, .. } => payload::metadata_title(metadata),
+        Operation::Delete => None,
+    };
+    doc.chunks
+        .iter()
+        .map(move |(t, _)| embedding_text(title, t))
 }
 
 fn is_delete(doc: &Doc) -> bool {
