@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::LlmSettings;
-use crate::embed::openai::{http_client, post_json, read_capped, transport_error};
+use crate::embed::openai::{Outage, http_client, post_json, read_capped, transport_error};
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 pub struct ChatClient {
@@ -105,7 +105,15 @@ impl ChatClient {
             "temperature": self.temperature,
             "stream": stream,
         });
-        post_json(&self.client, &self.url, &self.api_key, &body, WHAT).await
+        post_json(
+            &self.client,
+            &self.url,
+            &self.api_key,
+            &body,
+            WHAT,
+            Outage::Busy,
+        )
+        .await
     }
 
     pub async fn complete(&self, messages: &[Message]) -> StoreResult<Answer> {

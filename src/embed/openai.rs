@@ -45,11 +45,25 @@ pub(crate) fn transport_error(what: &str, e: &reqwest::Error) -> StoreError {
     StoreError::new(kind, format!("{what}: {e}"))
 }
 
+/// Which non-success statuses of an upstream API mean "not now" (`Unavailable`: retried,
+/// and never the caller's fault) rather than "not this request" (`Upstream`).
+#[derive(Clone, Copy)]
+pub(crate) enum Outage {
+    /// 429 and 503 only: a chat endpoint's other errors answer this request.
+    Busy,
+    /// 429 and every 5xx: an embedding endpoint that fails so is down, and ingest waits
+    /// for it rather than failing the documents it was embedding.
+    ServerErrors,
+}
+
 /// Maps a non-success HTTP status from an upstream API to a store error.
-fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> StoreError {
-    let kind = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-    {
+fn status_error(what: &str, status: reqwest::StatusCode, body: &str, outage: Outage) -> StoreError {
+    let down = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || match outage {
+            Outage::Busy => status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            Outage::ServerErrors => status.is_server_error(),
+        };
+    let kind = if down {
         ErrorKind::Unavailable
     } else {
         ErrorKind::Upstream
@@ -66,6 +80,7 @@ pub(crate) async fn post_json(
     api_key: &SecretString,
     body: &serde_json::Value,
     what: &str,
+    outage: Outage,
 ) -> StoreResult<reqwest::Response> {
     let mut headers = reqwest::header::HeaderMap::new();
     crate::telemetry::inject_headers(&mut headers);
@@ -84,7 +99,8 @@ pub(crate) async fn post_json(
         let body = read_capped(response, 4096, what)
             .await
             .unwrap_or_else(|e| e.message.into_bytes());
-        return Err(status_error(what, status, &String::from_utf8_lossy(&body)));
+        let body = String::from_utf8_lossy(&body);
+        return Err(status_error(what, status, &body, outage));
     }
     Ok(response)
 }
@@ -143,6 +159,7 @@ impl OpenAiEmbedder {
             &self.api_key,
             &body,
             "embedding endpoint",
+            Outage::ServerErrors,
         )
         .await?;
         // A float takes at most 24 bytes of JSON, with its comma.

@@ -2,8 +2,8 @@
 //! SSE; `/v1/embeddings`), started once on its own thread for the whole test binary.
 //! The chat answer echoes what the prompt carried, so tests can check the context; the
 //! model name `broken` answers 500, `flood` (chat and embeddings) answers 200 with
-//! 16 MiB that never end a line or a JSON value, and the embedding model `twins` gives
-//! every item index 0.
+//! 16 MiB that never end a line or a JSON value, the embedding model `twins` gives
+//! every item index 0, and `broken` answers embeddings with 500 too.
 
 use std::sync::OnceLock;
 
@@ -91,6 +91,9 @@ async fn chat(axum::Json(body): axum::Json<Value>) -> Response {
 async fn embeddings(axum::Json(body): axum::Json<Value>) -> Response {
     if body["model"] == "flood" {
         return flood();
+    }
+    if body["model"] == "broken" {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "model exploded").into_response();
     }
     let inputs = body["input"].as_array().cloned().unwrap_or_default();
     let mut data: Vec<Value> = inputs

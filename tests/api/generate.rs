@@ -197,3 +197,17 @@ async fn an_embedding_endpoint_that_repeats_an_index_fails_only_its_documents() 
     assert_eq!(statuses[0]["status"], "failed", "{}", statuses[0]);
     assert_eq!(statuses[1]["status"], "processed", "{}", statuses[1]);
 }
+
+/// An embedding endpoint that answers 5xx is down, not refusing this text: a search
+/// gets 503 with `Retry-After` (ingest waits for it rather than failing documents).
+#[tokio::test]
+async fn an_embedding_endpoint_answering_5xx_is_unavailable() {
+    let app = spawn_app_with(|s| with_embedder(s, "broken", 4)).await;
+    let key = app.key("acme", &["write"]).await;
+    let q = json!({"text": "anything", "limit": 1});
+    let r = app
+        .call(Method::POST, "/vectors/search", &key, Some(q))
+        .await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_problem(r, 503).await;
+}
