@@ -141,21 +141,25 @@ fn check_identifier(kind: &str, name: &str) -> Result<()> {
     }
 }
 
-/// A string, boolean, finite float or integer that fits the engines' signed 64 bits (a
-/// larger one would be stored as a float, its low digits lost).
+/// An integer too large for the engines' signed 64 bits: it would reach them as a
+/// float, its low digits lost.
+fn is_past_i64(n: &serde_json::Number) -> bool {
+    !n.is_i64() && !n.is_f64()
+}
+
+/// A string, boolean, finite float or integer within signed 64 bits.
 fn is_scalar(v: &Value) -> bool {
     match v {
         Value::Bool(_) | Value::String(_) => true,
-        Value::Number(n) => n.is_i64() || (n.is_f64() && n.as_f64().is_some_and(f64::is_finite)),
+        Value::Number(n) => !is_past_i64(n) && n.as_f64().is_some_and(f64::is_finite),
         _ => false,
     }
 }
 
-/// Whether a value holds, at any depth, an integer too large for signed 64 bits (which
-/// would reach the engine as a float, its low digits lost).
+/// Whether a value holds, at any depth, an integer past signed 64 bits.
 fn has_unsigned_integer(v: &Value) -> bool {
     match v {
-        Value::Number(n) => !n.is_i64() && !n.is_f64(),
+        Value::Number(n) => is_past_i64(n),
         Value::Array(items) => items.iter().any(has_unsigned_integer),
         Value::Object(map) => map.values().any(has_unsigned_integer),
         _ => false,
