@@ -68,6 +68,11 @@ pub struct PayloadIndex {
     pub kind: IndexKind,
 }
 
+/// The squared length of `vector`, summed in `f64` so that it cannot overflow.
+pub fn squared_length(vector: &[f32]) -> f64 {
+    vector.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+}
+
 /// Whether `field` may be indexed by a client: a dotted path of identifiers, at most
 /// 128 bytes, and not the reserved tenant key.
 pub fn is_indexable_field(field: &str) -> bool {

@@ -238,11 +238,7 @@ fn in_order(mut items: Vec<EmbeddingItem>, inputs: usize) -> StoreResult<Vec<Vec
 /// products agree whatever the endpoint does; `None` for a vector with a component that
 /// is not finite.
 fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
+    let norm = crate::domain::vector::squared_length(&v).sqrt();
     if !norm.is_finite() {
         return None;
     }

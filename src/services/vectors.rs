@@ -13,7 +13,7 @@ use crate::domain::principal::Principal;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, ConditionKind, Distance, Filter, PayloadIndex,
-    Point, PointId, Record, TENANT_KEY, is_indexable_field,
+    Point, PointId, Record, TENANT_KEY, is_indexable_field, squared_length,
 };
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
@@ -349,11 +349,6 @@ fn check_vector(vector: &[f32], limits: &Limits, what: impl Display) -> Result<(
 /// a length computed from the squared one. Longer vectors would score `inf` (sent as
 /// `null`) or, under cosine, be stored as zeros.
 const MAX_SQUARED_LENGTH: f64 = f32::MAX as f64 / 4.0;
-
-/// The squared length of `vector`, summed in `f64` so that it cannot overflow.
-fn squared_length(vector: &[f32]) -> f64 {
-    vector.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
-}
 
 /// Checks shape, size and the reserved tenant key, counting conditions against the limit.
 pub fn check_filter(filter: &Filter, limits: &Limits) -> Result<()> {
