@@ -32,16 +32,19 @@ pub(super) struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Whether `e` retries the whole batch: a backend that is down or slow always, an
+    /// upstream or internal error while attempts remain.
+    fn retries(&self, e: &StoreError) -> bool {
+        let attempts_left = self.attempt + 1 < self.service.settings.ingest.max_attempts.get();
+        transient(e) || (retryable(e) && attempts_left)
+    }
+
     /// Turns an error into "retry the batch" or a recorded failure of `doc`.
     fn judge(&mut self, doc: &Doc, e: StoreError) -> Result<(), StoreError> {
-        let transient = transient(&e);
-        let retryable = matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream);
-        if transient
-            || (retryable && self.attempt + 1 < self.service.settings.ingest.max_attempts.get())
-        {
+        if self.retries(&e) {
             return Err(e);
         }
-        let reason = if retryable {
+        let reason = if retryable(&e) {
             let correlation_id = doc
                 .event
                 .correlation_id
@@ -137,11 +140,10 @@ impl Batch<'_> {
             }
             Err(e) => e,
         };
-        // Retried whole while attempts remain; on the last, each document alone, so
-        // the ones the embedder refuses fail and the rest go on (otherwise one text the
-        // endpoint will not take would hold the log for good).
-        let last = self.attempt + 1 >= self.service.settings.ingest.max_attempts.get();
-        if transient(&e) || !last {
+        // Retried whole as `judge` would; then each document alone, so the ones the
+        // embedder refuses fail and the rest go on (otherwise one text the endpoint
+        // will not take would hold the log for good).
+        if self.retries(&e) {
             return Err(e);
         }
         let mut kept = Vec::with_capacity(docs.len());
@@ -355,14 +357,13 @@ impl Batch<'_> {
         for &i in &self.half_written {
             let (service, doc) = (self.service, &docs[i]);
             let (tenant, id) = (&doc.event.tenant, &doc.event.id);
-            let points = service
-                .delete_points(tenant, &doc.event.collection, id, 0..0)
-                .await;
-            let graph = match points {
-                Ok(()) => service.graph.remove_document(tenant, id).await.map(drop),
-                Err(e) => Err(e),
+            let removed = async {
+                service
+                    .delete_points(tenant, &doc.event.collection, id, 0..0)
+                    .await?;
+                service.graph.remove_document(tenant, id).await.map(drop)
             };
-            match graph {
+            match removed.await {
                 Err(e) if transient(&e) => return Err(e),
                 Err(e) => tracing::error!(error = %e, doc = %id,
                     "a failed document's chunks could not be removed"),
@@ -437,6 +438,11 @@ fn texts_to_embed(doc: &Doc) -> impl Iterator<Item = String> + '_ {
 
 fn is_delete(doc: &Doc) -> bool {
     matches!(doc.event.operation, Operation::Delete)
+}
+
+/// An error worth another try of the batch while attempts remain.
+fn retryable(e: &StoreError) -> bool {
+    matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream)
 }
 
 /// A backend that is down or slow: retry the batch, never fail the event.
