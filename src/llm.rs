@@ -68,15 +68,6 @@ pub enum Delta {
 pub type DeltaStream = Pin<Box<dyn Stream<Item = StoreResult<Delta>> + Send>>;
 
 const WHAT: &str = "LLM endpoint";
-impl ChatClient {
-    /// The most an answer may take, whole or streamed (bytes of the endpoint's JSON or
-    /// events): 1 KiB a token (a streamed token's event takes a few hundred bytes) plus
-    /// 1 MiB, so a bound on what a misbehaving endpoint can make the server hold, and
-    /// never on an answer within `max_tokens`.
-    fn max_answer_bytes(&self) -> usize {
-        (1 << 20) + self.max_tokens as usize * 1024
-    }
-}
 
 impl ChatClient {
     /// `None` when no endpoint is configured.
@@ -95,6 +86,14 @@ impl ChatClient {
             max_tokens: settings.max_tokens,
             temperature: settings.temperature,
         }))
+    }
+
+    /// The most an answer may take, whole or streamed (bytes of the endpoint's JSON or
+    /// events): 1 KiB a token (a streamed token's event takes a few hundred bytes) plus
+    /// 1 MiB, so a bound on what a misbehaving endpoint can make the server hold, and
+    /// never on an answer within `max_tokens`.
+    fn max_answer_bytes(&self) -> usize {
+        (1 << 20) + self.max_tokens as usize * 1024
     }
 
     async fn send(&self, messages: &[Message], stream: bool) -> StoreResult<reqwest::Response> {
