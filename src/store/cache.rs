@@ -93,6 +93,34 @@ impl SearchCache for MemorySearchCache {
 /// in-memory cache (or Redis) with results unlikely to be asked again.
 const MAX_CACHED_RESULT: usize = 1 << 20;
 
+/// The hits as the cache holds them, or `None` past [`MAX_CACHED_RESULT`]: the encoding
+/// stops there instead of finishing a result it would drop.
+fn cacheable(hits: &[ScoredPoint]) -> StoreResult<Option<Vec<u8>>> {
+    let mut out = Capped(Vec::new());
+    match serde_json::to_writer(&mut out, hits) {
+        Ok(()) => Ok(Some(out.0)),
+        Err(e) if e.is_io() => Ok(None),
+        Err(e) => Err(StoreError::internal(format!("encoding search hits: {e}"))),
+    }
+}
+
+/// A buffer that refuses to grow past [`MAX_CACHED_RESULT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_CACHED_RESULT {
+            return Err(std::io::Error::other("past the cached result bound"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A vector store whose searches are cached; every write bumps the collection's
 /// generation once the write is done.
 pub struct CachedVectors {
@@ -220,14 +248,11 @@ impl VectorStore for CachedVectors {
             self.counted("miss");
         }
         let hits = self.inner.search(tenant, collection, query).await?;
-        if let Some(key) = key {
-            let bytes = serde_json::to_vec(&hits)
-                .map_err(|e| StoreError::internal(format!("encoding search hits: {e}")))?;
-            if bytes.len() <= MAX_CACHED_RESULT
-                && let Err(e) = self.cache.put(&key, bytes).await
-            {
-                tracing::warn!(error = %e, "search result not cached");
-            }
+        if let Some(key) = key
+            && let Some(bytes) = cacheable(&hits)?
+            && let Err(e) = self.cache.put(&key, bytes).await
+        {
+            tracing::warn!(error = %e, "search result not cached");
         }
         Ok(hits)
     }
