@@ -25,6 +25,7 @@ pub struct Metrics {
     pub auth_failures_total: IntCounterVec,
     pub ingest_events_total: IntCounterVec,
     pub ingest_pending: IntGauge,
+    pub data_dir_free_bytes: IntGauge,
     pub cache_requests_total: IntCounterVec,
     pub vectors_points: IntGaugeVec,
     pub backend_requests_total: IntCounterVec,
@@ -129,6 +130,12 @@ impl Metrics {
                 "ingest_pending",
                 "Events accepted but not yet processed by the ingest worker",
             ),
+            data_dir_free_bytes: gauge(
+                r,
+                "data_dir_free_bytes",
+                "Bytes free on the data directory's filesystem; writes to the embedded \
+                 stores are refused (507) below server.disk_reserve_bytes",
+            ),
             cache_requests_total: counter(
                 r,
                 "cache_requests_total",
@@ -181,7 +188,7 @@ impl Metrics {
     /// The name of every metric family this server exports, including families with
     /// no samples yet (which a scrape leaves out).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 13] = [
+        let collectors: [&dyn Collector; 14] = [
             &self.http_requests_total,
             &self.http_request_duration_seconds,
             &self.http_requests_in_flight,
@@ -189,6 +196,7 @@ impl Metrics {
             &self.auth_failures_total,
             &self.ingest_events_total,
             &self.ingest_pending,
+            &self.data_dir_free_bytes,
             &self.cache_requests_total,
             &self.vectors_points,
             &self.backend_requests_total,

@@ -170,6 +170,7 @@ fn services(
         settings.server.data_dir.clone(),
         settings.auth.bootstrap_tenant.clone(),
         settings.snapshots.keep.get(),
+        crate::store::open::space(&settings),
     ));
     AppState::new(Services {
         auth: Arc::new(auth),
@@ -180,6 +181,7 @@ fn services(
             metrics: metrics.clone(),
             events: stores.events.clone(),
             vectors: stores.vectors.clone(),
+            space: crate::store::open::space(&settings),
         },
         settings,
         vectors,

@@ -31,6 +31,7 @@ pub async fn snapshot_stopped(
         data_dir,
         settings.auth.bootstrap_tenant.clone(),
         settings.snapshots.keep.get(),
+        crate::store::open::space(&settings),
     );
     let taken = service.create_at(out).await.map_err(|e| e.to_string());
     close_offline(&stores).await;

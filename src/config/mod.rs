@@ -61,6 +61,9 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// Writes to the embedded stores are refused while less than this is free on the
+    /// data directory's filesystem; 0: never.
+    pub disk_reserve_bytes: u64,
     pub request_timeout_ms: Millis,
     pub body_limit_bytes: NonZeroUsize,
     pub shutdown_grace_ms: u64,

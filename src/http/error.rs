@@ -48,6 +48,9 @@ pub enum ApiError {
     Unavailable(String, u64),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The disk under the data directory is too full for a write (507).
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::BadGateway(_) => "upstream",
             ApiError::Unavailable(..) => "unavailable",
             ApiError::Timeout(_) => "timeout",
+            ApiError::InsufficientStorage(_) => "insufficient-storage",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -116,6 +121,9 @@ impl ApiError {
             ApiError::BadGateway(_) => "a backend returned an error".into(),
             ApiError::Unavailable(..) => "the service is temporarily unavailable".into(),
             ApiError::Timeout(_) => "the request took too long".into(),
+            ApiError::InsufficientStorage(_) => "the server is short of disk space and takes \
+                 no writes until some is freed; reads and deletes still work"
+                .into(),
             ApiError::Internal(_) => "an internal error occurred".into(),
             ApiError::RateLimited(d) => format!(
                 "too many {} requests: at most {} at once; retry after {} s",
@@ -142,6 +150,7 @@ impl From<StoreError> for ApiError {
             ErrorKind::Busy => ApiError::Unavailable(e.message, DEFAULT_RETRY_AFTER_SECS),
             ErrorKind::Timeout => ApiError::Timeout(e.message),
             ErrorKind::Upstream => ApiError::BadGateway(e.message),
+            ErrorKind::Full => ApiError::InsufficientStorage(e.message),
             ErrorKind::Internal => ApiError::Internal(e.message),
             ErrorKind::Unsupported => ApiError::NotImplemented(e.message),
         }

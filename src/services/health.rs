@@ -53,6 +53,7 @@ fn class(kind: ErrorKind) -> &'static str {
         ErrorKind::Busy => "busy",
         ErrorKind::Timeout => "timeout",
         ErrorKind::Upstream => "upstream",
+        ErrorKind::Full => "full",
         ErrorKind::Internal => "internal",
         ErrorKind::Unsupported => "unsupported",
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
+use crate::store::embedded::space::Space;
 use crate::store::{EventLog, VectorStore};
 
 /// The registry and the stores whose state some gauges mirror.
@@ -11,6 +12,8 @@ pub struct MetricsService {
     pub metrics: Arc<Metrics>,
     pub events: Arc<dyn EventLog>,
     pub vectors: Arc<dyn VectorStore>,
+    /// The data directory's free space, for `data_dir_free_bytes`.
+    pub space: Space,
 }
 
 impl MetricsService {
@@ -35,6 +38,11 @@ impl MetricsService {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "metrics: counting vector points"),
+        }
+        if let Some(free) = self.space.available() {
+            metrics
+                .data_dir_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
         }
         metrics.render()
     }

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::principal::{Principal, Scope};
 use crate::services::auth::SECRET_FILE;
 use crate::services::error::ServiceError;
-use crate::store::backup::{Backup, io_err, with_suffix};
+use crate::store::backup::{Backup, io_err, tree_bytes, with_suffix};
+use crate::store::embedded::space::Space;
 use crate::store::{StoreError, StoreResult, blocking};
 
 /// The manifest's name inside a snapshot, and the format it describes.
@@ -62,6 +63,8 @@ pub struct SnapshotService {
     keep: usize,
     /// One snapshot at a time.
     running: tokio::sync::Mutex<()>,
+    /// A snapshot into the data directory needs room for its staging copy.
+    space: Space,
 }
 
 impl SnapshotService {
@@ -71,6 +74,7 @@ impl SnapshotService {
         data_dir: PathBuf,
         bootstrap_tenant: String,
         keep: usize,
+        space: Space,
     ) -> Self {
         Self {
             backups,
@@ -78,6 +82,7 @@ impl SnapshotService {
             bootstrap_tenant,
             keep,
             running: tokio::sync::Mutex::new(()),
+            space,
         }
     }
 
@@ -116,10 +121,13 @@ impl SnapshotService {
     }
 
     /// Takes a snapshot into `<data_dir>/snapshots`, then deletes the oldest files
-    /// beyond the number kept. Names sort by time (UUID v7).
+    /// beyond the number kept. Names sort by time (UUID v7). Refused (507) unless the
+    /// disk has room for the staging copy beyond the stores' reserve.
     pub async fn create(&self) -> Result<Snapshot, ServiceError> {
         let name = format!("snapshot-{}.tar.zst", uuid::Uuid::now_v7());
         let dir = self.dir();
+        let staging = tree_bytes(&self.data_dir, &dir).map_err(io_err("sizing the stores"))?;
+        self.space.check_for(staging)?;
         std::fs::create_dir_all(&dir).map_err(io_err("creating the snapshot directory"))?;
         let snapshot = self.create_at(&dir.join(&name)).await?;
         let files = self.list()?;

@@ -66,6 +66,25 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(name)
 }
 
+/// Bytes of the files under `dir` (their length, holes included: what [`copy_tree`]
+/// writes), leaving out the tree under `skip`.
+pub(crate) fn tree_bytes(dir: &Path, skip: &Path) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path == skip {
+            continue;
+        }
+        total += if entry.file_type()?.is_dir() {
+            tree_bytes(&path, skip)?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(total)
+}
+
 /// Copies the tree under `from` to `to` (created), file by file.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;

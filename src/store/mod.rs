@@ -52,6 +52,9 @@ pub enum ErrorKind {
     Timeout,
     /// The backend answered with an error of its own.
     Upstream,
+    /// The disk under the data directory is too full to take this write (507); frees
+    /// up when space does. Deletes never get it.
+    Full,
     /// A bug or broken invariant on our side.
     Internal,
     /// This deployment's store does not offer the operation (501).

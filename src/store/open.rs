@@ -18,6 +18,7 @@ use crate::store::embedded::audit::EmbeddedAuditLog;
 use crate::store::embedded::auth::EmbeddedAuthStore;
 use crate::store::embedded::events::EmbeddedEventLog;
 use crate::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
+use crate::store::embedded::space::Space;
 use crate::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use crate::store::kafka::{KafkaEventLog, largest_message};
 use crate::store::neo4j::Neo4jGraphStore;
@@ -193,7 +194,7 @@ impl Opener<'_> {
         let settings = self.settings;
         Ok(match &settings.events.backend {
             EventBackend::Embedded => self.embedded(
-                EmbeddedEventLog::open(&settings.server.data_dir)
+                EmbeddedEventLog::open(&settings.server.data_dir, space(settings))
                     .await
                     .map_err(failed("event log"))?,
             ),
@@ -288,7 +289,16 @@ fn vector_options(settings: &Settings) -> EmbeddedVectorOptions {
         checkpoint_every: v.checkpoint_interval_ms.get(),
         checkpoint_bytes: v.checkpoint_log_bytes,
         search_slots: v.search_slots,
+        space: space(settings),
     }
+}
+
+/// The free-space check every embedded store makes before a write that takes space.
+pub fn space(settings: &Settings) -> Space {
+    Space::new(
+        &settings.server.data_dir,
+        settings.server.disk_reserve_bytes,
+    )
 }
 
 fn graph_options(settings: &Settings) -> EmbeddedGraphOptions {
@@ -300,5 +310,6 @@ fn graph_options(settings: &Settings) -> EmbeddedGraphOptions {
         query_memory_bytes: limits.query_memory_bytes.get(),
         wal_limit_bytes: settings.graph.wal_limit_bytes.get(),
         indexed_properties: settings.graph.indexed_properties.clone(),
+        space: space(settings),
     }
 }

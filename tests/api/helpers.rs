@@ -35,6 +35,8 @@ fn settings(data_dir: &Path, configure: fn(&mut Settings)) -> Settings {
     s.server.port = 0;
     s.server.data_dir = data_dir.to_path_buf();
     s.vectors.maintenance_ms = Millis::new(100);
+    // Writes stay checked against the disk, with a reserve any test machine has.
+    s.server.disk_reserve_bytes = 1 << 20;
     // The test drives the ingest worker ([`TestApp::wait_ingested`] drains the log), so
     // nothing is processed behind its back and nothing is polled; a test that needs the
     // background worker turns it on.
@@ -145,6 +147,12 @@ impl TestApp {
                 .await
                 .expect("the ingest log drains");
         }
+    }
+
+    /// One pass of the worker over the log, with its error: for tests of a worker that
+    /// cannot write.
+    pub async fn try_drain(&self) -> Result<usize, ragbrain::store::StoreError> {
+        worker::drain_once(self.ingest.as_ref().expect("the test drives the worker")).await
     }
 
     /// Every document's status once it has left `pending`, in order: after draining the

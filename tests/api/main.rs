@@ -16,6 +16,7 @@ mod contract;
 mod cypher_attacks;
 mod deploy;
 mod disconnects;
+mod disk_space;
 mod embedding;
 mod fake_openai;
 mod faults;

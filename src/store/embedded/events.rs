@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
-use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Outcome, Unreadable};
+use super::space::Space;
+use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Operation, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::{EventLog, StoreError, StoreResult, TenantStatus, blocking};
@@ -30,6 +31,9 @@ pub struct EmbeddedEventLog {
     db: Arc<Database>,
     path: std::path::PathBuf,
     appended: Arc<Notify>,
+    /// Checked before events other than deletes are accepted; statuses and completions
+    /// always go through.
+    space: Space,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -46,7 +50,7 @@ fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
 }
 
 impl EmbeddedEventLog {
-    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+    pub async fn open(data_dir: &Path, space: Space) -> StoreResult<Self> {
         let path = data_dir.join("events.redb");
         let file = path.clone();
         let db = blocking(move || {
@@ -63,6 +67,7 @@ impl EmbeddedEventLog {
             db: Arc::new(db),
             path: file,
             appended: Arc::new(Notify::new()),
+            space,
         })
     }
 
@@ -135,6 +140,13 @@ impl crate::store::backup::RedbFile for EmbeddedEventLog {
 #[async_trait]
 impl EventLog for EmbeddedEventLog {
     async fn append(&self, events: Vec<Event>) -> StoreResult<Vec<u64>> {
+        // Deletes are how space is freed: they are accepted on a full disk.
+        if events
+            .iter()
+            .any(|e| !matches!(e.operation, Operation::Delete))
+        {
+            self.space.check()?;
+        }
         let seqs = self
             .write(move |tx| {
                 let first = meta(tx, NEXT)?.max(1);

@@ -25,6 +25,7 @@ pub(super) use super::graph_values::engine;
 use super::graph_values::{node_from_row, to_grafeo};
 use super::graph_wal::WalBound;
 pub(super) use super::lock;
+use super::space::Space;
 use crate::domain::graph::{
     CypherQuery, CypherResult, FindNodes, Neighbor, NeighborQuery, Node, NodeUpsert, Relationship,
     RelationshipUpsert, Written,
@@ -77,6 +78,8 @@ pub(super) struct Inner {
     pub(super) closed: AtomicBool,
     /// This store, for the thread a WAL rewrite runs on.
     pub(super) me: Weak<Inner>,
+    /// Checked before every write that adds to the graph (deletes never are).
+    pub(super) space: Space,
 }
 
 /// Settings the embedded graph store needs from the configuration.
@@ -91,6 +94,8 @@ pub struct EmbeddedGraphOptions {
     pub wal_limit_bytes: u64,
     /// Node properties indexed for finds by value, beside `id` and `doc_id`.
     pub indexed_properties: Vec<String>,
+    /// Writes are refused while the data directory's disk is short of space.
+    pub space: Space,
 }
 
 #[derive(Clone)]
@@ -209,6 +214,7 @@ fn missing(id: &str) -> StoreError {
 #[async_trait]
 impl GraphStore for EmbeddedGraphStore {
     async fn upsert_node(&self, tenant: &Tenant, node: NodeUpsert) -> StoreResult<(Node, Written)> {
+        self.inner.space.check()?;
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || inner.write(&tenant, |inner| inner.upsert_node(&tenant, &node))).await
     }
@@ -254,6 +260,7 @@ impl GraphStore for EmbeddedGraphStore {
         tenant: &Tenant,
         rel: RelationshipUpsert,
     ) -> StoreResult<Written> {
+        self.inner.space.check()?;
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || inner.write(&tenant, |inner| inner.upsert_relationship(&tenant, &rel)))
             .await
@@ -290,6 +297,7 @@ impl GraphStore for EmbeddedGraphStore {
         tenant: &Tenant,
         docs: Vec<DocumentGraph>,
     ) -> StoreResult<()> {
+        self.inner.space.check()?;
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || inner.write_documents(&tenant, &docs)).await
     }
@@ -406,6 +414,7 @@ impl GraphStore for EmbeddedGraphStore {
         nodes: Vec<NodeUpsert>,
         relationships: Vec<RelationshipUpsert>,
     ) -> StoreResult<()> {
+        self.inner.space.check()?;
         let (inner, tenant) = (self.inner.clone(), tenant.clone());
         blocking(move || {
             inner.write(&tenant, |inner| {

@@ -53,6 +53,7 @@ impl EmbeddedGraphStore {
                 known: Mutex::default(),
                 closed: AtomicBool::new(false),
                 me: me.clone(),
+                space: options.space,
             }),
         })
     }

@@ -366,6 +366,7 @@ fn outcome<T>(result: &StoreResult<T>) -> &'static str {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Busy => "busy",
+            ErrorKind::Full => "full",
             _ => "error",
         },
     }

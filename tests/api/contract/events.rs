@@ -9,6 +9,7 @@ use ragbrain::domain::ingest::{
 use ragbrain::domain::principal::Tenant;
 use ragbrain::domain::vector::CollectionName;
 use ragbrain::store::embedded::events::EmbeddedEventLog;
+use ragbrain::store::embedded::space::Space;
 use ragbrain::store::kafka::KafkaEventLog;
 use ragbrain::store::redis::RedisIngestState;
 use ragbrain::store::{EventLog, TenantStatus};
@@ -205,7 +206,12 @@ async fn byte_bound(log: &dyn EventLog) {
 #[tokio::test]
 async fn embedded_event_log_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract(Arc::new(EmbeddedEventLog::open(dir.path()).await.unwrap())).await;
+    contract(Arc::new(
+        EmbeddedEventLog::open(dir.path(), Space::new(dir.path(), 0))
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 /// A Kafka log on its own topics (3 partitions) and consumer group.

@@ -8,6 +8,7 @@ use ragbrain::domain::vector::{
     CollectionName, CollectionSpec, Condition, Distance, Filter, MatchSpec, MatchValue, Point,
     PointId, Query, RangeSpec, SearchQuery,
 };
+use ragbrain::store::embedded::space::Space;
 use ragbrain::store::embedded::vectors::{EmbeddedVectorOptions, EmbeddedVectorStore, Tuning};
 use ragbrain::store::qdrant::QdrantVectorStore;
 use ragbrain::store::{Created, ErrorKind, VectorStore};
@@ -221,6 +222,7 @@ async fn embedded_vector_store_meets_the_contract() {
         checkpoint_every: std::time::Duration::from_secs(60),
         checkpoint_bytes: 1 << 30,
         search_slots: 0,
+        space: Space::new(dir.path(), 0),
     };
     let store = Arc::new(
         EmbeddedVectorStore::open(dir.path(), options)

@@ -445,7 +445,11 @@ fn retryable(e: &StoreError) -> bool {
     matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream)
 }
 
-/// A backend that is down or slow: retry the batch, never fail the event.
+/// A backend that is down or slow, or a disk too full for now: retry the batch, never
+/// fail the event.
 fn transient(e: &StoreError) -> bool {
-    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+    matches!(
+        e.kind,
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Full
+    )
 }

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use qdrant_edge::{FieldIndexOperations, PayloadFieldSchema, VectorInternal};
 
 use super::fs_err;
+use super::space::Space;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
     CollectionInfo, CollectionName, CollectionSpec, Filter, PayloadIndex, Point, PointId, Query,
@@ -52,6 +53,8 @@ struct Inner {
     tuning: Tuning,
     /// Searches wait here for a slot, when there is a bound (see [`CpuSlots`]).
     searches: CpuSlots,
+    /// Checked before upserts and new collections and indexes (deletes never are).
+    space: Space,
 }
 
 impl Inner {
@@ -79,6 +82,8 @@ pub struct EmbeddedVectorOptions {
     pub checkpoint_bytes: u64,
     /// Searches in flight at most; 0: no bound.
     pub search_slots: usize,
+    /// Writes that take space are refused while the data directory's disk is short.
+    pub space: Space,
 }
 
 #[derive(Clone)]
@@ -104,6 +109,7 @@ impl EmbeddedVectorStore {
             default_spec: options.default_spec,
             tuning,
             searches: CpuSlots::new(options.search_slots),
+            space: options.space,
         });
         let maintenance = tokio::spawn(maintenance_loop(
             Arc::downgrade(&inner),
@@ -177,6 +183,7 @@ impl VectorStore for EmbeddedVectorStore {
                     )))
                 };
             }
+            inner.space.check()?;
             let collection = Arc::new(create_on_disk(
                 &inner.root,
                 &tenant,
@@ -277,6 +284,7 @@ impl VectorStore for EmbeddedVectorStore {
         collection: &CollectionName,
         points: Vec<Point>,
     ) -> StoreResult<()> {
+        self.inner.space.check()?;
         let c = self.for_write(tenant, collection).await?;
         if let Some(p) = points.iter().find(|p| p.vector.len() != c.spec.dim) {
             return Err(StoreError::invalid(format!(
@@ -377,6 +385,7 @@ impl VectorStore for EmbeddedVectorStore {
         collection: &CollectionName,
         index: PayloadIndex,
     ) -> StoreResult<()> {
+        self.inner.space.check()?;
         let c = self.require(tenant, collection)?;
         blocking(move || {
             let field = map::index_path(&index.field).map_err(StoreError::invalid)?;

@@ -10,6 +10,7 @@ use ragbrain::domain::graph::{
 };
 use ragbrain::store::client_cypher::QuerySlots;
 use ragbrain::store::embedded::graph::{EmbeddedGraphOptions, EmbeddedGraphStore};
+use ragbrain::store::embedded::space::Space;
 use ragbrain::store::neo4j::Neo4jGraphStore;
 use ragbrain::store::{ErrorKind, GraphStore};
 use serde_json::json;
@@ -255,6 +256,7 @@ async fn embedded_graph_store_meets_the_contract() {
         query_memory_bytes: 256 << 20,
         wal_limit_bytes: 1 << 30,
         indexed_properties: vec!["name".into()],
+        space: Space::new(dir.path(), 0),
     };
     let store = Arc::new(EmbeddedGraphStore::open(dir.path(), options).await.unwrap());
     nodes_and_relationships(store.as_ref()).await;
