@@ -36,6 +36,22 @@ impl Space {
         self.check_for(0)
     }
 
+    /// Refuses work that must run (a replay at start) unless `need` bytes are free; the
+    /// reserve does not apply, since reads are served on a nearly full disk. Never
+    /// refuses while the check is off (a reserve of 0).
+    pub fn room_for(&self, what: &str, need: u64) -> StoreResult<()> {
+        match self.available() {
+            Some(free) if self.reserve > 0 && free < need => Err(StoreError::new(
+                ErrorKind::Full,
+                format!(
+                    "{what} needs about {need} bytes free on the data directory's \
+                     filesystem, which has {free}: free space on it and start again"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses work that writes up to `need` bytes unless that much is free beyond the
     /// reserve. When the free space cannot be read, the write goes ahead and reports
     /// its own failure, if any.
@@ -80,5 +96,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Full);
         assert!(e.message.contains("plus the"), "{}", e.message);
+        let e = Space::new(dir.path(), 1).room_for("a replay", free + (1 << 40));
+        assert!(e.unwrap_err().message.starts_with("a replay needs about"));
+        assert!(
+            Space::new(dir.path(), 0)
+                .room_for("a replay", u64::MAX)
+                .is_ok()
+        );
+        assert!(
+            Space::new(dir.path(), 1 << 60)
+                .room_for("a replay", 1)
+                .is_ok()
+        );
     }
 }

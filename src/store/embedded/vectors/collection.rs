@@ -17,6 +17,7 @@ use qdrant_edge::{
 
 use super::super::fs_err;
 pub(super) use super::super::lock;
+use super::super::space::Space;
 use super::engine::{
     deduplicate, distinct_points, engine, engine_wal_files, flush, trim_engine_wal,
 };
@@ -92,7 +93,23 @@ pub(super) fn collection_dir(root: &Path, tenant: &Tenant, name: &str) -> PathBu
     root.join(tenant.as_str()).join(name)
 }
 
-pub(super) fn load_all(root: &Path, tuning: Tuning) -> StoreResult<HashMap<Key, Arc<Collection>>> {
+/// Room a collection's replay at open takes: the log's records go again into the
+/// engine's WAL and into its segments (memory maps, which kill the process if the disk
+/// is full when they are written), about the log's size each; a third of it and 4 MiB
+/// spare for the flush that follows.
+fn replay_room(dir: &Path) -> StoreResult<u64> {
+    let log = super::super::numbered_files(&dir.join("oplog"), "", ".log")?
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+        .sum::<u64>();
+    Ok(3 * log + (4 << 20))
+}
+
+pub(super) fn load_all(
+    root: &Path,
+    tuning: Tuning,
+    space: &Space,
+) -> StoreResult<HashMap<Key, Arc<Collection>>> {
     let mut out = HashMap::new();
     if !root.exists() {
         std::fs::create_dir_all(root).map_err(fs_err)?;
@@ -113,6 +130,8 @@ pub(super) fn load_all(root: &Path, tuning: Tuning) -> StoreResult<HashMap<Key, 
                 std::fs::remove_dir_all(&dir).map_err(fs_err)?;
                 continue;
             }
+            let what = format!("opening the vector collection {}", dir.display());
+            space.room_for(&what, replay_room(&dir)?)?;
             let collection = Collection::open(&dir, tenant.clone(), tuning)?;
             out.insert((tenant.clone(), name.to_owned()), Arc::new(collection));
         }
@@ -294,6 +313,16 @@ impl Collection {
             reopen_due: AtomicBool::new(false),
             tuning,
         })
+    }
+
+    /// Lets go of the engine without its flush, after a checkpoint failed at close (a
+    /// full disk): qdrant-edge flushes again when a shard is dropped and panics when
+    /// that fails. Every acknowledged write is in the operation log, which the next
+    /// start replays.
+    pub(super) fn abandon(&self) {
+        let _w = lock(&self.writer);
+        let shard = self.shard.write().unwrap_or_else(|p| p.into_inner()).take();
+        std::mem::forget(shard);
     }
 
     pub(super) fn shard(&self) -> StoreResult<ShardRef<'_>> {

@@ -98,8 +98,8 @@ impl EmbeddedVectorStore {
         let root = data_dir.join("vectors");
         let tuning = options.tuning;
         let loaded = {
-            let root = root.clone();
-            blocking(move || load_all(&root, tuning)).await?
+            let (root, space) = (root.clone(), options.space.clone());
+            blocking(move || load_all(&root, tuning, &space)).await?
         };
         let inner = Arc::new(Inner {
             root,
@@ -484,10 +484,16 @@ impl VectorStore for EmbeddedVectorStore {
         self.maintenance.abort();
         let all = self.inner.open_collections();
         blocking(move || {
+            let mut first = Ok(());
             for c in all {
-                c.checkpoint(&mut lock(&c.maintenance))?;
+                if let Err(e) = c.checkpoint(&mut lock(&c.maintenance)) {
+                    // The log keeps what the flush could not write; the next start
+                    // replays it.
+                    c.abandon();
+                    first = first.and(Err(e));
+                }
             }
-            Ok(())
+            first
         })
         .await
     }
