@@ -315,14 +315,19 @@ impl Collection {
         })
     }
 
-    /// Lets go of the engine without its flush, after a checkpoint failed at close (a
-    /// full disk): qdrant-edge flushes again when a shard is dropped and panics when
-    /// that fails. Every acknowledged write is in the operation log, which the next
-    /// start replays.
-    pub(super) fn abandon(&self) {
-        let _w = lock(&self.writer);
-        let shard = self.shard.write().unwrap_or_else(|p| p.into_inner()).take();
-        std::mem::forget(shard);
+    /// Checkpoints for a stop. When that fails (a full disk), lets go of the engine
+    /// without its flush: qdrant-edge flushes again when a shard is dropped and panics
+    /// when that fails. Every acknowledged write is in the operation log, which the
+    /// next start replays.
+    pub(super) fn close(&self) -> StoreResult<()> {
+        let mut m = lock(&self.maintenance);
+        let checkpointed = self.checkpoint(&mut m);
+        if checkpointed.is_err() {
+            let _w = lock(&self.writer);
+            let shard = self.shard.write().unwrap_or_else(|p| p.into_inner()).take();
+            std::mem::forget(shard);
+        }
+        checkpointed
     }
 
     pub(super) fn shard(&self) -> StoreResult<ShardRef<'_>> {

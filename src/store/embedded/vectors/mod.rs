@@ -483,17 +483,13 @@ impl VectorStore for EmbeddedVectorStore {
     async fn close(&self) -> StoreResult<()> {
         self.maintenance.abort();
         let all = self.inner.open_collections();
+        // Every collection closes, whether or not one before it failed.
         blocking(move || {
-            let mut first = Ok(());
-            for c in all {
-                if let Err(e) = c.checkpoint(&mut lock(&c.maintenance)) {
-                    // The log keeps what the flush could not write; the next start
-                    // replays it.
-                    c.abandon();
-                    first = first.and(Err(e));
-                }
-            }
-            first
+            all.iter()
+                .map(|c| c.close())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect()
         })
         .await
     }
