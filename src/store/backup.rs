@@ -24,7 +24,7 @@ pub trait Backup: Send + Sync {
 pub(crate) trait RedbFile: Send + Sync {
     /// The store, as the snapshot's manifest names it.
     const NAME: &'static str;
-    fn database(&self) -> (std::sync::Arc<redb::Database>, std::path::PathBuf);
+    fn database(&self) -> StoreResult<(std::sync::Arc<redb::Database>, std::path::PathBuf)>;
 }
 
 #[async_trait]
@@ -34,7 +34,7 @@ impl<T: RedbFile> Backup for T {
     }
 
     async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (db, file) = self.database();
+        let (db, file) = self.database()?;
         let into = into.to_owned();
         crate::store::blocking(move || copy_redb(&db, &file, &into)).await
     }

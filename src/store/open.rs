@@ -217,7 +217,7 @@ impl Opener<'_> {
     async fn auth(&mut self) -> Result<Arc<dyn AuthStore>, OpenError> {
         Ok(match self.settings.auth.backend {
             AuthBackend::Embedded => self.embedded(
-                EmbeddedAuthStore::open(&self.settings.server.data_dir)
+                EmbeddedAuthStore::open(&self.settings.server.data_dir, space(self.settings))
                     .await
                     .map_err(failed("auth"))?,
             ),
@@ -253,7 +253,7 @@ impl Opener<'_> {
             (false, _) => None,
             (true, AuditBackend::Embedded) => Some(
                 self.embedded(
-                    EmbeddedAuditLog::open(&self.settings.server.data_dir)
+                    EmbeddedAuditLog::open(&self.settings.server.data_dir, space(self.settings))
                         .await
                         .map_err(failed("audit"))?,
                 ),

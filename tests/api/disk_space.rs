@@ -138,3 +138,98 @@ async fn writes_get_507_on_a_full_disk_while_reads_and_deletes_go_on() {
     let r = app.call(Method::GET, "/graphs/node/bob", &key, None).await;
     assert_eq!(r.status(), 404);
 }
+
+/// A small filesystem of its own, unmounted when dropped (a failed test included).
+struct Mounted(tempfile::TempDir);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A tmpfs of `mib` MiB, when this process may mount one (root); `None` elsewhere,
+/// and the caller says it skipped.
+fn small_filesystem(mib: u32) -> Option<Mounted> {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    mounted.then_some(Mounted(dir))
+}
+
+/// Writes zeros to `path` until the filesystem is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 1 << 16];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+async fn token_status(app: &TestApp) -> u16 {
+    app.request(Method::POST, "/auth/token")
+        .json(&json!({"grant_type": "api_key", "api_key": app.admin_key}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Another process fills the disk, past any reserve: the key and token stores' writes
+/// fail (redb then refuses every transaction until the file is opened again); once the
+/// space is back they work again without a restart.
+#[tokio::test]
+async fn stores_work_again_once_a_disk_another_process_filled_has_room() {
+    let Some(mount) = small_filesystem(48) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let data = tempfile::tempdir_in(mount.0.path()).unwrap();
+    let mut app = crate::helpers::spawn_app_in(data, |_| {}, String::new()).await;
+    app.admin_key = std::fs::read_to_string(app.data_dir.path().join("bootstrap-admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(token_status(&app).await, 200);
+
+    let filler = mount.0.path().join("filler");
+    fill(&filler);
+    // A token's refresh record cannot be written: a 5xx, not a hang or a crash.
+    let full = token_status(&app).await;
+    assert!(full == 507 || full == 503, "token on a full disk: {full}");
+    let r = app
+        .call(
+            Method::POST,
+            "/auth/api-keys",
+            &app.admin_key,
+            Some(json!({"name": "k", "tenant": "t1", "scopes": ["read"]})),
+        )
+        .await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert_ne!(r.status(), 500, "a full disk is not an internal error");
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut again = 0;
+    for _ in 0..50 {
+        again = token_status(&app).await;
+        if again == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, 200, "tokens are issued again once there is space");
+    let key = app.key("t1", &["read"]).await;
+    assert!(key.starts_with("rbk_"));
+    let audit = app
+        .json(Method::GET, "/audit?limit=5", &app.admin_key, None)
+        .await;
+    assert!(!audit["records"].as_array().unwrap().is_empty(), "{audit}");
+    app.shutdown().await;
+}

@@ -11,6 +11,8 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value,
 };
 
+use super::redb_file::Redb;
+use super::space::Space;
 use crate::store::{ApiKeyRecord, AuthStore, RefreshRecord, StoreError, StoreResult, blocking};
 
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
@@ -20,8 +22,7 @@ const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 
 #[derive(Clone)]
 pub struct EmbeddedAuthStore {
-    db: Arc<Database>,
-    path: std::path::PathBuf,
+    file: Arc<Redb>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -35,22 +36,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
 type Table<V> = TableDefinition<'static, &'static str, V>;
 
 impl EmbeddedAuthStore {
-    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+    pub async fn open(data_dir: &Path, space: Space) -> StoreResult<Self> {
         let path = data_dir.join("auth.redb");
-        let file = path.clone();
-        let db = blocking(move || {
-            let db = Database::create(&path).map_err(db_err)?;
-            let tx = db.begin_write().map_err(db_err)?;
-            tx.open_table(API_KEYS).map_err(db_err)?;
-            tx.open_table(REFRESH).map_err(db_err)?;
-            tx.open_table(REVOKED).map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(db)
+        let file = blocking(move || {
+            Redb::open(path, "auth store", space, |tx| {
+                tx.open_table(API_KEYS).map_err(db_err)?;
+                tx.open_table(REFRESH).map_err(db_err)?;
+                tx.open_table(REVOKED).map_err(db_err)?;
+                Ok(())
+            })
         })
         .await?;
         Ok(Self {
-            db: Arc::new(db),
-            path: file,
+            file: Arc::new(file),
         })
     }
 
@@ -60,13 +58,13 @@ impl EmbeddedAuthStore {
         F: FnOnce(&redb::ReadOnlyTable<&'static str, V>) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_read().map_err(db_err)?;
-            let table = tx.open_table(def).map_err(db_err)?;
-            f(&table)
-        })
-        .await
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let table = tx.open_table(def).map_err(db_err)?;
+                f(&table)
+            })
+            .await
     }
 
     async fn write<V, T, F>(&self, def: Table<V>, f: F) -> StoreResult<T>
@@ -75,25 +73,25 @@ impl EmbeddedAuthStore {
         F: FnOnce(&mut redb::Table<'_, &'static str, V>) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_write().map_err(db_err)?;
-            let out = {
-                let mut table = tx.open_table(def).map_err(db_err)?;
-                f(&mut table)?
-            };
-            tx.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
+        self.file
+            .run(move |db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                let out = {
+                    let mut table = tx.open_table(def).map_err(db_err)?;
+                    f(&mut table)?
+                };
+                tx.commit().map_err(db_err)?;
+                Ok(out)
+            })
+            .await
     }
 }
 
 impl crate::store::backup::RedbFile for EmbeddedAuthStore {
     const NAME: &'static str = "auth";
 
-    fn database(&self) -> (Arc<Database>, std::path::PathBuf) {
-        (self.db.clone(), self.path.clone())
+    fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
+        Ok((self.file.db()?, self.file.path().to_owned()))
     }
 }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
+use super::redb_file::Redb;
 use super::space::Space;
 use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Operation, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
@@ -28,8 +29,7 @@ const COMMITTED: &str = "committed";
 
 #[derive(Clone)]
 pub struct EmbeddedEventLog {
-    db: Arc<Database>,
-    path: std::path::PathBuf,
+    file: Arc<Redb>,
     appended: Arc<Notify>,
     /// Checked before events other than deletes are accepted; statuses and completions
     /// always go through.
@@ -52,20 +52,18 @@ fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
 impl EmbeddedEventLog {
     pub async fn open(data_dir: &Path, space: Space) -> StoreResult<Self> {
         let path = data_dir.join("events.redb");
-        let file = path.clone();
-        let db = blocking(move || {
-            let db = Database::create(&path).map_err(db_err)?;
-            let tx = db.begin_write().map_err(db_err)?;
-            tx.open_table(EVENTS).map_err(db_err)?;
-            tx.open_table(STATUS).map_err(db_err)?;
-            tx.open_table(META).map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(db)
+        let checked = space.clone();
+        let file = blocking(move || {
+            Redb::open(path, "event log", checked, |tx| {
+                tx.open_table(EVENTS).map_err(db_err)?;
+                tx.open_table(STATUS).map_err(db_err)?;
+                tx.open_table(META).map_err(db_err)?;
+                Ok(())
+            })
         })
         .await?;
         Ok(Self {
-            db: Arc::new(db),
-            path: file,
+            file: Arc::new(file),
             appended: Arc::new(Notify::new()),
             space,
         })
@@ -76,14 +74,14 @@ impl EmbeddedEventLog {
         F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_write().map_err(db_err)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
+        self.file
+            .run(move |db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                let out = f(&tx)?;
+                tx.commit().map_err(db_err)?;
+                Ok(out)
+            })
+            .await
     }
 }
 
@@ -132,8 +130,8 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) ->
 impl crate::store::backup::RedbFile for EmbeddedEventLog {
     const NAME: &'static str = "events";
 
-    fn database(&self) -> (Arc<Database>, std::path::PathBuf) {
-        (self.db.clone(), self.path.clone())
+    fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
+        Ok((self.file.db()?, self.file.path().to_owned()))
     }
 }
 
@@ -178,36 +176,36 @@ impl EventLog for EmbeddedEventLog {
     }
 
     async fn read(&self, max: usize, max_bytes: usize) -> StoreResult<Vec<LogEntry>> {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_read().map_err(db_err)?;
-            let committed = tx
-                .open_table(META)
-                .map_err(db_err)?
-                .get(COMMITTED)
-                .map_err(db_err)?
-                .map_or(0, |v| v.value());
-            let log = tx.open_table(EVENTS).map_err(db_err)?;
-            let mut out = Vec::new();
-            let mut held = 0;
-            for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
-                if held >= max_bytes {
-                    break;
-                }
-                let (seq, bytes) = entry.map_err(db_err)?;
-                held += bytes.value().len();
-                let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
-                if let Err(u) = &mut event {
-                    tracing::warn!(seq, reason = %u.reason, "unreadable ingest event");
-                    if u.tenant.is_none() || u.id.is_none() {
-                        name_from_status(&tx, seq, u)?;
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let committed = tx
+                    .open_table(META)
+                    .map_err(db_err)?
+                    .get(COMMITTED)
+                    .map_err(db_err)?
+                    .map_or(0, |v| v.value());
+                let log = tx.open_table(EVENTS).map_err(db_err)?;
+                let mut out = Vec::new();
+                let mut held = 0;
+                for entry in log.range(committed + 1..).map_err(db_err)?.take(max) {
+                    if held >= max_bytes {
+                        break;
                     }
+                    let (seq, bytes) = entry.map_err(db_err)?;
+                    held += bytes.value().len();
+                    let (seq, mut event) = (seq.value(), Event::decode(bytes.value()));
+                    if let Err(u) = &mut event {
+                        tracing::warn!(seq, reason = %u.reason, "unreadable ingest event");
+                        if u.tenant.is_none() || u.id.is_none() {
+                            name_from_status(&tx, seq, u)?;
+                        }
+                    }
+                    out.push(LogEntry { seq, event });
                 }
-                out.push(LogEntry { seq, event });
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            })
+            .await
     }
 
     async fn wait(&self, timeout: Duration) {
@@ -256,30 +254,31 @@ impl EventLog for EmbeddedEventLog {
     }
 
     async fn status(&self, tenant: &Tenant, id: &DocId) -> StoreResult<Option<IngestStatus>> {
-        let (db, key) = (self.db.clone(), status_key(tenant, id));
-        blocking(move || {
-            let tx = db.begin_read().map_err(db_err)?;
-            let table = tx.open_table(STATUS).map_err(db_err)?;
-            match table.get(key.as_str()).map_err(db_err)? {
-                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        let key = status_key(tenant, id);
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let table = tx.open_table(STATUS).map_err(db_err)?;
+                match table.get(key.as_str()).map_err(db_err)? {
+                    Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+                    None => Ok(None),
+                }
+            })
+            .await
     }
 
     async fn pending(&self) -> StoreResult<u64> {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_read().map_err(db_err)?;
-            let meta = tx.open_table(META).map_err(db_err)?;
-            let get = |k| -> StoreResult<u64> {
-                Ok(meta.get(k).map_err(db_err)?.map_or(0, |v| v.value()))
-            };
-            let next = get(NEXT)?.max(1);
-            Ok(next.saturating_sub(get(COMMITTED)? + 1))
-        })
-        .await
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let meta = tx.open_table(META).map_err(db_err)?;
+                let get = |k| -> StoreResult<u64> {
+                    Ok(meta.get(k).map_err(db_err)?.map_or(0, |v| v.value()))
+                };
+                let next = get(NEXT)?.max(1);
+                Ok(next.saturating_sub(get(COMMITTED)? + 1))
+            })
+            .await
     }
 
     /// The cursor is the last key read: statuses come in key order.
@@ -288,31 +287,31 @@ impl EventLog for EmbeddedEventLog {
         cursor: Option<String>,
         limit: usize,
     ) -> StoreResult<(Vec<TenantStatus>, Option<String>)> {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_read().map_err(db_err)?;
-            let table = tx.open_table(STATUS).map_err(db_err)?;
-            let rows = match &cursor {
-                Some(after) => table.range::<&str>((Excluded(after.as_str()), Unbounded)),
-                None => table.range::<&str>(..),
-            };
-            let limit = limit.max(1);
-            let (mut out, mut last, mut read) = (Vec::new(), None, 0);
-            for row in rows.map_err(db_err)?.take(limit) {
-                let (key, value) = row.map_err(db_err)?;
-                let key = key.value();
-                read += 1;
-                last = Some(key.to_owned());
-                let tenant = key.split_once('\u{0}').and_then(|(t, _)| Tenant::parse(t));
-                let status = serde_json::from_slice::<IngestStatus>(value.value());
-                if let (Some(tenant), Ok(status)) = (tenant, status) {
-                    out.push(TenantStatus { tenant, status });
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let table = tx.open_table(STATUS).map_err(db_err)?;
+                let rows = match &cursor {
+                    Some(after) => table.range::<&str>((Excluded(after.as_str()), Unbounded)),
+                    None => table.range::<&str>(..),
+                };
+                let limit = limit.max(1);
+                let (mut out, mut last, mut read) = (Vec::new(), None, 0);
+                for row in rows.map_err(db_err)?.take(limit) {
+                    let (key, value) = row.map_err(db_err)?;
+                    let key = key.value();
+                    read += 1;
+                    last = Some(key.to_owned());
+                    let tenant = key.split_once('\u{0}').and_then(|(t, _)| Tenant::parse(t));
+                    let status = serde_json::from_slice::<IngestStatus>(value.value());
+                    if let (Some(tenant), Ok(status)) = (tenant, status) {
+                        out.push(TenantStatus { tenant, status });
+                    }
                 }
-            }
-            // A short page was the last one.
-            Ok((out, last.filter(|_| read == limit)))
-        })
-        .await
+                // A short page was the last one.
+                Ok((out, last.filter(|_| read == limit)))
+            })
+            .await
     }
 
     async fn import_statuses(&self, statuses: Vec<TenantStatus>) -> StoreResult<()> {
@@ -334,7 +333,8 @@ impl EventLog for EmbeddedEventLog {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let db = self.db.clone();
-        blocking(move || db.begin_read().map(drop).map_err(db_err)).await
+        self.file
+            .run(move |db| db.begin_read().map(drop).map_err(db_err))
+            .await
     }
 }

@@ -19,6 +19,7 @@ mod graph_trust;
 mod graph_values;
 mod graph_wal;
 mod graph_weights;
+mod redb_file;
 pub mod space;
 pub mod vectors;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ragbrain::domain::audit::{AuditAction, AuditQuery, AuditRecord, unix_now_ms};
 use ragbrain::store::AuditLog;
 use ragbrain::store::embedded::audit::EmbeddedAuditLog;
+use ragbrain::store::embedded::space::Space;
 use ragbrain::store::redis::RedisAuditLog;
 
 use crate::backends;
@@ -120,7 +121,12 @@ async fn contract(log: Arc<dyn AuditLog>) {
 #[tokio::test]
 async fn embedded_audit_log_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract(Arc::new(EmbeddedAuditLog::open(dir.path()).await.unwrap())).await;
+    contract(Arc::new(
+        EmbeddedAuditLog::open(dir.path(), Space::new(dir.path(), 0))
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test]

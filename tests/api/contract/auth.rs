@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ragbrain::domain::principal::Scope;
 use ragbrain::domain::unix_now;
 use ragbrain::store::embedded::auth::EmbeddedAuthStore;
+use ragbrain::store::embedded::space::Space;
 use ragbrain::store::redis::RedisAuthStore;
 use ragbrain::store::{ApiKeyRecord, AuthStore, RefreshRecord};
 
@@ -75,7 +76,12 @@ async fn contract(store: Arc<dyn AuthStore>) {
 #[tokio::test]
 async fn embedded_auth_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract(Arc::new(EmbeddedAuthStore::open(dir.path()).await.unwrap())).await;
+    contract(Arc::new(
+        EmbeddedAuthStore::open(dir.path(), Space::new(dir.path(), 0))
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test]
