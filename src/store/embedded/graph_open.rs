@@ -16,7 +16,12 @@ use crate::store::{StoreResult, blocking};
 impl EmbeddedGraphStore {
     pub async fn open(data_dir: &Path, options: EmbeddedGraphOptions) -> StoreResult<Self> {
         let query_timeout = options.query_timeout;
-        let wal = WalBound::new(data_dir, query_timeout, options.wal_limit_bytes);
+        let wal = WalBound::new(
+            data_dir,
+            query_timeout,
+            options.wal_limit_bytes,
+            options.space.clone(),
+        );
         let (db, wal) = blocking(move || Ok((wal.open()?, wal))).await?;
         let graphs: HashSet<String> = db.list_graphs().into_iter().collect();
         let mut indexed: Vec<String> = INDEXED.map(String::from).into();
