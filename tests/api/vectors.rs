@@ -378,3 +378,84 @@ async fn payload_indexes_are_created_listed_kept_and_dropped() {
         .await;
     assert_problem(r, 404).await;
 }
+
+/// Pages of a search (`offset`), alone and fused with the lexical ranking (`mode
+/// both`), put together give the one long page, each hit with its own payload and, when
+/// asked, its own vector (the store reads candidates without them and then the page
+/// whole).
+#[tokio::test]
+async fn search_pages_by_offset_carry_each_hits_own_payload_and_vector() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["read", "write"]).await;
+    let spec = json!({"dim": 3, "distance": "euclid"});
+    app.json(Method::PUT, "/vectors/collections/paged", &key, Some(spec))
+        .await;
+    // No two points tie in either ranking, so every page cuts the same list.
+    let vector = |i: u64| vec![i as f32, 0.0, 1.0];
+    let points: Vec<Value> = (1..=30u64)
+        .map(|i| {
+            let words = if i % 3 == 0 {
+                "river ".repeat(1 + i as usize / 3)
+            } else {
+                "hill top ".into()
+            };
+            json!({"id": i, "vector": vector(i),
+                   "payload": {"n": i, "text": format!("{words}number {i}")}})
+        })
+        .collect();
+    let body = json!({"collection": "paged", "points": points});
+    app.json(Method::POST, "/vectors/upsert", &key, Some(body))
+        .await;
+
+    for mode in ["dense", "both"] {
+        let query = |limit: usize, offset: usize| {
+            let mut q = json!({"collection": "paged", "vector": [0.0, 0.0, 1.0], "mode": mode,
+                               "limit": limit, "offset": offset, "with_vector": true});
+            if mode == "both" {
+                q["text"] = json!("river");
+            }
+            q
+        };
+        let whole = app
+            .json(Method::POST, "/vectors/search", &key, Some(query(30, 0)))
+            .await;
+        let whole = whole["hits"].as_array().unwrap().clone();
+        assert_eq!(whole.len(), 30, "{mode}");
+        let ids = |hits: &[Value]| hits.iter().map(|h| h["id"].clone()).collect::<Vec<_>>();
+        let search = |q: Value| app.json(Method::POST, "/vectors/search", &key, Some(q));
+        let mut paged = Vec::new();
+        for offset in (0..30).step_by(7) {
+            let page = search(query(7, offset)).await["hits"].clone();
+            let page = page.as_array().unwrap().clone();
+            // Mode both fuses down to the page's end: a page is the cut of the list
+            // fused that deep (docs/API.md, "Search modes").
+            let to_end = search(query(offset + 7, 0)).await["hits"].clone();
+            let cut = to_end.as_array().unwrap()[offset..].to_vec();
+            assert_eq!(ids(&page), ids(&cut), "{mode}: the page at {offset}");
+            paged.extend(page);
+        }
+        if mode == "dense" {
+            assert_eq!(
+                ids(&paged),
+                ids(&whole),
+                "dense pages differ from the whole"
+            );
+        }
+        for hit in &paged {
+            let id = hit["id"].as_u64().unwrap();
+            assert_eq!(hit["payload"]["n"], id, "{mode}: {hit}");
+            assert_eq!(hit["vector"], json!(vector(id)), "{mode}: {hit}");
+        }
+    }
+    let bare = json!({"collection": "paged", "vector": [1.0, 1.0, 1.0], "limit": 3,
+                      "offset": 2, "with_payload": false});
+    let found = app
+        .json(Method::POST, "/vectors/search", &key, Some(bare))
+        .await;
+    for hit in found["hits"].as_array().unwrap() {
+        assert!(
+            hit.get("payload").is_none() && hit.get("vector").is_none(),
+            "{hit}"
+        );
+    }
+}

@@ -118,19 +118,47 @@ impl VectorService {
                 self.search_or_empty(who, &collection, q).await?
             }
             Some(second) => {
-                // Each list to the page's end, fused, then the page cut out.
+                // Each list to the page's end as ids and scores only (with payloads, a
+                // deep page would hold both lists' whole depth of them), fused, the
+                // page cut out; then only the page's points are read in full.
                 let depth = req.offset + req.limit;
+                let bare = |by| SearchQuery {
+                    with_payload: false,
+                    with_vector: false,
+                    ..query(by, depth, 0)
+                };
                 let (a, b) = tokio::try_join!(
-                    self.search_or_empty(who, &collection, query(first, depth, 0)),
-                    self.search_or_empty(who, &collection, query(second, depth, 0)),
+                    self.search_or_empty(who, &collection, bare(first.clone())),
+                    self.search_or_empty(who, &collection, bare(second)),
                 )?;
-                reciprocal_rank(&[&a, &b], RRF_K)
+                let page: Vec<(PointId, f32)> = reciprocal_rank(&[&a, &b], RRF_K)
                     .into_iter()
                     .skip(req.offset)
                     .take(req.limit)
-                    .map(|(hit, score)| ScoredPoint {
-                        score,
-                        ..hit.clone()
+                    .map(|(hit, score)| (hit.id, score))
+                    .collect();
+                let full = req.with_payload || req.with_vector;
+                let mut read = if full && !page.is_empty() {
+                    let q = SearchQuery {
+                        ids: Some(page.iter().map(|&(id, _)| id).collect()),
+                        ..query(first, page.len(), 0)
+                    };
+                    let points = self.search_or_empty(who, &collection, q).await?;
+                    points.into_iter().map(|p| (p.id, p)).collect()
+                } else {
+                    std::collections::HashMap::new()
+                };
+                page.into_iter()
+                    .filter_map(|(id, score)| match read.remove(&id) {
+                        Some(p) => Some(ScoredPoint { score, ..p }),
+                        // Deleted between the two reads.
+                        None if full => None,
+                        None => Some(ScoredPoint {
+                            id,
+                            score,
+                            payload: None,
+                            vector: None,
+                        }),
                     })
                     .collect()
             }

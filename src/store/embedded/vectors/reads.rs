@@ -2,6 +2,8 @@
 //! retrieves as the engine takes them, and their points back as domain records, each
 //! checked against the tenant.
 
+use std::collections::HashMap;
+
 use qdrant_edge::{
     NamedQuery, QueryEnum, SearchRequest, VectorInternal, WithPayloadInterface, WithVector,
 };
@@ -33,8 +35,8 @@ pub(super) fn search_owned(
                 .map_err(StoreError::invalid)?,
         ),
     };
-    let found = c
-        .shard()?
+    let shard = c.shard()?;
+    let found = shard
         .search(SearchRequest {
             query: QueryEnum::Nearest(NamedQuery {
                 query: vector,
@@ -44,15 +46,47 @@ pub(super) fn search_owned(
             params: Some(map::search_params()),
             limit: query.limit,
             offset: query.offset,
-            // The tenant check needs the payload even when the caller does not.
-            with_payload: Some(WithPayloadInterface::Bool(true)),
-            with_vector: Some(WithVector::Bool(query.with_vector)),
+            // Candidates carry the tenant key alone, for the check of every hit.
+            // qdrant-edge reads what is asked for `offset + limit` hits in each
+            // segment and cuts the offset only after merging them: whole payloads
+            // there held gigabytes for one deep page. The page is read whole below.
+            with_payload: Some(WithPayloadInterface::Fields(vec![
+                map::tenant_path().map_err(StoreError::internal)?,
+            ])),
+            with_vector: Some(WithVector::Bool(false)),
             score_threshold: query.score_threshold,
         })
         .map_err(engine)?;
-    Ok(found
+    let hits: Vec<ScoredPoint> = found
         .into_iter()
-        .filter_map(|p| map::scored_point(p, tenant, query.with_payload))
+        .filter_map(|p| map::scored_point(p, tenant, false))
+        .collect();
+    if !(query.with_payload || query.with_vector) || hits.is_empty() {
+        return Ok(hits);
+    }
+    let ids: Vec<_> = hits.iter().map(|h| map::point_id(h.id)).collect();
+    let mut whole: HashMap<_, _> = shard
+        .retrieve(
+            &ids,
+            Some(WithPayloadInterface::Bool(true)),
+            Some(WithVector::Bool(query.with_vector)),
+        )
+        .map_err(engine)?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    // A point deleted between the two reads drops out of the page.
+    Ok(hits
+        .into_iter()
+        .filter_map(|hit| {
+            let r = whole.remove(&map::point_id(hit.id))?;
+            let payload = map::owned_payload(r.payload, tenant)?;
+            Some(ScoredPoint {
+                payload: query.with_payload.then_some(payload),
+                vector: map::dense_vector(r.vector),
+                ..hit
+            })
+        })
         .collect())
 }
 
