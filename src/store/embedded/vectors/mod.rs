@@ -484,14 +484,8 @@ impl VectorStore for EmbeddedVectorStore {
         self.maintenance.abort();
         let all = self.inner.open_collections();
         // Every collection closes, whether or not one before it failed.
-        blocking(move || {
-            all.iter()
-                .map(|c| c.close())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect()
-        })
-        .await
+        let closed = blocking(move || Ok(all.iter().map(|c| c.close()).collect::<Vec<_>>()));
+        closed.await?.into_iter().collect()
     }
 }
 
