@@ -48,7 +48,7 @@ impl crate::store::backup::RedbFile for EmbeddedAuditLog {
     const NAME: &'static str = "audit";
 
     fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        Ok((self.file.db()?, self.file.path().to_owned()))
+        self.file.database()
     }
 }
 

@@ -91,7 +91,7 @@ impl crate::store::backup::RedbFile for EmbeddedAuthStore {
     const NAME: &'static str = "auth";
 
     fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        Ok((self.file.db()?, self.file.path().to_owned()))
+        self.file.database()
     }
 }
 

@@ -29,11 +29,10 @@ const COMMITTED: &str = "committed";
 
 #[derive(Clone)]
 pub struct EmbeddedEventLog {
+    /// Its space check is made before events other than deletes are accepted;
+    /// statuses and completions always go through.
     file: Arc<Redb>,
     appended: Arc<Notify>,
-    /// Checked before events other than deletes are accepted; statuses and completions
-    /// always go through.
-    space: Space,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -52,9 +51,8 @@ fn meta(tx: &WriteTransaction, key: &str) -> StoreResult<u64> {
 impl EmbeddedEventLog {
     pub async fn open(data_dir: &Path, space: Space) -> StoreResult<Self> {
         let path = data_dir.join("events.redb");
-        let checked = space.clone();
         let file = blocking(move || {
-            Redb::open(path, "event log", checked, |tx| {
+            Redb::open(path, "event log", space, |tx| {
                 tx.open_table(EVENTS).map_err(db_err)?;
                 tx.open_table(STATUS).map_err(db_err)?;
                 tx.open_table(META).map_err(db_err)?;
@@ -65,7 +63,6 @@ impl EmbeddedEventLog {
         Ok(Self {
             file: Arc::new(file),
             appended: Arc::new(Notify::new()),
-            space,
         })
     }
 
@@ -131,7 +128,7 @@ impl crate::store::backup::RedbFile for EmbeddedEventLog {
     const NAME: &'static str = "events";
 
     fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        Ok((self.file.db()?, self.file.path().to_owned()))
+        self.file.database()
     }
 }
 
@@ -143,7 +140,7 @@ impl EventLog for EmbeddedEventLog {
             .iter()
             .any(|e| !matches!(e.operation, Operation::Delete))
         {
-            self.space.check()?;
+            self.file.space().check()?;
         }
         let seqs = self
             .write(move |tx| {

@@ -4,7 +4,7 @@
 //! a moment of full disk would leave logins, the audit trail or the ingest log failing
 //! until a restart, however much space came back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, StorageError, TransactionError, WriteTransaction};
@@ -44,8 +44,14 @@ impl Redb {
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The database and its file, for a backup ([`crate::store::backup::RedbFile`]).
+    pub(crate) fn database(&self) -> StoreResult<(Arc<Database>, PathBuf)> {
+        Ok((self.db()?, self.path.clone()))
+    }
+
+    /// The free-space check this store's writes make.
+    pub(crate) fn space(&self) -> &Space {
+        &self.space
     }
 
     /// The database, opened again first when the last failure let it go. Opening fails
