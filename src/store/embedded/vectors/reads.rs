@@ -35,8 +35,8 @@ pub(super) fn search_owned(
                 .map_err(StoreError::invalid)?,
         ),
     };
-    let shard = c.shard()?;
-    let found = shard
+    let found = c
+        .shard()?
         .search(SearchRequest {
             query: QueryEnum::Nearest(NamedQuery {
                 query: vector,
@@ -64,14 +64,8 @@ pub(super) fn search_owned(
     if !(query.with_payload || query.with_vector) || hits.is_empty() {
         return Ok(hits);
     }
-    let ids: Vec<_> = hits.iter().map(|h| map::point_id(h.id)).collect();
-    let mut whole: HashMap<_, _> = shard
-        .retrieve(
-            &ids,
-            Some(WithPayloadInterface::Bool(true)),
-            Some(WithVector::Bool(query.with_vector)),
-        )
-        .map_err(engine)?
+    let ids: Vec<PointId> = hits.iter().map(|h| h.id).collect();
+    let mut whole: HashMap<PointId, Record> = retrieve_owned(c, tenant, &ids, query.with_vector)?
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
@@ -79,11 +73,10 @@ pub(super) fn search_owned(
     Ok(hits
         .into_iter()
         .filter_map(|hit| {
-            let r = whole.remove(&map::point_id(hit.id))?;
-            let payload = map::owned_payload(r.payload, tenant)?;
+            let r = whole.remove(&hit.id)?;
             Some(ScoredPoint {
-                payload: query.with_payload.then_some(payload),
-                vector: map::dense_vector(r.vector),
+                payload: query.with_payload.then_some(r.payload),
+                vector: r.vector,
                 ..hit
             })
         })
