@@ -192,11 +192,7 @@ async fn stores_work_again_once_a_disk_another_process_filled_has_room() {
         return;
     };
     let data = tempfile::tempdir_in(mount.0.path()).unwrap();
-    let mut app = crate::helpers::spawn_app_in(data, |_| {}, String::new()).await;
-    app.admin_key = std::fs::read_to_string(app.data_dir.path().join("bootstrap-admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let mut app = crate::helpers::spawn_app_on(data, |_| {}).await;
     assert_eq!(token_status(&app).await, 200);
 
     let filler = mount.0.path().join("filler");

@@ -92,7 +92,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with settings changed by `configure` (kept across restarts).
 pub async fn spawn_app_with(configure: fn(&mut Settings)) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_on(tempfile::tempdir().expect("temp dir"), configure).await
+}
+
+/// Like [`spawn_app_with`], on an empty `data_dir` the caller chose.
+pub async fn spawn_app_on(data_dir: TempDir, configure: fn(&mut Settings)) -> TestApp {
     let mut app = spawn_app_in(data_dir, configure, String::new()).await;
     app.admin_key = std::fs::read_to_string(app.data_dir.path().join("bootstrap-admin.key"))
         .expect("bootstrap key file")
@@ -149,8 +153,7 @@ impl TestApp {
         }
     }
 
-    /// One pass of the worker over the log, with its error: for tests of a worker that
-    /// cannot write.
+    /// One pass of the worker over the log, with its error (a worker that cannot write).
     pub async fn try_drain(&self) -> Result<usize, ragbrain::store::StoreError> {
         worker::drain_once(self.ingest.as_ref().expect("the test drives the worker")).await
     }
