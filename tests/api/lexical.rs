@@ -153,6 +153,9 @@ async fn search_modes_reject_what_they_cannot_use() {
         json!({"mode": "both", "text": "river", "score_threshold": 0.5}),
         json!({"mode": "both", "vector": v}),
         json!({"mode": "sparse", "text": "river"}),
+        json!({"text": "river", "rank_window": 10}),
+        json!({"mode": "both", "text": "river", "rank_window": 0}),
+        json!({"mode": "both", "text": "river", "rank_window": 20_000}),
     ];
     for body in bad {
         let r = app

@@ -28,6 +28,11 @@ pub struct SearchRequest {
     pub limit: usize,
     #[serde(default)]
     pub offset: usize,
+    /// Mode `both` only: how deep each ranking is taken and the fused list kept; pages
+    /// are cut from that one list, so pages sent with the same window never repeat or
+    /// skip a hit, and a page past its end is empty. Default: the page's end
+    /// (`offset + limit`) or [`DEFAULT_RANK_WINDOW`], whichever is larger.
+    pub rank_window: Option<usize>,
     pub score_threshold: Option<f32>,
     pub filter: Option<Filter>,
     #[serde(default = "yes")]
@@ -56,6 +61,10 @@ pub enum SearchMode {
 
 /// The `k` of reciprocal rank fusion for mode `both` (the usual 60).
 const RRF_K: f32 = 60.0;
+
+/// Mode `both`'s fused list, when the request names no `rank_window`: pages within
+/// the first 100 hits of a query are cut from one list.
+pub const DEFAULT_RANK_WINDOW: usize = 100;
 
 /// Reciprocal rank fusion of ranked lists: each hit scores Σ 1 / (k + rank) over the
 /// lists that hold it. Returns the hits (borrowed, so callers clone only what they
@@ -101,6 +110,7 @@ impl VectorService {
         if let Some(filter) = &req.filter {
             check_filter(filter, limits)?;
         }
+        let window = self.rank_window(&req)?;
         let (first, second) = self.rankings(&mut req).await?;
         let query = |by: Query, limit, offset| SearchQuery {
             query: by,
@@ -118,14 +128,14 @@ impl VectorService {
                 self.search_or_empty(who, &collection, q).await?
             }
             Some(second) => {
-                // Each list to the page's end as ids and scores only (with payloads, a
-                // deep page would hold both lists' whole depth of them), fused, the
-                // page cut out; then only the page's points are read in full.
-                let depth = req.offset + req.limit;
+                // Each list to the window's depth as ids and scores only (with
+                // payloads, a deep page would hold both lists' whole depth of them),
+                // fused, kept to the window, the page cut out; then only the page's
+                // points are read in full.
                 let bare = |by| SearchQuery {
                     with_payload: false,
                     with_vector: false,
-                    ..query(by, depth, 0)
+                    ..query(by, window, 0)
                 };
                 let (a, b) = tokio::try_join!(
                     self.search_or_empty(who, &collection, bare(first.clone())),
@@ -133,6 +143,7 @@ impl VectorService {
                 )?;
                 let page: Vec<(PointId, f32)> = reciprocal_rank(&[&a, &b], RRF_K)
                     .into_iter()
+                    .take(window)
                     .skip(req.offset)
                     .take(req.limit)
                     .map(|(hit, score)| (hit.id, score))
@@ -164,6 +175,24 @@ impl VectorService {
             }
         };
         Ok(SearchResponse { hits })
+    }
+
+    /// Mode `both`'s fusion window (see [`SearchRequest::rank_window`]), checked against
+    /// the deepest page a search may reach; refused with another mode, where pages are
+    /// cut from one ranking anyway.
+    fn rank_window(&self, req: &SearchRequest) -> Result<usize> {
+        let limits = &self.settings.limits;
+        let deepest = limits.max_search_offset + limits.max_search_limit.get();
+        match req.rank_window {
+            Some(_) if req.mode != SearchMode::Both => Err(ServiceError::Invalid(
+                "rank_window applies to mode both only".into(),
+            )),
+            Some(window) => {
+                bounded("rank_window", window, 1, deepest)?;
+                Ok(window)
+            }
+            None => Ok((req.offset + req.limit).max(DEFAULT_RANK_WINDOW)),
+        }
     }
 
     /// The ranking asked for, and for mode `both` the second one to fuse with it; takes
