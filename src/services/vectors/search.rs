@@ -30,8 +30,8 @@ pub struct SearchRequest {
     pub offset: usize,
     /// Mode `both` only: how deep each ranking is taken and the fused list kept; pages
     /// are cut from that one list, so pages sent with the same window never repeat or
-    /// skip a hit, and a page past its end is empty. Default: the page's end
-    /// (`offset + limit`) or [`DEFAULT_RANK_WINDOW`], whichever is larger.
+    /// skip a hit, and a page past its end is empty. Default: 100 or the page's end
+    /// (`offset + limit`), whichever is larger.
     pub rank_window: Option<usize>,
     pub score_threshold: Option<f32>,
     pub filter: Option<Filter>,
@@ -64,7 +64,7 @@ const RRF_K: f32 = 60.0;
 
 /// Mode `both`'s fused list, when the request names no `rank_window`: pages within
 /// the first 100 hits of a query are cut from one list.
-pub const DEFAULT_RANK_WINDOW: usize = 100;
+const DEFAULT_RANK_WINDOW: usize = 100;
 
 /// Reciprocal rank fusion of ranked lists: each hit scores Σ 1 / (k + rank) over the
 /// lists that hold it. Returns the hits (borrowed, so callers clone only what they
