@@ -71,15 +71,7 @@ pub async fn wait_for(port: u16, path: &str, key: &str) -> Option<reqwest::Statu
 
 /// `GET path` on the server at `port` with API key `key`, its body as JSON.
 pub async fn get_json(client: &reqwest::Client, port: u16, path: &str, key: &str) -> Value {
-    client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_answer(client.get(format!("http://127.0.0.1:{port}{path}")), key).await
 }
 
 /// `POST path` with `body` on the server at `port` with API key `key`, its answer as
@@ -91,16 +83,14 @@ pub async fn post_json(
     key: &str,
     body: Value,
 ) -> Value {
-    client
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .header("X-API-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let request = client.post(format!("http://127.0.0.1:{port}{path}"));
+    json_answer(request.json(&body), key).await
+}
+
+/// Sends `request` with API key `key`; the answer's body as JSON.
+async fn json_answer(request: reqwest::RequestBuilder, key: &str) -> Value {
+    let answer = request.header("X-API-Key", key).send().await.unwrap();
+    answer.json().await.unwrap()
 }
 
 /// Polls `GET /ingest/{id}` on a server started with [`spawn_binary`] until the document
