@@ -380,9 +380,10 @@ async fn payload_indexes_are_created_listed_kept_and_dropped() {
 }
 
 /// Pages of a search (`offset`), alone and fused with the lexical ranking (`mode
-/// both`, within its default window), put together give the one long page, each hit
-/// with its own payload and, when asked, its own vector (the store reads candidates
-/// without them and then the page whole).
+/// both`, with one `rank_window` sent with every page), put together give the one long
+/// page, each hit with its own payload and, when asked, its own vector (the store reads
+/// candidates without them and then the page whole). Without a window, a fused page is
+/// the cut of the list fused to its own end.
 #[tokio::test]
 async fn search_pages_by_offset_carry_each_hits_own_payload_and_vector() {
     let app = spawn_app().await;
@@ -413,6 +414,7 @@ async fn search_pages_by_offset_carry_each_hits_own_payload_and_vector() {
                                "limit": limit, "offset": offset, "with_vector": true});
             if mode == "both" {
                 q["text"] = json!("river");
+                q["rank_window"] = json!(30);
             }
             q
         };
@@ -442,6 +444,18 @@ async fn search_pages_by_offset_carry_each_hits_own_payload_and_vector() {
                 q
             };
             let list = search(windowed(12, 0)).await["hits"].clone();
+            // Without one, each page is fused to its own end.
+            let unwindowed = |limit: usize, offset: usize| {
+                let mut q = query(limit, offset);
+                q.as_object_mut().unwrap().remove("rank_window");
+                q
+            };
+            for offset in [7, 14] {
+                let page = search(unwindowed(7, offset)).await["hits"].clone();
+                let to_end = search(unwindowed(offset + 7, 0)).await["hits"].clone();
+                let cut = to_end.as_array().unwrap()[offset..].to_vec();
+                assert_eq!(ids(page.as_array().unwrap()), ids(&cut), "at {offset}");
+            }
             let mut pages = Vec::new();
             for offset in (0..20).step_by(5) {
                 let page = search(windowed(5, offset)).await["hits"].clone();

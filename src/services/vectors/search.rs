@@ -30,8 +30,10 @@ pub struct SearchRequest {
     pub offset: usize,
     /// Mode `both` only: how deep each ranking is taken and the fused list kept; pages
     /// are cut from that one list, so pages sent with the same window never repeat or
-    /// skip a hit, and a page past its end is empty. Default: 100 or the page's end
-    /// (`offset + limit`), whichever is larger.
+    /// skip a hit, and a page past its end is empty. Default: the page's end (`offset +
+    /// limit`), as Elasticsearch's `rank_window_size` defaults to the page size: a
+    /// deeper window costs the first page both speed and recall (docs/PERFORMANCE.md,
+    /// "Pages of a fused search").
     pub rank_window: Option<usize>,
     pub score_threshold: Option<f32>,
     pub filter: Option<Filter>,
@@ -61,10 +63,6 @@ pub enum SearchMode {
 
 /// The `k` of reciprocal rank fusion for mode `both` (the usual 60).
 const RRF_K: f32 = 60.0;
-
-/// Mode `both`'s fused list, when the request names no `rank_window`: pages within
-/// the first 100 hits of a query are cut from one list.
-const DEFAULT_RANK_WINDOW: usize = 100;
 
 /// Reciprocal rank fusion of ranked lists: each hit scores Σ 1 / (k + rank) over the
 /// lists that hold it. Returns the hits (borrowed, so callers clone only what they
@@ -191,7 +189,7 @@ impl VectorService {
                 bounded("rank_window", window, 1, deepest)?;
                 Ok(window)
             }
-            None => Ok((req.offset + req.limit).max(DEFAULT_RANK_WINDOW)),
+            None => Ok(req.offset + req.limit),
         }
     }
 
