@@ -24,6 +24,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_retrieval import ROOT, Server, ingest  # noqa: E402
 
 
+def release_binary():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "ragbrain")
+
+
+def load(datasets):
+    """Every paragraph and every question of the DATASET files, in order."""
+    corpus, questions = [], []
+    for path in datasets:
+        with open(path) as f:
+            data = json.load(f)
+        corpus.extend(data["corpus"])
+        questions.extend(data["questions"])
+    return corpus, questions
+
+
 def paragraphs(corpus, total):
     copy = 0
     while True:
@@ -85,14 +101,8 @@ def main():
     p.add_argument("--keep", type=float, default=0,
                    help="seconds to keep the server up at the end (its port and key are printed)")
     args = p.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.binary or os.path.join(target, "release", "ragbrain")
-    corpus, questions = [], []
-    for path in args.datasets:
-        with open(path) as f:
-            data = json.load(f)
-        corpus.extend(data["corpus"])
-        questions.extend(data["questions"])
+    binary = args.binary or release_binary()
+    corpus, questions = load(args.datasets)
     source = hub_corpus(args.paragraphs) if args.hub else paragraphs(corpus, args.paragraphs)
     todo = list(documents(list(source), args.join))
     size = sum(len(d["text"].encode()) for d in todo) / len(todo)

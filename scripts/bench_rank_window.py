@@ -15,14 +15,13 @@ copy `p~k` counts as `p`).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ingest import paragraphs  # noqa: E402
-from eval_retrieval import ROOT, Server, ingest, wait_indexed  # noqa: E402
+from bench_ingest import load, paragraphs, release_binary  # noqa: E402
+from eval_retrieval import Server, ingest, wait_indexed  # noqa: E402
 
 
 def documents(hits):
@@ -61,14 +60,8 @@ def main():
     p.add_argument("--windows", default="100", help="comma-separated windows beside the default")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.binary or os.path.join(target, "release", "ragbrain")
-    corpus, questions = [], []
-    for path in args.datasets:
-        with open(path) as f:
-            data = json.load(f)
-        corpus.extend(data["corpus"])
-        questions.extend(data["questions"])
+    binary = args.binary or release_binary()
+    corpus, questions = load(args.datasets)
     todo = list(paragraphs(corpus, args.paragraphs or len(corpus)))
     server = Server(binary, {"RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB": "1"})
     try:
