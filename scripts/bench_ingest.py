@@ -21,12 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_retrieval import ROOT, Server, ingest  # noqa: E402
-
-
-def release_binary():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release", "ragbrain")
+from eval_retrieval import Server, ingest, release_binary  # noqa: E402
 
 
 def load(datasets):

@@ -21,8 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ingest import paragraphs  # noqa: E402
-from eval_retrieval import ROOT, Server, ingest  # noqa: E402
+from bench_ingest import load, paragraphs  # noqa: E402
+from eval_retrieval import Server, ingest, release_binary  # noqa: E402
 
 
 def main():
@@ -33,12 +33,8 @@ def main():
     p.add_argument("--to", help="the target's configuration (default: embedded stores in a "
                                 "temporary directory)")
     args = p.parse_args()
-    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.binary or os.path.join(target_dir, "release", "ragbrain")
-    corpus = []
-    for path in args.datasets:
-        with open(path) as f:
-            corpus.extend(json.load(f)["corpus"])
+    binary = args.binary or release_binary()
+    corpus, _ = load(args.datasets)
     docs = list(paragraphs(corpus, args.paragraphs))
     # A tenant of its own: a production target may be shared (its count check would
     # see other runs' data).

@@ -20,18 +20,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ingest import load, paragraphs, release_binary  # noqa: E402
-from eval_retrieval import Server, ingest, wait_indexed  # noqa: E402
+from bench_ingest import load, paragraphs  # noqa: E402
+from eval_retrieval import Server, doc_ids, ingest, release_binary, wait_indexed  # noqa: E402
 
 
 def documents(hits):
-    seen, out = set(), []
-    for h in hits:
-        d = ((h.get("payload") or {}).get("doc_id") or "").split("~")[0]
-        if d and d not in seen:
-            seen.add(d)
-            out.append(d)
-    return out
+    """The hits' documents in rank order, once each, a copy `p~k` counting as `p`."""
+    return list(dict.fromkeys(d.split("~")[0] for d in doc_ids(hits)))
 
 
 def ask(server, questions, limit, window, rounds):

@@ -95,6 +95,12 @@ class Server:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def release_binary():
+    """Where `cargo build --release` puts the binary."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "ragbrain")
+
+
 def ingest(server, corpus, poll=0.2):
     """Posts `corpus` in batches of 100 and waits until the last one is done; returns
     paragraphs per second."""
@@ -167,8 +173,7 @@ def main():
     binary = args.binary
     if binary is None:
         subprocess.run(["cargo", "build", "--release", "--bin", "ragbrain"], cwd=ROOT, check=True)
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-        binary = os.path.join(target, "release", "ragbrain")
+        binary = release_binary()
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.indexed:
         env.setdefault("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1")
