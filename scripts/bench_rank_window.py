@@ -5,8 +5,8 @@ Starts the server like scripts/eval_retrieval.py (embedded stores, temporary dat
 directory, search cache off) with every segment indexed, ingests --paragraphs
 paragraphs of the DATASETs (copies as scripts/bench_ingest.py makes them once the
 datasets run out), waits for the HNSW builds to end, then asks every question
---rounds times in mode `both` for each limit, once with `rank_window` equal to the
-limit (the default) and once with each --windows value. It prints p50/p99 of the call
+--rounds times in mode `both` for each limit, once without `rank_window` (the
+default: the page's end) and once with each --windows value. It prints p50/p99 of the call
 and recall at 10 of the gold paragraphs among the first ten distinct documents (a
 copy `p~k` counts as `p`).
 
