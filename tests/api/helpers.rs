@@ -131,6 +131,21 @@ pub async fn spawn_app_in(
     }
 }
 
+impl Drop for TestApp {
+    /// A failed test keeps its data directory, to look at what the server wrote. Removed,
+    /// it would also fail the flush the vector stores make when the runtime drops the
+    /// still-running server, and that second panic's message would bury the test's.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.data_dir.disable_cleanup(true);
+            eprintln!(
+                "the failed test's data directory: {}",
+                self.data_dir.path().display()
+            );
+        }
+    }
+}
+
 impl TestApp {
     /// Stops the server gracefully (stores closed) and starts a new one on the same data.
     pub async fn restart(&mut self) {
