@@ -186,11 +186,7 @@ impl VectorService {
         let name = &collection_name(name)?;
         indexable(&index.field)?;
         let max = self.settings.limits.max_payload_indexes.get();
-        let indexes = self
-            .vectors
-            .collection_info(&who.tenant, name)
-            .await?
-            .payload_indexes;
+        let indexes = self.vectors.payload_indexes(&who.tenant, name).await?;
         if indexes.len() >= max && !indexes.iter().any(|i| i.field == index.field) {
             return Err(ServiceError::Conflict(format!(
                 "the collection has {} payload indexes, the most \

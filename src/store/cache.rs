@@ -203,6 +203,14 @@ impl VectorStore for CachedVectors {
         self.inner.collection_spec(tenant, name).await
     }
 
+    async fn payload_indexes(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<Vec<PayloadIndex>> {
+        self.inner.payload_indexes(tenant, name).await
+    }
+
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let dropped = self.inner.drop_collection(tenant, name).await;
         self.bumped(tenant, name, dropped).await

@@ -172,6 +172,15 @@ pub trait VectorStore: Send + Sync {
             distance: info.distance,
         })
     }
+    /// The collection's client-made payload indexes, without counting its points (for
+    /// the limit checked before an index is made).
+    async fn payload_indexes(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<Vec<PayloadIndex>> {
+        Ok(self.collection_info(tenant, name).await?.payload_indexes)
+    }
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()>;
     /// Durable when it returns: a restart keeps every upserted point.
     async fn upsert(

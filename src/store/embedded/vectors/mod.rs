@@ -155,6 +155,15 @@ impl EmbeddedVectorStore {
     }
 }
 
+/// The payload indexes a client made, from the engine's schema of the shard.
+fn client_indexes(info: &qdrant_edge::ShardInfo) -> Vec<PayloadIndex> {
+    let schema = info
+        .payload_schema
+        .iter()
+        .map(|(path, i)| (path.to_string(), i.data_type));
+    map::payload_indexes(schema)
+}
+
 #[async_trait]
 impl VectorStore for EmbeddedVectorStore {
     async fn create_collection(
@@ -210,15 +219,11 @@ impl VectorStore for EmbeddedVectorStore {
         let (tenant, name) = (tenant.clone(), name.to_string());
         blocking(move || {
             let info = c.shard()?.info();
-            let schema = info
-                .payload_schema
-                .iter()
-                .map(|(path, i)| (path.to_string(), i.data_type));
             Ok(CollectionInfo {
                 points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
                 optimizing: c.optimizing(),
-                payload_indexes: map::payload_indexes(schema),
+                payload_indexes: client_indexes(&info),
                 name,
                 dim: c.spec.dim,
                 distance: c.spec.distance,
@@ -233,6 +238,15 @@ impl VectorStore for EmbeddedVectorStore {
         name: &CollectionName,
     ) -> StoreResult<CollectionSpec> {
         Ok(self.require(tenant, name)?.spec)
+    }
+
+    async fn payload_indexes(
+        &self,
+        tenant: &Tenant,
+        name: &CollectionName,
+    ) -> StoreResult<Vec<PayloadIndex>> {
+        let c = self.require(tenant, name)?;
+        blocking(move || Ok(client_indexes(&c.shard()?.info()))).await
     }
 
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
