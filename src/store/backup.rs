@@ -20,42 +20,8 @@ pub trait Backup: Send + Sync {
     async fn backup(&self, into: &Path) -> StoreResult<()>;
 }
 
-/// An embedded store that is one redb file; [`Backup`] copies it with [`copy_redb`].
-pub(crate) trait RedbFile: Send + Sync {
-    /// The store, as the snapshot's manifest names it.
-    const NAME: &'static str;
-    fn database(&self) -> StoreResult<(std::sync::Arc<redb::Database>, std::path::PathBuf)>;
-}
-
-#[async_trait]
-impl<T: RedbFile> Backup for T {
-    fn name(&self) -> &'static str {
-        T::NAME
-    }
-
-    async fn backup(&self, into: &Path) -> StoreResult<()> {
-        let (db, file) = self.database()?;
-        let into = into.to_owned();
-        crate::store::blocking(move || copy_redb(&db, &file, &into)).await
-    }
-}
-
 pub(crate) fn io_err(what: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::new(ErrorKind::Unavailable, format!("{what}: {e}"))
-}
-
-/// Copies a redb file while holding its write transaction (begun, never committed):
-/// no commit can land meanwhile, and every one before it is whole on disk (the stores
-/// commit durably), so the copy opens like the file after a clean stop.
-pub(crate) fn copy_redb(db: &redb::Database, file: &Path, into: &Path) -> StoreResult<()> {
-    let tx = db
-        .begin_write()
-        .map_err(|e| StoreError::internal(format!("backup of {}: {e}", file.display())))?;
-    let name = file.file_name().unwrap_or_default();
-    let copied = std::fs::copy(file, into.join(name)).map(drop);
-    tx.abort()
-        .map_err(|e| StoreError::internal(format!("backup of {}: {e}", file.display())))?;
-    copied.map_err(io_err("copying a database file"))
 }
 
 /// `path` with `suffix` added to its last component (`graph` → `graph.old`), for the

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::redb_file::Redb;
+use super::redb_file::{OneFile, Redb};
 use super::space::Space;
 use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord, MAX_SCAN};
 use crate::store::{AuditLog, StoreError, StoreResult, blocking};
@@ -44,11 +44,11 @@ impl EmbeddedAuditLog {
     }
 }
 
-impl crate::store::backup::RedbFile for EmbeddedAuditLog {
+impl OneFile for EmbeddedAuditLog {
     const NAME: &'static str = "audit";
 
-    fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        self.file.database()
+    fn file(&self) -> &Arc<Redb> {
+        &self.file
     }
 }
 

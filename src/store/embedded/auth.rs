@@ -7,11 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value,
-};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value};
 
-use super::redb_file::Redb;
+use super::redb_file::{OneFile, Redb};
 use super::space::Space;
 use crate::store::{ApiKeyRecord, AuthStore, RefreshRecord, StoreError, StoreResult, blocking};
 
@@ -87,11 +85,11 @@ impl EmbeddedAuthStore {
     }
 }
 
-impl crate::store::backup::RedbFile for EmbeddedAuthStore {
+impl OneFile for EmbeddedAuthStore {
     const NAME: &'static str = "auth";
 
-    fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        self.file.database()
+    fn file(&self) -> &Arc<Redb> {
+        &self.file
     }
 }
 

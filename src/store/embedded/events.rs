@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
-use super::redb_file::Redb;
+use super::redb_file::{OneFile, Redb};
 use super::space::Space;
 use crate::domain::ingest::{DocId, Event, IngestStatus, LogEntry, Operation, Outcome, Unreadable};
 use crate::domain::principal::Tenant;
@@ -124,11 +124,11 @@ fn name_from_status(tx: &redb::ReadTransaction, seq: u64, u: &mut Unreadable) ->
     Ok(())
 }
 
-impl crate::store::backup::RedbFile for EmbeddedEventLog {
+impl OneFile for EmbeddedEventLog {
     const NAME: &'static str = "events";
 
-    fn database(&self) -> StoreResult<(Arc<Database>, std::path::PathBuf)> {
-        self.file.database()
+    fn file(&self) -> &Arc<Redb> {
+        &self.file
     }
 }
 

@@ -2,14 +2,17 @@
 //! I/O failure. After one failed write (a full disk) redb refuses every later
 //! transaction ("previous I/O error: close and re-open the database"), so without this
 //! a moment of full disk would leave logins, the audit trail or the ingest log failing
-//! until a restart, however much space came back.
+//! until a restart, however much space came back. A snapshot copies the file whole
+//! ([`OneFile`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use async_trait::async_trait;
 use redb::{Database, StorageError, TransactionError, WriteTransaction};
 
 use super::space::Space;
+use crate::store::backup::{Backup, io_err};
 use crate::store::{ErrorKind, StoreError, StoreResult};
 
 pub(crate) struct Redb {
@@ -44,9 +47,19 @@ impl Redb {
         })
     }
 
-    /// The database and its file, for a backup ([`crate::store::backup::RedbFile`]).
-    pub(crate) fn database(&self) -> StoreResult<(Arc<Database>, PathBuf)> {
-        Ok((self.db()?, self.path.clone()))
+    /// Copies the file into `into` while holding its write transaction (begun, never
+    /// committed): no commit can land meanwhile, and every one before it is whole on
+    /// disk (the stores commit durably), so the copy opens like the file after a clean
+    /// stop.
+    fn copy_into(&self, into: &Path) -> StoreResult<()> {
+        let failed = |e: &dyn std::fmt::Display| {
+            StoreError::internal(format!("backup of {}: {e}", self.path.display()))
+        };
+        let tx = self.db()?.begin_write().map_err(|e| failed(&e))?;
+        let name = self.path.file_name().unwrap_or_default();
+        let copied = std::fs::copy(&self.path, into.join(name)).map(drop);
+        tx.abort().map_err(|e| failed(&e))?;
+        copied.map_err(io_err("copying a database file"))
     }
 
     /// The free-space check this store's writes make.
@@ -119,5 +132,25 @@ impl Redb {
             f(&db).map_err(|e| file.failed(db, e))
         })
         .await
+    }
+}
+
+/// An embedded store that is one [`Redb`] file: its [`Backup`] is a copy of the file.
+pub(crate) trait OneFile: Send + Sync {
+    /// The store, as the snapshot's manifest names it.
+    const NAME: &'static str;
+    fn file(&self) -> &Arc<Redb>;
+}
+
+#[async_trait]
+impl<T: OneFile> Backup for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    async fn backup(&self, into: &Path) -> StoreResult<()> {
+        let file = self.file().clone();
+        let into = into.to_owned();
+        crate::store::blocking(move || file.copy_into(&into)).await
     }
 }
