@@ -403,6 +403,15 @@ pub struct RefreshRecord {
     pub used: bool,
 }
 
+/// What [`AuthStore::token_state`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenState {
+    pub revoked: bool,
+    /// The token's API key; `None` when revoked, when it names none, or when the key is
+    /// gone.
+    pub key: Option<ApiKeyRecord>,
+}
+
 #[async_trait]
 pub trait AuthStore: Send + Sync {
     async fn insert_key(&self, record: ApiKeyRecord) -> StoreResult<()>;
@@ -418,6 +427,9 @@ pub trait AuthStore: Send + Sync {
     /// Revokes an id (an access token's `jti`, or a refresh family) until `until`.
     async fn revoke(&self, id: &str, until: u64) -> StoreResult<()>;
     async fn is_revoked(&self, id: &str) -> StoreResult<bool>;
+    /// What every request with a bearer token reads, in one call: whether any of `ids`
+    /// is revoked and, if none is, API key `key_id` (when the token names one).
+    async fn token_state(&self, ids: &[String], key_id: Option<&str>) -> StoreResult<TokenState>;
     /// Forgets revocations and refresh tokens that expired before `now`.
     async fn purge_expired(&self, now: u64) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;

@@ -14,7 +14,7 @@ use crate::config::{AuthSettings, JwtAlgorithm};
 use crate::domain::principal::{Principal, Scope, Tenant};
 use crate::domain::unix_now;
 use crate::services::error::{Result, ServiceError};
-use crate::store::RefreshRecord;
+use crate::store::{ApiKeyRecord, RefreshRecord};
 
 const REFRESH_PREFIX: &str = "rbr";
 
@@ -273,28 +273,34 @@ impl AuthService {
 
     /// Signature, expiry, issuer, audience, and neither the token nor its login revoked.
     async fn verify(&self, token: &str) -> Result<Claims> {
+        Ok(self.verify_with_key(token).await?.0)
+    }
+
+    /// [`AuthService::verify`], reading the API key the token names in the same store
+    /// call as its revocations (one call on every authenticated request).
+    async fn verify_with_key(&self, token: &str) -> Result<(Claims, Option<ApiKeyRecord>)> {
         let claims =
             jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.keys.validation)
                 .map_err(|e| self.unauthorized("invalid_token", &format!("invalid token: {e}")))?
                 .claims;
-        for id in [
+        let ids: Vec<String> = [
             claims.jti.as_deref().map(jti_id),
             claims.fam.as_deref().map(family_id),
         ]
         .into_iter()
         .flatten()
-        {
-            if self.store.is_revoked(&id).await? {
-                return Err(self.unauthorized("revoked_token", "the token was revoked"));
-            }
+        .collect();
+        let state = self.store.token_state(&ids, claims.key.as_deref()).await?;
+        if state.revoked {
+            return Err(self.unauthorized("revoked_token", "the token was revoked"));
         }
-        Ok(claims)
+        Ok((claims, state.key))
     }
 
     /// The principal a bearer token stands for. A token minted here never carries more
     /// scopes than its API key has now, and dies with the key.
     pub async fn authenticate_token(&self, token: &str) -> Result<Principal> {
-        let claims = self.verify(token).await?;
+        let (claims, key) = self.verify_with_key(token).await?;
         let tenant = Tenant::parse(&claims.tenant)
             .ok_or_else(|| self.unauthorized("invalid_token", "the token's tenant is invalid"))?;
         let scopes: Vec<Scope> = claims
@@ -302,17 +308,15 @@ impl AuthService {
             .split_whitespace()
             .filter_map(Scope::parse)
             .collect();
-        let Some(key_id) = &claims.key else {
+        if claims.key.is_none() {
             return Ok(Principal {
                 subject: claims.sub,
                 tenant,
                 scopes,
             });
-        };
+        }
         let record =
-            self.store.get_key(key_id).await?.ok_or_else(|| {
-                self.unauthorized("revoked_key", "the token's API key was revoked")
-            })?;
+            key.ok_or_else(|| self.unauthorized("revoked_key", "the token's API key was revoked"))?;
         if tenant.as_str() != record.tenant {
             return Err(self.unauthorized("invalid_token", "invalid credentials"));
         }

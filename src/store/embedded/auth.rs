@@ -11,7 +11,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 
 use super::redb_file::{OneFile, Redb};
 use super::space::Space;
-use crate::store::{ApiKeyRecord, AuthStore, RefreshRecord, StoreError, StoreResult, blocking};
+use crate::store::{
+    ApiKeyRecord, AuthStore, RefreshRecord, StoreError, StoreResult, TokenState, blocking,
+};
 
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
@@ -210,6 +212,39 @@ impl AuthStore for EmbeddedAuthStore {
             Ok(t.get(id.as_str()).map_err(db_err)?.is_some())
         })
         .await
+    }
+
+    async fn token_state(&self, ids: &[String], key_id: Option<&str>) -> StoreResult<TokenState> {
+        let ids = ids.to_vec();
+        let key_id = key_id.map(str::to_owned);
+        self.file
+            .run(move |db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let revoked = tx.open_table(REVOKED).map_err(db_err)?;
+                for id in &ids {
+                    if revoked.get(id.as_str()).map_err(db_err)?.is_some() {
+                        return Ok(TokenState {
+                            revoked: true,
+                            key: None,
+                        });
+                    }
+                }
+                let key = match key_id {
+                    Some(id) => tx
+                        .open_table(API_KEYS)
+                        .map_err(db_err)?
+                        .get(id.as_str())
+                        .map_err(db_err)?
+                        .map(|v| decode(v.value()))
+                        .transpose()?,
+                    None => None,
+                };
+                Ok(TokenState {
+                    revoked: false,
+                    key,
+                })
+            })
+            .await
     }
 
     async fn purge_expired(&self, now: u64) -> StoreResult<()> {

@@ -22,7 +22,9 @@ use crate::domain::principal::Tenant;
 use crate::domain::unix_now;
 use crate::store::cache::SearchCache;
 use crate::store::resilient::{Resilience, Retry};
-use crate::store::{ApiKeyRecord, AuthStore, ErrorKind, RefreshRecord, StoreError, StoreResult};
+use crate::store::{
+    ApiKeyRecord, AuthStore, ErrorKind, RefreshRecord, StoreError, StoreResult, TokenState,
+};
 
 mod audit;
 mod rate_limits;
@@ -264,6 +266,46 @@ impl AuthStore for RedisAuthStore {
             &Cmd::exists(r.key("revoked", id)),
         )
         .await
+    }
+
+    async fn token_state(&self, ids: &[String], key_id: Option<&str>) -> StoreResult<TokenState> {
+        if ids.is_empty() && key_id.is_none() {
+            return Ok(TokenState {
+                revoked: false,
+                key: None,
+            });
+        }
+        let r = &self.redis;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(r.key("revoked", id));
+        }
+        if let Some(id) = key_id {
+            pipe.get(r.key("key", id));
+        }
+        let mut replies: Vec<redis::Value> =
+            r.pipe("token_state", Retry::Idempotent, &pipe).await?;
+        let raw_key = match key_id {
+            Some(_) => replies.pop().map(redis::from_redis_value::<Option<String>>),
+            None => None,
+        };
+        let parsed = |e: redis::ParsingError| redis_err(e.into());
+        for reply in replies {
+            if redis::from_redis_value::<bool>(reply).map_err(parsed)? {
+                return Ok(TokenState {
+                    revoked: true,
+                    key: None,
+                });
+            }
+        }
+        let key = match raw_key.transpose().map_err(parsed)?.flatten() {
+            Some(raw) => Some(decode("API key", &raw)?),
+            None => None,
+        };
+        Ok(TokenState {
+            revoked: false,
+            key,
+        })
     }
 
     async fn purge_expired(&self, _now: u64) -> StoreResult<()> {

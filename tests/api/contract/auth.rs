@@ -7,7 +7,7 @@ use ragbrain::domain::unix_now;
 use ragbrain::store::embedded::auth::EmbeddedAuthStore;
 use ragbrain::store::embedded::space::Space;
 use ragbrain::store::redis::RedisAuthStore;
-use ragbrain::store::{ApiKeyRecord, AuthStore, RefreshRecord};
+use ragbrain::store::{ApiKeyRecord, AuthStore, RefreshRecord, TokenState};
 
 use crate::backends;
 
@@ -70,7 +70,37 @@ async fn contract(store: Arc<dyn AuthStore>) {
     assert!(store.is_revoked("jti-1").await.unwrap());
     store.purge_expired(unix_now()).await.unwrap();
     assert!(store.is_revoked("jti-1").await.unwrap(), "not expired yet");
+    token_state(&*store).await;
     store.ping().await.unwrap();
+}
+
+/// The one read of every bearer request: revocations first, then the key.
+async fn token_state(store: &dyn AuthStore) {
+    let live = || TokenState {
+        revoked: false,
+        key: Some(key("k2", "acme", 2)),
+    };
+    let revoked = || TokenState {
+        revoked: true,
+        key: None,
+    };
+    let none = || TokenState {
+        revoked: false,
+        key: None,
+    };
+    for (ids, key_id, want) in [
+        (vec!["jti-2", "fam-2"], Some("k2"), live()),
+        (vec!["jti-2", "jti-1"], Some("k2"), revoked()),
+        (vec!["jti-1"], None, revoked()),
+        (vec![], Some("k2"), live()),
+        (vec!["jti-2"], Some("k1"), none()),
+        (vec!["jti-2"], None, none()),
+        (vec![], None, none()),
+    ] {
+        let owned: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let got = store.token_state(&owned, key_id).await.unwrap();
+        assert_eq!(got, want, "ids {ids:?}, key {key_id:?}");
+    }
 }
 
 #[tokio::test]
