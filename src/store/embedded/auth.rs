@@ -111,14 +111,17 @@ impl AuthStore for EmbeddedAuthStore {
     }
 
     async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let id = id.to_owned();
-        self.read(API_KEYS, move |t| {
-            match t.get(id.as_str()).map_err(db_err)? {
-                Some(v) => decode(v.value()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        // Every request signed with an API key reads it: on this thread (Redb::read_here).
+        self.file
+            .read_here(|db| {
+                let tx = db.begin_read().map_err(db_err)?;
+                let table = tx.open_table(API_KEYS).map_err(db_err)?;
+                match table.get(id).map_err(db_err)? {
+                    Some(v) => decode(v.value()).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await
     }
 
     async fn list_keys(&self, tenant: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>> {
@@ -215,13 +218,12 @@ impl AuthStore for EmbeddedAuthStore {
     }
 
     async fn token_state(&self, ids: &[String], key_id: Option<&str>) -> StoreResult<TokenState> {
-        let ids = ids.to_vec();
-        let key_id = key_id.map(str::to_owned);
+        // Every request with a bearer token reads it: on this thread (Redb::read_here).
         self.file
-            .run(move |db| {
+            .read_here(move |db| {
                 let tx = db.begin_read().map_err(db_err)?;
                 let revoked = tx.open_table(REVOKED).map_err(db_err)?;
-                for id in &ids {
+                for id in ids {
                     if revoked.get(id.as_str()).map_err(db_err)?.is_some() {
                         return Ok(TokenState {
                             revoked: true,
@@ -233,7 +235,7 @@ impl AuthStore for EmbeddedAuthStore {
                     Some(id) => tx
                         .open_table(API_KEYS)
                         .map_err(db_err)?
-                        .get(id.as_str())
+                        .get(id)
                         .map_err(db_err)?
                         .map(|v| decode(v.value()))
                         .transpose()?,

@@ -119,6 +119,25 @@ impl Redb {
         StoreError::new(kind, e.message)
     }
 
+    /// Like [`Redb::run`], but on the calling thread: for a small read-only lookup made
+    /// on every request, where the hop to a blocking thread costs more than the read
+    /// (redb serves it from its page cache). Only a failure goes to a blocking thread,
+    /// since telling whether the file now refuses writes may wait for a writer.
+    pub(crate) async fn read_here<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Database) -> StoreResult<T>,
+        T: Send + 'static,
+    {
+        let db = self.db()?;
+        match f(&db) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                let file = self.clone();
+                crate::store::blocking(move || Err(file.failed(db, e))).await
+            }
+        }
+    }
+
     /// Runs `f` on the database off the async runtime, turning a failure of the file
     /// into [`Redb::failed`]'s error.
     pub(crate) async fn run<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
