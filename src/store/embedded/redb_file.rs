@@ -121,14 +121,22 @@ impl Redb {
 
     /// Like [`Redb::run`], but on the calling thread: for a small read-only lookup made
     /// on every request, where the hop to a blocking thread costs more than the read
-    /// (redb serves it from its page cache). Only a failure goes to a blocking thread,
-    /// since telling whether the file now refuses writes may wait for a writer.
+    /// (redb serves it from its page cache). Opening the file again and handling a
+    /// failure go to a blocking thread: a reopen may repair the file, and telling whether
+    /// it now refuses writes may wait for a writer.
     pub(crate) async fn read_here<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
     where
         F: FnOnce(&Database) -> StoreResult<T>,
         T: Send + 'static,
     {
-        let db = self.db()?;
+        let open = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let db = match open {
+            Some(db) => db,
+            None => {
+                let file = self.clone();
+                crate::store::blocking(move || file.db()).await?
+            }
+        };
         match f(&db) {
             Ok(out) => Ok(out),
             Err(e) => {
