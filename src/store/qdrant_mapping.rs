@@ -137,6 +137,15 @@ pub fn payload_indexes<'a>(
     out
 }
 
+/// [`payload_indexes`] of an embedded shard.
+pub fn shard_payload_indexes(info: &qdrant_edge::ShardInfo) -> Vec<PayloadIndex> {
+    let schema = info
+        .payload_schema
+        .iter()
+        .map(|(path, i)| (path.to_string(), i.data_type));
+    payload_indexes(schema)
+}
+
 pub fn index_path(field: &str) -> Result<JsonPath, String> {
     key(field)
 }

@@ -155,15 +155,6 @@ impl EmbeddedVectorStore {
     }
 }
 
-/// The payload indexes a client made, from the engine's schema of the shard.
-fn client_indexes(info: &qdrant_edge::ShardInfo) -> Vec<PayloadIndex> {
-    let schema = info
-        .payload_schema
-        .iter()
-        .map(|(path, i)| (path.to_string(), i.data_type));
-    map::payload_indexes(schema)
-}
-
 #[async_trait]
 impl VectorStore for EmbeddedVectorStore {
     async fn create_collection(
@@ -223,7 +214,7 @@ impl VectorStore for EmbeddedVectorStore {
                 points_count: c.count(&tenant, None)?,
                 indexed_vectors_count: info.indexed_vectors_count,
                 optimizing: c.optimizing(),
-                payload_indexes: client_indexes(&info),
+                payload_indexes: map::shard_payload_indexes(&info),
                 name,
                 dim: c.spec.dim,
                 distance: c.spec.distance,
@@ -246,7 +237,7 @@ impl VectorStore for EmbeddedVectorStore {
         name: &CollectionName,
     ) -> StoreResult<Vec<PayloadIndex>> {
         let c = self.require(tenant, name)?;
-        blocking(move || Ok(client_indexes(&c.shard()?.info()))).await
+        blocking(move || Ok(map::shard_payload_indexes(&c.shard()?.info()))).await
     }
 
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
