@@ -67,12 +67,17 @@ impl Redb {
         &self.space
     }
 
+    /// The database, if it is open (no failure has let it go).
+    fn opened(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The database, opened again first when the last failure let it go. Opening fails
     /// (503) while a transaction on the old one is still running, or while redb cannot
     /// repair the file yet; a later call tries again.
     pub(crate) fn db(&self) -> StoreResult<Arc<Database>> {
-        if let Some(db) = self.db.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(db.clone());
+        if let Some(db) = self.opened() {
+            return Ok(db);
         }
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(db) = slot.as_ref() {
@@ -129,8 +134,7 @@ impl Redb {
         F: FnOnce(&Database) -> StoreResult<T>,
         T: Send + 'static,
     {
-        let open = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let db = match open {
+        let db = match self.opened() {
             Some(db) => db,
             None => {
                 let file = self.clone();
