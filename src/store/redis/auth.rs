@@ -155,10 +155,7 @@ impl AuthStore for RedisAuthStore {
         }
         let mut replies: Vec<redis::Value> =
             r.pipe("token_state", Retry::Idempotent, &pipe).await?;
-        let raw_key = match key_id {
-            Some(_) => replies.pop().map(redis::from_redis_value::<Option<String>>),
-            None => None,
-        };
+        let key_reply = key_id.and_then(|_| replies.pop());
         let parsed = |e: redis::ParsingError| redis_err(e.into());
         for reply in replies {
             if redis::from_redis_value::<bool>(reply).map_err(parsed)? {
@@ -168,10 +165,11 @@ impl AuthStore for RedisAuthStore {
                 });
             }
         }
-        let key = match raw_key.transpose().map_err(parsed)?.flatten() {
-            Some(raw) => Some(decode("API key", &raw)?),
+        let raw: Option<String> = match key_reply {
+            Some(reply) => redis::from_redis_value(reply).map_err(parsed)?,
             None => None,
         };
+        let key = raw.map(|raw| decode("API key", &raw)).transpose()?;
         Ok(TokenState {
             revoked: false,
             key,
