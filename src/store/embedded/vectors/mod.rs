@@ -41,7 +41,7 @@ pub use collection::Tuning;
 use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock};
 use maintenance::maintenance_loop;
 use oplog::LogOp;
-use reads::{retrieve_owned, scroll_owned, search_owned};
+use reads::{no_lexical_index, retrieve_owned, scroll_owned, search_owned};
 
 struct Inner {
     root: PathBuf,
@@ -492,12 +492,4 @@ impl VectorStore for EmbeddedVectorStore {
         let closed = blocking(move || Ok(all.iter().map(|c| c.close()).collect::<Vec<_>>()));
         closed.await?.into_iter().collect()
     }
-}
-
-fn no_lexical_index(collection: &CollectionName) -> StoreError {
-    StoreError::conflict(format!(
-        "collection {collection:?} was created before lexical search existed and has no \
-         lexical index; create a new collection and upsert its points again to search it \
-         lexically"
-    ))
 }

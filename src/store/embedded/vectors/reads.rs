@@ -11,9 +11,18 @@ use qdrant_edge::{
 use super::collection::Collection;
 use super::engine::{engine, page};
 use crate::domain::principal::Tenant;
-use crate::domain::vector::{PointId, Record, ScoredPoint, SearchQuery};
+use crate::domain::vector::{CollectionName, PointId, Record, ScoredPoint, SearchQuery};
 use crate::store::qdrant_mapping as map;
 use crate::store::{StoreError, StoreResult};
+
+/// A lexical search of a collection made before lexical search existed.
+pub(super) fn no_lexical_index(collection: &CollectionName) -> StoreError {
+    StoreError::conflict(format!(
+        "collection {collection:?} was created before lexical search existed and has no \
+         lexical index; create a new collection and upsert its points again to search it \
+         lexically"
+    ))
+}
 
 /// Searches `c` for `vector` (the dense or lexical vector `using` names) with the rest
 /// of `query`; hits whose payload is not the tenant's are dropped.
