@@ -23,6 +23,7 @@ use crate::services::health::HealthService;
 use crate::services::hybrid::HybridService;
 use crate::services::ingest::IngestService;
 use crate::services::metrics::MetricsService;
+use crate::services::quota::Quotas;
 use crate::services::ratelimit::RateLimits;
 use crate::services::snapshots::SnapshotService;
 use crate::services::vectors::VectorService;
@@ -154,7 +155,17 @@ fn services(
         metrics.clone(),
     )
     .map(Arc::new);
-    let vectors = VectorService::new(settings.clone(), stores.vectors.clone(), embedder.clone());
+    let quotas = Quotas::new(
+        &settings.limits,
+        stores.vectors.clone(),
+        stores.graph.clone(),
+    );
+    let vectors = VectorService::new(
+        settings.clone(),
+        stores.vectors.clone(),
+        embedder.clone(),
+        quotas.clone(),
+    );
     let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());
     let ingest = IngestService::new(
         settings.clone(),
@@ -175,7 +186,7 @@ fn services(
     AppState::new(Services {
         auth: Arc::new(auth),
         audit,
-        graphs: GraphService::new(settings.clone(), stores.graph.clone()),
+        graphs: GraphService::new(settings.clone(), stores.graph.clone(), quotas),
         generate: GenerateService::new(settings.clone(), llm, hybrid.clone()),
         scrape: MetricsService {
             metrics: metrics.clone(),

@@ -159,6 +159,10 @@ pub struct Limits {
     pub max_collections: NonZeroUsize,
     /// Payload indexes one collection may have.
     pub max_payload_indexes: NonZeroUsize,
+    /// Points one tenant may keep, over all its collections.
+    pub max_points_per_tenant: NonZeroU64,
+    /// Graph nodes and relationships, together, one tenant may keep.
+    pub max_graph_items_per_tenant: NonZeroU64,
 }
 
 /// The compressed copy of its vectors a collection keeps in RAM for the search walk.

@@ -16,9 +16,10 @@ fn meaning(status: u16) -> &'static str {
         403 => "The credentials lack the scope this operation needs",
         404 => "No such resource (or it belongs to another tenant)",
         409 => {
-            "Conflicts with existing state (e.g. a collection with another spec, or one more \
+            "Conflicts with existing state (e.g. a collection with another spec, one more \
              collection or payload index than limits.max_collections or \
-             limits.max_payload_indexes allow)"
+             limits.max_payload_indexes allow, or a write past the tenant's storage quota, \
+             limits.max_points_per_tenant or limits.max_graph_items_per_tenant)"
         }
         413 => "Request body larger than server.body_limit_bytes",
         415 => "Body is not application/json, or is compressed",

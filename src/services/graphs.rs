@@ -15,6 +15,7 @@ use crate::domain::ingest::{INGEST_LABELS, INGEST_RELATIONSHIPS, is_ingest_node_
 use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
 use crate::services::error::{Result, ServiceError};
+use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
 use crate::store::{ErrorKind, GraphStore};
 
@@ -200,11 +201,16 @@ fn check_page(limit: usize, offset: usize, max_limit: usize, max_offset: usize) 
 pub struct GraphService {
     settings: Arc<Settings>,
     graph: Arc<dyn GraphStore>,
+    quotas: Quotas,
 }
 
 impl GraphService {
-    pub fn new(settings: Arc<Settings>, graph: Arc<dyn GraphStore>) -> Self {
-        Self { settings, graph }
+    pub fn new(settings: Arc<Settings>, graph: Arc<dyn GraphStore>, quotas: Quotas) -> Self {
+        Self {
+            settings,
+            graph,
+            quotas,
+        }
     }
 }
 
@@ -228,12 +234,29 @@ impl GraphService {
         }
         check_properties(&req.properties, limits)?;
         self.check_not_a_chunk(who, &req.id).await?;
+        self.take_node_quota(who, &req.id).await?;
         let node = NodeUpsert {
             id: req.id,
             labels: req.labels,
             properties: req.properties,
         };
         Ok(self.graph.upsert_node(&who.tenant, node).await?)
+    }
+
+    /// Takes room in the tenant's graph quota for one node; when that is refused, a node
+    /// that exists already (whose upsert replaces it) takes none.
+    async fn take_node_quota(&self, who: &Principal, id: &str) -> Result<()> {
+        let quotas = &self.quotas;
+        match quotas.take(&who.tenant, Kept::GraphItems, 1).await {
+            Err(ServiceError::Conflict(refused)) => {
+                match self.graph.get_node(&who.tenant, id).await {
+                    Ok(_) => quotas.take(&who.tenant, Kept::GraphItems, 0).await,
+                    Err(e) if e.kind == ErrorKind::NotFound => Err(ServiceError::Conflict(refused)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Ingest's chunk nodes carry their point's UUID as id, which the id-space check
@@ -286,7 +309,9 @@ impl GraphService {
     pub async fn delete_node(&self, who: &Principal, id: &str) -> Result<()> {
         check_own_id(id, &self.settings.limits)?;
         self.check_not_a_chunk(who, id).await?;
-        Ok(self.graph.delete_node(&who.tenant, id).await?)
+        self.graph.delete_node(&who.tenant, id).await?;
+        self.quotas.freed(&who.tenant, Kept::GraphItems);
+        Ok(())
     }
 
     pub async fn upsert_relationship(
@@ -305,6 +330,7 @@ impl GraphService {
             )));
         }
         check_properties(&req.properties, limits)?;
+        self.quotas.take(&who.tenant, Kept::GraphItems, 1).await?;
         let rel = RelationshipUpsert {
             from: req.from,
             to: req.to,

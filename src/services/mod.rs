@@ -11,6 +11,7 @@ pub mod hybrid;
 pub mod ingest;
 pub mod metrics;
 pub mod migrate;
+pub mod quota;
 pub mod ratelimit;
 pub mod snapshots;
 pub mod vectors;

@@ -17,6 +17,7 @@ use crate::domain::vector::{
 };
 use crate::embed::Embedder;
 use crate::services::error::{Result, ServiceError};
+use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
 use crate::store::{Created, ErrorKind, StoreError, StoreResult, VectorStore};
 
@@ -119,6 +120,8 @@ pub struct VectorService {
     settings: Arc<Settings>,
     vectors: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
+    /// The tenants' storage quotas, which ingest checks too.
+    pub(crate) quotas: Quotas,
 }
 
 impl VectorService {
@@ -126,11 +129,13 @@ impl VectorService {
         settings: Arc<Settings>,
         vectors: Arc<dyn VectorStore>,
         embedder: Arc<dyn Embedder>,
+        quotas: Quotas,
     ) -> Self {
         Self {
             settings,
             vectors,
             embedder,
+            quotas,
         }
     }
 }
@@ -212,7 +217,9 @@ impl VectorService {
 
     pub async fn drop_collection(&self, who: &Principal, name: &str) -> Result<()> {
         let name = &collection_name(name)?;
-        Ok(self.vectors.drop_collection(&who.tenant, name).await?)
+        self.vectors.drop_collection(&who.tenant, name).await?;
+        self.quotas.freed(&who.tenant, Kept::Points);
+        Ok(())
     }
 
     pub async fn upsert(&self, who: &Principal, req: UpsertRequest) -> Result<UpsertResponse> {
@@ -248,6 +255,7 @@ impl VectorService {
             });
         }
         let upserted = points.len();
+        self.take_quota(&who.tenant, &collection, &points).await?;
         self.vectors
             .upsert(&who.tenant, &collection, points)
             .await?;
@@ -255,6 +263,27 @@ impl VectorService {
             collection: collection.to_string(),
             upserted,
         })
+    }
+
+    /// Takes room in the tenant's points quota for `points`, counted as new; when that
+    /// is refused, for those of them the collection does not have yet, so that a tenant
+    /// at its quota can still replace points.
+    async fn take_quota(
+        &self,
+        tenant: &Tenant,
+        collection: &CollectionName,
+        points: &[Point],
+    ) -> Result<()> {
+        let all = points.len() as u64;
+        match self.quotas.take(tenant, Kept::Points, all).await {
+            Err(ServiceError::Conflict(_)) => {
+                let ids = points.iter().map(|p| p.id).collect();
+                let known = self.vectors.retrieve(tenant, collection, ids).await?;
+                let new = all.saturating_sub(known.len() as u64);
+                self.quotas.take(tenant, Kept::Points, new).await
+            }
+            other => other,
+        }
     }
 
     pub async fn delete(&self, who: &Principal, req: DeleteRequest) -> Result<DeleteResponse> {
@@ -285,6 +314,7 @@ impl VectorService {
                 ));
             }
         };
+        self.quotas.freed(&who.tenant, Kept::Points);
         Ok(DeleteResponse { deleted })
     }
 

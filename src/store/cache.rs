@@ -323,6 +323,10 @@ impl VectorStore for CachedVectors {
         self.inner.point_counts().await
     }
 
+    async fn tenant_points(&self, tenant: &Tenant) -> StoreResult<u64> {
+        self.inner.tenant_points(tenant).await
+    }
+
     async fn scroll(
         &self,
         tenant: &Tenant,

@@ -232,6 +232,12 @@ pub trait VectorStore: Send + Sync {
     /// The number of points in every collection of every tenant (the `vectors_points`
     /// gauge).
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>>;
+    /// The number of points in all of `tenant`'s collections (its storage quota).
+    async fn tenant_points(&self, tenant: &Tenant) -> StoreResult<u64> {
+        let counts = self.point_counts().await?;
+        let own = counts.iter().filter(|c| c.tenant == tenant.as_str());
+        Ok(own.map(|c| c.points).sum())
+    }
     /// How many collections `tenant` has.
     async fn collection_count(&self, tenant: &Tenant) -> StoreResult<usize>;
     /// Up to `limit` of the collection's points with payloads and vectors, in id order

@@ -38,6 +38,7 @@ mod migrate;
 mod openapi;
 mod persistence;
 mod quantization;
+mod quotas;
 mod ratelimit;
 mod readme;
 mod retrieval;

@@ -21,6 +21,7 @@ use crate::domain::vector::CollectionName;
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
+use crate::services::quota::Kept;
 use crate::services::vectors::{VectorService, room_for_one_more};
 use crate::services::{bounded, bounded_json};
 use crate::store::ErrorKind;
@@ -84,7 +85,8 @@ pub struct IngestService {
     events: Arc<dyn EventLog>,
     embedder: Arc<dyn Embedder>,
     metrics: Arc<Metrics>,
-    /// Collection names and defaults, as the vector API resolves them.
+    /// Collection names and defaults, as the vector API resolves them, and the tenants'
+    /// quotas.
     collections: VectorService,
     backlog: backlog::Backlog,
 }
@@ -194,8 +196,17 @@ impl IngestService {
     pub async fn ingest(&self, who: &Principal, req: IngestRequest) -> Result<Accepted> {
         let event = self.validate(who, req).await?;
         let out = accepted(&event);
+        self.take_quotas(who, 1).await?;
         self.append(vec![event]).await?;
         Ok(out)
+    }
+
+    /// Refuses documents the tenant's quotas have no room for: each makes at least one
+    /// point and one chunk node.
+    async fn take_quotas(&self, who: &Principal, documents: u64) -> Result<()> {
+        let quotas = &self.collections.quotas;
+        quotas.take(&who.tenant, Kept::Points, documents).await?;
+        quotas.take(&who.tenant, Kept::GraphItems, documents).await
     }
 
     /// Appends durably, if the backlog has room, and counts the events as accepted.
@@ -229,6 +240,7 @@ impl IngestService {
             events.push(event);
         }
         let accepted = events.iter().map(accepted).collect();
+        self.take_quotas(who, events.len() as u64).await?;
         self.append(events).await?;
         Ok(BatchAccepted { accepted })
     }

@@ -349,6 +349,17 @@ impl VectorStore for QdrantVectorStore {
         Ok(out)
     }
 
+    async fn tenant_points(&self, tenant: &Tenant) -> StoreResult<u64> {
+        let own = physical(tenant, "");
+        let mut points = 0;
+        for name in self.collection_names().await? {
+            if name.starts_with(&own) {
+                points += self.count(&name, tenant, None).await?;
+            }
+        }
+        Ok(points)
+    }
+
     async fn scroll(
         &self,
         tenant: &Tenant,

@@ -189,6 +189,7 @@ async fn contract(store: Arc<dyn VectorStore>) {
     );
 
     scrolls(&*store, &a, &b).await;
+    tenant_points(&*store).await;
 
     store.drop_collection(&a, docs).await.unwrap();
     let e = store.collection_info(&a, docs).await.unwrap_err();
@@ -329,4 +330,30 @@ async fn scrolls(store: &dyn VectorStore, a: &Tenant, b: &Tenant) {
     let e = store.scroll(b, name, None, 2).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     store.drop_collection(a, name).await.unwrap();
+}
+
+/// A tenant's points are counted over all its collections and no other tenant's.
+async fn tenant_points(store: &dyn VectorStore) {
+    let (c, d) = (tenant("vc"), tenant("vd"));
+    let spec = CollectionSpec {
+        dim: 3,
+        distance: Distance::Cosine,
+    };
+    let points = |n: u64| {
+        (1..=n)
+            .map(|i| point(i, [1.0, i as f32, 0.0], json!({})))
+            .collect()
+    };
+    for (t, name, n) in [(&c, "one", 2), (&c, "two", 3), (&d, "one", 4)] {
+        let name = &CollectionName::parse(name).unwrap();
+        store.create_collection(t, name, spec).await.unwrap();
+        store.upsert(t, name, points(n)).await.unwrap();
+    }
+    assert_eq!(store.tenant_points(&c).await.unwrap(), 5);
+    assert_eq!(store.tenant_points(&d).await.unwrap(), 4);
+    assert_eq!(store.tenant_points(&tenant("ve")).await.unwrap(), 0);
+    for (t, name) in [(&c, "one"), (&c, "two"), (&d, "one")] {
+        let name = &CollectionName::parse(name).unwrap();
+        store.drop_collection(t, name).await.unwrap();
+    }
 }

@@ -468,6 +468,20 @@ impl VectorStore for EmbeddedVectorStore {
         .await
     }
 
+    async fn tenant_points(&self, tenant: &Tenant) -> StoreResult<u64> {
+        let own: Vec<Arc<Collection>> = self
+            .inner
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let tenant = tenant.clone();
+        blocking(move || own.iter().map(|c| Ok(c.count(&tenant, None)? as u64)).sum()).await
+    }
+
     async fn scroll(
         &self,
         tenant: &Tenant,
