@@ -26,7 +26,7 @@ use crate::services::error::{Result, ServiceError};
 use crate::store::{GraphStore, StoreResult, VectorStore};
 
 /// How long a count is used before it is taken again in the background.
-pub const FRESH_FOR: Duration = Duration::from_secs(10);
+pub const FRESH_FOR: Duration = Duration::from_secs(30);
 /// How old a count must be for a refusal to count again before it refuses.
 pub const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 
@@ -187,10 +187,13 @@ impl Quotas {
     /// Counts `key` and makes the count its usage; a count that fails leaves the usage
     /// as it was.
     async fn count_and_store(self, key: (Tenant, Kept)) -> StoreResult<()> {
+        let started = Instant::now();
         let counted = self.count(&key).await;
         let mut usage = self.table();
         match counted {
             Ok(used) => {
+                let took_ms = started.elapsed().as_secs_f64() * 1e3;
+                tracing::debug!(tenant = %key.0, used, took_ms, "counted a tenant's {}", key.1.what());
                 let counted = Some(Instant::now());
                 let entry = Usage {
                     used,
