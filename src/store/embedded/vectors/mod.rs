@@ -446,40 +446,12 @@ impl VectorStore for EmbeddedVectorStore {
     }
 
     async fn point_counts(&self) -> StoreResult<Vec<CollectionPoints>> {
-        let all: Vec<(Key, Arc<Collection>)> = self
-            .inner
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect();
-        blocking(move || {
-            all.into_iter()
-                .map(|((tenant, name), c)| {
-                    Ok(CollectionPoints {
-                        points: c.count(&tenant, None)? as u64,
-                        tenant: tenant.to_string(),
-                        collection: name,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.counts(|_| true).await
     }
 
     async fn tenant_points(&self, tenant: &Tenant) -> StoreResult<u64> {
-        let own: Vec<Arc<Collection>> = self
-            .inner
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|(_, c)| c.clone())
-            .collect();
-        let tenant = tenant.clone();
-        blocking(move || own.iter().map(|c| Ok(c.count(&tenant, None)? as u64)).sum()).await
+        let counts = self.counts(|t| t == tenant).await?;
+        Ok(counts.iter().map(|c| c.points).sum())
     }
 
     async fn scroll(

@@ -1,19 +1,52 @@
 //! Reads of one collection's shard, run on a blocking thread: searches, scrolls and
 //! retrieves as the engine takes them, and their points back as domain records, each
-//! checked against the tenant.
+//! checked against the tenant; and the point counts of the store's collections.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use qdrant_edge::{
     NamedQuery, QueryEnum, SearchRequest, VectorInternal, WithPayloadInterface, WithVector,
 };
 
-use super::collection::Collection;
+use super::EmbeddedVectorStore;
+use super::collection::{Collection, Key};
 use super::engine::{engine, page};
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{CollectionName, PointId, Record, ScoredPoint, SearchQuery};
 use crate::store::qdrant_mapping as map;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{CollectionPoints, StoreError, StoreResult, blocking};
+
+impl EmbeddedVectorStore {
+    /// The exact point count of every collection whose tenant `owned` takes.
+    pub(super) async fn counts(
+        &self,
+        owned: impl Fn(&Tenant) -> bool,
+    ) -> StoreResult<Vec<CollectionPoints>> {
+        let chosen: Vec<(Key, Arc<Collection>)> = self
+            .inner
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((tenant, _), _)| owned(tenant))
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        blocking(move || {
+            chosen
+                .into_iter()
+                .map(|((tenant, name), c)| {
+                    Ok(CollectionPoints {
+                        points: c.count(&tenant, None)? as u64,
+                        tenant: tenant.to_string(),
+                        collection: name,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
 
 /// A lexical search of a collection made before lexical search existed.
 pub(super) fn no_lexical_index(collection: &CollectionName) -> StoreError {
