@@ -21,6 +21,7 @@ pub struct Metrics {
     pub http_requests_in_flight: IntGauge,
     pub rate_limited_total: IntCounterVec,
     pub rate_limit_fallback_total: IntCounterVec,
+    pub quota_refused_total: IntCounterVec,
     pub audit_dropped_total: IntCounter,
     pub auth_failures_total: IntCounterVec,
     pub ingest_events_total: IntCounterVec,
@@ -105,6 +106,13 @@ impl Metrics {
                 "rate_limit_fallback_total",
                 "Rate-limit checks this server decided alone because the shared store failed, by route class",
                 &["class"],
+            ),
+            quota_refused_total: counter(
+                r,
+                "quota_refused_total",
+                "Writes refused (409) because they would pass the tenant's storage quota, \
+                 by tenant and quota (points, graph_items)",
+                &["tenant", "quota"],
             ),
             audit_dropped_total: registered(
                 r,

@@ -157,8 +157,8 @@ fn services(
     .map(Arc::new);
     let quotas = Quotas::new(
         &settings.limits,
-        stores.vectors.clone(),
-        stores.graph.clone(),
+        (stores.vectors.clone(), stores.graph.clone()),
+        metrics.clone(),
     );
     let vectors = VectorService::new(
         settings.clone(),

@@ -243,20 +243,20 @@ impl GraphService {
         Ok(self.graph.upsert_node(&who.tenant, node).await?)
     }
 
-    /// Takes room in the tenant's graph quota for one node; when that is refused, a node
-    /// that exists already (whose upsert replaces it) takes none.
+    /// Takes room in the tenant's graph quota for one node; at the quota, none for a
+    /// node that exists already (whose upsert replaces it).
     async fn take_node_quota(&self, who: &Principal, id: &str) -> Result<()> {
-        let quotas = &self.quotas;
-        match quotas.take(&who.tenant, Kept::GraphItems, 1).await {
-            Err(ServiceError::Conflict(refused)) => {
-                match self.graph.get_node(&who.tenant, id).await {
-                    Ok(_) => quotas.take(&who.tenant, Kept::GraphItems, 0).await,
-                    Err(e) if e.kind == ErrorKind::NotFound => Err(ServiceError::Conflict(refused)),
-                    Err(e) => Err(e.into()),
-                }
+        let existing = async {
+            match self.graph.get_node(&who.tenant, id).await {
+                Ok(_) => Ok(1),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(e.into()),
             }
-            other => other,
-        }
+        };
+        let quotas = &self.quotas;
+        quotas
+            .take_new(&who.tenant, Kept::GraphItems, 1, existing)
+            .await
     }
 
     /// Ingest's chunk nodes carry their point's UUID as id, which the id-space check

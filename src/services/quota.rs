@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Limits;
 use crate::domain::principal::Tenant;
+use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
 use crate::store::{GraphStore, StoreResult, VectorStore};
 
@@ -44,6 +45,14 @@ impl Kept {
         match self {
             Kept::Points => "limits.max_points_per_tenant",
             Kept::GraphItems => "limits.max_graph_items_per_tenant",
+        }
+    }
+
+    /// The `quota` label of `quota_refused_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Kept::Points => "points",
+            Kept::GraphItems => "graph_items",
         }
     }
 
@@ -86,14 +95,20 @@ pub struct Quotas {
     graph: Arc<dyn GraphStore>,
     max_points: u64,
     max_graph_items: u64,
+    metrics: Arc<Metrics>,
     usage: Arc<Mutex<HashMap<(Tenant, Kept), Usage>>>,
 }
 
 impl Quotas {
-    pub fn new(limits: &Limits, vectors: Arc<dyn VectorStore>, graph: Arc<dyn GraphStore>) -> Self {
+    pub fn new(
+        limits: &Limits,
+        (vectors, graph): (Arc<dyn VectorStore>, Arc<dyn GraphStore>),
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             vectors,
             graph,
+            metrics,
             max_points: limits.max_points_per_tenant.get(),
             max_graph_items: limits.max_graph_items_per_tenant.get(),
             usage: Arc::default(),
@@ -110,15 +125,45 @@ impl Quotas {
     /// Lets through a write that adds up to `adding` of `kept` to `tenant`'s store, or
     /// refuses it (`Conflict`) when that would pass the quota.
     pub async fn take(&self, tenant: &Tenant, kept: Kept, adding: u64) -> Result<()> {
+        match self.try_take(tenant, kept, adding).await? {
+            Ok(()) => Ok(()),
+            Err(used) => Err(self.refused(tenant, kept, used, adding)),
+        }
+    }
+
+    /// As [`take`](Self::take), but a write the quota has no room for is let through
+    /// when what it adds that `tenant` does not have yet fits: `existing` says how many
+    /// of the `adding` are there already (and is asked only then).
+    pub async fn take_new(
+        &self,
+        tenant: &Tenant,
+        kept: Kept,
+        adding: u64,
+        existing: impl Future<Output = Result<u64>>,
+    ) -> Result<()> {
+        if self.try_take(tenant, kept, adding).await?.is_ok() {
+            return Ok(());
+        }
+        let new = adding.saturating_sub(existing.await?);
+        self.take(tenant, kept, new).await
+    }
+
+    /// Takes room for `adding`, or says how much is used when there is none.
+    async fn try_take(
+        &self,
+        tenant: &Tenant,
+        kept: Kept,
+        adding: u64,
+    ) -> Result<std::result::Result<(), u64>> {
         let key = (tenant.clone(), kept);
         match self.admit(&key, adding) {
             Found::Admitted { recount } => {
                 if recount {
                     self.recount_later(key);
                 }
-                return Ok(());
+                return Ok(Ok(()));
             }
-            Found::Refused { used } => return Err(self.refusal(kept, used, adding)),
+            Found::Refused { used } => return Ok(Err(used)),
             Found::CountFirst => {}
         }
         // On a task of its own, so that a caller that goes away mid-count does not
@@ -133,10 +178,10 @@ impl Quotas {
             ServiceError::Internal("a quota's count went missing from its table".into())
         })?;
         if entry.used.saturating_add(adding) > self.max(kept) {
-            return Err(self.refusal(kept, entry.used, adding));
+            return Ok(Err(entry.used));
         }
         entry.used += adding;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Marks `tenant`'s count of `kept` as possibly high after a delete: the next write
@@ -222,7 +267,12 @@ impl Quotas {
         }
     }
 
-    fn refusal(&self, kept: Kept, used: u64, adding: u64) -> ServiceError {
+    /// The refusal of a write, counted in `quota_refused_total`.
+    fn refused(&self, tenant: &Tenant, kept: Kept, used: u64, adding: u64) -> ServiceError {
+        self.metrics
+            .quota_refused_total
+            .with_label_values(&[tenant.as_str(), kept.label()])
+            .inc();
         ServiceError::Conflict(format!(
             "the tenant keeps about {used} {}, and {adding} more would pass the {} of {}; \
              delete some first",

@@ -265,25 +265,23 @@ impl VectorService {
         })
     }
 
-    /// Takes room in the tenant's points quota for `points`, counted as new; when that
-    /// is refused, for those of them the collection does not have yet, so that a tenant
-    /// at its quota can still replace points.
+    /// Takes room in the tenant's points quota for `points`; at the quota, for those of
+    /// them the collection does not have yet, so that a tenant there can still replace
+    /// points.
     async fn take_quota(
         &self,
         tenant: &Tenant,
         collection: &CollectionName,
         points: &[Point],
     ) -> Result<()> {
+        let existing = async {
+            let ids = points.iter().map(|p| p.id).collect();
+            let known = self.vectors.retrieve(tenant, collection, ids).await?;
+            Ok(known.len() as u64)
+        };
         let all = points.len() as u64;
-        match self.quotas.take(tenant, Kept::Points, all).await {
-            Err(ServiceError::Conflict(_)) => {
-                let ids = points.iter().map(|p| p.id).collect();
-                let known = self.vectors.retrieve(tenant, collection, ids).await?;
-                let new = all.saturating_sub(known.len() as u64);
-                self.quotas.take(tenant, Kept::Points, new).await
-            }
-            other => other,
-        }
+        let quotas = &self.quotas;
+        quotas.take_new(tenant, Kept::Points, all, existing).await
     }
 
     pub async fn delete(&self, who: &Principal, req: DeleteRequest) -> Result<DeleteResponse> {

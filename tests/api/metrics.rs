@@ -8,14 +8,14 @@ use serde_json::json;
 use crate::helpers::spawn_app;
 
 /// The value of the sample whose name and labels are exactly `series`, or 0.
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
 
-async fn scrape(app: &crate::helpers::TestApp) -> String {
+pub(crate) async fn scrape(app: &crate::helpers::TestApp) -> String {
     let r = app.get("/metrics").await;
     assert_eq!(r.status(), 200);
     assert!(

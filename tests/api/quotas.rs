@@ -2,7 +2,8 @@
 //! and graph nodes plus relationships stop at `limits.max_points_per_tenant` and
 //! `limits.max_graph_items_per_tenant` with a 409 problem, for the vector API, the graph
 //! API and ingest alike; replacing what the tenant has still works at the quota, other
-//! tenants are not held, and deletes make room again.
+//! tenants are not held, and deletes make room again. Each refusal is counted in
+//! `quota_refused_total`.
 
 use std::ops::Range;
 
@@ -10,6 +11,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::metrics::{sample, scrape};
 
 async fn upsert(app: &TestApp, key: &str, collection: &str, ids: Range<u32>) -> Response {
     let points: Vec<Value> = ids
@@ -75,6 +77,12 @@ async fn points_stop_at_the_tenants_quota() {
         .await;
     assert_eq!(r.status(), 204);
     assert_eq!(ingest(&app, &key).await.status(), 202);
+
+    let text = scrape(&app).await;
+    let refused =
+        |tenant: &str| format!(r#"quota_refused_total{{quota="points",tenant="{tenant}"}}"#);
+    assert_eq!(sample(&text, &refused("acme")), 5.0, "{text}");
+    assert_eq!(sample(&text, &refused("globex")), 0.0);
 }
 
 #[tokio::test]
@@ -116,4 +124,8 @@ async fn graph_items_stop_at_the_tenants_quota() {
     assert_eq!(r.status(), 204);
     assert_eq!(link("b", "a").await.status(), 201);
     refused(node(&key, "c").await, SETTING).await;
+
+    let text = scrape(&app).await;
+    let series = r#"quota_refused_total{quota="graph_items",tenant="acme"}"#;
+    assert_eq!(sample(&text, series), 4.0, "{text}");
 }
