@@ -76,6 +76,15 @@ struct Usage {
 }
 
 impl Usage {
+    /// Adds `adding` when the sum stays within `max`; says whether it did.
+    fn add_within(&mut self, adding: u64, max: u64) -> bool {
+        let fits = self.used.saturating_add(adding) <= max;
+        if fits {
+            self.used += adding;
+        }
+        fits
+    }
+
     fn older_than(&self, age: Duration) -> bool {
         self.counted.is_none_or(|at| at.elapsed() >= age)
     }
@@ -177,11 +186,11 @@ impl Quotas {
         let entry = usage.get_mut(&key).ok_or_else(|| {
             ServiceError::Internal("a quota's count went missing from its table".into())
         })?;
-        if entry.used.saturating_add(adding) > self.max(kept) {
-            return Ok(Err(entry.used));
+        if entry.add_within(adding, self.max(kept)) {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(entry.used))
         }
-        entry.used += adding;
-        Ok(Ok(()))
     }
 
     /// Marks `tenant`'s count of `kept` as possibly high after a delete: the next write
@@ -204,8 +213,7 @@ impl Quotas {
         let Some(entry) = usage.get_mut(key) else {
             return Found::CountFirst;
         };
-        if entry.used.saturating_add(adding) <= self.max(key.1) {
-            entry.used += adding;
+        if entry.add_within(adding, self.max(key.1)) {
             let recount = !entry.counting && entry.older_than(FRESH_FOR);
             entry.counting |= recount;
             return Found::Admitted { recount };
