@@ -330,7 +330,15 @@ impl GraphService {
             )));
         }
         check_properties(&req.properties, limits)?;
-        self.quotas.take(&who.tenant, Kept::GraphItems, 1).await?;
+        let existing = async {
+            let graph = &self.graph;
+            let there = graph.has_relationship(&who.tenant, &req.from, &req.to, &req.rel_type);
+            Ok(u64::from(there.await?))
+        };
+        let quotas = &self.quotas;
+        quotas
+            .take_new(&who.tenant, Kept::GraphItems, 1, existing)
+            .await?;
         let rel = RelationshipUpsert {
             from: req.from,
             to: req.to,

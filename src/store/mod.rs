@@ -268,6 +268,14 @@ pub trait GraphStore: Send + Sync {
         tenant: &Tenant,
         rel: RelationshipUpsert,
     ) -> StoreResult<Written>;
+    /// Whether a `rel_type` relationship runs from `from` to `to`.
+    async fn has_relationship(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+        rel_type: &str,
+    ) -> StoreResult<bool>;
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>>;
     /// Runs client Cypher read-only, confined to the tenant's graph.
     async fn query(&self, tenant: &Tenant, query: CypherQuery) -> StoreResult<CypherResult>;

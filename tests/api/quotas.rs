@@ -118,6 +118,11 @@ async fn graph_items_stop_at_the_tenants_quota() {
         200,
         "a node it has can be replaced at the quota"
     );
+    assert_eq!(
+        link("a", "b").await.status(),
+        200,
+        "so can a relationship it has"
+    );
     assert_eq!(node(&other, "d").await.status(), 201, "another tenant");
 
     let r = app.call(Method::DELETE, "/graphs/node/c", &key, None).await;

@@ -266,6 +266,20 @@ impl GraphStore for EmbeddedGraphStore {
             .await
     }
 
+    async fn has_relationship(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+        rel_type: &str,
+    ) -> StoreResult<bool> {
+        let ends = (from.to_owned(), to.to_owned(), rel_type.to_owned());
+        self.read(tenant, move |inner, tenant| {
+            inner.has_relationship(tenant, (&ends.0, &ends.1, &ends.2))
+        })
+        .await
+    }
+
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
         self.read(tenant, move |inner, tenant| {
             if !inner.exists(tenant, &query.id)? {

@@ -327,6 +327,19 @@ impl Inner {
         )
     }
 
+    pub(super) fn has_relationship(
+        &self,
+        tenant: &Tenant,
+        (from, to, rel_type): (&str, &str, &str),
+    ) -> StoreResult<bool> {
+        now(shared::relationship_exists(
+            &mut self.tx(tenant)?,
+            from,
+            to,
+            rel_type,
+        ))
+    }
+
     /// The shared breadth-first expansion on the tenant's graph.
     pub(super) fn expand(
         &self,

@@ -168,28 +168,34 @@ pub async fn upsert_relationship(
             return Err(missing(id));
         }
     }
-    let ends = || {
-        vec![
-            ("from", Value::from(rel.from.as_str())),
-            ("to", Value::from(rel.to.as_str())),
-        ]
-    };
-    let existing = tx
-        .run(
-            &cypher::count_relationship(&rel.rel_type),
-            &["count(r)"],
-            ends(),
-        )
-        .await?;
-    let mut p = ends();
-    p.push(("props", Value::Object(rel.properties.clone())));
+    let existed = relationship_exists(tx, &rel.from, &rel.to, &rel.rel_type).await?;
+    let p = vec![
+        ("from", Value::from(rel.from.as_str())),
+        ("to", Value::from(rel.to.as_str())),
+        ("props", Value::Object(rel.properties.clone())),
+    ];
     tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
         .await?;
-    Ok(if count(&existing, "count(r)")? > 0 {
+    Ok(if existed {
         Written::Updated
     } else {
         Written::Created
     })
+}
+
+/// Whether a `rel_type` relationship runs from `from` to `to` (false when either end
+/// is missing).
+pub async fn relationship_exists(
+    tx: &mut dyn CypherTx,
+    from: &str,
+    to: &str,
+    rel_type: &str,
+) -> StoreResult<bool> {
+    let ends = vec![("from", Value::from(from)), ("to", Value::from(to))];
+    let rows = tx
+        .run(&cypher::count_relationship(rel_type), &["count(r)"], ends)
+        .await?;
+    Ok(count(&rows, "count(r)")? > 0)
 }
 
 /// Breadth-first expansion, one query per hop, so each node gets its shortest depth and

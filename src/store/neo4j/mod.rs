@@ -200,6 +200,22 @@ impl GraphStore for Neo4jGraphStore {
             .await
     }
 
+    async fn has_relationship(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+        rel_type: &str,
+    ) -> StoreResult<bool> {
+        self.guard
+            .run("has_relationship", Retry::Idempotent, || async {
+                let mut tx = self.begin(tenant).await?;
+                let result = shared::relationship_exists(&mut tx, from, to, rel_type).await;
+                tx.finish(result).await
+            })
+            .await
+    }
+
     async fn neighbors(&self, tenant: &Tenant, query: NeighborQuery) -> StoreResult<Vec<Neighbor>> {
         self.guard
             .run("neighbors", Retry::Idempotent, || async {

@@ -159,6 +159,17 @@ async fn nodes_and_relationships(store: &dyn GraphStore) {
         .upsert_relationship(&t, rel("bob", "carol", "KNOWS"))
         .await
         .unwrap();
+    let has = async |from: &str, to: &str, rel_type: &str| {
+        let there = store.has_relationship(&t, from, to, rel_type);
+        there.await.unwrap()
+    };
+    assert!(has("alice", "bob", "KNOWS").await);
+    assert!(
+        !has("bob", "alice", "KNOWS").await,
+        "relationships have a direction"
+    );
+    assert!(!has("alice", "bob", "LIKES").await);
+    assert!(!has("alice", "nobody", "KNOWS").await);
     let e = store
         .upsert_relationship(&t, rel("alice", "nobody", "KNOWS"))
         .await
