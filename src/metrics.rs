@@ -27,6 +27,8 @@ pub struct Metrics {
     pub ingest_events_total: IntCounterVec,
     pub ingest_pending: IntGauge,
     pub data_dir_free_bytes: IntGauge,
+    pub read_budget_reserved_bytes: IntGauge,
+    pub read_budget_waits_total: IntCounter,
     pub cache_requests_total: IntCounterVec,
     pub vectors_points: IntGaugeVec,
     pub backend_requests_total: IntCounterVec,
@@ -143,6 +145,18 @@ impl Metrics {
                 "data_dir_free_bytes",
                 "Bytes free on the data directory's filesystem; writes to the embedded \
                  stores are refused (507) below server.disk_reserve_bytes",
+            ),
+            read_budget_reserved_bytes: gauge(
+                r,
+                "read_budget_reserved_bytes",
+                "Bytes of limits.read_budget_bytes that large answers in flight have reserved",
+            ),
+            read_budget_waits_total: registered(
+                r,
+                IntCounter::new(
+                    "read_budget_waits_total",
+                    "Large reads that waited for room in limits.read_budget_bytes",
+                ),
             ),
             cache_requests_total: counter(
                 r,

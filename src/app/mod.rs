@@ -17,6 +17,7 @@ use crate::http::state::{AppState, Services};
 use crate::llm::ChatClient;
 use crate::services::audit::AuditService;
 use crate::services::auth::AuthService;
+use crate::services::budget::ReadBudget;
 use crate::services::generate::GenerateService;
 use crate::services::graphs::GraphService;
 use crate::services::health::HealthService;
@@ -160,11 +161,12 @@ fn services(
         (stores.vectors.clone(), stores.graph.clone()),
         metrics.clone(),
     );
+    let budget = ReadBudget::new(settings.limits.read_budget_bytes.get(), &metrics);
     let vectors = VectorService::new(
         settings.clone(),
         stores.vectors.clone(),
         embedder.clone(),
-        quotas.clone(),
+        (quotas.clone(), budget.clone()),
     );
     let hybrid = HybridService::new(settings.clone(), stores.graph.clone(), vectors.clone());
     let ingest = IngestService::new(
@@ -186,7 +188,7 @@ fn services(
     AppState::new(Services {
         auth: Arc::new(auth),
         audit,
-        graphs: GraphService::new(settings.clone(), stores.graph.clone(), quotas),
+        graphs: GraphService::new(settings.clone(), stores.graph.clone(), (quotas, budget)),
         generate: GenerateService::new(settings.clone(), llm, hybrid.clone()),
         scrape: MetricsService {
             metrics: metrics.clone(),

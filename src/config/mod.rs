@@ -163,6 +163,9 @@ pub struct Limits {
     pub max_points_per_tenant: NonZeroU64,
     /// Graph nodes and relationships, together, one tenant may keep.
     pub max_graph_items_per_tenant: NonZeroU64,
+    /// Bytes that large answers in flight may reserve at once, each its worst case;
+    /// past it they wait their turn (`services::budget`).
+    pub read_budget_bytes: NonZeroU64,
 }
 
 /// The compressed copy of its vectors a collection keeps in RAM for the search walk.

@@ -93,12 +93,15 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }
 
+/// The longest label or relationship type.
+pub const MAX_IDENTIFIER_LEN: usize = 64;
+
 /// Graph labels and relationship types, which are spliced into Cypher:
 /// `^[A-Za-z][A-Za-z0-9_]{0,63}$`.
 pub fn is_valid_identifier(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= 64
+        && bytes.len() <= MAX_IDENTIFIER_LEN
         && bytes[0].is_ascii_alphabetic()
         && bytes
             .iter()

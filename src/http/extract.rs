@@ -1,10 +1,12 @@
 //! Extractors: `AppJson`, `AppPath` and `AppQuery` (bodies, path segments and query
 //! strings whose rejections become problem responses) and the scope-checking principal
-//! extractors `Reader`, `Writer` and `Admin`.
+//! extractors `Reader`, `Writer` and `Admin`; and the `HeldJson` answer, which keeps its
+//! room in the read budget until it has been sent.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::http::ratelimit;
 use crate::http::state::AppState;
 use crate::services::auth::ANONYMOUS;
+use crate::services::budget::Reserved;
 
 /// `Json` with problem+json rejections: 400 bad syntax, 413 too large, 415 wrong content
 /// type, 422 wrong shape.
@@ -131,6 +134,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
 impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A JSON answer that reserved room in the read budget (`services::budget`): the room
+/// is given back once the body has been sent, or dropped with its connection, so a
+/// client that reads slowly keeps its answer's memory counted.
+pub struct HeldJson<T>(pub Reserved<T>);
+
+impl<T: Serialize> IntoResponse for HeldJson<T> {
+    fn into_response(self) -> Response {
+        /// Sent a slice at a time, so the last slice leaves only once the rest has.
+        const SLICE: usize = 64 << 10;
+        let Reserved { value, reservation } = self.0;
+        let bytes = match serde_json::to_vec(&value) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                return ApiError::Internal(format!("encoding an answer: {e}")).into_response();
+            }
+        };
+        drop(value);
+        let body = if reservation.is_held() {
+            let slices = futures_util::stream::unfold(
+                (bytes, Some(reservation)),
+                |(mut rest, held)| async move {
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    let slice = rest.split_to(rest.len().min(SLICE));
+                    Some((Ok::<_, std::convert::Infallible>(slice), (rest, held)))
+                },
+            );
+            Body::from_stream(slices)
+        } else {
+            Body::from(bytes)
+        };
+        ([(CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::domain::graph::{CypherResult, Node, Written};
 use crate::http::error::Result;
-use crate::http::extract::{AppJson, AppPath, Reader, Writer};
+use crate::http::extract::{AppJson, AppPath, HeldJson, Reader, Writer};
 use crate::http::state::AppState;
 use crate::services::graphs::{
     FindRequest, FindResponse, NeighborsRequest, NeighborsResponse, NodeRequest, QueryRequest,
@@ -64,8 +64,8 @@ async fn find_nodes(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<FindRequest>,
-) -> Result<AppJson<FindResponse>> {
-    Ok(AppJson(state.graphs.find_nodes(&who, req).await?))
+) -> Result<HeldJson<FindResponse>> {
+    Ok(HeldJson(state.graphs.find_nodes(&who, req).await?))
 }
 
 #[utoipa::path(delete, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", params(("id" = String, Path, description = "Node id")),
@@ -115,8 +115,8 @@ async fn neighbors(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<NeighborsRequest>,
-) -> Result<AppJson<NeighborsResponse>> {
-    Ok(AppJson(state.graphs.neighbors(&who, req).await?))
+) -> Result<HeldJson<NeighborsResponse>> {
+    Ok(HeldJson(state.graphs.neighbors(&who, req).await?))
 }
 
 #[utoipa::path(post, path = "/graphs/query", extensions(("x-rate-limit-class" = json!("graph_read"))), tag = "graphs", request_body = QueryRequest,

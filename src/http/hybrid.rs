@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::Result;
-use crate::http::extract::{AppJson, Reader};
+use crate::http::extract::{AppJson, HeldJson, Reader};
 use crate::http::state::AppState;
 use crate::llm::Delta;
 use crate::services::generate::{self, GenerateRequest, Generated};
@@ -32,8 +32,8 @@ async fn search(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<HybridRequest>,
-) -> Result<AppJson<HybridResponse>> {
-    Ok(AppJson(state.hybrid.search(&who, req).await?))
+) -> Result<HeldJson<HybridResponse>> {
+    Ok(HeldJson(state.hybrid.search(&who, req).await?))
 }
 
 #[utoipa::path(post, path = "/hybrid/generate", extensions(("x-rate-limit-class" = json!("generate"))), tag = "hybrid", request_body = GenerateRequest,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::domain::vector::{CollectionInfo, PayloadIndex, PointId};
 use crate::http::error::Result;
-use crate::http::extract::{Admin, AppJson, AppPath, Reader, Writer};
+use crate::http::extract::{Admin, AppJson, AppPath, HeldJson, Reader, Writer};
 use crate::http::problems::{BodyErrors, ConflictErrors, PathErrors};
 use crate::http::state::AppState;
 use crate::services::vectors::{
@@ -122,8 +122,8 @@ async fn search(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<SearchRequest>,
-) -> Result<AppJson<SearchResponse>> {
-    Ok(AppJson(state.vectors.search(&who, req).await?))
+) -> Result<HeldJson<SearchResponse>> {
+    Ok(HeldJson(state.vectors.search(&who, req).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -140,8 +140,8 @@ async fn retrieve(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<RetrieveRequest>,
-) -> Result<AppJson<svc::RetrieveResponse>> {
-    Ok(AppJson(
+) -> Result<HeldJson<svc::RetrieveResponse>> {
+    Ok(HeldJson(
         state
             .vectors
             .retrieve(&who, req.collection, req.ids)

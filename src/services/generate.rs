@@ -123,7 +123,9 @@ impl GenerateService {
                 },
             )
             .await?;
-        let (context, citations) = context(&retrieved.hits, settings.max_context_chars.get());
+        // The passages and their room in the read budget go before the model is asked.
+        let (context, citations) = context(&retrieved.value.hits, settings.max_context_chars.get());
+        drop(retrieved);
         let messages = [
             Message {
                 role: "system",

@@ -12,8 +12,9 @@ use crate::domain::graph::{
     NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
 };
 use crate::domain::ingest::{INGEST_LABELS, INGEST_RELATIONSHIPS, is_ingest_node_id};
-use crate::domain::is_valid_identifier;
 use crate::domain::principal::Principal;
+use crate::domain::{MAX_IDENTIFIER_LEN, is_valid_identifier};
+use crate::services::budget::{ITEM, ReadBudget, Reserved, worst};
 use crate::services::error::{Result, ServiceError};
 use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
@@ -202,15 +203,32 @@ pub struct GraphService {
     settings: Arc<Settings>,
     graph: Arc<dyn GraphStore>,
     quotas: Quotas,
+    budget: ReadBudget,
 }
 
+/// Bytes of JSON a label or relationship type may take in an answer.
+const IDENTIFIER: usize = MAX_IDENTIFIER_LEN + 3;
+
 impl GraphService {
-    pub fn new(settings: Arc<Settings>, graph: Arc<dyn GraphStore>, quotas: Quotas) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        graph: Arc<dyn GraphStore>,
+        (quotas, budget): (Quotas, ReadBudget),
+    ) -> Self {
         Self {
             settings,
             graph,
             quotas,
+            budget,
         }
+    }
+
+    /// The most bytes of JSON one node of an answer may take, with `hops` relationship
+    /// types on its path.
+    fn node_worst(&self, hops: u8) -> usize {
+        let limits = &self.settings.limits;
+        let labels = (limits.max_labels.get() + usize::from(hops)) * IDENTIFIER;
+        ITEM + limits.max_id_len.get() + labels + limits.max_properties_bytes
     }
 }
 
@@ -285,7 +303,11 @@ impl GraphService {
         Ok(self.graph.get_node(&who.tenant, id).await?)
     }
 
-    pub async fn find_nodes(&self, who: &Principal, req: FindRequest) -> Result<FindResponse> {
+    pub async fn find_nodes(
+        &self,
+        who: &Principal,
+        req: FindRequest,
+    ) -> Result<Reserved<FindResponse>> {
         let limits = &self.settings.limits;
         check_identifier("label", &req.label)?;
         check_page(
@@ -301,9 +323,14 @@ impl GraphService {
             limit: req.limit,
             offset: req.offset,
         };
+        let page = worst(req.limit, self.node_worst(0));
+        let reservation = self.budget.reserve(page).await?;
         let nodes = self.graph.find_nodes(&who.tenant, find).await?;
         let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
-        Ok(FindResponse { nodes, next_offset })
+        Ok(Reserved {
+            value: FindResponse { nodes, next_offset },
+            reservation,
+        })
     }
 
     pub async fn delete_node(&self, who: &Principal, id: &str) -> Result<()> {
@@ -352,7 +379,7 @@ impl GraphService {
         &self,
         who: &Principal,
         req: NeighborsRequest,
-    ) -> Result<NeighborsResponse> {
+    ) -> Result<Reserved<NeighborsResponse>> {
         let limits = &self.settings.limits;
         check_id(&req.id, limits)?;
         bounded("hops", req.hops.into(), 1, limits.max_graph_hops.into())?;
@@ -373,8 +400,13 @@ impl GraphService {
             types: req.types,
             limit: req.limit,
         };
+        let page = worst(query.limit, self.node_worst(query.hops));
+        let reservation = self.budget.reserve(page).await?;
         let neighbors = self.graph.neighbors(&who.tenant, query).await?;
-        Ok(NeighborsResponse { neighbors })
+        Ok(Reserved {
+            value: NeighborsResponse { neighbors },
+            reservation,
+        })
     }
 
     pub async fn query(&self, who: &Principal, req: QueryRequest) -> Result<CypherResult> {

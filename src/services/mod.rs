@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod generate;
 pub mod graphs;

@@ -16,6 +16,7 @@ use crate::domain::vector::{
     Point, PointId, Record, TENANT_KEY, is_indexable_field, squared_length,
 };
 use crate::embed::Embedder;
+use crate::services::budget::{ITEM, JSON_FLOAT, ReadBudget, Reserved, worst};
 use crate::services::error::{Result, ServiceError};
 use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
@@ -122,6 +123,8 @@ pub struct VectorService {
     embedder: Arc<dyn Embedder>,
     /// The tenants' storage quotas, which ingest checks too.
     pub(crate) quotas: Quotas,
+    /// Room for large answers, which hybrid search takes too.
+    pub(crate) budget: ReadBudget,
 }
 
 impl VectorService {
@@ -129,14 +132,31 @@ impl VectorService {
         settings: Arc<Settings>,
         vectors: Arc<dyn VectorStore>,
         embedder: Arc<dyn Embedder>,
-        quotas: Quotas,
+        (quotas, budget): (Quotas, ReadBudget),
     ) -> Self {
         Self {
             settings,
             vectors,
             embedder,
             quotas,
+            budget,
         }
+    }
+
+    /// The most bytes of JSON one point of an answer may take.
+    pub(crate) fn point_worst(&self, with_payload: bool, with_vector: bool) -> usize {
+        let limits = &self.settings.limits;
+        let payload = if with_payload {
+            limits.max_payload_bytes.get()
+        } else {
+            0
+        };
+        let vector = if with_vector {
+            JSON_FLOAT * limits.max_vector_dim.get()
+        } else {
+            0
+        };
+        ITEM + payload + vector
     }
 }
 
@@ -321,7 +341,7 @@ impl VectorService {
         who: &Principal,
         collection: Option<String>,
         ids: Vec<PointId>,
-    ) -> Result<RetrieveResponse> {
+    ) -> Result<Reserved<RetrieveResponse>> {
         let collection = self.collection_name(collection)?;
         bounded(
             "number of ids",
@@ -329,8 +349,13 @@ impl VectorService {
             1,
             self.settings.limits.max_batch_points.get(),
         )?;
+        let most = worst(ids.len(), self.point_worst(true, true));
+        let reservation = self.budget.reserve(most).await?;
         let points = self.vectors.retrieve(&who.tenant, &collection, ids).await?;
-        Ok(RetrieveResponse { points })
+        Ok(Reserved {
+            value: RetrieveResponse { points },
+            reservation,
+        })
     }
 }
 

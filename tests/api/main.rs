@@ -40,6 +40,7 @@ mod persistence;
 mod quantization;
 mod quotas;
 mod ratelimit;
+mod read_budget;
 mod readme;
 mod retrieval;
 mod snapshots;

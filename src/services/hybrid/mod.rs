@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
 use crate::services::bounded;
+use crate::services::budget::{Reserved, worst};
 use crate::services::error::{Result, ServiceError};
 use crate::services::vectors::{VectorService, check_filter};
 use crate::store::GraphStore;
@@ -226,11 +227,21 @@ impl HybridService {
         })
     }
 
-    pub async fn search(&self, who: &Principal, req: HybridRequest) -> Result<HybridResponse> {
+    pub async fn search(
+        &self,
+        who: &Principal,
+        req: HybridRequest,
+    ) -> Result<Reserved<HybridResponse>> {
         let plan = self.plan(req).await?;
         let settings = &self.settings.hybrid;
         let candidates = settings.vector_candidates.get().max(plan.limit);
         let want_vectors = plan.mmr.is_some();
+        // Both text lists and the graph's chunks are read in full before the fusion
+        // keeps the page.
+        let read = 2 * candidates + settings.max_graph_chunks.get();
+        let vectors = &self.vectors;
+        let most = worst(read, vectors.point_worst(plan.with_payload, want_vectors));
+        let reservation = vectors.budget.reserve(most).await?;
         let query = search_query(&plan, candidates, None, want_vectors);
         // The two text rankings and the entities the question names are independent:
         // look them up side by side.
@@ -265,7 +276,7 @@ impl HybridService {
             .instrument(tracing::info_span!("graph_hits"))
             .await?;
         let _fusion = tracing::info_span!("fusion").entered();
-        Ok(fusion::fuse(
+        let value = fusion::fuse(
             &plan,
             fusion::Lists {
                 vector: vector_hits,
@@ -278,7 +289,8 @@ impl HybridService {
                 graph_weight: self.settings.hybrid.graph_weight,
                 lexical_weight: self.settings.hybrid.lexical_weight,
             },
-        ))
+        );
+        Ok(Reserved { value, reservation })
     }
 
     /// Graph-found chunks outside the text lists, with their vector score (and the

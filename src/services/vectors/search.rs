@@ -8,6 +8,7 @@ use super::{VectorService, check_filter, check_vector};
 use crate::domain::principal::Principal;
 use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
 use crate::services::bounded;
+use crate::services::budget::{Reserved, worst};
 use crate::services::error::{Result, ServiceError};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -95,7 +96,11 @@ pub struct SearchResponse {
 }
 
 impl VectorService {
-    pub async fn search(&self, who: &Principal, mut req: SearchRequest) -> Result<SearchResponse> {
+    pub async fn search(
+        &self,
+        who: &Principal,
+        mut req: SearchRequest,
+    ) -> Result<Reserved<SearchResponse>> {
         let limits = &self.settings.limits;
         let collection = self.collection_name(req.collection.take())?;
         bounded("limit", req.limit, 1, limits.max_search_limit.get())?;
@@ -109,6 +114,11 @@ impl VectorService {
             check_filter(filter, limits)?;
         }
         let window = self.rank_window(&req)?;
+        let page = worst(
+            req.limit,
+            self.point_worst(req.with_payload, req.with_vector),
+        );
+        let reservation = self.budget.reserve(page).await?;
         let (first, second) = self.rankings(&mut req).await?;
         let query = |by: Query, limit, offset| SearchQuery {
             query: by,
@@ -172,7 +182,10 @@ impl VectorService {
                     .collect()
             }
         };
-        Ok(SearchResponse { hits })
+        Ok(Reserved {
+            value: SearchResponse { hits },
+            reservation,
+        })
     }
 
     /// Mode `both`'s fusion window (see [`SearchRequest::rank_window`]), checked against

@@ -1,0 +1,158 @@
+//! A bound on the memory that large answers hold while they are read and sent
+//! (`limits.read_budget_bytes`).
+//!
+//! A search page of a thousand points with 64 KB payloads is a 64 MB answer, held a few
+//! times over (the engine's records, the JSON values, the body) from the read until the
+//! last byte leaves; a read key's burst of such requests, or clients that read their
+//! answers slowly, would otherwise take as much memory as they ask for. So a read whose
+//! answer may be large reserves its worst case (what its limits let it return) from one
+//! budget before it reads, and gives it back when its body has been sent, or dropped
+//! with its connection. Reads past the budget wait in turn, until the request's deadline.
+//! Reads whose worst case is under [`SMALL_READ`] bytes, nearly all of them, never wait:
+//! they cannot queue behind a large one.
+
+use std::sync::Arc;
+
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::Metrics;
+use crate::services::error::{Result, ServiceError};
+
+/// Worst cases below this many bytes take nothing from the budget.
+pub const SMALL_READ: u64 = 1 << 20;
+
+/// The budget reserves in units of this many bytes, so that it fits the semaphore's
+/// `u32` permits.
+const UNIT: u64 = 1 << 10;
+
+/// The budget every large read on this server reserves from; cheap to clone.
+#[derive(Clone)]
+pub struct ReadBudget {
+    room: Arc<Semaphore>,
+    units: u32,
+    reserved: IntGauge,
+    waited: IntCounter,
+}
+
+impl ReadBudget {
+    pub fn new(bytes: u64, metrics: &Metrics) -> Self {
+        let units = u32::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Self {
+            room: Arc::new(Semaphore::new(units as usize)),
+            units,
+            reserved: metrics.read_budget_reserved_bytes.clone(),
+            waited: metrics.read_budget_waits_total.clone(),
+        }
+    }
+
+    /// Reserves `worst` bytes (all of the budget if it is larger, so such a read runs
+    /// alone), waiting for room; nothing when `worst` is under [`SMALL_READ`].
+    pub async fn reserve(&self, worst: u64) -> Result<Reservation> {
+        if worst < SMALL_READ {
+            return Ok(Reservation(None));
+        }
+        let units = u32::try_from(worst.div_ceil(UNIT)).map_or(self.units, |u| u.min(self.units));
+        let room = self.room.clone();
+        let permit = match room.clone().try_acquire_many_owned(units) {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.waited.inc();
+                room.acquire_many_owned(units)
+                    .await
+                    .map_err(|_| ServiceError::Internal("the read budget is closed".into()))?
+            }
+        };
+        let bytes = i64::from(units) * UNIT as i64;
+        self.reserved.add(bytes);
+        Ok(Reservation(Some(Held {
+            _permit: permit,
+            bytes,
+            reserved: self.reserved.clone(),
+        })))
+    }
+}
+
+/// Room taken from a [`ReadBudget`], given back when dropped.
+#[must_use = "the room is given back as soon as the reservation is dropped"]
+pub struct Reservation(Option<Held>);
+
+impl Reservation {
+    /// Whether it holds room (a small read's holds none).
+    pub fn is_held(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+    reserved: IntGauge,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.reserved.sub(self.bytes);
+    }
+}
+
+/// An answer with the room it reserved: the HTTP layer keeps the reservation until the
+/// answer's body has been sent.
+pub struct Reserved<T> {
+    pub value: T,
+    pub reservation: Reservation,
+}
+
+impl<T> Reserved<T> {
+    /// The answer alone, giving its room back.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// Bytes of JSON one vector component may take (`-1.2345678e-12,`).
+pub const JSON_FLOAT: usize = 16;
+/// Bytes of JSON an answer item's id, score and field names may take.
+pub const ITEM: usize = 128;
+
+/// The worst case of `items` answer items of at most `each` bytes.
+pub fn worst(items: usize, each: usize) -> u64 {
+    (items as u64).saturating_mul(each as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn large_reads_wait_for_room_and_small_ones_never_do() {
+        let metrics = Metrics::new();
+        let budget = ReadBudget::new(4 << 20, &metrics);
+        let first = budget.reserve(3 << 20).await.unwrap();
+        assert_eq!(metrics.read_budget_reserved_bytes.get(), 3 << 20);
+        let small = budget.reserve(SMALL_READ - 1).await.unwrap();
+        assert!(!small.is_held(), "a small read takes nothing");
+
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(2 << 20).await.map(drop) }
+        });
+        while metrics.read_budget_waits_total.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        drop(first);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(metrics.read_budget_reserved_bytes.get(), 0);
+
+        let whole = budget.reserve(u64::MAX).await.unwrap();
+        assert_eq!(
+            metrics.read_budget_reserved_bytes.get(),
+            4 << 20,
+            "a read larger than the budget takes all of it"
+        );
+        drop(whole);
+    }
+}

@@ -1,0 +1,88 @@
+//! The read budget through HTTP (`limits.read_budget_bytes`): a large answer keeps its
+//! room until its body has been sent, so a client that does not read it holds the next
+//! large read back, while small reads go on; the room comes back once the body is read.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::metrics::{sample, scrape};
+
+const POINTS: u64 = 400;
+/// 400 payloads of 60 KB: a 24 MB answer, far more than loopback's socket buffers.
+const PAYLOAD: usize = 60_000;
+
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    sample(&scrape(app).await, series)
+}
+
+#[tokio::test]
+async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
+    let app = spawn_app_with(|s| {
+        s.limits.read_budget_bytes = (4 << 20).try_into().unwrap();
+    })
+    .await;
+    let key = app.key("acme", &["read", "write"]).await;
+    app.create_collection(&key, "big", 4).await;
+    let text = "x".repeat(PAYLOAD);
+    for batch in (0..POINTS).collect::<Vec<_>>().chunks(25) {
+        let points: Vec<Value> = batch
+            .iter()
+            .map(|&id| json!({"id": id, "vector": [1.0, id as f32, 0.5, 0.25], "payload": {"text": text}}))
+            .collect();
+        let body = json!({"collection": "big", "points": points});
+        app.json(Method::POST, "/vectors/upsert", &key, Some(body))
+            .await;
+    }
+    let large =
+        json!({"collection": "big", "vector": [1, 0, 0, 0], "limit": POINTS, "with_payload": true});
+    let send_large = || {
+        app.request(Method::POST, "/vectors/search")
+            .header("X-API-Key", &key)
+            .json(&large)
+            .send()
+    };
+
+    // Headers come back; the 24 MB body waits for a reader.
+    let unread = send_large().await.unwrap();
+    assert_eq!(unread.status(), 200);
+    let reserved = "read_budget_reserved_bytes";
+    assert_eq!(metric(&app, reserved).await, f64::from(4 << 20));
+
+    // A small read does not queue behind it.
+    let small =
+        json!({"collection": "big", "vector": [1, 0, 0, 0], "limit": 5, "with_payload": false});
+    let hits = app
+        .json(Method::POST, "/vectors/search", &key, Some(small))
+        .await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 5);
+
+    // A second large read waits for the room the unread answer holds.
+    let second = tokio::spawn(send_large());
+    for _ in 0..200 {
+        if metric(&app, "read_budget_waits_total").await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(metric(&app, "read_budget_waits_total").await, 1.0);
+    assert!(!second.is_finished(), "the second large read went ahead");
+
+    let first: Value = unread.json().await.unwrap();
+    assert_eq!(first["hits"].as_array().unwrap().len(), POINTS as usize);
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second read goes ahead once the first answer is read")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["hits"].as_array().unwrap().len(), POINTS as usize);
+    assert_eq!(
+        second["hits"][0]["payload"]["text"].as_str().map(str::len),
+        Some(PAYLOAD)
+    );
+    assert_eq!(metric(&app, reserved).await, 0.0);
+}
