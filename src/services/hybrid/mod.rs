@@ -2,7 +2,7 @@
 //! the query names and the top hits mention, then rank fusion (RRF or weighted), with
 //! optional MMR for diversity. Every hit says where it came from.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -236,11 +236,12 @@ impl HybridService {
         let settings = &self.settings.hybrid;
         let candidates = settings.vector_candidates.get().max(plan.limit);
         let want_vectors = plan.mmr.is_some();
-        // Both text lists and the graph's chunks are read in full before the fusion
-        // keeps the page.
-        let read = 2 * candidates + settings.max_graph_chunks.get();
+        // Both text lists and the graph's chunks are ranked without payloads; only the
+        // page's are read.
+        let ranked = 2 * candidates + settings.max_graph_chunks.get();
         let vectors = &self.vectors;
-        let most = worst(read, vectors.point_worst(plan.with_payload, want_vectors));
+        let most = worst(ranked, vectors.point_worst(false, want_vectors))
+            + worst(plan.limit, vectors.point_worst(plan.with_payload, false));
         let reservation = vectors.budget.reserve(most).await?;
         let query = search_query(&plan, candidates, None, want_vectors);
         // The two text rankings and the entities the question names are independent:
@@ -275,22 +276,57 @@ impl HybridService {
             )
             .instrument(tracing::info_span!("graph_hits"))
             .await?;
-        let _fusion = tracing::info_span!("fusion").entered();
-        let value = fusion::fuse(
-            &plan,
-            fusion::Lists {
-                vector: vector_hits,
-                lexical: lexical_hits,
-                graph_only: graph_hits,
-                graph,
-            },
-            fusion::Rrf {
-                k: self.settings.hybrid.default_rrf_k.get(),
-                graph_weight: self.settings.hybrid.graph_weight,
-                lexical_weight: self.settings.hybrid.lexical_weight,
-            },
-        );
+        let mut value = {
+            let _fusion = tracing::info_span!("fusion").entered();
+            fusion::fuse(
+                &plan,
+                fusion::Lists {
+                    vector: vector_hits,
+                    lexical: lexical_hits,
+                    graph_only: graph_hits,
+                    graph,
+                },
+                fusion::Rrf {
+                    k: self.settings.hybrid.default_rrf_k.get(),
+                    graph_weight: self.settings.hybrid.graph_weight,
+                    lexical_weight: self.settings.hybrid.lexical_weight,
+                },
+            )
+        };
+        value.hits = self
+            .with_payloads(who, &plan, value.hits)
+            .instrument(tracing::info_span!("page_payloads"))
+            .await?;
         Ok(Reserved { value, reservation })
+    }
+
+    /// The page's hits with their payloads, read by id once the page is known (a list
+    /// ranked with payloads would hold every candidate's); a hit deleted since it was
+    /// ranked is left out.
+    async fn with_payloads(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+        hits: Vec<HybridHit>,
+    ) -> Result<Vec<HybridHit>> {
+        if !plan.with_payload || hits.is_empty() {
+            return Ok(hits);
+        }
+        let ids = hits.iter().map(|h| h.id).collect();
+        let query = SearchQuery {
+            with_payload: true,
+            ..search_query(plan, hits.len(), Some(ids), false)
+        };
+        let points = self.vectors.search_or_empty(who, &plan.collection, query);
+        let mut read: HashMap<PointId, ScoredPoint> =
+            points.await?.into_iter().map(|p| (p.id, p)).collect();
+        Ok(hits
+            .into_iter()
+            .filter_map(|hit| {
+                let payload = read.remove(&hit.id)?.payload;
+                Some(HybridHit { payload, ..hit })
+            })
+            .collect())
     }
 
     /// Graph-found chunks outside the text lists, with their vector score (and the
@@ -350,6 +386,7 @@ impl HybridService {
     }
 }
 
+/// A search of the plan's ranking; without payloads, which only the page needs.
 fn search_query(
     plan: &Plan,
     limit: usize,
@@ -363,7 +400,7 @@ fn search_query(
         score_threshold: None,
         filter: plan.filter.clone(),
         ids,
-        with_payload: plan.with_payload,
+        with_payload: false,
         with_vector,
     }
 }
