@@ -127,6 +127,6 @@ async fn query(
     State(state): State<AppState>,
     Reader(who): Reader,
     AppJson(req): AppJson<QueryRequest>,
-) -> Result<AppJson<CypherResult>> {
-    Ok(AppJson(state.graphs.query(&who, req).await?))
+) -> Result<HeldJson<CypherResult>> {
+    Ok(HeldJson(state.graphs.query(&who, req).await?))
 }

@@ -409,7 +409,11 @@ impl GraphService {
         })
     }
 
-    pub async fn query(&self, who: &Principal, req: QueryRequest) -> Result<CypherResult> {
+    pub async fn query(
+        &self,
+        who: &Principal,
+        req: QueryRequest,
+    ) -> Result<Reserved<CypherResult>> {
         let limits = &self.settings.limits;
         let text = if req.query.trim().is_empty() {
             0
@@ -444,6 +448,9 @@ impl GraphService {
             max_hops: limits.max_graph_hops.into(),
             max_result_bytes: limits.max_query_result_bytes.get(),
         };
-        Ok(self.graph.query(&who.tenant, query).await?)
+        let most = limits.max_query_result_bytes.get() as u64;
+        let reservation = self.budget.reserve(most).await?;
+        let value = self.graph.query(&who.tenant, query).await?;
+        Ok(Reserved { value, reservation })
     }
 }

@@ -1,6 +1,7 @@
 //! The read budget through HTTP (`limits.read_budget_bytes`): a large answer keeps its
 //! room until its body has been sent, so a client that does not read it holds the next
-//! large read back, while small reads go on; the room comes back once the body is read.
+//! large reads back (a search, a client Cypher query), while small reads go on; the
+//! room comes back once the body is read.
 
 use std::time::Duration;
 
@@ -59,16 +60,28 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
         .await;
     assert_eq!(hits["hits"].as_array().unwrap().len(), 5);
 
-    // A second large read waits for the room the unread answer holds.
+    // A second large read waits for the room the unread answer holds, and so does a
+    // client Cypher query (whose result may reach 16 MiB) after it.
     let second = tokio::spawn(send_large());
-    for _ in 0..200 {
-        if metric(&app, "read_budget_waits_total").await >= 1.0 {
-            break;
+    let waits = async |n: f64| {
+        for _ in 0..200 {
+            if metric(&app, "read_budget_waits_total").await >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(metric(&app, "read_budget_waits_total").await, 1.0);
+        assert_eq!(metric(&app, "read_budget_waits_total").await, n);
+    };
+    waits(1.0).await;
+    let cypher = tokio::spawn(
+        app.request(Method::POST, "/graphs/query")
+            .header("X-API-Key", &key)
+            .json(&json!({"query": "MATCH (n) RETURN count(n) AS n"}))
+            .send(),
+    );
+    waits(2.0).await;
     assert!(!second.is_finished(), "the second large read went ahead");
+    assert!(!cypher.is_finished(), "the Cypher query went ahead");
 
     let first: Value = unread.json().await.unwrap();
     assert_eq!(first["hits"].as_array().unwrap().len(), POINTS as usize);
@@ -84,5 +97,13 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
         second["hits"][0]["payload"]["text"].as_str().map(str::len),
         Some(PAYLOAD)
     );
+    let cypher = tokio::time::timeout(Duration::from_secs(30), cypher)
+        .await
+        .expect("the Cypher query goes ahead once the second answer is read")
+        .unwrap()
+        .unwrap();
+    assert_eq!(cypher.status(), 200);
+    let rows: Value = cypher.json().await.unwrap();
+    assert_eq!(rows["rows"][0][0], json!(0), "{rows}");
     assert_eq!(metric(&app, reserved).await, 0.0);
 }
