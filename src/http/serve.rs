@@ -1,6 +1,8 @@
 //! The accept loop and connection hygiene: every connection is served by hyper's HTTP/1
 //! with an explicit header-read timeout, closed after `server.idle_timeout_ms` without a
-//! request in flight, and counted against `server.max_connections`. At that bound (and
+//! request in flight, dropped when its client has taken nothing of a response for as
+//! long (so an unread answer cannot hold its memory, or its room in the read budget,
+//! for good), and counted against `server.max_connections`. At that bound (and
 //! whenever accepting fails because the process is out of file descriptors) the
 //! connection idle longest is closed for each new one, so probes and real clients still
 //! get in while a crowd of idle connections is held open. Shutdown closes idle
@@ -9,15 +11,16 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
@@ -36,8 +39,15 @@ struct Activity {
     last_active_ms: AtomicU64,
     /// Requests whose response (including a streamed body) is not finished.
     in_flight: AtomicUsize,
+    /// When a response's body last handed hyper a frame, while the next waits for the
+    /// client to take that one; [`NOT_WAITING`] while the body waits on the server (a
+    /// stream between events) or no body is being sent.
+    handed_ms: AtomicU64,
     close: tokio::sync::Notify,
 }
+
+/// [`Activity::handed_ms`] when nothing waits for the client.
+const NOT_WAITING: u64 = u64::MAX;
 
 /// Open connections, to bound them and to pick the one to close.
 struct Registry {
@@ -60,6 +70,7 @@ impl Registry {
         let activity = Arc::new(Activity {
             last_active_ms: AtomicU64::new(self.now_ms()),
             in_flight: AtomicUsize::new(0),
+            handed_ms: AtomicU64::new(NOT_WAITING),
             close: tokio::sync::Notify::new(),
         });
         self.open().insert(id, activity.clone());
@@ -97,12 +108,51 @@ impl InFlight {
     }
 }
 
+/// A response body, holding its request in flight until it is finished or dropped, that
+/// notes when it hands hyper a frame: hyper asks for the next one only once the client
+/// has taken enough of the last, so a frame handed long ago means a client that stopped
+/// reading, where a body that answered `Pending` is the server's to finish.
+struct Watched {
+    body: Body,
+    in_flight: InFlight,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let handed = match polled {
+            Poll::Ready(Some(Ok(_))) => self.in_flight.registry.now_ms(),
+            _ => NOT_WAITING,
+        };
+        let activity = &self.in_flight.activity;
+        activity.handed_ms.store(handed, Ordering::Relaxed);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.activity
             .last_active_ms
             .store(self.registry.now_ms(), Ordering::Relaxed);
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.activity
+            .handed_ms
+            .store(NOT_WAITING, Ordering::Relaxed);
     }
 }
 
@@ -199,6 +249,15 @@ pub async fn serve(
     stop_tx.closed().await;
 }
 
+/// What the idle timer found.
+enum Quiet {
+    /// Nothing in flight and no activity for the idle timeout.
+    Idle,
+    /// A response's client has taken nothing for this many milliseconds.
+    Stalled(u64),
+    Busy,
+}
+
 struct Connection {
     registry: Arc<Registry>,
     router: Router,
@@ -237,12 +296,7 @@ impl Connection {
                 async move {
                     let response = response.await.unwrap_or_else(|e: Infallible| match e {});
                     // The request stays in flight until its body is sent or dropped.
-                    Ok::<_, Infallible>(response.map(|body| {
-                        Body::new(body.map_frame(move |frame| {
-                            let _ = &in_flight;
-                            frame
-                        }))
-                    }))
+                    Ok::<_, Infallible>(response.map(|body| Body::new(Watched { body, in_flight })))
                 }
             })
         };
@@ -272,10 +326,24 @@ impl Connection {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = tokio::time::sleep_until(idle_deadline.into()), if !closing => {
-                    if self.quiet_since(&activity, idle_since) {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                // Also while closing: a client that stops reading would hold a graceful
+                // close, and the shutdown waiting for it, open.
+                () = tokio::time::sleep_until(idle_deadline.into()) => {
+                    match self.quiet_since(&activity, idle_since) {
+                        Quiet::Stalled(ms) => {
+                            tracing::info!(%peer, stalled_ms = ms, "dropped a connection whose \
+                                client took nothing of its response for the idle timeout");
+                            break;
+                        }
+                        Quiet::Idle if !closing => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        // Closing already: look again one idle period from now.
+                        Quiet::Idle => activity
+                            .last_active_ms
+                            .store(self.registry.now_ms(), Ordering::Relaxed),
+                        Quiet::Busy => {}
                     }
                 }
             }
@@ -284,19 +352,24 @@ impl Connection {
     }
 
     /// At the idle deadline: whether the connection has had nothing in flight and no
-    /// activity since `idle_since` (then it closes). A busy one is looked at again one
+    /// activity since `idle_since` (it closes), or a response whose client has taken
+    /// nothing for the idle timeout (it is dropped). A busy one is looked at again one
     /// idle period from now.
-    fn quiet_since(&self, activity: &Activity, idle_since: u64) -> bool {
+    fn quiet_since(&self, activity: &Activity, idle_since: u64) -> Quiet {
         let in_flight = activity.in_flight.load(Ordering::Relaxed);
         if in_flight == 0 && activity.last_active_ms.load(Ordering::Relaxed) == idle_since {
-            return true;
+            return Quiet::Idle;
+        }
+        let now = self.registry.now_ms();
+        let handed = activity.handed_ms.load(Ordering::Relaxed);
+        let stalled = now.saturating_sub(handed);
+        if handed != NOT_WAITING && stalled >= self.limits.idle_timeout.as_millis() as u64 {
+            return Quiet::Stalled(stalled);
         }
         if in_flight > 0 {
-            activity
-                .last_active_ms
-                .store(self.registry.now_ms(), Ordering::Relaxed);
+            activity.last_active_ms.store(now, Ordering::Relaxed);
         }
-        false
+        Quiet::Busy
     }
 }
 

@@ -1,10 +1,12 @@
 //! The read budget through HTTP (`limits.read_budget_bytes`): a large answer keeps its
 //! room until its body has been sent, so a client that does not read it holds the next
 //! large reads back (a search, a client Cypher query), while small reads go on; the
-//! room comes back once the body is read.
+//! room comes back once the body is read, or once the server drops a client that has
+//! stopped reading.
 
 use std::time::Duration;
 
+use ragbrain::config::Millis;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -19,12 +21,8 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
     sample(&scrape(app).await, series)
 }
 
-#[tokio::test]
-async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
-    let app = spawn_app_with(|s| {
-        s.limits.read_budget_bytes = (4 << 20).try_into().unwrap();
-    })
-    .await;
+/// A collection `big` of [`POINTS`] points with [`PAYLOAD`]-byte payloads, and a key.
+async fn stored(app: &TestApp) -> String {
     let key = app.key("acme", &["read", "write"]).await;
     app.create_collection(&key, "big", 4).await;
     let text = "x".repeat(PAYLOAD);
@@ -37,8 +35,21 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
         app.json(Method::POST, "/vectors/upsert", &key, Some(body))
             .await;
     }
-    let large =
-        json!({"collection": "big", "vector": [1, 0, 0, 0], "limit": POINTS, "with_payload": true});
+    key
+}
+
+fn large_search() -> Value {
+    json!({"collection": "big", "vector": [1, 0, 0, 0], "limit": POINTS, "with_payload": true})
+}
+
+#[tokio::test]
+async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
+    let app = spawn_app_with(|s| {
+        s.limits.read_budget_bytes = (4 << 20).try_into().unwrap();
+    })
+    .await;
+    let key = stored(&app).await;
+    let large = large_search();
     let send_large = || {
         app.request(Method::POST, "/vectors/search")
             .header("X-API-Key", &key)
@@ -106,4 +117,44 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
     let rows: Value = cypher.json().await.unwrap();
     assert_eq!(rows["rows"][0][0], json!(0), "{rows}");
     assert_eq!(metric(&app, reserved).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_its_room_given_back() {
+    let app = spawn_app_with(|s| {
+        s.limits.read_budget_bytes = (4 << 20).try_into().unwrap();
+        s.server.idle_timeout_ms = Millis::new(500);
+    })
+    .await;
+    let key = stored(&app).await;
+    let unread = app
+        .request(Method::POST, "/vectors/search")
+        .header("X-API-Key", &key)
+        .json(&large_search())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unread.status(), 200);
+    let reserved = "read_budget_reserved_bytes";
+    assert_eq!(metric(&app, reserved).await, f64::from(4 << 20));
+
+    // Within two idle periods of the last slice the client took, the server drops the
+    // connection, and the room with it.
+    let mut left = f64::NAN;
+    for _ in 0..200 {
+        left = metric(&app, reserved).await;
+        if left == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(left, 0.0, "the unread answer still holds its room");
+    assert!(
+        unread.bytes().await.is_err(),
+        "the dropped answer ends short"
+    );
+    let hits = app
+        .json(Method::POST, "/vectors/search", &key, Some(large_search()))
+        .await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), POINTS as usize);
 }
