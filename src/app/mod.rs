@@ -161,7 +161,12 @@ fn services(
         (stores.vectors.clone(), stores.graph.clone()),
         metrics.clone(),
     );
-    let budget = ReadBudget::new(settings.limits.read_budget_bytes.get(), &metrics);
+    let limits = &settings.limits;
+    let budget = ReadBudget::new(
+        limits.read_budget_bytes.get(),
+        limits.read_budget_per_tenant_bytes.get(),
+        &metrics,
+    );
     let vectors = VectorService::new(
         settings.clone(),
         stores.vectors.clone(),

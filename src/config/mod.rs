@@ -166,6 +166,8 @@ pub struct Limits {
     /// Bytes that large answers in flight may reserve at once, each its worst case;
     /// past it they wait their turn (`services::budget`).
     pub read_budget_bytes: NonZeroU64,
+    /// Bytes of it one tenant's large answers may hold at once (at most all of it).
+    pub read_budget_per_tenant_bytes: NonZeroU64,
 }
 
 /// The compressed copy of its vectors a collection keeps in RAM for the search walk.

@@ -144,11 +144,14 @@ pub struct HeldJson<T>(pub Reserved<T>);
 
 impl<T: Serialize> IntoResponse for HeldJson<T> {
     fn into_response(self) -> Response {
-        /// Sent a slice at a time, so the last slice leaves only once the rest has.
+        /// Sent a copied slice at a time: hyper asks for the next once the client has
+        /// taken enough of the last, and the answer and its room go with the last slice
+        /// (slices sharing the answer's allocation would keep all of it alive in hyper's
+        /// queue after the room was given back).
         const SLICE: usize = 64 << 10;
         let Reserved { value, reservation } = self.0;
         let bytes = match serde_json::to_vec(&value) {
-            Ok(bytes) => Bytes::from(bytes),
+            Ok(bytes) => bytes,
             Err(e) => {
                 return ApiError::Internal(format!("encoding an answer: {e}")).into_response();
             }
@@ -156,13 +159,17 @@ impl<T: Serialize> IntoResponse for HeldJson<T> {
         drop(value);
         let body = if reservation.is_held() {
             let slices = futures_util::stream::unfold(
-                (bytes, Some(reservation)),
-                |(mut rest, held)| async move {
-                    if rest.is_empty() {
+                (bytes, 0, Some(reservation)),
+                |(answer, sent, held)| async move {
+                    if sent == answer.len() {
                         return None;
                     }
-                    let slice = rest.split_to(rest.len().min(SLICE));
-                    Some((Ok::<_, std::convert::Infallible>(slice), (rest, held)))
+                    let end = answer.len().min(sent + SLICE);
+                    let slice = Bytes::copy_from_slice(&answer[sent..end]);
+                    Some((
+                        Ok::<_, std::convert::Infallible>(slice),
+                        (answer, end, held),
+                    ))
                 },
             );
             Body::from_stream(slices)

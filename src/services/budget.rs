@@ -9,13 +9,18 @@
 //! budget before it reads, and gives it back when its body has been sent, or dropped
 //! with its connection. Reads past the budget wait in turn, until the request's deadline.
 //! Reads whose worst case is under [`SMALL_READ`] bytes, nearly all of them, never wait:
-//! they cannot queue behind a large one.
+//! they cannot queue behind a large one. One tenant holds at most
+//! `limits.read_budget_per_tenant_bytes` of it, so a tenant whose clients read slowly
+//! (steadily enough not to be dropped) cannot make every other tenant's large reads
+//! wait.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::domain::principal::Tenant;
 use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
 
@@ -26,52 +31,82 @@ pub const SMALL_READ: u64 = 1 << 20;
 /// `u32` permits.
 const UNIT: u64 = 1 << 10;
 
+fn units(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 /// The budget every large read on this server reserves from; cheap to clone.
 #[derive(Clone)]
 pub struct ReadBudget {
     room: Arc<Semaphore>,
-    units: u32,
+    /// The most one read, or one tenant's reads together, may hold.
+    tenant_units: u32,
+    /// Each tenant's share, made at its first large read (one small entry a tenant).
+    tenants: Arc<Mutex<HashMap<Tenant, Arc<Semaphore>>>>,
     reserved: IntGauge,
     waited: IntCounter,
 }
 
 impl ReadBudget {
-    pub fn new(bytes: u64, metrics: &Metrics) -> Self {
-        let units = u32::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .max(1);
+    /// A budget of `bytes`, of which one tenant holds at most `per_tenant`.
+    pub fn new(bytes: u64, per_tenant: u64, metrics: &Metrics) -> Self {
+        let all = units(bytes);
         Self {
-            room: Arc::new(Semaphore::new(units as usize)),
-            units,
+            room: Arc::new(Semaphore::new(all as usize)),
+            tenant_units: units(per_tenant).min(all),
+            tenants: Arc::default(),
             reserved: metrics.read_budget_reserved_bytes.clone(),
             waited: metrics.read_budget_waits_total.clone(),
         }
     }
 
-    /// Reserves `worst` bytes (all of the budget if it is larger, so such a read runs
-    /// alone), waiting for room; nothing when `worst` is under [`SMALL_READ`].
-    pub async fn reserve(&self, worst: u64) -> Result<Reservation> {
+    /// Reserves `worst` bytes for a read of `tenant`'s (the tenant's whole share if it
+    /// is larger, so such a read runs alone), waiting for room in the tenant's share,
+    /// then in the budget; nothing when `worst` is under [`SMALL_READ`].
+    pub async fn reserve(&self, tenant: &Tenant, worst: u64) -> Result<Reservation> {
         if worst < SMALL_READ {
             return Ok(Reservation(None));
         }
-        let units = u32::try_from(worst.div_ceil(UNIT)).map_or(self.units, |u| u.min(self.units));
-        let room = self.room.clone();
-        let permit = match room.clone().try_acquire_many_owned(units) {
-            Ok(permit) => permit,
-            Err(_) => {
-                self.waited.inc();
-                room.acquire_many_owned(units)
-                    .await
-                    .map_err(|_| ServiceError::Internal("the read budget is closed".into()))?
-            }
-        };
+        let units = units(worst).min(self.tenant_units);
+        let share = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.tenant_units as usize)))
+            .clone();
+        let mut waited = false;
+        let share = self.take(share, units, &mut waited).await?;
+        let room = self.take(self.room.clone(), units, &mut waited).await?;
         let bytes = i64::from(units) * UNIT as i64;
         self.reserved.add(bytes);
         Ok(Reservation(Some(Held {
-            _permit: permit,
+            _permits: (share, room),
             bytes,
             reserved: self.reserved.clone(),
         })))
+    }
+
+    /// `units` of `room`, at once or after waiting (counted once a read: `waited`).
+    async fn take(
+        &self,
+        room: Arc<Semaphore>,
+        units: u32,
+        waited: &mut bool,
+    ) -> Result<OwnedSemaphorePermit> {
+        let closed = || ServiceError::Internal("the read budget is closed".into());
+        match room.clone().try_acquire_many_owned(units) {
+            Ok(permit) => Ok(permit),
+            Err(TryAcquireError::NoPermits) => {
+                if !std::mem::replace(waited, true) {
+                    self.waited.inc();
+                }
+                room.acquire_many_owned(units).await.map_err(|_| closed())
+            }
+            Err(TryAcquireError::Closed) => Err(closed()),
+        }
     }
 }
 
@@ -87,7 +122,7 @@ impl Reservation {
 }
 
 struct Held {
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     bytes: i64,
     reserved: IntGauge,
 }
@@ -129,15 +164,16 @@ mod tests {
     #[tokio::test]
     async fn large_reads_wait_for_room_and_small_ones_never_do() {
         let metrics = Metrics::new();
-        let budget = ReadBudget::new(4 << 20, &metrics);
-        let first = budget.reserve(3 << 20).await.unwrap();
+        let budget = ReadBudget::new(4 << 20, 4 << 20, &metrics);
+        let t = Tenant::parse("acme").unwrap();
+        let first = budget.reserve(&t, 3 << 20).await.unwrap();
         assert_eq!(metrics.read_budget_reserved_bytes.get(), 3 << 20);
-        let small = budget.reserve(SMALL_READ - 1).await.unwrap();
+        let small = budget.reserve(&t, SMALL_READ - 1).await.unwrap();
         assert!(!small.is_held(), "a small read takes nothing");
 
         let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.reserve(2 << 20).await.map(drop) }
+            let (budget, t) = (budget.clone(), t.clone());
+            async move { budget.reserve(&t, 2 << 20).await.map(drop) }
         });
         while metrics.read_budget_waits_total.get() == 0 {
             tokio::task::yield_now().await;
@@ -147,12 +183,43 @@ mod tests {
         waiting.await.unwrap().unwrap();
         assert_eq!(metrics.read_budget_reserved_bytes.get(), 0);
 
-        let whole = budget.reserve(u64::MAX).await.unwrap();
+        let whole = budget.reserve(&t, u64::MAX).await.unwrap();
         assert_eq!(
             metrics.read_budget_reserved_bytes.get(),
             4 << 20,
             "a read larger than the budget takes all of it"
         );
         drop(whole);
+    }
+
+    #[tokio::test]
+    async fn one_tenant_holds_no_more_than_its_share() {
+        let metrics = Metrics::new();
+        let budget = ReadBudget::new(4 << 20, 2 << 20, &metrics);
+        let (acme, globex) = (
+            Tenant::parse("acme").unwrap(),
+            Tenant::parse("globex").unwrap(),
+        );
+        let held = budget.reserve(&acme, 64 << 20).await.unwrap();
+        assert_eq!(
+            metrics.read_budget_reserved_bytes.get(),
+            2 << 20,
+            "a read larger than the share takes all of the share"
+        );
+        let waiting = tokio::spawn({
+            let (budget, acme) = (budget.clone(), acme.clone());
+            async move { budget.reserve(&acme, 1 << 20).await.map(drop) }
+        });
+        while metrics.read_budget_waits_total.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let other = budget.reserve(&globex, 2 << 20).await.unwrap();
+        assert_eq!(metrics.read_budget_reserved_bytes.get(), 4 << 20);
+        assert!(!waiting.is_finished(), "acme went past its share");
+        drop(other);
+        assert!(!waiting.is_finished(), "acme went past its share");
+        drop(held);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(metrics.read_budget_reserved_bytes.get(), 0);
     }
 }

@@ -324,7 +324,7 @@ impl GraphService {
             offset: req.offset,
         };
         let page = worst(req.limit, self.node_worst(0));
-        let reservation = self.budget.reserve(page).await?;
+        let reservation = self.budget.reserve(&who.tenant, page).await?;
         let nodes = self.graph.find_nodes(&who.tenant, find).await?;
         let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
         Ok(Reserved {
@@ -401,7 +401,7 @@ impl GraphService {
             limit: req.limit,
         };
         let page = worst(query.limit, self.node_worst(query.hops));
-        let reservation = self.budget.reserve(page).await?;
+        let reservation = self.budget.reserve(&who.tenant, page).await?;
         let neighbors = self.graph.neighbors(&who.tenant, query).await?;
         Ok(Reserved {
             value: NeighborsResponse { neighbors },
@@ -449,7 +449,7 @@ impl GraphService {
             max_result_bytes: limits.max_query_result_bytes.get(),
         };
         let most = limits.max_query_result_bytes.get() as u64;
-        let reservation = self.budget.reserve(most).await?;
+        let reservation = self.budget.reserve(&who.tenant, most).await?;
         let value = self.graph.query(&who.tenant, query).await?;
         Ok(Reserved { value, reservation })
     }

@@ -350,7 +350,7 @@ impl VectorService {
             self.settings.limits.max_batch_points.get(),
         )?;
         let most = worst(ids.len(), self.point_worst(true, true));
-        let reservation = self.budget.reserve(most).await?;
+        let reservation = self.budget.reserve(&who.tenant, most).await?;
         let points = self.vectors.retrieve(&who.tenant, &collection, ids).await?;
         Ok(Reserved {
             value: RetrieveResponse { points },

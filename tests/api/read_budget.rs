@@ -1,6 +1,7 @@
 //! The read budget through HTTP (`limits.read_budget_bytes`): a large answer keeps its
 //! room until its body has been sent, so a client that does not read it holds the next
-//! large reads back (a search, a client Cypher query), while small reads go on; the
+//! large reads of its tenant back (a search, a client Cypher query), while small reads
+//! and other tenants' large reads go on; the
 //! room comes back once the body is read, or once the server drops a client that has
 //! stopped reading.
 
@@ -46,6 +47,7 @@ fn large_search() -> Value {
 async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
     let app = spawn_app_with(|s| {
         s.limits.read_budget_bytes = (4 << 20).try_into().unwrap();
+        s.limits.read_budget_per_tenant_bytes = (2 << 20).try_into().unwrap();
     })
     .await;
     let key = stored(&app).await;
@@ -61,7 +63,11 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
     let unread = send_large().await.unwrap();
     assert_eq!(unread.status(), 200);
     let reserved = "read_budget_reserved_bytes";
-    assert_eq!(metric(&app, reserved).await, f64::from(4 << 20));
+    assert_eq!(
+        metric(&app, reserved).await,
+        f64::from(2 << 20),
+        "the tenant's whole share"
+    );
 
     // A small read does not queue behind it.
     let small =
@@ -93,6 +99,24 @@ async fn a_large_answer_holds_its_room_until_it_has_been_sent() {
     waits(2.0).await;
     assert!(!second.is_finished(), "the second large read went ahead");
     assert!(!cypher.is_finished(), "the Cypher query went ahead");
+
+    // Another tenant's large read has the rest of the budget.
+    let other = app.key("globex", &["read", "write"]).await;
+    app.create_collection(&other, "big", 4).await;
+    let point = json!({"collection": "big", "points": [{"id": 1, "vector": [1, 0, 0, 0]}]});
+    app.json(Method::POST, "/vectors/upsert", &other, Some(point))
+        .await;
+    let hits = app
+        .json(
+            Method::POST,
+            "/vectors/search",
+            &other,
+            Some(large_search()),
+        )
+        .await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1);
+    assert_eq!(metric(&app, "read_budget_waits_total").await, 2.0);
+    assert!(!second.is_finished(), "the second large read went ahead");
 
     let first: Value = unread.json().await.unwrap();
     assert_eq!(first["hits"].as_array().unwrap().len(), POINTS as usize);

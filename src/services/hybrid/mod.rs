@@ -242,7 +242,7 @@ impl HybridService {
         let vectors = &self.vectors;
         let most = worst(ranked, vectors.point_worst(false, want_vectors))
             + worst(plan.limit, vectors.point_worst(plan.with_payload, false));
-        let reservation = vectors.budget.reserve(most).await?;
+        let reservation = vectors.budget.reserve(&who.tenant, most).await?;
         let query = search_query(&plan, candidates, None, want_vectors);
         // The two text rankings and the entities the question names are independent:
         // look them up side by side.

@@ -118,7 +118,7 @@ impl VectorService {
             req.limit,
             self.point_worst(req.with_payload, req.with_vector),
         );
-        let reservation = self.budget.reserve(page).await?;
+        let reservation = self.budget.reserve(&who.tenant, page).await?;
         let (first, second) = self.rankings(&mut req).await?;
         let query = |by: Query, limit, offset| SearchQuery {
             query: by,
