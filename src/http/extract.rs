@@ -150,6 +150,9 @@ impl<T: Serialize> IntoResponse for HeldJson<T> {
         /// queue after the room was given back).
         const SLICE: usize = 64 << 10;
         let Reserved { value, reservation } = self.0;
+        if !reservation.is_held() {
+            return AppJson(value).into_response();
+        }
         let bytes = match serde_json::to_vec(&value) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -157,25 +160,21 @@ impl<T: Serialize> IntoResponse for HeldJson<T> {
             }
         };
         drop(value);
-        let body = if reservation.is_held() {
-            let slices = futures_util::stream::unfold(
-                (bytes, 0, Some(reservation)),
-                |(answer, sent, held)| async move {
-                    if sent == answer.len() {
-                        return None;
-                    }
-                    let end = answer.len().min(sent + SLICE);
-                    let slice = Bytes::copy_from_slice(&answer[sent..end]);
-                    Some((
-                        Ok::<_, std::convert::Infallible>(slice),
-                        (answer, end, held),
-                    ))
-                },
-            );
-            Body::from_stream(slices)
-        } else {
-            Body::from(bytes)
-        };
+        let slices = futures_util::stream::unfold(
+            (bytes, 0, reservation),
+            |(answer, sent, held)| async move {
+                if sent == answer.len() {
+                    return None;
+                }
+                let end = answer.len().min(sent + SLICE);
+                let slice = Bytes::copy_from_slice(&answer[sent..end]);
+                Some((
+                    Ok::<_, std::convert::Infallible>(slice),
+                    (answer, end, held),
+                ))
+            },
+        );
+        let body = Body::from_stream(slices);
         ([(CONTENT_TYPE, "application/json")], body).into_response()
     }
 }

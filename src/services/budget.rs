@@ -140,13 +140,6 @@ pub struct Reserved<T> {
     pub reservation: Reservation,
 }
 
-impl<T> Reserved<T> {
-    /// The answer alone, giving its room back.
-    pub fn into_value(self) -> T {
-        self.value
-    }
-}
-
 /// Bytes of JSON one vector component may take (`-1.2345678e-12,`).
 pub const JSON_FLOAT: usize = 16;
 /// Bytes of JSON an answer item's id, score and field names may take.

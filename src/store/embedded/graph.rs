@@ -273,9 +273,9 @@ impl GraphStore for EmbeddedGraphStore {
         to: &str,
         rel_type: &str,
     ) -> StoreResult<bool> {
-        let ends = (from.to_owned(), to.to_owned(), rel_type.to_owned());
+        let (from, to, rel_type) = (from.to_owned(), to.to_owned(), rel_type.to_owned());
         self.read(tenant, move |inner, tenant| {
-            inner.has_relationship(tenant, (&ends.0, &ends.1, &ends.2))
+            inner.has_relationship(tenant, &from, &to, &rel_type)
         })
         .await
     }

@@ -330,7 +330,9 @@ impl Inner {
     pub(super) fn has_relationship(
         &self,
         tenant: &Tenant,
-        (from, to, rel_type): (&str, &str, &str),
+        from: &str,
+        to: &str,
+        rel_type: &str,
     ) -> StoreResult<bool> {
         now(shared::relationship_exists(
             &mut self.tx(tenant)?,
