@@ -13,8 +13,13 @@
 //! `limits.read_budget_per_tenant_bytes` of it, so a tenant whose clients read slowly
 //! (steadily enough not to be dropped) cannot make every other tenant's large reads
 //! wait.
+//!
+//! A read dropped before its answer (at its deadline) keeps its room until the engine
+//! calls it started have ended: they run on to their end on blocking threads, with the
+//! memory they read ([`Reservation::during`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{IntCounter, IntGauge};
@@ -43,8 +48,8 @@ pub struct ReadBudget {
     room: Arc<Semaphore>,
     /// The most one read, or one tenant's reads together, may hold.
     tenant_units: u32,
-    /// Each tenant's share, made at its first large read (one small entry a tenant).
-    tenants: Arc<Mutex<HashMap<Tenant, Arc<Semaphore>>>>,
+    /// The shares of the tenants with large reads under way.
+    tenants: Arc<Mutex<Shares>>,
     reserved: IntGauge,
     waited: IntCounter,
 }
@@ -74,19 +79,17 @@ impl ReadBudget {
             .tenants
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(tenant.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.tenant_units as usize)))
-            .clone();
+            .of(tenant, self.tenant_units);
         let mut waited = false;
         let share = self.take(share, units, &mut waited).await?;
         let room = self.take(self.room.clone(), units, &mut waited).await?;
         let bytes = i64::from(units) * UNIT as i64;
         self.reserved.add(bytes);
-        Ok(Reservation(Some(Held {
+        Ok(Reservation(Some(Arc::new(Held {
             _permits: (share, room),
             bytes,
             reserved: self.reserved.clone(),
-        })))
+        }))))
     }
 
     /// `units` of `room`, at once or after waiting (counted once a read: `waited`).
@@ -110,14 +113,53 @@ impl ReadBudget {
     }
 }
 
+/// Each tenant's share of the budget, made at its first large read; the shares no read
+/// holds or waits for are dropped as the table grows, so it stays as large as the
+/// tenants with large reads under way (twice that at most).
+#[derive(Default)]
+struct Shares {
+    of: HashMap<Tenant, Arc<Semaphore>>,
+    /// The table's size at which idle shares are dropped next.
+    prune_at: usize,
+}
+
+impl Shares {
+    /// Tables up to this many shares are never pruned.
+    const SMALL: usize = 64;
+
+    fn of(&mut self, tenant: &Tenant, units: u32) -> Arc<Semaphore> {
+        if let Some(share) = self.of.get(tenant) {
+            return share.clone();
+        }
+        if self.of.len() >= self.prune_at.max(Self::SMALL) {
+            // A share held by a permit, or by a read waiting for one, has other owners.
+            self.of.retain(|_, share| Arc::strong_count(share) > 1);
+            self.prune_at = 2 * self.of.len();
+        }
+        let share = Arc::new(Semaphore::new(units as usize));
+        self.of.insert(tenant.clone(), share.clone());
+        share
+    }
+}
+
 /// Room taken from a [`ReadBudget`], given back when dropped.
 #[must_use = "the room is given back as soon as the reservation is dropped"]
-pub struct Reservation(Option<Held>);
+pub struct Reservation(Option<Arc<Held>>);
 
 impl Reservation {
     /// Whether it holds room (a small read's holds none).
     pub fn is_held(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Runs `read` so that each blocking engine call it makes holds this room too, until
+    /// that call ends: the room comes back only once both this reservation is dropped
+    /// and every such call has ended.
+    pub async fn during<F: Future>(&self, read: F) -> F::Output {
+        match &self.0 {
+            Some(held) => crate::store::holding(held.clone(), read).await,
+            None => read.await,
+        }
     }
 }
 
@@ -214,5 +256,57 @@ mod tests {
         drop(held);
         waiting.await.unwrap().unwrap();
         assert_eq!(metrics.read_budget_reserved_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_read_keeps_its_room_until_its_engine_call_ends() {
+        let metrics = Metrics::new();
+        let budget = ReadBudget::new(4 << 20, 4 << 20, &metrics);
+        let t = Tenant::parse("acme").unwrap();
+        let reservation = budget.reserve(&t, 2 << 20).await.unwrap();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (finish, finishing) = std::sync::mpsc::channel::<()>();
+        let call = crate::store::blocking(move || {
+            started.send(()).ok();
+            finishing.recv().ok();
+            Ok(())
+        });
+        let read = reservation.during(call);
+        // The request's deadline passes while the engine call runs.
+        let dropped = tokio::time::timeout(std::time::Duration::from_millis(50), read);
+        assert!(dropped.await.is_err());
+        running.recv().unwrap();
+        drop(reservation);
+        assert_eq!(
+            metrics.read_budget_reserved_bytes.get(),
+            2 << 20,
+            "the room came back while the engine call still ran"
+        );
+        finish.send(()).unwrap();
+        while metrics.read_budget_reserved_bytes.get() != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        budget.reserve(&t, 4 << 20).await.map(drop).unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_tenant_shares_are_dropped_as_the_table_grows() {
+        let metrics = Metrics::new();
+        let budget = ReadBudget::new(4 << 20, 2 << 20, &metrics);
+        let held_by = Tenant::parse("holder").unwrap();
+        let held = budget.reserve(&held_by, 2 << 20).await.unwrap();
+        for i in 0..1_000 {
+            let t = Tenant::parse(&format!("t{i}")).unwrap();
+            drop(budget.reserve(&t, 1 << 20).await.unwrap());
+        }
+        let shares = budget.tenants.lock().unwrap().of.len();
+        assert!(shares <= 2 * Shares::SMALL, "{shares} shares kept");
+        // The held share survived every pruning: its tenant is still at its share.
+        let more = budget.reserve(&held_by, 1 << 20);
+        tokio::pin!(more);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), &mut more);
+        assert!(waited.await.is_err(), "the holder's share was made anew");
+        drop(held);
+        more.await.map(drop).unwrap();
     }
 }

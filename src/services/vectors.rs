@@ -351,7 +351,9 @@ impl VectorService {
         )?;
         let most = worst(ids.len(), self.point_worst(true, true));
         let reservation = self.budget.reserve(&who.tenant, most).await?;
-        let points = self.vectors.retrieve(&who.tenant, &collection, ids).await?;
+        let points = reservation
+            .during(self.vectors.retrieve(&who.tenant, &collection, ids))
+            .await?;
         Ok(Reserved {
             value: RetrieveResponse { points },
             reservation,

@@ -20,6 +20,9 @@ pub mod resilient;
 
 use std::time::Duration;
 
+pub(crate) use cpu::blocking;
+pub use cpu::holding;
+
 use async_trait::async_trait;
 
 use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord};
@@ -477,15 +480,4 @@ pub struct Taken {
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
     async fn take(&self, key: &str, interval: Duration, burst: u32) -> StoreResult<Taken>;
-}
-
-/// Runs blocking engine work off the async runtime, turning a panic into an error.
-pub(crate) async fn blocking<T, F>(f: F) -> StoreResult<T>
-where
-    F: FnOnce() -> StoreResult<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::internal(format!("storage task failed: {e}")))?
 }

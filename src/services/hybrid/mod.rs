@@ -243,13 +243,27 @@ impl HybridService {
         let most = worst(ranked, vectors.point_worst(false, want_vectors))
             + worst(plan.limit, vectors.point_worst(plan.with_payload, false));
         let reservation = vectors.budget.reserve(&who.tenant, most).await?;
-        let query = search_query(&plan, candidates, None, want_vectors);
+        let value = reservation
+            .during(self.ranked(who, &plan, candidates, want_vectors))
+            .await?;
+        Ok(Reserved { value, reservation })
+    }
+
+    /// The page of `plan`, each text ranking `candidates` deep.
+    async fn ranked(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+        candidates: usize,
+        want_vectors: bool,
+    ) -> Result<HybridResponse> {
+        let query = search_query(plan, candidates, None, want_vectors);
         // The two text rankings and the entities the question names are independent:
         // look them up side by side.
         let (vector_hits, lexical_hits, named) = tokio::try_join!(
             self.vectors.search_or_empty(who, &plan.collection, query),
-            self.lexical(who, &plan, candidates, want_vectors),
-            self.named_seeds(&who.tenant, &plan)
+            self.lexical(who, plan, candidates, want_vectors),
+            self.named_seeds(&who.tenant, plan)
                 .instrument(tracing::info_span!("entity_lookup")),
         )?;
         let graph = if plan.hops == 0 {
@@ -262,14 +276,14 @@ impl HybridService {
                     .into_iter()
                     .map(|(hit, _)| hit.id)
                     .collect();
-            self.expand(who, &plan, named, &seeds)
+            self.expand(who, plan, named, &seeds)
                 .instrument(tracing::info_span!("graph_expansion", hops = plan.hops))
                 .await?
         };
         let graph_hits = self
             .graph_only_hits(
                 who,
-                &plan,
+                plan,
                 [&vector_hits, &lexical_hits],
                 &graph,
                 want_vectors,
@@ -279,7 +293,7 @@ impl HybridService {
         let mut value = {
             let _fusion = tracing::info_span!("fusion").entered();
             fusion::fuse(
-                &plan,
+                plan,
                 fusion::Lists {
                     vector: vector_hits,
                     lexical: lexical_hits,
@@ -294,10 +308,10 @@ impl HybridService {
             )
         };
         value.hits = self
-            .with_payloads(who, &plan, value.hits)
+            .with_payloads(who, plan, value.hits)
             .instrument(tracing::info_span!("page_payloads"))
             .await?;
-        Ok(Reserved { value, reservation })
+        Ok(value)
     }
 
     /// The page's hits with their payloads, read by id once the page is known (a list

@@ -119,6 +119,23 @@ impl VectorService {
             self.point_worst(req.with_payload, req.with_vector),
         );
         let reservation = self.budget.reserve(&who.tenant, page).await?;
+        let hits = reservation
+            .during(self.page(who, &collection, req, window))
+            .await?;
+        Ok(Reserved {
+            value: SearchResponse { hits },
+            reservation,
+        })
+    }
+
+    /// The page `req` asks for, ranked over `window` hits in mode `both`.
+    async fn page(
+        &self,
+        who: &Principal,
+        collection: &CollectionName,
+        mut req: SearchRequest,
+        window: usize,
+    ) -> Result<Vec<ScoredPoint>> {
         let (first, second) = self.rankings(&mut req).await?;
         let query = |by: Query, limit, offset| SearchQuery {
             query: by,
@@ -133,7 +150,7 @@ impl VectorService {
         let hits = match second {
             None => {
                 let q = query(first, req.limit, req.offset);
-                self.search_or_empty(who, &collection, q).await?
+                self.search_or_empty(who, collection, q).await?
             }
             Some(second) => {
                 // Each list to the window's depth as ids and scores only (with
@@ -146,8 +163,8 @@ impl VectorService {
                     ..query(by, window, 0)
                 };
                 let (a, b) = tokio::try_join!(
-                    self.search_or_empty(who, &collection, bare(first.clone())),
-                    self.search_or_empty(who, &collection, bare(second)),
+                    self.search_or_empty(who, collection, bare(first.clone())),
+                    self.search_or_empty(who, collection, bare(second)),
                 )?;
                 let page: Vec<(PointId, f32)> = reciprocal_rank(&[&a, &b], RRF_K)
                     .into_iter()
@@ -162,7 +179,7 @@ impl VectorService {
                         ids: Some(page.iter().map(|&(id, _)| id).collect()),
                         ..query(first, page.len(), 0)
                     };
-                    let points = self.search_or_empty(who, &collection, q).await?;
+                    let points = self.search_or_empty(who, collection, q).await?;
                     points.into_iter().map(|p| (p.id, p)).collect()
                 } else {
                     std::collections::HashMap::new()
@@ -182,10 +199,7 @@ impl VectorService {
                     .collect()
             }
         };
-        Ok(Reserved {
-            value: SearchResponse { hits },
-            reservation,
-        })
+        Ok(hits)
     }
 
     /// Mode `both`'s fusion window (see [`SearchRequest::rank_window`]), checked against
