@@ -251,8 +251,8 @@ impl GraphService {
             }
         }
         check_properties(&req.properties, limits)?;
-        self.check_not_a_chunk(who, &req.id).await?;
-        self.take_node_quota(who, &req.id).await?;
+        let read = self.check_not_a_chunk(who, &req.id).await?;
+        self.take_node_quota(who, &req.id, read).await?;
         let node = NodeUpsert {
             id: req.id,
             labels: req.labels,
@@ -262,9 +262,13 @@ impl GraphService {
     }
 
     /// Takes room in the tenant's graph quota for one node; at the quota, none for a
-    /// node that exists already (whose upsert replaces it).
-    async fn take_node_quota(&self, who: &Principal, id: &str) -> Result<()> {
+    /// node that exists already (whose upsert replaces it). `read`: how many nodes by
+    /// `id` a read has just found, if one was made.
+    async fn take_node_quota(&self, who: &Principal, id: &str, read: Option<u64>) -> Result<()> {
         let existing = async {
+            if let Some(found) = read {
+                return Ok(found);
+            }
             match self.graph.get_node(&who.tenant, id).await {
                 Ok(_) => Ok(1),
                 Err(e) if e.kind == ErrorKind::NotFound => Ok(0),
@@ -279,10 +283,11 @@ impl GraphService {
 
     /// Ingest's chunk nodes carry their point's UUID as id, which the id-space check
     /// cannot tell from a client's UUID: a node by a UUID is read first, and refused if
-    /// ingest wrote it (one read, for UUID ids only).
-    async fn check_not_a_chunk(&self, who: &Principal, id: &str) -> Result<()> {
+    /// ingest wrote it (one read, for UUID ids only). Returns how many nodes the read
+    /// found, if it was made.
+    async fn check_not_a_chunk(&self, who: &Principal, id: &str) -> Result<Option<u64>> {
         if uuid::Uuid::try_parse(id).is_err() {
-            return Ok(());
+            return Ok(None);
         }
         let ingests = |node: &Node| {
             node.labels
@@ -293,8 +298,9 @@ impl GraphService {
             Ok(node) if ingests(&node) => Err(ServiceError::Invalid(format!(
                 "node {id:?} is one of ingest's chunks: it changes only through /ingest"
             ))),
-            Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            Ok(_) => Ok(Some(1)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(0)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -325,7 +331,9 @@ impl GraphService {
         };
         let page = worst(req.limit, self.node_worst(0));
         let reservation = self.budget.reserve(&who.tenant, page).await?;
-        let nodes = self.graph.find_nodes(&who.tenant, find).await?;
+        let nodes = reservation
+            .during(self.graph.find_nodes(&who.tenant, find))
+            .await?;
         let next_offset = (nodes.len() == req.limit).then_some(req.offset + req.limit);
         Ok(Reserved {
             value: FindResponse { nodes, next_offset },
@@ -402,7 +410,9 @@ impl GraphService {
         };
         let page = worst(query.limit, self.node_worst(query.hops));
         let reservation = self.budget.reserve(&who.tenant, page).await?;
-        let neighbors = self.graph.neighbors(&who.tenant, query).await?;
+        let neighbors = reservation
+            .during(self.graph.neighbors(&who.tenant, query))
+            .await?;
         Ok(Reserved {
             value: NeighborsResponse { neighbors },
             reservation,
@@ -450,7 +460,11 @@ impl GraphService {
         };
         let most = limits.max_query_result_bytes.get() as u64;
         let reservation = self.budget.reserve(&who.tenant, most).await?;
-        let value = self.graph.query(&who.tenant, query).await?;
+        // The embedded engine runs it in a child process, killed if the request is
+        // dropped; a Bolt server's answer is read on this task.
+        let value = reservation
+            .during(self.graph.query(&who.tenant, query))
+            .await?;
         Ok(Reserved { value, reservation })
     }
 }
