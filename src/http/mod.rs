@@ -25,9 +25,14 @@ pub mod state;
 pub mod tls;
 pub mod vectors;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
+use hyper::body::{Frame, SizeHint};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -79,6 +84,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(body_limit))
                 .option_layer(cors),
         )
+        .layer(axum::middleware::map_response(ended_once))
         .layer(compression);
     security_headers
         .into_iter()
@@ -117,4 +123,44 @@ async fn method_not_allowed() -> ApiError {
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal("handler panicked".into()).into_response()
+}
+
+/// Each response's body, made to answer "ended" again once it has ended. tower-http's
+/// compression polls a body again after its end (tower-rs/tower-http#732, in 0.6 and
+/// 0.7), and a streamed body (`stream::unfold`: large answers, snapshot downloads)
+/// panics when polled again, which dropped the connection of every gzipped large answer.
+async fn ended_once(response: Response) -> Response {
+    response.map(|body| Body::new(EndedOnce(Some(body))))
+}
+
+/// A body that is `None` once it has ended.
+struct EndedOnce(Option<Body>);
+
+impl hyper::body::Body for EndedOnce {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let Some(body) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.0 = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint())
+    }
 }

@@ -3,7 +3,7 @@
 //! large reads of its tenant back (a search, a client Cypher query), while small reads
 //! and other tenants' large reads go on; the
 //! room comes back once the body is read, or once the server drops a client that has
-//! stopped reading.
+//! stopped reading. Such answers are streamed, and go out gzipped whole.
 
 use std::time::Duration;
 
@@ -181,4 +181,31 @@ async fn a_client_that_stops_reading_is_dropped_and_its_room_given_back() {
         .json(Method::POST, "/vectors/search", &key, Some(large_search()))
         .await;
     assert_eq!(hits["hits"].as_array().unwrap().len(), POINTS as usize);
+}
+
+#[tokio::test]
+async fn a_large_answer_goes_out_gzipped_whole() {
+    let mut app = spawn_app_with(|_| {}).await;
+    let key = stored(&app).await;
+    for _ in 0..2 {
+        let response = app
+            .request(Method::POST, "/vectors/search")
+            .header("X-API-Key", &key)
+            .header("Accept-Encoding", "gzip")
+            .json(&large_search())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        // The compression layer asks the answer's stream for more after its end; the
+        // server must end the body, not drop the connection.
+        let gzipped = response.bytes().await.expect("the whole body");
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut json)
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(answer["hits"].as_array().unwrap().len(), POINTS as usize);
+    }
+    app.shutdown().await;
 }
