@@ -63,6 +63,11 @@ pub enum IndexKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadIndex {
+    /// Not `tenant`, which the server keeps.
+    #[schema(
+        max_length = 128,
+        pattern = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
+    )]
     pub field: String,
     #[serde(rename = "type")]
     pub kind: IndexKind,
@@ -91,6 +96,7 @@ pub fn is_indexable_field(field: &str) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PointId {
+    #[schema(format = "uint64")]
     Num(u64),
     Uuid(Uuid),
 }

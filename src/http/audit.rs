@@ -107,6 +107,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReadQuery {
     /// Only this tenant's records (operators only; others always read their own).
     tenant: Option<String>,
@@ -115,12 +116,15 @@ struct ReadQuery {
     /// Only this principal (key id or token subject).
     principal: Option<String>,
     /// From this time on, milliseconds since the Unix epoch.
+    #[param(format = "uint64")]
     since_ms: Option<u64>,
     /// Up to this time, milliseconds since the Unix epoch.
+    #[param(format = "uint64")]
     until_ms: Option<u64>,
     /// The `next` cursor of the previous page.
     before: Option<String>,
     /// Records per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

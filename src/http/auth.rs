@@ -85,7 +85,7 @@ struct KeyList {
 }
 
 #[utoipa::path(get, path = "/auth/api-keys", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth",
-    params(("tenant" = Option<String>, Query, description = "Another tenant (operators only)")),
+    params(("tenant" = Option<String>, Query, description = "Another tenant (operators only)", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
     responses((status = 200, description = "Keys without secrets", body = KeyList), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn list_keys(

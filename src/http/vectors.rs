@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete))
 }
 
-#[utoipa::path(put, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(put, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
     request_body = CreateCollection,
     responses((status = 201, description = "Created", body = CollectionInfo),
         (status = 200, description = "Already exists with the same spec", body = CollectionInfo),
@@ -49,7 +49,7 @@ async fn create_collection(
     Ok((status, AppJson(info)))
 }
 
-#[utoipa::path(get, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("read"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(get, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("read"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
     responses((status = 200, description = "Point count, dimension, distance", body = CollectionInfo),
         PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -61,7 +61,7 @@ async fn collection_info(
     Ok(AppJson(state.vectors.collection_info(&who, &name).await?))
 }
 
-#[utoipa::path(delete, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name")),
+#[utoipa::path(delete, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
     responses((status = 204, description = "Dropped with all its points"), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn drop_collection(
@@ -74,7 +74,7 @@ async fn drop_collection(
 }
 
 #[utoipa::path(put, path = "/vectors/collections/{name}/index", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
     request_body = PayloadIndex,
     responses((status = 200, description = "Indexed (durable when answered); the collection with its indexes",
         body = CollectionInfo), ConflictErrors),
@@ -91,8 +91,8 @@ async fn create_index(
 }
 
 #[utoipa::path(delete, path = "/vectors/collections/{name}/index/{field}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
-    params(("name" = String, Path, description = "Collection name"),
-        ("field" = String, Path, description = "Indexed payload field")),
+    params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
+        ("field" = String, Path, description = "Indexed payload field", max_length = 128, pattern = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")),
     responses((status = 204, description = "The index is dropped"), PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete_index(
@@ -129,7 +129,9 @@ async fn search(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrieveRequest {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
+    #[schema(min_items = 1)]
     pub ids: Vec<PointId>,
 }
 

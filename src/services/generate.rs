@@ -22,12 +22,16 @@ the answer, say that you do not know.";
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
+    #[schema(min_length = 1)]
     pub query: String,
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
     /// Passages to retrieve; defaults to and is capped by `llm.max_context_chunks`.
+    #[schema(minimum = 1)]
     pub limit: Option<usize>,
     pub filter: Option<Filter>,
     #[serde(default = "default_hops")]
+    #[schema(maximum = 3)]
     pub hops: u8,
     pub fusion: Option<Fusion>,
     #[serde(default)]

@@ -20,13 +20,26 @@ use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
 use crate::store::{ErrorKind, GraphStore};
 
+/// A label or relationship type, as the OpenAPI document describes one.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+#[expect(
+    dead_code,
+    reason = "a schema only: requests hold the names as strings"
+)]
+struct Identifier(String);
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
     /// Not `doc:…` or `entity:…`: ingest's nodes change only through `/ingest`.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+    )]
     pub id: String,
     /// Not `Document`, `Chunk` or `Entity`, which are ingest's.
     #[serde(default)]
+    #[schema(value_type = Vec<Identifier>)]
     pub labels: Vec<String>,
     /// Strings, booleans, finite numbers (integers within signed 64 bits) and arrays of
     /// them; `id` and `tenant` are reserved.
@@ -38,11 +51,13 @@ pub struct NodeRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindRequest {
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
     pub label: String,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub properties: Properties,
     #[serde(default = "default_page")]
+    #[schema(minimum = 1)]
     pub limit: usize,
     #[serde(default)]
     pub offset: usize,
@@ -62,10 +77,17 @@ pub struct FindResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelationshipRequest {
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+    )]
     pub from: String,
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+    )]
     pub to: String,
     /// Not `PART_OF`, `MENTIONS` or `RELATED_TO`, which are ingest's.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
     pub rel_type: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -75,14 +97,20 @@ pub struct RelationshipRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NeighborsRequest {
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+    )]
     pub id: String,
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 3)]
     pub hops: u8,
     #[serde(default)]
     pub direction: Direction,
     #[serde(default)]
+    #[schema(value_type = Vec<Identifier>)]
     pub types: Vec<String>,
     #[serde(default = "default_page")]
+    #[schema(minimum = 1)]
     pub limit: usize,
 }
 
@@ -98,10 +126,12 @@ pub struct NeighborsResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
+    #[schema(min_length = 1)]
     pub query: String,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub params: Properties,
+    #[schema(minimum = 1)]
     pub limit: Option<usize>,
 }
 

@@ -68,6 +68,7 @@ pub use search::{SearchMode, SearchRequest, SearchResponse};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
+    #[schema(minimum = 1)]
     pub dim: usize,
     #[serde(default = "default_distance")]
     pub distance: Distance,
@@ -80,7 +81,9 @@ fn default_distance() -> Distance {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
+    #[schema(min_items = 1)]
     pub points: Vec<PointInput>,
 }
 
@@ -90,6 +93,7 @@ pub struct PointInput {
     pub id: PointId,
     /// The collection's dimension of finite numbers, of length at most about 9.2e18
     /// (longer ones would overflow the scores).
+    #[schema(min_items = 1)]
     pub vector: Vec<f32>,
     #[serde(default)]
     pub payload: Map<String, Value>,
@@ -104,7 +108,10 @@ pub struct UpsertResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
+    /// Exactly one of `ids` and `filter`.
+    #[schema(min_items = 1)]
     pub ids: Option<Vec<PointId>>,
     pub filter: Option<Filter>,
 }

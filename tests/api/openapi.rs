@@ -114,6 +114,25 @@ async fn the_document_describes_every_route_with_auth_bodies_and_errors() {
             let problem = &responses[code]["content"]["application/problem+json"];
             assert!(problem.is_object(), "{method} {path} lacks {code}");
         }
+        // Path parameters are exactly the path's placeholders; the rest are optional
+        // query parameters.
+        let placeholders: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        let mut in_path = BTreeSet::new();
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            let name = param["name"].as_str().unwrap();
+            match param["in"].as_str().unwrap() {
+                "path" => assert!(in_path.insert(name), "{method} {path}: {name} twice"),
+                "query" => assert_ne!(
+                    param["required"], true,
+                    "{method} {path}: query parameter {name} required"
+                ),
+                other => panic!("{method} {path}: {name} in {other}"),
+            }
+        }
+        assert_eq!(in_path, placeholders, "{method} {path}: path parameters");
         // Logging out and taking a snapshot act on the caller or the server alone.
         if method == "post" && !["/auth/logout", "/admin/snapshots"].contains(&path.as_str()) {
             assert!(

@@ -40,6 +40,8 @@ pub struct AuthService {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// `api_key`, the only grant.
+    #[schema(pattern = "^api_key$")]
     pub grant_type: String,
     #[schema(value_type = Option<String>)]
     pub api_key: Option<SecretString>,
@@ -59,8 +61,11 @@ pub struct TokenResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    /// At most 128 characters, not all whitespace; kept trimmed.
+    #[schema(pattern = r"\S", max_length = 128)]
     pub name: String,
     pub scopes: Vec<Scope>,
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub tenant: Option<String>,
 }
 
@@ -266,7 +271,7 @@ impl AuthService {
 
     pub async fn create_key(&self, who: &Principal, req: CreateKeyRequest) -> Result<CreatedKey> {
         let name = req.name.trim().to_owned();
-        if name.is_empty() || name.len() > 128 {
+        if name.is_empty() || req.name.chars().count() > 128 {
             return Err(ServiceError::Invalid(
                 "name must be 1 to 128 characters".into(),
             ));

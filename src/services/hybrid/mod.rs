@@ -28,15 +28,19 @@ pub struct HybridRequest {
     /// The question as text (embedded, and matched against entity names) …
     pub query: Option<String>,
     /// … or as a vector (then only the top hits' entities seed the graph).
+    #[schema(min_items = 1)]
     pub vector: Option<Vec<f32>>,
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
     #[serde(default = "default_limit")]
+    #[schema(minimum = 1)]
     pub limit: usize,
     pub filter: Option<Filter>,
     /// Graph hops from a seed entity to a chunk: 0 = text rankings only, 1 = chunks
     /// that mention a seed, 2 and 3 = also the chunks of entities those chunks mention
     /// (`hybrid.graph_ranker = "ppr"`) or of entities `RELATED_TO` a seed ("walk").
     #[serde(default = "default_hops")]
+    #[schema(maximum = 3)]
     pub hops: u8,
     #[serde(default)]
     pub fusion: Option<Fusion>,
@@ -61,15 +65,22 @@ fn yes() -> bool {
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Fusion {
     /// Reciprocal rank fusion: Σ 1 / (k + rank).
-    Rrf { k: Option<u32> },
+    Rrf {
+        #[schema(minimum = 1)]
+        k: Option<u32>,
+    },
     /// `alpha` × vector score + (1 − alpha) × graph score, each min-max normalised.
-    Weighted { alpha: f32 },
+    Weighted {
+        #[schema(minimum = 0, maximum = 1)]
+        alpha: f32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mmr {
     /// 1 = pure relevance, 0 = pure diversity.
+    #[schema(minimum = 0, maximum = 1)]
     pub lambda: f32,
 }
 

@@ -35,19 +35,26 @@ pub const ENTITIES_KEY: &str = "entities";
 pub struct IngestRequest {
     /// The document id; generated (UUIDv4) when absent. Re-using an id replaces the
     /// document.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+    )]
     pub id: Option<String>,
+    #[schema(min_length = 1)]
     pub text: String,
     /// Kept with every chunk. `title` (a string) becomes an entity of every chunk and is
     /// embedded with each; `entities` (a list of strings) names entities the text may
     /// not spell out.
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    #[schema(min_items = 1)]
     pub events: Vec<IngestRequest>,
 }
 

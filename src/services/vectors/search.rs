@@ -14,6 +14,7 @@ use crate::services::error::{Result, ServiceError};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub collection: Option<String>,
     /// The query as a vector, or as `text` for the server to embed: exactly one (mode
     /// `dense`). Mode `lexical` takes `text` only; `both` takes `text`, and `vector`
@@ -26,6 +27,7 @@ pub struct SearchRequest {
     #[serde(default)]
     pub mode: SearchMode,
     #[serde(default = "default_limit")]
+    #[schema(minimum = 1)]
     pub limit: usize,
     #[serde(default)]
     pub offset: usize,
@@ -35,6 +37,7 @@ pub struct SearchRequest {
     /// limit`), as Elasticsearch's `rank_window_size` defaults to the page size: a
     /// deeper window costs the first page both speed and recall (docs/PERFORMANCE.md,
     /// "Pages of a fused search").
+    #[schema(minimum = 1)]
     pub rank_window: Option<usize>,
     pub score_threshold: Option<f32>,
     pub filter: Option<Filter>,
