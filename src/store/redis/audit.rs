@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::{Redis, decode, encode};
 use crate::domain::audit::{AuditPage, AuditQuery, AuditRecord, MAX_SCAN};
-use crate::store::StoreResult;
 use crate::store::resilient::Retry;
+use crate::store::{StoreError, StoreResult};
 
 /// The audit trail as one Redis stream (`<prefix>audit`): `XADD` with an approximate
 /// length cap, read newest first with `XREVRANGE`, trimmed by age with `XTRIM MINID`.
@@ -57,7 +57,7 @@ impl crate::store::AuditLog for RedisAuditLog {
             |s| format!("{}-0", s.saturating_sub(ID_MARGIN_MS)),
         );
         let mut end = match (&query.before, query.until_ms) {
-            (Some(cursor), _) => format!("({cursor}"),
+            (Some(cursor), _) => format!("({}", stream_id(cursor)?),
             (None, Some(u)) => format!("{}-18446744073709551615", u.saturating_add(ID_MARGIN_MS)),
             (None, None) => "+".to_owned(),
         };
@@ -128,5 +128,19 @@ impl crate::store::AuditLog for RedisAuditLog {
 
     async fn ping(&self) -> StoreResult<()> {
         self.redis.ping().await
+    }
+}
+
+/// `cursor` if it is a stream id (`<ms>-<seq>`), as this store's cursors are; anything
+/// else is the caller's mistake, not Redis's to refuse.
+fn stream_id(cursor: &str) -> StoreResult<&str> {
+    let number = |n: &str| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u64>().is_ok()
+    };
+    match cursor.split_once('-') {
+        Some((ms, seq)) if number(ms) && number(seq) => Ok(cursor),
+        _ => Err(StoreError::invalid(
+            "before is not a cursor this server gave",
+        )),
     }
 }

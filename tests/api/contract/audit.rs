@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use ragbrain::domain::audit::{AuditAction, AuditQuery, AuditRecord, unix_now_ms};
-use ragbrain::store::AuditLog;
 use ragbrain::store::embedded::audit::EmbeddedAuditLog;
 use ragbrain::store::embedded::space::Space;
 use ragbrain::store::redis::RedisAuditLog;
+use ragbrain::store::{AuditLog, ErrorKind};
 
 use crate::backends;
 
@@ -75,6 +75,31 @@ async fn contract(log: Arc<dyn AuditLog>) {
         }
     }
     assert_eq!(seen, newest_first);
+    // A cursor this store never gave is the caller's mistake.
+    for bad in [
+        "",
+        "-",
+        "+",
+        "x",
+        "1-",
+        "-1",
+        "+1-0",
+        "1-0-0",
+        "99999999999999999999-0",
+    ] {
+        let refused = log
+            .query(AuditQuery {
+                before: Some(bad.into()),
+                ..query(3)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.kind,
+            ErrorKind::Invalid,
+            "cursor {bad:?}: {refused}"
+        );
+    }
 
     let tenant_b = log
         .query(AuditQuery {
