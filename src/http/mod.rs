@@ -1,7 +1,8 @@
 //! The HTTP edge: one router merging each handler module's routes, with the shared layers
-//! applied once, outermost first: security headers → compression → connection close
-//! after early refusals → correlation id and access log → metrics → deadline → panic
-//! guard → body limit → CORS. [`serve`] accepts and times out the connections.
+//! applied once, outermost first: security headers → compression → bodies that end
+//! once → connection close after early refusals → correlation id and access log →
+//! metrics → deadline → panic guard → body limit → CORS. [`serve`] accepts and times
+//! out the connections.
 //! Authentication and rate limits are per route, via the `Reader`/`Writer`/`Admin`
 //! extractors, so unknown paths stay 404.
 
