@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::config::{Limits, Settings};
 use crate::domain::graph::{
-    CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node,
-    NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
+    CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Identifier, Neighbor,
+    NeighborQuery, Node, NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
 };
 use crate::domain::ingest::{INGEST_LABELS, INGEST_RELATIONSHIPS, is_ingest_node_id};
 use crate::domain::principal::Principal;
@@ -19,15 +19,6 @@ use crate::services::error::{Result, ServiceError};
 use crate::services::quota::{Kept, Quotas};
 use crate::services::{bounded, bounded_json};
 use crate::store::{ErrorKind, GraphStore};
-
-/// A label or relationship type, as the OpenAPI document describes one.
-#[derive(utoipa::ToSchema)]
-#[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
-#[expect(
-    dead_code,
-    reason = "a schema only: requests hold the names as strings"
-)]
-struct Identifier(String);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
