@@ -11,12 +11,6 @@ pub const ID_PROPERTY: &str = "id";
 
 pub type Properties = Map<String, Value>;
 
-/// A label or relationship type, as the OpenAPI document describes one (requests hold
-/// them as strings, which the graph service checks).
-#[derive(utoipa::ToSchema)]
-#[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
-pub struct Identifier(pub String);
-
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Node {
     pub id: String,

@@ -93,6 +93,14 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }
 
+/// A tenant or collection name: a letter or digit, then up to 63 letters, digits, `_`
+/// or `-`.
+// The OpenAPI document's type, so the pattern is written once; requests hold names as
+// strings, checked with `is_valid_name`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+pub struct Name(pub String);
+
 /// The longest label or relationship type.
 pub const MAX_IDENTIFIER_LEN: usize = 64;
 
@@ -107,6 +115,20 @@ pub fn is_valid_identifier(name: &str) -> bool {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
+
+/// A label or relationship type: a letter, then up to 63 letters, digits or `_`.
+// The OpenAPI document's type; requests hold these as strings, checked with
+// `is_valid_identifier`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+pub struct Identifier(pub String);
+
+/// A document or node id: no control or bidirectional-text characters.
+// The OpenAPI document's type; requests hold ids as strings, checked with
+// `is_displayable_id`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$")]
+pub struct DisplayedId(pub String);
 
 /// Client-chosen ids (documents, graph nodes) that show up in logs and UIs: no control
 /// characters and no bidirectional-text controls (U+061C, U+200E/F, U+202A–E,

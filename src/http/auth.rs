@@ -1,6 +1,7 @@
 //! `/auth/*` handlers: token issue for an API key, refresh-token rotation, logout, and API
 //! key management for admins.
 
+use crate::domain::Name;
 use crate::http::problems::{BodyErrors, PathErrors, TokenErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -85,7 +86,7 @@ struct KeyList {
 }
 
 #[utoipa::path(get, path = "/auth/api-keys", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth",
-    params(("tenant" = Option<String>, Query, description = "Another tenant (operators only)", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
+    params(("tenant" = Option<Name>, Query, description = "Another tenant (operators only)")),
     responses((status = 200, description = "Keys without secrets", body = KeyList), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn list_keys(

@@ -1,5 +1,6 @@
 //! `/graphs/*` handlers: nodes, relationships, neighbours and read-only Cypher.
 
+use crate::domain::DisplayedId;
 use crate::http::problems::{BodyErrors, PathErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -46,7 +47,7 @@ async fn upsert_node(
     Ok((status(written), AppJson(node)))
 }
 
-#[utoipa::path(get, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "graphs", params(("id" = String, Path, description = "Node id", pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$")),
+#[utoipa::path(get, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "graphs", params(("id" = DisplayedId, Path, description = "Node id")),
     responses((status = 200, description = "The node", body = Node), PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn get_node(
@@ -68,7 +69,7 @@ async fn find_nodes(
     Ok(HeldJson(state.graphs.find_nodes(&who, req).await?))
 }
 
-#[utoipa::path(delete, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", params(("id" = String, Path, description = "Node id", pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$")),
+#[utoipa::path(delete, path = "/graphs/node/{id}", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", params(("id" = DisplayedId, Path, description = "Node id")),
     responses((status = 204, description = "Deleted with its relationships"), PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn delete_node(

@@ -1,5 +1,6 @@
 //! `/ingest*` handlers: accept events (202 once durable), report and delete documents.
 
+use crate::domain::DisplayedId;
 use crate::http::problems::{ConflictErrors, PathErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,7 +45,7 @@ async fn ingest_batch(
     Ok((StatusCode::ACCEPTED, AppJson(accepted)))
 }
 
-#[utoipa::path(get, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "ingest", params(("id" = String, Path, description = "Document id", pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$")),
+#[utoipa::path(get, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("read"))), tag = "ingest", params(("id" = DisplayedId, Path, description = "Document id")),
     responses((status = 200, description = "pending, processed (with counts) or failed (with the reason)",
         body = IngestStatus), PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -56,7 +57,7 @@ async fn status(
     Ok(AppJson(state.ingest.status(&who, id).await?))
 }
 
-#[utoipa::path(delete, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", params(("id" = String, Path, description = "Document id", pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$")),
+#[utoipa::path(delete, path = "/ingest/{id}", extensions(("x-rate-limit-class" = json!("ingest"))), tag = "ingest", params(("id" = DisplayedId, Path, description = "Document id")),
     responses((status = 202, description = "Removal queued behind earlier events", body = Accepted),
         PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]

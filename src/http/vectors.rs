@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::domain::Name;
 use crate::domain::vector::{CollectionInfo, PayloadIndex, PointId};
 use crate::http::error::Result;
 use crate::http::extract::{Admin, AppJson, AppPath, HeldJson, Reader, Writer};
@@ -28,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete))
 }
 
-#[utoipa::path(put, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
+#[utoipa::path(put, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = Name, Path, description = "Collection name")),
     request_body = CreateCollection,
     responses((status = 201, description = "Created", body = CollectionInfo),
         (status = 200, description = "Already exists with the same spec", body = CollectionInfo),
@@ -49,7 +50,7 @@ async fn create_collection(
     Ok((status, AppJson(info)))
 }
 
-#[utoipa::path(get, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("read"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
+#[utoipa::path(get, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("read"))), tag = "vectors", params(("name" = Name, Path, description = "Collection name")),
     responses((status = 200, description = "Point count, dimension, distance", body = CollectionInfo),
         PathErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
@@ -61,7 +62,7 @@ async fn collection_info(
     Ok(AppJson(state.vectors.collection_info(&who, &name).await?))
 }
 
-#[utoipa::path(delete, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
+#[utoipa::path(delete, path = "/vectors/collections/{name}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", params(("name" = Name, Path, description = "Collection name")),
     responses((status = 204, description = "Dropped with all its points"), PathErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn drop_collection(
@@ -74,7 +75,7 @@ async fn drop_collection(
 }
 
 #[utoipa::path(put, path = "/vectors/collections/{name}/index", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
-    params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")),
+    params(("name" = Name, Path, description = "Collection name")),
     request_body = PayloadIndex,
     responses((status = 200, description = "Indexed (durable when answered); the collection with its indexes",
         body = CollectionInfo), ConflictErrors),
@@ -91,7 +92,7 @@ async fn create_index(
 }
 
 #[utoipa::path(delete, path = "/vectors/collections/{name}/index/{field}", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors",
-    params(("name" = String, Path, description = "Collection name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
+    params(("name" = Name, Path, description = "Collection name"),
         ("field" = String, Path, description = "Indexed payload field", max_length = 128, pattern = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")),
     responses((status = 204, description = "The index is dropped"), PathErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
@@ -129,7 +130,7 @@ async fn search(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrieveRequest {
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     #[schema(min_items = 1)]
     pub ids: Vec<PointId>,

@@ -8,6 +8,7 @@ use tracing::Instrument;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::domain::Name;
 use crate::domain::payload;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{Filter, PointId};
@@ -24,7 +25,7 @@ the answer, say that you do not know.";
 pub struct GenerateRequest {
     #[schema(min_length = 1)]
     pub query: String,
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     /// Passages to retrieve; defaults to and is capped by `llm.max_context_chunks`.
     #[schema(minimum = 1)]

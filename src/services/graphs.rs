@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use crate::config::{Limits, Settings};
 use crate::domain::graph::{
-    CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Identifier, Neighbor,
-    NeighborQuery, Node, NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
+    CypherQuery, CypherResult, Direction, FindNodes, ID_PROPERTY, Neighbor, NeighborQuery, Node,
+    NodeUpsert, Properties, RelationshipUpsert, TENANT_PROPERTY, Written,
 };
 use crate::domain::ingest::{INGEST_LABELS, INGEST_RELATIONSHIPS, is_ingest_node_id};
 use crate::domain::principal::Principal;
-use crate::domain::{MAX_IDENTIFIER_LEN, is_valid_identifier};
+use crate::domain::{DisplayedId, Identifier, MAX_IDENTIFIER_LEN, is_valid_identifier};
 use crate::services::budget::{ITEM, ReadBudget, Reserved, worst};
 use crate::services::error::{Result, ServiceError};
 use crate::services::quota::{Kept, Quotas};
@@ -24,9 +24,7 @@ use crate::store::{ErrorKind, GraphStore};
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
     /// Not `doc:…` or `entity:…`: ingest's nodes change only through `/ingest`.
-    #[schema(
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-    )]
+    #[schema(value_type = DisplayedId)]
     pub id: String,
     /// Not `Document`, `Chunk` or `Entity`, which are ingest's.
     #[serde(default)]
@@ -42,7 +40,7 @@ pub struct NodeRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindRequest {
-    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+    #[schema(value_type = Identifier)]
     pub label: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -68,17 +66,13 @@ pub struct FindResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelationshipRequest {
-    #[schema(
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-    )]
+    #[schema(value_type = DisplayedId)]
     pub from: String,
-    #[schema(
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-    )]
+    #[schema(value_type = DisplayedId)]
     pub to: String,
     /// Not `PART_OF`, `MENTIONS` or `RELATED_TO`, which are ingest's.
     #[serde(rename = "type")]
-    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+    #[schema(value_type = Identifier)]
     pub rel_type: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -88,9 +82,7 @@ pub struct RelationshipRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NeighborsRequest {
-    #[schema(
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-    )]
+    #[schema(value_type = DisplayedId)]
     pub id: String,
     #[serde(default = "one")]
     #[schema(minimum = 1, maximum = 3)]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Limits, Settings};
+use crate::domain::Name;
 use crate::domain::principal::Principal;
 use crate::domain::principal::Tenant;
 use crate::domain::vector::{
@@ -81,7 +82,7 @@ fn default_distance() -> Distance {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     #[schema(min_items = 1)]
     pub points: Vec<PointInput>,
@@ -108,7 +109,7 @@ pub struct UpsertResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     /// Exactly one of `ids` and `filter`.
     #[schema(min_items = 1)]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthSettings;
+use crate::domain::Name;
 use crate::domain::principal::{Principal, Scope, Tenant};
 use crate::domain::unix_now;
 use crate::metrics::Metrics;
@@ -65,7 +66,7 @@ pub struct CreateKeyRequest {
     #[schema(pattern = r"\S", max_length = 128)]
     pub name: String,
     pub scopes: Vec<Scope>,
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub tenant: Option<String>,
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
+use crate::domain::Name;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
 use crate::services::bounded;
@@ -30,7 +31,7 @@ pub struct HybridRequest {
     /// … or as a vector (then only the top hits' entities seed the graph).
     #[schema(min_items = 1)]
     pub vector: Option<Vec<f32>>,
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     #[serde(default = "default_limit")]
     #[schema(minimum = 1)]

@@ -18,6 +18,7 @@ use crate::domain::ingest::{DocId, Event, IngestState, IngestStatus, Operation, 
 use crate::domain::principal::Principal;
 use crate::domain::unix_now;
 use crate::domain::vector::CollectionName;
+use crate::domain::{DisplayedId, Name};
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
 use crate::services::error::{Result, ServiceError};
@@ -35,10 +36,7 @@ pub const ENTITIES_KEY: &str = "entities";
 pub struct IngestRequest {
     /// The document id; generated (UUIDv4) when absent. Re-using an id replaces the
     /// document.
-    #[schema(
-        min_length = 1,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-    )]
+    #[schema(value_type = Option<DisplayedId>)]
     pub id: Option<String>,
     #[schema(min_length = 1)]
     pub text: String,
@@ -47,7 +45,7 @@ pub struct IngestRequest {
     /// not spell out.
     #[serde(default)]
     pub metadata: Map<String, Value>,
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
 }
 

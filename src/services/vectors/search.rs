@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{VectorService, check_filter, check_vector};
+use crate::domain::Name;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
 use crate::services::bounded;
@@ -14,7 +15,7 @@ use crate::services::error::{Result, ServiceError};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    #[schema(value_type = Option<Name>)]
     pub collection: Option<String>,
     /// The query as a vector, or as `text` for the server to embed: exactly one (mode
     /// `dense`). Mode `lexical` takes `text` only; `both` takes `text`, and `vector`
