@@ -126,7 +126,10 @@ impl SnapshotService {
     pub async fn create(&self) -> Result<Snapshot, ServiceError> {
         let name = format!("snapshot-{}.tar.zst", uuid::Uuid::now_v7());
         let dir = self.dir();
-        let staging = tree_bytes(&self.data_dir, &dir).map_err(io_err("sizing the stores"))?;
+        let (data_dir, skip) = (self.data_dir.clone(), dir.clone());
+        let staging =
+            blocking(move || tree_bytes(&data_dir, &skip).map_err(io_err("sizing the stores")))
+                .await?;
         self.space.check_for(staging)?;
         std::fs::create_dir_all(&dir).map_err(io_err("creating the snapshot directory"))?;
         let snapshot = self.create_at(&dir.join(&name)).await?;

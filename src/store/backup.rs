@@ -33,24 +33,43 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
 }
 
 /// Bytes the files under `dir` take on disk (their allocated blocks: what [`copy_tree`]
-/// writes, since it keeps holes), leaving out the tree under `skip`.
+/// writes, since it keeps holes), leaving out the tree under `skip`. It walks the live
+/// data directory while the stores work in it, so a file or directory deleted meanwhile
+/// (a dropped collection, a log segment a checkpoint let go) counts nothing rather than
+/// failing the walk.
 pub(crate) fn tree_bytes(dir: &Path, skip: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0u64;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    let Some(entries) = unless_gone(std::fs::read_dir(dir))? else {
+        return Ok(0);
+    };
+    for entry in entries {
+        let Some(entry) = unless_gone(entry)? else {
+            continue;
+        };
         let path = entry.path();
         if path == skip {
             continue;
         }
-        total += if entry.file_type()?.is_dir() {
+        let Some(meta) = unless_gone(entry.metadata())? else {
+            continue;
+        };
+        total += if meta.is_dir() {
             tree_bytes(&path, skip)?
         } else {
-            let meta = entry.metadata()?;
             meta.len().min(meta.blocks().saturating_mul(512))
         };
     }
     Ok(total)
+}
+
+/// `None` for what is no longer there.
+fn unless_gone<T>(found: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match found {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Copies the tree under `from` to `to` (created), file by file, keeping holes.
@@ -164,5 +183,40 @@ mod tests {
             let counted = tree_bytes(&to, Path::new("/nowhere")).unwrap();
             assert!(counted < (4 << 20) + (1 << 20), "{counted} counted");
         }
+    }
+
+    #[test]
+    fn files_deleted_during_the_walk_count_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        assert_eq!(
+            tree_bytes(&root.join("gone"), Path::new("/nowhere")).unwrap(),
+            0
+        );
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        // A store at work: directories of files made and deleted without pause.
+        let churn = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for d in 0..4 {
+                        let sub = root.join(format!("segment-{d}"));
+                        std::fs::create_dir_all(&sub).unwrap();
+                        for f in 0..8 {
+                            std::fs::write(sub.join(format!("{f}")), b"data").unwrap();
+                        }
+                    }
+                    for d in 0..4 {
+                        std::fs::remove_dir_all(root.join(format!("segment-{d}"))).unwrap();
+                    }
+                }
+            })
+        };
+        let walked =
+            (0..3_000).try_for_each(|_| tree_bytes(&root, Path::new("/nowhere")).map(drop));
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        walked.unwrap();
     }
 }
