@@ -273,6 +273,7 @@ pub struct HybridSettings {
     pub max_graph_chunks: NonZeroUsize,
     pub seed_chunks: usize,
     pub max_seed_entities: usize,
+    /// At most [`HybridSettings::MAX_RRF_K`].
     pub default_rrf_k: NonZeroU32,
     /// The graph list's weight in reciprocal rank fusion, against the vector list's 1.
     pub graph_weight: f32,
@@ -284,6 +285,13 @@ pub struct HybridSettings {
     pub ppr_damping: f32,
     /// Walk: an entity one `RELATED_TO` hop further scores this much of its parent.
     pub hop_decay: f32,
+}
+
+impl HybridSettings {
+    /// The largest reciprocal rank fusion `k`, in settings and in requests. Scores are
+    /// `f32`; past about a million, `1 / (k + rank)` no longer tells nearby ranks apart,
+    /// so every fused list would end in ties.
+    pub const MAX_RRF_K: u32 = 1_000_000;
 }
 
 /// The graph list's ranker in hybrid search.

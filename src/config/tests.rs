@@ -144,3 +144,11 @@ fn search_slots_past_any_machine_are_refused_with_the_key_named() {
     let e = load_text("[vectors]\nsearch_slots = 1000000\n").unwrap_err();
     assert!(e.to_string().contains("vectors.search_slots"), "{e}");
 }
+
+#[test]
+fn an_rrf_k_past_what_f32_scores_tell_apart_is_refused() {
+    let s = load_text("[hybrid]\ndefault_rrf_k = 1000000\n").unwrap();
+    assert_eq!(s.hybrid.default_rrf_k.get(), HybridSettings::MAX_RRF_K);
+    let e = load_text("[hybrid]\ndefault_rrf_k = 1000001\n").unwrap_err();
+    assert!(e.to_string().contains("hybrid.default_rrf_k"), "{e}");
+}

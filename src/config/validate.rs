@@ -3,7 +3,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::{ConfigError, JwtAlgorithm, Settings};
+use super::{ConfigError, HybridSettings, JwtAlgorithm, Settings};
 
 impl Settings {
     /// Checks the relations serde cannot express; each message names its key.
@@ -81,6 +81,12 @@ impl Settings {
             return Err(ConfigError(
                 "hybrid.graph_weight must be a number of at least 0".into(),
             ));
+        }
+        if self.hybrid.default_rrf_k.get() > HybridSettings::MAX_RRF_K {
+            return Err(ConfigError(format!(
+                "hybrid.default_rrf_k must be at most {}",
+                HybridSettings::MAX_RRF_K
+            )));
         }
         if !(self.hybrid.ppr_damping > 0.0 && self.hybrid.ppr_damping < 1.0) {
             return Err(ConfigError(

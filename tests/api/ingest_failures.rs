@@ -123,6 +123,7 @@ async fn bad_events_get_problem_bodies_and_nothing_is_queued() {
         json!({"query": "x", "hops": 4}),
         json!({"query": "x", "fusion": {"weighted": {"alpha": 2.0}}}),
         json!({"query": "x", "fusion": {"rrf": {"k": 0}}}),
+        json!({"query": "x", "fusion": {"rrf": {"k": 1_000_001}}}),
         json!({"query": "x", "mmr": {"lambda": -1}}),
         json!({"query": "x", "limit": 0}),
     ] {

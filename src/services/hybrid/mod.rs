@@ -9,7 +9,7 @@ use tracing::Instrument;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::Settings;
+use crate::config::{HybridSettings, Settings};
 use crate::domain::Name;
 use crate::domain::principal::Principal;
 use crate::domain::vector::{CollectionName, Filter, PointId, Query, ScoredPoint, SearchQuery};
@@ -67,7 +67,9 @@ fn yes() -> bool {
 pub enum Fusion {
     /// Reciprocal rank fusion: Σ 1 / (k + rank).
     Rrf {
-        #[schema(minimum = 1)]
+        /// The constant added to each rank, 1 to 1,000,000; without it, the server's
+        /// `hybrid.default_rrf_k`.
+        #[schema(minimum = 1, maximum = 1_000_000)]
         k: Option<u32>,
     },
     /// `alpha` × vector score + (1 − alpha) × graph score, each min-max normalised.
@@ -210,10 +212,11 @@ impl HybridService {
                     "fusion.weighted.alpha must be between 0 and 1".into(),
                 ));
             }
-            Fusion::Rrf { k: Some(0) } => {
-                return Err(ServiceError::Invalid(
-                    "fusion.rrf.k must be at least 1".into(),
-                ));
+            Fusion::Rrf { k: Some(k) } if !(1..=HybridSettings::MAX_RRF_K).contains(&k) => {
+                return Err(ServiceError::Invalid(format!(
+                    "fusion.rrf.k must be between 1 and {}",
+                    HybridSettings::MAX_RRF_K
+                )));
             }
             _ => {}
         }
