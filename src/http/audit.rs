@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use crate::domain::audit::{AuditAction, AuditPage, AuditQuery, AuditRecord, unix_now_ms};
 use crate::http::error::Result;
 use crate::http::extract::{Admin, AppJson, AppQuery};
-use crate::http::problems::BodyErrors;
+use crate::http::problems::AuditErrors;
 use crate::http::state::AppState;
 use crate::services::audit::AuditRequest;
 
@@ -129,7 +129,7 @@ struct ReadQuery {
 }
 
 #[utoipa::path(get, path = "/audit", extensions(("x-rate-limit-class" = json!("read"))), tag = "auth", params(ReadQuery),
-    responses((status = 200, description = "Audit records, newest first", body = AuditPage), BodyErrors),
+    responses((status = 200, description = "Audit records, newest first", body = AuditPage), AuditErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn read(
     State(state): State<AppState>,

@@ -2,7 +2,7 @@
 //! key management for admins.
 
 use crate::domain::Name;
-use crate::http::problems::{BodyErrors, PathErrors, TokenErrors};
+use crate::http::problems::{PathErrors, TokenErrors, WriteErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ async fn logout(
 }
 
 #[utoipa::path(post, path = "/auth/api-keys", extensions(("x-rate-limit-class" = json!("admin"))), tag = "auth", request_body = CreateKeyRequest,
-    responses((status = 201, description = "The key, shown this once", body = CreatedKey), BodyErrors),
+    responses((status = 201, description = "The key, shown this once", body = CreatedKey), WriteErrors),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 async fn create_key(
     State(state): State<AppState>,

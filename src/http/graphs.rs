@@ -1,7 +1,7 @@
 //! `/graphs/*` handlers: nodes, relationships, neighbours and read-only Cypher.
 
 use crate::domain::DisplayedId;
-use crate::http::problems::{BodyErrors, PathErrors};
+use crate::http::problems::{BodyErrors, ConflictErrors, PathErrors, QueryErrors};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -36,7 +36,7 @@ fn status(written: Written) -> StatusCode {
 
 #[utoipa::path(post, path = "/graphs/node", extensions(("x-rate-limit-class" = json!("graph_write"))), tag = "graphs", request_body = NodeRequest,
     responses((status = 201, description = "Created", body = Node),
-        (status = 200, description = "Merged into the existing node", body = Node), BodyErrors),
+        (status = 200, description = "Merged into the existing node", body = Node), ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert_node(
     State(state): State<AppState>,
@@ -90,7 +90,7 @@ struct RelationshipWritten {
     request_body = RelationshipRequest,
     responses((status = 201, description = "Created", body = RelationshipWritten),
         (status = 200, description = "Merged into the existing relationship", body = RelationshipWritten),
-        BodyErrors),
+        ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert_relationship(
     State(state): State<AppState>,
@@ -122,7 +122,7 @@ async fn neighbors(
 
 #[utoipa::path(post, path = "/graphs/query", extensions(("x-rate-limit-class" = json!("graph_read"))), tag = "graphs", request_body = QueryRequest,
     responses((status = 200, description = "Columns and rows of a read-only Cypher query", body = CypherResult),
-        BodyErrors),
+        QueryErrors),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 async fn query(
     State(state): State<AppState>,

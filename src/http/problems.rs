@@ -30,12 +30,19 @@ fn meaning(status: u16) -> &'static str {
         }
         429 => "Rate limited; see Retry-After and RateLimit-* headers",
         501 => "Capability not configured on this server",
-        502 => "A backend (LLM, embedder) returned an error",
+        502 => {
+            "A backend (Redis, Kafka, the graph server, Qdrant, the embedder or the LLM) \
+             returned an error"
+        }
         503 => {
             "A backend is unavailable, or the ingest backlog is full; retry after Retry-After \
              seconds"
         }
         504 => "The request exceeded its deadline",
+        507 => {
+            "The data directory's filesystem has less free than server.disk_reserve_bytes \
+             (plus what the write needs); writes are refused until space is freed"
+        }
         _ => "Internal error (details are in the server log under the correlation id)",
     }
 }
@@ -71,27 +78,41 @@ macro_rules! error_set {
 }
 
 error_set!(
-    /// Authenticated operations with a JSON body.
-    BodyErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504
+    /// Authenticated reads with a JSON body.
+    BodyErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504
 );
 error_set!(
     /// Authenticated operations addressed by path alone (400: both credentials sent;
-    /// 422: an id in the path that is too long or holds control characters).
-    PathErrors: 400, 401, 403, 404, 422, 429, 500, 503, 504
+    /// 422: an id in the path that is too long or holds control characters). Deletes are
+    /// among them: they are never refused for space or quota.
+    PathErrors: 400, 401, 403, 404, 422, 429, 500, 502, 503, 504
 );
 error_set!(
-    /// Writes that can conflict with existing state.
-    ConflictErrors: 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504
+    /// Writes with a JSON body, refused while the disk is nearly full (507).
+    WriteErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504, 507
 );
 error_set!(
-    /// Snapshots: one at a time (409), of embedded stores only (501).
-    SnapshotErrors: 400, 401, 403, 409, 429, 500, 501, 503, 504
+    /// Writes that can also conflict with existing state or pass a quota (409).
+    ConflictErrors: 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504, 507
+);
+error_set!(
+    /// Client Cypher, which a deployment on a shared graph server may turn off (501).
+    QueryErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 501, 502, 503, 504
+);
+error_set!(
+    /// The audit trail: filters in the query string, and off unless `audit.enabled` (501).
+    AuditErrors: 400, 401, 403, 404, 422, 429, 500, 501, 502, 503, 504
+);
+error_set!(
+    /// Snapshots: one at a time (409), of embedded stores only (501), with room for the
+    /// staging copy (507).
+    SnapshotErrors: 400, 401, 403, 409, 429, 500, 501, 502, 503, 504, 507
 );
 error_set!(
     /// Generation, which also depends on a configured LLM.
     GenerateErrors: 400, 401, 403, 404, 413, 415, 422, 429, 500, 501, 502, 503, 504
 );
 error_set!(
-    /// Credential exchanges.
-    TokenErrors: 400, 401, 413, 415, 422, 429, 500, 501, 503
+    /// Credential exchanges, which store the tokens they issue or revoke.
+    TokenErrors: 400, 401, 413, 415, 422, 429, 500, 501, 502, 503, 507
 );

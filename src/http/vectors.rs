@@ -106,7 +106,7 @@ async fn delete_index(
 }
 
 #[utoipa::path(post, path = "/vectors/upsert", extensions(("x-rate-limit-class" = json!("vector_write"))), tag = "vectors", request_body = UpsertRequest,
-    responses((status = 200, description = "Durable when answered", body = UpsertResponse), BodyErrors),
+    responses((status = 200, description = "Durable when answered", body = UpsertResponse), ConflictErrors),
     security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 async fn upsert(
     State(state): State<AppState>,
