@@ -199,7 +199,14 @@ pub(super) fn create_on_disk(
         shard.flush();
     }
     std::fs::rename(&tmp_dir, &final_dir).map_err(fs_err)?;
-    Collection::open(&final_dir, tenant.clone(), tuning)
+    Collection::open(&final_dir, tenant.clone(), tuning).inspect_err(|_| {
+        // Nothing acknowledged lives there yet: free the name rather than leave it taken
+        // by a directory no collection owns (every later create would fail).
+        let trash = crate::store::backup::with_suffix(&tmp_dir, ".failed");
+        if std::fs::rename(&final_dir, &trash).is_ok() {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+    })
 }
 
 fn quantized(
@@ -214,7 +221,7 @@ fn quantized(
 
 fn load_shard(dir: &Path, tuning: Tuning) -> StoreResult<EdgeShard> {
     trim_engine_wal(dir)?;
-    let shard = EdgeShard::load(dir, None).map_err(engine)?;
+    let shard = super::engine::load(dir)?;
     let mut hnsw = shard.config().hnsw_config;
     if hnsw.max_indexing_threads != tuning.indexing_threads {
         hnsw.max_indexing_threads = tuning.indexing_threads;

@@ -1,8 +1,10 @@
 //! Work-arounds for qdrant-edge 0.7.2 that the collection needs: its flush made safe
-//! to call beside the optimizer, its never-replayed WAL trimmed, and duplicate point
-//! copies that a crash leaves behind removed (DESIGN.md §12).
+//! to call beside the optimizer, its load made to wait out a WAL lock a forked child
+//! holds for a moment, its never-replayed WAL trimmed, and duplicate point copies that
+//! a crash leaves behind removed (DESIGN.md §12).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use qdrant_edge::{
     CountRequest, EdgeShard, Filter, PointId, PointInsertOperations, PointOperations,
@@ -60,6 +62,27 @@ pub(super) fn flush(shard: &EdgeShard) -> StoreResult<()> {
         crate::store::ErrorKind::Unavailable,
         "vector engine flush: the segment lock stayed busy",
     ))
+}
+
+/// `EdgeShard::load`, waiting out an engine WAL lock that a Cypher sandbox child holds
+/// for a moment. The engine takes an exclusive `flock` on the collection's `wal/`
+/// directory, and `fork()` shares every open file description with the child, which
+/// closes them first thing, but only once it is scheduled. So a shard closed and opened
+/// again at once (a create moves its new directory into place; a reopen releases the
+/// engine WAL) can find its own old lock still held, and the engine answers
+/// `WouldBlock`. That case is retried for a few seconds; anything else is returned.
+pub(super) fn load(dir: &Path) -> StoreResult<EdgeShard> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let message = match EdgeShard::load(dir, None) {
+            Ok(shard) => return Ok(shard),
+            Err(e) => e.to_string(),
+        };
+        if !message.contains("WouldBlock") || Instant::now() >= deadline {
+            return Err(engine(message));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Deletes the engine's closed WAL files but the newest while no shard has them open.
@@ -190,4 +213,49 @@ pub(super) fn deduplicate(shard: &EdgeShard) -> StoreResult<usize> {
         }
     }
     Ok(total - distinct)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::VectorQuantization;
+    use crate::domain::principal::Tenant;
+    use crate::domain::vector::{CollectionSpec, Distance};
+    use crate::store::embedded::vectors::collection::{Tuning, create_on_disk};
+
+    #[test]
+    fn a_load_waits_out_a_wal_lock_held_for_a_moment() {
+        let root = tempfile::tempdir().unwrap();
+        let tenant = Tenant::parse("t").unwrap();
+        let spec = CollectionSpec {
+            dim: 3,
+            distance: Distance::Cosine,
+        };
+        let tuning = Tuning {
+            indexing_threads: 1,
+            engine_wal_limit_bytes: 1 << 30,
+            indexing_threshold_kb: None,
+            quantization: VectorQuantization::Turbo,
+        };
+        drop(create_on_disk(root.path(), &tenant, "c", spec, tuning).unwrap());
+        let dir = root.path().join("t").join("c");
+        // What a forked child holds until it closes its inherited descriptors.
+        let held = std::fs::File::open(dir.join("wal")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor this test owns.
+        let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(locked, 0);
+        let e = EdgeShard::load(&dir, None).err().unwrap().to_string();
+        assert!(e.contains("WouldBlock"), "{e}");
+
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let started = Instant::now();
+        let shard = load(&dir).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().unwrap();
+        drop(shard);
+    }
 }

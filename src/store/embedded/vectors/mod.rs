@@ -263,7 +263,13 @@ impl VectorStore for EmbeddedVectorStore {
                         collection = shared;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err(_) => {
+                    Err(shared) => {
+                        // It stays, under its name, rather than leave its files unowned.
+                        inner
+                            .collections
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key, shared);
                         return Err(StoreError::new(
                             crate::store::ErrorKind::Unavailable,
                             "collection is still in use; try again",
