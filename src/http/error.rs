@@ -41,6 +41,9 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("rate limit of the {} class exceeded", .0.class.as_str())]
     RateLimited(Decision),
+    /// The caller runs as many of these at once as it may (429, `Retry-After: 1`).
+    #[error("{0}")]
+    Throttled(String),
     #[error("upstream error: {0}")]
     BadGateway(String),
     /// The message, and the seconds after which a retry may work (`Retry-After`).
@@ -84,7 +87,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -106,7 +109,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "validation",
             ApiError::NotImplemented(_) => "not-configured",
-            ApiError::RateLimited(_) => "rate-limited",
+            ApiError::RateLimited(_) | ApiError::Throttled(_) => "rate-limited",
             ApiError::BadGateway(_) => "upstream",
             ApiError::Unavailable(..) => "unavailable",
             ApiError::Timeout(_) => "timeout",
@@ -148,6 +151,7 @@ impl From<StoreError> for ApiError {
                     .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.as_secs().max(1)),
             ),
             ErrorKind::Busy => ApiError::Unavailable(e.message, DEFAULT_RETRY_AFTER_SECS),
+            ErrorKind::Throttled => ApiError::Throttled(e.message),
             ErrorKind::Timeout => ApiError::Timeout(e.message),
             ErrorKind::Upstream => ApiError::BadGateway(e.message),
             ErrorKind::Full => ApiError::InsufficientStorage(e.message),
@@ -201,6 +205,9 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::Unavailable(_, secs) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
+        if let ApiError::Throttled(_) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         response
             .extensions_mut()

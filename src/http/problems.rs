@@ -28,7 +28,10 @@ fn meaning(status: u16) -> &'static str {
              unknown field, an id with control characters, Cypher that is not read-only or \
              over its caps, a graph write to ingest's nodes, labels or relationship types)"
         }
-        429 => "Rate limited; see Retry-After and RateLimit-* headers",
+        429 => {
+            "Rate limited (see the RateLimit-* headers), or the tenant already runs its \
+             share of client Cypher queries; retry after Retry-After seconds"
+        }
         501 => "Capability not configured on this server",
         502 => {
             "A backend (Redis, Kafka, the graph server, Qdrant, the embedder or the LLM) \

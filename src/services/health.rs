@@ -51,6 +51,7 @@ fn class(kind: ErrorKind) -> &'static str {
         ErrorKind::Invalid => "invalid",
         ErrorKind::Unavailable => "unavailable",
         ErrorKind::Busy => "busy",
+        ErrorKind::Throttled => "throttled",
         ErrorKind::Timeout => "timeout",
         ErrorKind::Upstream => "upstream",
         ErrorKind::Full => "full",

@@ -55,6 +55,10 @@ pub enum ErrorKind {
     Timeout,
     /// The backend answered with an error of its own.
     Upstream,
+    /// The caller already runs as many of these at once as it may (a tenant's share of
+    /// the Cypher slots); retrying once one ends may work (429). Never the backend's
+    /// health, so never counted by a circuit breaker.
+    Throttled,
     /// The disk under the data directory is too full to take this write (507); frees
     /// up when space does. Deletes never get it.
     Full,

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::principal::Tenant;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{ErrorKind, StoreError, StoreResult};
 
 /// Slots for running client Cypher: a bound on queries at once, and a smaller one per
 /// tenant, so one tenant's slow queries cannot take every slot. Taken without waiting:
-/// when none is free the caller gets 503 at once.
+/// a tenant that runs its share already gets 429 at once, and anyone gets 503 while
+/// every slot is taken.
 pub struct QuerySlots {
     global: Arc<Semaphore>,
     per_tenant: usize,
@@ -42,10 +43,15 @@ impl QuerySlots {
     pub fn try_acquire(&self, tenant: &Tenant) -> StoreResult<QuerySlot> {
         let mut held = lock_held(&self.held);
         if held.get(tenant).copied().unwrap_or(0) >= self.per_tenant {
-            return Err(StoreError::unavailable(format!(
-                "this tenant already runs {} Cypher queries, its limit",
-                self.per_tenant
-            )));
+            return Err(StoreError::new(
+                ErrorKind::Throttled,
+                format!(
+                    "this tenant already runs {} Cypher quer{} at once, its limit \
+                     (limits.max_concurrent_queries_per_tenant); retry once one ends",
+                    self.per_tenant,
+                    if self.per_tenant == 1 { "y" } else { "ies" }
+                ),
+            ));
         }
         let permit = self
             .global
