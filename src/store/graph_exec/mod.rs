@@ -128,7 +128,21 @@ pub async fn upsert_node(tx: &mut dyn CypherTx, node: &NodeUpsert) -> StoreResul
             node_params(node),
         )
         .await?;
+    if rows.first().is_none() {
+        return Err(lost_race(format!("node {:?}", node.id)));
+    }
     Ok((written_node(&rows)?, Written::Updated))
+}
+
+/// A node found by this transaction's existence check and gone by its next statement:
+/// a Bolt server reads committed data, so a concurrent delete can land in between. The
+/// write is retried from the start like a deadlock ([`crate::store::ErrorKind::Busy`]),
+/// rather than failing as a broken invariant or (for a relationship) answering for an
+/// edge that was never written.
+fn lost_race(what: String) -> StoreError {
+    StoreError::busy(format!(
+        "{what} was deleted by a concurrent write during this one"
+    ))
 }
 
 /// `$id` and `$props` of [`cypher::create_node`] and [`cypher::update_node`].
@@ -174,8 +188,13 @@ pub async fn upsert_relationship(
         ("to", Value::from(rel.to.as_str())),
         ("props", Value::Object(rel.properties.clone())),
     ];
-    tx.run(&cypher::merge_relationship(&rel.rel_type), &[], p)
+    let merged = tx
+        .run(&cypher::merge_relationship(&rel.rel_type), &["count(r)"], p)
         .await?;
+    if count(&merged, "count(r)")? == 0 {
+        let ends = format!("node {:?} or {:?}", rel.from, rel.to);
+        return Err(lost_race(ends));
+    }
     Ok(if existed {
         Written::Updated
     } else {

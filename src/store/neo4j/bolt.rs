@@ -30,7 +30,15 @@ pub(super) fn bolt_err(e: neo4rs::Error) -> StoreError {
         E::Neo4j(n) => {
             let code = n.code();
             if code.contains("ConstraintValidationFailed") {
-                ErrorKind::Conflict
+                // The only constraint is the node key (tenant, id), and every write
+                // looks a node up before it creates one, in the same transaction; so a
+                // violation is a concurrent create that committed first (a Bolt server
+                // reads committed data). A lost race: retried, the write finds the node.
+                ErrorKind::Busy
+            } else if code.contains("EntityNotFound") {
+                // A node or relationship this statement had matched, deleted by a
+                // concurrent transaction before it was written: a lost race too.
+                ErrorKind::Busy
             } else if code.contains("TransientError.Transaction") {
                 // Deadlocks and lock conflicts between concurrent writers.
                 ErrorKind::Busy

@@ -178,7 +178,7 @@ impl GraphStore for Neo4jGraphStore {
 
     async fn delete_node(&self, tenant: &Tenant, id: &str) -> StoreResult<()> {
         self.guard
-            .run("delete_node", Retry::Once, || async {
+            .run("delete_node", Retry::LostRaces, || async {
                 let mut tx = self.begin(tenant).await?;
                 let result = shared::delete_node(&mut tx, id).await;
                 tx.finish(result).await

@@ -38,6 +38,10 @@ pub const LOST_RACE_ATTEMPTS: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
     Idempotent,
+    /// Not idempotent (a second run after a first that took effect answers otherwise),
+    /// but retried after a lost race ([`ErrorKind::Busy`]): the backend rolled that
+    /// attempt's transaction back, so it took no effect.
+    LostRaces,
     Once,
 }
 
@@ -156,14 +160,15 @@ impl Resilience {
                 let mut call = call;
                 self.attempt(op, call()).instrument(span.clone()).await
             }
-            Retry::Idempotent => {
+            Retry::Idempotent | Retry::LostRaces => {
                 let mut call = call;
                 let backoff = full_jitter(&self.policy);
                 let mut outages = 0;
+                let races_only = retry == Retry::LostRaces;
                 (|| self.attempt(op, call()))
                     .retry(backoff)
                     .sleep(tokio::time::sleep)
-                    .when(retryable)
+                    .when(|e| retryable(e) && (!races_only || e.kind == ErrorKind::Busy))
                     .adjust(|e, delay| {
                         // Lost races spend the backoff's own (larger) budget.
                         if e.kind != ErrorKind::Busy {

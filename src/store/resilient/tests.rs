@@ -318,3 +318,36 @@ async fn busy_is_retried_and_never_opens_the_breaker() {
         r#"backend_requests_total{backend="neo4j",op="upsert_relationship",outcome="busy"} 51"#
     ));
 }
+
+/// A write that must not run twice is still retried after a lost race (the backend
+/// rolled it back), and only then.
+#[tokio::test(start_paused = true)]
+async fn lost_races_only_retries_busy() {
+    let metrics = Metrics::new();
+    let r = Resilience::new("neo4j", policy(), &metrics);
+    let tries = AtomicU32::new(0);
+    let ok = r
+        .run("delete_node", Retry::LostRaces, || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(StoreError::busy("deadlock detected")),
+                _ => Ok(7),
+            }
+        })
+        .await;
+    assert_eq!((ok.unwrap(), tries.load(Ordering::SeqCst)), (7, 3));
+
+    let tries = AtomicU32::new(0);
+    let e = r
+        .run("delete_node", Retry::LostRaces, || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            down()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable);
+    assert_eq!(
+        tries.load(Ordering::SeqCst),
+        1,
+        "an outage may have taken effect"
+    );
+}

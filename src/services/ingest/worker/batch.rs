@@ -445,11 +445,12 @@ fn retryable(e: &StoreError) -> bool {
     matches!(e.kind, ErrorKind::Internal | ErrorKind::Upstream)
 }
 
-/// A backend that is down or slow, or a disk too full for now: retry the batch, never
-/// fail the event.
+/// A backend that is down or slow, a disk too full for now, or writes that kept losing
+/// races to concurrent writers (other replicas' workers creating the same entities):
+/// retry the batch, never fail the event.
 fn transient(e: &StoreError) -> bool {
     matches!(
         e.kind,
-        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Full
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Full | ErrorKind::Busy
     )
 }
