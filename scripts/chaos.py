@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Concurrent random operations on a few shared names (standard library).
+
+Creates and drops a few collections, upserts, searches and deletes in them, indexes
+their payloads, ingests and deletes documents, writes, links, reads and deletes a few
+graph nodes, runs client Cypher, API keys, audit reads and snapshots, all at once from
+--clients threads for --seconds, and prints the statuses seen. It fails (exit 1) on any
+5xx other than the 501 of a capability the server has off, and on any status outside
+what these requests may get (2xx, 404, 409, 422, 429). Races between requests on the
+same names are what it looks for: each bug it found is now a test of its own
+(docs/ARCHITECTURE.md, "Forked children hold the engine's WAL lock for a moment" and
+"Three more answers are lost races").
+
+    scripts/chaos.py --binary target/debug/ragbrain            # embedded stores
+    scripts/chaos.py --url http://127.0.0.1:8080 --key "$KEY"  # a server of yours
+
+Run it against a debug build too: its overflow checks turn arithmetic bugs into panics.
+"""
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_retrieval import Server  # noqa: E402
+
+COLLECTIONS = ["c0", "c1", "c2"]
+DOCS = [f"d{i}" for i in range(6)]
+NODES = [f"n{i}" for i in range(6)]
+TEXT = "Ada Lovelace met Charles Babbage in London. Lisbon is in Portugal. "
+EXPECTED = {200, 201, 202, 204, 404, 409, 422, 429}
+
+
+def vector():
+    return [random.uniform(-1, 1) for _ in range(4)]
+
+
+def request():
+    """One random request: (method, path, body)."""
+    c = random.choice(COLLECTIONS)
+    doc, node, other = random.choice(DOCS), random.choice(NODES), random.choice(NODES)
+    points = [{"id": random.randrange(50), "vector": vector(),
+               "payload": {"text": "alpha beta", "k": random.randrange(3)}} for _ in range(5)]
+    choices = [
+        ("PUT", f"/vectors/collections/{c}", {"dim": 4, "distance": random.choice(["cosine", "dot"])}),
+        ("DELETE", f"/vectors/collections/{c}", None),
+        ("GET", f"/vectors/collections/{c}", None),
+        ("POST", "/vectors/upsert", {"collection": c, "points": points}),
+        ("POST", "/vectors/search", {"collection": c, "vector": vector(), "limit": 5, "with_payload": True}),
+        ("POST", "/vectors/search", {"collection": c, "text": "alpha", "limit": 5,
+                                     "mode": random.choice(["dense", "lexical", "both"])}),
+        ("POST", "/vectors/retrieve", {"collection": c, "ids": [random.randrange(50) for _ in range(3)]}),
+        ("POST", "/vectors/delete", {"collection": c, "ids": [random.randrange(50)]}),
+        ("POST", "/vectors/delete", {"collection": c, "filter": {
+            "must": [{"key": "k", "match": {"value": random.randrange(3)}}]}}),
+        ("PUT", f"/vectors/collections/{c}/index", {"field": "k", "type": random.choice(["integer", "keyword"])}),
+        ("DELETE", f"/vectors/collections/{c}/index/k", None),
+        ("POST", "/ingest", {"id": doc, "text": TEXT * random.randint(1, 5),
+                             "collection": random.choice(COLLECTIONS + ["documents"])}),
+        ("POST", "/ingest/batch", {"events": [{"id": random.choice(DOCS), "text": TEXT, "collection": c}
+                                              for _ in range(3)]}),
+        ("DELETE", f"/ingest/{doc}", None),
+        ("GET", f"/ingest/{doc}", None),
+        ("POST", "/hybrid/search", {"query": "Ada Lovelace London", "hops": random.randint(0, 3), "limit": 5,
+                                    "collection": random.choice(COLLECTIONS + ["documents"])}),
+        ("POST", "/graphs/node", {"id": node, "labels": ["Person"], "properties": {"age": random.randrange(90)}}),
+        ("POST", "/graphs/relationship", {"from": node, "to": other, "type": "KNOWS", "properties": {"w": 1}}),
+        ("DELETE", f"/graphs/node/{node}", None),
+        ("GET", f"/graphs/node/{node}", None),
+        ("POST", "/graphs/neighbors", {"id": node, "hops": random.randint(1, 3), "direction": "both"}),
+        ("POST", "/graphs/node/find", {"label": "Person", "limit": 10}),
+        ("POST", "/graphs/query", {"query": "MATCH (n:Person) RETURN n.id LIMIT 5"}),
+        ("POST", "/auth/api-keys", {"name": f"k{random.randrange(5)}", "scopes": ["read"]}),
+        ("GET", "/auth/api-keys", None),
+        ("GET", "/audit?limit=5", None),
+        ("GET", "/admin/snapshots", None),
+    ]
+    if random.random() < 0.03:
+        return "POST", "/admin/snapshots", None
+    return random.choice(choices)
+
+
+def client(url, key, deadline, seen, odd, lock):
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    while time.time() < deadline:
+        method, path, body = request()
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+            response = conn.getresponse()
+            status, text = response.status, response.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            status, text = 0, repr(e)
+        with lock:
+            seen[status] += 1
+            off = status == 501 and "not-configured" in text
+            if status not in EXPECTED and not off:
+                odd.append((status, method, path, text[:300]))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--binary", help="a ragbrain binary to start on a temporary data directory")
+    p.add_argument("--url", help="a running server instead")
+    p.add_argument("--key", help="an admin key of --url's bootstrap tenant")
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--clients", type=int, default=12)
+    args = p.parse_args()
+    server = None
+    if args.url:
+        url, key = args.url, args.key
+    elif args.binary:
+        server = Server(args.binary, {})
+        url, key = f"http://127.0.0.1:{server.port}", server.key
+    else:
+        p.error("give --binary, or --url and --key")
+    seen, odd, lock = collections.Counter(), [], threading.Lock()
+    deadline = time.time() + args.seconds
+    threads = [threading.Thread(target=client, args=(url, key, deadline, seen, odd, lock))
+               for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if server:
+        server.stop()
+    print(f"{sum(seen.values())} requests; statuses: {dict(sorted(seen.items()))}")
+    shown = set()
+    for status, method, path, text in odd:
+        if (status, method, path.split("/")[1]) not in shown:
+            shown.add((status, method, path.split("/")[1]))
+            print(f"unexpected {status} from {method} {path}: {text}")
+    sys.exit(1 if odd else 0)
+
+
+if __name__ == "__main__":
+    main()
