@@ -110,7 +110,8 @@ async fn the_document_describes_every_route_with_auth_bodies_and_errors() {
             !security.is_empty(),
             "{method} {path} has no auth requirement"
         );
-        for code in ["401", "429"] {
+        // 502: any authenticated call may reach a production backend (the key store).
+        for code in ["401", "429", "502"] {
             let problem = &responses[code]["content"]["application/problem+json"];
             assert!(problem.is_object(), "{method} {path} lacks {code}");
         }
@@ -139,6 +140,23 @@ async fn the_document_describes_every_route_with_auth_bodies_and_errors() {
                 op["requestBody"].is_object(),
                 "{method} {path} has no body schema"
             );
+        }
+    }
+    // Beyond the common codes: a quota's 409 and a full disk's 507 on writes that take
+    // space, and 501 where a deployment may have the capability off.
+    for (method, path, codes) in [
+        ("post", "/vectors/upsert", &["409", "507"][..]),
+        ("post", "/graphs/node", &["409", "507"]),
+        ("post", "/graphs/relationship", &["409", "507"]),
+        ("post", "/ingest", &["409", "507"]),
+        ("put", "/vectors/collections/{name}", &["409", "507"]),
+        ("post", "/auth/api-keys", &["507"]),
+        ("post", "/graphs/query", &["501"]),
+        ("get", "/audit", &["501"]),
+    ] {
+        for code in codes {
+            let documented = &spec["paths"][path][method]["responses"][code];
+            assert!(documented.is_object(), "{method} {path} lacks {code}");
         }
     }
     // Every schema reference resolves.
