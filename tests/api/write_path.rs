@@ -372,6 +372,74 @@ async fn upserts_complete_while_an_index_builds() {
     server.kill();
 }
 
+/// A drop while the collection's index builds (which qdrant-edge cannot stop) answers at
+/// once, keeps the name taken until the build ends, and survives a kill -9 before then.
+#[tokio::test]
+async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
+    const BIG: usize = 256;
+    let scratch = Scratch::new();
+    let idle = [
+        ("RAGBRAIN__VECTORS__MAINTENANCE_MS", "3600000"),
+        ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
+    ];
+    let mut server = scratch.start(&idle).await;
+    server.create(BIG).await;
+    for batch in 0..30u64 {
+        server.upsert(batch * 1000..(batch + 1) * 1000, BIG).await;
+    }
+    server.kill();
+    let mut server = scratch.start(&[idle[1]]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.in_progress("optimize") {
+        assert!(Instant::now() < deadline, "no index build started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let url = format!("http://127.0.0.1:{}/vectors/collections/crash", server.port);
+    let call = |method: reqwest::Method, body: Option<Value>| {
+        let request = server
+            .client
+            .request(method, &url)
+            .header("X-API-Key", &server.key);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    let dropped = call(reqwest::Method::DELETE, None).await;
+    let gone = call(reqwest::Method::GET, None).await;
+    let again = call(reqwest::Method::PUT, Some(json!({"dim": BIG}))).await;
+    assert!(
+        server.in_progress("optimize"),
+        "the index build ended first; it must outlast the drop to prove anything"
+    );
+    server.kill();
+
+    assert_eq!((dropped, gone, again), (204, 404, 409));
+    let mut server = scratch.start(&idle).await;
+    let files = scratch.data.path().join("vectors/default/crash");
+    assert_eq!(call_status(&server, &url, None).await, 404);
+    assert!(
+        !files.exists(),
+        "the dropped collection's files are still there"
+    );
+    assert_eq!(
+        call_status(&server, &url, Some(json!({"dim": 4}))).await,
+        201
+    );
+    server.kill();
+}
+
+async fn call_status(server: &Server, url: &str, put: Option<Value>) -> u16 {
+    let request = match put {
+        Some(body) => server.client.put(url).json(&body),
+        None => server.client.get(url),
+    };
+    let response = request.header("X-API-Key", &server.key).send().await;
+    response.unwrap().status().as_u16()
+}
+
 #[tokio::test]
 async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     const BIG: usize = 512;

@@ -30,6 +30,9 @@ use crate::store::{StoreError, StoreResult};
 
 pub(super) type Key = (Tenant, String);
 
+/// The marker file of a dropped collection whose files are not deleted yet.
+pub(super) const DROPPED: &str = "DROPPED";
+
 /// How the store keeps its collections: set once from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
@@ -125,7 +128,7 @@ pub(super) fn load_all(
             let Some(name) = file_name(&dir) else {
                 continue;
             };
-            if name.starts_with('.') {
+            if name.starts_with('.') || dir.join(DROPPED).exists() {
                 // An interrupted create or drop; nothing acknowledged lives there.
                 std::fs::remove_dir_all(&dir).map_err(fs_err)?;
                 continue;

@@ -10,10 +10,10 @@
 //! other race, with the optimizer's brief segment swap, is retried (see
 //! `collection::flush`). On load the log after the checkpoint is replayed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use qdrant_edge::{FieldIndexOperations, PayloadFieldSchema, VectorInternal};
@@ -31,6 +31,7 @@ use crate::store::{CollectionPoints, Created, StoreError, StoreResult, VectorSto
 
 mod backup;
 mod collection;
+mod dropping;
 mod engine;
 mod logop;
 mod maintenance;
@@ -38,7 +39,7 @@ mod oplog;
 mod reads;
 
 pub use collection::Tuning;
-use collection::{Collection, Key, collection_dir, create_on_disk, load_all, lock};
+use collection::{Collection, Key, create_on_disk, load_all, lock};
 use maintenance::maintenance_loop;
 use oplog::LogOp;
 use reads::{no_lexical_index, retrieve_owned, scroll_owned, search_owned};
@@ -48,6 +49,8 @@ struct Inner {
     collections: RwLock<HashMap<Key, Arc<Collection>>>,
     /// Serialises create and drop so two of them never race on one directory.
     lifecycle: Mutex<()>,
+    /// Dropped collections whose files wait for an index build to end ([`dropping`]).
+    dropping: Mutex<HashSet<Key>>,
     default_name: String,
     default_spec: CollectionSpec,
     tuning: Tuning,
@@ -105,6 +108,7 @@ impl EmbeddedVectorStore {
             root,
             collections: RwLock::new(loaded),
             lifecycle: Mutex::new(()),
+            dropping: Mutex::default(),
             default_name: options.default_name,
             default_spec: options.default_spec,
             tuning,
@@ -183,6 +187,12 @@ impl VectorStore for EmbeddedVectorStore {
                     )))
                 };
             }
+            if lock(&inner.dropping).contains(&key) {
+                return Err(StoreError::conflict(format!(
+                    "collection {name:?} is being dropped and its index build is ending; \
+                     create it again once that is done"
+                )));
+            }
             inner.space.check()?;
             let collection = Arc::new(create_on_disk(
                 &inner.root,
@@ -243,50 +253,7 @@ impl VectorStore for EmbeddedVectorStore {
     async fn drop_collection(&self, tenant: &Tenant, name: &CollectionName) -> StoreResult<()> {
         let inner = self.inner.clone();
         let (tenant, name) = (tenant.clone(), name.to_string());
-        blocking(move || {
-            let _guard = lock(&inner.lifecycle);
-            let key = (tenant.clone(), name.clone());
-            let removed = inner
-                .collections
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-            let mut collection = removed.ok_or_else(|| {
-                StoreError::not_found(format!("collection {name:?} does not exist"))
-            })?;
-            // In-flight requests hold clones; let them finish before the files go.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let owned = loop {
-                match Arc::try_unwrap(collection) {
-                    Ok(c) => break c,
-                    Err(shared) if Instant::now() < deadline => {
-                        collection = shared;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(shared) => {
-                        // It stays, under its name, rather than leave its files unowned.
-                        inner
-                            .collections
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(key, shared);
-                        return Err(StoreError::new(
-                            crate::store::ErrorKind::Unavailable,
-                            "collection is still in use; try again",
-                        ));
-                    }
-                }
-            };
-            drop(owned);
-            let dir = collection_dir(&inner.root, &tenant, &name);
-            let trash = inner
-                .root
-                .join(tenant.as_str())
-                .join(format!(".drop.{}", uuid::Uuid::new_v4()));
-            std::fs::rename(&dir, &trash).map_err(fs_err)?;
-            std::fs::remove_dir_all(&trash).map_err(fs_err)
-        })
-        .await
+        blocking(move || dropping::drop_collection(&inner, &tenant, &name)).await
     }
 
     async fn upsert(
