@@ -300,32 +300,44 @@ pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-#[tokio::test]
-async fn upserts_complete_while_an_index_builds() {
-    const BIG: usize = 256;
-    let scratch = Scratch::new();
-    // No maintenance after the first tick: the points wait, unindexed.
-    let idle = [
-        ("RAGBRAIN__VECTORS__MAINTENANCE_MS", "3600000"),
-        ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
-    ];
-    let mut server = scratch.start(&idle).await;
-    server.create(BIG).await;
+/// Dimensions of the points [`building_an_index`] writes.
+const BUILD_DIM: usize = 256;
+
+/// No maintenance after the first tick: written points wait, unindexed.
+const IDLE: [(&str, &str); 2] = [
+    ("RAGBRAIN__VECTORS__MAINTENANCE_MS", "3600000"),
+    ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
+];
+
+/// A server on `scratch` whose maintenance has just begun an HNSW build over 30,000
+/// points of collection `crash` (written with maintenance off, then a restart with
+/// `env` and maintenance on).
+async fn building_an_index(scratch: &Scratch, env: &[(&str, &str)]) -> Server {
+    let mut server = scratch.start(&IDLE).await;
+    server.create(BUILD_DIM).await;
     for batch in 0..30u64 {
-        server.upsert(batch * 1000..(batch + 1) * 1000, BIG).await;
+        server
+            .upsert(batch * 1000..(batch + 1) * 1000, BUILD_DIM)
+            .await;
     }
     server.kill();
-    // Back with maintenance on: its first pass builds HNSW over 30,000 points.
-    let busy = [
-        ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
-        ("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "67108864"),
-    ];
-    let mut server = scratch.start(&busy).await;
+    let server = scratch.start(env).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.in_progress("optimize") {
         assert!(Instant::now() < deadline, "no index build started");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    server
+}
+
+#[tokio::test]
+async fn upserts_complete_while_an_index_builds() {
+    let scratch = Scratch::new();
+    let busy = [
+        ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
+        ("RAGBRAIN__VECTORS__CHECKPOINT_LOG_BYTES", "67108864"),
+    ];
+    let mut server = building_an_index(&scratch, &busy).await;
     // No write since the restart and the build has taken the pending flag: only the
     // running build can make the collection report `optimizing` here.
     let before_writes = server.info().await["optimizing"].clone();
@@ -336,7 +348,7 @@ async fn upserts_complete_while_an_index_builds() {
     let mut id = 1_000_000;
     let mut reported = Vec::new();
     while server.in_progress("optimize") && during.len() < 200 {
-        let took = server.upsert(id..id + 10, BIG).await;
+        let took = server.upsert(id..id + 10, BUILD_DIM).await;
         let optimizing = server.info().await["optimizing"].clone();
         if server.in_progress("optimize") {
             during.push(took);
@@ -376,24 +388,8 @@ async fn upserts_complete_while_an_index_builds() {
 /// once, keeps the name taken until the build ends, and survives a kill -9 before then.
 #[tokio::test]
 async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
-    const BIG: usize = 256;
     let scratch = Scratch::new();
-    let idle = [
-        ("RAGBRAIN__VECTORS__MAINTENANCE_MS", "3600000"),
-        ("RAGBRAIN__VECTORS__INDEXING_THRESHOLD_KB", "1000"),
-    ];
-    let mut server = scratch.start(&idle).await;
-    server.create(BIG).await;
-    for batch in 0..30u64 {
-        server.upsert(batch * 1000..(batch + 1) * 1000, BIG).await;
-    }
-    server.kill();
-    let mut server = scratch.start(&[idle[1]]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.in_progress("optimize") {
-        assert!(Instant::now() < deadline, "no index build started");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let mut server = building_an_index(&scratch, &[IDLE[1]]).await;
     let url = format!("http://127.0.0.1:{}/vectors/collections/crash", server.port);
     let call = |method: reqwest::Method, body: Option<Value>| {
         let request = server
@@ -409,7 +405,7 @@ async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
 
     let dropped = call(reqwest::Method::DELETE, None).await;
     let gone = call(reqwest::Method::GET, None).await;
-    let again = call(reqwest::Method::PUT, Some(json!({"dim": BIG}))).await;
+    let again = call(reqwest::Method::PUT, Some(json!({"dim": BUILD_DIM}))).await;
     assert!(
         server.in_progress("optimize"),
         "the index build ended first; it must outlast the drop to prove anything"
@@ -417,7 +413,7 @@ async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
     server.kill();
 
     assert_eq!((dropped, gone, again), (204, 404, 409));
-    let mut server = scratch.start(&idle).await;
+    let mut server = scratch.start(&IDLE).await;
     let files = scratch.data.path().join("vectors/default/crash");
     assert_eq!(call_status(&server, &url, None).await, 404);
     assert!(
