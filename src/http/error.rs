@@ -203,11 +203,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(r#"Bearer realm="ragbrain", ApiKey header="X-API-Key""#),
             );
         }
-        if let ApiError::Unavailable(_, secs) = &self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
-        }
-        if let ApiError::Throttled(_) = &self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        let retry_after = match &self {
+            ApiError::Unavailable(_, secs) => Some(*secs),
+            ApiError::Throttled(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
             .extensions_mut()

@@ -23,12 +23,8 @@ const INLINE_WAIT: Duration = Duration::from_secs(2);
 pub(super) fn drop_collection(inner: &Arc<Inner>, tenant: &Tenant, name: &str) -> StoreResult<()> {
     let key: Key = (tenant.clone(), name.to_owned());
     let collection = {
+        // A collection being dropped is out of the map already: a second drop gets 404.
         let _lifecycle = lock(&inner.lifecycle);
-        if lock(&inner.dropping).contains(&key) {
-            return Err(StoreError::not_found(format!(
-                "collection {name:?} does not exist"
-            )));
-        }
         let removed = inner
             .collections
             .write()
