@@ -98,6 +98,20 @@ impl Server {
             .unwrap()
     }
 
+    /// The status `method` on `path` gets, with `body` as JSON if given.
+    async fn status(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let request = self
+            .client
+            .request(method, url)
+            .header("X-API-Key", &self.key);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.unwrap().status().as_u16()
+    }
+
     async fn create(&self, dim: usize) {
         let put = self
             .client
@@ -390,22 +404,11 @@ async fn upserts_complete_while_an_index_builds() {
 async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
     let scratch = Scratch::new();
     let mut server = building_an_index(&scratch, &[IDLE[1]]).await;
-    let url = format!("http://127.0.0.1:{}/vectors/collections/crash", server.port);
-    let call = |method: reqwest::Method, body: Option<Value>| {
-        let request = server
-            .client
-            .request(method, &url)
-            .header("X-API-Key", &server.key);
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
-
-    let dropped = call(reqwest::Method::DELETE, None).await;
-    let gone = call(reqwest::Method::GET, None).await;
-    let again = call(reqwest::Method::PUT, Some(json!({"dim": BUILD_DIM}))).await;
+    let path = "/vectors/collections/crash";
+    let dropped = server.status(reqwest::Method::DELETE, path, None).await;
+    let gone = server.status(reqwest::Method::GET, path, None).await;
+    let create = Some(json!({"dim": BUILD_DIM}));
+    let again = server.status(reqwest::Method::PUT, path, create).await;
     assert!(
         server.in_progress("optimize"),
         "the index build ended first; it must outlast the drop to prove anything"
@@ -415,25 +418,14 @@ async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
     assert_eq!((dropped, gone, again), (204, 404, 409));
     let mut server = scratch.start(&IDLE).await;
     let files = scratch.data.path().join("vectors/default/crash");
-    assert_eq!(call_status(&server, &url, None).await, 404);
+    assert_eq!(server.status(reqwest::Method::GET, path, None).await, 404);
     assert!(
         !files.exists(),
         "the dropped collection's files are still there"
     );
-    assert_eq!(
-        call_status(&server, &url, Some(json!({"dim": 4}))).await,
-        201
-    );
+    let create = Some(json!({"dim": 4}));
+    assert_eq!(server.status(reqwest::Method::PUT, path, create).await, 201);
     server.kill();
-}
-
-async fn call_status(server: &Server, url: &str, put: Option<Value>) -> u16 {
-    let request = match put {
-        Some(body) => server.client.put(url).json(&body),
-        None => server.client.get(url),
-    };
-    let response = request.header("X-API-Key", &server.key).send().await;
-    response.unwrap().status().as_u16()
 }
 
 #[tokio::test]
