@@ -11,6 +11,13 @@ same names are what it looks for: each bug it found is now a test of its own
 (docs/ARCHITECTURE.md, "Forked children hold the engine's WAL lock for a moment" and
 "Three more answers are lost races").
 
+Then it checks what the races left: every document's status settles within 120 s,
+and no chunk outlives its document. A deleted or failed document has no chunk in any
+collection (a search never returns a failed document) and no node in the graph. A
+processed one has its status's chunk count in the graph, at most that many chunks in
+its status's collection (a drop may have taken them) and none in another. Collections
+are created with 4 dimensions or with the embedder's, so documents land in several.
+
     scripts/chaos.py --binary target/debug/ragbrain            # embedded stores
     scripts/chaos.py --url http://127.0.0.1:8080 --key "$KEY"  # a server of yours
 
@@ -36,6 +43,7 @@ DOCS = [f"d{i}" for i in range(6)]
 NODES = [f"n{i}" for i in range(6)]
 TEXT = "Ada Lovelace met Charles Babbage in London. Lisbon is in Portugal. "
 EXPECTED = {200, 201, 202, 204, 404, 409, 422, 429}
+EMBED_DIM = [256]  # the built-in embedder's; main() reads it from the server
 
 
 def vector():
@@ -49,7 +57,8 @@ def request():
     points = [{"id": random.randrange(50), "vector": vector(),
                "payload": {"text": "alpha beta", "k": random.randrange(3)}} for _ in range(5)]
     choices = [
-        ("PUT", f"/vectors/collections/{c}", {"dim": 4, "distance": random.choice(["cosine", "dot"])}),
+        ("PUT", f"/vectors/collections/{c}", {"dim": random.choice([4, EMBED_DIM[0]]),
+                                               "distance": random.choice(["cosine", "dot"])}),
         ("DELETE", f"/vectors/collections/{c}", None),
         ("GET", f"/vectors/collections/{c}", None),
         ("POST", "/vectors/upsert", {"collection": c, "points": points}),
@@ -107,6 +116,71 @@ def client(url, key, deadline, seen, odd, lock):
                 odd.append((status, method, path, text[:300]))
 
 
+def call(url, key, method, path, body=None):
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = conn.getresponse()
+    status, text = response.status, response.read().decode("utf-8", "replace")
+    conn.close()
+    return status, (json.loads(text) if text else None)
+
+
+def settled(url, key, doc):
+    """The document's final status (None for 404), or "stuck" after 120 s pending."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        status, body = call(url, key, "GET", f"/ingest/{doc}")
+        if status == 404:
+            return None
+        if body["status"] != "pending":
+            return body
+        time.sleep(0.5)
+    return "stuck"
+
+
+def chunks_left(url, key, collection, doc):
+    """How many chunk points of `doc` `collection` holds (None: no such collection)."""
+    status, info = call(url, key, "GET", f"/vectors/collections/{collection}")
+    if status == 404:
+        return None
+    status, hits = call(url, key, "POST", "/vectors/search", {
+        "collection": collection, "vector": [1.0] * info["dim"], "limit": 1000,
+        "filter": {"must": [{"key": "doc_id", "match": {"value": doc}}]}})
+    assert status == 200, (status, hits)
+    return len(hits["hits"])
+
+
+def check(url, key):
+    """What the races left behind, as a list of problems, and a line of what was seen."""
+    problems, finals, placed = [], collections.Counter(), 0
+    for doc in DOCS:
+        final = settled(url, key, doc)
+        if final == "stuck":
+            problems.append(f"{doc} still pending after 120 s")
+            continue
+        finals["gone" if final is None else f"{final['status']} {final['operation']}"] += 1
+        kept = final is not None and final["status"] == "processed" and final["operation"] == "upsert"
+        status, graph = call(url, key, "POST", "/graphs/query", {
+            "query": ("MATCH (d:Document {id: $id}) OPTIONAL MATCH (c)-[:PART_OF]->(d) "
+                      "RETURN d.id AS id, count(c) AS n"),
+            "params": {"id": f"doc:{doc}"}})
+        if status == 200:  # 501 where client Cypher is off
+            in_graph = graph["rows"][0][1] if graph["rows"] else None
+            if in_graph != (final["chunks"] if kept else None):
+                problems.append(f"{doc}: the graph has {in_graph} of its chunks; status {final}")
+        for c in COLLECTIONS + ["documents"]:
+            n = chunks_left(url, key, c, doc)
+            if not n:
+                continue
+            placed += 1
+            if not kept or c != final["collection"] or n > final.get("chunks", 0):
+                problems.append(f"{doc}: {n} chunks left in {c}; status {final}")
+    seen = f"documents: {dict(sorted(finals.items()))}; collections holding chunks of them: {placed}"
+    return problems, seen
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", help="a ragbrain binary to start on a temporary data directory")
@@ -123,6 +197,12 @@ def main():
         url, key = f"http://127.0.0.1:{server.port}", server.key
     else:
         p.error("give --binary, or --url and --key")
+    status, info = call(url, key, "GET", "/vectors/collections/documents")
+    if status == 404:
+        call(url, key, "POST", "/ingest", {"id": "dim", "text": TEXT})
+        settled(url, key, "dim")
+        status, info = call(url, key, "GET", "/vectors/collections/documents")
+    EMBED_DIM[0] = info["dim"]
     seen, odd, lock = collections.Counter(), [], threading.Lock()
     deadline = time.time() + args.seconds
     threads = [threading.Thread(target=client, args=(url, key, deadline, seen, odd, lock))
@@ -131,15 +211,19 @@ def main():
         t.start()
     for t in threads:
         t.join()
+    problems, checked = check(url, key)
     if server:
         server.stop()
     print(f"{sum(seen.values())} requests; statuses: {dict(sorted(seen.items()))}")
+    print(f"after them, {checked}")
     shown = set()
     for status, method, path, text in odd:
         if (status, method, path.split("/")[1]) not in shown:
             shown.add((status, method, path.split("/")[1]))
             print(f"unexpected {status} from {method} {path}: {text}")
-    sys.exit(1 if odd else 0)
+    for problem in problems:
+        print(f"left behind: {problem}")
+    sys.exit(1 if odd or problems else 0)
 
 
 if __name__ == "__main__":
