@@ -46,7 +46,10 @@ struct AccessLine<'a> {
 }
 
 /// Server errors at `error`, refused requests at `info` with their cause, the rest at
-/// `info`. Every field is top-level in the JSON line, so log pipelines need no nesting.
+/// `info`. A 501 is a refusal: the deployment does not offer what was asked (an LLM, a
+/// capability its backend lacks), and nothing failed, so clients calling it cannot fill
+/// the error log. Every field is top-level in the JSON line, so log pipelines need no
+/// nesting.
 fn access_log(l: &AccessLine<'_>) {
     let AccessLine {
         method,
@@ -64,7 +67,7 @@ fn access_log(l: &AccessLine<'_>) {
                 correlation_id, $(error = $error,)? $message)
         };
     }
-    if status >= 500 {
+    if status >= 500 && status != 501 {
         line!(error, "request failed", cause);
     } else if cause.is_some() {
         line!(info, "request rejected", cause);

@@ -57,8 +57,17 @@ async fn every_log_line_is_json_and_carries_the_request_correlation_id() {
         .send()
         .await
         .unwrap();
+    let not_offered = client
+        .post(url("/hybrid/generate"))
+        .header("X-API-Key", key.trim())
+        .header("X-Correlation-ID", "trace-no-llm-3")
+        .json(&serde_json::json!({"query": "Who studied radium?"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(served.status(), 202);
     assert_eq!(rejected.status(), 404);
+    assert_eq!(not_offered.status(), 501);
     for _ in 0..100 {
         let done = raw
             .lock()
@@ -110,4 +119,12 @@ async fn every_log_line_is_json_and_carries_the_request_correlation_id() {
             .unwrap()
             .contains("does not exist")
     );
+    let off = lines_with(&lines, "trace-no-llm-3");
+    assert_eq!(off.len(), 1, "an error is logged once: {off:?}");
+    assert_eq!(
+        off[0]["message"], "request rejected",
+        "501 is not a failure"
+    );
+    assert_eq!(off[0]["level"], "INFO");
+    assert_eq!(off[0]["status"], 501);
 }
