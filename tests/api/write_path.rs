@@ -428,6 +428,31 @@ async fn a_drop_during_an_index_build_answers_at_once_and_stays_dropped() {
     server.kill();
 }
 
+/// A create killed after renaming the new collection into place and before opening it
+/// (which makes its operation log) left a directory without `oplog/`, and the next start
+/// failed on it ("opening vector store: ... No such file or directory"). Found by
+/// `scripts/chaos.py --crash-every 7`.
+#[tokio::test]
+async fn a_create_killed_before_its_first_open_does_not_stop_the_next_start() {
+    let scratch = Scratch::new();
+    let mut server = scratch.start(&IDLE).await;
+    server.create(4).await;
+    server.kill();
+    let files = scratch.data.path().join("vectors/default/crash");
+    std::fs::remove_dir_all(files.join("oplog")).unwrap();
+
+    let mut server = scratch.start(&IDLE).await;
+    server.upsert(0..3, 4).await;
+    assert_eq!(server.points_count().await, 3);
+    server.kill();
+    let server = scratch.start(&IDLE).await;
+    assert_eq!(
+        server.points_count().await,
+        3,
+        "the writes after it are durable"
+    );
+}
+
 #[tokio::test]
 async fn the_operation_log_and_the_engine_wal_stay_bounded() {
     const BIG: usize = 512;

@@ -101,11 +101,7 @@ pub(super) fn collection_dir(root: &Path, tenant: &Tenant, name: &str) -> PathBu
 /// is full when they are written), about the log's size each; a third of it and 4 MiB
 /// spare for the flush that follows.
 fn replay_room(dir: &Path) -> StoreResult<u64> {
-    let log = super::super::numbered_files(&dir.join("oplog"), "", ".log")?
-        .iter()
-        .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
-        .sum::<u64>();
-    Ok(3 * log + (4 << 20))
+    Ok(3 * OpLog::bytes(&dir.join("oplog"))? + (4 << 20))
 }
 
 pub(super) fn load_all(

@@ -114,6 +114,18 @@ impl OpLog {
         })
     }
 
+    /// What the log's files under `dir` take, before [`OpLog::recover`] opens them. A
+    /// create killed between its rename and its first open leaves no log yet: 0.
+    pub(super) fn bytes(dir: &Path) -> StoreResult<u64> {
+        if !dir.exists() {
+            return Ok(0);
+        }
+        Ok(segments(dir)?
+            .iter()
+            .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+            .sum())
+    }
+
     pub(super) fn check_usable(&self) -> StoreResult<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::new(
