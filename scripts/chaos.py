@@ -19,6 +19,7 @@ its status's collection (a drop may have taken them) and none in another. Collec
 are created with 4 dimensions or with the embedder's, so documents land in several.
 
     scripts/chaos.py --binary target/debug/ragbrain            # embedded stores
+    scripts/chaos.py --binary B --crash-every 10               # kill -9 and restart too
     scripts/chaos.py --url http://127.0.0.1:8080 --key "$KEY"  # a server of yours
 
 Run it against a debug build too: its overflow checks turn arithmetic bugs into panics.
@@ -96,7 +97,7 @@ def request():
     return random.choice(choices)
 
 
-def client(url, key, deadline, seen, odd, lock):
+def client(url, key, deadline, seen, odd, lock, crashes):
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
@@ -112,7 +113,8 @@ def client(url, key, deadline, seen, odd, lock):
         with lock:
             seen[status] += 1
             off = status == 501 and "not-configured" in text
-            if status not in EXPECTED and not off:
+            killed = status == 0 and crashes  # the connection of a request the kill cut
+            if status not in EXPECTED and not off and not killed:
                 odd.append((status, method, path, text[:300]))
 
 
@@ -188,7 +190,11 @@ def main():
     p.add_argument("--key", help="an admin key of --url's bootstrap tenant")
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--clients", type=int, default=12)
+    p.add_argument("--crash-every", type=float, metavar="S",
+                   help="with --binary: kill -9 the server every S seconds and start it again")
     args = p.parse_args()
+    if args.crash_every and not args.binary:
+        p.error("--crash-every needs --binary")
     server = None
     if args.url:
         url, key = args.url, args.key
@@ -205,15 +211,24 @@ def main():
     EMBED_DIM[0] = info["dim"]
     seen, odd, lock = collections.Counter(), [], threading.Lock()
     deadline = time.time() + args.seconds
-    threads = [threading.Thread(target=client, args=(url, key, deadline, seen, odd, lock))
+    threads = [threading.Thread(target=client, args=(url, key, deadline, seen, odd, lock, args.crash_every))
                for _ in range(args.clients)]
     for t in threads:
         t.start()
+    crashes = 0
+    while args.crash_every and time.time() + args.crash_every < deadline:
+        time.sleep(args.crash_every)
+        server.crash_and_restart()
+        crashes += 1
     for t in threads:
         t.join()
+    if crashes:
+        print(f"{crashes} kill -9 and restarts")
     problems, checked = check(url, key)
     if server:
-        server.stop()
+        server.stop(remove=not (odd or problems))
+        if odd or problems:
+            print(f"the server's data and log stay in {server.dir}")
     print(f"{sum(seen.values())} requests; statuses: {dict(sorted(seen.items()))}")
     print(f"after them, {checked}")
     shown = set()

@@ -58,9 +58,16 @@ class Server:
                     "RAGBRAIN__RATE_LIMIT__ENABLED": "false",
                     "RAGBRAIN__CACHE__SEARCH_TTL_SECS": "0", **env}
         self.log = open(os.path.join(self.dir, "server.log"), "w")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--port", str(self.port), "--data-dir", os.path.join(self.dir, "data")],
-            env=full_env, stdout=self.log, stderr=self.log)
+        self.command = [binary, "serve", "--port", str(self.port), "--data-dir",
+                        os.path.join(self.dir, "data")]
+        self.env = full_env
+        self.start()
+        with open(os.path.join(self.dir, "data", "bootstrap-admin.key")) as f:
+            self.key = f.read().strip()
+
+    def start(self):
+        """Starts the server process and waits until it answers."""
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.time() + 60
         while True:
             try:
@@ -70,8 +77,12 @@ class Server:
                 if time.time() > deadline or self.proc.poll() is not None:
                     raise SystemExit(f"the server did not start; see {self.log.name}")
                 time.sleep(0.2)
-        with open(os.path.join(self.dir, "data", "bootstrap-admin.key")) as f:
-            self.key = f.read().strip()
+
+    def crash_and_restart(self):
+        """Kills the server with SIGKILL and starts it again on the same data and port."""
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+        self.start()
 
     def call(self, method, path, body=None, key=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
