@@ -20,6 +20,11 @@ are created with 4 dimensions or with the embedder's, so documents land in sever
 
     scripts/chaos.py --binary target/debug/ragbrain            # embedded stores
     scripts/chaos.py --binary B --crash-every 10               # kill -9 and restart too
+
+A server started with --binary takes its settings from the environment, so
+RAGBRAIN_CONFIG=config/production.toml and the backends' addresses (as
+scripts/loadtest.sh --production sets them) run it, crashes included, on Redis, Kafka
+and Bolt.
     scripts/chaos.py --url http://127.0.0.1:8080 --key "$KEY"  # a server of yours
 
 Run it against a debug build too: its overflow checks turn arithmetic bugs into panics.
