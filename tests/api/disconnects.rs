@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::helpers::get_json;
-use crate::write_path::Scratch;
+use crate::scratch::Scratch;
 
 /// Clients that give up mid-request (a tiny client timeout drops the connection while
 /// the server works) on upserts, graph writes and ingests, against the binary: nothing

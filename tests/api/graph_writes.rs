@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{get_json, ingest_status_after};
-use crate::write_path::Scratch;
+use crate::scratch::Scratch;
 
 const WRITERS: u64 = 16;
 
@@ -296,7 +296,7 @@ async fn reads_and_writes_go_on_while_the_graph_wal_is_rewritten() {
 
 /// `RELATED_TO` weight between Ada Lovelace and Charles Babbage, and their mention
 /// counts, read with client Cypher.
-async fn ada_and_charles(server: &crate::write_path::Server) -> Value {
+async fn ada_and_charles(server: &crate::scratch::Server) -> Value {
     let query = "MATCH (a:Entity {id: 'entity:ada lovelace'})-[r:RELATED_TO]-\
                  (b:Entity {id: 'entity:charles babbage'}) \
                  RETURN r.weight, a.mentions, b.mentions";
@@ -311,7 +311,7 @@ async fn ada_and_charles(server: &crate::write_path::Server) -> Value {
 
 /// Ingests documents `from..to` (all naming Ada Lovelace and Charles Babbage) and
 /// waits for them to be processed.
-async fn ingest_letters(server: &crate::write_path::Server, from: usize, to: usize) {
+async fn ingest_letters(server: &crate::scratch::Server, from: usize, to: usize) {
     for batch in (from..to).collect::<Vec<_>>().chunks(100) {
         let events: Vec<Value> = batch
             .iter()

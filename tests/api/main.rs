@@ -43,6 +43,7 @@ mod ratelimit;
 mod read_budget;
 mod readme;
 mod retrieval;
+mod scratch;
 mod snapshots;
 mod tls;
 mod tokens;
