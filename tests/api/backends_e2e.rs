@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backends;
-use crate::helpers::{doc_ids, ingest_status_after, spawn_app_with};
+use crate::helpers::{TestApp, doc_ids, ingest_status_after, spawn_app_with};
 
 fn counter(metrics: &str, series: &str) -> f64 {
     metrics
@@ -303,17 +303,26 @@ async fn production_toml_starts_the_server_against_the_real_servers() {
     let _ = server.wait();
 }
 
+/// An app on the production backends and a write key for a tenant of its own; `None`
+/// when the backends are not running.
+async fn production_writer() -> Option<(TestApp, String)> {
+    if !backends::available() {
+        return None;
+    }
+    let app = spawn_app_with(backends::production).await;
+    let tenant = backends::unique(&app.data_dir.path().to_path_buf());
+    let key = app.key(&tenant, &["write"]).await;
+    Some((app, key))
+}
+
 /// Sixteen clients linking 64 nodes to one hub at once on the Bolt server: the deadlocks
 /// the server reports between them are retried, every write succeeds, and the circuit
 /// breaker stays closed for everyone else.
 #[tokio::test]
 async fn concurrent_writes_to_one_hub_on_the_bolt_server_all_succeed() {
-    if !backends::available() {
+    let Some((mut app, key)) = production_writer().await else {
         return;
-    }
-    let mut app = spawn_app_with(backends::production).await;
-    let tenant = backends::unique(&app.data_dir.path().to_path_buf());
-    let key = app.key(&tenant, &["write"]).await;
+    };
     let node = |id: String| json!({"id": id, "labels": ["Person"]});
     app.json(Method::POST, "/graphs/node", &key, Some(node("hub".into())))
         .await;
@@ -361,12 +370,9 @@ async fn concurrent_writes_to_one_hub_on_the_bolt_server_all_succeed() {
 /// node") or as a relationship written to nobody, and the second 503.
 #[tokio::test]
 async fn writes_and_deletes_of_the_same_nodes_on_the_bolt_server_never_fail() {
-    if !backends::available() {
+    let Some((mut app, key)) = production_writer().await else {
         return;
-    }
-    let mut app = spawn_app_with(backends::production).await;
-    let tenant = backends::unique(&app.data_dir.path().to_path_buf());
-    let key = app.key(&tenant, &["write"]).await;
+    };
     let statuses: Vec<(&str, u16)> = futures_util::stream::iter(0..480u32)
         .map(|i| {
             let (a, b) = (format!("n{}", i % 3), format!("n{}", (i / 3) % 3));
