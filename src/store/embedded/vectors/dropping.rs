@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::super::sync_dir;
 use super::collection::{Collection, DROPPED, Key, collection_dir, lock};
 use super::{Inner, fs_err};
 use crate::domain::principal::Tenant;
@@ -101,7 +102,5 @@ fn finish(inner: &Inner, key: Key, owned: Collection) -> StoreResult<()> {
 fn mark_dropped(dir: &Path) -> StoreResult<()> {
     let marker = std::fs::File::create(dir.join(DROPPED)).map_err(fs_err)?;
     marker.sync_all().map_err(fs_err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(fs_err)
+    sync_dir(dir)
 }
