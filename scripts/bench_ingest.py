@@ -6,7 +6,9 @@ directory), then ingests the paragraphs of the DATASETs again and again (copy k 
 paragraph p gets document id "p~k"; its text and title stay, so every entity's mention
 count grows with each copy, as hubs do in a real corpus) until --paragraphs have gone in.
 It posts them in blocks of --block paragraphs (batches of 100) and waits for each block
-to be processed before the next, then prints each block's rate, 202 to processed. Last,
+to be processed before the next, then prints each block's rate, 202 to processed. With
+--tenants N the batches go round-robin to N tenants (the bootstrap key's and N-1 made
+for the run), as a server shared by several applications sees them. Last,
 it asks every question of the datasets through /hybrid/search at hops 1 and 2 and prints
 p50/p99 latency at that corpus size (recall is not measured: the copies share text).
 
@@ -72,6 +74,33 @@ def documents(items, join):
                "text": "\n\n".join(g["text"] for g in group)}
 
 
+def tenant_keys(server, n):
+    """The bootstrap key, then a key for each of n-1 tenants of their own."""
+    keys = [server.key]
+    for t in range(1, n):
+        made = server.call("POST", "/auth/api-keys",
+                           {"name": f"bench{t}", "tenant": f"bench{t}", "scopes": ["write"]})
+        keys.append(made["key"])
+    return keys
+
+
+def ingest_spread(server, corpus, keys):
+    """`ingest` with the batches of 100 posted to the tenants of `keys` in turn;
+    returns documents per second."""
+    started = time.time()
+    last = None
+    for n, i in enumerate(range(0, len(corpus), 100)):
+        key = keys[n % len(keys)]
+        events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
+                   "metadata": {"title": p["title"]}} for p in corpus[i:i + 100]]
+        server.call("POST", "/ingest/batch", {"events": events}, key=key)
+        last = (events[-1]["id"], key)
+    while server.call("GET", f"/ingest/{last[0]}", key=last[1])["status"] not in ("processed", "failed"):
+        time.sleep(0.05)
+    # The worker processes the log in order; the last event done means all are.
+    return len(corpus) / (time.time() - started)
+
+
 def latency(server, questions, hops):
     times = []
     for q in questions:
@@ -95,6 +124,8 @@ def main():
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     p.add_argument("--keep", type=float, default=0,
                    help="seconds to keep the server up at the end (its port and key are printed)")
+    p.add_argument("--tenants", type=int, default=1,
+                   help="tenants the batches are spread over, round-robin")
     args = p.parse_args()
     binary = args.binary or release_binary()
     corpus, questions = load(args.datasets)
@@ -104,10 +135,16 @@ def main():
     print(f"{len(todo)} documents of {size:.0f} bytes on average", flush=True)
     server = Server(binary, dict(kv.split("=", 1) for kv in args.env))
     try:
+        keys = tenant_keys(server, args.tenants)
         print(f"{'documents':>12} {'chunks':>8} {'block rate /s':>14}")
         for i in range(0, len(todo), args.block):
-            rate = ingest(server, todo[i:i + args.block], poll=0.05)
-            chunks = server.call("GET", "/vectors/collections/documents")["points_count"]
+            block = todo[i:i + args.block]
+            if len(keys) == 1:
+                rate = ingest(server, block, poll=0.05)
+            else:
+                rate = ingest_spread(server, block, keys)
+            chunks = sum(server.call("GET", "/vectors/collections/documents", key=k)["points_count"]
+                         for k in keys)
             print(f"{i + args.block:>12} {chunks:>8} {rate:>14.0f}", flush=True)
         for hops in (1, 2):
             p50, p99 = latency(server, questions, hops)

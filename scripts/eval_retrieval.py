@@ -87,8 +87,9 @@ class Server:
     def call(self, method, path, body=None, key=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         headers = {"Content-Type": "application/json"}
-        if key is None:
-            headers["X-API-Key"] = self.key
+        key = self.key if key is None else key
+        if key:
+            headers["X-API-Key"] = key
         conn.request(method, path, None if body is None else json.dumps(body), headers)
         resp = conn.getresponse()
         data = resp.read()

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, doc_ids, spawn_app};
+use crate::helpers::{TestApp, assert_problem, doc_ids, spawn_app, spawn_app_with};
 
 /// Real paragraphs: `institute` shares the entity Marie Curie with `curie`, but its
 /// words are far from a question about radium, so vector search alone ranks it below
@@ -370,4 +370,72 @@ async fn graph_writes_leave_ingest_nodes_to_ingest() {
         .call(Method::POST, "/graphs/node", &key, Some(own))
         .await;
     assert_eq!(r.status(), 201, "a client's own UUID id is fine");
+}
+
+/// One worker batch holding several tenants' documents (their graphs are written side
+/// by side): each tenant's statuses, chunks and entities are its own, under the same
+/// document ids.
+#[tokio::test]
+async fn one_batch_of_several_tenants_writes_each_tenants_own_graph() {
+    let mut app = spawn_app_with(|s| s.ingest.worker = false).await;
+    let cities = [("acme", "Lisbon"), ("globex", "Oslo"), ("initech", "Quito")];
+    let mut keys = Vec::new();
+    for (tenant, city) in cities {
+        let key = app.key(tenant, &["write"]).await;
+        // Tenant i's document d has i + d + 1 sentences, so its chunk count is its own.
+        let events: Vec<Value> = (0..3)
+            .map(|d| {
+                let n = keys.len() * 8 + d * 4 + 1;
+                json!({"id": format!("d{d}"), "text": long_text(n, city)})
+            })
+            .collect();
+        let r = app
+            .call(
+                Method::POST,
+                "/ingest/batch",
+                &key,
+                Some(json!({"events": events})),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        keys.push(key);
+    }
+    // The first tenant also deletes one in the same batch.
+    let r = app.call(Method::DELETE, "/ingest/d2", &keys[0], None).await;
+    assert_eq!(r.status(), 202);
+
+    app.restart_with(|s| s.ingest.worker = true).await;
+    app.wait_deleted(&keys[0], "d2").await;
+    for ((tenant, city), key) in cities.iter().zip(&keys) {
+        let ids: &[&str] = if *tenant == "acme" {
+            &["d0", "d1"]
+        } else {
+            &["d0", "d1", "d2"]
+        };
+        let mut chunks = 0;
+        for (d, status) in app.wait_ingested(key, ids).await.iter().enumerate() {
+            assert_eq!(status["status"], "processed", "{tenant}: {status}");
+            let n = status["chunks"].as_i64().unwrap();
+            let doc = format!("d{d}");
+            let nodes = format!("MATCH (c:Chunk {{doc_id: '{doc}'}}) RETURN count(c)");
+            assert_eq!(count(&app, key, &nodes).await, n, "{tenant} {doc}");
+            assert_eq!(
+                points_of(&app, key, &doc).await,
+                n as usize,
+                "{tenant} {doc}"
+            );
+            chunks += n;
+        }
+        let all = "MATCH (c:Chunk) RETURN count(c)";
+        assert_eq!(count(&app, key, all).await, chunks, "{tenant}");
+        for (other, other_city) in cities {
+            let q = format!("MATCH (e:Entity {{name: '{other_city}'}}) RETURN count(e)");
+            let want = i64::from(other == *tenant);
+            assert_eq!(
+                count(&app, key, &q).await,
+                want,
+                "{tenant} sees {other}'s {city}"
+            );
+        }
+    }
 }
