@@ -372,9 +372,8 @@ async fn graph_writes_leave_ingest_nodes_to_ingest() {
     assert_eq!(r.status(), 201, "a client's own UUID id is fine");
 }
 
-/// One worker batch holding several tenants' documents (their graphs are written side
-/// by side): each tenant's statuses, chunks and entities are its own, under the same
-/// document ids.
+/// One worker batch holding several tenants' documents: each tenant's statuses,
+/// chunks, points and entities are its own, under the same document ids.
 #[tokio::test]
 async fn one_batch_of_several_tenants_writes_each_tenants_own_graph() {
     let mut app = spawn_app_with(|s| s.ingest.worker = false).await;

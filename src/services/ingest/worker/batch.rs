@@ -272,11 +272,9 @@ impl Batch<'_> {
     }
 
     /// Removes each deleted document and writes the graph of every upsert with one
-    /// call per tenant, the tenants' calls side by side (each tenant graph has its own
-    /// writer, so one tenant's documents do not wait for another's); answers each
-    /// document's outcome. If a tenant's call fails for good, each document is retried
-    /// alone so only the ones at fault fail; if it times out, each is written alone
-    /// too, so a batch too big for the timeout still lands.
+    /// call per tenant; answers each document's outcome. If a tenant's call fails for
+    /// good, each document is retried alone so only the ones at fault fail; if it times
+    /// out, each is written alone too, so a batch too big for the timeout still lands.
     pub(super) async fn write_graphs(&self, docs: &[Doc]) -> Vec<Result<Outcome, StoreError>> {
         let mut results: Vec<Option<Result<Outcome, StoreError>>> = vec![None; docs.len()];
         let mut upserts: BTreeMap<&Tenant, Vec<usize>> = BTreeMap::new();
@@ -287,55 +285,42 @@ impl Batch<'_> {
                 upserts.entry(&doc.event.tenant).or_default().push(i);
             }
         }
-        let tenants = upserts
-            .into_iter()
-            .map(|(tenant, members)| self.write_tenant_graphs(tenant, members, docs));
-        for written in futures_util::future::join_all(tenants).await {
-            for (i, result) in written {
-                results[i] = Some(result);
+        for (tenant, members) in upserts {
+            let graphs: Vec<DocumentGraph> =
+                members.iter().map(|&i| document_graph(&docs[i])).collect();
+            let written = self.service.graph.replace_documents(tenant, graphs).await;
+            match written.map_err(refused_statement) {
+                Ok(()) => {
+                    for &i in &members {
+                        results[i] = Some(Ok(processed(&docs[i])));
+                    }
+                }
+                // A batch that failed for good, or took longer than the backend's
+                // timeout (retried whole, it would time out for ever): each document
+                // alone, each within the timeout.
+                Err(e) if members.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
+                    for &i in &members {
+                        let alone = vec![document_graph(&docs[i])];
+                        let written = self
+                            .service
+                            .graph
+                            .replace_documents(tenant, alone)
+                            .await
+                            .map_err(refused_statement);
+                        results[i] = Some(written.map(|()| processed(&docs[i])));
+                    }
+                }
+                Err(e) => {
+                    for &i in &members {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
             }
         }
         results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("document not written"))))
             .collect()
-    }
-
-    /// [`Batch::write_graphs`] for the upserts `members` (indexes into `docs`) of one
-    /// tenant: each member's index and outcome.
-    async fn write_tenant_graphs(
-        &self,
-        tenant: &Tenant,
-        members: Vec<usize>,
-        docs: &[Doc],
-    ) -> Vec<(usize, Result<Outcome, StoreError>)> {
-        let graphs: Vec<DocumentGraph> =
-            members.iter().map(|&i| document_graph(&docs[i])).collect();
-        let written = self.service.graph.replace_documents(tenant, graphs).await;
-        match written.map_err(refused_statement) {
-            Ok(()) => members
-                .into_iter()
-                .map(|i| (i, Ok(processed(&docs[i]))))
-                .collect(),
-            // A batch that failed for good, or took longer than the backend's timeout
-            // (retried whole, it would time out for ever): each document alone, each
-            // within the timeout.
-            Err(e) if members.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
-                let mut out = Vec::with_capacity(members.len());
-                for i in members {
-                    let alone = vec![document_graph(&docs[i])];
-                    let written = self
-                        .service
-                        .graph
-                        .replace_documents(tenant, alone)
-                        .await
-                        .map_err(refused_statement);
-                    out.push((i, written.map(|()| processed(&docs[i]))));
-                }
-                out
-            }
-            Err(e) => members.into_iter().map(|i| (i, Err(e.clone()))).collect(),
-        }
     }
 
     /// Records each document's outcome: failed where its points or its graph failed

@@ -5,9 +5,9 @@
 //! Per batch: newer events for a document supersede older ones in the same batch;
 //! texts are chunked and embedded together; the points older versions left beyond the
 //! new chunk count are deleted; then the points (one durable upsert per collection) and
-//! the graphs (one call per tenant, the tenants' calls at once) are written side by
-//! side, since they touch different stores. Every step is idempotent, so a crash before
-//! the commit just replays the batch.
+//! the graphs (one call per tenant) are written side by side, since they touch
+//! different stores. Every step is idempotent, so a crash before the commit just
+//! replays the batch.
 //!
 //! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
 //! batch and is retried with backoff, never marking anything failed; other errors are
