@@ -84,23 +84,6 @@ def tenant_keys(server, n):
     return keys
 
 
-def ingest_spread(server, corpus, keys):
-    """`ingest` with the batches of 100 posted to the tenants of `keys` in turn;
-    returns documents per second."""
-    started = time.time()
-    last = None
-    for n, i in enumerate(range(0, len(corpus), 100)):
-        key = keys[n % len(keys)]
-        events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
-                   "metadata": {"title": p["title"]}} for p in corpus[i:i + 100]]
-        server.call("POST", "/ingest/batch", {"events": events}, key=key)
-        last = (events[-1]["id"], key)
-    while server.call("GET", f"/ingest/{last[0]}", key=last[1])["status"] not in ("processed", "failed"):
-        time.sleep(0.05)
-    # The worker processes the log in order; the last event done means all are.
-    return len(corpus) / (time.time() - started)
-
-
 def latency(server, questions, hops):
     times = []
     for q in questions:
@@ -138,11 +121,7 @@ def main():
         keys = tenant_keys(server, args.tenants)
         print(f"{'documents':>12} {'chunks':>8} {'block rate /s':>14}")
         for i in range(0, len(todo), args.block):
-            block = todo[i:i + args.block]
-            if len(keys) == 1:
-                rate = ingest(server, block, poll=0.05)
-            else:
-                rate = ingest_spread(server, block, keys)
+            rate = ingest(server, todo[i:i + args.block], poll=0.05, keys=keys)
             chunks = sum(server.call("GET", "/vectors/collections/documents", key=k)["points_count"]
                          for k in keys)
             print(f"{i + args.block:>12} {chunks:>8} {rate:>14.0f}", flush=True)

@@ -113,16 +113,19 @@ def release_binary():
     return os.path.join(target, "release", "ragbrain")
 
 
-def ingest(server, corpus, poll=0.2):
-    """Posts `corpus` in batches of 100 and waits until the last one is done; returns
-    paragraphs per second."""
+def ingest(server, corpus, poll=0.2, keys=None):
+    """Posts `corpus` in batches of 100 (to the tenants of `keys` in turn; the bootstrap
+    key's by default) and waits until the last one is done; returns paragraphs per
+    second."""
+    keys = keys or [server.key]
     started = time.time()
-    for i in range(0, len(corpus), 100):
+    for n, i in enumerate(range(0, len(corpus), 100)):
+        key = keys[n % len(keys)]
         events = [{"id": p["id"], "text": f"{p['title']}\n{p['text']}",
                    "metadata": {"title": p["title"]}} for p in corpus[i:i + 100]]
-        server.call("POST", "/ingest/batch", {"events": events})
+        server.call("POST", "/ingest/batch", {"events": events}, key=key)
     last = corpus[-1]["id"]
-    while server.call("GET", f"/ingest/{last}")["status"] not in ("processed", "failed"):
+    while server.call("GET", f"/ingest/{last}", key=key)["status"] not in ("processed", "failed"):
         time.sleep(poll)
     # The worker processes in order; the last one done means all are.
     return len(corpus) / (time.time() - started)

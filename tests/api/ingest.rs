@@ -381,7 +381,7 @@ async fn one_batch_of_several_tenants_writes_each_tenants_own_graph() {
     let mut keys = Vec::new();
     for (tenant, city) in cities {
         let key = app.key(tenant, &["write"]).await;
-        // Tenant i's document d has i + d + 1 sentences, so its chunk count is its own.
+        // Tenant i's document d has 8i + 4d + 1 sentences, so its chunk count is its own.
         let events: Vec<Value> = (0..3)
             .map(|d| {
                 let n = keys.len() * 8 + d * 4 + 1;
@@ -405,7 +405,7 @@ async fn one_batch_of_several_tenants_writes_each_tenants_own_graph() {
 
     app.restart_with(|s| s.ingest.worker = true).await;
     app.wait_deleted(&keys[0], "d2").await;
-    for ((tenant, city), key) in cities.iter().zip(&keys) {
+    for ((tenant, _), key) in cities.iter().zip(&keys) {
         let ids: &[&str] = if *tenant == "acme" {
             &["d0", "d1"]
         } else {
@@ -433,7 +433,7 @@ async fn one_batch_of_several_tenants_writes_each_tenants_own_graph() {
             assert_eq!(
                 count(&app, key, &q).await,
                 want,
-                "{tenant} sees {other}'s {city}"
+                "{tenant} sees {other}'s {other_city}"
             );
         }
     }
