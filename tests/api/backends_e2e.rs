@@ -408,6 +408,49 @@ async fn writes_and_deletes_of_the_same_nodes_on_the_bolt_server_never_fail() {
     app.shutdown().await;
 }
 
+/// Sixteen writers at once giving the Bolt server a label, then a relationship type, it
+/// has never seen. ArcadeDB creates a type on a label's first write, and the writers
+/// that lose that race get `SemanticError` on a statement of ours: they came back 422,
+/// blaming the caller, until such errors were retried as lost races.
+#[tokio::test]
+async fn first_writes_of_a_new_label_or_type_at_once_all_succeed_on_the_bolt_server() {
+    let Some((mut app, key)) = production_writer().await else {
+        return;
+    };
+    let fresh = || uuid::Uuid::now_v7().simple().to_string();
+    for _ in 0..4 {
+        let (label, rel_type) = (format!("L{}", fresh()), format!("T{}", fresh()));
+        let id = |i: u32| format!("{label}-{i}");
+        let nodes = (0..16).map(|i| ("/graphs/node", json!({"id": id(i), "labels": [label]})));
+        let failed = refused_at_once(&app, &key, nodes).await;
+        assert!(failed.is_empty(), "new label: {failed:?}");
+        let links = (0..16).map(|i| {
+            let link = json!({"from": id(i), "to": id((i + 1) % 16), "type": rel_type});
+            ("/graphs/relationship", link)
+        });
+        let failed = refused_at_once(&app, &key, links).await;
+        assert!(failed.is_empty(), "new relationship type: {failed:?}");
+    }
+    app.shutdown().await;
+}
+
+/// POSTs every (path, body) at once; the answers other than 200 and 201, with their bodies.
+async fn refused_at_once(
+    app: &TestApp,
+    key: &str,
+    writes: impl Iterator<Item = (&'static str, Value)>,
+) -> Vec<(u16, String)> {
+    let calls = writes.map(|(path, body)| app.call(Method::POST, path, key, Some(body)));
+    let mut refused = Vec::new();
+    for r in futures_util::future::join_all(calls).await {
+        let status = r.status().as_u16();
+        if ![200, 201].contains(&status) {
+            refused.push((status, r.text().await.unwrap()));
+        }
+    }
+    refused
+}
+
 /// The largest event the API takes fits a Kafka message: text of `ingest.max_text_bytes`
 /// that JSON escapes six-fold (control characters), and metadata of
 /// `ingest.max_metadata_bytes`. Before, librdkafka refused any message over 1,000,000

@@ -126,16 +126,37 @@ impl CypherTx for BoltTx<'_> {
     ) -> StoreResult<Rows> {
         let q = query(statement, self.tenant, params)?;
         if columns.is_empty() {
-            self.txn.run(q).await.map_err(bolt_err)?;
+            self.txn.run(q).await.map_err(own_statement_err)?;
             return Ok(Rows::default());
         }
-        let mut stream = self.txn.execute(q).await.map_err(bolt_err)?;
+        let mut stream = self.txn.execute(q).await.map_err(own_statement_err)?;
         let mut rows = Vec::new();
-        while let Some(row) = stream.next(self.txn.handle()).await.map_err(bolt_err)? {
+        while let Some(row) = stream
+            .next(self.txn.handle())
+            .await
+            .map_err(own_statement_err)?
+        {
             rows.push(values(&row, columns)?);
         }
         Rows::new(columns, rows)
     }
+}
+
+/// An error on one of the store's own statements (never a client's Cypher). Their text
+/// is fixed up to the labels and relationship types a client names, which the domain
+/// has checked, so a server that calls one semantically wrong has lost a race on its
+/// schema: ArcadeDB creates a type the first time a label set is written, and of two
+/// transactions writing a new label at once the second fails with `SemanticError`
+/// (`TypeAlreadyExistsException` in its log), where a retry finds the type. Retried as a
+/// lost race ([`ErrorKind::Busy`]) rather than answered as the caller's mistake (422).
+fn own_statement_err(e: neo4rs::Error) -> StoreError {
+    let schema_race =
+        matches!(&e, neo4rs::Error::Neo4j(n) if n.code().ends_with("Statement.SemanticError"));
+    let mut err = bolt_err(e);
+    if schema_race {
+        err.kind = ErrorKind::Busy;
+    }
+    err
 }
 
 /// `row`'s values of `columns`, in that order; a missing column is an error (ours).

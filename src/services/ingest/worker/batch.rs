@@ -416,8 +416,9 @@ impl Batch<'_> {
 
 /// The graph statements of a document are ours, so a graph server refusing one as
 /// invalid is not the client's mistake: it is retried like any upstream error (up to
-/// `ingest.max_attempts`), then fails with the reason. The test suite's Bolt server
-/// reports a write that lost a race with a concurrent transaction this way.
+/// `ingest.max_attempts`), then fails with the reason. (A Bolt server's
+/// `SemanticError` on them, a lost race on its schema, comes back as a lost race and is
+/// retried as one: see `store::neo4j::bolt`.)
 fn refused_statement(mut e: StoreError) -> StoreError {
     if e.kind == ErrorKind::Invalid {
         e.kind = ErrorKind::Upstream;
