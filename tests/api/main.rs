@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod backends;
 mod backends_e2e;
+mod bolt_ingest;
 mod chaos;
 mod cli;
 mod connections;

@@ -3,6 +3,9 @@
 //! document's outcome.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::pace::GraphPace;
 
 use crate::domain::ingest::{
     DocId, DocumentExtent, DocumentGraph, Event, IngestState, LogEntry, Operation, Outcome,
@@ -21,6 +24,7 @@ use crate::store::{ErrorKind, StoreError};
 
 pub(super) struct Batch<'a> {
     pub(super) service: &'a IngestService,
+    pub(super) pace: &'a GraphPace,
     pub(super) attempt: u32,
     pub(super) outcomes: Vec<Outcome>,
     /// Records that failed naming no valid tenant or document id: no status to record,
@@ -271,10 +275,10 @@ impl Batch<'_> {
         Ok(kept)
     }
 
-    /// Removes each deleted document and writes the graph of every upsert with one
-    /// call per tenant; answers each document's outcome. If a tenant's call fails for
-    /// good, each document is retried alone so only the ones at fault fail; if it times
-    /// out, each is written alone too, so a batch too big for the timeout still lands.
+    /// Removes each deleted document and writes the graph of every upsert, a tenant's in
+    /// transactions of the size [`GraphPace`] gives; answers each document's outcome. A
+    /// transaction that times out is written again in smaller ones; if one fails for
+    /// good, each of its documents is retried alone so only the ones at fault fail.
     pub(super) async fn write_graphs(&self, docs: &[Doc]) -> Vec<Result<Outcome, StoreError>> {
         let mut results: Vec<Option<Result<Outcome, StoreError>>> = vec![None; docs.len()];
         let mut upserts: BTreeMap<&Tenant, Vec<usize>> = BTreeMap::new();
@@ -286,33 +290,46 @@ impl Batch<'_> {
             }
         }
         for (tenant, members) in upserts {
-            let graphs: Vec<DocumentGraph> =
-                members.iter().map(|&i| document_graph(&docs[i])).collect();
-            let written = self.service.graph.replace_documents(tenant, graphs).await;
-            match written.map_err(refused_statement) {
-                Ok(()) => {
-                    for &i in &members {
-                        results[i] = Some(Ok(processed(&docs[i])));
+            let mut waiting = &members[..];
+            while !waiting.is_empty() {
+                let (part, rest) = waiting.split_at(self.pace.size(waiting.len()));
+                let graphs: Vec<DocumentGraph> =
+                    part.iter().map(|&i| document_graph(&docs[i])).collect();
+                let started = Instant::now();
+                let written = self.service.graph.replace_documents(tenant, graphs).await;
+                match written.map_err(refused_statement) {
+                    Ok(()) => {
+                        self.pace.record(part.len(), started.elapsed());
+                        for &i in part {
+                            results[i] = Some(Ok(processed(&docs[i])));
+                        }
+                        waiting = rest;
                     }
-                }
-                // A batch that failed for good, or took longer than the backend's
-                // timeout (retried whole, it would time out for ever): each document
-                // alone, each within the timeout.
-                Err(e) if members.len() > 1 && (e.kind == ErrorKind::Timeout || !transient(&e)) => {
-                    for &i in &members {
-                        let alone = vec![document_graph(&docs[i])];
-                        let written = self
-                            .service
-                            .graph
-                            .replace_documents(tenant, alone)
-                            .await
-                            .map_err(refused_statement);
-                        results[i] = Some(written.map(|()| processed(&docs[i])));
+                    // Too much for the backend's timeout (retried as it was, it would
+                    // time out for ever): again, in smaller transactions.
+                    Err(e) if e.kind == ErrorKind::Timeout && part.len() > 1 => {
+                        self.pace.timed_out(part.len());
                     }
-                }
-                Err(e) => {
-                    for &i in &members {
-                        results[i] = Some(Err(e.clone()));
+                    Err(e) if part.len() > 1 && !transient(&e) => {
+                        for &i in part {
+                            let alone = vec![document_graph(&docs[i])];
+                            let written = self
+                                .service
+                                .graph
+                                .replace_documents(tenant, alone)
+                                .await
+                                .map_err(refused_statement);
+                            results[i] = Some(written.map(|()| processed(&docs[i])));
+                        }
+                        waiting = rest;
+                    }
+                    // A backend down or slow even for one document: the batch is
+                    // retried (what was written is written again, to the same effect).
+                    Err(e) => {
+                        for &i in waiting {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                        break;
                     }
                 }
             }

@@ -5,9 +5,9 @@
 //! Per batch: newer events for a document supersede older ones in the same batch;
 //! texts are chunked and embedded together; the points older versions left beyond the
 //! new chunk count are deleted; then the points (one durable upsert per collection) and
-//! the graphs (one call per tenant) are written side by side, since they touch
-//! different stores. Every step is idempotent, so a crash before the commit just
-//! replays the batch.
+//! the graphs (per tenant, in transactions sized to fit the backend's timeout: see
+//! `pace`) are written side by side, since they touch different stores. Every step is
+//! idempotent, so a crash before the commit just replays the batch.
 //!
 //! Failures: a backend that is down or slow (`Unavailable`, `Timeout`) stops the
 //! batch and is retried with backoff, never marking anything failed; other errors are
@@ -25,12 +25,15 @@ use crate::domain::principal::Tenant;
 use crate::store::StoreError;
 
 mod batch;
+mod pace;
 use batch::Batch;
+use pace::GraphPace;
 
 /// Runs until `stop` turns true; finishes the batch in hand first.
 pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
     let settings = service.settings.ingest.clone();
     let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
+    let pace = graph_pace(&service);
     let mut attempt: u32 = 0;
     tracing::info!("ingest worker started");
     while !*stop.borrow() {
@@ -42,7 +45,7 @@ pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
                 }
                 continue;
             }
-            Ok(entries) => process(&service, entries, attempt).await,
+            Ok(entries) => process(&service, &pace, entries, attempt).await,
             Err(e) => Err(e),
         };
         match result {
@@ -70,6 +73,7 @@ pub async fn run(service: IngestService, mut stop: watch::Receiver<bool>) {
 /// error after as many tries.
 pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
     let settings = &service.settings.ingest;
+    let pace = graph_pace(service);
     let mut done = 0;
     loop {
         let entries = read_batch(service).await?;
@@ -78,7 +82,7 @@ pub async fn drain_once(service: &IngestService) -> Result<usize, StoreError> {
         }
         done += entries.len();
         let mut attempt = 0;
-        while let Err(e) = process(service, entries.clone(), attempt).await {
+        while let Err(e) = process(service, &pace, entries.clone(), attempt).await {
             attempt += 1;
             if attempt >= settings.max_attempts.get() {
                 return Err(e);
@@ -99,9 +103,15 @@ async fn read_batch(service: &IngestService) -> Result<Vec<LogEntry>, StoreError
         .await
 }
 
+/// Graph transactions sized to fit the graph backend's timeout.
+fn graph_pace(service: &IngestService) -> GraphPace {
+    GraphPace::new(service.settings.resilience.timeout_ms.get())
+}
+
 /// Processes one batch and commits it; an `Err` means "retry the batch later".
 async fn process(
     service: &IngestService,
+    pace: &GraphPace,
     entries: Vec<LogEntry>,
     attempt: u32,
 ) -> Result<(), StoreError> {
@@ -119,6 +129,7 @@ async fn process(
     let superseded = received - latest.len();
     let mut batch = Batch {
         service,
+        pace,
         attempt,
         outcomes: Vec::new(),
         unowned: 0,
