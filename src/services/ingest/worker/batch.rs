@@ -323,8 +323,9 @@ impl Batch<'_> {
                         }
                         waiting = rest;
                     }
-                    // A backend down or slow even for one document: the batch is
-                    // retried (what was written is written again, to the same effect).
+                    // A backend down or busy, or too slow for a single document: the
+                    // batch is retried (what was written is written again, to the same
+                    // effect).
                     Err(e) => {
                         for &i in waiting {
                             results[i] = Some(Err(e.clone()));
